@@ -1,0 +1,260 @@
+/**
+ * The error log, in nginx's format:
+ *
+ *   2026/11/27 18:35:05 [error] 1234#1234: *7 text while <action>, client: 1.2.3.4, server: 0.0.0.0:993
+ *
+ * An `ErrorLog` is a set of sinks (files, stderr, syslog, memory), each with
+ * its own level. Per-connection lines go through a `ConnectionLog`, which
+ * adds the connection number, the current action and the session context.
+ * Secrets never reach a log: callers pass logins, never passwords, and
+ * `redact` strips `data:` values.
+ */
+import { closeSync, openSync, writeSync } from "node:fs";
+import { createSocket, type Socket as UdpSocket } from "node:dgram";
+import { hostname } from "node:os";
+
+/** nginx's levels, most severe first. */
+export const LOG_LEVELS = ["emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Lower is more severe, as in nginx. */
+export function levelRank(level: LogLevel): number {
+  return LOG_LEVELS.indexOf(level);
+}
+
+/** Where log lines go. */
+export interface LogSink {
+  /** The least severe level this sink writes. */
+  readonly level: LogLevel;
+  write(level: LogLevel, line: string, message: string): void;
+  reopen(): void;
+  close(): void;
+}
+
+/** A log file opened for appending; reopened on USR1. */
+export class FileSink implements LogSink {
+  readonly level: LogLevel;
+  readonly path: string;
+  #fd: number;
+
+  constructor(path: string, level: LogLevel) {
+    this.path = path;
+    this.level = level;
+    this.#fd = openSync(path, "a", 0o644);
+  }
+
+  write(_level: LogLevel, line: string): void {
+    try {
+      writeSync(this.#fd, line);
+    } catch {
+      // A full disk must not take the proxy down; nginx drops the line too.
+    }
+  }
+
+  reopen(): void {
+    const fd = openSync(this.path, "a", 0o644);
+    const old = this.#fd;
+    this.#fd = fd;
+    closeSync(old);
+  }
+
+  close(): void {
+    try {
+      closeSync(this.#fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** Standard error. */
+export class StderrSink implements LogSink {
+  readonly level: LogLevel;
+  constructor(level: LogLevel) {
+    this.level = level;
+  }
+  write(_level: LogLevel, line: string): void {
+    try {
+      writeSync(2, line);
+    } catch {
+      // stderr closed: nothing to do
+    }
+  }
+  reopen(): void {}
+  close(): void {}
+}
+
+/** `syslog:server=addr[:port][,facility=f][,severity=s][,tag=t][,nohostname]`. */
+export interface SyslogTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly facility: number;
+  readonly severity: LogLevel | undefined;
+  readonly tag: string;
+  readonly nohostname: boolean;
+}
+
+const SYSLOG_SEVERITY: Readonly<Record<LogLevel, number>> = {
+  emerg: 0, alert: 1, crit: 2, error: 3, warn: 4, notice: 5, info: 6, debug: 7,
+};
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** Sends each line as an RFC 3164 datagram, as nginx's syslog writer does. */
+export class SyslogSink implements LogSink {
+  readonly level: LogLevel;
+  readonly #target: SyslogTarget;
+  readonly #socket: UdpSocket;
+  readonly #hostname = hostname();
+
+  constructor(target: SyslogTarget, level: LogLevel) {
+    this.level = level;
+    this.#target = target;
+    this.#socket = createSocket(target.host.includes(":") ? "udp6" : "udp4");
+    this.#socket.unref();
+    this.#socket.on("error", () => {
+      // syslog is best effort, as in nginx
+    });
+  }
+
+  write(level: LogLevel, _line: string, message: string): void {
+    const t = this.#target;
+    const pri = t.facility * 8 + SYSLOG_SEVERITY[t.severity ?? level];
+    const d = new Date();
+    const stamp = `${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2, " ")} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+    const host = t.nohostname ? "" : `${this.#hostname} `;
+    this.#socket.send(`<${pri}>${stamp} ${host}${t.tag}: ${message}`, t.port, t.host);
+  }
+  reopen(): void {}
+  close(): void {
+    this.#socket.close();
+  }
+}
+
+/** An in-memory ring buffer (`memory:SIZE`), readable with a debugger or tests. */
+export class MemorySink implements LogSink {
+  readonly level: LogLevel;
+  readonly #size: number;
+  #text = "";
+  constructor(size: number, level: LogLevel) {
+    this.size = size;
+    this.level = level;
+    this.#size = size;
+  }
+  readonly size: number;
+  write(_level: LogLevel, line: string): void {
+    this.#text = (this.#text + line).slice(-this.#size);
+  }
+  get contents(): string {
+    return this.#text;
+  }
+  reopen(): void {}
+  close(): void {}
+}
+
+function pad2(n: number): string {
+  return n < 10 ? `0${n}` : String(n);
+}
+
+/** `YYYY/MM/DD HH:MM:SS` in local time, as nginx writes it. */
+export function logTimestamp(d = new Date()): string {
+  return `${d.getFullYear()}/${pad2(d.getMonth() + 1)}/${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+/** Removes inline secrets (`data:` PEM values) from text bound for a log. */
+export function redact(text: string): string {
+  return text.replace(/data:[^"\s]*(-----BEGIN[\s\S]*?-----END[^-]*-----)?[^"]*/g, "data:[redacted]");
+}
+
+/** A set of sinks; the process-wide or per-server error log. */
+export class ErrorLog {
+  readonly sinks: readonly LogSink[];
+  /** The least severe level any sink writes: a quick filter for hot paths. */
+  readonly level: LogLevel;
+  readonly #rank: number;
+
+  constructor(sinks: readonly LogSink[]) {
+    this.sinks = sinks;
+    this.#rank = sinks.reduce((r, s) => Math.max(r, levelRank(s.level)), -1);
+    this.level = LOG_LEVELS[Math.max(this.#rank, 0)]!;
+  }
+
+  /** True when a line at `level` would be written anywhere. */
+  enabled(level: LogLevel): boolean {
+    return levelRank(level) <= this.#rank;
+  }
+
+  /** Writes `message` (already carrying any `*N` prefix and context). */
+  write(level: LogLevel, message: string): void {
+    const rank = levelRank(level);
+    if (rank > this.#rank) return;
+    const line = `${logTimestamp()} [${level}] ${process.pid}#${process.pid}: ${message}\n`;
+    for (const s of this.sinks) if (rank <= levelRank(s.level)) s.write(level, line, message);
+  }
+
+  emerg(message: string): void { this.write("emerg", message); }
+  alert(message: string): void { this.write("alert", message); }
+  error(message: string): void { this.write("error", message); }
+  warn(message: string): void { this.write("warn", message); }
+  notice(message: string): void { this.write("notice", message); }
+  info(message: string): void { this.write("info", message); }
+  debug(message: string): void { this.write("debug", message); }
+
+  reopen(): void {
+    for (const s of this.sinks) s.reopen();
+  }
+
+  close(): void {
+    for (const s of this.sinks) s.close();
+  }
+}
+
+/** The context nginx appends to every line about a mail connection. */
+export interface ConnectionContext {
+  client: string;
+  /** The listening address as configured, e.g. `0.0.0.0:993`. */
+  server: string;
+  login?: string | undefined;
+  upstream?: string | undefined;
+  /** `using starttls` after a STARTTLS upgrade. */
+  starttls?: boolean;
+}
+
+/** A per-connection view of an ErrorLog: `*N message while action, client: ...`. */
+export class ConnectionLog {
+  readonly number: number;
+  readonly context: ConnectionContext;
+  /** What the connection is doing, for ` while <action>`. */
+  action: string | undefined;
+  log: ErrorLog;
+
+  constructor(log: ErrorLog, number: number, context: ConnectionContext) {
+    this.log = log;
+    this.number = number;
+    this.context = context;
+  }
+
+  enabled(level: LogLevel): boolean {
+    return this.log.enabled(level);
+  }
+
+  /** A line with the connection number only (e.g. `client X connected to Y`). */
+  plain(level: LogLevel, message: string): void {
+    if (this.log.enabled(level)) this.log.write(level, `*${this.number} ${message}`);
+  }
+
+  /** A line with the action and the full context suffix. */
+  write(level: LogLevel, message: string, options: { action?: boolean } = {}): void {
+    if (!this.log.enabled(level)) return;
+    const c = this.context;
+    let text = `*${this.number} ${message}`;
+    if (options.action !== false && this.action) text += ` while ${this.action}`;
+    text += `, client: ${c.client}${c.starttls ? " using starttls" : ""}, server: ${c.server}`;
+    if (c.login !== undefined) text += `, login: "${c.login}"`;
+    if (c.upstream !== undefined) text += `, upstream: ${c.upstream}`;
+    this.log.write(level, text);
+  }
+
+  error(message: string): void { this.write("error", message); }
+  info(message: string): void { this.write("info", message); }
+  debug(message: string): void { this.write("debug", message); }
+}

@@ -1,0 +1,94 @@
+/**
+ * Types shared by the mail modules: what a session knows about its client,
+ * the credentials it collected, and what auth_http decided. The front ends
+ * fill them in; auth_http and the proxy read them.
+ */
+
+/** The three protocols of nginx's mail proxy. */
+export type MailProtocolName = "imap" | "pop3" | "smtp";
+
+/** The `Auth-Method` values nginx sends. SASL LOGIN is sent as `plain`. */
+export type AuthMethod = "plain" | "apop" | "cram-md5" | "external" | "none";
+
+/** What the client typed to authenticate. Buffers: logins and passwords are bytes. */
+export interface Credentials {
+  readonly method: AuthMethod;
+  readonly login: Buffer;
+  /** The password, or the APOP / CRAM-MD5 digest; empty for EXTERNAL and none. */
+  readonly password: Buffer;
+  /** The APOP / CRAM-MD5 salt, without CRLF. */
+  readonly salt?: string | undefined;
+}
+
+/** The client's TLS state as auth_http reports it (auth_http.md 2). */
+export interface ClientTlsInfo {
+  readonly protocol: string;
+  readonly cipher: string;
+  /** `SUCCESS`, `FAILED:reason` or `NONE`; absent when ssl_verify_client is off. */
+  readonly verify?: string | undefined;
+  readonly subject?: string | undefined;
+  readonly issuer?: string | undefined;
+  readonly serial?: string | undefined;
+  readonly fingerprint?: string | undefined;
+  /** PEM of the client certificate, for auth_http_pass_client_cert. */
+  readonly certPem?: string | undefined;
+}
+
+/** Addresses from a PROXY protocol header (v1 TCP4/TCP6, v2 INET/INET6 PROXY). */
+export interface ProxyProtocolAddresses {
+  readonly srcAddr: string;
+  readonly srcPort: number;
+  readonly dstAddr: string;
+  readonly dstPort: number;
+}
+
+/** What the SMTP front end learned before authentication. */
+export interface SmtpInfo {
+  /** The HELO/EHLO argument, empty if none was sent. */
+  readonly helo: string;
+  /** True once the client used EHLO. */
+  readonly esmtp: boolean;
+  /** The raw MAIL and RCPT lines (smtp_auth none). */
+  readonly from?: string | undefined;
+  readonly to?: string | undefined;
+  /** Resolved client name, `[UNAVAILABLE]` or `[TEMPUNAVAIL]`. */
+  readonly clientHost: string;
+}
+
+/** Everything about one client connection that auth_http and the proxy need. */
+export interface SessionInfo {
+  /** The connection number, `*N` in the log. */
+  readonly id: number;
+  readonly protocol: MailProtocolName;
+  /** Client address (after realip), text form without brackets. */
+  readonly clientAddr: string;
+  readonly clientPort: number;
+  /** The address and port of Postern the client connected to. */
+  readonly localAddr: string;
+  readonly localPort: number;
+  /** True for a UNIX-socket client. */
+  readonly unixClient: boolean;
+  readonly proxyProtocol?: ProxyProtocolAddresses | undefined;
+  readonly tls?: ClientTlsInfo | undefined;
+  readonly smtp?: SmtpInfo | undefined;
+  /** The tag of the IMAP command that authenticated. */
+  readonly imapTag?: string | undefined;
+}
+
+/** A backend address from `Auth-Server` / `Auth-Port`. */
+export interface BackendAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** What auth_http decided for one attempt. */
+export type AuthOutcome =
+  /** proxy to `backend`, logging in as `login` / `password` */
+  | { readonly kind: "ok"; readonly backend: BackendAddress; readonly login: Buffer; readonly password: Buffer }
+  /**
+   * refused: the client gets `message` (SMTP: `errorCode message`); with
+   * `wait` seconds the session continues after the wait, else it closes
+   */
+  | { readonly kind: "refused"; readonly message: string; readonly errorCode?: string | undefined; readonly wait?: number | undefined }
+  /** transport or protocol failure, already logged: the client gets the internal error */
+  | { readonly kind: "error" };
