@@ -85,10 +85,13 @@ export class Level {
   readonly #settings = new Map<AnyDirective, Setting>();
   readonly context: Context;
   readonly location: SourceLocation;
+  /** The enclosing block, if any. */
+  readonly parent: Level | undefined;
 
-  constructor(context: Context, location: SourceLocation) {
+  constructor(context: Context, location: SourceLocation, parent?: Level) {
     this.context = context;
     this.location = location;
+    this.parent = parent;
   }
 
   has(d: AnyDirective): boolean {

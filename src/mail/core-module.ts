@@ -1,0 +1,166 @@
+/**
+ * ngx_mail_core_module: `server`, `listen`, `protocol`, `server_name`,
+ * `timeout`, `resolver`, `resolver_timeout`, `max_errors` (directives.md 3).
+ * `error_log` is declared with the main error log (src/core).
+ */
+import { hostname } from "node:os";
+import { ConfError } from "../core/errors.js";
+import { type Directive, Level, type ServerConf, noArgs, oneOrMore, take } from "../conf/directive.js";
+import { custom, msec, number, string } from "../conf/slots.js";
+import { parseTime } from "../conf/values.js";
+import { type ListenSpec, parseListen, sameAddress } from "./listen.js";
+import { protocolForPort } from "./protocol-ports.js";
+import type { MailModule, MailServer } from "./server.js";
+import type { MailProtocolName } from "./types.js";
+
+const BOTH = ["mail", "server"] as const;
+
+/** `listen`: repeatable, server only; value = every address of every listen line. */
+export const listenDirective: Directive<readonly ListenSpec[]> = custom<readonly ListenSpec[]>({
+  name: "listen", contexts: ["server"], args: oneOrMore,
+  syntax: "address[:port] [ssl] [proxy_protocol] [backlog=number] [rcvbuf=size] [sndbuf=size] [bind] [ipv6only=on|off] [so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]]",
+  defaultValue: [], defaultText: "—", merge: "none", duplicates: "accumulate",
+  doc: "Sets the address and port on which the server accepts connections.",
+  parse(args, previous, cx) {
+    const specs = parseListen(args, cx.location);
+    const earlier = [...allListens(cx.level.parent), ...(previous ?? [])];
+    for (const spec of specs) {
+      const dup = earlier.find((e) => sameAddress(e, spec));
+      if (dup) throw new ConfError(`duplicate "${spec.text}" address and port pair`);
+      earlier.push(spec);
+    }
+    return [...(previous ?? []), ...specs];
+  },
+});
+
+/** `protocol imap | pop3 | smtp`: repeatable, the last wins. */
+export const protocolDirective: Directive<MailProtocolName | undefined> = custom({
+  name: "protocol", contexts: ["server"], args: take(1), syntax: "imap | pop3 | smtp",
+  defaultValue: undefined, defaultText: "inferred from the port", merge: "none", duplicates: "lastWins",
+  doc: "Sets the protocol of the server; without it, a listen port of 143/993, 110/995 or 25/465/587 decides.",
+  parse(args) {
+    const p = args[0]!;
+    if (p !== "imap" && p !== "pop3" && p !== "smtp") throw new ConfError(`unknown protocol "${p}"`);
+    return p;
+  },
+});
+
+/** `server { ... }`: value = the server blocks of this mail block, in order. */
+export const serverDirective: Directive<readonly Level[]> = custom<readonly Level[]>({
+  name: "server", contexts: ["mail"], args: noArgs, block: true, syntax: "{ ... }",
+  defaultValue: [], defaultText: "—", merge: "none", duplicates: "accumulate",
+  doc: "Sets the configuration for a server.",
+  parse(_args, previous, cx) {
+    const level = new Level("server", cx.location, cx.level);
+    cx.parseBlock("server", level);
+    if (!level.has(listenDirective)) {
+      throw ConfError.unlocated(`no "listen" is defined for server in ${cx.location.file}:${cx.location.line}`);
+    }
+    return [...(previous ?? []), level];
+  },
+});
+
+/** Every listen of the servers already parsed in a mail block. */
+function allListens(mail: Level | undefined): ListenSpec[] {
+  if (!mail) return [];
+  return (mail.own(serverDirective) ?? []).flatMap((s) => s.own(listenDirective) ?? []);
+}
+
+/** `server_name`: SMTP greeting, HELO replies, salts; "" means the host name. */
+export const serverNameDirective = string("server_name", undefined, {
+  contexts: BOTH, syntax: "name", defaultText: "hostname",
+  doc: "Sets the server name used in the SMTP greeting, SASL challenges and the HELO sent to SMTP backends.",
+});
+export const timeoutDirective = msec("timeout", 60_000, { contexts: BOTH, defaultText: "60s", doc: "Sets the timeout used before proxying to the backend starts." });
+export const resolverTimeoutDirective = msec("resolver_timeout", 30_000, { contexts: BOTH, defaultText: "30s", doc: "Sets the timeout for DNS operations." });
+export const maxErrorsDirective = number("max_errors", 5, { contexts: BOTH, doc: "Sets the number of protocol errors after which the connection is closed." });
+
+/** One DNS server of `resolver`. */
+export interface ResolverAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The parsed `resolver` directive; null means `off`. */
+export interface ResolverSpec {
+  readonly servers: readonly ResolverAddress[];
+  /** `valid=`: overrides answers' TTL, in seconds. */
+  readonly valid?: number | undefined;
+  readonly ipv4: boolean;
+  readonly ipv6: boolean;
+}
+
+/** `resolver address ... [valid=time] [ipv4=on|off] [ipv6=on|off] | off`. */
+export const resolverDirective: Directive<ResolverSpec | null> = custom({
+  name: "resolver", contexts: BOTH, args: oneOrMore,
+  syntax: "address ... [valid=time] [ipv4=on|off] [ipv6=on|off] [status_zone=zone] | off",
+  defaultValue: null, defaultText: "off",
+  doc: "Configures DNS servers used to resolve SMTP client names.",
+  parse(args) {
+    if (args.length === 1 && args[0] === "off") return null;
+    const servers: ResolverAddress[] = [];
+    let valid: number | undefined;
+    let ipv4 = true, ipv6 = true;
+    for (const a of args) {
+      if (a.startsWith("valid=")) {
+        const t = parseTime(a.slice(6), true);
+        if (t === null) throw new ConfError(`invalid parameter: ${a}`);
+        valid = t;
+      } else if (a.startsWith("ipv4=") || a.startsWith("ipv6=")) {
+        const v = a.slice(5);
+        if (v !== "on" && v !== "off") throw new ConfError(`invalid parameter: ${a}`);
+        if (a.startsWith("ipv4=")) ipv4 = v === "on";
+        else ipv6 = v === "on";
+      } else if (a.startsWith("status_zone=")) {
+        // only meaningful with nginx's commercial status module: accepted, nothing to report into
+      } else {
+        servers.push(parseResolverAddress(a));
+      }
+    }
+    if (!ipv4 && !ipv6) throw new ConfError('"ipv4" and "ipv6" cannot both be "off"');
+    return { servers, valid, ipv4, ipv6 };
+  },
+});
+
+function parseResolverAddress(text: string): ResolverAddress {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text);
+  const host = m?.[1];
+  const port = m?.[2] === undefined ? 53 : Number(m[2]);
+  if (!host || port < 1 || port > 65535) throw new ConfError(`invalid port in "${text}"`);
+  return { host, port };
+}
+
+/** The effective `server_name` of a server. */
+export function serverName(conf: ServerConf): string {
+  const name = conf.get(serverNameDirective);
+  return name ? name : hostname().toLowerCase();
+}
+
+/** The protocol of a server: explicit `protocol`, else the first well-known listen port. */
+function protocolOf(level: Level): MailProtocolName | undefined {
+  return level.own(protocolDirective) ?? inferFromListens(level);
+}
+
+function inferFromListens(level: Level): MailProtocolName | undefined {
+  for (const l of level.own(listenDirective) ?? []) {
+    const p = protocolForPort(l.port);
+    if (p) return p;
+  }
+  return undefined;
+}
+
+/** Decides a server's protocol, or fails as nginx does. */
+export function resolveProtocol(level: Level): MailProtocolName {
+  const p = protocolOf(level);
+  if (!p) throw ConfError.unlocated(`unknown mail protocol for server in ${level.location.file}:${level.location.line}`);
+  return p;
+}
+
+/** The module: its table and its finalize step. */
+export const mailCoreModule: MailModule = {
+  name: "mail_core",
+  directives: [serverDirective, listenDirective, protocolDirective, serverNameDirective, timeoutDirective, resolverDirective, resolverTimeoutDirective, maxErrorsDirective],
+  finalize(_server: MailServer) {
+    // protocol is decided when the MailServer is built (block.ts); nothing else spans directives here
+  },
+};

@@ -1,0 +1,121 @@
+/**
+ * The contract between the shared session core (src/mail/session.ts) and a
+ * protocol front end (src/mail/imap, pop3, smtp).
+ *
+ * The core owns the socket, the command buffer, TLS, timers, the error
+ * counter, auth_http and the hand-off to the proxy. A front end owns its
+ * protocol: parsing, the command table, the state machine and every byte of
+ * its replies. It never touches the socket directly.
+ *
+ * Input flow: the core reads client bytes into a buffer of
+ * `protocol.bufferSize(server)` bytes and calls `frontEnd.consume(input)`
+ * with the unconsumed bytes whenever the session is idle (not authenticating,
+ * not upgrading to TLS, not waiting). The front end handles at most ONE
+ * command per call, sends its reply with `session.send`, and returns how
+ * many bytes it consumed (0 = incomplete command: wait for more). The core
+ * calls again while bytes remain and the session is idle. When the buffer
+ * is full and `consume` returns 0, the core calls `tooLong`.
+ */
+import type { ConnectionLog } from "../core/log.js";
+import type { MailModule, MailServer } from "./server.js";
+import type { Credentials, MailProtocolName, SmtpInfo } from "./types.js";
+
+/** `starttls` as it applies to this connection right now ('off' once TLS is up). */
+export type StarttlsMode = "off" | "on" | "only";
+
+/** What a front end can ask of its session. */
+export interface SessionPort {
+  readonly server: MailServer;
+  readonly log: ConnectionLog;
+  /** True once the connection is TLS (implicit, or after STARTTLS). */
+  readonly secure: boolean;
+  /** The server's `starttls` for a plaintext connection; 'off' once secure. */
+  readonly starttls: StarttlsMode;
+  /** The client address (after realip), for XCLIENT-free uses such as resolving. */
+  readonly clientAddr: string;
+  /** True for a UNIX-socket client. */
+  readonly unixClient: boolean;
+  /** `server_name` (or the host name). */
+  readonly serverName: string;
+  /** Queues bytes for the client. */
+  send(data: string | Buffer): void;
+  /** Closes the connection once everything queued is written. */
+  close(): void;
+  /** Starts the `timeout` deadline (nginx arms it when the greeting is queued). */
+  armDeadline(): void;
+  /**
+   * Counts one syntax error (protocols.md 8). Returns true when `max_errors`
+   * is reached: the front end still sends its invalid reply, then calls
+   * `close()`. The core logs `client sent too many invalid commands`.
+   */
+  countSyntaxError(): boolean;
+  /** The session's APOP / CRAM-MD5 salt, created on first use. */
+  salt(): string;
+  /** Bytes received and not yet consumed (SMTP: talking before the greeting). */
+  hasPendingInput(): boolean;
+  /** Pending bytes, for the `client was rejected before greeting` log line. */
+  pendingInput(): Buffer;
+  /**
+   * Upgrades to TLS after the front end has sent its STARTTLS reply. The core
+   * discards all pipelined plaintext, runs the handshake and the client
+   * certificate check, then calls `frontEnd.afterStartTls()`. Input
+   * processing is suspended meanwhile.
+   */
+  startTls(): void;
+  /**
+   * Hands credentials to auth_http, then to the proxy. Input processing is
+   * suspended until the outcome: on refusal the core sends
+   * `frontEnd.authFailedReply(...)` (after Auth-Wait) and calls
+   * `frontEnd.afterAuthFailure()`; on error it sends the internal error and
+   * closes; on success the proxy takes the connection.
+   */
+  authenticate(credentials: Credentials): void;
+}
+
+/** Per-session protocol state machine. */
+export interface FrontEnd {
+  /**
+   * Called once the connection is ready (after the PROXY header and any
+   * implicit TLS handshake). Sends the greeting and calls `armDeadline()`
+   * (SMTP first resolves the client name and honours smtp_greeting_delay).
+   */
+  start(): void | Promise<void>;
+  /** Handles at most one command from `input`; returns bytes consumed (0 = need more). */
+  consume(input: Buffer): number;
+  /** The reply for a command that overflowed the buffer (the core logs, sends it, closes). */
+  tooLong(input: Buffer): string;
+  /** After a successful STARTTLS: reset what the protocol forgets (SMTP: HELO, MAIL). */
+  afterStartTls(): void;
+  /** The reply for an auth_http refusal (IMAP: `TAG NO msg`, POP3: `-ERR msg`, SMTP: `code msg`). */
+  authFailedReply(message: string, errorCode: string | undefined): string;
+  /** Back in the auth state after a refusal with Auth-Wait (POP3: start state). */
+  afterAuthFailure(): void;
+  /** The IMAP tag of the authenticating command (the backend LOGIN reuses it). */
+  imapTag?(): string | undefined;
+  /** SMTP: what the client said before authenticating (HELO, MAIL, RCPT, client name). */
+  smtpInfo?(): SmtpInfo;
+}
+
+/** Canned lines every protocol has (protocols.md 3.1, 4.2, 5.1). */
+export interface ProtocolReplies {
+  /** `* BAD internal server error\r\n`, `-ERR internal server error\r\n`, `451 4.3.2 Internal server error\r\n` */
+  readonly internalError: string;
+  /** The client certificate failed verification. */
+  readonly certError: string;
+  /** `ssl_verify_client on` and no certificate. */
+  readonly noCert: string;
+}
+
+/** A protocol's descriptor: the core calls through it, never `if (protocol === ...)`. */
+export interface MailProtocol {
+  readonly name: MailProtocolName;
+  /** The ALPN protocol id (`imap`, `pop3`, `smtp`). */
+  readonly alpn: string;
+  /** The protocol's directives and its per-server precomputation. */
+  readonly module: MailModule;
+  readonly replies: ProtocolReplies;
+  /** The command buffer size: imap_client_buffer, smtp_client_buffer, or POP3's fixed 128. */
+  bufferSize(server: MailServer): number;
+  /** A new front end for one session. */
+  create(session: SessionPort): FrontEnd;
+}
