@@ -1,0 +1,103 @@
+/**
+ * SASL steps shared by the three front ends (protocols.md 2): strict
+ * base64 as nginx decodes it, and the PLAIN, LOGIN, CRAM-MD5 and EXTERNAL
+ * responses. Each decoder returns the value or nginx's info-level log line.
+ */
+
+/** The outcome of decoding one client response. */
+export type SaslResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly log: string };
+
+/** base64("Username:"), the LOGIN and EXTERNAL first challenge. */
+export const USERNAME_CHALLENGE = "VXNlcm5hbWU6";
+/** base64("Password:"), the LOGIN second challenge. */
+export const PASSWORD_CHALLENGE = "UGFzc3dvcmQ6";
+
+const EQUALS = 0x3d;
+const DECODE = new Int8Array(256).fill(-1);
+"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".split("").forEach((c, i) => {
+  DECODE[c.charCodeAt(0)] = i;
+});
+
+/**
+ * Decodes base64 as nginx does: stops at the first `=`, rejects any other
+ * character outside the standard alphabet before it and a length of 1
+ * modulo 4, accepts missing padding. (Buffer.from(s, "base64") is lenient.)
+ */
+export function decodeBase64Strict(text: Buffer): Buffer | null {
+  let len = 0;
+  while (len < text.length && text[len] !== EQUALS) {
+    if (DECODE[text[len]!]! < 0) return null;
+    len++;
+  }
+  if (len % 4 === 1) return null;
+  const out = Buffer.allocUnsafe(Math.floor((len * 3) / 4));
+  let o = 0;
+  let i = 0;
+  for (; i + 4 <= len; i += 4) {
+    const n = (DECODE[text[i]!]! << 18) | (DECODE[text[i + 1]!]! << 12) | (DECODE[text[i + 2]!]! << 6) | DECODE[text[i + 3]!]!;
+    out[o++] = n >> 16;
+    out[o++] = (n >> 8) & 0xff;
+    out[o++] = n & 0xff;
+  }
+  const rest = len - i;
+  if (rest >= 2) {
+    const n = (DECODE[text[i]!]! << 18) | (DECODE[text[i + 1]!]! << 12) | (rest === 3 ? DECODE[text[i + 2]!]! << 6 : 0);
+    out[o++] = n >> 16;
+    if (rest === 3) out[o++] = (n >> 8) & 0xff;
+  }
+  return out.subarray(0, o);
+}
+
+function invalidBase64(mechanism: string): { ok: false; log: string } {
+  return { ok: false, log: `client sent invalid base64 encoding in AUTH ${mechanism} command` };
+}
+
+/** PLAIN: `authzid NUL login NUL password`; the authzid is ignored. */
+export function saslPlain(b64: Buffer): SaslResult<{ login: Buffer; password: Buffer }> {
+  const plain = decodeBase64Strict(b64);
+  if (!plain) return invalidBase64("PLAIN");
+  const first = plain.indexOf(0);
+  if (first < 0 || first === plain.length - 1) return { ok: false, log: "client sent invalid login in AUTH PLAIN command" };
+  const second = plain.indexOf(0, first + 1);
+  if (second < 0) return { ok: false, log: "client sent invalid password in AUTH PLAIN command" };
+  return { ok: true, value: { login: plain.subarray(first + 1, second), password: plain.subarray(second + 1) } };
+}
+
+/** LOGIN, first response: the user name. */
+export function saslLoginUsername(b64: Buffer): SaslResult<Buffer> {
+  const login = decodeBase64Strict(b64);
+  return login ? { ok: true, value: login } : invalidBase64("LOGIN");
+}
+
+/** LOGIN, second response: the password. */
+export function saslLoginPassword(b64: Buffer): SaslResult<Buffer> {
+  const password = decodeBase64Strict(b64);
+  return password ? { ok: true, value: password } : invalidBase64("LOGIN");
+}
+
+/** CRAM-MD5: `login SP digest`, split at the first space; the digest must be 32 bytes. */
+export function saslCramMd5(b64: Buffer): SaslResult<{ login: Buffer; digest: Buffer }> {
+  const decoded = decodeBase64Strict(b64);
+  if (!decoded) return invalidBase64("CRAM-MD5");
+  const space = decoded.indexOf(0x20);
+  const digest = space < 0 ? Buffer.alloc(0) : decoded.subarray(space + 1);
+  if (digest.length !== 32) return { ok: false, log: "client sent invalid CRAM-MD5 hash in AUTH CRAM-MD5 command" };
+  return { ok: true, value: { login: decoded.subarray(0, space), digest } };
+}
+
+/** EXTERNAL: the identity (may be empty). */
+export function saslExternal(b64: Buffer): SaslResult<Buffer> {
+  const login = decodeBase64Strict(b64);
+  return login ? { ok: true, value: login } : invalidBase64("EXTERNAL");
+}
+
+/** The CRAM-MD5 challenge text: base64 of the salt (without CRLF). */
+export function cramMd5Challenge(salt: string): string {
+  return Buffer.from(salt, "latin1").toString("base64");
+}
+
+/** A new salt `<random.time@server_name>` (protocols.md 2.3). */
+export function makeSalt(serverName: string): string {
+  const random = Math.floor(Math.random() * 0x80000000);
+  return `<${random}.${Math.floor(Date.now() / 1000)}@${serverName}>`;
+}
