@@ -1,0 +1,10 @@
+/**
+ * The mail modules in nginx's module order (auto/modules): core, ssl, pop3,
+ * imap, smtp, auth_http, proxy, realip. Their `finalize` steps run in this
+ * order for every server, so the first error reported is nginx's.
+ */
+import { mailCoreModule } from "./core-module.js";
+import type { MailModule } from "./server.js";
+
+/** Every mail module, in order. */
+export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule];

@@ -1,0 +1,512 @@
+/**
+ * One client connection, from accept to hand-off (ngx_mail_handler.c):
+ *
+ *   accept → [PROXY header] → [TLS handshake] → greeting → auth state
+ *          → auth_http → backend login and relay (the proxy) → close
+ *
+ * The session owns the socket, the command buffer, the `timeout` deadline,
+ * the syntax-error counter, STARTTLS and the auth_http round trip. The
+ * protocol front end (FrontEnd) owns parsing and replies. Exceptions never
+ * cross the socket boundary: an unexpected one becomes the protocol's
+ * internal error and closes the session.
+ */
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { ConnectionLog } from "../core/log.js";
+import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.js";
+import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-end.js";
+import type { ListenSpec } from "./listen.js";
+import { makeSalt } from "./sasl.js";
+import type { MailServer } from "./server.js";
+import type { AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
+
+/** The stages a session moves through, for logs and tests. */
+export type SessionStage = "proxyProtocol" | "tlsHandshake" | "greeting" | "auth" | "starttls" | "authHttp" | "authWait" | "proxy" | "closed";
+
+/** Outcome of the client-certificate check after a handshake. */
+export type CertificateCheck = { readonly result: "ok" } | { readonly result: "missing" | "failed"; readonly log: string };
+
+/** TLS as the session needs it; built per server by the TLS layer. */
+export interface SessionTls {
+  /** The `starttls` directive of the server. */
+  readonly starttls: StarttlsMode;
+  /** Upgrades a socket (fresh or after STARTTLS); rejects when the handshake fails. */
+  handshake(socket: Socket): Promise<TLSSocket>;
+  /** The decision of protocols.md 6.2, right after the handshake. */
+  checkClientCertificate(socket: TLSSocket): CertificateCheck;
+  /** What auth_http is told about TLS. */
+  describe(socket: TLSSocket): ClientTlsInfo;
+}
+
+/** What the proxy needs to take a session over. */
+export interface ProxyHandoff {
+  readonly socket: Socket;
+  readonly pending: Buffer;
+  readonly info: SessionInfo;
+  readonly backend: BackendAddress;
+  readonly login: Buffer;
+  readonly password: Buffer;
+  readonly server: MailServer;
+  readonly serverName: string;
+  readonly timeoutMs: number;
+  readonly log: ConnectionLog;
+  /** Sends the protocol's internal-error line and closes the client. */
+  internalError(): void;
+}
+
+/** The services a session calls out to, wired by the runtime. */
+export interface SessionServices {
+  /** null when the server uses no TLS. */
+  tls(server: MailServer): SessionTls | null;
+  /** One auth_http attempt (including WAIT repeats). */
+  authenticate(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: AbortSignal): Promise<AuthOutcome>;
+  /** Reads a PROXY protocol header; resolves to the addresses, null for UNKNOWN/LOCAL, or rejects (logged). */
+  readProxyProtocol(socket: Socket, log: ConnectionLog): Promise<{ addresses: ProxyProtocolAddresses | null; rest: Buffer }>;
+  /** True when `set_real_ip_from` trusts the peer. */
+  trustsProxyPeer(server: MailServer, peerAddr: string, unix: boolean): boolean;
+  /** Takes the connection over for backend login and relay. */
+  proxy(handoff: ProxyHandoff): void;
+}
+
+let connectionCounter = 0;
+
+/** Strips the IPv4-mapped prefix Node reports on dual-stack sockets. */
+export function plainAddress(addr: string | undefined): string {
+  if (!addr) return "";
+  return addr.startsWith("::ffff:") && addr.includes(".") ? addr.slice(7) : addr;
+}
+
+function addressWithPort(addr: string, port: number): string {
+  return addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+/** One client session. */
+export class Session implements SessionPort {
+  readonly server: MailServer;
+  readonly log: ConnectionLog;
+  readonly serverName: string;
+  readonly #protocol: MailProtocol;
+  readonly #services: SessionServices;
+  readonly #listen: ListenSpec;
+  readonly #tls: SessionTls | null;
+  readonly #id: number;
+  #socket: Socket;
+  #frontEnd!: FrontEnd;
+  #stage: SessionStage = "greeting";
+  #secure = false;
+  #clientAddr: string;
+  #clientPort: number;
+  readonly #localAddr: string;
+  readonly #localPort: number;
+  readonly #unix: boolean;
+  #proxyAddresses: ProxyProtocolAddresses | undefined;
+  #tlsInfo: ClientTlsInfo | undefined;
+
+  // The command buffer, as nginx's: filled at [last, end), parsed from pos,
+  // reset only when everything in it has been consumed.
+  readonly #buffer: Buffer;
+  #pos = 0;
+  #last = 0;
+  /** Bytes received beyond the buffer's free space (nginx leaves them in the kernel). */
+  #backlog: Buffer[] = [];
+  #backlogBytes = 0;
+
+  #busy = false;
+  #closed = false;
+  #errors = 0;
+  #attempt = 0;
+  #salt: string | undefined;
+  #deadline: NodeJS.Timeout | undefined;
+  #wait: NodeJS.Timeout | undefined;
+  #abort = new AbortController();
+  readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
+  readonly #onEnd = (): void => this.#destroy();
+  readonly #onError = (err: NodeJS.ErrnoException): void => this.#socketError(err);
+  readonly #onDrain = (): void => this.#process();
+
+  constructor(socket: Socket, server: MailServer, listen: ListenSpec, protocol: MailProtocol, services: SessionServices, log: import("../core/log.js").ErrorLog) {
+    this.server = server;
+    this.#socket = socket;
+    this.#listen = listen;
+    this.#protocol = protocol;
+    this.#services = services;
+    this.#tls = services.tls(server);
+    this.#id = ++connectionCounter;
+    this.#unix = listen.unixPath !== undefined;
+    this.#clientAddr = this.#unix ? "unix:" : plainAddress(socket.remoteAddress);
+    this.#clientPort = socket.remotePort ?? 0;
+    this.#localAddr = this.#unix ? "unix:" : plainAddress(socket.localAddress);
+    this.#localPort = socket.localPort ?? 0;
+    this.serverName = serverName(server.conf);
+    this.#buffer = Buffer.allocUnsafe(protocol.bufferSize(server));
+    this.log = new ConnectionLog(log, this.#id, { client: this.#clientAddr, server: listen.text });
+  }
+
+  /** Runs the session's opening stages; never throws. */
+  start(): void {
+    const peer = this.#unix ? "unix:" : addressWithPort(this.#clientAddr, this.#clientPort);
+    this.log.plain("info", `client ${peer} connected to ${this.#listen.text}`);
+    this.#socket.setNoDelay(true);
+    this.#socket.on("error", this.#onError);
+    this.#socket.on("close", this.#onEnd);
+    this.#open().catch((err: unknown) => this.#fail(err));
+  }
+
+  async #open(): Promise<void> {
+    this.#armDeadline();
+    if (this.#listen.proxyProtocol) {
+      this.#stage = "proxyProtocol";
+      this.log.action = "reading PROXY protocol";
+      const { addresses, rest } = await this.#services.readProxyProtocol(this.#socket, this.log);
+      if (this.#closed) return;
+      if (addresses) {
+        this.#proxyAddresses = addresses;
+        if (this.#services.trustsProxyPeer(this.server, this.#clientAddr, this.#unix)) {
+          this.#clientAddr = addresses.srcAddr;
+          this.#clientPort = addresses.srcPort;
+          this.log.context.client = addresses.srcAddr;
+        }
+      }
+      if (rest.length > 0) this.#backlogPush(rest);
+    }
+    if (this.#listen.ssl) {
+      if (!this.#tls) throw new Error("listen ssl without TLS context");
+      this.#stage = "tlsHandshake";
+      this.log.action = "SSL handshaking";
+      if (!(await this.#upgrade())) return;
+    }
+    this.#stage = "greeting";
+    this.log.action = "sending client greeting line";
+    this.#frontEnd = this.#protocol.create(this);
+    this.#socket.on("data", this.#onData);
+    this.#socket.on("drain", this.#onDrain);
+    this.#busy = true;
+    await this.#frontEnd.start();
+    if (this.#closed) return;
+    this.#stage = "auth";
+    this.log.action = "in auth state";
+    this.#busy = false;
+    this.#process();
+  }
+
+  /** TLS handshake plus the client-certificate decision; false when the session ended. */
+  async #upgrade(): Promise<boolean> {
+    const tls = this.#tls!;
+    let secure: TLSSocket;
+    try {
+      secure = await tls.handshake(this.#socket);
+    } catch {
+      this.#destroy();
+      return false;
+    }
+    if (this.#closed) {
+      secure.destroy();
+      return false;
+    }
+    this.#socket.off("error", this.#onError);
+    this.#socket.off("close", this.#onEnd);
+    this.#socket = secure;
+    secure.setNoDelay?.(true);
+    secure.on("error", this.#onError);
+    secure.on("close", this.#onEnd);
+    this.#secure = true;
+    this.#tlsInfo = tls.describe(secure);
+    const check = tls.checkClientCertificate(secure);
+    if (check.result !== "ok") {
+      this.log.info(check.log);
+      const replies = this.#protocol.replies;
+      this.#sendAndClose(check.result === "missing" ? replies.noCert : replies.certError);
+      return false;
+    }
+    return true;
+  }
+
+  // ---- SessionPort ------------------------------------------------------
+
+  get secure(): boolean {
+    return this.#secure;
+  }
+
+  get starttls(): StarttlsMode {
+    return this.#secure || !this.#tls ? "off" : this.#tls.starttls;
+  }
+
+  get clientAddr(): string {
+    return this.#clientAddr;
+  }
+
+  get unixClient(): boolean {
+    return this.#unix;
+  }
+
+  send(data: string | Buffer): void {
+    if (!this.#closed) this.#socket.write(data);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stage = "closed";
+    this.#clearTimers();
+    this.#abort.abort();
+    this.#socket.end();
+    this.#socket.destroySoon?.();
+  }
+
+  armDeadline(): void {
+    this.#armDeadline();
+  }
+
+  countSyntaxError(): boolean {
+    this.#errors++;
+    const max = this.server.conf.get(maxErrorsDirective) ?? 5;
+    if (this.#errors >= max) {
+      this.log.info("client sent too many invalid commands");
+      return true;
+    }
+    return false;
+  }
+
+  salt(): string {
+    this.#salt ??= makeSalt(this.serverName);
+    return this.#salt;
+  }
+
+  hasPendingInput(): boolean {
+    return this.#last > this.#pos || this.#backlogBytes > 0;
+  }
+
+  pendingInput(): Buffer {
+    return Buffer.concat([this.#buffer.subarray(this.#pos, this.#last), ...this.#backlog]);
+  }
+
+  startTls(): void {
+    if (!this.#tls || this.#secure) throw new Error("STARTTLS without TLS");
+    this.#busy = true;
+    this.#stage = "starttls";
+    this.log.action = "in starttls state";
+    // Everything pipelined after the STARTTLS line is dropped: it was sent in
+    // plaintext and must never run inside TLS.
+    this.#pos = this.#last = 0;
+    this.#backlog = [];
+    this.#backlogBytes = 0;
+    const plain = this.#socket;
+    plain.off("data", this.#onData);
+    plain.off("drain", this.#onDrain);
+    plain.pause();
+    plain.write("", () => {
+      this.#upgrade()
+        .then((ok) => {
+          if (!ok) return;
+          this.log.context.starttls = true;
+          this.#socket.on("data", this.#onData);
+          this.#socket.on("drain", this.#onDrain);
+          this.#frontEnd.afterStartTls();
+          this.#stage = "auth";
+          this.log.action = "in auth state";
+          this.#busy = false;
+          this.#process();
+        })
+        .catch((err: unknown) => this.#fail(err));
+    });
+  }
+
+  authenticate(credentials: Credentials): void {
+    this.#busy = true;
+    this.#stage = "authHttp";
+    this.log.action = "in http auth state";
+    this.log.context.login = credentials.login.toString("latin1");
+    const info = this.#info();
+    this.#services
+      .authenticate(this.server, info, credentials, ++this.#attempt, this.log, this.#abort.signal)
+      .then((outcome) => this.#authDone(outcome, info))
+      .catch((err: unknown) => this.#fail(err));
+  }
+
+  // ---- auth outcomes ----------------------------------------------------
+
+  #authDone(outcome: AuthOutcome, info: SessionInfo): void {
+    if (this.#closed) return;
+    if (outcome.kind === "error") {
+      this.#sendAndClose(this.#protocol.replies.internalError);
+      return;
+    }
+    if (outcome.kind === "refused") {
+      const reply = this.#frontEnd.authFailedReply(outcome.message, outcome.errorCode);
+      if (!outcome.wait) {
+        this.#sendAndClose(reply);
+        return;
+      }
+      this.#stage = "authWait";
+      this.#wait = setTimeout(() => {
+        this.#wait = undefined;
+        this.send(reply);
+        this.#frontEnd.afterAuthFailure();
+        this.#armDeadline();
+        this.#stage = "auth";
+        this.log.action = "in auth state";
+        this.#busy = false;
+        this.#process();
+      }, outcome.wait * 1000);
+      return;
+    }
+    this.#handOff(outcome, info);
+  }
+
+  #handOff(outcome: Extract<AuthOutcome, { kind: "ok" }>, info: SessionInfo): void {
+    this.#stage = "proxy";
+    this.#clearTimers();
+    const socket = this.#socket;
+    socket.off("data", this.#onData);
+    socket.off("drain", this.#onDrain);
+    socket.off("error", this.#onError);
+    socket.off("close", this.#onEnd);
+    socket.pause();
+    const pending = this.pendingInput();
+    this.#pos = this.#last = 0;
+    this.#backlog = [];
+    this.#backlogBytes = 0;
+    this.log.context.login = outcome.login.toString("latin1");
+    this.#services.proxy({
+      socket, pending, info,
+      backend: outcome.backend, login: outcome.login, password: outcome.password,
+      server: this.server, serverName: this.serverName,
+      timeoutMs: this.server.conf.get(timeoutDirective) ?? 60_000,
+      log: this.log,
+      internalError: () => {
+        if (!socket.destroyed) socket.end(this.#protocol.replies.internalError);
+      },
+    });
+  }
+
+  #info(): SessionInfo {
+    return {
+      id: this.#id,
+      protocol: this.server.protocol,
+      clientAddr: this.#clientAddr,
+      clientPort: this.#clientPort,
+      localAddr: this.#localAddr,
+      localPort: this.#localPort,
+      unixClient: this.#unix,
+      proxyProtocol: this.#proxyAddresses,
+      tls: this.#tlsInfo,
+      smtp: this.#frontEnd.smtpInfo?.(),
+      imapTag: this.#frontEnd.imapTag?.(),
+    };
+  }
+
+  // ---- input ------------------------------------------------------------
+
+  #receive(chunk: Buffer): void {
+    this.#backlogPush(chunk);
+    this.#process();
+  }
+
+  #backlogPush(chunk: Buffer): void {
+    this.#backlog.push(chunk);
+    this.#backlogBytes += chunk.length;
+    // Stop reading once a buffer's worth waits beyond the buffer: a client
+    // that pipelines faster than we answer is throttled, not buffered.
+    if (this.#backlogBytes > this.#buffer.length) this.#socket.pause();
+  }
+
+  /** Moves waiting bytes into the buffer's free space; true if any moved. */
+  #fill(): boolean {
+    let moved = false;
+    while (this.#last < this.#buffer.length && this.#backlog.length > 0) {
+      const chunk = this.#backlog[0]!;
+      const n = Math.min(chunk.length, this.#buffer.length - this.#last);
+      chunk.copy(this.#buffer, this.#last, 0, n);
+      this.#last += n;
+      this.#backlogBytes -= n;
+      if (n === chunk.length) this.#backlog.shift();
+      else this.#backlog[0] = chunk.subarray(n);
+      moved = true;
+    }
+    if (this.#backlogBytes <= this.#buffer.length && this.#socket.isPaused() && this.#stage !== "proxy") this.#socket.resume();
+    return moved;
+  }
+
+  /** Feeds buffered commands to the front end, one at a time, while idle. */
+  #process(): void {
+    try {
+      while (!this.#busy && !this.#closed) {
+        if (this.#socket.writableNeedDrain) return; // the client is not reading our replies
+        if (this.#pos === this.#last) {
+          this.#pos = this.#last = 0;
+          if (!this.#fill()) return;
+        }
+        const input = this.#buffer.subarray(this.#pos, this.#last);
+        const used = this.#frontEnd.consume(input);
+        if (used > 0) {
+          this.#pos += used;
+          continue;
+        }
+        if (this.#last < this.#buffer.length) {
+          if (this.#fill()) continue;
+          return;
+        }
+        const text = this.#buffer.subarray(0, this.#last).toString("latin1");
+        this.log.info(`client sent too long command "${text}"`);
+        this.#sendAndClose(this.#frontEnd.tooLong(input));
+      }
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  // ---- endings ----------------------------------------------------------
+
+  #armDeadline(): void {
+    if (this.#deadline) clearTimeout(this.#deadline);
+    const ms = this.server.conf.get(timeoutDirective) ?? 60_000;
+    this.#deadline = setTimeout(() => {
+      this.log.info("client timed out (110: Connection timed out)");
+      this.#destroy();
+    }, ms);
+  }
+
+  #clearTimers(): void {
+    if (this.#deadline) clearTimeout(this.#deadline);
+    if (this.#wait) clearTimeout(this.#wait);
+    this.#deadline = this.#wait = undefined;
+  }
+
+  #sendAndClose(reply: string): void {
+    this.send(reply);
+    this.close();
+  }
+
+  #socketError(err: NodeJS.ErrnoException): void {
+    if (this.#stage !== "proxy" && err.code && err.code !== "EPIPE") {
+      this.log.info(`recv() failed (${Math.abs(err.errno ?? 0)}: ${err.message.replace(/^\w+\s/, "")})`);
+    }
+    this.#destroy();
+  }
+
+  #destroy(): void {
+    if (this.#stage === "proxy") return;
+    this.#closed = true;
+    this.#stage = "closed";
+    this.#clearTimers();
+    this.#abort.abort();
+    this.#socket.destroy();
+  }
+
+  /** An exception inside the session: internal error to the client, never a crash. */
+  #fail(err: unknown): void {
+    if (this.#closed) return;
+    this.log.write("alert", `unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    this.#sendAndClose(this.#protocol.replies.internalError);
+  }
+
+  /** The session's current stage (tests and metrics). */
+  get stage(): SessionStage {
+    return this.#stage;
+  }
+
+  /** True once the session has ended or been handed to the proxy. */
+  get done(): boolean {
+    return this.#closed || this.#stage === "proxy";
+  }
+}
