@@ -500,6 +500,14 @@ export class Session implements SessionPort {
     this.#sendAndClose(this.#protocol.replies.internalError);
   }
 
+  /** Ends the connection now, whatever the stage (shutdown); the proxy sees the close. */
+  terminate(): void {
+    this.#clearTimers();
+    this.#abort.abort();
+    this.#closed = true;
+    this.#socket.destroy();
+  }
+
   /** The session's current stage (tests and metrics). */
   get stage(): SessionStage {
     return this.#stage;

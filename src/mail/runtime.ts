@@ -1,0 +1,171 @@
+/**
+ * The mail side of a worker: which sockets to listen on, and what to do
+ * with an accepted connection (ngx_mail_add_ports / optimize_servers, and
+ * ngx_mail_init_connection's server lookup).
+ */
+import type { Socket } from "node:net";
+import type { ParsedConf } from "../conf/engine.js";
+import type { ErrorLog } from "../core/log.js";
+import { mailDirective } from "./block.js";
+import type { ListenSpec } from "./listen.js";
+import type { MailServer } from "./server.js";
+import { Session, type SessionServices, plainAddress } from "./session.js";
+import type { MailProtocol } from "./front-end.js";
+import type { MailProtocolName } from "./types.js";
+
+/** One socket the master opens and workers accept on. */
+export interface ListenEndpoint {
+  readonly key: string;
+  readonly host: string;
+  readonly port: number;
+  /** For `listen unix:/path`. */
+  readonly path?: string | undefined;
+  readonly backlog: number;
+  readonly ipv6Only: boolean;
+  /** As in logs: `127.0.0.1:993`. */
+  readonly text: string;
+}
+
+/** A listen address bound to its server. */
+interface Binding {
+  readonly spec: ListenSpec;
+  readonly server: MailServer;
+}
+
+/** An endpoint plus the servers reachable through it. */
+interface EndpointRoute {
+  readonly endpoint: ListenEndpoint;
+  /** The server for connections whose local address matches no specific address. */
+  readonly fallback: Binding;
+  /** Specific addresses served through a wildcard socket, by local address. */
+  readonly byAddress: ReadonlyMap<string, Binding>;
+}
+
+function endpointOf(spec: ListenSpec): ListenEndpoint {
+  return {
+    key: spec.text, host: spec.host, port: spec.port, path: spec.unixPath,
+    backlog: spec.backlog, ipv6Only: spec.ipv6only, text: spec.text,
+  };
+}
+
+function family(spec: ListenSpec): string {
+  return spec.unixPath !== undefined ? "unix" : spec.host.includes(":") ? "inet6" : "inet";
+}
+
+/**
+ * Groups listen addresses into sockets as nginx does (directives.md 3.2): on
+ * a port with a wildcard, only the wildcard and the `bind` addresses get
+ * sockets; the other addresses of that port are served through the
+ * wildcard, told apart by the connection's local address.
+ */
+export function routeListens(servers: readonly MailServer[]): EndpointRoute[] {
+  const groups = new Map<string, Binding[]>();
+  for (const server of servers) {
+    for (const spec of server.listens) {
+      const key = spec.unixPath !== undefined ? `unix:${spec.unixPath}` : `${family(spec)}:${spec.port}`;
+      const list = groups.get(key) ?? [];
+      list.push({ spec, server });
+      groups.set(key, list);
+    }
+  }
+  const routes: EndpointRoute[] = [];
+  for (const bindings of groups.values()) {
+    const wildcard = bindings.find((b) => b.spec.wildcard);
+    if (!wildcard) {
+      for (const b of bindings) routes.push({ endpoint: endpointOf(b.spec), fallback: b, byAddress: new Map() });
+      continue;
+    }
+    const viaWildcard = new Map<string, Binding>();
+    for (const b of bindings) {
+      if (b === wildcard) continue;
+      if (b.spec.bind) routes.push({ endpoint: endpointOf(b.spec), fallback: b, byAddress: new Map() });
+      else viaWildcard.set(b.spec.host, b);
+    }
+    routes.push({ endpoint: endpointOf(wildcard.spec), fallback: wildcard, byAddress: viaWildcard });
+  }
+  return routes;
+}
+
+/** The mail servers of a parsed configuration (none without a mail block). */
+export function mailServers(conf: ParsedConf): readonly MailServer[] {
+  return conf.main.get(mailDirective)?.servers ?? [];
+}
+
+/** Every socket the configuration needs. */
+export function listenEndpoints(conf: ParsedConf): ListenEndpoint[] {
+  return routeListens(mailServers(conf)).map((r) => r.endpoint);
+}
+
+/** Accepts connections for one configuration generation in one worker. */
+export class MailService {
+  readonly #routes = new Map<string, EndpointRoute>();
+  readonly #log: ErrorLog;
+  readonly #protocols: ReadonlyMap<MailProtocolName, MailProtocol>;
+  readonly #services: SessionServices;
+  readonly #sessions = new Set<Session>();
+  #accepting = true;
+  #idle: (() => void)[] = [];
+
+  constructor(conf: ParsedConf, log: ErrorLog, protocols: ReadonlyMap<MailProtocolName, MailProtocol>, services: SessionServices) {
+    this.#log = log;
+    this.#protocols = protocols;
+    this.#services = services;
+    for (const r of routeListens(mailServers(conf))) this.#routes.set(r.endpoint.key, r);
+  }
+
+  /** Starts a session for an accepted client. */
+  accept(socket: Socket, endpoint: ListenEndpoint): void {
+    const route = this.#routes.get(endpoint.key);
+    if (!route || !this.#accepting) {
+      socket.destroy();
+      return;
+    }
+    const binding = route.byAddress.get(plainAddress(socket.localAddress)) ?? route.fallback;
+    const protocol = this.#protocols.get(binding.server.protocol);
+    if (!protocol) {
+      socket.destroy();
+      return;
+    }
+    const session = new Session(socket, binding.server, binding.spec, protocol, this.#services, this.#log);
+    this.#sessions.add(session);
+    socket.once("close", () => {
+      this.#sessions.delete(session);
+      if (this.#sessions.size === 0) for (const cb of this.#idle) cb();
+    });
+    session.start();
+  }
+
+  /** No new sessions from now on (graceful shutdown or reload). */
+  stopAccepting(): void {
+    this.#accepting = false;
+  }
+
+  /** Number of open client connections. */
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  /** Calls `cb` whenever the last session ends. */
+  onIdle(cb: () => void): void {
+    this.#idle.push(cb);
+  }
+
+  /** Closes proxied sessions (worker_shutdown_timeout). */
+  closeProxied(): void {
+    for (const s of this.#sessions) {
+      if (s.stage !== "proxy") continue;
+      s.log.info("shutdown timeout");
+      s.terminate();
+    }
+  }
+
+  /** Closes every session at once (fast shutdown). */
+  closeAll(): void {
+    this.#accepting = false;
+    for (const s of this.#sessions) s.terminate();
+  }
+
+  reopenLogs(): void {
+    this.#log.reopen();
+  }
+}
