@@ -128,7 +128,7 @@ export class MailService {
     }
     const session = new Session(socket, binding.server, binding.spec, protocol, this.#services, this.#log);
     this.#sessions.add(session);
-    socket.once("close", () => {
+    void session.finished.then(() => {
       this.#sessions.delete(session);
       if (this.#sessions.size === 0) for (const cb of this.#idle) cb();
     });

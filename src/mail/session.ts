@@ -64,8 +64,8 @@ export interface SessionServices {
   readProxyProtocol(socket: Socket, log: ConnectionLog): Promise<{ addresses: ProxyProtocolAddresses | null; rest: Buffer }>;
   /** True when `set_real_ip_from` trusts the peer. */
   trustsProxyPeer(server: MailServer, peerAddr: string, unix: boolean): boolean;
-  /** Takes the connection over for backend login and relay. */
-  proxy(handoff: ProxyHandoff): void;
+  /** Takes the connection over for backend login and relay; settles when both sides are closed. */
+  proxy(handoff: ProxyHandoff): Promise<void>;
 }
 
 let connectionCounter = 0;
@@ -119,6 +119,11 @@ export class Session implements SessionPort {
   #deadline: NodeJS.Timeout | undefined;
   #wait: NodeJS.Timeout | undefined;
   #abort = new AbortController();
+  #resolveFinished!: () => void;
+  /** Settles once the client connection is gone, whatever the stage. */
+  readonly finished = new Promise<void>((resolve) => {
+    this.#resolveFinished = resolve;
+  });
   readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
   readonly #onEnd = (): void => this.#destroy();
   readonly #onError = (err: NodeJS.ErrnoException): void => this.#socketError(err);
@@ -367,7 +372,7 @@ export class Session implements SessionPort {
     this.#backlog = [];
     this.#backlogBytes = 0;
     this.log.context.login = outcome.login.toString("latin1");
-    this.#services.proxy({
+    void this.#services.proxy({
       socket, pending, info,
       backend: outcome.backend, login: outcome.login, password: outcome.password,
       server: this.server, serverName: this.serverName,
@@ -376,6 +381,13 @@ export class Session implements SessionPort {
       internalError: () => {
         if (!socket.destroyed) socket.end(this.#protocol.replies.internalError);
       },
+    }).catch((err: unknown) => {
+      this.log.write("alert", `unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      socket.destroy();
+    }).finally(() => {
+      this.#closed = true;
+      this.#stage = "closed";
+      this.#resolveFinished();
     });
   }
 
@@ -491,6 +503,7 @@ export class Session implements SessionPort {
     this.#clearTimers();
     this.#abort.abort();
     this.#socket.destroy();
+    this.#resolveFinished();
   }
 
   /** An exception inside the session: internal error to the client, never a crash. */
@@ -506,6 +519,7 @@ export class Session implements SessionPort {
     this.#abort.abort();
     this.#closed = true;
     this.#socket.destroy();
+    if (this.#stage !== "proxy") this.#resolveFinished();
   }
 
   /** The session's current stage (tests and metrics). */
