@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests drive
+# (real nginx as the oracle, Dovecot as a real backend, real mail clients),
+# installs the npm dev dependencies, builds, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+rm -rf dist
+npm run build --silent
+exec node --test --test-concurrency="${TEST_CONCURRENCY:-2}" dist/test/
