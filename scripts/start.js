@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+// `npm start`: runs Postern with conf/postern.conf from the repository root,
+// after making what a first start needs (a self-signed certificate and a
+// users file for the reference auth service), and runs that auth service
+// beside it. Ctrl-C stops both.
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const conf = join(root, "conf");
+const bin = join(root, "bin", "postern.js");
+
+mkdirSync(join(root, "run"), { recursive: true });
+mkdirSync(join(conf, "ssl"), { recursive: true });
+const crt = join(conf, "ssl", "postern.crt");
+const key = join(conf, "ssl", "postern.key");
+if (!existsSync(crt) || !existsSync(key)) {
+  console.log("postern: creating a self-signed certificate in conf/ssl/ (first start)");
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+    "-keyout", key, "-out", crt, "-days", "825", "-subj", "/CN=localhost",
+    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ], { stdio: ["ignore", "ignore", "inherit"] });
+}
+
+const users = join(conf, "users");
+if (!existsSync(users)) {
+  console.log("postern: creating conf/users with the user demo@localhost (password: demo), backends on 127.0.0.1:143/110/25");
+  execFileSync(process.execPath, [bin, "passwd", users, "demo@localhost", "imap=127.0.0.1:143", "pop3=127.0.0.1:110", "smtp=127.0.0.1:25"], {
+    input: "demo\n", stdio: ["pipe", "inherit", "inherit"],
+  });
+}
+
+const children = [
+  spawn(process.execPath, [bin, "auth-server", "--listen", "127.0.0.1:9180", "--users", users], { stdio: "inherit" }),
+  spawn(process.execPath, [bin, "-p", `${root}/`, "-c", "conf/postern.conf"], { stdio: "inherit" }),
+];
+console.log("postern: IMAP 127.0.0.1:1143 (STARTTLS) and :1993 (TLS), POP3 :1110 and :1995, SMTP submission :1587 and :1465");
+let stopping = false;
+function stop(signal) {
+  if (stopping) return;
+  stopping = true;
+  for (const c of children) if (c.exitCode === null) c.kill(signal === "SIGINT" ? "SIGQUIT" : signal);
+}
+process.on("SIGINT", () => stop("SIGINT"));
+process.on("SIGTERM", () => stop("SIGTERM"));
+for (const c of children) c.on("exit", (code) => {
+  if (!stopping) {
+    console.error(`postern: a process exited (${code}); stopping`);
+    stop("SIGTERM");
+  }
+  if (children.every((x) => x.exitCode !== null || x.signalCode !== null)) process.exit(code ?? 0);
+});
