@@ -87,6 +87,8 @@ static void finish(struct conn *c, int ok) {
             SSL_SESSION *s = SSL_get1_session(c->ssl);
             if (s) { if (saved) SSL_SESSION_free(saved); saved = s; }
         }
+        /* without this, OpenSSL marks the session not resumable on SSL_free */
+        if (ok) SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
