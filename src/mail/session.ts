@@ -318,6 +318,10 @@ export class Session implements SessionPort {
 
   authenticate(credentials: Credentials): void {
     this.#busy = true;
+    // nginx stops the auth-state deadline here; auth_http_timeout and then
+    // the backend login's own `timeout` take over.
+    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline = undefined;
     this.#stage = "authHttp";
     this.log.action = "in http auth state";
     this.log.context.login = credentials.login.toString("latin1");
