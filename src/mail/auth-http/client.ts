@@ -8,7 +8,7 @@ import { connect, type Socket } from "node:net";
 import { describeSystemError } from "../../core/errors.js";
 import type { ConnectionLog } from "../../core/log.js";
 import type { AuthOutcome, Credentials, SessionInfo } from "../types.js";
-import { decide } from "./decision.js";
+import { type DecisionLog, decide } from "./decision.js";
 import type { AuthHttpSettings } from "./module.js";
 import { buildAuthRequest, sendsSalt } from "./request.js";
 import { AuthResponseParser, type AuthResponse, responseErrorMessage } from "./response.js";
@@ -57,7 +57,7 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
     });
     const result = await exchange(params.address, peer, request, settings.timeout, signal);
     if (result.kind === "failed") {
-      if (result.log !== undefined) log.error(result.log);
+      if (result.log !== undefined) log.write(result.log.level, result.log.message);
       return { kind: "error" };
     }
     const decision = decide(result.response, { protocol: session.protocol, login, password, peer });
@@ -74,8 +74,8 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
 
 type ExchangeResult =
   | { readonly kind: "response"; readonly response: AuthResponse }
-  /** `log` is the error line to write, if any. */
-  | { readonly kind: "failed"; readonly log: string | undefined };
+  /** `log` is the line to write, if any. */
+  | { readonly kind: "failed"; readonly log: DecisionLog | undefined };
 
 /** One connection: send `request`, read the header block, close. */
 function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeout: number, signal: AbortSignal | undefined): Promise<ExchangeResult> {
@@ -96,7 +96,7 @@ function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeo
     const onAbort = (): void => finish({ kind: "failed", log: undefined });
     // One deadline for connect, send and receive: partial reads do not extend it.
     const timer = setTimeout(() => {
-      finish({ kind: "failed", log: `auth http server ${peer} timed out ${describeSystemError({ errno: 110, code: "ETIMEDOUT" })}` });
+      finish({ kind: "failed", log: { level: "error", message: `auth http server ${peer} timed out ${describeSystemError({ errno: 110, code: "ETIMEDOUT" })}` } });
     }, timeout);
     signal?.addEventListener("abort", onAbort, { once: true });
 
@@ -107,13 +107,22 @@ function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeo
     socket.on("data", (chunk: Buffer) => {
       const state = parser.push(chunk);
       if (state.kind === "done") finish({ kind: "response", response: state.response });
-      else if (state.kind === "error") finish({ kind: "failed", log: responseErrorMessage(state.error, peer) });
+      else if (state.kind === "error") {
+        const message = responseErrorMessage(state.error, peer);
+        finish({ kind: "failed", log: message === undefined ? undefined : { level: "error", message } });
+      }
     });
     socket.on("end", () => finish({ kind: "failed", log: undefined }));
     socket.on("close", () => finish({ kind: "failed", log: undefined }));
     socket.on("error", (err: NodeJS.ErrnoException) => {
-      const what = connected ? "recv() failed" : `connect() to ${peer} failed`;
-      finish({ kind: "failed", log: `${what} ${describeSystemError(err)}` });
+      // nginx's TCP connect is non-blocking, so a refusal surfaces on the
+      // first read ("recv() failed"); a unix-socket connect fails at once.
+      if (address.kind === "unix" && !connected) {
+        const level = err.code === "ECONNREFUSED" || err.code === "EAGAIN" ? "error" : "crit";
+        finish({ kind: "failed", log: { level, message: `connect() to ${peer} failed ${describeSystemError(err)}` } });
+      } else {
+        finish({ kind: "failed", log: { level: "error", message: `recv() failed ${describeSystemError(err)}` } });
+      }
     });
   });
 }
