@@ -78,7 +78,9 @@ export async function runAuthServer(argv: readonly string[], io: CliIo = default
     io.stderr.write(`postern auth-server: --users is required\n${AUTH_SERVER_USAGE}\n`);
     return 2;
   }
-  const at = parseBackend(listen);
+  // Port 0 is allowed here: the kernel picks one, and the address is printed.
+  const parsed = parseBackend(listen.replace(/:0$/, ":1"));
+  const at = parsed && listen.endsWith(":0") ? { ...parsed, port: 0 } : parsed;
   if (!at) {
     io.stderr.write(`postern auth-server: invalid --listen "${listen}" (expected numeric host:port)\n`);
     return 2;
