@@ -40,6 +40,10 @@ test("auth_http URL errors use nginx's words (http:// stripped from the quote)",
   assert.equal(confError(() => parseAuthHttpUrl("127.0.0.1:0")), 'invalid port in auth_http "127.0.0.1:0"');
   assert.equal(confError(() => parseAuthHttpUrl("127.0.0.1:65536/a")), 'invalid port in auth_http "127.0.0.1:65536/a"');
   assert.equal(confError(() => parseAuthHttpUrl("unix:")), 'no path in the unix domain socket in auth_http "unix:"');
+  // checked against nginx 1.22.1 -t
+  assert.equal(confError(() => parseAuthHttpUrl("[::1/x")), 'invalid host in auth_http "[::1/x"');
+  assert.equal(confError(() => parseAuthHttpUrl("[::1]x")), 'invalid host in auth_http "[::1]x"');
+  assert.equal(confError(() => parseAuthHttpUrl("http://127.0.0.1:/x")), 'invalid port in auth_http "127.0.0.1:/x"');
 });
 
 test("the directive table declares the four directives with nginx's merge rules", () => {
