@@ -36,25 +36,26 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
   const { settings, session, log, signal } = params;
   const peer = peerName(params.address);
   log.action = AUTH_HTTP_ACTION;
+  const method = params.credentials.method;
   let login = params.credentials.login;
-  // A salt withdraws the digest: from then on nginx holds no password.
-  let password: Buffer | undefined =
-    params.credentials.method === "plain" || ((params.credentials.method === "apop" || params.credentials.method === "cram-md5") && !sendsSalt(params.credentials))
-      ? params.credentials.password
-      : undefined;
-  let requestPassword = params.credentials.password;
+  // What nginx holds as the password: nothing for EXTERNAL and none.
+  let password: Buffer | undefined = method === "external" || method === "none" ? undefined : params.credentials.password;
 
   for (;;) {
     if (signal?.aborted) return { kind: "error" };
     const request = buildAuthRequest({
       session,
-      credentials: { ...params.credentials, login, password: requestPassword },
+      credentials: { ...params.credentials, login, password: password ?? Buffer.alloc(0) },
       attempt: params.attempt,
       uri: settings.url.uri,
       hostHeader: settings.url.hostHeader,
       headers: settings.headers,
       passClientCert: settings.passClientCert,
     });
+    // Sending the salt withdraws the digest (or a WAIT reply's Auth-Pass),
+    // as nginx does: a repeat sends an empty Auth-Pass, and success then
+    // needs Auth-Pass from the auth server.
+    if (sendsSalt(params.credentials)) password = undefined;
     const result = await exchange(params.address, peer, request, settings.timeout, signal);
     if (result.kind === "failed") {
       if (result.log !== undefined) log.write(result.log.level, result.log.message);
@@ -67,7 +68,6 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
     }
     login = decision.login;
     password = decision.password;
-    requestPassword = password ?? Buffer.alloc(0);
     if (decision.sleep > 0 && !(await sleep(decision.sleep * 1000, signal))) return { kind: "error" };
   }
 }

@@ -192,6 +192,22 @@ test("Auth-Status: WAIT repeats the request after Auth-Wait with the same attemp
   }
 });
 
+test("CRAM-MD5: a WAIT reply's Auth-Pass is sent once, then withdrawn again with the salt", async () => {
+  const fake = await fakeAuthServer((socket, _req, i) => {
+    if (i === 0) socket.end("Auth-Status: WAIT\r\nAuth-Pass: from wait\r\n\r\n");
+    else socket.end("Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 143\r\n\r\n");
+  });
+  try {
+    const credentials: Credentials = { method: "cram-md5", login: Buffer.from("user"), password: Buffer.from("d".repeat(32)), salt: "<5.6@mx>" };
+    const { params, lines } = setup(`127.0.0.1:${fake.port}/auth`, { credentials });
+    assert.deepEqual(await authenticate(params), { kind: "error" });
+    assert.match(fake.requests[1]!, /\r\nAuth-Pass: from%20wait\r\nAuth-Salt: <5\.6@mx>\r\n/);
+    assert.match(lines()[0]!, /did not send password while in http auth state/);
+  } finally {
+    await fake.close();
+  }
+});
+
 test("APOP success without Auth-Pass is an error: nginx has no password for the backend", async () => {
   const fake = await fakeAuthServer(reply("Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 110\r\n\r\n"));
   try {
