@@ -2,16 +2,13 @@
  * ngx_mail_auth_http_module's directives: where the auth server is, extra
  * request headers, the timeout, and whether to pass the client certificate.
  *
- * The URL is parsed when the directive is read. A numeric host (and a unix
- * socket) is known at once; a host name is resolved by `resolveAuthHttp`,
- * which the loader awaits after parsing, because Node has no synchronous
- * resolver. The only visible difference from nginx: a `host not found`
- * error is reported after the whole file was parsed, not at the directive.
+ * The URL is parsed and its host resolved when the directive is read, as
+ * nginx does.
  */
 import { ConfError, formatLocation } from "../../core/errors.js";
 import { type ConfModule, type Directive, type ServerConf, take } from "../../conf/directive.js";
 import { custom, flag, list, msec } from "../../conf/slots.js";
-import { type AuthHttpAddress, type AuthHttpUrl, parseAuthHttpUrl, resolveAuthHttpUrl } from "./url.js";
+import { type AuthHttpAddress, type AuthHttpUrl, parseAuthHttpUrl } from "./url.js";
 
 /** One `auth_http_header` line. */
 export interface AuthHttpHeader {
@@ -91,23 +88,7 @@ export function authHttpSettings(server: ServerConf): AuthHttpSettings {
   };
 }
 
-/**
- * Resolves the host names of every `auth_http` the servers use; the loader
- * awaits it after parsing. Throws ConfError `host not found in auth_http
- * "..." in FILE:LINE` (the directive's location).
- */
-export async function resolveAuthHttp(servers: readonly ServerConf[]): Promise<void> {
-  const seen = new Set<AuthHttpUrl>();
-  for (const s of servers) {
-    // The mail-level value too, even if every server overrides it: nginx
-    // resolves each auth_http it reads.
-    for (const url of [s.parent.own(authHttp), s.own.own(authHttp)]) if (url !== undefined) seen.add(url);
-  }
-  for (const url of seen) await resolveAuthHttpUrl(url);
-}
-
 /** The resolved address of a server's auth_http (after resolveAuthHttp). */
 export function authHttpAddress(url: AuthHttpUrl): AuthHttpAddress {
-  if (!url.address) throw new Error(`auth_http "${url.text}" used before resolveAuthHttp`);
   return url.address;
 }

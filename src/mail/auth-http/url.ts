@@ -1,11 +1,11 @@
 /**
- * The `auth_http` URL: parsed when the directive is read, resolved once
- * before the configuration is used (nginx resolves at start-up and keeps the
- * first address; IPv4 addresses come before IPv6 ones).
+ * The `auth_http` URL: parsed and resolved when the directive is read, as
+ * nginx does (it keeps the first address; IPv4 addresses come before IPv6
+ * ones), so `host not found` is reported in file order.
  */
-import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { ConfError, type SourceLocation } from "../../core/errors.js";
+import { resolveHostSync } from "../../core/resolve-sync.js";
 
 /** Where the auth server listens, once known. */
 export type AuthHttpAddress =
@@ -23,8 +23,8 @@ export interface AuthHttpUrl {
   readonly uri: string;
   /** `Host:` header value: the host without the port, `localhost` for unix sockets. */
   readonly hostHeader: string;
-  /** Set at parse time for numeric hosts and unix sockets, else by resolveAuthHttpUrl(). */
-  address: AuthHttpAddress | undefined;
+  /** The address requests go to, resolved at parse time. */
+  readonly address: AuthHttpAddress;
   /** Where the directive was, for a `host not found` error found later. */
   readonly location: SourceLocation | undefined;
 }
@@ -73,7 +73,9 @@ export function parseAuthHttpUrl(text: string, location?: SourceLocation): AuthH
   }
   const host = url.slice(0, end);
   if (host.length === 0) throw fail("no host");
-  const address: AuthHttpAddress | undefined = isIP(host) === 4 ? { kind: "inet", host, port } : undefined;
+  const chosen = resolveHostSync(host)[0];
+  if (chosen === undefined) throw fail("host not found");
+  const address: AuthHttpAddress = { kind: "inet", host: chosen, port };
   return { text, host, port, uri: uri || "/", hostHeader: host, address, location };
 }
 
@@ -105,25 +107,6 @@ function parsePort(s: string): number {
   if (!/^[0-9]+$/.test(s)) return -1;
   const n = Number(s);
   return n >= 1 && n <= 65535 ? n : -1;
-}
-
-/** Resolves a name host (no-op when already known). Throws `host not found in auth_http "..."`. */
-export async function resolveAuthHttpUrl(url: AuthHttpUrl): Promise<AuthHttpAddress> {
-  if (url.address) return url.address;
-  let chosen: string | undefined;
-  try {
-    const all = await lookup(url.host, { all: true });
-    // nginx lists IPv4 addresses first, then IPv6, and uses the first.
-    chosen = (all.find((a) => a.family === 4) ?? all[0])?.address;
-  } catch {
-    chosen = undefined;
-  }
-  if (chosen === undefined) {
-    const bare = url.text.startsWith("http://") ? url.text.slice(7) : url.text;
-    throw new ConfError(`host not found in auth_http "${bare}"`, url.location);
-  }
-  url.address = { kind: "inet", host: chosen, port: url.port };
-  return url.address;
 }
 
 /** How nginx names the auth server in log lines: `ip:port`, `[v6]:port` or `unix:/path`. */

@@ -8,7 +8,7 @@ import { type ConfModule, Level, ServerConf, noArgs } from "../../../src/conf/di
 import { custom } from "../../../src/conf/slots.js";
 import { parseConfiguration } from "../../../src/conf/engine.js";
 import {
-  authHttp, authHttpModule, authHttpSettings, checkAuthHttp, resolveAuthHttp,
+  authHttp, authHttpModule, authHttpSettings, checkAuthHttp,
 } from "../../../src/mail/auth-http/module.js";
 
 // Minimal stand-ins for the mail and server blocks (owned by the core module),
@@ -87,10 +87,9 @@ test("a server without auth_http is reported with the server block's line", () =
   assert.throws(() => checkAuthHttp(s!), (e: unknown) => e instanceof ConfError && e.text === `no "auth_http" is defined for server in ${dir}/nginx.conf:4`);
 });
 
-test("host names resolve after parsing; an unknown one is reported at its directive", async () => {
-  const servers = load("mail {\n auth_http localhost:9000/a;\n server { }\n server {\n  auth_http nosuchhost.invalid/x;\n }\n}\n");
-  await assert.rejects(resolveAuthHttp(servers), (e: unknown) => e instanceof ConfError && e.text === `host not found in auth_http "nosuchhost.invalid/x" in ${dir}/nginx.conf:5`);
+test("host names resolve while parsing; an unknown one is reported at its directive", () => {
+  assert.equal(loadError("mail {\n auth_http localhost:9000/a;\n server { }\n server {\n  auth_http nosuchhost.invalid/x;\n }\n}\n"),
+    `host not found in auth_http "nosuchhost.invalid/x" in ${dir}/nginx.conf:5`);
   const ok = load("mail {\n auth_http localhost:9000/a;\n server { }\n}\n");
-  await resolveAuthHttp(ok);
   assert.deepEqual(ok[0]!.get(authHttp)!.address, { kind: "inet", host: "127.0.0.1", port: 9000 });
 });
