@@ -224,6 +224,16 @@ export class ImapFrontEnd implements FrontEnd {
    */
   #bufferOffset = 0;
   #discarding = false;
+  /** Where the answered command's tag sits in nginx's buffer. */
+  #tagOffset = 0;
+  /**
+   * After a refused authentication nginx keeps the old tag's length and
+   * pointer into its (possibly rewound and overwritten) buffer, and answers
+   * a line without a tag with whatever bytes now sit there: e.g.
+   * `abcdef LOGIN u p` refused, then an empty line -> `\r\ncdef BAD invalid
+   * command`. These are those bytes, kept up to date as input arrives.
+   */
+  #staleTag: { readonly offset: number; readonly bytes: Buffer } | undefined;
 
   constructor(session: SessionPort) {
     this.#session = session;
@@ -253,6 +263,7 @@ export class ImapFrontEnd implements FrontEnd {
     if (this.#state === "closed") return input.length;
     if (this.#state === "authenticating") return 0;
     this.#session.log.action = "in auth state";
+    this.#overwriteStaleTag(input);
     for (;;) {
       const r = this.#parser.feed(input, this.#bufferOffset);
       switch (r.kind) {
@@ -266,6 +277,7 @@ export class ImapFrontEnd implements FrontEnd {
           return this.#consumed(r.length, input.length);
         case "command":
           this.#tag = r.tag;
+          this.#tagOffset = this.#bufferOffset;
           this.#apply(COMMANDS[r.name](this.#cx, r.args));
           return this.#consumed(r.length, input.length);
         case "response":
@@ -278,7 +290,7 @@ export class ImapFrontEnd implements FrontEnd {
   tooLong(_input: Buffer): string {
     const tag = this.#parser.awaitingResponse ? this.#tag : this.#parser.partialTag;
     this.#state = "closed";
-    return tagPrefix(tag) + INVALID;
+    return this.#invalidPrefix(tag) + INVALID;
   }
 
   afterStartTls(): void {
@@ -292,8 +304,9 @@ export class ImapFrontEnd implements FrontEnd {
   afterAuthFailure(): void {
     this.#state = "start";
     this.#cx.login = EMPTY;
-    // nginx would reuse the stale tag pointer for a tagless invalid line here; we answer `* BAD`
-    this.#tag = undefined;
+    if (this.#tag !== undefined) {
+      this.#staleTag = { offset: this.#tagOffset, bytes: Buffer.from(`${this.#tag} `, "latin1") };
+    }
   }
 
   imapTag(): string | undefined {
@@ -312,7 +325,7 @@ export class ImapFrontEnd implements FrontEnd {
     const tag = isSaslState(this.#state) ? this.#tag : lineTag;
     const tooMany = this.#session.countSyntaxError();
     this.#backToStart();
-    this.#session.send(tagPrefix(tag) + INVALID);
+    this.#session.send(this.#invalidPrefix(tag) + INVALID);
     if (tooMany || quit) this.#close();
   }
 
@@ -351,12 +364,29 @@ export class ImapFrontEnd implements FrontEnd {
     }
   }
 
+  /** The tag for an invalid reply: the line's, else the stale one after a refusal, else `*`. */
+  #invalidPrefix(tag: string | undefined): string {
+    if (tag === undefined && this.#staleTag) return this.#staleTag.bytes.toString("latin1");
+    return tagPrefix(tag);
+  }
+
+  /** Mirrors input landing in nginx's buffer over the stale tag's bytes. */
+  #overwriteStaleTag(input: Buffer): void {
+    const stale = this.#staleTag;
+    if (!stale) return;
+    const from = Math.max(stale.offset, this.#bufferOffset);
+    const to = Math.min(stale.offset + stale.bytes.length, this.#bufferOffset + input.length);
+    for (let i = from; i < to; i++) stale.bytes[i - stale.offset] = input[i - this.#bufferOffset]!;
+  }
+
   #backToStart(): void {
     this.#state = "start";
   }
 
   /** Bookkeeping after one command of `length` bytes out of `available`. */
   #consumed(length: number, available: number): number {
+    // every answered line resets nginx's tag
+    this.#staleTag = undefined;
     if (this.#discarding) {
       // STARTTLS: the core discards the rest and the buffer starts afresh
       this.#discarding = false;

@@ -260,3 +260,17 @@ test("a full buffer holding a complete command is not too long", () => {
   assert.equal(line.length, 64);
   assert.equal(exchange(s, line), "a OK completed\r\n");
 });
+
+test("after a refusal, a line without a tag gets nginx's stale tag bytes; any answered line clears them", () => {
+  const s = session();
+  s.receive("abcdef LOGIN u p\r\n");
+  s.refuse("Invalid login or password");
+  assert.equal(s.take(), "abcdef NO Invalid login or password\r\n");
+  // nginx rewound its buffer: the new "\r\n" overwrote the first two bytes of "abcdef "
+  assert.equal(exchange(s, "\r\n"), "\r\ncdef BAD invalid command\r\n");
+  assert.equal(exchange(s, "\r\n"), "* BAD invalid command\r\n");
+  const t = session();
+  t.receive("x1 LOGIN user pass\r\n\r\n");
+  t.refuse("no");
+  assert.equal(t.take(), "x1 NO no\r\nx1 BAD invalid command\r\n", "pipelined: the buffer was not rewound");
+});

@@ -11,6 +11,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type Server as HttpServer, createServer as createHttpServer } from "node:http";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,7 +22,7 @@ const NGINX = "/usr/sbin/nginx";
 const MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so";
 const QUIET_MS = 250;
 
-type ServerName = "plain" | "all" | "caps" | "maxerr" | "small" | "tlsOn" | "tlsOnly";
+type ServerName = "plain" | "all" | "caps" | "maxerr" | "small" | "tlsOn" | "tlsOnly" | "wait";
 
 const SERVERS: Record<ServerName, { conf: string; fake: FakeOptions }> = {
   plain: { conf: "", fake: {} },
@@ -31,7 +32,11 @@ const SERVERS: Record<ServerName, { conf: string; fake: FakeOptions }> = {
   small: { conf: "imap_client_buffer 64;", fake: { bufferSize: 64 } },
   tlsOn: { conf: "starttls on;", fake: { starttls: "on" } },
   tlsOnly: { conf: "starttls only; imap_auth plain login;", fake: { starttls: "only", auth: ["plain", "login"] } },
+  // auth_http refuses with Auth-Wait: 1 (HTTP_PORT is filled in when the test server listens)
+  wait: { conf: "auth_http 127.0.0.1:HTTP_PORT/auth;", fake: {} },
 };
+const REFUSAL = "Invalid login or password";
+const WAIT_QUIET_MS = 1500;
 
 interface Case {
   readonly server: ServerName;
@@ -98,10 +103,17 @@ const CASES: readonly Case[] = [
   { server: "small", send: [`a NOOP ${"x".repeat(55)}\r\n`] },
   { server: "small", send: ["a AUTHENTICATE PLAIN\r\n", "A".repeat(50)] },
   { server: "small", send: ["a NOOP\r\nb NOOP x", "x".repeat(60)] },
+  // a refusal with Auth-Wait: `<tag> NO ...`, then nginx's stale tag for a line without one
+  { server: "wait", send: ["abcdef LOGIN u p\r\n", "\r\n", "q NOOP\r\n", "\r\n"] },
+  { server: "wait", send: ["a NOOP\r\nxyz LOGIN u p\r\n", "\r\n"] },
+  { server: "wait", send: ["x1 LOGIN user pass\r\n\r\n"] },
+  { server: "wait", send: ["a AUTHENTICATE PLAIN\r\n", `${b64("\0u\0p")}\r\n`, "b NOOP\r\n", "\r\n"] },
+  { server: "wait", send: ["a LOGIN u p\r\n", "b AUTHENTICATE LOGIN\r\n", `${b64("u")}\r\n`, `${b64("p")}\r\n`, "!\r\n"] },
 ];
 
 let dir = "";
 let nginx: ChildProcess | undefined;
+let auth: HttpServer | undefined;
 const ports = new Map<ServerName, number>();
 
 async function freePort(): Promise<number> {
@@ -135,11 +147,17 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), "postern-imap-nginx-"));
   execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
     "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: "ignore" });
+  auth = createHttpServer((_req, res) => {
+    res.writeHead(200, { "Auth-Status": REFUSAL, "Auth-Wait": "1" });
+    res.end();
+  });
+  await new Promise<void>((resolve) => auth!.listen(0, "127.0.0.1", resolve));
+  const httpPort = (auth.address() as { port: number }).port;
   const servers: string[] = [];
   for (const name of Object.keys(SERVERS) as ServerName[]) {
     const port = await freePort();
     ports.set(name, port);
-    servers.push(`  server { listen 127.0.0.1:${port}; protocol imap; ${SERVERS[name].conf} }`);
+    servers.push(`  server { listen 127.0.0.1:${port}; protocol imap; ${SERVERS[name].conf.replace("HTTP_PORT", String(httpPort))} }`);
   }
   writeFileSync(join(dir, "nginx.conf"), [
     `load_module ${MODULE};`, "daemon off;", "master_process off;", `pid ${join(dir, "nginx.pid")};`,
@@ -154,11 +172,12 @@ before(async () => {
 
 after(() => {
   nginx?.kill("SIGTERM");
+  auth?.close();
   if (dir && existsSync(dir)) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Sends each segment after the previous replies went quiet; returns the replies per segment (greeting first). */
-async function record(port: number, segments: readonly string[]): Promise<string[]> {
+async function record(port: number, segments: readonly string[], quietMs: number): Promise<string[]> {
   const sock = connect(port, "127.0.0.1");
   const replies: string[] = [];
   let current = "";
@@ -178,7 +197,7 @@ async function record(port: number, segments: readonly string[]): Promise<string
       const before = current.length;
       const timer = new Promise<void>((r) => {
         wake = r;
-        setTimeout(r, QUIET_MS);
+        setTimeout(r, quietMs);
       });
       await timer;
       if (closed || current.length === before) return;
@@ -210,6 +229,7 @@ function replay(c: Case, nginxReplies: readonly string[]): string[] {
   const replies = [s.take()];
   for (const seg of c.send) {
     s.receive(seg);
+    if (s.authenticating && c.server === "wait") s.refuse(REFUSAL);
     let out = s.take();
     if (s.authenticating && !s.closed) {
       out += imapProtocol.replies.internalError;
@@ -222,7 +242,7 @@ function replay(c: Case, nginxReplies: readonly string[]): string[] {
 }
 
 test("the front end answers every transcript byte for byte like nginx", async () => {
-  const recorded = await Promise.all(CASES.map((c) => record(ports.get(c.server)!, c.send)));
+  const recorded = await Promise.all(CASES.map((c) => record(ports.get(c.server)!, c.send, c.server === "wait" ? WAIT_QUIET_MS : QUIET_MS)));
   const table = CASES.map((c, i) => ({ server: c.server, sent: c.send, nginx: recorded[i]! }));
   for (const [i, c] of CASES.entries()) {
     const nginxReplies = recorded[i]!;
