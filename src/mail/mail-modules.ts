@@ -5,9 +5,10 @@
  */
 import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
 import { mailCoreModule } from "./core-module.js";
+import { imapModule } from "./imap/module.js";
 import type { MailModule } from "./server.js";
 
 const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
 
 /** Every mail module, in order. */
-export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, authHttp];
+export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, imapModule, authHttp];
