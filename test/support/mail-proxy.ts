@@ -149,8 +149,16 @@ export async function startMailProxy(kind: MailProxyProcess['kind'], command: st
     async stop(graceMs = 5000): Promise<ProcessExit> {
       if (!exit) {
         child.kill('SIGQUIT');
-        const race = (ms: number): Promise<ProcessExit | 'timeout'> =>
-          Promise.race([exited, sleep(ms).then(() => 'timeout' as const)]);
+        // The timer is cleared so a finished stop() leaves nothing pending in the test process.
+        const race = async (ms: number): Promise<ProcessExit | 'timeout'> => {
+          let timer: NodeJS.Timeout | undefined;
+          const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); });
+          try {
+            return await Promise.race([exited, timeout]);
+          } finally {
+            clearTimeout(timer);
+          }
+        };
         if ((await race(graceMs)) === 'timeout') {
           child.kill('SIGTERM');
           if ((await race(3000)) === 'timeout') child.kill('SIGKILL');
