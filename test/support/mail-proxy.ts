@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { listeningPorts } from './ports.js';
 
 /** Options for startNginx()/startPostern(). */
 export interface MailProxyOptions {
@@ -74,19 +75,6 @@ export function listenPorts(config: string): number[] {
   const ports = new Set<number>();
   for (const m of config.matchAll(/\blisten\s+(?:127\.0\.0\.1:)?(\d+)\b/g)) ports.add(Number(m[1]));
   return [...ports];
-}
-
-/** Ports in LISTEN state on any local address, read from /proc (no connection is made, so no session is logged). */
-function listeningPorts(): Set<number> {
-  const ports = new Set<number>();
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    if (!existsSync(file)) continue;
-    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[3] === '0A' && f[1]) ports.add(parseInt(f[1].split(':')[1] ?? '0', 16));
-    }
-  }
-  return ports;
 }
 
 const live = new Set<ChildProcess>();

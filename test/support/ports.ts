@@ -1,4 +1,5 @@
 /** Free loopback TCP ports for tests. */
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 
 /** Returns one free TCP port on 127.0.0.1 (bound with port 0, read, then released). */
@@ -31,4 +32,17 @@ export async function freePorts(count: number): Promise<number[]> {
   } finally {
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
+}
+
+/** Ports in LISTEN state on any local address, read from /proc (no connection is made, so no session is logged). */
+export function listeningPorts(): Set<number> {
+  const ports = new Set<number>();
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] === '0A' && f[1]) ports.add(parseInt(f[1].split(':')[1] ?? '0', 16));
+    }
+  }
+  return ports;
 }
