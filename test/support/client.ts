@@ -59,8 +59,10 @@ export class MailClient {
     const socket = options.tls
       ? tls.connect({ host, port: options.port, ...tlsOptions(options.tls) })
       : net.connect({ host, port: options.port });
+    // Listeners go on before the handshake ends: a TLS 1.3 ticket can arrive together with it.
+    const client = new MailClient(socket, timeoutMs);
     await waitForEvent(socket, options.tls ? 'secureConnect' : 'connect', timeoutMs, `connect to ${host}:${options.port}`);
-    return new MailClient(socket, timeoutMs);
+    return client;
   }
 
   /** The TLS socket when the connection is encrypted (for protocol/cipher/certificate checks). */
