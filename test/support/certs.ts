@@ -1,6 +1,6 @@
 /** Test PKI generated with the openssl CLI at test time (never committed), cached per process. */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -113,6 +113,8 @@ CN = unused
 
 function generate(): TestCerts {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-certs-'));
+  // Private keys must not outlive the test process.
+  if (!process.env.POSTERN_KEEP_TMP) process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   const p = (name: string): string => path.join(dir, name);
   const read = (name: string): string => readFileSync(p(name), 'utf8');
   const files = (base: string): CertFiles => ({
