@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { ImapFlow } from 'imapflow';
 import { startDovecot, type Dovecot } from '../support/dovecot.js';
+import { okTo, startFakeAuth } from '../support/fake-auth.js';
+import { startNginx } from '../support/nginx.js';
 import { freePorts } from '../support/ports.js';
 
 let dovecot: Dovecot;
@@ -75,6 +77,33 @@ test('imapflow logs in and downloads the delivered message', async () => {
     }
   } finally {
     await client.logout();
+  }
+});
+
+test('imapflow through nginx to Dovecot downloads the 100 KB message', async () => {
+  const auth = await startFakeAuth(okTo(dovecot.imapPort));
+  const [port] = await freePorts(1);
+  const nginx = await startNginx(`server { listen 127.0.0.1:${port}; protocol imap; auth_http ${auth.url}; }`);
+  const client = new ImapFlow({
+    host: '127.0.0.1', port: port!, secure: false, logger: false, disableAutoIdle: true,
+    auth: { user: 'test@example.com', pass: 'secret' },
+  });
+  try {
+    await client.connect();
+    const lock = await client.getMailboxLock('INBOX');
+    try {
+      const msg = await client.fetchOne('1', { source: true });
+      assert.ok(msg && msg.source, 'message 1 fetched');
+      assert.equal(msg.source.toString('latin1'), message);
+    } finally {
+      lock.release();
+    }
+    await client.logout();
+    assert.equal(auth.parsed[0]!.header('Auth-User'), 'test@example.com');
+  } finally {
+    client.close();
+    await nginx.stop();
+    await auth.close();
   }
 });
 
