@@ -57,19 +57,22 @@ export interface FakeBackend {
   close(): Promise<void>;
 }
 
-/** Builds the message body used by FETCH/RETR: lines of a repeating pattern, exactly `size` bytes, CRLF-terminated. */
+/**
+ * Builds a message of exactly `size` bytes: a Subject header, numbered lines, and a
+ * final line of `x` filling the rest; every line ends in CRLF (size < 28: one line of `x`).
+ */
 export function makeMessage(size: number): string {
-  const header = 'Subject: fake message\r\n\r\n';
-  let body = header;
-  let n = 0;
-  while (body.length < size) {
-    const line = `line ${n++} abcdefghijklmnopqrstuvwxyz0123456789\r\n`;
+  if (size < 2) return 'x'.repeat(size);
+  let body = 'Subject: fake message\r\n\r\n';
+  if (size < body.length + 2) return 'x'.repeat(size - 2) + '\r\n';
+  for (let n = 0; ; n++) {
+    const line = `line ${n} abcdefghijklmnopqrstuvwxyz0123456789\r\n`;
+    const rest = size - body.length - line.length;
+    if (rest !== 0 && rest < 2) break;
     body += line;
+    if (rest === 0) return body;
   }
-  body = body.slice(0, size);
-  // Keep it CRLF-terminated so POP3 framing stays valid; pad the end if the cut broke a line.
-  if (size >= 2) body = body.slice(0, size - 2) + '\r\n';
-  return body;
+  return body + 'x'.repeat(size - body.length - 2) + '\r\n';
 }
 
 interface Driver {
