@@ -111,16 +111,22 @@ export async function startMailProxy(kind: MailProxyProcess['kind'], command: st
 
   const ports = options.ports ?? listenPorts(config);
   const deadline = Date.now() + (options.startTimeoutMs ?? 10000);
+  const cleanup = (): void => { if (!process.env.POSTERN_KEEP_TMP) rmSync(prefix, { recursive: true, force: true }); };
   for (;;) {
     if (exit) {
-      throw new Error(`${kind} exited during start-up (code ${exit.code}, signal ${exit.signal})\nstderr:\n${stderr}\nerror.log:\n${errorLog()}`);
+      const log = errorLog();
+      cleanup();
+      throw new Error(`${kind} exited during start-up (code ${exit.code}, signal ${exit.signal})\nstderr:\n${stderr}\nerror.log:\n${log}`);
     }
     const pidOk = existsSync(`${prefix}nginx.pid`) && /^\d+\n$/.test(readFileSync(`${prefix}nginx.pid`, 'utf8'));
     const listening = listeningPorts();
     if (pidOk && ports.every((p) => listening.has(p))) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`${kind} not ready after start timeout (pid file ${pidOk ? 'ok' : 'missing'}, ports ${ports.join(',')})\nstderr:\n${stderr}\nerror.log:\n${errorLog()}`);
+      const log = errorLog();
+      await exited;
+      cleanup();
+      throw new Error(`${kind} not ready after start timeout (pid file ${pidOk ? 'ok' : 'missing'}, ports ${ports.join(',')})\nstderr:\n${stderr}\nerror.log:\n${log}`);
     }
     await sleep(20);
   }
