@@ -9,6 +9,7 @@ import { startNginx } from '../support/nginx.js';
 function setup(imapCapabilities: string): DifferentialSetup {
   return {
     listen: ['imap', 'pop3'],
+    logLevels: ['info', 'error'],
     config: ({ ports, authUrl }) => `
       auth_http ${authUrl};
       server { listen 127.0.0.1:${ports.imap}; protocol imap; imap_capabilities ${imapCapabilities}; imap_auth plain cram-md5; }
@@ -61,6 +62,11 @@ test('nginx vs nginx: normalised records are equal; a different config makes the
   assert.deepEqual(a.backendReceived.pop3, ['USER user\r\nPASS secret\r\nQUIT\r\n']);
   assert.equal(a.backendReceived.imap.length, 1);
   assert.match(a.backendReceived.imap[0]!, /^a2 LOGIN \{4\}\r\nuser \{6\}\r\nsecret\r\na3 LOGOUT\r\n$/);
+
+  assert.ok(a.errorLog.includes('<time> [info] <pid>: *<conn> client 127.0.0.1:<client-port> connected to 127.0.0.1:<port:imap>'),
+    a.errorLog.join('\n'));
+  assert.ok(a.errorLog.some((l) => /\*<conn> client logged in, client: 127\.0\.0\.1, server: 127\.0\.0\.1:<port:pop3>, login: "user", upstream: 127\.0\.0\.1:<backend-port:pop3>/.test(l)),
+    a.errorLog.join('\n'));
 
   const c = await runScenario(startNginx, setup('IMAP4rev1 ID'), scenario);
   assert.throws(() => assert.deepEqual(a, c), /CAPABILITY IMAP4rev1 ID/);

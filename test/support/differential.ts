@@ -39,6 +39,8 @@ export interface DifferentialSetup {
   proxyOptions?: MailProxyOptions;
   /** Pause after the scenario before stopping the proxy, so in-flight bytes are recorded (default 100 ms). */
   settleMs?: number;
+  /** Error-log levels to record (e.g. `['info', 'error']`); default none, so `errorLog` is empty. */
+  logLevels?: string[];
 }
 
 /** A scenario: drives clients against the given ports and returns its own transcript object. */
@@ -54,6 +56,8 @@ export interface RunRecord<T> {
   authRequests: string[];
   /** Bytes each fake backend received, one string (latin1) per connection. */
   backendReceived: { imap: string[]; pop3: string[]; smtp: string[] };
+  /** Error-log lines of the levels in `logLevels`, normalised by normalizeLogLine(), start-up/exit notices excluded. */
+  errorLog: string[];
 }
 
 /** Both runs of differential(). */
@@ -96,6 +100,20 @@ export function normalizeText(text: string, portNames: Map<number, string>): str
   return out;
 }
 
+/**
+ * Normalises one error-log line: the timestamp -> `<time>`, `PID#TID` -> `<pid>`,
+ * the connection number `*N` -> `*<conn>`, and the client's ephemeral port in
+ * `client 127.0.0.1:PORT connected` -> `<client-port>` (then normalizeText for the rest).
+ */
+export function normalizeLogLine(line: string, portNames: Map<number, string>): string {
+  const out = line
+    .replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '<time> ')
+    .replace(/ \d+#\d+: /, ' <pid>: ')
+    .replace(/: \*\d+ /, ': *<conn> ')
+    .replace(/client 127\.0\.0\.1:\d+ connected/, 'client 127.0.0.1:<client-port> connected');
+  return normalizeText(out, portNames);
+}
+
 /** Applies normalizeText to every string inside a value (arrays and plain objects walked). */
 export function normalizeDeep<T>(value: T, portNames: Map<number, string>): T {
   if (typeof value === 'string') return normalizeText(value, portNames) as T;
@@ -125,6 +143,7 @@ export async function runScenario<T>(start: ProxyStarter, setup: DifferentialSet
     const transcript = await scenario(ports);
     await new Promise((r) => setTimeout(r, setup.settleMs ?? 100));
     await proxy.stop();
+    const logText = proxy.errorLog();
     proxy = undefined;
 
     const names = new Map<number, string>();
@@ -132,11 +151,17 @@ export async function runScenario<T>(start: ProxyStarter, setup: DifferentialSet
     names.set(auth.port, '<auth-port>');
     for (const f of fakes) names.set(f.port, `<backend-port:${f.protocol}>`);
     const received = (f: FakeBackend): string[] => f.connections.map((c) => c.received.toString('latin1'));
-    return normalizeDeep({
+    const levels = setup.logLevels ?? [];
+    // Session lines only (they carry `*N`): start-up and shutdown notices differ by design.
+    const errorLog = logText.split('\n')
+      .filter((l) => levels.some((lv) => l.includes(` [${lv}] `)) && / \d+#\d+: \*\d+ /.test(l))
+      .map((l) => normalizeLogLine(l, names));
+    const record = normalizeDeep({
       transcript,
       authRequests: [...auth.requests],
       backendReceived: { imap: received(imap), pop3: received(pop3), smtp: received(smtp) },
     }, names);
+    return { ...record, errorLog };
   } finally {
     await proxy?.stop();
     await auth.close();
