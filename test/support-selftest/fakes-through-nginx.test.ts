@@ -17,7 +17,8 @@ before(async () => {
   auth = await startFakeAuth(refuse('not configured'));
   [port] = (await freePorts(1)) as [number];
   nginx = await startNginx(`
-    server { listen 127.0.0.1:${port}; protocol imap; auth_http ${auth.url}; timeout 700ms; }
+    server { listen 127.0.0.1:${port}; protocol imap; auth_http ${auth.url}; timeout 700ms;
+             auth_http_timeout 300ms; }
   `);
 });
 
@@ -113,4 +114,24 @@ test('fake auth replies: refusal text, closed connection, invalid header, missin
     if (log) await logHas(log);
   }
   assert.match(auth.requests.at(-1)!, /^GET \/auth HTTP\/1\.0\r\nHost: 127\.0\.0\.1\r\nAuth-Method: plain\r\n[\s\S]*\r\n\r\n$/);
+});
+
+test('fake auth delay beyond auth_http_timeout, and Auth-Wait letting the client retry', async () => {
+  auth.setHandler(() => ({ headers: [['Auth-Status', 'OK']], delayMs: 600 }));
+  const c = await login();
+  assert.equal(await c.expectClosed(), internalError);
+  await logHas(/auth http server 127\.0\.0\.1:\d+ timed out/);
+
+  const before = auth.parsed.length;
+  auth.setHandler(refuse('try again', 1));
+  const d = await login();
+  const started = Date.now();
+  assert.equal(await d.readLine(), 'a1 NO try again\r\n');
+  assert.ok(Date.now() - started >= 900, 'the reply waited for Auth-Wait');
+  const b = await useBackend({});
+  await d.send('a2 LOGIN user secret\r\n');
+  assert.equal(await d.readLine(), 'a2 OK LOGIN completed\r\n');
+  d.close();
+  assert.deepEqual(auth.parsed.slice(before).map((r) => r.header('Auth-Login-Attempt')), ['1', '2']);
+  assert.equal(b.connections.length, 1);
 });
