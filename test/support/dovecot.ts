@@ -11,12 +11,15 @@
  *   in the passwd-file; `first_valid_uid/gid = 8` allows that low uid
  *   (Dovecot refuses uid 0 and, by default, uids below 500);
  * - the maildirs are chowned to `mail`.
+ * Not root (fallback, checked as uid 65534): every service runs as the current
+ * user and group (default_login_user/default_internal_user/_group), the login
+ * and anvil services without chroot, and the files are simply ours.
  * `dovecot -F -c CONF` keeps it in the foreground as our child; SIGTERM stops it.
  * Note: after a failed login, anvil delays the next authentication from the
  * same address by about 2 s (auth penalty; auth_failure_delay is set to 0
  * but does not cover this); order tests so failures come last.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,9 +57,20 @@ export interface Dovecot {
   stop(): Promise<void>;
 }
 
-/** Uid/gid of the `mail` system user that owns the maildirs. */
-const MAIL_UID = 8;
-const MAIL_GID = 8;
+/** Running as root: mail processes and maildirs belong to the `mail` system user (uid/gid 8). */
+const AS_ROOT = process.getuid?.() === 0;
+const MAIL_UID = AS_ROOT ? 8 : process.getuid!();
+const MAIL_GID = AS_ROOT ? 8 : process.getgid!();
+/** Not root: Dovecot cannot switch users, so every service runs as the current user. */
+const LOGIN_USER = AS_ROOT ? 'dovenull' : os.userInfo().username;
+const INTERNAL_USER = AS_ROOT ? 'dovecot' : os.userInfo().username;
+/** Group given to Dovecot's unix sockets; it must be one of ours when not root. */
+const INTERNAL_GROUP = AS_ROOT ? 'dovecot' : execFileSync('id', ['-gn']).toString().trim();
+
+/** chown that is skipped when not root (the files are ours already). */
+function chownMail(file: string): void {
+  if (AS_ROOT) chownSync(file, MAIL_UID, MAIL_GID);
+}
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
@@ -64,6 +78,9 @@ process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
 function userHome(dir: string, user: string): string {
   return path.join(dir, 'home', user.replace(/[^A-Za-z0-9.@_-]/g, '_'));
 }
+
+/** Only root may chroot; otherwise the login and anvil services run unchrooted. */
+const CHROOT = AS_ROOT ? '' : '\n  chroot =';
 
 /** Builds the dovecot.conf text for a temp dir. */
 export function dovecotConfig(dir: string, imapPort: number, pop3Port: number): string {
@@ -80,8 +97,9 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login
 # Tests log in with wrong passwords on purpose; the default 2 s penalty only slows them down.
 auth_failure_delay = 0
-default_login_user = dovenull
-default_internal_user = dovecot
+default_login_user = ${LOGIN_USER}
+default_internal_user = ${INTERNAL_USER}
+default_internal_group = ${INTERNAL_GROUP}
 first_valid_uid = ${MAIL_UID}
 first_valid_gid = ${MAIL_GID}
 mail_location = maildir:~/Maildir
@@ -93,7 +111,7 @@ userdb {
   driver = passwd-file
   args = username_format=%u ${dir}/users
 }
-service imap-login {
+service imap-login {${CHROOT}
   inet_listener imap {
     address = 127.0.0.1
     port = ${imapPort}
@@ -102,7 +120,7 @@ service imap-login {
     port = 0
   }
 }
-service pop3-login {
+service pop3-login {${CHROOT}
   inet_listener pop3 {
     address = 127.0.0.1
     port = ${pop3Port}
@@ -110,6 +128,8 @@ service pop3-login {
   inet_listener pop3s {
     port = 0
   }
+}
+service anvil {${CHROOT}
 }
 service stats {
   unix_listener stats-reader {
@@ -135,7 +155,7 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
     const home = userHome(dir, u.name);
     for (const sub of ['', 'Maildir', 'Maildir/new', 'Maildir/cur', 'Maildir/tmp']) {
       mkdirSync(path.join(home, sub), { recursive: true });
-      chownSync(path.join(home, sub), MAIL_UID, MAIL_GID);
+      chownMail(path.join(home, sub));
     }
     lines.push(`${u.name}:{PLAIN}${u.password}:${MAIL_UID}:${MAIL_GID}::${home}::`);
   }
@@ -176,7 +196,7 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
       const tmp = path.join(userHome(dir, user), 'Maildir', 'tmp', name);
       const dest = path.join(userHome(dir, user), 'Maildir', 'new', name);
       writeFileSync(tmp, typeof message === 'string' ? message : message.toString('latin1'), 'latin1');
-      chownSync(tmp, MAIL_UID, MAIL_GID);
+      chownMail(tmp);
       // Maildir delivery: write in tmp/, then rename into new/, so Dovecot never sees a partial file.
       renameSync(tmp, dest);
       return dest;
