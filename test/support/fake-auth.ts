@@ -89,7 +89,9 @@ function renderHead(spec: AuthReplySpec): string {
   return text + (spec.garbage ?? '');
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** Starts a fake auth_http server on 127.0.0.1 (port 0 = ephemeral). */
 export async function startFakeAuth(handler: AuthHandler, port = 0): Promise<FakeAuth> {

@@ -158,7 +158,10 @@ function messageText(options: FakeBackendOptions): string {
   return typeof m === 'number' ? makeMessage(m) : m;
 }
 
-const chomp = (line: string): string => line.replace(/\r?\n$/, '');
+/** A line without its line ending. */
+function chomp(line: string): string {
+  return line.replace(/\r?\n$/, '');
+}
 
 /** Switches a session to echo mode: every later byte is sent straight back. */
 function startEcho(s: Session): void {

@@ -32,7 +32,7 @@ export interface MailProxyProcess {
   pid: number;
   /** Current content of DIR/error.log (kept after stop()). */
   errorLog(): string;
-  /** What the process wrote to stderr so far. */
+  /** What the process wrote to stderr (and stdout) so far. */
   stderr(): string;
   /** Sends a signal to the spawned process. */
   signal(sig: NodeJS.Signals): void;
@@ -81,7 +81,9 @@ const live = new Set<ChildProcess>();
 // A crashed test must not leave proxies running.
 process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** Writes the config into a new temp prefix and runs `command... -p DIR/ -c nginx.conf -e DIR/error.log` until ready. */
 export async function startMailProxy(kind: MailProxyProcess['kind'], command: string[], mailBlock: string,
