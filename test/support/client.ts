@@ -97,8 +97,10 @@ export class MailClient {
   /** Reads until the unread data matches `until`; returns the data up to the end of the match. */
   async read(until: RegExp, timeoutMs = this.#timeoutMs): Promise<string> {
     const deadline = Date.now() + timeoutMs;
+    // A global or sticky regex would carry lastIndex between calls.
+    const re = until.global || until.sticky ? new RegExp(until.source, until.flags.replace(/[gy]/g, '')) : until;
     for (;;) {
-      const m = until.exec(this.#buffer);
+      const m = re.exec(this.#buffer);
       if (m) {
         const end = m.index + m[0].length;
         const out = this.#buffer.slice(0, end);
