@@ -172,14 +172,22 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
   const done = new Promise<void>((resolve) => child.on('exit', () => { exited = true; live.delete(child); resolve(); }));
   const log = (): string => { try { return readFileSync(path.join(dir, 'dovecot.log'), 'utf8'); } catch { return ''; } };
 
+  const cleanup = (): void => { if (!process.env.POSTERN_KEEP_TMP) rmSync(dir, { recursive: true, force: true }); };
   const deadline = Date.now() + (options.startTimeoutMs ?? 10000);
   for (;;) {
-    if (exited) throw new Error(`dovecot exited during start-up:\n${output}\n${log()}`);
+    if (exited) {
+      const text = log();
+      cleanup();
+      throw new Error(`dovecot exited during start-up:\n${output}\n${text}`);
+    }
     const listening = listeningPorts();
     if (listening.has(options.imapPort) && listening.has(options.pop3Port)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`dovecot not listening after start timeout:\n${output}\n${log()}`);
+      const text = log();
+      await done;
+      cleanup();
+      throw new Error(`dovecot not listening after start timeout:\n${output}\n${text}`);
     }
     await new Promise((r) => setTimeout(r, 20));
   }
