@@ -23,9 +23,8 @@ interface SmtpContext {
   esmtp: boolean;
   from: Buffer | undefined;
   to: Buffer | undefined;
-  /** nginx's s->login / s->passwd: the last ones typed, reused by `none` (cleared by MAIL). */
-  login: Buffer;
-  password: Buffer;
+  /** The AUTH LOGIN user name, between the two challenges. */
+  username: Buffer;
   clientHost: string;
 }
 
@@ -103,8 +102,6 @@ function mail(cx: SmtpContext, { args, line, input }: CommandInput): Outcome {
   if (cx.from) return reply(SMTP_REPLY.badSequence);
   if (args.length === 0) return reply(SMTP_REPLY.invalidArgument);
   cx.from = line;
-  // latest nginx: what an earlier AUTH typed is not sent with `none`
-  cx.login = cx.password = EMPTY;
   return reply(SMTP_REPLY.ok);
 }
 
@@ -113,7 +110,10 @@ function rcpt(cx: SmtpContext, { args, line }: CommandInput): Outcome {
   if (starttlsOnly(cx)) return reply(SMTP_REPLY.starttlsRequired);
   if (args.length === 0) return reply(SMTP_REPLY.invalidArgument);
   cx.to = line;
-  return authenticate({ method: "none", login: cx.login, password: cx.password });
+  // No credentials with `none`. nginx 1.22.1 resent those of an earlier failed
+  // AUTH; latest nginx clears them at MAIL (so only MAIL, AUTH, RCPT still
+  // leaks them there); Postern never sends any.
+  return authenticate({ method: "none", login: EMPTY, password: EMPTY });
 }
 
 function rset(cx: SmtpContext): Outcome {
@@ -192,7 +192,7 @@ const AUTH_MECHANISMS: ReadonlyMap<string, Mechanism> = new Map([
 function loginUsername(cx: SmtpContext, response: Buffer): Outcome {
   const r = saslLoginUsername(response);
   if (!r.ok) return { kind: "invalid", log: r.log };
-  cx.login = r.value;
+  cx.username = r.value;
   cx.state = "authLoginPassword";
   return reply(SMTP_REPLY.password);
 }
@@ -200,30 +200,24 @@ function loginUsername(cx: SmtpContext, response: Buffer): Outcome {
 function loginPassword(cx: SmtpContext, response: Buffer): Outcome {
   const r = saslLoginPassword(response);
   if (!r.ok) return { kind: "invalid", log: r.log };
-  cx.password = r.value;
-  return authenticate({ method: "plain", login: cx.login, password: r.value });
+  return authenticate({ method: "plain", login: cx.username, password: r.value });
 }
 
 function plainResponse(cx: SmtpContext, response: Buffer): Outcome {
   const r = saslPlain(response);
   if (!r.ok) return { kind: "invalid", log: r.log };
-  cx.login = r.value.login;
-  cx.password = r.value.password;
   return authenticate({ method: "plain", login: r.value.login, password: r.value.password });
 }
 
 function cramMd5Response(cx: SmtpContext, response: Buffer): Outcome {
   const r = saslCramMd5(response);
   if (!r.ok) return { kind: "invalid", log: r.log };
-  cx.login = r.value.login;
-  cx.password = r.value.digest;
   return authenticate({ method: "cram-md5", login: r.value.login, password: r.value.digest, salt: cx.session.salt() });
 }
 
 function externalResponse(cx: SmtpContext, response: Buffer): Outcome {
   const r = saslExternal(response);
   if (!r.ok) return { kind: "invalid", log: r.log };
-  cx.login = r.value;
   return authenticate({ method: "external", login: r.value, password: EMPTY });
 }
 
@@ -272,7 +266,7 @@ export class SmtpFrontEnd implements FrontEnd {
     this.#cx = {
       session, wire: smtpWire(session.server), state: "start",
       helo: EMPTY, esmtp: false, from: undefined, to: undefined,
-      login: EMPTY, password: EMPTY, clientHost: "",
+      username: EMPTY, clientHost: "",
     };
   }
 
