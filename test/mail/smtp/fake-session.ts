@@ -15,8 +15,8 @@ import { smtpModule, smtpWire } from "../../../src/mail/smtp/module.js";
 export class LinesSink implements LogSink {
   readonly level: LogLevel = "debug";
   readonly lines: Array<{ level: LogLevel; text: string }> = [];
-  write(level: LogLevel, line: string): void {
-    this.lines.push({ level, text: line });
+  write(level: LogLevel, _line: string, message: string): void {
+    this.lines.push({ level, text: message });
   }
   reopen(): void {}
   close(): void {}
