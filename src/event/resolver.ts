@@ -148,7 +148,9 @@ function parseResponse(msg: Buffer, question: Buffer): Answer | null {
 }
 
 /** The reverse-lookup name of an address (in-addr.arpa or ip6.arpa). */
-export function reverseName(addr: string): string | null {
+export function reverseName(address: string): string | null {
+  // an IPv4-mapped IPv6 address is looked up as the IPv4 address it is
+  const addr = canonicalAddress(address);
   if (isIPv4(addr)) return `${addr.split(".").reverse().join(".")}.in-addr.arpa`;
   const bytes = ipv6Bytes(addr);
   if (!bytes) return null;

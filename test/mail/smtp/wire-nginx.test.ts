@@ -20,6 +20,8 @@ import { smtpAuthDirective, smtpCapabilitiesDirective, smtpClientBufferDirective
 import { maxErrorsDirective } from "../../../src/mail/core-module.js";
 import type { StarttlsMode } from "../../../src/mail/front-end.js";
 import { FakeSession, type Setting, set, smtpServer } from "./fake-session.js";
+import { FakeDns, type FakeAnswer } from "../../event/fake-dns.js";
+import { resolverDirective, resolverTimeoutDirective } from "../../../src/mail/core-module.js";
 
 const NGINX = "/usr/sbin/nginx";
 const MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so";
@@ -149,6 +151,19 @@ const CASES: readonly Case[] = [
   { name: "a 64-byte command fits a 64-byte buffer", server: "small", steps: [{ send: `MAIL FROM:<${"a".repeat(49)}>\r\n` }, { send: "RSET\r\n" }] },
 ];
 
+/** Client-name scenarios: nginx and Postern each ask their own fake DNS server (PTR of 127.0.0.1). */
+const PTR = "PTR 1.0.0.127.in-addr.arpa";
+const DNS_SCENARIOS: Record<string, Record<string, FakeAnswer>> = {
+  match: { [PTR]: { records: [{ type: "PTR", data: "Client.Example" }] }, "A client.example": { records: [{ type: "A", data: "127.0.0.1" }] }, "AAAA client.example": { records: [] } },
+  elsewhere: { [PTR]: { records: [{ type: "PTR", data: "other.example" }] }, "A other.example": { records: [{ type: "A", data: "192.0.2.7" }] }, "AAAA other.example": { records: [] } },
+  nxdomain: { [PTR]: { rcode: 3 } },
+  servfail: { [PTR]: { rcode: 2 } },
+  forwardNx: { [PTR]: { records: [{ type: "PTR", data: "gone.example" }] }, "A gone.example": { rcode: 3 }, "AAAA gone.example": { rcode: 3 } },
+  badName: { [PTR]: { records: [{ type: "PTR", data: "bad_name.example" }] }, "A bad_name.example": { records: [{ type: "A", data: "127.0.0.1" }] }, "AAAA bad_name.example": { records: [] } },
+  timeout: { [PTR]: "drop" },
+};
+const dnsServers = new Map<string, { nginx: FakeDns; ours: FakeDns; port: number }>();
+
 // ---- nginx side ----------------------------------------------------------
 
 let dir: string;
@@ -185,6 +200,12 @@ before(async () => {
     spec.port = await freePort();
     blocks.push(`  server { listen 127.0.0.1:${spec.port}; protocol smtp; ${spec.nginx} }`);
   }
+  for (const [name, answers] of Object.entries(DNS_SCENARIOS)) {
+    const pair = { nginx: await new FakeDns().start(), ours: await new FakeDns().start(), port: await freePort() };
+    for (const d of [pair.nginx, pair.ours]) for (const [k, v] of Object.entries(answers)) d.answers.set(k, v);
+    dnsServers.set(name, pair);
+    blocks.push(`  server { listen 127.0.0.1:${pair.port}; protocol smtp; smtp_auth none; resolver 127.0.0.1:${pair.nginx.port}; resolver_timeout 500ms; }`);
+  }
   writeFileSync(join(dir, "nginx.conf"), [
     `load_module ${MODULE};`,
     "daemon off; master_process off; worker_processes 1;",
@@ -213,6 +234,7 @@ before(async () => {
 
 after(async () => {
   nginx?.kill("SIGTERM");
+  for (const pair of dnsServers.values()) await Promise.all([pair.nginx.close(), pair.ours.close()]);
   await new Promise<void>((r) => authServer.close(() => r()));
   rmSync(dir, { recursive: true, force: true });
 });
@@ -398,5 +420,45 @@ for (const c of CASES) {
       }
       assert.deepEqual(ours.auth[i], expected, `auth request ${i}`);
     });
+  });
+}
+
+/** nginx's error-log lines about resolving, without timestamp, pid and connection number. */
+function resolverLogLines(text: string): string[] {
+  return text.split("\n").filter((l) => /resolv/.test(l) && /\[error\]/.test(l)).map((l) => l.replace(/^.*?\*\d+ /, "").replace(/, server: .*$/, ""));
+}
+
+for (const scenario of Object.keys(DNS_SCENARIOS)) {
+  test(`nginx resolver: ${scenario}`, async () => {
+    const pair = dnsServers.get(scenario)!;
+    const logBefore = readFileSync(join(dir, "error.log"), "latin1").length;
+    // nginx: greeting after resolving, then MAIL and RCPT start auth_http with Client-Host
+    const socket = connect(pair.port, "127.0.0.1");
+    await new Promise<void>((r) => socket.once("connect", () => r()));
+    const client = new WireClient(socket);
+    const firstAuth = authRequests.length;
+    const greeting = await client.collect(scenario === "timeout" ? 700 : 150);
+    socket.write("HELO h\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\n");
+    await client.collect(1250);
+    socket.destroy();
+    const theirs = authRequests.slice(firstAuth);
+    const theirLog = resolverLogLines(readFileSync(join(dir, "error.log"), "latin1").slice(logBefore));
+
+    const s = new FakeSession(smtpServer([
+      set(smtpAuthDirective, new Set(["none"] as const)),
+      set(resolverDirective, { servers: [{ host: "127.0.0.1", port: pair.ours.port }], ipv4: true, ipv6: true }),
+      set(resolverTimeoutDirective, 500),
+    ]));
+    const fe = new SmtpFrontEnd(s);
+    s.frontEnd = fe;
+    await fe.start();
+    assert.equal(s.output(), greeting);
+    s.receive("HELO h\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\n");
+    assert.equal(theirs.length, 1);
+    assert.equal(fe.smtpInfo().clientHost, theirs[0]!["client-host"]);
+    const ourLog = s.sink.lines.filter((l) => l.level === "error").map((l) => l.text.replace(/^\*\d+ /, "").replace(/, server: .*$/, ""));
+    assert.deepEqual(ourLog, theirLog);
+    // both asked the same questions
+    assert.deepEqual([...pair.ours.queries].sort(), [...pair.nginx.queries].sort());
   });
 }
