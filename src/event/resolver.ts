@@ -13,8 +13,9 @@
  * total deadline, answers cached by TTL (or `valid=`), names lowercased.
  * Not done: TCP fallback for truncated answers (PTR/A answers fit in UDP).
  */
-import { createSocket, type Socket } from "node:dgram";
-import { isIPv4, isIPv6 } from "node:net";
+import { randomInt } from "node:crypto";
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import { isIP, isIPv4, isIPv6 } from "node:net";
 import type { ResolverSpec } from "../mail/core-module.js";
 
 /** nginx's resolver error codes: DNS RCODEs 1-5, and 110 for a timeout. */
@@ -269,7 +270,8 @@ export class Resolver {
   /** Sends the question until an answer arrives or the deadline passes (then null). */
   #exchange(question: Buffer, deadline: number): Promise<Answer | null> {
     let id: number;
-    do id = Math.floor(Math.random() * 0x10000);
+    // unpredictable ids (and a fresh source port per burst, see below): no cheap spoofing
+    do id = randomInt(0x10000);
     while (this.#pending.has(id));
     const header = Buffer.alloc(12);
     header.writeUInt16BE(id, 0);
@@ -282,6 +284,8 @@ export class Resolver {
         clearTimeout(timer);
         clearTimeout(resend);
         this.#pending.delete(id);
+        // idle: close the sockets, so a resolver dropped on reload leaves nothing open
+        if (this.#pending.size === 0) this.close();
         resolve(answer);
       };
       const timer = setTimeout(() => finish(null), Math.max(0, deadline - Date.now()));
@@ -301,7 +305,7 @@ export class Resolver {
     let socket = this.#sockets.get(family);
     if (!socket) {
       socket = createSocket(family);
-      socket.on("message", (msg) => this.#receive(msg));
+      socket.on("message", (msg, peer) => this.#receive(msg, peer));
       socket.on("error", () => {
         // ICMP errors and the like: the query is resent or times out, as in nginx
       });
@@ -313,8 +317,13 @@ export class Resolver {
     });
   }
 
-  #receive(msg: Buffer): void {
-    if (msg.length < 12) return;
+  /** nginx's UDP sockets are connected: only a configured server can answer. */
+  #fromServer(peer: RemoteInfo): boolean {
+    return this.#spec.servers.some((s) => s.port === peer.port && (!isIP(s.host) || canonicalAddress(s.host) === canonicalAddress(peer.address)));
+  }
+
+  #receive(msg: Buffer, peer: RemoteInfo): void {
+    if (msg.length < 12 || !this.#fromServer(peer)) return;
     const pending = this.#pending.get(msg.readUInt16BE(0));
     if (!pending) return;
     const answer = parseResponse(msg, pending.question);

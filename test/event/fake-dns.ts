@@ -11,7 +11,13 @@ export interface FakeRecord {
 
 /** What the server does for one question. */
 export type FakeAnswer =
-  | { readonly rcode?: number; readonly records?: readonly FakeRecord[]; readonly delayMs?: number }
+  | {
+      readonly rcode?: number;
+      readonly records?: readonly FakeRecord[];
+      readonly delayMs?: number;
+      /** answer from another port, as a spoofer would */
+      readonly fromOtherPort?: true;
+    }
   /** never answer */
   | "drop";
 
@@ -46,6 +52,7 @@ function rdata(r: FakeRecord): Buffer {
 /** The fake server: `answers` maps `TYPE name` (e.g. `PTR 1.0.0.127.in-addr.arpa`) to behaviour. */
 export class FakeDns {
   readonly #socket: Socket = createSocket("udp4");
+  readonly #other: Socket = createSocket("udp4");
   readonly answers = new Map<string, FakeAnswer>();
   /** Every question received, as `TYPE name`. */
   readonly queries: string[] = [];
@@ -54,11 +61,13 @@ export class FakeDns {
   async start(): Promise<this> {
     this.#socket.on("message", (msg, peer) => this.#reply(msg, peer.port, peer.address));
     await new Promise<void>((r) => this.#socket.bind(0, "127.0.0.1", () => r()));
+    await new Promise<void>((r) => this.#other.bind(0, "127.0.0.1", () => r()));
     this.port = (this.#socket.address() as AddressInfo).port;
     return this;
   }
 
   close(): Promise<void> {
+    this.#other.close();
     return new Promise((r) => this.#socket.close(() => r()));
   }
 
@@ -93,7 +102,8 @@ export class FakeDns {
       return Buffer.concat([fixed, data]);
     });
     const packet = Buffer.concat([header, question, ...rrs]);
-    const send = () => this.#socket.send(packet, port, address);
+    const from = answer.fromOtherPort ? this.#other : this.#socket;
+    const send = () => from.send(packet, port, address);
     if (answer.delayMs) setTimeout(send, answer.delayMs);
     else send();
   }

@@ -123,3 +123,9 @@ test("a late answer after the timeout is neither used nor cached", async () => {
   dns.answers.set("PTR 16.0.0.127.in-addr.arpa", { rcode: 3 });
   assert.deepEqual(await r.reverse("127.0.0.16", 1000), { ok: false, code: 3 });
 });
+
+test("an answer from anywhere but a configured server is ignored", async () => {
+  dns.answers.set("PTR 17.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "spoofed.example" }], fromOtherPort: true });
+  const r = resolver();
+  assert.deepEqual(await r.reverse("127.0.0.17", 300), { ok: false, code: 110 });
+});
