@@ -41,8 +41,8 @@ interface CommandInput {
   readonly args: readonly Buffer[];
   /** MAIL/RCPT: the raw line from the command word to its last argument */
   readonly line: Buffer;
-  /** everything received from this command on (for the `client was rejected` log) */
-  readonly input: Buffer;
+  /** the command's own bytes, through its LF (for the `client was rejected` log) */
+  readonly raw: Buffer;
 }
 
 type CommandHandler = (cx: SmtpContext, cmd: CommandInput) => Outcome;
@@ -92,9 +92,11 @@ function quit(): Outcome {
   return { kind: "quit" };
 }
 
-function mail(cx: SmtpContext, { args, line, input }: CommandInput): Outcome {
+function mail(cx: SmtpContext, { args, line, raw }: CommandInput): Outcome {
   if (!cx.wire.authMethods.has("none")) {
-    cx.session.log.info(`client was rejected: "${rejectedText(input)}"`);
+    // nginx logs its whole buffer (earlier and later pipelined commands too); the
+    // MAIL line alone is the same text for a lone command and never holds a secret
+    cx.session.log.info(`client was rejected: "${rejectedText(raw)}"`);
     return reply(SMTP_REPLY.authRequired);
   }
   // Postern is stricter than nginx: no mail transaction in plaintext under `starttls only`
@@ -232,6 +234,16 @@ const RESPONSES: Readonly<Record<Exclude<SmtpState, "start">, ResponseHandler>> 
 
 // ---- the front end -----------------------------------------------------------
 
+/**
+ * What an early talker sent, for the log: nginx logs it all, Postern stops at
+ * an AUTH line's mechanism, since what follows may be credentials.
+ */
+function withoutSecrets(data: Buffer): Buffer {
+  const auth = /(?:^|\n)(AUTH +[^ \r\n]*)/i.exec(data.toString("latin1"));
+  if (!auth) return data;
+  return data.subarray(0, auth.index + auth[0].length);
+}
+
 /** How often the greeting delay looks for an early talker. */
 const EARLY_TALKER_POLL_MS = 10;
 
@@ -284,7 +296,7 @@ export class SmtpFrontEnd implements FrontEnd {
       session.log.action = "in delay pipelining state";
       if (early) {
         const data = session.pendingInput().subarray(0, wire.bufferSize);
-        session.log.info(`client was rejected before greeting: "${rejectedText(data)}"`);
+        session.log.info(`client was rejected before greeting: "${rejectedText(withoutSecrets(data))}"`);
         session.send(SMTP_REPLY.invalidPipelining);
         session.close();
         return;
@@ -340,7 +352,7 @@ export class SmtpFrontEnd implements FrontEnd {
     const cx = this.#cx;
     if (parsed.kind === "command") {
       // (the parser yields commands only in the start state)
-      return COMMANDS[parsed.verb](cx, { args: parsed.args, line: parsed.line, input });
+      return COMMANDS[parsed.verb](cx, { args: parsed.args, line: parsed.line, raw: input.subarray(0, parsed.consumed) });
     }
     if (cx.state === "start") return INVALID; // unreachable: responses only follow AUTH
     return RESPONSES[cx.state](cx, parsed.args[0] ?? EMPTY);

@@ -300,3 +300,22 @@ test("greeting delay: a patient client gets the greeting after the delay, then t
   assert.equal(s.output(), GREETING);
   assert.equal(s.deadlineArmed, 1);
 });
+
+test("rejection logs never carry SASL data pipelined with them", async () => {
+  const { s } = await open();
+  s.output();
+  const secret = b64("\0user\0hunter2");
+  assert.equal(say(s, `MAIL FROM:<a>\r\nAUTH PLAIN ${secret}\r\n`), "530 5.7.1 Authentication required\r\n");
+  // nginx (at log level info) would log the whole buffer and then lose the pipelined command
+  assert.equal(s.authentications.length, 1, "the pipelined AUTH still runs");
+  const early = new FakeSession(smtpServer([set(smtpGreetingDelayDirective, 100)]));
+  const fe = new SmtpFrontEnd(early);
+  early.frontEnd = fe;
+  early.pending = Buffer.from(`EHLO x\r\nauth plain ${secret}\r\nNOOP\r\n`);
+  await fe.start();
+  assert.equal(early.output(), "503 5.5.0 Improper use of SMTP command pipelining\r\n");
+  const lines = [...s.logged(), ...early.logged()];
+  assert.ok(lines.some((l) => l.includes('client was rejected: "MAIL FROM:<a>__"')), lines.join("\n"));
+  assert.ok(lines.some((l) => l.includes('client was rejected before greeting: "EHLO x__auth plain" while in delay pipelining state')), lines.join("\n"));
+  assert.equal(lines.some((l) => l.includes(secret)), false);
+});
