@@ -28,6 +28,12 @@ export class TlsHandshakeError extends Error {
   }
 }
 
+/** OpenSSL's queue line as nginx prints it: `error:0A00009C:SSL routines::http request`. */
+function opensslReason(message: string): string {
+  const m = /error:([0-9A-F]{8}):([^:]*):[^:]*:([^:\n]*)/.exec(message);
+  return m ? `error:${m[1]}:${m[2]}::${m[3]}` : message.trim();
+}
+
 /**
  * Runs the server side of a TLS handshake on `socket` (a freshly accepted
  * socket, or one whose plaintext reader the caller has stopped after
@@ -65,9 +71,12 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
         resolve(tlsSocket);
       }
     };
-    const onSecure = (): void => finish(undefined);
+    const onSecure = (): void => {
+      recordVerifyResult(tlsSocket, setup);
+      finish(undefined);
+    };
     const onError = (err: Error): void => {
-      const reason = (err as { code?: string }).code === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${err.message})`;
+      const reason = (err as { code?: string }).code === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${opensslReason(err.message)})`;
       finish(new TlsHandshakeError(`SSL_do_handshake() failed ${reason} while SSL handshaking`));
     };
     const onClose = (): void => finish(new TlsHandshakeError("peer closed connection in SSL handshake while SSL handshaking"));
@@ -76,6 +85,23 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
     tlsSocket.once("close", onClose);
     if (opts.timeoutMs !== undefined) timer = setTimeout(() => finish(new TlsHandshakeError("client timed out while SSL handshaking")), opts.timeoutMs);
   });
+}
+
+/**
+ * Node fills in `authorized` / `authorizationError` only for sockets a
+ * tls.Server accepted itself; for a TLSSocket built on an existing socket
+ * (needed for STARTTLS) we read OpenSSL's verify result the same way.
+ */
+function recordVerifyResult(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): void {
+  if (setup.verifyClient === "off") return;
+  const handle = (tlsSocket as unknown as { _handle?: { verifyError?: () => { code?: string } | null } })._handle;
+  const err = handle?.verifyError?.();
+  if (err) {
+    tlsSocket.authorized = false;
+    (tlsSocket as unknown as { authorizationError: string }).authorizationError = err.code ?? "UNSPECIFIED";
+  } else {
+    tlsSocket.authorized = true;
+  }
 }
 
 /** The decision taken right after the handshake (protocols.md 6.2). */
