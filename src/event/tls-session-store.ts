@@ -94,27 +94,46 @@ function isCacheMessage(m: unknown): m is SessionCacheMessage {
 
 /** Bounded wait for the master's answer: a lost reply means a full handshake, not a hang. */
 const REPLY_TIMEOUT_MS = 1000;
-/** One sequence for every store of the process: all of them see every reply. */
+/** One sequence for every store of the process. */
 let nextSeq = 0;
+
+/** Per endpoint: one 'message' listener dispatching replies and key pushes. */
+interface Dispatcher {
+  readonly pending: Map<number, (data: Buffer | undefined) => void>;
+  readonly keyListeners: Map<string, Set<(key: Buffer) => void>>;
+}
+const dispatchers = new WeakMap<IpcEndpoint, Dispatcher>();
+
+function dispatcher(endpoint: IpcEndpoint): Dispatcher {
+  let d = dispatchers.get(endpoint);
+  if (d) return d;
+  const created: Dispatcher = { pending: new Map(), keyListeners: new Map() };
+  endpoint.on("message", (m) => {
+    if (!isCacheMessage(m)) return;
+    if (m.op === "reply") {
+      const done = created.pending.get(m.seq);
+      created.pending.delete(m.seq);
+      done?.(m.data === null ? undefined : Buffer.from(m.data, "base64"));
+    } else if (m.op === "key") {
+      for (const apply of created.keyListeners.get(m.cache) ?? []) apply(Buffer.from(m.key, "base64"));
+    }
+  });
+  dispatchers.set(endpoint, created);
+  return created;
+}
 
 /** A shared cache living in the master, reached over `process.send`. */
 export class IpcSessionStore implements SharedSessionStore {
   readonly #endpoint: IpcEndpoint;
   readonly #cache: string;
   readonly #size: number;
-  readonly #pending = new Map<number, (data: Buffer | undefined) => void>();
+  readonly #pending: Map<number, (data: Buffer | undefined) => void>;
 
   constructor(endpoint: IpcEndpoint, cache: string, size: number) {
     this.#endpoint = endpoint;
     this.#cache = cache;
     this.#size = size;
-    endpoint.on("message", (m) => {
-      if (!isCacheMessage(m) || m.op !== "reply") return;
-      const done = this.#pending.get(m.seq);
-      if (!done) return;
-      this.#pending.delete(m.seq);
-      done(m.data === null ? undefined : Buffer.from(m.data, "base64"));
-    });
+    this.#pending = dispatcher(endpoint).pending;
   }
 
   get(id: Buffer): Promise<Buffer | undefined> {
@@ -264,9 +283,10 @@ export function subscribeTicketKey(cache: string, size: number, rotateSec: numbe
     apply(sessionCacheMaster.ticketKey(cache, rotateSec));
     return;
   }
-  endpoint.on("message", (m) => {
-    if (isCacheMessage(m) && m.op === "key" && m.cache === cache) apply(Buffer.from(m.key, "base64"));
-  });
+  const listeners = dispatcher(endpoint).keyListeners;
+  let set = listeners.get(cache);
+  if (!set) listeners.set(cache, (set = new Set()));
+  set.add(apply);
   endpoint.send?.({ type: SESSION_CACHE_MESSAGE, op: "ticketKey", cache, size, rotateSec } satisfies SessionCacheMessage);
 }
 

@@ -11,6 +11,7 @@ import net from "node:net";
 import { join } from "node:path";
 import tls from "node:tls";
 import type { TlsServerSetup } from "../../../src/mail/ssl/context.js";
+import { startTls } from "../../../src/mail/ssl/accept.js";
 import { echoLine, echoServer, freePort, makePki, type Pki, sClient, sessionLine, setupFrom, startNginx, tempDir } from "./helpers.js";
 
 let tmp: ReturnType<typeof tempDir>;
@@ -189,6 +190,57 @@ describe("startTls on an existing connection (STARTTLS)", () => {
       assert.deepEqual(s.errors, []);
     } finally {
       await s.close();
+    }
+  });
+
+  test("bytes the stream buffered before the upgrade never reach TLS; the reply goes out in order", async () => {
+    const setup = setupFrom(rsa());
+    const outcome: Promise<string>[] = [];
+    const srv = net.createServer((sock) => {
+      // No listener: the plaintext sits in the socket's own read buffer.
+      outcome.push(new Promise((resolve) => setTimeout(() => {
+        assert.ok(sock.readableLength > 0);
+        startTls(sock, setup, { reply: "+OK begin TLS\r\n", timeoutMs: 5000 }).then((t) => {
+          t.end("secure\r\n");
+          resolve("ok");
+        }, (e: Error) => resolve(e.message));
+      }, 150)));
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    try {
+      const raw = net.connect((srv.address() as net.AddressInfo).port, "127.0.0.1", () => raw.write("STLS\r\nUSER pipelined\r\n"));
+      const reply = await new Promise<string>((r) => raw.once("data", (d: Buffer) => r(d.toString())));
+      assert.equal(reply, "+OK begin TLS\r\n");
+      const secure = tls.connect({ socket: raw, rejectUnauthorized: false });
+      const text = await new Promise<string>((resolve, reject) => {
+        let acc = "";
+        secure.on("data", (d: Buffer) => (acc += d.toString()));
+        secure.on("end", () => resolve(acc));
+        secure.on("error", reject);
+      });
+      secure.destroy();
+      assert.equal(text, "secure\r\n");
+      assert.equal(await outcome[0], "ok");
+    } finally {
+      await new Promise((r) => srv.close(r));
+    }
+  });
+
+  test("a silent client times out", async () => {
+    const setup = setupFrom(rsa());
+    let result: Promise<string> | undefined;
+    const srv = net.createServer((sock) => {
+      result = startTls(sock, setup, { timeoutMs: 200 }).then(() => "secure", (e: Error) => e.message);
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    try {
+      const raw = net.connect((srv.address() as net.AddressInfo).port, "127.0.0.1");
+      const closed = new Promise<void>((r) => raw.on("close", () => r()));
+      raw.on("error", () => undefined);
+      await closed;
+      assert.equal(await result, "client timed out while SSL handshaking");
+    } finally {
+      await new Promise((r) => srv.close(r));
     }
   });
 
