@@ -85,7 +85,7 @@ describe("ssl_ciphers and ssl_prefer_server_ciphers", () => {
     const port = await freePort();
     const ngx = await startNginx(tmp.dir, `auth_http 127.0.0.1:1/;\nserver { listen 127.0.0.1:${port} ssl; protocol imap; ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.rsaKey}; ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers ${serverList}; }`);
     try {
-      assert.equal(sessionLine(await sClient(port, clientArgs))?.cipher, off);
+      assert.equal(sessionLine(await sClient(port, clientArgs, 10000, true))?.cipher, off);
     } finally {
       await ngx.stop();
     }

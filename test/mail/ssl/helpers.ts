@@ -213,7 +213,7 @@ export interface SClientRun {
 }
 
 /** Runs `openssl s_client` against 127.0.0.1:port; stdin stays open until the server closes. */
-export function sClient(port: number, args: readonly string[], timeoutMs = 10000): Promise<SClientRun> {
+export function sClient(port: number, args: readonly string[], timeoutMs = 10000, endInput = false): Promise<SClientRun> {
   return new Promise((resolve) => {
     const child: ChildProcess = spawn("openssl", ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "localhost", ...args], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -221,6 +221,8 @@ export function sClient(port: number, args: readonly string[], timeoutMs = 10000
     child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    // Servers that wait for a command (nginx after its greeting): end stdin once the handshake is printed.
+    if (endInput) child.stdout!.on("data", () => { if (/^(New|Reused), /m.test(stdout)) child.stdin!.end(); });
     child.on("close", (code) => {
       clearTimeout(timer);
       resolve({ stdout, stderr, code });
