@@ -37,7 +37,9 @@ export interface TlsServerSetup {
 export interface BuildTlsOptions {
   readonly protocol: "imap" | "pop3" | "smtp";
   readonly usesTls: boolean;
+  /** Every `listen ... ssl` of the server, in order (messages name the last). */
   readonly listenSslLocations: readonly SourceLocation[];
+  /** Where the effective `starttls` was set (server or mail level). */
   readonly starttlsLocation?: SourceLocation;
   /** Receives nginx-style warnings (the caller adds ` in file:line` if it wants). */
   readonly warn?: (message: string) => void;
@@ -65,8 +67,9 @@ export function protocolOptions(enabled: ReadonlySet<ProtocolName>): { minVersio
   return { minVersion: on[0] as tls.SecureVersion, maxVersion: on[on.length - 1] as tls.SecureVersion, secureOptions };
 }
 
+/** nginx names the last `listen ... ssl` line, else the `starttls` line. */
 function which(opts: BuildTlsOptions): string {
-  const at = opts.listenSslLocations[0];
+  const at = opts.listenSslLocations[opts.listenSslLocations.length - 1];
   if (at) return `the "listen ... ssl" directive ${formatLocation(at)}`;
   if (opts.starttlsLocation) return `the "starttls" directive ${formatLocation(opts.starttlsLocation)}`;
   return `the "listen ... ssl" directive`;

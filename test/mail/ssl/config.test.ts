@@ -83,7 +83,7 @@ describe("checks when a TLS server is built (nginx's merge-time messages)", () =
     const { conf } = serverConf(lines);
     return buildTlsContext(conf, {
       protocol: "imap", usesTls: true,
-      listenSslLocations: opts.starttls ? [] : [{ file: "/etc/postern/nginx.conf", line: 7 }],
+      listenSslLocations: opts.starttls ? [] : [{ file: "/etc/postern/nginx.conf", line: 5 }, { file: "/etc/postern/nginx.conf", line: 7 }],
       ...(opts.starttls ? { starttlsLocation: { file: "/etc/postern/nginx.conf", line: 9 } } : {}),
     });
   };

@@ -12,7 +12,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TlsServerSetup } from "../../../src/mail/ssl/context.js";
 import { installSessionCacheMaster, SessionCacheMaster } from "../../../src/event/tls-session-store.js";
-import { echoLine, echoServer, makePki, type Pki, sClient, sessionLine, setupFrom, tempDir } from "./helpers.js";
+import { type EchoResult, echoLine, echoServer, makePki, type Pki, sClient, sessionLine, setupFrom, tempDir } from "./helpers.js";
 
 let tmp: ReturnType<typeof tempDir>;
 let pki: Pki;
@@ -27,7 +27,7 @@ after(() => tmp.remove());
 const rsa = (): string[][] => [["ssl_certificate", pki.rsaCert], ["ssl_certificate_key", pki.rsaKey]];
 
 /** First connection to `a` saves the session, second (to `b`) offers it; returns whether it was reused. */
-async function resumes(a: TlsServerSetup | number, b: TlsServerSetup | number, args: string[] = []): Promise<boolean> {
+async function resumes(a: TlsServerSetup | number, b: TlsServerSetup | number, args: string[] = [], onSecond?: (r: EchoResult) => void): Promise<boolean> {
   const sess = join(tmp.dir, `sess${++n}.pem`);
   const port = async (x: TlsServerSetup | number): Promise<{ port: number; close: () => Promise<void> }> =>
     typeof x === "number" ? { port: x, close: async () => undefined } : echoServer(x);
@@ -37,7 +37,9 @@ async function resumes(a: TlsServerSetup | number, b: TlsServerSetup | number, a
     const first = await sClient(sa.port, ["-sess_out", sess, ...args]);
     assert.equal(sessionLine(first)?.reused, false, first.stdout + first.stderr);
     const second = await sClient(sb.port, ["-sess_in", sess, ...args]);
-    assert.ok(echoLine(second), second.stdout + second.stderr);
+    const line = echoLine(second);
+    assert.ok(line, second.stdout + second.stderr);
+    onSecond?.(line);
     return sessionLine(second)!.reused;
   } finally {
     await sa.close();
@@ -82,7 +84,11 @@ describe("ssl_session_cache", () => {
   });
   test("a failed client certificate check removes the session", async () => {
     const s = setupFrom([...rsa(), ["ssl_session_cache", "builtin"], ["ssl_session_tickets", "off"], ["ssl_verify_client", "on"], ["ssl_client_certificate", pki.ca]]);
-    assert.equal(await resumes(s, s, ["-tls1_2", "-cert", pki.client, "-key", pki.clientKey]), true);
+    // A resumed session still reports the certificate and the verification result.
+    const seen: EchoResult[] = [];
+    assert.equal(await resumes(s, s, ["-tls1_2", "-cert", pki.client, "-key", pki.clientKey], (r) => seen.push(r)), true);
+    assert.deepEqual(seen[0]?.check, { result: "ok", verify: "SUCCESS" });
+    assert.equal(seen[0]?.info.subject, "CN=client one,O=Example\\, Inc.,C=US");
     assert.equal(await resumes(s, s, ["-tls1_2", "-cert", pki.selfSigned, "-key", pki.selfSignedKey]), false);
   });
   test("shared across worker processes through the master (session IDs and auto ticket keys)", async () => {
