@@ -258,6 +258,38 @@ describe("startTls on an existing connection (STARTTLS)", () => {
   });
 });
 
+describe("fixed settings", () => {
+  test("client-initiated renegotiation is refused (SSL_OP_NO_RENEGOTIATION)", async () => {
+    const setup = setupFrom(rsa());
+    const srv = net.createServer((sock) => {
+      startTls(sock, setup).then((t) => {
+        t.on("error", () => undefined);
+        t.write("hello\n");
+        setTimeout(() => t.end("bye\n"), 1500);
+      }, () => undefined);
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    try {
+      const out = await new Promise<string>((resolve) => {
+        const c = spawn("openssl", ["s_client", "-connect", `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, "-tls1_2"], { stdio: ["pipe", "pipe", "pipe"] });
+        let acc = "";
+        c.stdout.on("data", (d: Buffer) => {
+          acc += d.toString();
+          if (acc.includes("hello")) c.stdin.write("R\n");
+        });
+        c.stderr.on("data", (d: Buffer) => (acc += d.toString()));
+        const timer = setTimeout(() => c.kill(), 8000);
+        c.on("close", () => { clearTimeout(timer); resolve(acc); });
+      });
+      assert.match(out, /RENEGOTIATING/);
+      assert.match(out, /no renegotiation/);
+      assert.doesNotMatch(out, /bye/);
+    } finally {
+      await new Promise((r) => srv.close(r));
+    }
+  });
+});
+
 describe("clientTlsInfo without client certificates", () => {
   test("protocol and cipher only", async () => {
     await withServer(setupFrom(rsa()), async (port) => {
