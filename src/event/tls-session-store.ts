@@ -180,6 +180,7 @@ export class SessionCacheMaster {
   readonly #caches = new Map<string, MemorySessionStore>();
   readonly #keys = new Map<string, KeyState>();
   readonly #subscribers = new Map<string, Set<IpcEndpoint>>();
+  readonly #local = new Map<string, Set<(key: Buffer) => void>>();
 
   /** The cache of that name (workers and single-process servers share it). */
   cache(name: string, size: number): MemorySessionStore {
@@ -210,9 +211,23 @@ export class SessionCacheMaster {
     const k = this.#keys.get(name);
     if (!k) return;
     k.key = randomBytes(48);
+    for (const apply of this.#local.get(name) ?? []) apply(k.key);
     for (const ep of this.#subscribers.get(name) ?? []) {
       ep.send?.({ type: SESSION_CACHE_MESSAGE, op: "key", cache: name, key: k.key.toString("base64") } satisfies SessionCacheMessage);
     }
+  }
+
+  /** Applies the cache's key now and after every rotation (servers in the master's own process). */
+  subscribeLocal(name: string, rotateSec: number, apply: (key: Buffer) => void): void {
+    let set = this.#local.get(name);
+    if (!set) this.#local.set(name, (set = new Set()));
+    set.add(apply);
+    apply(this.ticketKey(name, rotateSec));
+  }
+
+  /** Rotates a cache's key now (what the timer does). */
+  rotate(name: string): void {
+    this.#rotate(name);
   }
 
   /** Answers one worker message; returns false for messages that are not ours. */
@@ -280,7 +295,7 @@ export function installSessionCacheMaster(worker: IpcEndpoint, master: SessionCa
  */
 export function subscribeTicketKey(cache: string, size: number, rotateSec: number, apply: (key: Buffer) => void, endpoint: IpcEndpoint | undefined = ipcEndpoint()): void {
   if (!endpoint) {
-    apply(sessionCacheMaster.ticketKey(cache, rotateSec));
+    sessionCacheMaster.subscribeLocal(cache, rotateSec, apply);
     return;
   }
   const listeners = dispatcher(endpoint).keyListeners;

@@ -118,7 +118,8 @@ export function setupResumption(server: ServerConf, context: tls.SecureContext, 
     subscribeTicketKey(tickets.autoKey.cache, tickets.autoKey.size, Math.max(tickets.sessionTimeout, 3600), (k) => setTicketKeys(context, k));
   }
   const layers: SharedSessionStore[] = [];
-  const builtin = cache.mode === "builtin" ? new MemorySessionStore(cache.builtinSize ?? 0) : undefined;
+  // builtin:0 is OpenSSL's "no limit".
+  const builtin = cache.mode === "builtin" ? new MemorySessionStore(cache.builtinSize || Infinity) : undefined;
   if (builtin) layers.push(builtin);
   if (cache.shared) layers.push(sharedStore(cache.shared.name, cache.shared.size));
   if (layers.length === 0) return { server: undefined, forget: () => undefined };

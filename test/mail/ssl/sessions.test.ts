@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TlsServerSetup } from "../../../src/mail/ssl/context.js";
-import { installSessionCacheMaster, SessionCacheMaster } from "../../../src/event/tls-session-store.js";
+import { installSessionCacheMaster, SessionCacheMaster, sessionCacheMaster } from "../../../src/event/tls-session-store.js";
 import { type EchoResult, echoLine, echoServer, makePki, type Pki, sClient, sessionLine, setupFrom, tempDir } from "./helpers.js";
 
 let tmp: ReturnType<typeof tempDir>;
@@ -119,6 +119,22 @@ describe("ssl_session_cache", () => {
 });
 
 describe("tickets", () => {
+  test("a shared cache without key file: one generated key for its servers, rotation retires it", async () => {
+    const lines = [...rsa(), ["ssl_session_cache", "shared:K:1m"]];
+    const a = setupFrom(lines);
+    const b = setupFrom(lines);
+    assert.equal(await resumes(a, b, ["-tls1_3"]), true);
+    const sess = join(tmp.dir, "rot.pem");
+    const sa = await echoServer(a);
+    try {
+      await sClient(sa.port, ["-sess_out", sess]);
+      sessionCacheMaster.rotate("K");
+      assert.equal(sessionLine(await sClient(sa.port, ["-sess_in", sess]))?.reused, false);
+    } finally {
+      await sa.close();
+    }
+    assert.equal(await resumes(b, a, ["-tls1_3"]), true);
+  });
   test("ssl_session_tickets off: no ticket resumption", async () => {
     const s = setupFrom([...rsa(), ["ssl_session_tickets", "off"]]);
     assert.equal(await resumes(s, s, ["-tls1_2"]), false);
