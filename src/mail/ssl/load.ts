@@ -9,6 +9,11 @@ import { readFileSync } from "node:fs";
 import { ConfError } from "../../core/errors.js";
 import type { FileRef } from "./module.js";
 
+/** How a key is named in messages: never the inline key itself (house rule: no secrets in logs). */
+export function keyName(ref: FileRef): string {
+  return ref.path.startsWith("data:") ? "data:..." : ref.path;
+}
+
 /** A certificate chain as loaded: PEM text and the parsed leaf. */
 export interface LoadedCertificate {
   readonly ref: FileRef;
@@ -69,7 +74,7 @@ export function loadCertificate(ref: FileRef): LoadedCertificate {
  * ssl_password_file rule), and returns an unencrypted PEM for Node.
  */
 export function loadPrivateKey(ref: FileRef, passwords: readonly Buffer[] | undefined): KeyObject {
-  const fail = (reason: string): ConfError => ConfError.unlocated(`cannot load certificate key "${ref.path}": ${reason}`);
+  const fail = (reason: string): ConfError => ConfError.unlocated(`cannot load certificate key "${keyName(ref)}": ${reason}`);
   if (ref.path.startsWith("engine:")) {
     const name = ref.path.split(":")[1] ?? "";
     throw fail(`ENGINE_by_id("${name}") failed (SSL: OpenSSL engines are not available in Node.js)`);
@@ -96,7 +101,7 @@ export function checkKeyMatches(cert: LoadedCertificate, key: KeyObject, keyRef:
   const a = cert.leaf.publicKey.export({ type: "spki", format: "der" });
   const b = createPublicKey(key).export({ type: "spki", format: "der" });
   if (!a.equals(b)) {
-    throw ConfError.unlocated(`SSL_CTX_use_PrivateKey("${keyRef.path}") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)`);
+    throw ConfError.unlocated(`SSL_CTX_use_PrivateKey("${keyName(keyRef)}") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)`);
   }
 }
 

@@ -137,6 +137,13 @@ describe("checks when a TLS server is built (nginx's merge-time messages)", () =
       `SSL_CTX_use_PrivateKey("${pki.ecKey}") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)`);
     assert.equal(nginxSays(`ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.ecKey};`), "");
   });
+  test("a data: key never appears in a message", () => {
+    const e = confError(() => build([["ssl_certificate", pki.rsaCert], ["ssl_certificate_key", "data:-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n"]]));
+    assert.match(e.message, /^cannot load certificate key "data:\.\.\.": PEM_read_bio_PrivateKey\(\) failed \(SSL: /);
+    assert.doesNotMatch(e.message, /SECRET/);
+    const m = confError(() => build([["ssl_certificate", pki.ecCert], ["ssl_certificate_key", "data:" + readFileSync(pki.clientKey, "utf8")]]));
+    assert.equal(m.message, `SSL_CTX_use_PrivateKey("data:...") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)`);
+  });
   test("engine: keys fail clearly", () => {
     assert.equal(confError(() => build([["ssl_certificate", pki.rsaCert], ["ssl_certificate_key", "engine:pkcs11:id_45"]])).message,
       `cannot load certificate key "engine:pkcs11:id_45": ENGINE_by_id("pkcs11") failed (SSL: OpenSSL engines are not available in Node.js)`);
