@@ -305,9 +305,24 @@ export function subscribeTicketKey(cache: string, size: number, rotateSec: numbe
   endpoint.send?.({ type: SESSION_CACHE_MESSAGE, op: "ticketKey", cache, size, rotateSec } satisfies SessionCacheMessage);
 }
 
-/** `process` when it has an IPC channel to a master, else undefined. */
+/**
+ * Set in worker processes only: a parent with an IPC channel is not
+ * necessarily a Postern master (pm2 and the test runner have one too), so
+ * the worker side is switched on explicitly.
+ */
+let workerEndpoint: IpcEndpoint | undefined;
+
+/**
+ * The worker-side hook: call once in each worker process, before building
+ * TLS contexts, so shared caches and ticket keys go through the master.
+ */
+export function connectSessionCacheWorker(endpoint: IpcEndpoint = process as unknown as IpcEndpoint): void {
+  workerEndpoint = endpoint;
+}
+
+/** The master's channel in a worker, else undefined (single process: in-process caches). */
 export function ipcEndpoint(): IpcEndpoint | undefined {
-  return typeof process.send === "function" && process.connected ? (process as unknown as IpcEndpoint) : undefined;
+  return workerEndpoint;
 }
 
 /** The store a `shared:NAME:SIZE` cache uses in this process. */
