@@ -5,7 +5,8 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import http from "node:http";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TlsServerSetup } from "../../../src/mail/ssl/context.js";
@@ -125,5 +126,63 @@ describe("advertised and unadvertised CAs", () => {
     assert.equal(stranger.result?.check.logMessage, "client SSL certificate verify error: (21:unable to verify the first certificate)");
     const self = await connect(setup("on", [["ssl_trusted_certificate", pki.ca]]), pki.selfSigned, pki.selfSignedKey);
     assert.equal(self.result?.check.logMessage, "client SSL certificate verify error: (18:self-signed certificate)");
+  });
+});
+
+/** Headers nginx sends to auth_http for one IMAP login over implicit TLS. */
+async function nginxAuthHeaders(nginxPort: number, authRequests: http.IncomingHttpHeaders[], args: string[]): Promise<http.IncomingHttpHeaders | undefined> {
+  const before = authRequests.length;
+  await new Promise<void>((resolve) => {
+    const c = spawn("openssl", ["s_client", "-connect", `127.0.0.1:${nginxPort}`, "-crlf", ...args], { stdio: ["pipe", "pipe", "ignore"] });
+    let out = "";
+    let sent = false;
+    c.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (!sent && out.includes("* OK")) {
+        sent = true;
+        c.stdin.write("a LOGIN user pass\n");
+      }
+      if (out.includes("a NO")) c.kill();
+    });
+    const timer = setTimeout(() => c.kill(), 8000);
+    c.on("close", () => { clearTimeout(timer); resolve(); });
+  });
+  return authRequests[before];
+}
+
+describe("Auth-SSL-* values against nginx 1.22.1's auth_http request", () => {
+  test("SUCCESS, FAILED:reason and NONE with subject, issuer, serial, fingerprint and certificate", async () => {
+    const requests: http.IncomingHttpHeaders[] = [];
+    const auth = http.createServer((req, res) => {
+      requests.push(req.headers);
+      res.writeHead(200, { "Auth-Status": "Invalid login" });
+      res.end();
+    });
+    await new Promise<void>((r) => auth.listen(0, "127.0.0.1", r));
+    const authPort = (auth.address() as { port: number }).port;
+    const port = await freePort();
+    const ngx = await startNginx(tmp.dir, `auth_http 127.0.0.1:${authPort}/auth;\nauth_http_pass_client_cert on;\nserver { listen 127.0.0.1:${port} ssl; protocol imap; ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.rsaKey}; ssl_protocols TLSv1.2 TLSv1.3; ssl_verify_client optional_no_ca; ssl_client_certificate ${pki.ca}; }`);
+    try {
+      const clients: string[][] = [["-cert", pki.client, "-key", pki.clientKey], ["-cert", pki.selfSigned, "-key", pki.selfSignedKey], []];
+      for (const args of clients) {
+        const theirs = await nginxAuthHeaders(port, requests, args);
+        assert.ok(theirs, `no auth request for ${args.join(" ")}`);
+        const ours = (await connect(setup("optional_no_ca"), args[1], args[3])).result?.info;
+        assert.ok(ours);
+        assert.equal(theirs["auth-ssl"], "on");
+        assert.equal(ours.protocol, theirs["auth-ssl-protocol"]);
+        assert.equal(ours.cipher, theirs["auth-ssl-cipher"]);
+        assert.equal(ours.verify, theirs["auth-ssl-verify"]);
+        assert.equal(ours.subject, theirs["auth-ssl-subject"]);
+        assert.equal(ours.issuer, theirs["auth-ssl-issuer"]);
+        assert.equal(ours.serial, theirs["auth-ssl-serial"]);
+        assert.equal(ours.fingerprint, theirs["auth-ssl-fingerprint"]);
+        const cert = theirs["auth-ssl-cert"] as string | undefined;
+        assert.equal(ours.certPem, cert === undefined ? undefined : decodeURIComponent(cert));
+      }
+    } finally {
+      await ngx.stop();
+      await new Promise((r) => auth.close(r));
+    }
   });
 });
