@@ -51,12 +51,12 @@ function selfSigned(c: X509Certificate): boolean {
 
 /**
  * Verifies a client chain against `anchors` the way OpenSSL reports it:
- * returns 0 or a verify error number, and the chain length used.
+ * returns 0 or a verify error number, and the chain built (leaf to root).
  * `sent` is what the client sent, leaf first.
  */
-export function walkChain(sent: readonly X509Certificate[], anchors: readonly X509Certificate[], now = new Date()): { error: number; length: number } {
+export function walkChain(sent: readonly X509Certificate[], anchors: readonly X509Certificate[], now = new Date()): { error: number; chain: X509Certificate[] } {
   const leaf = sent[0];
-  if (!leaf) return { error: 20, length: 0 };
+  if (!leaf) return { error: 20, chain: [] };
   const chain: X509Certificate[] = [leaf];
   let current = leaf;
   for (let guard = 0; guard < 100; guard++) {
@@ -68,16 +68,16 @@ export function walkChain(sent: readonly X509Certificate[], anchors: readonly X5
       current = anchor;
       continue;
     }
-    if (selfSigned(current)) return { error: chain.length === 1 ? 18 : 19, length: chain.length };
+    if (selfSigned(current)) return { error: chain.length === 1 ? 18 : 19, chain };
     const next = sent.find((s) => !s.raw.equals(current.raw) && current.checkIssued(s));
-    if (!next) return { error: chain.length === 1 ? 21 : 20, length: chain.length };
-    if (!current.verify(next.publicKey)) return { error: 7, length: chain.length };
+    if (!next) return { error: chain.length === 1 ? 21 : 20, chain };
+    if (!current.verify(next.publicKey)) return { error: 7, chain };
     chain.push(next);
     current = next;
   }
   for (const c of chain) {
-    if (new Date(c.validFrom) > now) return { error: 9, length: chain.length };
-    if (new Date(c.validTo) < now) return { error: 10, length: chain.length };
+    if (new Date(c.validFrom) > now) return { error: 9, chain };
+    if (new Date(c.validTo) < now) return { error: 10, chain };
   }
-  return { error: 0, length: chain.length };
+  return { error: 0, chain };
 }

@@ -7,6 +7,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import type net from "node:net";
 import tls from "node:tls";
 import type { ClientTlsInfo } from "../types.js";
+import { checkChainCrls } from "../../event/tls-crl.js";
 import { OPTIONAL_NO_CA_ERRORS, verifyErrorNumber, verifyErrorText, walkChain } from "../../event/tls-verify.js";
 import type { TlsServerSetup } from "./context.js";
 
@@ -128,16 +129,22 @@ function peerChain(socket: tls.TLSSocket): X509Certificate[] {
   return out;
 }
 
+/** True when Node's chain ends in a root from ssl_client_certificate, i.e. OpenSSL saw the whole chain. */
+function anchoredInClientCas(chain: readonly X509Certificate[], setup: TlsServerSetup): boolean {
+  const root = chain[chain.length - 1];
+  return root !== undefined && setup.clientCas.some((ca) => ca.raw.equals(root.raw));
+}
+
 function verifyNumber(socket: tls.TLSSocket, setup: TlsServerSetup, chain: readonly X509Certificate[]): number {
   let error = socket.authorized ? 0 : verifyErrorNumber((socket.authorizationError as unknown as { code?: string } | undefined)?.code ?? String(socket.authorizationError));
   let length = chain.length;
-  if (error !== 0 && setup.trustedCas.length > 0 && (error === 2 || error === 20 || error === 21)) {
-    // OpenSSL only knew the advertised CAs; retry with the unadvertised ones too.
+  if (error !== 0 && setup.trustedCas.length > 0 && !anchoredInClientCas(chain, setup)) {
+    // OpenSSL only knew the advertised CAs and could not finish the chain:
+    // verify again with the unadvertised ones, CRLs included.
     const walked = walkChain(chain, [...setup.clientCas, ...setup.trustedCas]);
     error = walked.error;
-    length = walked.length;
-    // Node checked CRLs only for chains it could build itself.
-    if (error === 0 && setup.hasCrl) error = 3;
+    length = walked.chain.length;
+    if (error === 0 && setup.crls !== undefined) error = checkChainCrls(walked.chain, setup.crls);
   }
   // ssl_verify_depth: intermediates between the leaf and the trusted root.
   if (error === 0 && length - 2 > setup.verifyDepth) error = 20;

@@ -7,6 +7,7 @@ import { constants, createHash, type KeyObject, type X509Certificate } from "nod
 import tls from "node:tls";
 import { ConfError, formatLocation, type SourceLocation } from "../../core/errors.js";
 import type { ServerConf } from "../../conf/directive.js";
+import { crlsFromPem, type ParsedCrl } from "../../event/tls-crl.js";
 import { applyConfCommands, type TlsKnobs } from "./conf-command.js";
 import { checkKeyMatches, loadCaFile, loadCertificate, loadCrl, loadDhparam, loadPrivateKey } from "./load.js";
 import {
@@ -28,7 +29,8 @@ export interface TlsServerSetup {
   readonly clientCas: readonly X509Certificate[];
   /** CAs from ssl_trusted_certificate (trusted, not advertised; checked by our own chain walk). */
   readonly trustedCas: readonly X509Certificate[];
-  readonly hasCrl: boolean;
+  /** ssl_crl, parsed, for chains verified outside OpenSSL; undefined without ssl_crl. */
+  readonly crls: readonly ParsedCrl[] | undefined;
   readonly sessionIdContext: string;
   readonly sessions: SessionResumption;
 }
@@ -214,6 +216,6 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   const sessions = setupResumption(server, secureContext, tickets);
   return {
     protocol: opts.protocol, secureContext, alpn: opts.protocol, verifyClient, verifyDepth,
-    clientCas, trustedCas, hasCrl: crl !== undefined, sessionIdContext: sidContext, sessions,
+    clientCas, trustedCas, crls: crl === undefined ? undefined : crlsFromPem(crl), sessionIdContext: sidContext, sessions,
   };
 }

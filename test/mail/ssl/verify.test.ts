@@ -126,6 +126,18 @@ describe("advertised and unadvertised CAs", () => {
     assert.equal(stranger.result?.check.logMessage, "client SSL certificate verify error: (21:unable to verify the first certificate)");
     const self = await connect(setup("on", [["ssl_trusted_certificate", pki.ca]]), pki.selfSigned, pki.selfSignedKey);
     assert.equal(self.result?.check.logMessage, "client SSL certificate verify error: (18:self-signed certificate)");
+    const expired = await connect(setup("on", [["ssl_trusted_certificate", pki.ca]]), pki.expired, pki.expiredKey);
+    assert.equal(expired.result?.check.logMessage, "client SSL certificate verify error: (10:certificate has expired)");
+  });
+  test("ssl_crl applies to chains through unadvertised CAs too (each CA needs its CRL)", async () => {
+    const hidden = setup("on", [["ssl_trusted_certificate", pki.ca], ["ssl_crl", pki.crl]]);
+    assert.equal((await connect(hidden, pki.revoked, pki.revokedKey)).result?.check.logMessage, "client SSL certificate verify error: (23:certificate revoked)");
+    assert.deepEqual((await connect(hidden, pki.client, pki.clientKey)).result?.check, { result: "ok", verify: "SUCCESS" });
+    // The intermediate chain has no CRL from Inter One / Inter Two: OpenSSL's 3, as nginx reports it.
+    const deep = setup("on", [["ssl_trusted_certificate", pki.ca], ["ssl_crl", pki.crl], ["ssl_verify_depth", "2"]]);
+    assert.equal((await connect(deep, pki.deep, pki.deepKey, ["-cert_chain", pki.deepChain])).result?.check.logMessage, "client SSL certificate verify error: (3:unable to get certificate CRL)");
+    const advertised = setup("on", [["ssl_client_certificate", pki.ca], ["ssl_crl", pki.crl], ["ssl_verify_depth", "2"]]);
+    assert.equal((await connect(advertised, pki.deep, pki.deepKey, ["-cert_chain", pki.deepChain])).result?.check.logMessage, "client SSL certificate verify error: (3:unable to get certificate CRL)");
   });
 });
 
