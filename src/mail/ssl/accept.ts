@@ -39,7 +39,10 @@ function opensslReason(message: string): string {
  * Runs the server side of a TLS handshake on `socket` (a freshly accepted
  * socket, or one whose plaintext reader the caller has stopped after
  * STARTTLS). Plaintext already buffered by the stream is discarded, never
- * fed into TLS, and no earlier `data` listener can take the ClientHello.
+ * fed into TLS, and no earlier `data` listener can take the ClientHello
+ * (every `data`/`readable` listener is removed). Resolves after the
+ * handshake, before any client-certificate decision; the caller attaches
+ * its own `error` listener to the returned socket at once.
  */
 export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartTlsOptions = {}): Promise<tls.TLSSocket> {
   socket.removeAllListeners("data");
@@ -66,6 +69,8 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
       tlsSocket.off("error", onError);
       tlsSocket.off("close", onClose);
       if (err) {
+        // A late error from a socket being torn down must not go unhandled.
+        tlsSocket.on("error", () => undefined);
         tlsSocket.destroy();
         reject(err);
       } else {
