@@ -156,6 +156,21 @@ describe("checks when a TLS server is built (nginx's merge-time messages)", () =
 });
 
 describe("other values", () => {
+  test("every example of the module's reference page is accepted as written", async () => {
+    const s = await echoServer(setupFrom([...rsa(), ["ssl_certificate", pki.ecCert], ["ssl_certificate_key", pki.ecKey],
+      ["ssl_protocols", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+      ["ssl_ciphers", "ALL:!aNULL:!EXPORT56:RC4+RSA:+HIGH:+MEDIUM:+LOW:+SSLv2:+EXP"],
+      ["ssl_ecdh_curve", "prime256v1:secp384r1"],
+      ["ssl_session_cache", "builtin:1000", "shared:SSL:10m"], ["ssl_session_timeout", "10m"],
+      ["ssl_conf_command", "Options", "PrioritizeChaCha"], ["ssl_conf_command", "Ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+      ["ssl_verify_client", "optional_no_ca"], ["ssl_verify_depth", "1"], ["starttls", "only"]]));
+    try {
+      assert.equal(sessionLine(await sClient(s.port, []))?.cipher, "TLS_CHACHA20_POLY1305_SHA256");
+    } finally {
+      await s.close();
+    }
+    assert.ok(setupFrom([...rsa(), ["ssl_ciphers", "AES128-SHA:AES256-SHA:RC4-SHA:DES-CBC3-SHA:RC4-MD5"], ["ssl_session_cache", "shared:SSL:10m"]]));
+  });
   test("relative files resolve against the main file's directory", async () => {
     const conf = join(tmp.dir, "conf");
     mkdirSync(conf);
