@@ -204,7 +204,8 @@ export class Session implements SessionPort {
     let secure: TLSSocket;
     try {
       secure = await tls.handshake(this.#socket);
-    } catch {
+    } catch (err) {
+      if (!this.#closed) this.log.info(err instanceof Error ? err.message : String(err));
       this.#destroy();
       return false;
     }
@@ -303,21 +304,21 @@ export class Session implements SessionPort {
     plain.off("data", this.#onData);
     plain.off("drain", this.#onDrain);
     plain.pause();
-    plain.write("", () => {
-      this.#upgrade()
-        .then((ok) => {
-          if (!ok) return;
-          this.log.context.starttls = true;
-          this.#socket.on("data", this.#onData);
-          this.#socket.on("drain", this.#onDrain);
-          this.#frontEnd.afterStartTls();
-          this.#stage = "auth";
-          this.log.action = "in auth state";
-          this.#busy = false;
-          this.#process();
-        })
-        .catch((err: unknown) => this.#fail(err));
-    });
+    // The handshake starts in this same tick, right behind the STARTTLS reply
+    // the front end just queued: nothing can read the ClientHello as plaintext.
+    this.#upgrade()
+      .then((ok) => {
+        if (!ok) return;
+        this.log.context.starttls = true;
+        this.#socket.on("data", this.#onData);
+        this.#socket.on("drain", this.#onDrain);
+        this.#frontEnd.afterStartTls();
+        this.#stage = "auth";
+        this.log.action = "in auth state";
+        this.#busy = false;
+        this.#process();
+      })
+      .catch((err: unknown) => this.#fail(err));
   }
 
   authenticate(credentials: Credentials): void {

@@ -11,6 +11,7 @@ import type { MailProtocol } from "./front-end.js";
 import { imapProtocol } from "./imap/protocol.js";
 import type { MailServer } from "./server.js";
 import { smtpProtocol } from "./smtp/protocol.js";
+import { tlsForServer } from "./ssl/server-tls.js";
 import type { SessionServices } from "./session.js";
 import type { AuthOutcome, Credentials, MailProtocolName, SessionInfo } from "./types.js";
 
@@ -28,7 +29,7 @@ function runAuthHttp(server: MailServer, info: SessionInfo, credentials: Credent
 /** The services every session of this process uses. */
 export function sessionServices(): SessionServices {
   return {
-    tls: () => null,
+    tls: tlsForServer,
     authenticate: runAuthHttp,
     readProxyProtocol: () => Promise.reject(new Error("PROXY protocol reader not wired")),
     trustsProxyPeer: () => false,

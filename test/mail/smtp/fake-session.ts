@@ -34,7 +34,7 @@ export function smtpServer(settings: readonly Setting[] = [], mailSettings: read
   for (const [d, v] of mailSettings) mail.set(d, v, at);
   for (const [d, v] of settings) own.set(d, v, at);
   const server: MailServer = { conf: new ServerConf(own, mail), protocol: "smtp", listens: [], index: 0 };
-  smtpModule.finalize?.(server);
+  smtpModule.finalize?.(server, { warn: () => undefined });
   return server;
 }
 

@@ -123,7 +123,7 @@ function setAll(level: Level, lines: readonly (readonly string[])[], confDir: st
     const location = { file: join(confDir, "nginx.conf"), line: i + 1 };
     const cx: SetContext = {
       name: name!, location, confDir, prefix: confDir + "/", level, lexer: undefined as unknown as ConfLexer,
-      parseBlock: () => undefined, warn: (m) => void warnings.push(m),
+      parseBlock: () => undefined, warn: (m) => void warnings.push(m), warnUnlocated: (m) => void warnings.push(m),
     };
     if (d.duplicates === "error" && level.has(d)) throw new ConfError(`"${name}" directive is duplicate`, location);
     try {
