@@ -90,6 +90,12 @@ export interface FrontEnd {
   authFailedReply(message: string, errorCode: string | undefined): string;
   /** Back in the auth state after a refusal with Auth-Wait (POP3: start state). */
   afterAuthFailure(): void;
+  /**
+   * False while the buffer must not be rewound even though everything in it
+   * was consumed (nginx keeps it during a SASL exchange, so a long exchange
+   * must still fit). Absent means always rewindable.
+   */
+  readonly bufferRewindable?: boolean;
   /** The IMAP tag of the authenticating command (the backend LOGIN reuses it). */
   imapTag?(): string | undefined;
   /** SMTP: what the client said before authenticating (HELO, MAIL, RCPT, client name). */

@@ -3,8 +3,12 @@
  * imap, smtp, auth_http, proxy, realip. Their `finalize` steps run in this
  * order for every server, so the first error reported is nginx's.
  */
+import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
 import { mailCoreModule } from "./core-module.js";
+import { imapModule } from "./imap/module.js";
 import type { MailModule } from "./server.js";
 
+const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
+
 /** Every mail module, in order. */
-export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule];
+export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, imapModule, authHttp];

@@ -449,11 +449,14 @@ export class Session implements SessionPort {
       while (!this.#busy && !this.#closed) {
         if (this.#socket.writableNeedDrain) return; // the client is not reading our replies
         if (this.#pos === this.#last) {
-          this.#pos = this.#last = 0;
-          if (!this.#fill()) return;
+          if (this.#frontEnd.bufferRewindable !== false) this.#pos = this.#last = 0;
+          if (!this.#fill()) {
+            // a full, unrewindable buffer with more input waiting: too long
+            if (this.#last === this.#buffer.length && this.#backlogBytes > 0) this.#tooLong();
+            return;
+          }
         }
-        const input = this.#buffer.subarray(this.#pos, this.#last);
-        const used = this.#frontEnd.consume(input);
+        const used = this.#frontEnd.consume(this.#buffer.subarray(this.#pos, this.#last));
         if (used > 0) {
           this.#pos += used;
           continue;
@@ -462,13 +465,18 @@ export class Session implements SessionPort {
           if (this.#fill()) continue;
           return;
         }
-        const text = this.#buffer.subarray(0, this.#last).toString("latin1");
-        this.log.info(`client sent too long command "${text}"`);
-        this.#sendAndClose(this.#frontEnd.tooLong(input));
+        this.#tooLong();
       }
     } catch (err) {
       this.#fail(err);
     }
+  }
+
+  /** The buffer is full and holds no complete command (protocols.md 8). */
+  #tooLong(): void {
+    const text = this.#buffer.subarray(0, this.#last).toString("latin1");
+    this.log.info(`client sent too long command "${text}"`);
+    this.#sendAndClose(this.#frontEnd.tooLong(this.#buffer.subarray(this.#pos, this.#last)));
   }
 
   // ---- endings ----------------------------------------------------------

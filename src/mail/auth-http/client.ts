@@ -1,0 +1,147 @@
+/**
+ * One authentication through auth_http: connect to the auth server, send
+ * the request, read the header block, close; repeat after `Auth-Status:
+ * WAIT`; return the outcome. Failures are logged here with nginx's wording
+ * (action `in http auth state`); the session only sends the reply.
+ */
+import { connect, type Socket } from "node:net";
+import { describeSystemError } from "../../core/errors.js";
+import type { ConnectionLog } from "../../core/log.js";
+import type { AuthOutcome, Credentials, SessionInfo } from "../types.js";
+import { type DecisionLog, decide } from "./decision.js";
+import type { AuthHttpSettings } from "./module.js";
+import { buildAuthRequest, sendsSalt } from "./request.js";
+import { AuthResponseParser, type AuthResponse, responseErrorMessage } from "./response.js";
+import { type AuthHttpAddress, peerName } from "./url.js";
+
+/** Everything one authentication needs. */
+export interface AuthenticateParams {
+  readonly settings: AuthHttpSettings;
+  /** The resolved auth server address (authHttpAddress(settings.url)). */
+  readonly address: AuthHttpAddress;
+  readonly session: SessionInfo;
+  readonly credentials: Credentials;
+  /** The session's attempt number, 1 for the first. */
+  readonly attempt: number;
+  readonly log: ConnectionLog;
+  /** Aborted when the client goes away: the request is dropped, nothing is logged. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** The action nginx names while talking to the auth server. */
+export const AUTH_HTTP_ACTION = "in http auth state";
+
+/** Runs the auth_http exchange (with WAIT repeats) and returns what to do with the client. */
+export async function authenticate(params: AuthenticateParams): Promise<AuthOutcome> {
+  const { settings, session, log, signal } = params;
+  const peer = peerName(params.address);
+  log.action = AUTH_HTTP_ACTION;
+  const method = params.credentials.method;
+  let login = params.credentials.login;
+  // What nginx holds as the password: nothing for EXTERNAL and none.
+  let password: Buffer | undefined = method === "external" || method === "none" ? undefined : params.credentials.password;
+
+  for (;;) {
+    if (signal?.aborted) return { kind: "error" };
+    const request = buildAuthRequest({
+      session,
+      credentials: { ...params.credentials, login, password: password ?? Buffer.alloc(0) },
+      attempt: params.attempt,
+      uri: settings.url.uri,
+      hostHeader: settings.url.hostHeader,
+      headers: settings.headers,
+      passClientCert: settings.passClientCert,
+    });
+    // Sending the salt withdraws the digest (or a WAIT reply's Auth-Pass),
+    // as nginx does: a repeat sends an empty Auth-Pass, and success then
+    // needs Auth-Pass from the auth server.
+    if (sendsSalt(params.credentials)) password = undefined;
+    const result = await exchange(params.address, peer, request, settings.timeout, signal);
+    if (result.kind === "failed") {
+      if (result.log !== undefined) log.write(result.log.level, result.log.message);
+      return { kind: "error" };
+    }
+    const decision = decide(result.response, { protocol: session.protocol, login, password, peer });
+    if (decision.kind === "final") {
+      if (decision.log) log.write(decision.log.level, decision.log.message);
+      return decision.outcome;
+    }
+    login = decision.login;
+    password = decision.password;
+    if (decision.sleep > 0 && !(await sleep(decision.sleep * 1000, signal))) return { kind: "error" };
+  }
+}
+
+type ExchangeResult =
+  | { readonly kind: "response"; readonly response: AuthResponse }
+  /** `log` is the line to write, if any. */
+  | { readonly kind: "failed"; readonly log: DecisionLog | undefined };
+
+/** One connection: send `request`, read the header block, close. */
+function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeout: number, signal: AbortSignal | undefined): Promise<ExchangeResult> {
+  return new Promise((resolve) => {
+    const parser = new AuthResponseParser();
+    let connected = false;
+    let settled = false;
+    const socket: Socket = address.kind === "unix" ? connect({ path: address.path }) : connect({ host: address.host, port: address.port });
+
+    const finish = (result: ExchangeResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      socket.destroy();
+      resolve(result);
+    };
+    const onAbort = (): void => finish({ kind: "failed", log: undefined });
+    // One deadline for connect, send and receive: partial reads do not extend it.
+    const timer = setTimeout(() => {
+      finish({ kind: "failed", log: { level: "error", message: `auth http server ${peer} timed out ${describeSystemError({ errno: 110, code: "ETIMEDOUT" })}` } });
+    }, timeout);
+    signal?.addEventListener("abort", onAbort, { once: true });
+
+    socket.on("connect", () => {
+      connected = true;
+      socket.write(request);
+    });
+    socket.on("data", (chunk: Buffer) => {
+      const state = parser.push(chunk);
+      if (state.kind === "done") finish({ kind: "response", response: state.response });
+      else if (state.kind === "error") {
+        const message = responseErrorMessage(state.error, peer);
+        finish({ kind: "failed", log: message === undefined ? undefined : { level: "error", message } });
+      }
+    });
+    socket.on("end", () => finish({ kind: "failed", log: undefined }));
+    socket.on("close", () => finish({ kind: "failed", log: undefined }));
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      // nginx's TCP connect is non-blocking, so a refusal surfaces on the
+      // first read ("recv() failed"); a unix-socket connect fails at once.
+      if (address.kind === "unix" && !connected) {
+        const level = err.code === "ECONNREFUSED" || err.code === "EAGAIN" ? "error" : "crit";
+        finish({ kind: "failed", log: { level, message: `connect() to ${peer} failed ${describeSystemError(err)}` } });
+      } else {
+        finish({ kind: "failed", log: { level: "error", message: `recv() failed ${describeSystemError(err)}` } });
+      }
+    });
+  });
+}
+
+/** Waits `ms`; false when aborted first. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) {
+      resolve(false);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

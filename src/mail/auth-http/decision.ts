@@ -1,0 +1,78 @@
+/**
+ * What a parsed auth_http response means for the session (auth_http.md
+ * section 4): refuse, ask again later, or proxy to a backend. Pure: the
+ * log line to write is returned, not written.
+ */
+import { isIP } from "node:net";
+import type { LogLevel } from "../../core/log.js";
+import type { AuthOutcome, MailProtocolName } from "../types.js";
+import type { AuthResponse } from "./response.js";
+
+/** The login state going into the decision. */
+export interface DecisionInput {
+  readonly protocol: MailProtocolName;
+  readonly login: Buffer;
+  /** The password nginx still holds; undefined when it has none (EXTERNAL, none, or a digest withdrawn with the salt). */
+  readonly password: Buffer | undefined;
+  /** The auth server as log lines name it (`127.0.0.1:9000`). */
+  readonly peer: string;
+}
+
+/** A line for the connection log. */
+export interface DecisionLog {
+  readonly level: LogLevel;
+  readonly message: string;
+}
+
+/** Either a final outcome or "send the request again after `sleep` seconds". */
+export type Decision =
+  | { readonly kind: "final"; readonly outcome: AuthOutcome; readonly log?: DecisionLog | undefined }
+  | { readonly kind: "again"; readonly sleep: number; readonly login: Buffer; readonly password: Buffer | undefined };
+
+/** The SMTP reply code used when the auth server sends no Auth-Error-Code. */
+export const DEFAULT_SMTP_ERROR_CODE = "535 5.7.0";
+
+/** Decides what a complete response means. */
+export function decide(response: AuthResponse, input: DecisionInput): Decision {
+  // Auth-User and Auth-Pass apply whatever the status, as in nginx.
+  const login = response.user ?? input.login;
+  const password = response.pass ?? input.password;
+
+  const failure = response.failure;
+  // nginx keeps the SMTP message as is, so an empty one counts as no failure;
+  // for IMAP and POP3 it has already built a non-empty reply line.
+  if (failure !== undefined && (input.protocol !== "smtp" || failure.length > 0)) {
+    const message = failure.toString("utf8");
+    const code = response.errorCode && response.errorCode.length > 0 ? response.errorCode.toString("utf8") : DEFAULT_SMTP_ERROR_CODE;
+    const outcome: AuthOutcome = {
+      kind: "refused",
+      message,
+      errorCode: input.protocol === "smtp" ? code : undefined,
+      wait: response.sleep > 0 ? response.sleep : undefined,
+    };
+    return { kind: "final", outcome, log: { level: "info", message: `client login failed: "${message}"` } };
+  }
+
+  if (response.wait) return { kind: "again", sleep: response.sleep, login, password };
+
+  const fail = (message: string): Decision => ({ kind: "final", outcome: { kind: "error" }, log: { level: "error", message } });
+  const server = response.server;
+  const port = response.port;
+  if (!server || server.length === 0 || !port || port.length === 0) {
+    return fail(`auth http server ${input.peer} did not send server or port`);
+  }
+  if (password === undefined && input.protocol !== "smtp") {
+    return fail(`auth http server ${input.peer} did not send password`);
+  }
+  const host = server.toString("latin1");
+  if (isIP(host) === 0) return fail(`auth http server ${input.peer} sent invalid server address:"${server.toString("utf8")}"`);
+  const portText = port.toString("latin1");
+  const portNumber = /^[0-9]+$/.test(portText) ? Number(portText) : NaN;
+  if (!(portNumber >= 1 && portNumber <= 65535)) {
+    return fail(`auth http server ${input.peer} sent invalid server port:"${port.toString("utf8")}"`);
+  }
+  return {
+    kind: "final",
+    outcome: { kind: "ok", backend: { host, port: portNumber }, login, password: password ?? Buffer.alloc(0) },
+  };
+}

@@ -1,0 +1,88 @@
+/**
+ * ngx_mail_imap_module's directives (directives.md 7) and the per-server
+ * wire strings built from them: the three CAPABILITY lines of
+ * protocols.md 3.4, precomputed once in `finalize`.
+ */
+import { oneOrMore } from "../../conf/directive.js";
+import { bitmask, list, size } from "../../conf/slots.js";
+import type { MailModule, MailServer } from "../server.js";
+
+const BOTH = ["mail", "server"] as const;
+
+/** The `imap_auth` method words, in nginx's bit order (which is also the AUTH= order). */
+export const IMAP_AUTH_METHODS = ["plain", "login", "cram-md5", "external"] as const;
+/** One `imap_auth` method. */
+export type ImapAuthMethod = (typeof IMAP_AUTH_METHODS)[number];
+
+const DEFAULT_CAPABILITIES = ["IMAP4", "IMAP4rev1", "UIDPLUS"] as const;
+
+/** `imap_client_buffer size`: the command buffer (a command and its literals must fit). */
+export const imapClientBufferDirective = size("imap_client_buffer", 4096, {
+  contexts: BOTH, defaultText: "4k",
+  doc: "Sets the size of the buffer used for reading IMAP commands.",
+});
+
+/** `imap_capabilities extension ...`: empty means nginx's default list. */
+export const imapCapabilitiesDirective = list<string>("imap_capabilities", {
+  contexts: BOTH, syntax: "extension ...", args: oneOrMore, defaultText: DEFAULT_CAPABILITIES.join(" "),
+  doc: "Sets the IMAP protocol extensions list that is passed to the client in response to the CAPABILITY command.",
+  entry: (args) => [...args],
+});
+
+/** `imap_auth method ...`: what CAPABILITY advertises; CRAM-MD5 and EXTERNAL also need it to be accepted. */
+export const imapAuthDirective = bitmask("imap_auth", IMAP_AUTH_METHODS, ["plain"], {
+  contexts: BOTH,
+  doc: "Sets permitted methods of authentication for IMAP clients.",
+});
+
+const AUTH_NAMES: Readonly<Record<ImapAuthMethod, string>> = {
+  plain: "AUTH=PLAIN", login: "AUTH=LOGIN", "cram-md5": "AUTH=CRAM-MD5", external: "AUTH=EXTERNAL",
+};
+
+/** What a server's IMAP sessions need, computed once per server. */
+export interface ImapServerStrings {
+  /** CAPABILITY for a TLS connection or `starttls off`. */
+  readonly capability: string;
+  /** CAPABILITY for `starttls on` before TLS: ` STARTTLS` appended. */
+  readonly starttlsCapability: string;
+  /** CAPABILITY for `starttls only` before TLS: no AUTH= items, ` STARTTLS LOGINDISABLED`. */
+  readonly starttlsOnlyCapability: string;
+  /** The enabled `imap_auth` methods. */
+  readonly authMethods: ReadonlySet<ImapAuthMethod>;
+}
+
+const computed = new WeakMap<MailServer, ImapServerStrings>();
+
+/** Builds the three CAPABILITY lines exactly as nginx's merge step does. */
+export function buildImapStrings(capabilities: readonly string[], methods: ReadonlySet<ImapAuthMethod>): ImapServerStrings {
+  const caps = capabilities.length > 0 ? capabilities : DEFAULT_CAPABILITIES;
+  const head = "* CAPABILITY" + caps.map((c) => ` ${c}`).join("");
+  // the fixed bit order decides the AUTH= order, not the order in imap_auth
+  const auth = IMAP_AUTH_METHODS.filter((m) => methods.has(m)).map((m) => ` ${AUTH_NAMES[m]}`).join("");
+  return {
+    capability: `${head}${auth}\r\n`,
+    starttlsCapability: `${head}${auth} STARTTLS\r\n`,
+    starttlsOnlyCapability: `${head} STARTTLS LOGINDISABLED\r\n`,
+    authMethods: methods,
+  };
+}
+
+/** The precomputed IMAP strings of a server (computed on demand if finalize has not run). */
+export function imapStrings(server: MailServer): ImapServerStrings {
+  let s = computed.get(server);
+  if (!s) {
+    s = buildImapStrings(server.conf.get(imapCapabilitiesDirective), server.conf.get(imapAuthDirective));
+    computed.set(server, s);
+  }
+  return s;
+}
+
+/** The module: its directive table and the CAPABILITY precomputation. */
+export const imapModule: MailModule = {
+  name: "mail_imap",
+  directives: [imapClientBufferDirective, imapCapabilitiesDirective, imapAuthDirective],
+  finalize(server: MailServer) {
+    if (server.protocol !== "imap") return;
+    computed.set(server, buildImapStrings(server.conf.get(imapCapabilitiesDirective), server.conf.get(imapAuthDirective)));
+  },
+};
