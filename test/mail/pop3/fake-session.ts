@@ -9,23 +9,21 @@ import { join } from "node:path";
 import { parseConfiguration } from "../../../src/conf/engine.js";
 import { ConnectionLog, ErrorLog, MemorySink } from "../../../src/core/log.js";
 import { mailBlockModule, mailDirective } from "../../../src/mail/block.js";
-import { mailCoreModule, maxErrorsDirective } from "../../../src/mail/core-module.js";
+import { maxErrorsDirective } from "../../../src/mail/core-module.js";
+import { MAIL_MODULES } from "../../../src/mail/mail-modules.js";
 import type { FrontEnd, SessionPort, StarttlsMode } from "../../../src/mail/front-end.js";
 import { pop3Protocol } from "../../../src/mail/pop3/protocol.js";
 import type { MailServer } from "../../../src/mail/server.js";
 import type { Credentials } from "../../../src/mail/types.js";
 
-/** Parses `mail { server { listen ...; protocol pop3; <directives> } }` and finalizes the POP3 module. */
+/** Parses `mail { auth_http ...; server { listen ...; protocol pop3; <directives> } }` with every mail module. */
 export function pop3Server(directives = "", mailDirectives = ""): MailServer {
   const dir = mkdtempSync(join(tmpdir(), "postern-pop3-"));
   try {
     const file = join(dir, "nginx.conf");
-    writeFileSync(file, `mail {\n${mailDirectives}\nserver {\nlisten 127.0.0.1:11110;\nprotocol pop3;\n${directives}\n}\n}\n`);
-    const conf = parseConfiguration({ prefix: `${dir}/`, file }, [mailBlockModule, mailCoreModule, pop3Protocol.module]);
-    const server = conf.main.own(mailDirective)!.servers[0]!;
-    // The mail block only runs the modules already registered on main; POP3's is run here.
-    pop3Protocol.module.finalize?.(server);
-    return server;
+    writeFileSync(file, `mail {\nauth_http 127.0.0.1:9/auth;\n${mailDirectives}\nserver {\nlisten 127.0.0.1:11110;\nprotocol pop3;\n${directives}\n}\n}\n`);
+    const conf = parseConfiguration({ prefix: `${dir}/`, file }, [mailBlockModule, ...MAIL_MODULES]);
+    return conf.main.own(mailDirective)!.servers[0]!;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
