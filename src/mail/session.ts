@@ -458,7 +458,8 @@ export class Session implements SessionPort {
         }
         const used = this.#frontEnd.consume(this.#buffer.subarray(this.#pos, this.#last));
         if (used > 0) {
-          this.#pos += used;
+          // startTls() during consume has already discarded the whole buffer
+          if (this.#stage !== "starttls") this.#pos += used;
           continue;
         }
         if (this.#last < this.#buffer.length) {
