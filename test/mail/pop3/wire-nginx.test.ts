@@ -5,7 +5,10 @@
  * { client bytes -> bytes received }, and the same input is played through
  * the POP3 front end on a fake session. Both tables must be equal, and the
  * credentials nginx sent to auth_http must equal what the front end hands
- * to `authenticate`. Where Postern deliberately differs, the case names it.
+ * to `authenticate`. Each case is also played over a real socket against
+ * Postern's session core with the POP3 front end (auth_http and TLS replaced
+ * by in-test services), which must answer the same bytes.
+ * Where Postern deliberately differs, the case names it.
  * `POP3_WIRE_DUMP=1` prints the tables recorded from nginx.
  */
 import { test, before, after } from "node:test";
@@ -16,7 +19,10 @@ import { type IncomingHttpHeaders, type Server, createServer } from "node:http";
 import { type AddressInfo, type Socket, connect, createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect as tlsConnect } from "node:tls";
+import { TLSSocket, connect as tlsConnect, createSecureContext } from "node:tls";
+import { ErrorLog, MemorySink } from "../../../src/core/log.js";
+import { pop3Protocol } from "../../../src/mail/pop3/protocol.js";
+import { Session, type SessionServices, type SessionTls } from "../../../src/mail/session.js";
 import type { StarttlsMode } from "../../../src/mail/front-end.js";
 import type { Credentials } from "../../../src/mail/types.js";
 import { FakeSession, pop3Server } from "./fake-session.js";
@@ -110,6 +116,12 @@ let nginx: ChildProcess | undefined;
 let authServer: Server | undefined;
 const ports = new Map<ServerName, number>();
 const authRequests: AuthRequest[] = [];
+/** Postern's listeners, one per server spec, and what its sessions asked auth_http. */
+const posternPorts = new Map<ServerName, number>();
+const posternListeners: ReturnType<typeof createTcpServer>[] = [];
+const posternSockets = new Set<Socket>();
+const posternAuths: Credentials[] = [];
+const posternLog = new MemorySink(1 << 20, "info");
 
 /** nginx's %XX escaping undone, bytes as latin1. */
 function unescape(value: string): string {
@@ -169,6 +181,7 @@ before(async () => {
     "mail {", `auth_http 127.0.0.1:${authPort}/auth;`, "server_name mx.example.test;",
     `ssl_certificate ${dir}/cert.pem;`, `ssl_certificate_key ${dir}/key.pem;`, servers, "}", "",
   ].join("\n"));
+  await startPostern();
   nginx = spawn(NGINX, ["-p", `${dir}/`, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { stdio: "ignore" });
   const deadline = Date.now() + 10_000;
   for (const port of ports.values()) await waitForPort(port, deadline);
@@ -181,8 +194,47 @@ after(async () => {
     await exited;
   }
   await new Promise<void>((resolve) => (authServer ? authServer.close(() => resolve()) : resolve()));
+  for (const s of posternSockets) s.destroy();
+  await Promise.all(posternListeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))));
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** Listens for each server spec with Postern's session core and the POP3 front end. */
+async function startPostern(): Promise<void> {
+  const secureContext = createSecureContext({ cert: readFileSync(join(dir, "cert.pem")), key: readFileSync(join(dir, "key.pem")) });
+  const errorLog = new ErrorLog([posternLog]);
+  for (const [name, spec] of Object.entries(SERVERS) as [ServerName, ServerSpec][]) {
+    const server = pop3Server(spec.directives);
+    const tls: SessionTls = {
+      starttls: spec.starttls,
+      async handshake(socket) {
+        const secure = new TLSSocket(socket, { isServer: true, secureContext });
+        await new Promise<void>((resolve, reject) => { secure.once("secure", resolve); secure.once("error", reject); });
+        return secure;
+      },
+      checkClientCertificate: () => ({ result: "ok" }),
+      describe: (socket) => ({ protocol: socket.getProtocol() ?? "", cipher: socket.getCipher().name }),
+    };
+    const services: SessionServices = {
+      tls: () => (spec.starttls === "off" ? null : tls),
+      async authenticate(_server, _info, credentials) {
+        posternAuths.push(credentials);
+        return { kind: "refused", message: REFUSAL };
+      },
+      readProxyProtocol: () => Promise.reject(new Error("no proxy_protocol here")),
+      trustsProxyPeer: () => false,
+      proxy: () => Promise.reject(new Error("no backend here")),
+    };
+    const listener = createTcpServer((socket) => {
+      posternSockets.add(socket);
+      socket.once("close", () => posternSockets.delete(socket));
+      new Session(socket, server, server.listens[0]!, pop3Protocol, services, errorLog).start();
+    });
+    await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+    posternListeners.push(listener);
+    posternPorts.set(name, (listener.address() as AddressInfo).port);
+  }
+}
 
 /** A line client that collects whatever arrives until the peer goes quiet. */
 class WireClient {
@@ -244,10 +296,10 @@ class WireClient {
   }
 }
 
-/** Plays a case against nginx: greeting, the table, and the auth_http requests it caused. */
-async function playNginx(c: Case): Promise<{ greeting: string; table: Row[]; auths: AuthRequest[] }> {
-  const first = authRequests.length;
-  const client = await WireClient.open(ports.get(c.server)!);
+/** Plays a case over a socket: greeting, the table, and the auth_http requests it caused. */
+async function playSocket(c: Case, port: number, requests: () => AuthRequest[]): Promise<{ greeting: string; table: Row[]; auths: AuthRequest[] }> {
+  const first = requests().length;
+  const client = await WireClient.open(port);
   try {
     const greeting = await client.collect();
     const table: Row[] = [];
@@ -260,10 +312,27 @@ async function playNginx(c: Case): Promise<{ greeting: string; table: Row[]; aut
         table.push({ sent: "<TLS handshake>", received: await client.collect() });
       }
     }
-    return { greeting, table, auths: authRequests.slice(first) };
+    return { greeting, table, auths: requests().slice(first) };
   } finally {
     client.close();
   }
+}
+
+/** Plays a case against nginx. */
+function playNginx(c: Case): Promise<{ greeting: string; table: Row[]; auths: AuthRequest[] }> {
+  return playSocket(c, ports.get(c.server)!, () => authRequests);
+}
+
+/** Plays a case against Postern's session core, with its random salt replaced by `salt`. */
+async function playPosternSocket(c: Case, salt: string): Promise<{ greeting: string; table: Row[]; auths: AuthRequest[] }> {
+  const played = await playSocket(c, posternPorts.get(c.server)!, () => posternAuths.map(asRequest));
+  const own = /<[^>]*>/.exec(played.greeting)?.[0];
+  const swap = (text: string): string => (own ? text.split(own).join(salt).split(b64(own)).join(b64(salt)) : text);
+  return {
+    greeting: swap(played.greeting),
+    table: played.table.map((r) => ({ sent: r.sent, received: swap(r.received) })),
+    auths: played.auths.map((a) => ({ ...a, salt: a.salt === undefined ? undefined : swap(a.salt) })),
+  };
 }
 
 /** Plays a case through the front end on a fake session; auth attempts get nginx's refusal. */
@@ -313,12 +382,18 @@ for (const c of CASES) {
     assert.equal(ours.greeting, theirs.greeting, "greeting");
     assert.deepEqual(ours.table, theirs.table);
     assert.deepEqual(ours.credentials.map(asRequest), theirs.auths.map(latestSalt), "credentials sent to auth_http");
+    const live = await playPosternSocket(c, salt);
+    assert.equal(live.greeting, theirs.greeting, "greeting over a socket");
+    assert.deepEqual(live.table, theirs.table, "over a socket");
+    assert.deepEqual(live.auths, theirs.auths.map(latestSalt), "credentials over a socket");
   });
 }
 
 test(`deliberate difference: ${EXTERNAL_DEVIATION.name}`, async () => {
   const theirs = await playNginx(EXTERNAL_DEVIATION);
   const ours = playPostern(EXTERNAL_DEVIATION, "<0.0@mx.example.test>");
+  const live = await playPosternSocket(EXTERNAL_DEVIATION, "<0.0@mx.example.test>");
+  assert.deepEqual(live.table, ours.table);
   assert.deepEqual(theirs.table.map((r) => r.received), [`-ERR ${REFUSAL}\r\n`], "nginx goes to auth_http although external is not enabled");
   assert.deepEqual(theirs.auths.map((a) => a.method), ["external"]);
   assert.deepEqual(ours.table.map((r) => r.received), ["-ERR invalid command\r\n"], "Postern refuses it");
