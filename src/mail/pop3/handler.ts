@@ -167,7 +167,7 @@ const MECHANISMS: ReadonlyMap<string, CommandHandler> = new Map([
 // ---- SASL answers -----------------------------------------------------------
 
 const SASL_STEPS: Readonly<Record<SaslState, SaslStep>> = {
-  authPlain: (_cx, r) => mechPlain(_cx, [r]),
+  authPlain: (cx, r) => mechPlain(cx, [r]),
   authLoginUsername: (cx, r) => mechLogin(cx, [r]),
   authLoginPassword: (cx, r) =>
     onDecoded(saslLoginPassword(r), (password) => authenticate({ method: "plain", login: cx.login, password })),
@@ -196,11 +196,6 @@ export class Pop3FrontEnd implements FrontEnd {
   constructor(session: SessionPort) {
     this.#session = session;
     this.#wire = pop3Wire(session.server);
-  }
-
-  /** The current state, for tests and debugging. */
-  get state(): Pop3State {
-    return this.#state;
   }
 
   start(): void {
