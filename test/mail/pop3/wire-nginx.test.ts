@@ -55,6 +55,8 @@ interface Case {
   readonly name: string;
   readonly server: ServerName;
   readonly steps: readonly Step[];
+  /** Depends on the core's buffer, which the fake session does not model: compared over a socket only. */
+  readonly socketOnly?: boolean;
 }
 
 const b64 = (s: string) => Buffer.from(s, "latin1").toString("base64");
@@ -74,6 +76,7 @@ const CASES: readonly Case[] = [
   { name: "USER then QUIT", server: "plain", steps: ["USER a\r\n", "QUIT\r\n"] },
   { name: "128-byte command fits", server: "plain", steps: [`USER ${"x".repeat(121)}\r\n`, "PASS p\r\n"] },
   { name: "129-byte command is too long", server: "plain", steps: [`USER ${"x".repeat(122)}\r\n`] },
+  { name: "a pipelined command must fit in what is left of the buffer", server: "plain", steps: [`NOOP\r\nUSER ${"x".repeat(120)}\r\n`], socketOnly: true },
   { name: "AUTH PLAIN with challenge", server: "plain", steps: ["AUTH PLAIN\r\n", `${b64("zid\0bob\0pw")}\r\n`] },
   { name: "AUTH PLAIN initial response", server: "apopOnly", steps: [`auth plain ${b64("\0al\0p w")}\r\n`] },
   { name: "AUTH PLAIN errors", server: "plain", steps: ["AUTH PLAIN\r\n", "*\r\n", `AUTH PLAIN ${b64("nonul")}\r\n`, `AUTH PLAIN ${b64("\0one")}\r\n`, "AUTH PLAIN a b\r\n", "AUTH PLAIN a b c d\r\n", "CAPA\r\n"] },
@@ -377,11 +380,13 @@ for (const c of CASES) {
   test(`same bytes as nginx: ${c.name}`, async () => {
     const theirs = await playNginx(c);
     const salt = /<[^>]*>/.exec(theirs.greeting)?.[0] ?? "<0.0@mx.example.test>";
-    const ours = playPostern(c, salt);
     if (process.env.POP3_WIRE_DUMP) console.log(JSON.stringify({ case: c.name, greeting: theirs.greeting, table: theirs.table, auths: theirs.auths }));
-    assert.equal(ours.greeting, theirs.greeting, "greeting");
-    assert.deepEqual(ours.table, theirs.table);
-    assert.deepEqual(ours.credentials.map(asRequest), theirs.auths.map(latestSalt), "credentials sent to auth_http");
+    if (!c.socketOnly) {
+      const ours = playPostern(c, salt);
+      assert.equal(ours.greeting, theirs.greeting, "greeting");
+      assert.deepEqual(ours.table, theirs.table);
+      assert.deepEqual(ours.credentials.map(asRequest), theirs.auths.map(latestSalt), "credentials sent to auth_http");
+    }
     const live = await playPosternSocket(c, salt);
     assert.equal(live.greeting, theirs.greeting, "greeting over a socket");
     assert.deepEqual(live.table, theirs.table, "over a socket");
