@@ -1,0 +1,48 @@
+/** Free loopback TCP ports for tests. */
+import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+
+/** Returns one free TCP port on 127.0.0.1 (bound with port 0, read, then released). */
+export async function freePort(): Promise<number> {
+  const [port] = await freePorts(1);
+  return port!;
+}
+
+/**
+ * Returns `count` distinct free TCP ports on 127.0.0.1.
+ * All sockets are held open until every port is known, so the kernel cannot
+ * hand out the same port twice within one call.
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    const ports: number[] = [];
+    while (ports.length < count) {
+      const server = net.createServer();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve());
+      });
+      const address = server.address();
+      if (address === null || typeof address === 'string') throw new Error('no TCP address');
+      if (!ports.includes(address.port)) ports.push(address.port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}
+
+/** Ports in LISTEN state on any local address, read from /proc (no connection is made, so no session is logged). */
+export function listeningPorts(): Set<number> {
+  const ports = new Set<number>();
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] === '0A' && f[1]) ports.add(parseInt(f[1].split(':')[1] ?? '0', 16));
+    }
+  }
+  return ports;
+}
