@@ -7,9 +7,10 @@ import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
 import { mailCoreModule } from "./core-module.js";
 import { imapModule } from "./imap/module.js";
 import { pop3Module } from "./pop3/module.js";
+import { smtpModule } from "./smtp/module.js";
 import type { MailModule } from "./server.js";
 
 const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
 
 /** Every mail module, in order. */
-export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, pop3Module, imapModule, authHttp];
+export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, pop3Module, imapModule, smtpModule, authHttp];

@@ -127,6 +127,8 @@ export class MailService {
       socket.destroy();
       return;
     }
+    const keepalive = binding.spec.keepalive;
+    if (keepalive) socket.setKeepAlive(keepalive.on, (keepalive.idle ?? 0) * 1000);
     const session = new Session(socket, binding.server, binding.spec, protocol, this.#services, this.#log);
     this.#sessions.add(session);
     void session.finished.then(() => {

@@ -186,6 +186,10 @@ export class Session implements SessionPort {
     this.#socket.on("data", this.#onData);
     this.#socket.on("drain", this.#onDrain);
     this.#busy = true;
+    // The PROXY/TLS deadline ends here; nginx runs no timer while an SMTP
+    // front end resolves the client, and the greeting arms a fresh one.
+    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline = undefined;
     await this.#frontEnd.start();
     if (this.#closed) return;
     this.#stage = "auth";
@@ -259,7 +263,7 @@ export class Session implements SessionPort {
   }
 
   armDeadline(): void {
-    this.#armDeadline();
+    if (!this.#closed) this.#armDeadline();
   }
 
   countSyntaxError(): boolean {

@@ -10,12 +10,14 @@ import { authHttpAddress, authHttpSettings } from "./auth-http/module.js";
 import type { MailProtocol } from "./front-end.js";
 import { imapProtocol } from "./imap/protocol.js";
 import type { MailServer } from "./server.js";
+import { smtpProtocol } from "./smtp/protocol.js";
 import type { SessionServices } from "./session.js";
 import type { AuthOutcome, Credentials, MailProtocolName, SessionInfo } from "./types.js";
 
 /** The front ends, by protocol name. */
 export const MAIL_PROTOCOLS: ReadonlyMap<MailProtocolName, MailProtocol> = new Map<MailProtocolName, MailProtocol>([
   ["imap", imapProtocol],
+  ["smtp", smtpProtocol],
 ]);
 
 function runAuthHttp(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: AbortSignal): Promise<AuthOutcome> {

@@ -12,8 +12,8 @@ import { ConfError } from "../../../src/core/errors.js";
 import { parseConfiguration } from "../../../src/conf/engine.js";
 import { ServerConf } from "../../../src/conf/directive.js";
 import { mailBlockModule, mailDirective } from "../../../src/mail/block.js";
-import { mailCoreModule } from "../../../src/mail/core-module.js";
-import { smtpModule, smtpWire } from "../../../src/mail/smtp/module.js";
+import { MAIL_MODULES } from "../../../src/mail/mail-modules.js";
+import { smtpWire } from "../../../src/mail/smtp/module.js";
 import type { MailServer } from "../../../src/mail/server.js";
 
 let dir: string;
@@ -40,7 +40,7 @@ function nginxSays(file: string): string[] {
 function weSay(file: string): { lines: string[]; servers: readonly MailServer[] } {
   const warnings: string[] = [];
   try {
-    const parsed = parseConfiguration({ prefix: `${dir}/`, file }, [mailBlockModule, mailCoreModule, smtpModule], (w) => warnings.push(w));
+    const parsed = parseConfiguration({ prefix: `${dir}/`, file }, [mailBlockModule, ...MAIL_MODULES], (w) => warnings.push(w));
     const mail = parsed.main.own(mailDirective);
     return { lines: warnings, servers: mail?.servers ?? [] };
   } catch (e) {
@@ -51,8 +51,7 @@ function weSay(file: string): { lines: string[]; servers: readonly MailServer[] 
 
 function mailOnly(name: string, mail: string): string {
   const file = join(dir, `${name}.ours`);
-  // auth_http is another module's: our file goes without it
-  writeFileSync(file, `mail {\n${mail}\n}\n`);
+  writeFileSync(file, `mail {\n  auth_http 127.0.0.1:9/auth;\n${mail}\n}\n`);
   return file;
 }
 
@@ -70,7 +69,7 @@ for (const [name, body] of BAD) {
   test(`config error as nginx: ${name}`, () => {
     const theirs = nginxSays(write(`${name}.conf`, body)).map((l) => l.replace(`${dir}/${name}.conf:`, "FILE:"));
     // our file has no load_module, events and auth_http lines: shift line numbers by three
-    const ours = weSay(mailOnly(name, body)).lines.map((l) => l.replace(new RegExp(`${dir}/${name}\\.ours:(\\d+)`), (_m, n: string) => `FILE:${Number(n) + 3}`));
+    const ours = weSay(mailOnly(name, body)).lines.map((l) => l.replace(new RegExp(`${dir}/${name}\\.ours:(\\d+)`), (_m, n: string) => `FILE:${Number(n) + 2}`));
     assert.ok(theirs.length > 0, "nginx reports something");
     assert.deepEqual(ours, theirs);
   });
@@ -79,7 +78,7 @@ for (const [name, body] of BAD) {
 test("duplicate smtp_auth words warn as nginx", () => {
   const body = "  smtp_auth plain plain login;\n  server { listen 127.0.0.1:2525; protocol smtp; }";
   const theirs = nginxSays(write("dup-word.conf", body)).map((l) => l.replace(`${dir}/dup-word.conf:`, "FILE:"));
-  const ours = weSay(mailOnly("dup-word", body)).lines.map((l) => l.replace(new RegExp(`${dir}/dup-word\\.ours:(\\d+)`), (_m, n: string) => `FILE:${Number(n) + 3}`));
+  const ours = weSay(mailOnly("dup-word", body)).lines.map((l) => l.replace(new RegExp(`${dir}/dup-word\\.ours:(\\d+)`), (_m, n: string) => `FILE:${Number(n) + 2}`));
   assert.deepEqual(ours, theirs);
 });
 

@@ -47,7 +47,7 @@ async function listen(settings: readonly Setting[]): Promise<Harness> {
     },
     readProxyProtocol: () => Promise.reject(new Error("not used")),
     trustsProxyPeer: () => false,
-    proxy: () => undefined,
+    proxy: () => Promise.resolve(),
   };
   const net = createServer((socket) => {
     const spec = { host: "127.0.0.1", port: 0, text: "127.0.0.1:25", wildcard: false, ssl: false, proxyProtocol: false, backlog: 511, bind: false, ipv6only: false, location: { file: "t", line: 1 } } as ListenSpec;
