@@ -112,6 +112,8 @@ export class Session implements SessionPort {
   #backlogBytes = 0;
 
   #busy = false;
+  /** Set by STARTTLS: the rest of the input is plaintext to throw away. */
+  #dropInput = false;
   #closed = false;
   #errors = 0;
   #attempt = 0;
@@ -295,11 +297,10 @@ export class Session implements SessionPort {
     this.#busy = true;
     this.#stage = "starttls";
     this.log.action = "in starttls state";
-    // Everything pipelined after the STARTTLS line is dropped: it was sent in
-    // plaintext and must never run inside TLS.
-    this.#pos = this.#last = 0;
-    this.#backlog = [];
-    this.#backlogBytes = 0;
+    // Everything pipelined after the STARTTLS line is dropped (in #process,
+    // once the front end returns): it was sent in plaintext and must never
+    // run inside TLS.
+    this.#dropInput = true;
     const plain = this.#socket;
     plain.off("data", this.#onData);
     plain.off("drain", this.#onDrain);
@@ -377,9 +378,7 @@ export class Session implements SessionPort {
     socket.off("close", this.#onEnd);
     socket.pause();
     const pending = this.pendingInput();
-    this.#pos = this.#last = 0;
-    this.#backlog = [];
-    this.#backlogBytes = 0;
+    this.#discardInput();
     this.log.context.login = outcome.login.toString("latin1");
     void this.#services.proxy({
       socket, pending, info,
@@ -464,6 +463,7 @@ export class Session implements SessionPort {
         const used = this.#frontEnd.consume(this.#buffer.subarray(this.#pos, this.#last));
         if (used > 0) {
           this.#pos += used;
+          if (this.#dropInput) this.#discardInput();
           continue;
         }
         if (this.#last < this.#buffer.length) {
@@ -475,6 +475,14 @@ export class Session implements SessionPort {
     } catch (err) {
       this.#fail(err);
     }
+  }
+
+  /** Forgets every byte received and not yet consumed. */
+  #discardInput(): void {
+    this.#dropInput = false;
+    this.#pos = this.#last = 0;
+    this.#backlog = [];
+    this.#backlogBytes = 0;
   }
 
   /** The buffer is full and holds no complete command (protocols.md 8). */

@@ -9,6 +9,7 @@ import { authenticate } from "./auth-http/client.js";
 import { authHttpAddress, authHttpSettings } from "./auth-http/module.js";
 import type { MailProtocol } from "./front-end.js";
 import { imapProtocol } from "./imap/protocol.js";
+import { pop3Protocol } from "./pop3/protocol.js";
 import type { MailServer } from "./server.js";
 import { smtpProtocol } from "./smtp/protocol.js";
 import { tlsForServer } from "./ssl/server-tls.js";
@@ -18,6 +19,7 @@ import type { AuthOutcome, Credentials, MailProtocolName, SessionInfo } from "./
 /** The front ends, by protocol name. */
 export const MAIL_PROTOCOLS: ReadonlyMap<MailProtocolName, MailProtocol> = new Map<MailProtocolName, MailProtocol>([
   ["imap", imapProtocol],
+  ["pop3", pop3Protocol],
   ["smtp", smtpProtocol],
 ]);
 
