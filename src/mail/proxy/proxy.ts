@@ -41,6 +41,8 @@ export interface ProxySessionParams {
   readonly log: ConnectionLog;
   /** Sends the protocol's internal-error line to the client and closes it. */
   internalError(): void;
+  /** Aborted on worker shutdown: a proxied session then closes with `shutdown timeout`. */
+  readonly shutdown?: AbortSignal | undefined;
   /** TLS facts for a `proxy_protocol v2` header (TLS clients only). */
   readonly proxyV2Tls?: ProxyV2Tls | undefined;
 }
@@ -162,5 +164,5 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     backendPending: Buffer.concat([outcome.toClient, outcome.backendPending]),
     timeoutMs: p.conf.get(proxyTimeout) ?? 24 * 3600 * 1000,
     log,
-  });
+  }, p.shutdown);
 }

@@ -28,6 +28,7 @@ export interface RelayParams {
 }
 
 const EMPTY = Buffer.alloc(0);
+const PEER_ERRORS = new Set(["ECONNRESET", "EPIPE", "ENOTCONN", "ETIMEDOUT", "ECONNREFUSED", "ENETDOWN", "ENETUNREACH", "EHOSTDOWN", "EHOSTUNREACH"]);
 
 /** One proxied session; `done` resolves once both sockets are closed. */
 export class Relay {
@@ -63,6 +64,11 @@ export class Relay {
 
     this.#touch();
     this.#timer = setTimeout(this.#onTimer, this.#timeoutMs);
+    if (c.destroyed || b.destroyed) {
+      // A side died before the relay began (e.g. the client reset during login).
+      this.#sessionDone();
+      return;
+    }
     if (p.backendPending.length > 0 && !c.write(p.backendPending)) b.pause();
     else b.resume();
     if (p.clientPending.length > 0 && !b.write(p.clientPending)) c.pause();
@@ -142,17 +148,23 @@ export class Relay {
     this.#socketError(err, "upstream");
   };
 
-  /** nginx logs peer resets at info; a failed read counts as EOF, a failed send ends the session. */
+  /**
+   * A failed read counts as EOF, a failed send ends the session. Levels as
+   * nginx's ngx_connection_error: peer-caused errors are info for the client
+   * and error for the upstream (its log_error is ERR); anything else is alert.
+   */
   #socketError(err: NodeJS.ErrnoException, side: "client" | "upstream"): void {
     if (this.#closed) return;
+    const peerCaused = err.code !== undefined && PEER_ERRORS.has(err.code);
+    const level = !peerCaused ? "alert" : side === "client" ? "info" : "error";
     if (err.syscall === "write") {
       this.#log.action = `proxying and sending to ${side}`;
-      this.#log.info(`send() failed ${describeSystemError(err)}`);
+      this.#log.write(level, `send() failed ${describeSystemError(err)}`);
       this.#close();
       return;
     }
     this.#log.action = `proxying and reading from ${side}`;
-    this.#log.info(`recv() failed ${describeSystemError(err)}`);
+    this.#log.write(level, `recv() failed ${describeSystemError(err)}`);
     this.#sessionDone();
   }
 
@@ -162,8 +174,11 @@ export class Relay {
     if (this.#client.destroyed && this.#backend.destroyed) this.#resolve();
   };
 
-  /** Closes both sockets now (also used for `shutdown timeout`). */
-  close(): void {
+  /** Closes both sockets now, logging `shutdown timeout` (worker_shutdown_timeout). */
+  shutdown(): void {
+    if (this.#closed) return;
+    this.#log.action = "proxying";
+    this.#log.info("shutdown timeout");
     this.#close();
   }
 
@@ -190,7 +205,12 @@ function closeSocket(s: Socket): void {
   s.destroy();
 }
 
-/** Runs the relay to completion. */
-export function relay(p: RelayParams): Promise<void> {
-  return new Relay(p).done;
+/** Runs the relay to completion; aborting `shutdown` closes it with `shutdown timeout`. */
+export function relay(p: RelayParams, shutdown?: AbortSignal): Promise<void> {
+  const r = new Relay(p);
+  if (shutdown) {
+    if (shutdown.aborted) r.shutdown();
+    else shutdown.addEventListener("abort", () => r.shutdown(), { once: true });
+  }
+  return r.done;
 }

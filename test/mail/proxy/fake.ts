@@ -110,6 +110,8 @@ export interface RunOptions {
   readonly serverName?: string;
   /** Client bytes to send right after connecting (arrive during the login). */
   readonly early?: string;
+  /** Passed to proxySession. */
+  readonly shutdown?: AbortSignal;
   /** Do not read automatically (for backpressure tests). */
   readonly manualRead?: boolean;
 }
@@ -149,6 +151,7 @@ export async function runProxy(o: RunOptions): Promise<ProxyRun> {
         conf: o.conf ?? serverConf(), serverName: o.serverName ?? "proxy.test",
         timeoutMs: o.timeoutMs ?? 5000, log,
         internalError: () => { s.end(INTERNAL[o.protocol]); },
+        shutdown: o.shutdown,
       };
       proxySession(params).then(finishedResolve, finishedResolve);
     };

@@ -2,6 +2,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
+import { execFileSync } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect as tlsConnect, createServer as createTlsServer } from "node:tls";
+import { ConnectionLog, ErrorLog, MemorySink } from "../../../src/core/log.js";
+import { proxySession } from "../../../src/mail/proxy/proxy.js";
 import { fakeBackend, runProxy, serverConf, until } from "./fake.js";
 import { proxyTimeout } from "../../../src/mail/proxy/module.js";
 import type { Directive } from "../../../src/conf/directive.js";
@@ -181,4 +189,68 @@ test("proxy_timeout: idle session closed, client activity re-arms, backend activ
   assert.ok(run3.text().includes("* tick"));
   clearInterval(timer);
   await run3.close(); await be3.close();
+});
+
+test("backend reset while proxying: logged at error, client closed", async () => {
+  const be = await fakeBackend("+OK\r\n", [...POP3_OK, undefined], (s) => s.resetAndDestroy());
+  const run = await runProxy({ protocol: "pop3", backendPort: be.port });
+  await until(() => run.text().includes("+OK in"));
+  run.client.write("STAT\r\n");
+  await run.clientClosed;
+  await run.finished;
+  assert.match(run.logs.contents, /\[error\] .*recv\(\) failed \(104: Connection reset by peer\) while proxying and reading from upstream/);
+  await run.close(); await be.close();
+});
+
+test("shutdown signal closes a proxied session with shutdown timeout", async () => {
+  let backendClosed = false;
+  const be = await fakeBackend("+OK\r\n", POP3_OK, (s) => s.on("close", () => { backendClosed = true; }));
+  const ac = new AbortController();
+  const run = await runProxy({ protocol: "pop3", backendPort: be.port, shutdown: ac.signal });
+  await until(() => run.text().includes("+OK in"));
+  ac.abort();
+  await run.clientClosed;
+  await until(() => backendClosed);
+  assert.match(run.logs.contents, /\[info\] .*shutdown timeout while proxying, client: /);
+  assert.doesNotMatch(run.logs.contents, /proxied session done/);
+  await run.close(); await be.close();
+});
+
+test("TLS client socket: login and relay work over tls.TLSSocket", { timeout: 20000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "postern-relay-tls-"));
+  try {
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-days", "1", "-subj", "/CN=localhost"], { stdio: "ignore" });
+    const be = await fakeBackend("+OK\r\n", [...POP3_OK, "+OK 1 2\r\n"], undefined);
+    const logs = new MemorySink(1 << 16, "debug");
+    let finished!: Promise<void>;
+    const server = createTlsServer({ key: readFileSync(join(dir, "k.pem")), cert: readFileSync(join(dir, "c.pem")) }, (s) => {
+      s.pause();
+      s.on("error", () => {});
+      finished = proxySession({
+        client: s, pending: Buffer.alloc(0),
+        session: { id: 1, protocol: "pop3", clientAddr: "127.0.0.1", clientPort: 1, localAddr: "127.0.0.1", localPort: 2, unixClient: false },
+        authMethod: "plain", login: Buffer.from("u"), password: Buffer.from("p"), backend: { host: "127.0.0.1", port: be.port },
+        conf: serverConf(), serverName: "x", timeoutMs: 5000,
+        log: new ConnectionLog(new ErrorLog([logs]), 1, { client: "127.0.0.1", server: "127.0.0.1:2" }),
+        internalError: () => s.destroy(),
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const c = tlsConnect({ port: (server.address() as { port: number }).port, host: "127.0.0.1", rejectUnauthorized: false });
+    let text = "";
+    c.on("data", (x: Buffer) => { text += x.toString(); });
+    await once(c, "secureConnect");
+    await until(() => text === "+OK in\r\n");
+    c.write("STAT\r\n");
+    await until(() => text.endsWith("+OK 1 2\r\n"));
+    c.end();
+    await finished;
+    assert.match(logs.contents, /proxied session done/);
+    c.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+    await be.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
