@@ -7,7 +7,8 @@ import type { ConfModule, SetContext } from "../../conf/directive.js";
 import { take } from "../../conf/directive.js";
 import { list } from "../../conf/slots.js";
 import { ConfError } from "../../core/errors.js";
-import { isV4Mapped, parseIp } from "../../core/inet.js";
+import { formatIp, isV4Mapped, parseIp } from "../../core/inet.js";
+import type { ProxyProtocolAddresses } from "../types.js";
 
 /** One trusted source: all UNIX-socket peers, or an address with a mask. */
 export type TrustedSource =
@@ -110,4 +111,19 @@ export function matchesSources(sources: readonly TrustedSource[], peerAddr: stri
 /** Whether this server trusts the PROXY header of a peer at `peerAddr` (or a UNIX-socket peer). */
 export function trustsPeer(server: { get(d: typeof setRealIpFrom): readonly TrustedSource[] }, peerAddr: string, unix: boolean): boolean {
   return matchesSources(server.get(setRealIpFrom), peerAddr, unix);
+}
+
+/**
+ * The client address realip yields: the PROXY header's source, normalised as
+ * nginx prints a parsed address, when the peer is trusted and the source is a
+ * valid IP; otherwise undefined (keep the peer's own address).
+ */
+export function realClientAddress(
+  server: { get(d: typeof setRealIpFrom): readonly TrustedSource[] },
+  peerAddr: string, unix: boolean, header: ProxyProtocolAddresses | undefined,
+): { readonly addr: string; readonly port: number } | undefined {
+  if (header === undefined || !trustsPeer(server, peerAddr, unix)) return undefined;
+  const bytes = parseIp(header.srcAddr);
+  if (bytes === null) return undefined;
+  return { addr: formatIp(bytes), port: header.srcPort };
 }

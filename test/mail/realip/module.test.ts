@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import type { SetContext } from "../../../src/conf/directive.js";
 import { ServerConf, Level } from "../../../src/conf/directive.js";
 import { ConfError } from "../../../src/core/errors.js";
-import { parseCidr, setRealIpFrom, trustsPeer, type TrustedSource } from "../../../src/mail/realip/module.js";
+import { parseCidr, realClientAddress, setRealIpFrom, trustsPeer, type TrustedSource } from "../../../src/mail/realip/module.js";
 
 function entries(values: string[]): { list: readonly TrustedSource[]; warnings: string[] } {
   const warnings: string[] = [];
@@ -56,4 +56,15 @@ test("matching: IPv4 CIDR, IPv6 CIDR, v4-mapped peers, unix:, hostnames", () => 
   assert.equal(trustsPeer(local, "127.0.0.1", false), true);
   assert.equal(trustsPeer(local, "127.0.0.2", false), false);
   assert.equal(trustsPeer(conf([]), "127.0.0.1", false), false);
+});
+
+test("realClientAddress: trusted peers get the normalised PROXY source, others keep theirs", () => {
+  const c = conf(["127.0.0.0/8"]);
+  const header = { srcAddr: "2001:DB8:0:0::1", srcPort: 4242, dstAddr: "::1", dstPort: 143 };
+  assert.deepEqual(realClientAddress(c, "127.0.0.1", false, header), { addr: "2001:db8::1", port: 4242 });
+  assert.deepEqual(realClientAddress(c, "::ffff:127.0.0.1", false, { ...header, srcAddr: "192.0.2.9" }), { addr: "192.0.2.9", port: 4242 });
+  assert.equal(realClientAddress(c, "10.0.0.1", false, header), undefined);
+  assert.equal(realClientAddress(c, "127.0.0.1", false, undefined), undefined);
+  // v1 addresses are only checked for their characters; an unparsable one is ignored.
+  assert.equal(realClientAddress(c, "127.0.0.1", false, { ...header, srcAddr: "1.2.3" }), undefined);
 });
