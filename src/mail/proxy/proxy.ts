@@ -138,17 +138,16 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
   clearTimeout(timer);
 
   if (outcome.kind === "failed") {
+    // The error listener stays: the client may still reset while we close it.
     backend.destroy();
-    client.off("error", ignore);
     const reply = outcome.toClient;
-    if (reply) {
+    if (reply && !client.destroyed) {
       await new Promise<void>((resolve) => {
         client.once("close", () => resolve());
-        client.on("error", ignore);
         client.end(reply);
         setTimeout(() => client.destroy(), p.timeoutMs).unref();
       });
-    } else {
+    } else if (!reply) {
       p.internalError();
     }
     return;
