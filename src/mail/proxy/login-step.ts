@@ -32,7 +32,9 @@ export interface LoginStep {
   readonly next: StepNext;
 }
 
+/** The reply is the expected one. */
 export const OK: ReplyVerdict = { kind: "ok" };
+/** The reply is not complete yet. */
 export const AGAIN: ReplyVerdict = { kind: "again" };
 /** The reply is wrong; nginx quotes it from its start. */
 export const INVALID: ReplyVerdict = { kind: "invalid", from: 0 };

@@ -23,7 +23,7 @@ let dir = "";
 let nginx: ChildProcess | undefined;
 let auth: HttpServer | undefined;
 let backendPort = 0;
-const ports = { imap: 0, pop3: 0, smtpXclient: 0, smtpAuth: 0, imapNoPass: 0 };
+const ports = { imap: 0, pop3: 0, smtpXclient: 0, smtpAuth: 0, imapNoPass: 0, smtpNone: 0 };
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "postern-nginx-diff-"));
@@ -53,6 +53,7 @@ mail {
   server { listen 127.0.0.1:${ports.pop3}; protocol pop3; }
   server { listen 127.0.0.1:${ports.smtpXclient}; protocol smtp; smtp_auth login plain; xclient on; }
   server { listen 127.0.0.1:${ports.smtpAuth}; protocol smtp; smtp_auth login plain; xclient on; proxy_smtp_auth on; }
+  server { listen 127.0.0.1:${ports.smtpNone}; protocol smtp; smtp_auth none; }
 }
 `);
   nginx = spawn("/usr/sbin/nginx", ["-p", `${dir}/`, "-c", "nginx.conf", "-e", `${dir}/error.log`], { stdio: "ignore" });
@@ -197,5 +198,25 @@ test("SMTP xclient on + proxy_smtp_auth: identical to nginx 1.22.1 (no LOGIN=, A
   assert.equal(run.text(), "235 2.0.0 OK\r\n");
   assert.equal(be2.received[0]!.toString("latin1"), theirs);
   assert.equal(theirs, `EHLO front.example\r\nXCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]\r\nHELO client.example\r\nAUTH PLAIN ${plain}\r\n`);
+  await run.close(); await be2.close();
+});
+
+test("SMTP smtp_auth none: MAIL/RCPT replay and the relayed RCPT reply match nginx 1.22.1", async () => {
+  const script: Script = [...SMTP_SCRIPT, "250 2.1.0 ok\r\n", "550 5.1.1 unknown\r\n"];
+  const be1 = await withBackend("220 mx\r\n", script);
+  const seen = await nginxClient(ports.smtpNone, ["EHLO c.example\r\n", "MAIL FROM:<a@b> SIZE=10\r\n", "RCPT TO:<x@y>\r\n"], "550");
+  await until(() => be1.received[0]?.toString().includes("RCPT") === true);
+  const theirs = be1.received[0]!.toString("latin1");
+  await be1.close();
+  const be2 = await fakeBackend("220 mx\r\n", script);
+  const run = await runProxy({
+    protocol: "smtp", backendPort: be2.port, authMethod: "none", login: "", password: "", serverName: "front.example",
+    smtp: { helo: "c.example", esmtp: true, clientHost: "[UNAVAILABLE]", from: "MAIL FROM:<a@b> SIZE=10", to: "RCPT TO:<x@y>" },
+  });
+  await until(() => run.text().includes("550"));
+  assert.equal(run.text(), "550 5.1.1 unknown\r\n");
+  assert.ok(seen.endsWith("250 2.0.0 OK\r\n550 5.1.1 unknown\r\n"), seen);
+  assert.equal(be2.received[0]!.toString("latin1"), theirs);
+  assert.equal(theirs, "EHLO front.example\r\nXCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]\r\nEHLO c.example\r\nMAIL FROM:<a@b> SIZE=10\r\nRCPT TO:<x@y>\r\n");
   await run.close(); await be2.close();
 });
