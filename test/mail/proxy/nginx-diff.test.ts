@@ -220,3 +220,18 @@ test("SMTP smtp_auth none: MAIL/RCPT replay and the relayed RCPT reply match ngi
   assert.equal(theirs, "EHLO front.example\r\nXCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]\r\nEHLO c.example\r\nMAIL FROM:<a@b> SIZE=10\r\nRCPT TO:<x@y>\r\n");
   await run.close(); await be2.close();
 });
+
+test("IMAP untagged line before the tagged OK: 1.22.1 fails, latest (and we) relay it", async () => {
+  const script: Script = ["+ go\r\n", "+ go\r\n", "* CAPABILITY IMAP4rev1\r\na1 OK in\r\n"];
+  const be1 = await withBackend("* OK hi\r\n", script);
+  const seen = await nginxClient(ports.imapNoPass, ["a1 LOGIN u p\r\n"], "internal server error");
+  assert.match(seen, /\* BAD internal server error\r\n$/);
+  await be1.close();
+  const log = readFileSync(join(dir, "error.log"), "utf8");
+  assert.match(log, /upstream sent invalid response: "\* CAPABILITY IMAP4rev1\r\na1 OK in"/);
+  const be2 = await fakeBackend("* OK hi\r\n", script);
+  const run = await runProxy({ protocol: "imap", backendPort: be2.port, login: "u", password: "p" });
+  await until(() => run.text().includes("a1 OK in"));
+  assert.equal(run.text(), "* CAPABILITY IMAP4rev1\r\na1 OK in\r\n");
+  await run.close(); await be2.close();
+});
