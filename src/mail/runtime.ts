@@ -155,11 +155,7 @@ export class MailService {
 
   /** Closes proxied sessions (worker_shutdown_timeout). */
   closeProxied(): void {
-    for (const s of this.#sessions) {
-      if (s.stage !== "proxy") continue;
-      s.log.info("shutdown timeout");
-      s.terminate();
-    }
+    for (const s of this.#sessions) s.shutdownProxied();
   }
 
   /** Closes every session at once (fast shutdown). */
