@@ -166,7 +166,6 @@ export class Session implements SessionPort {
   }
 
   async #open(): Promise<void> {
-    this.#armDeadline();
     if (this.#listen.proxyProtocol) {
       this.#stage = "proxyProtocol";
       const timeout = this.server.conf.get(timeoutDirective) ?? 60_000;
@@ -190,6 +189,8 @@ export class Session implements SessionPort {
         else this.#backlogPush(header.rest);
       }
     }
+    // the PROXY reader has its own `timeout`; the handshake runs under the deadline
+    this.#armDeadline();
     if (this.#listen.ssl) {
       if (!this.#tls) throw new Error("listen ssl without TLS context");
       this.#stage = "tlsHandshake";
