@@ -20,10 +20,20 @@ export function confSource(o: Options): ConfSource {
   return o.globals === undefined ? { prefix, file } : { prefix, file, globals: o.globals };
 }
 
+/** Parses only (what `-t` calls "syntax"); warnings go to `onWarning`. Throws ConfError. */
+export function parseOnly(source: ConfSource, onWarning: (text: string) => void): ParsedConf {
+  return parseConfiguration(source, confModules(), onWarning);
+}
+
+/** The checks nginx makes after "syntax is ok" (module init_conf). Throws ConfError. */
+export function checkConfiguration(conf: ParsedConf): void {
+  checkCoreConf(conf);
+}
+
 /** Parses and checks; warnings go to `onWarning`. Throws ConfError. */
 export function loadConfiguration(source: ConfSource, onWarning: (text: string) => void): ParsedConf {
-  const conf = parseConfiguration(source, confModules(), onWarning);
-  checkCoreConf(conf);
+  const conf = parseOnly(source, onWarning);
+  checkConfiguration(conf);
   return conf;
 }
 

@@ -12,6 +12,7 @@ import { describeSystemError } from "../core/errors.js";
 export class Reporter {
   log: ErrorLog;
   #toStderr: boolean;
+  #echoStopped = false;
 
   constructor(log: ErrorLog, logIsStderr: boolean) {
     this.log = log;
@@ -33,7 +34,13 @@ export class Reporter {
   /** Switches to another log (the configured main log); `isStderr` if it writes to stderr. */
   use(log: ErrorLog, isStderr: boolean): void {
     this.log = log;
-    this.#toStderr = isStderr;
+    if (!this.#echoStopped) this.#toStderr = isStderr;
+  }
+
+  /** After start-up nginx stops echoing to stderr (it points at the log by then). */
+  stopEcho(): void {
+    this.#toStderr = true;
+    this.#echoStopped = true;
   }
 
   /** Writes to the log, and to stderr as `nginx: [level] msg` when the log is not stderr. */

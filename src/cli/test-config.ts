@@ -3,7 +3,7 @@ import { closeSync, openSync, writeSync } from "node:fs";
 import type { ConfSource } from "../conf/engine.js";
 import { coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import { describeSystemError } from "../core/errors.js";
-import { errorText, loadConfiguration } from "./load.js";
+import { checkConfiguration, errorText, parseOnly } from "./load.js";
 import type { Options } from "./options.js";
 import { type Reporter, stderr } from "./startup-log.js";
 
@@ -15,13 +15,14 @@ export function testConfiguration(o: Options, source: ConfSource, reporter: Repo
   };
   let conf;
   try {
-    conf = loadConfiguration(source, (w) => reporter.report("warn", w));
+    conf = parseOnly(source, (w) => reporter.report("warn", w));
   } catch (err) {
     reporter.report("emerg", errorText(err));
     return failed();
   }
   if (!o.quiet) stderr(`nginx: the configuration file ${source.file} syntax is ok\n`);
   try {
+    checkConfiguration(conf);
     const targets = mainLogTargets(conf, startupLogTarget(o.errorLog ?? "stderr", source.prefix));
     for (const t of targets) {
       if (t.kind !== "file") continue;

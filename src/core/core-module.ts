@@ -292,7 +292,9 @@ function checkNumber(name: string, predicate = "invalid number"): (a: readonly s
 
 const noEffect: AnyDirective[] = [
   accepted("worker_rlimit_core", ["main"], take(1), "size", (a) => {
-    if (parseSize(a[0]!) === null) throw directiveMessage("worker_rlimit_core", "invalid value");
+    // an off_t: like a size, plus g/G
+    const g = /^(\d+)[gG]$/.test(a[0]!);
+    if (!g && parseSize(a[0]!) === null) throw directiveMessage("worker_rlimit_core", "invalid value");
   }),
   accepted("worker_priority", ["main"], take(1), "number", (a) => {
     if (parseNumber(a[0]!.replace(/^-/, "")) === null) throw directiveMessage("worker_priority", "invalid number");

@@ -65,6 +65,7 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
     if (core.daemon) return launchDaemon(argv, targets);
   }
   const up = (): void => {
+    reporter.stopEcho();
     if (!isDaemon) return;
     process.send?.({ t: "up" } satisfies DaemonMessage);
     setStderrRedirect(undefined);
