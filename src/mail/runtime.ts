@@ -66,8 +66,11 @@ const mail = custom<Level | undefined>({
   },
 });
 
+const protocol = string("protocol", "imap", { contexts: ["server"], doc: "provisional" });
+const authHttp = string("auth_http", undefined, { contexts: ["mail", "server"], doc: "provisional" });
+
 /** PROVISIONAL: replaced by the real mail modules at merge. */
-export const provisionalMailModule: ConfModule = { name: "mail-provisional", directives: [mail, server, listen, greeting] };
+export const provisionalMailModule: ConfModule = { name: "mail-provisional", directives: [mail, server, listen, greeting, protocol, authHttp] };
 
 /** Every listening address of the configuration, deduplicated by key. */
 export function listenEndpoints(conf: ParsedConf): ListenEndpoint[] {

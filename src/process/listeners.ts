@@ -24,8 +24,26 @@ interface HandleFactory {
 
 const UV_TCP_IPV6ONLY = 1;
 
+/**
+ * libuv defers EADDRINUSE from bind() to listen(), and the master must not
+ * listen (it would then accept too). So the address is first tried with a
+ * short-lived probe server: listen, then close at once. A client connecting
+ * in that instant would be reset; nobody can know the address yet at start,
+ * and at reload only new addresses are probed.
+ */
+function probe(e: ListenEndpoint): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const s = net.createServer({ pauseOnConnect: true }, (c) => c.destroy());
+    s.once("error", (err: NodeJS.ErrnoException) => resolve(err));
+    const opts = e.path !== undefined ? { path: e.path } : { host: e.host, port: e.port, ipv6Only: e.ipv6Only, exclusive: true };
+    s.listen(opts, () => s.close(() => resolve(undefined)));
+  });
+}
+
 /** Binds one endpoint; returns the handle or a system error. */
-export function bindEndpoint(e: ListenEndpoint): BoundHandle | NodeJS.ErrnoException {
+export async function bindEndpoint(e: ListenEndpoint): Promise<BoundHandle | NodeJS.ErrnoException> {
+  const failed = await probe(e);
+  if (failed) return failed;
   const factory = net as unknown as HandleFactory;
   const r = e.path !== undefined
     ? factory._createServerHandle(e.path, -1, -1, undefined, 0)
@@ -48,7 +66,7 @@ export async function bindAll(endpoints: readonly ListenEndpoint[], existing: Re
     let failed = false;
     for (const e of endpoints) {
       if (existing.has(e.key) || opened.has(e.key)) continue;
-      const r = bindEndpoint(e);
+      const r = await bindEndpoint(e);
       if (r instanceof Error) {
         emerg(`bind() to ${e.text} failed ${describeSystemError(r)}`);
         failed = true;

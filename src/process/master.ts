@@ -50,6 +50,7 @@ export class Master {
   #resolve: (code: number) => void = () => {};
   #onUp: (() => void) | undefined;
   #pidWritten = false;
+  #exitCode = 0;
 
   constructor(conf: ParsedConf, options: Options, reporter: Reporter) {
     this.#source = conf.source;
@@ -100,6 +101,7 @@ export class Master {
           this.#pidWritten = true;
         } catch (err) {
           this.#log().report("emerg", errorText(err));
+          this.#exitCode = 1;
           this.#terminate(undefined);
           return;
         }
@@ -107,7 +109,17 @@ export class Master {
       }
     };
     if (fresh.length === 0) up();
-    for (const w of fresh) w.child.once("message", (m: FromWorker) => (m.t === "listening" ? up() : undefined));
+    for (const w of fresh) {
+      w.child.once("message", (m: FromWorker) => {
+        if (m.t === "listening") up();
+        else if (this.#onUp) {
+          // a worker could not listen before the service was up: give up as nginx would
+          this.#log().report("emerg", m.message);
+          this.#exitCode = 1;
+          this.#terminate(undefined);
+        }
+      });
+    }
   }
 
   #spawn(cycle: Cycle): Worker {
@@ -260,6 +272,6 @@ export class Master {
       if (problem) this.#log().report("alert", problem);
     }
     this.#log().report("notice", "exit");
-    this.#resolve(0);
+    this.#resolve(this.#exitCode);
   }
 }
