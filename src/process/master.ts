@@ -191,7 +191,18 @@ export class Master {
     for (const [k, h] of opened) this.#handles.set(k, h);
     const keep = new Set(next.endpoints.map((e) => e.key));
     const old = [...this.#workers];
+    const oldPid = this.#cycle.core.pidPath;
     this.#cycle = next;
+    if (this.#pidWritten && oldPid !== next.core.pidPath) {
+      // a new `pid` path: write the new file, then drop the old one, as nginx does
+      try {
+        writePidFile(next.core.pidPath);
+        const problem = removePidFile(oldPid);
+        if (problem) log.report("alert", problem);
+      } catch (err) {
+        log.report("emerg", errorText(err));
+      }
+    }
     this.#startWorkers(next);
     for (const w of old) {
       w.exiting = true;

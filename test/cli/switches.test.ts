@@ -156,3 +156,28 @@ test("subcommands are dispatched (auth-server and passwd)", () => {
     assert.doesNotMatch(p.stderr, /invalid option/);
   }
 });
+
+test("-s failures like nginx: missing pid file, empty pid file, no such process, bad config", () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const cases: [string, string | undefined][] = [
+      [`${MAIL_MODULE}pid missing.pid;\nevents {}\n`, undefined],
+      [`${MAIL_MODULE}pid empty.pid;\nevents {}\n`, ""],
+      [`${MAIL_MODULE}pid dead.pid;\nevents {}\n`, "999999\n"],
+      [`${MAIL_MODULE}pid x.pid;\nevents {}\nbogus;\n`, undefined],
+    ];
+    for (const [conf, pidText] of cases) {
+      writeFiles(dir, { "nginx.conf": conf });
+      const pidName = /pid (\S+);/.exec(conf)![1]!;
+      if (pidText !== undefined) writeFiles(dir, { [pidName]: pidText });
+      for (const sig of ["reload", "stop"]) {
+        const r = both(dir, ["-s", sig]);
+        assert.equal(r.postern.stderr, r.nginx.stderr, `${pidName} ${sig}`);
+        assert.equal(r.postern.status, r.nginx.status);
+        assert.equal(r.postern.status, 1);
+      }
+    }
+  } finally {
+    cleanup();
+  }
+});
