@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { chownSync } from "node:fs";
+import { describeSystemError } from "../core/errors.js";
 import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
 import { type CoreSettings, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
@@ -154,6 +155,11 @@ export class Master {
     const pid = w.child.pid;
     if (signal) this.#log().report("alert", `worker process ${pid} exited on signal ${constants.signals[signal]}`);
     else this.#log().report("notice", `worker process ${pid} exited with code ${code}`);
+    if (this.#terminating === "no" && this.#onUp && !w.listening && code === 2) {
+      // a worker that cannot start before the service is up: no pid file, exit 1
+      this.#exitCode = 1;
+      this.#terminate(undefined);
+    }
     if (this.#terminating !== "no") {
       if (this.#workers.size === 0) this.#exit();
       return;
@@ -260,7 +266,11 @@ export class Master {
     const log = this.#log();
     log.report("notice", `${signalText("SIGUSR1")} received, reopening logs`);
     log.report("notice", "reopening logs");
-    log.log.reopen();
+    try {
+      log.log.reopen();
+    } catch (err) {
+      log.report("alert", `reopening logs failed ${describeSystemError(err)}`);
+    }
     const user = this.#cycle.core.user;
     if (user?.uid !== undefined) {
       // workers run as `user`: they must be able to reopen what the master created

@@ -5,6 +5,7 @@
  */
 import { coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import type { ErrorLog } from "../core/log.js";
+import { describeSystemError } from "../core/errors.js";
 import { loadConfiguration, errorText } from "../cli/load.js";
 import type { ListenEndpoint } from "../mail/runtime.js";
 import type { BoundHandle } from "./listeners.js";
@@ -68,8 +69,13 @@ function runWorker(): void {
   process.on("disconnect", graceful); // the master is gone
   process.on("SIGUSR1", () => {
     log.notice("reopening logs");
-    log.reopen();
-    serving.service.reopenLogs();
+    try {
+      log.reopen();
+      serving.service.reopenLogs();
+    } catch (err) {
+      // e.g. the worker's user may not create files where root could: keep the old files
+      log.alert(`reopening logs failed: ${errorText(err)} ${describeSystemError(err)}`);
+    }
   });
 
   let expected = -1;

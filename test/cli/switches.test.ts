@@ -4,9 +4,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { MAIL_MODULE, NGINX, both, postern, run, tempDir, writeFiles } from "./run-helpers.js";
+import { MAIL_MODULE, NGINX, POSTERN, both, postern, run, tempDir, writeFiles } from "./run-helpers.js";
 
 const OPTION_ERRORS: readonly (readonly string[])[] = [
   ["-x"], ["foo"], ["-s", "foo"], ["-sfoo"], ["-s"], ["-c"], ["-e"], ["-p"], ["-g"], ["-tx"], ["-tqp"], ["-", "-x"], ["-vx"],
@@ -177,6 +177,23 @@ test("-s failures like nginx: missing pid file, empty pid file, no such process,
         assert.equal(r.postern.status, 1);
       }
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test("user directive when not root: the same warning as nginx (both run as nobody)", () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    chmodSync(dir, 0o777);
+    writeFiles(dir, { "nginx.conf": `${MAIL_MODULE}pid p.pid;\nuser nobody;\nevents {}\n` });
+    const asNobody = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
+    const common = ["-t", "-p", dir + "/", "-c", "nginx.conf"];
+    const n = run("setpriv", [...asNobody, NGINX, ...common, "-e", join(dir, "n.log")]);
+    const p = run("setpriv", [...asNobody, process.execPath, POSTERN, ...common, "-e", join(dir, "p.log")]);
+    assert.match(p.stderr, /^nginx: \[warn\] the "user" directive makes sense only if the master process runs with super-user privileges, ignored in /);
+    assert.equal(p.stderr, n.stderr);
+    assert.equal(p.status, 0);
   } finally {
     cleanup();
   }

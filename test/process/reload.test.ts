@@ -163,3 +163,22 @@ test("-s reload and -s quit through the pid file; -s without a running master fa
     await inst.cleanup();
   }
 });
+
+test("user nobody (started as root): workers run as nobody, the master stays root", async () => {
+  const inst = new Instance();
+  try {
+    const port = await freePort();
+    inst.write(config({ ports: [port], workers: 1, extra: "user nobody nogroup;" }));
+    const pid = await inst.up();
+    const [w] = await waitFor("worker", () => (workerPids(inst.log()).length === 1 ? workerPids(inst.log()) : undefined));
+    const uid = (p: number): string => /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${p}/status`, "utf8"))![1]!;
+    const nobody = /^nobody:[^:]*:(\d+):/m.exec(readFileSync("/etc/passwd", "utf8"))![1]!;
+    assert.equal(uid(w!), nobody);
+    assert.equal(uid(pid), "0");
+    const c = await Client.connect(port);
+    assert.equal(await c.line(), "* OK IMAP4 ready");
+    c.close();
+  } finally {
+    await inst.cleanup();
+  }
+});
