@@ -42,8 +42,12 @@ const listen = custom<readonly ListenEndpoint[]>({
   },
 });
 
-/** A provisional greeting word, so tests can see which configuration a worker serves. */
-const greeting = string("provisional_greeting", "IMAP4 ready", { contexts: ["mail", "server"], doc: "provisional" });
+/** nginx's `imap_capabilities` (simplified), so tests can see which configuration a worker serves. */
+const capabilities = custom<readonly string[]>({
+  name: "imap_capabilities", contexts: ["mail", "server"], args: { kind: "atLeast", min: 1 }, syntax: "extension ...",
+  defaultValue: ["IMAP4", "IMAP4rev1", "UIDPLUS"], defaultText: "IMAP4 IMAP4rev1 UIDPLUS", merge: "list", duplicates: "accumulate", doc: "provisional",
+  parse: (args, prev) => [...(prev ?? []), ...args],
+});
 
 const server = custom<readonly Level[]>({
   name: "server", contexts: ["mail"], args: noArgs, block: true, syntax: "{ ... }",
@@ -70,7 +74,7 @@ const protocol = string("protocol", "imap", { contexts: ["server"], doc: "provis
 const authHttp = string("auth_http", undefined, { contexts: ["mail", "server"], doc: "provisional" });
 
 /** PROVISIONAL: replaced by the real mail modules at merge. */
-export const provisionalMailModule: ConfModule = { name: "mail-provisional", directives: [mail, server, listen, greeting, protocol, authHttp] };
+export const provisionalMailModule: ConfModule = { name: "mail-provisional", directives: [mail, server, listen, capabilities, protocol, authHttp] };
 
 /** Every listening address of the configuration, deduplicated by key. */
 export function listenEndpoints(conf: ParsedConf): ListenEndpoint[] {
@@ -80,10 +84,10 @@ export function listenEndpoints(conf: ParsedConf): ListenEndpoint[] {
   return [...out.values()];
 }
 
-/** PROVISIONAL: greets, answers `tag NOOP`, counts sessions. */
+/** PROVISIONAL: greets and answers NOOP, CAPABILITY and LOGOUT as nginx's IMAP side does; counts sessions. */
 export class MailService {
   readonly #log: ErrorLog;
-  readonly #greeting: string;
+  readonly #capabilities: string;
   readonly #sockets = new Set<Socket>();
   readonly #idle: (() => void)[] = [];
   #accepting = true;
@@ -91,7 +95,7 @@ export class MailService {
   constructor(conf: ParsedConf, log: ErrorLog) {
     this.#log = log;
     const m = conf.main.own(mail);
-    this.#greeting = m?.get(greeting) ?? "IMAP4 ready";
+    this.#capabilities = (m?.get(capabilities) ?? capabilities.defaultValue).join(" ");
   }
 
   accept(socket: Socket, endpoint: ListenEndpoint): void {
@@ -101,7 +105,7 @@ export class MailService {
     }
     this.#sockets.add(socket);
     this.#log.info(`client ${socket.remoteAddress}:${socket.remotePort} connected to ${endpoint.text}`);
-    socket.write(`* OK ${this.#greeting}\r\n`);
+    socket.write("* OK IMAP4 ready\r\n");
     let buf = "";
     socket.on("data", (d) => {
       buf += d.toString("latin1");
@@ -110,8 +114,10 @@ export class MailService {
         const line = buf.slice(0, i).replace(/\r$/, "");
         buf = buf.slice(i + 1);
         const [tag, cmd] = line.split(" ");
-        if (cmd?.toUpperCase() === "LOGOUT") socket.end(`${tag} OK bye\r\n`);
-        else socket.write(`${tag} ${cmd?.toUpperCase() === "NOOP" ? "OK completed" : "BAD unknown"}\r\n`);
+        const verb = cmd?.toUpperCase();
+        if (verb === "LOGOUT") socket.end(`* BYE\r\n${tag} OK completed\r\n`);
+        else if (verb === "CAPABILITY") socket.write(`* CAPABILITY ${this.#capabilities}\r\n${tag} OK completed\r\n`);
+        else socket.write(`${tag} ${verb === "NOOP" ? "OK completed" : "BAD invalid command"}\r\n`);
       }
     });
     socket.on("error", () => {});

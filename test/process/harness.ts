@@ -29,7 +29,7 @@ export async function waitFor<T>(what: string, check: () => T | undefined | fals
 }
 
 /** A configuration for the provisional mail block. */
-export function config(o: { ports: number[]; workers?: number; greeting?: string; extra?: string; daemon?: boolean; master?: boolean }): string {
+export function config(o: { ports: number[]; workers?: number; capability?: string; extra?: string; daemon?: boolean; master?: boolean }): string {
   const listens = o.ports.map((p) => `listen 127.0.0.1:${p};`).join(" ");
   return [
     "load_module /usr/lib/nginx/modules/ngx_mail_module.so;",
@@ -40,7 +40,7 @@ export function config(o: { ports: number[]; workers?: number; greeting?: string
     "error_log error.log info;",
     o.extra ?? "",
     "events { worker_connections 64; }",
-    `mail { ${o.greeting ? `provisional_greeting "${o.greeting}";` : ""} server { ${listens} protocol imap; auth_http 127.0.0.1:9/auth; } }`,
+    `mail { ${o.capability ? `imap_capabilities IMAP4rev1 ${o.capability};` : ""} server { ${listens} protocol imap; auth_http 127.0.0.1:9/auth; } }`,
     "",
   ].join("\n");
 }
@@ -160,6 +160,23 @@ export class Client {
   async command(line: string): Promise<string> {
     this.socket.write(line + "\r\n");
     return this.line();
+  }
+
+  /** Sends a tagged command; returns the untagged lines and the tagged reply. */
+  async tagged(tag: string, command: string): Promise<{ untagged: string[]; reply: string }> {
+    this.socket.write(`${tag} ${command}\r\n`);
+    const untagged: string[] = [];
+    for (;;) {
+      const l = await this.line();
+      if (l.startsWith(`${tag} `)) return { untagged, reply: l };
+      untagged.push(l);
+    }
+  }
+
+  /** The `* CAPABILITY` line (which tells which configuration serves this connection). */
+  async capability(): Promise<string> {
+    const r = await this.tagged("c", "CAPABILITY");
+    return r.untagged.find((l) => l.startsWith("* CAPABILITY ")) ?? "";
   }
 
   close(): void {
