@@ -45,6 +45,23 @@ test("HUP with a changed config: held session keeps working, new connections see
     assert.match(await held.capability(), /\bXOLD\b/);
 
     inst.write(config({ ports: [p1, p3], capability: "XNEW" }));
+    // connect continuously across the switch: no attempt may be refused
+    let probing = true;
+    const failures: string[] = [];
+    let attempts = 0;
+    const prober = (async () => {
+      while (probing) {
+        attempts++;
+        try {
+          const c = await Client.connect(p1);
+          await c.line();
+          c.close();
+        } catch (err) {
+          failures.push(String(err));
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
     process.kill(pid, "SIGHUP");
     await waitFor("new workers", () => workerPids(inst.log()).length === 4);
     assert.match(inst.log(), /\[notice\] \d+#\d+: signal 1 \(SIGHUP\) received, reconfiguring\n.*\[notice\] \d+#\d+: reconfiguring\n/s);
@@ -58,6 +75,13 @@ test("HUP with a changed config: held session keeps working, new connections see
       c.close();
     }
     assert.ok(newSeen, "new connections reach the new workers");
+    // the old worker without the held session has gone (the other waits for it)
+    await waitFor("an old worker gone", () => (inst.log().match(/exited with code 0/g) ?? []).length >= 1);
+    await new Promise((r) => setTimeout(r, 300));
+    probing = false;
+    await prober;
+    assert.deepEqual(failures, []);
+    assert.ok(attempts > 5, `${attempts} attempts`);
     const c3 = await Client.connect(p3);
     await c3.line();
     assert.match(await c3.capability(), /\bXNEW\b/);
@@ -73,7 +97,7 @@ test("HUP with a changed config: held session keeps working, new connections see
     assert.equal(inst.pidText(), `${pid}\n`);
     assert.match(inst.log(), /gracefully shutting down/);
     held.close();
-    await waitFor("old workers exit", () => /worker process \d+ exited with code 0/.test(inst.log()));
+    await waitFor("both old workers gone", () => (inst.log().match(/exited with code 0/g) ?? []).length === 2);
   } finally {
     await inst.cleanup();
   }

@@ -173,3 +173,23 @@ test("master_process off: one process serves, reloads and quits", async () => {
     await inst.cleanup();
   }
 });
+
+test("TERM escalates to KILL for a worker that does not exit", async () => {
+  const inst = new Instance();
+  try {
+    const port = await freePort();
+    inst.write(config({ ports: [port], workers: 1 }));
+    const pid = await inst.up();
+    const w = Number(await waitFor("worker", () => /start worker process (\d+)/.exec(inst.log())?.[1]));
+    process.kill(w, "SIGSTOP"); // a stopped worker cannot react to TERM
+    const t0 = Date.now();
+    process.kill(pid, "SIGTERM");
+    assert.equal(await inst.exit, 0);
+    const took = Date.now() - t0;
+    assert.ok(took >= 1000 && took < 5000, `took ${took} ms`);
+    assert.match(inst.log(), new RegExp(`\\[alert\\] \\d+#\\d+: worker process ${w} exited on signal 9\\n`));
+    assert.equal(inst.pidText(), undefined);
+  } finally {
+    await inst.cleanup();
+  }
+});
