@@ -71,9 +71,11 @@ function parseSyslog(spec: string): SyslogTarget {
       if (host !== undefined) throw new ConfError('duplicate syslog "server"');
       const addr = part.slice(7);
       const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(addr) ?? /^([^:]*)(?::(\d+))?$/.exec(addr);
-      if (!m || m[1] === "" || (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535))) {
-        throw new ConfError(`invalid host in syslog server "${addr}"`);
+      if (m && m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) {
+        throw new ConfError(`invalid port in syslog server "${addr}"`);
       }
+      if (m && m[1] === "") throw new ConfError(`no host in syslog server "${addr}"`);
+      if (!m) throw new ConfError(`invalid host in syslog server "${addr}"`);
       host = m[1] === "localhost" ? "127.0.0.1" : m[1]!;
       if (m[2] !== undefined) port = Number(m[2]);
     } else if (part.startsWith("facility=")) {
@@ -307,7 +309,14 @@ const noEffect: AnyDirective[] = [
   accepted("worker_priority", ["main"], take(1), "number", (a) => {
     if (parseNumber(a[0]!.replace(/^-/, "")) === null) throw directiveMessage("worker_priority", "invalid number");
   }),
-  accepted("worker_cpu_affinity", ["main"], oneOrMore, "auto [cpumask] | cpumask ..."),
+  accepted("worker_cpu_affinity", ["main"], oneOrMore, "auto [cpumask] | cpumask ...", (a) => {
+    const masks = a[0] === "auto" ? a.slice(1) : a;
+    if (a[0] === "auto" && masks.length > 1) throw new ConfError('invalid number of arguments in "worker_cpu_affinity" directive');
+    for (const m of masks) {
+      const bad = [...m].find((ch) => ch !== "0" && ch !== "1" && ch !== " ");
+      if (bad !== undefined) throw new ConfError(`invalid character "${bad}" in "worker_cpu_affinity"`);
+    }
+  }),
   accepted("working_directory", ["main"], take(1), "directory"),
   accepted("lock_file", ["main"], take(1), "file"),
   msec("timer_resolution", undefined, { contexts: ["main"], defaultText: "—", doc: "Accepted for compatibility; no effect in Postern." }),
@@ -315,7 +324,8 @@ const noEffect: AnyDirective[] = [
   accepted("thread_pool", ["main"], take(2, 3), "name threads=number [max_queue=number]"),
   enumeration("debug_points", ["stop", "abort"], "stop", { contexts: ["main"], doc: "Accepted for compatibility; no effect in Postern." }),
   accepted("use", ["events"], take(1), "method", (a) => {
-    if (!["epoll", "poll", "select"].includes(a[0]!)) throw new ConfError(`invalid event type "${a[0]}"`);
+    // nginx on Linux is built with epoll only (no select/poll modules)
+    if (a[0] !== "epoll") throw new ConfError(`invalid event type "${a[0]}"`);
   }),
   flag("multi_accept", false, { contexts: ["events"], doc: "Accepted for compatibility; no effect in Postern." }),
   flag("accept_mutex", false, { contexts: ["events"], doc: "Accepted for compatibility; no effect in Postern." }),
