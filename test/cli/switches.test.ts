@@ -198,3 +198,19 @@ test("user directive when not root: the same warning as nginx (both run as nobod
     cleanup();
   }
 });
+
+test("-e in a missing directory: alert, then the same failure as nginx", () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    writeFiles(dir, { "nginx.conf": `${MAIL_MODULE}pid p.pid;\nevents {}\n` });
+    const args = ["-t", "-p", dir + "/", "-c", "nginx.conf", "-e", "/nonexistent-dir/e.log"];
+    const n = run(NGINX, args);
+    const p = postern(args);
+    const strip = (s: string): string => s.replace(/^\S+ \S+ (\[\w+\]) \d+#\d+: /gm, "$1 ");
+    assert.match(p.stderr, /^nginx: \[alert\] could not open error log file: open\(\) "\/nonexistent-dir\/e.log" failed \(2: No such file or directory\)\n/);
+    assert.equal(strip(p.stderr), strip(n.stderr));
+    assert.equal(p.status, n.status);
+  } finally {
+    cleanup();
+  }
+});
