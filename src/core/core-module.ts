@@ -187,7 +187,7 @@ const daemon = flag("daemon", true, { contexts: ["main"], doc: "Whether the mast
 const masterProcess = flag("master_process", true, { contexts: ["main"], doc: "Whether a master supervises worker processes (off: one process serves)." });
 const pid = string("pid", "logs/nginx.pid", { contexts: ["main"], syntax: "file", doc: "File receiving the master's process ID." });
 const workerShutdownTimeout = msec("worker_shutdown_timeout", undefined, { contexts: ["main"], defaultText: "—", doc: "Upper bound for a graceful shutdown; remaining sessions are then closed." });
-const workerRlimitNofile = number("worker_rlimit_nofile", undefined, { contexts: ["main"], doc: "Open-file limit for workers (checked; see docs/compat.md)." });
+const workerRlimitNofile = number("worker_rlimit_nofile", undefined, { contexts: ["main"], doc: "Open-file limit (soft and hard) of each worker process." });
 
 /** `user user [group]`: applied only when running as root. */
 export interface UserSetting { readonly user: string; readonly group: string; readonly uid?: number; readonly gid?: number }

@@ -16,6 +16,7 @@ import type { Options } from "../cli/options.js";
 import type { ConfSource } from "../conf/engine.js";
 import { type BoundHandle, bindAll } from "./listeners.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
+import { applyNofile } from "./rlimit.js";
 import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
 
 interface Worker {
@@ -137,6 +138,8 @@ export class Master {
     const w: Worker = { child, generation: cycle.generation, exiting: false, listening: false };
     this.#workers.add(w);
     this.#log().report("notice", `start worker process ${child.pid}`);
+    const nofile = cycle.core.workerRlimitNofile;
+    if (nofile !== undefined && child.pid !== undefined) applyNofile(child.pid, nofile, (m) => this.#log().report("alert", m));
     child.on("message", (m: FromWorker) => {
       if (m.t === "listening") w.listening = true;
     });

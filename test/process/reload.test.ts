@@ -211,3 +211,19 @@ test("user nobody (started as root): workers run as nobody, the master stays roo
     await inst.cleanup();
   }
 });
+
+test("worker_rlimit_nofile is applied to workers, not to the master", async () => {
+  const inst = new Instance();
+  try {
+    const port = await freePort();
+    inst.write(config({ ports: [port], workers: 1, extra: "worker_rlimit_nofile 777;" }));
+    const pid = await inst.up();
+    const [w] = await waitFor("worker", () => (workerPids(inst.log()).length === 1 ? workerPids(inst.log()) : undefined));
+    const nofile = (p: number): string => /^Max open files\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${p}/limits`, "utf8"))!.slice(1).join(":");
+    await waitFor("limit applied", () => nofile(w!) === "777:777");
+    assert.notEqual(nofile(pid), "777:777");
+    assert.doesNotMatch(inst.log(), /\[alert\]/);
+  } finally {
+    await inst.cleanup();
+  }
+});
