@@ -175,7 +175,7 @@ export function resolveProtocol(level: Level): MailProtocolName {
 
 /** The module: its table and its finalize step. */
 export const mailCoreModule: MailModule = {
-  name: "mail_core",
+  name: "ngx_mail_core_module",
   directives: [serverDirective, listenDirective, protocolDirective, serverNameDirective, timeoutDirective, resolverDirective, resolverTimeoutDirective, maxErrorsDirective],
   finalize(_server: MailServer) {
     // protocol is decided when the MailServer is built (block.ts); nothing else spans directives here
