@@ -6,24 +6,16 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import type { AuthHandler } from '../../support/fake-auth.js';
 import { makeMessage } from '../../support/fake-backend.js';
-import { assertSame, Pair, posternRecord, sleep, type PairEnv } from './pair.js';
-import { b64, firstThen, ok, Talk } from './talk.js';
+import { assertSame, Pair, posternRecord, sleep } from './pair.js';
+import { b64, cramDigest, firstThen, ok, okToBackend, Talk } from './talk.js';
 
 const BIG = 5 * 1024 * 1024;
 
 let pair: Pair;
 
-/** OK to the named backend; methods without a clear-text password get `Auth-Pass: secret`. */
-function okTo(name: string, extra: Array<[string, string]> = []): (env: PairEnv) => AuthHandler {
-  return (env) => (req) => {
-    const pass: Array<[string, string]> = ['cram-md5', 'apop', 'external'].includes(req.header('Auth-Method') ?? '')
-      ? [['Auth-Pass', 'secret']] : [];
-    return ok(env.backends[name]!, [...pass, ...extra])(req);
-  };
-}
+const okTo = okToBackend;
 
 before(async () => {
   pair = await Pair.start({
@@ -74,11 +66,6 @@ async function normalClient(port: number): Promise<string[]> {
   await t.send('n3 LOGOUT\r\n');
   await t.closed();
   return t.log;
-}
-
-/** The CRAM-MD5 digest: HMAC-MD5 of the challenge keyed with the password. */
-function cramDigest(password: string, challenge: string): string {
-  return createHmac('md5', password).update(challenge, 'latin1').digest('hex');
 }
 
 test('IMAP LOGIN with atoms, quoted strings and literals; data relayed both ways', async () => {

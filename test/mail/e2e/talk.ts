@@ -3,8 +3,10 @@
  * was read, in reading units (lines, replies), so the record does not depend on
  * how the proxy split its writes into TCP segments.
  */
+import { createHmac } from 'node:crypto';
 import { MailClient, type ClientTlsOptions } from '../../support/client.js';
 import type { AuthHandler, AuthReply, AuthRequest } from '../../support/fake-auth.js';
+import type { PairEnv } from './pair.js';
 
 /** A client conversation with a readable log: `C: ...` sent, `S: ...` read, `closed: ...` EOF. */
 export class Talk {
@@ -91,4 +93,29 @@ export function ok(port: number, extra: Array<[string, string]> = []): AuthHandl
 /** base64 of a latin1 string. */
 export function b64(text: string): string {
   return Buffer.from(text, 'latin1').toString('base64');
+}
+
+/**
+ * OK to the named backend of a side; methods that carry no clear-text password
+ * (CRAM-MD5, APOP, EXTERNAL) get `Auth-Pass: secret`, as a real auth server must send.
+ */
+export function okToBackend(name: string, extra: Array<[string, string]> = []): (env: PairEnv) => AuthHandler {
+  return (env) => (req) => {
+    const pass: Array<[string, string]> = ['cram-md5', 'apop', 'external'].includes(req.header('Auth-Method') ?? '')
+      ? [['Auth-Pass', 'secret']] : [];
+    return ok(env.backends[name]!, [...pass, ...extra])(req);
+  };
+}
+
+/** A failure reply with an optional Auth-Wait (and Auth-Error-Code). */
+export function refusal(message: string, wait?: number, code?: string): AuthHandler {
+  const headers: Array<[string, string]> = [['Auth-Status', message]];
+  if (wait !== undefined) headers.push(['Auth-Wait', String(wait)]);
+  if (code !== undefined) headers.push(['Auth-Error-Code', code]);
+  return () => ({ headers });
+}
+
+/** The CRAM-MD5 response digest: HMAC-MD5 of the challenge keyed with the password. */
+export function cramDigest(password: string, challenge: string): string {
+  return createHmac('md5', password).update(challenge, 'latin1').digest('hex');
 }
