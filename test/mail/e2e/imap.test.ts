@@ -29,6 +29,18 @@ before(async () => {
       rejecting: { protocol: 'imap', options: { accept: false } },
       garbage: { protocol: 'imap', options: { garbage: 'garbage\r\n' } },
       pp: { protocol: 'imap', proxyProtocol: true },
+      untagged: {
+        protocol: 'scripted',
+        script: {
+          greeting: '* OK scripted ready\r\n',
+          rules: [
+            [/^\S+ LOGIN \{\d+\}\r\n$/, '+ go\r\n'],
+            [/^\S+ \{\d+\}\r\n$/, '+ go\r\n'],
+            [/^secret\r\n$/, '* CAPABILITY IMAP4rev1 IDLE\r\na1 OK logged in\r\n'],
+            [/^(\S+) NOOP\r\n$/, '$1 OK noop\r\n'],
+          ],
+        },
+      },
     },
     auth: okTo('imap'),
     config: ({ ports, authUrl, closed }) => `
@@ -460,4 +472,63 @@ test('Postern is stricter: AUTHENTICATE EXTERNAL with an initial response needs 
   assert.deepEqual(p.transcript, ['S: * OK IMAP4 ready\r\n', `C: a1 AUTHENTICATE EXTERNAL ${b64('test@example.com')}\r\n`,
     'S: a1 BAD invalid command\r\n', 'C: a2 NOOP\r\n', 'S: a2 OK completed\r\n']);
   assert.deepEqual(p.authRequests, []);
+});
+
+test('latest nginx (1.27.3): an untagged line before the tagged OK of the backend login is relayed', async () => {
+  const r = await pair.run({ auth: okTo('untagged') }, async (ports) => {
+    const t = await greet(ports.imap!);
+    await t.send('a1 LOGIN test@example.com secret\r\n');
+    await t.line();
+    await t.line().catch(() => undefined);
+    if (!t.client.closed) await t.cmd('a2 NOOP\r\n');
+    t.close();
+    return t.log;
+  });
+  // 1.22.1 fails the session.
+  assert.deepEqual(r.nginx.transcript.slice(2), ['S: * BAD internal server error\r\n']);
+  const p = posternRecord(r);
+  assert.deepEqual(p.transcript, ['S: * OK IMAP4 ready\r\n', 'C: a1 LOGIN test@example.com secret\r\n',
+    'S: * CAPABILITY IMAP4rev1 IDLE\r\n', 'S: a1 OK logged in\r\n', 'C: a2 NOOP\r\n', 'S: a2 OK noop\r\n']);
+  assert.deepEqual(p.backendReceived.untagged, ['a1 LOGIN {16}\r\ntest@example.com {6}\r\nsecret\r\na2 NOOP\r\n']);
+});
+
+/** A PROXY protocol v2 header (TCP over IPv4) padded with a NOOP TLV to `total` bytes. */
+function proxyV2(src: string, dst: string, sport: number, dport: number, total: number): string {
+  const addr = Buffer.alloc(12);
+  src.split('.').forEach((o, i) => { addr[i] = Number(o); });
+  dst.split('.').forEach((o, i) => { addr[4 + i] = Number(o); });
+  addr.writeUInt16BE(sport, 8);
+  addr.writeUInt16BE(dport, 10);
+  const pad = total - 16 - 12 - 3;
+  const tlv = Buffer.alloc(3 + pad);
+  tlv[0] = 0x04; // PP2_TYPE_NOOP
+  tlv.writeUInt16BE(pad, 1);
+  const head = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0, 0]);
+  head.writeUInt16BE(12 + tlv.length, 14);
+  return Buffer.concat([head, addr, tlv]).toString('latin1');
+}
+
+test('PROXY protocol v2: a small header works in both; latest nginx (1.23.3) also reads a 300-byte one', async () => {
+  const r = await pair.run({ auth: okTo('pp') }, async (ports) => {
+    const logs: string[][] = [];
+    for (const size of [60, 300]) {
+      const t = await Talk.open(ports.pp!);
+      await t.client.send(proxyV2('192.0.2.77', '198.51.100.5', 40001, 143, size));
+      t.note(`PROXY v2 header of ${size} bytes`);
+      await t.line().catch(() => undefined);
+      if (!t.client.closed) await t.cmd('a1 LOGIN test@example.com secret\r\n');
+      t.close();
+      logs.push(t.log);
+    }
+    return logs;
+  });
+  const n = r.nginx;
+  assert.deepEqual(n.transcript[0], ['note: PROXY v2 header of 60 bytes', 'S: * OK IMAP4 ready\r\n',
+    'C: a1 LOGIN test@example.com secret\r\n', 'S: a1 OK LOGIN completed\r\n']);
+  assert.match(n.authRequests[0]!, /\r\nClient-IP: 192\.0\.2\.77\r\nProxy-Protocol-Addr: 192\.0\.2\.77\r\nProxy-Protocol-Port: 40001\r\n/);
+  // 1.22.1 peeks 107 bytes only: the 300-byte header is broken.
+  assert.equal(n.authRequests.length, 1);
+  const p = posternRecord(r);
+  assert.deepEqual(p.transcript, [n.transcript[0], n.transcript[0]!.map((l) => l.replace('60 bytes', '300 bytes'))]);
+  assert.deepEqual(p.authRequests, [n.authRequests[0], n.authRequests[0]]);
 });

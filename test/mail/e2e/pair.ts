@@ -20,8 +20,11 @@ import { startPostern } from '../../support/postern.js';
 
 /** A named fake backend of a pair set-up. */
 export interface BackendSpec {
-  protocol: 'imap' | 'pop3' | 'smtp';
+  /** `scripted`: a raw server answering by `script` (for replies the fakes cannot produce). */
+  protocol: 'imap' | 'pop3' | 'smtp' | 'scripted';
   options?: FakeBackendOptions;
+  /** For `scripted`: the greeting, then for each received line the first matching rule's reply. */
+  script?: { greeting: string; rules: Array<[RegExp, string]> };
   /** Put a PROXY-protocol reader in front of the fake: it records and strips the first line. */
   proxyProtocol?: boolean;
 }
@@ -157,6 +160,52 @@ async function startProxyReader(target: number): Promise<ProxyReader> {
   };
 }
 
+/** A raw line server: greets, then answers each received line with the first matching rule (else nothing). */
+async function startScripted(script: NonNullable<BackendSpec['script']>): Promise<FakeBackend> {
+  const connections: FakeBackend['connections'] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    let done!: () => void;
+    const conn: FakeBackend['connections'][number] = {
+      received: Buffer.alloc(0), sent: Buffer.alloc(0), loggedIn: false, commands: [], messages: [],
+      closed: new Promise<void>((resolve) => { done = resolve; }),
+    };
+    connections.push(conn);
+    socket.on('close', () => { sockets.delete(socket); done(); });
+    socket.on('error', () => undefined);
+    let buffer = '';
+    socket.on('data', (chunk: Buffer) => {
+      conn.received = Buffer.concat([conn.received, chunk]);
+      buffer += chunk.toString('latin1');
+      for (let lf = buffer.indexOf('\n'); lf >= 0; lf = buffer.indexOf('\n')) {
+        const line = buffer.slice(0, lf + 1);
+        buffer = buffer.slice(lf + 1);
+        conn.commands.push(line);
+        // `$1`... in a reply are the rule's capture groups (e.g. the IMAP tag).
+        for (const [re, reply] of script.rules) {
+          const m = re.exec(line);
+          if (!m) continue;
+          socket.write(reply.replace(/\$(\d)/g, (_s, d: string) => m[Number(d)] ?? ''), 'latin1');
+          break;
+        }
+      }
+    });
+    socket.write(script.greeting, 'latin1');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    protocol: 'imap',
+    port: (server.address() as net.AddressInfo).port,
+    connections,
+    waitForConnections: () => Promise.resolve(connections),
+    close(): Promise<void> {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
 const STARTERS: Record<string, (o: FakeBackendOptions) => Promise<FakeBackend>> = {
   imap: startFakeImap, pop3: startFakePop3, smtp: startFakeSmtp,
 };
@@ -225,7 +274,7 @@ async function startSide(kind: 'nginx' | 'postern', start: ProxyStarter, setup: 
   const readers: Record<string, ProxyReader> = {};
   const backends: Record<string, number> = {};
   for (const [name, spec] of Object.entries(setup.backends)) {
-    const fake = await STARTERS[spec.protocol]!(spec.options ?? {});
+    const fake = spec.protocol === 'scripted' ? await startScripted(spec.script!) : await STARTERS[spec.protocol]!(spec.options ?? {});
     fakes[name] = fake;
     backends[name] = fake.port;
     if (spec.proxyProtocol) {
