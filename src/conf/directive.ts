@@ -44,6 +44,8 @@ export interface SetContext {
   parseBlock(context: Context, level: Level): void;
   /** Reports a warning the way nginx does (`[warn] ... in file:line`). */
   warn(message: string): void;
+  /** Reports a warning without a location (nginx's merge-time warnings). */
+  warnUnlocated(message: string): void;
 }
 
 /** One directive, as a module declares it. */

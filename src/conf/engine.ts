@@ -125,6 +125,7 @@ class ConfParser {
       prefix: this.#source.prefix,
       parseBlock: (inner, innerLevel) => this.#parseBody(lexer, inner, innerLevel, true),
       warn: (message) => this.#warn(`${message} ${location.commandLine ? "in command line" : `in ${location.file}:${location.line}`}`),
+      warnUnlocated: (message) => this.#warn(message),
     };
     let value: unknown;
     try {

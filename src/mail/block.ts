@@ -6,7 +6,7 @@ import { type ConfModule, type Directive, Level, ServerConf, noArgs } from "../c
 import { custom } from "../conf/slots.js";
 import { listenDirective, resolveProtocol, serverDirective } from "./core-module.js";
 import { MAIL_MODULES } from "./mail-modules.js";
-import type { MailServer } from "./server.js";
+import type { FinalizeContext, MailServer } from "./server.js";
 
 /** The parsed and finalized `mail {}` block. */
 export interface MailConf {
@@ -22,12 +22,12 @@ export const mailDirective: Directive<MailConf | undefined> = custom<MailConf | 
   parse(_args, _previous, cx) {
     const level = new Level("mail", cx.location, cx.level);
     cx.parseBlock("mail", level);
-    return finalizeMail(level);
+    return finalizeMail(level, { warn: (m) => cx.warnUnlocated(m) });
   },
 });
 
 /** Builds every MailServer and runs the modules' finalize steps, modules outermost. */
-export function finalizeMail(level: Level): MailConf {
+export function finalizeMail(level: Level, cx: FinalizeContext): MailConf {
   // Deciding the protocol is the core module's merge step, the first in nginx's order.
   const servers: MailServer[] = (level.own(serverDirective) ?? []).map((own, index) => ({
     conf: new ServerConf(own, level),
@@ -36,7 +36,7 @@ export function finalizeMail(level: Level): MailConf {
     index,
   }));
   for (const module of MAIL_MODULES) {
-    for (const server of servers) module.finalize?.(server);
+    for (const server of servers) module.finalize?.(server, cx);
   }
   return { level, servers };
 }

@@ -23,6 +23,7 @@ export const listenDirective: Directive<readonly ListenSpec[]> = custom<readonly
   doc: "Sets the address and port on which the server accepts connections.",
   parse(args, previous, cx) {
     const specs = parseListen(args, cx.location);
+    warnUnsupported(specs[0], args, cx.warn);
     const earlier = [...allListens(cx.level.parent), ...(previous ?? [])];
     for (const spec of specs) {
       const dup = earlier.find((e) => sameAddress(e, spec));
@@ -59,6 +60,22 @@ export const serverDirective: Directive<readonly Level[]> = custom<readonly Leve
     return [...(previous ?? []), level];
   },
 });
+
+/**
+ * Socket options Node cannot set on a listening or accepted TCP socket are
+ * reported, never silently dropped (docs/compat.md).
+ */
+function warnUnsupported(spec: ListenSpec | undefined, args: readonly string[], warn: (m: string) => void): void {
+  if (!spec) return;
+  for (const p of args.slice(1)) {
+    if (p.startsWith("rcvbuf=") || p.startsWith("sndbuf=")) warn(`the "${p.slice(0, 6)}" parameter of "listen" is not supported by Postern (Node.js cannot set it), ignored`);
+    if (p === "multipath") warn("multipath is not supported on this platform, ignored");
+  }
+  const k = spec.keepalive;
+  if (k && (k.interval !== undefined || k.count !== undefined)) {
+    warn('only the keepidle part of "so_keepalive" is supported by Postern (Node.js cannot set keepintvl and keepcnt), the rest is ignored');
+  }
+}
 
 /** Every listen of the servers already parsed in a mail block. */
 function allListens(mail: Level | undefined): ListenSpec[] {

@@ -6,9 +6,12 @@
 import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
 import { mailCoreModule } from "./core-module.js";
 import { imapModule } from "./imap/module.js";
+import { pop3Module } from "./pop3/module.js";
+import { smtpModule } from "./smtp/module.js";
+import { sslMailModule } from "./ssl/server-tls.js";
 import type { MailModule } from "./server.js";
 
 const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
 
 /** Every mail module, in order. */
-export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, imapModule, authHttp];
+export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, sslMailModule, pop3Module, imapModule, smtpModule, authHttp];

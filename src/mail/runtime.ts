@@ -12,6 +12,7 @@ import type { MailServer } from "./server.js";
 import { Session, type SessionServices, plainAddress } from "./session.js";
 import type { MailProtocol } from "./front-end.js";
 import type { MailProtocolName } from "./types.js";
+import { MAIL_PROTOCOLS, sessionServices } from "./wiring.js";
 
 /** One socket the master opens and workers accept on. */
 export interface ListenEndpoint {
@@ -106,7 +107,7 @@ export class MailService {
   #accepting = true;
   #idle: (() => void)[] = [];
 
-  constructor(conf: ParsedConf, log: ErrorLog, protocols: ReadonlyMap<MailProtocolName, MailProtocol>, services: SessionServices) {
+  constructor(conf: ParsedConf, log: ErrorLog, protocols: ReadonlyMap<MailProtocolName, MailProtocol> = MAIL_PROTOCOLS, services: SessionServices = sessionServices()) {
     this.#log = log;
     this.#protocols = protocols;
     this.#services = services;
@@ -126,6 +127,8 @@ export class MailService {
       socket.destroy();
       return;
     }
+    const keepalive = binding.spec.keepalive;
+    if (keepalive) socket.setKeepAlive(keepalive.on, (keepalive.idle ?? 0) * 1000);
     const session = new Session(socket, binding.server, binding.spec, protocol, this.#services, this.#log);
     this.#sessions.add(session);
     void session.finished.then(() => {

@@ -16,6 +16,12 @@ export interface MailServer {
   readonly index: number;
 }
 
+/** What a finalize step may use besides the server. */
+export interface FinalizeContext {
+  /** Logs a `[warn]` line without location, as nginx's merge-time warnings. */
+  warn(message: string): void;
+}
+
 /** A mail module: directives plus the per-server check/precompute step. */
 export interface MailModule extends ConfModule {
   /**
@@ -23,5 +29,5 @@ export interface MailModule extends ConfModule {
    * module order; throws ConfError (usually `ConfError.unlocated`) for
    * checks that span directives, and precomputes wire strings.
    */
-  finalize?(server: MailServer): void;
+  finalize?(server: MailServer, cx: FinalizeContext): void;
 }

@@ -112,6 +112,8 @@ export class Session implements SessionPort {
   #backlogBytes = 0;
 
   #busy = false;
+  /** Set by STARTTLS: the rest of the input is plaintext to throw away. */
+  #dropInput = false;
   #closed = false;
   #errors = 0;
   #attempt = 0;
@@ -186,6 +188,10 @@ export class Session implements SessionPort {
     this.#socket.on("data", this.#onData);
     this.#socket.on("drain", this.#onDrain);
     this.#busy = true;
+    // The PROXY/TLS deadline ends here; nginx runs no timer while an SMTP
+    // front end resolves the client, and the greeting arms a fresh one.
+    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline = undefined;
     await this.#frontEnd.start();
     if (this.#closed) return;
     this.#stage = "auth";
@@ -200,7 +206,8 @@ export class Session implements SessionPort {
     let secure: TLSSocket;
     try {
       secure = await tls.handshake(this.#socket);
-    } catch {
+    } catch (err) {
+      if (!this.#closed) this.log.info(err instanceof Error ? err.message : String(err));
       this.#destroy();
       return false;
     }
@@ -259,7 +266,7 @@ export class Session implements SessionPort {
   }
 
   armDeadline(): void {
-    this.#armDeadline();
+    if (!this.#closed) this.#armDeadline();
   }
 
   countSyntaxError(): boolean {
@@ -290,30 +297,29 @@ export class Session implements SessionPort {
     this.#busy = true;
     this.#stage = "starttls";
     this.log.action = "in starttls state";
-    // Everything pipelined after the STARTTLS line is dropped: it was sent in
-    // plaintext and must never run inside TLS.
-    this.#pos = this.#last = 0;
-    this.#backlog = [];
-    this.#backlogBytes = 0;
+    // Everything pipelined after the STARTTLS line is dropped (in #process,
+    // once the front end returns): it was sent in plaintext and must never
+    // run inside TLS.
+    this.#dropInput = true;
     const plain = this.#socket;
     plain.off("data", this.#onData);
     plain.off("drain", this.#onDrain);
     plain.pause();
-    plain.write("", () => {
-      this.#upgrade()
-        .then((ok) => {
-          if (!ok) return;
-          this.log.context.starttls = true;
-          this.#socket.on("data", this.#onData);
-          this.#socket.on("drain", this.#onDrain);
-          this.#frontEnd.afterStartTls();
-          this.#stage = "auth";
-          this.log.action = "in auth state";
-          this.#busy = false;
-          this.#process();
-        })
-        .catch((err: unknown) => this.#fail(err));
-    });
+    // The handshake starts in this same tick, right behind the STARTTLS reply
+    // the front end just queued: nothing can read the ClientHello as plaintext.
+    this.#upgrade()
+      .then((ok) => {
+        if (!ok) return;
+        this.log.context.starttls = true;
+        this.#socket.on("data", this.#onData);
+        this.#socket.on("drain", this.#onDrain);
+        this.#frontEnd.afterStartTls();
+        this.#stage = "auth";
+        this.log.action = "in auth state";
+        this.#busy = false;
+        this.#process();
+      })
+      .catch((err: unknown) => this.#fail(err));
   }
 
   authenticate(credentials: Credentials): void {
@@ -372,9 +378,7 @@ export class Session implements SessionPort {
     socket.off("close", this.#onEnd);
     socket.pause();
     const pending = this.pendingInput();
-    this.#pos = this.#last = 0;
-    this.#backlog = [];
-    this.#backlogBytes = 0;
+    this.#discardInput();
     this.log.context.login = outcome.login.toString("latin1");
     void this.#services.proxy({
       socket, pending, info,
@@ -459,6 +463,7 @@ export class Session implements SessionPort {
         const used = this.#frontEnd.consume(this.#buffer.subarray(this.#pos, this.#last));
         if (used > 0) {
           this.#pos += used;
+          if (this.#dropInput) this.#discardInput();
           continue;
         }
         if (this.#last < this.#buffer.length) {
@@ -470,6 +475,14 @@ export class Session implements SessionPort {
     } catch (err) {
       this.#fail(err);
     }
+  }
+
+  /** Forgets every byte received and not yet consumed. */
+  #discardInput(): void {
+    this.#dropInput = false;
+    this.#pos = this.#last = 0;
+    this.#backlog = [];
+    this.#backlogBytes = 0;
   }
 
   /** The buffer is full and holds no complete command (protocols.md 8). */

@@ -43,7 +43,7 @@ export function fakeServer(o: FakeOptions = {}): MailServer {
   if (o.capabilities) own.set(imapCapabilitiesDirective, o.capabilities, loc);
   if (o.bufferSize !== undefined) own.set(imapClientBufferDirective, o.bufferSize, loc);
   const server: MailServer = { conf: new ServerConf(own, mail), protocol: "imap", listens: [], index: 0 };
-  imapProtocol.module.finalize?.(server);
+  imapProtocol.module.finalize?.(server, { warn: () => undefined });
   return server;
 }
 

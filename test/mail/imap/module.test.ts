@@ -37,7 +37,7 @@ test("a server's imap_auth / imap_capabilities replace the mail level's; unset m
   const bare = new Level("server", loc, new Level("mail", loc));
   const server = (l: Level, index: number): MailServer => ({ conf: new ServerConf(l, l.parent!), protocol: "imap", listens: [], index });
   const [a, b, c] = [server(inherit, 0), server(own, 1), server(bare, 2)];
-  for (const s of [a, b, c]) imapModule.finalize?.(s);
+  for (const s of [a, b, c]) imapModule.finalize?.(s, { warn: () => undefined });
   assert.equal(imapStrings(a).capability, "* CAPABILITY IMAP4rev1 AUTH=LOGIN\r\n");
   assert.equal(imapStrings(b).capability, "* CAPABILITY X AUTH=EXTERNAL\r\n");
   assert.equal(imapStrings(c).capability, "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\n");

@@ -1,0 +1,106 @@
+/**
+ * ngx_mail_pop3_module: `pop3_auth` and `pop3_capabilities` (directives.md 8),
+ * and the wire strings they imply, computed once per server (protocols.md 5.4).
+ */
+import { oneOrMore } from "../../conf/directive.js";
+import { bitmask, list } from "../../conf/slots.js";
+import type { MailModule, MailServer } from "../server.js";
+
+const BOTH = ["mail", "server"] as const;
+
+/** The `pop3_auth` words. There is no `login`: `plain` enables SASL PLAIN and LOGIN. */
+export const POP3_AUTH_WORDS = ["plain", "apop", "cram-md5", "external"] as const;
+/** One `pop3_auth` word. */
+export type Pop3AuthWord = (typeof POP3_AUTH_WORDS)[number];
+
+/** nginx's built-in capability list, used when no level sets `pop3_capabilities`. */
+export const DEFAULT_POP3_CAPABILITIES: readonly string[] = ["TOP", "USER", "UIDL"];
+
+/** `pop3_auth method ...` (default plain). */
+export const pop3AuthDirective = bitmask("pop3_auth", POP3_AUTH_WORDS, ["plain"], {
+  contexts: BOTH,
+  doc: "Sets permitted methods of authentication for POP3 clients; plain covers USER/PASS, AUTH PLAIN and AUTH LOGIN.",
+});
+
+/** `pop3_capabilities extension ...` (default TOP USER UIDL). */
+export const pop3CapabilitiesDirective = list<string>("pop3_capabilities", {
+  contexts: BOTH, args: oneOrMore, syntax: "extension ...", defaultText: "TOP USER UIDL",
+  doc: "Sets the POP3 protocol extensions list that is passed to the client in response to the CAPA command.",
+  entry: (args) => [...args],
+});
+
+/** The SASL mechanisms a server accepts beyond the always-accepted PLAIN and LOGIN. */
+export interface Pop3Methods {
+  /** Advertised only: PLAIN and LOGIN are accepted whatever the setting. */
+  readonly plain: boolean;
+  readonly apop: boolean;
+  readonly cramMd5: boolean;
+  readonly external: boolean;
+}
+
+/** What a POP3 session of one server needs, precomputed. */
+export interface Pop3ServerWire {
+  readonly methods: Pop3Methods;
+  /** True when the greeting carries the salt (apop or cram-md5 enabled). */
+  readonly saltedGreeting: boolean;
+  /** CAPA on a TLS connection, in the USER state, or with starttls off. */
+  readonly capa: string;
+  /** CAPA with `starttls on` before TLS, in the start state. */
+  readonly capaStarttls: string;
+  /** CAPA with `starttls only` before TLS, in the start state. */
+  readonly capaStarttlsOnly: string;
+  /** The reply to AUTH without a mechanism. */
+  readonly authList: string;
+}
+
+const wires = new WeakMap<MailServer, Pop3ServerWire>();
+
+const CAPA_HEADER = "+OK Capability list follows\r\n";
+const END = ".\r\n";
+
+/** SASL names in nginx's advertising order. */
+function saslNames(m: Pop3Methods): string[] {
+  const names: string[] = [];
+  if (m.plain) names.push("PLAIN", "LOGIN");
+  if (m.cramMd5) names.push("CRAM-MD5");
+  if (m.external) names.push("EXTERNAL");
+  return names;
+}
+
+/** Builds the wire strings from the merged directive values. */
+export function buildPop3Wire(auth: ReadonlySet<Pop3AuthWord>, capabilities: readonly string[]): Pop3ServerWire {
+  const methods: Pop3Methods = {
+    plain: auth.has("plain"), apop: auth.has("apop"), cramMd5: auth.has("cram-md5"), external: auth.has("external"),
+  };
+  const caps = capabilities.length > 0 ? capabilities : DEFAULT_POP3_CAPABILITIES;
+  const names = saslNames(methods);
+  const lines = caps.map((c) => `${c}\r\n`).join("");
+  const body = `${CAPA_HEADER}${lines}${["SASL", ...names].join(" ")}\r\n`;
+  // starttls only hides USER (plaintext login is refused until TLS) and the SASL line.
+  const notUser = caps.filter((c) => c.toLowerCase() !== "user").map((c) => `${c}\r\n`).join("");
+  return {
+    methods,
+    saltedGreeting: methods.apop || methods.cramMd5,
+    capa: body + END,
+    capaStarttls: `${body}STLS\r\n${END}`,
+    capaStarttlsOnly: `${CAPA_HEADER}${notUser}STLS\r\n${END}`,
+    authList: `+OK methods supported:\r\n${names.map((n) => `${n}\r\n`).join("")}${END}`,
+  };
+}
+
+/** The precomputed strings of a finalized POP3 server. */
+export function pop3Wire(server: MailServer): Pop3ServerWire {
+  const wire = wires.get(server);
+  if (!wire) throw new Error("pop3 module not finalized for this server");
+  return wire;
+}
+
+/** The module: directive table and per-server precomputation. */
+export const pop3Module: MailModule = {
+  name: "mail_pop3",
+  directives: [pop3CapabilitiesDirective, pop3AuthDirective],
+  finalize(server: MailServer) {
+    // nginx merges pop3 settings for every server, whatever its protocol; only POP3 servers use them.
+    wires.set(server, buildPop3Wire(server.conf.get(pop3AuthDirective), server.conf.get(pop3CapabilitiesDirective)));
+  },
+};

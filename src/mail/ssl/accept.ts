@@ -1,0 +1,217 @@
+/**
+ * Accept-time TLS, independent of the mail protocol: the handshake (implicit
+ * TLS or STARTTLS), the client-certificate decision taken right after it,
+ * and the values auth_http reports about the client's TLS state.
+ */
+import { createHash, X509Certificate } from "node:crypto";
+import type net from "node:net";
+import tls from "node:tls";
+import type { ClientTlsInfo } from "../types.js";
+import { checkChainCrls } from "../../event/tls-crl.js";
+import { OPTIONAL_NO_CA_ERRORS, verifyErrorNumber, verifyErrorText, walkChain } from "../../event/tls-verify.js";
+import type { TlsServerSetup } from "./context.js";
+
+/** Options of startTls. */
+export interface StartTlsOptions {
+  /** Handshake deadline (the `timeout` directive); rejects with "client timed out". */
+  readonly timeoutMs?: number;
+  /** A plaintext reply (STARTTLS's OK) written after reading stops and before the handshake. */
+  readonly reply?: string | Buffer;
+}
+
+/** A failed handshake; `logMessage` is the nginx-style info line. */
+export class TlsHandshakeError extends Error {
+  readonly logMessage: string;
+  constructor(logMessage: string) {
+    super(logMessage);
+    this.name = "TlsHandshakeError";
+    this.logMessage = logMessage;
+  }
+}
+
+/** OpenSSL's queue line as nginx prints it: `error:0A00009C:SSL routines::http request`. */
+function opensslReason(message: string): string {
+  const m = /error:([0-9A-F]{8}):([^:]*):[^:]*:([^:\n]*)/.exec(message);
+  return m ? `error:${m[1]}:${m[2]}::${m[3]}` : message.trim();
+}
+
+/**
+ * Runs the server side of a TLS handshake on `socket` (a freshly accepted
+ * socket, or one whose plaintext reader the caller has stopped after
+ * STARTTLS). Plaintext already buffered by the stream is discarded, never
+ * fed into TLS, and no earlier `data` listener can take the ClientHello
+ * (every `data`/`readable` listener is removed). Resolves after the
+ * handshake, before any client-certificate decision; the caller attaches
+ * its own `error` listener to the returned socket at once.
+ */
+export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartTlsOptions = {}): Promise<tls.TLSSocket> {
+  socket.removeAllListeners("data");
+  socket.removeAllListeners("readable");
+  socket.pause();
+  // Bytes read before the upgrade are plaintext the client pipelined: drop them.
+  while (socket.read() !== null);
+  socket.setNoDelay(true);
+  if (opts.reply !== undefined) socket.write(opts.reply);
+
+  const tlsSocket = new tls.TLSSocket(socket, {
+    isServer: true,
+    secureContext: setup.secureContext,
+    requestCert: setup.verifyClient !== "off",
+    rejectUnauthorized: false,
+    ALPNProtocols: [setup.alpn],
+    ...(setup.sessions.server ? { server: setup.sessions.server } : {}),
+  });
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (err: Error | undefined): void => {
+      if (timer) clearTimeout(timer);
+      tlsSocket.off("secure", onSecure);
+      tlsSocket.off("error", onError);
+      tlsSocket.off("close", onClose);
+      if (err) {
+        // A late error from a socket being torn down must not go unhandled.
+        tlsSocket.on("error", () => undefined);
+        tlsSocket.destroy();
+        reject(err);
+      } else {
+        resolve(tlsSocket);
+      }
+    };
+    const onSecure = (): void => {
+      recordVerifyResult(tlsSocket, setup);
+      finish(undefined);
+    };
+    const onError = (err: Error): void => {
+      const reason = (err as { code?: string }).code === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${opensslReason(err.message)})`;
+      finish(new TlsHandshakeError(`SSL_do_handshake() failed ${reason} while SSL handshaking`));
+    };
+    const onClose = (): void => finish(new TlsHandshakeError("peer closed connection in SSL handshake while SSL handshaking"));
+    tlsSocket.once("secure", onSecure);
+    tlsSocket.once("error", onError);
+    tlsSocket.once("close", onClose);
+    if (opts.timeoutMs !== undefined) timer = setTimeout(() => finish(new TlsHandshakeError("client timed out while SSL handshaking")), opts.timeoutMs);
+  });
+}
+
+/**
+ * Node fills in `authorized` / `authorizationError` only for sockets a
+ * tls.Server accepted itself; for a TLSSocket built on an existing socket
+ * (needed for STARTTLS) we read OpenSSL's verify result the same way.
+ */
+function recordVerifyResult(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): void {
+  if (setup.verifyClient === "off") return;
+  const handle = (tlsSocket as unknown as { _handle?: { verifyError?: () => { code?: string } | null } })._handle;
+  const err = handle?.verifyError?.();
+  if (err) {
+    tlsSocket.authorized = false;
+    (tlsSocket as unknown as { authorizationError: string }).authorizationError = err.code ?? "UNSPECIFIED";
+  } else {
+    tlsSocket.authorized = true;
+  }
+}
+
+/** The decision taken right after the handshake (protocols.md 6.2). */
+export interface ClientCertificateResult {
+  readonly result: "ok" | "missing" | "failed";
+  /** Auth-SSL-Verify value; absent when ssl_verify_client is off. */
+  readonly verify?: string;
+  /** The info-level log line for "missing" and "failed". */
+  readonly logMessage?: string;
+}
+
+const checked = new WeakMap<tls.TLSSocket, ClientCertificateResult>();
+
+/** The certificates the client sent, leaf first (Node links them via issuerCertificate). */
+function peerChain(socket: tls.TLSSocket): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  let c: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  const seen = new Set<string>();
+  while (c && c.raw && !seen.has(c.fingerprint256)) {
+    seen.add(c.fingerprint256);
+    out.push(new X509Certificate(c.raw));
+    c = c.issuerCertificate;
+  }
+  return out;
+}
+
+/** True when Node's chain ends in a root from ssl_client_certificate, i.e. OpenSSL saw the whole chain. */
+function anchoredInClientCas(chain: readonly X509Certificate[], setup: TlsServerSetup): boolean {
+  const root = chain[chain.length - 1];
+  return root !== undefined && setup.clientCas.some((ca) => ca.raw.equals(root.raw));
+}
+
+function verifyNumber(socket: tls.TLSSocket, setup: TlsServerSetup, chain: readonly X509Certificate[]): number {
+  let error = socket.authorized ? 0 : verifyErrorNumber((socket.authorizationError as unknown as { code?: string } | undefined)?.code ?? String(socket.authorizationError));
+  let length = chain.length;
+  if (error !== 0 && setup.trustedCas.length > 0 && !anchoredInClientCas(chain, setup)) {
+    // OpenSSL only knew the advertised CAs and could not finish the chain:
+    // verify again with the unadvertised ones, CRLs included.
+    const walked = walkChain(chain, [...setup.clientCas, ...setup.trustedCas]);
+    error = walked.error;
+    length = walked.chain.length;
+    if (error === 0 && setup.crls !== undefined) error = checkChainCrls(walked.chain, setup.crls);
+  }
+  // ssl_verify_depth: intermediates between the leaf and the trusted root.
+  if (error === 0 && length - 2 > setup.verifyDepth) error = 20;
+  return error;
+}
+
+/**
+ * Decides what happens after the handshake under ssl_verify_client; a
+ * failure also removes the session from the caches.
+ */
+export function clientCertificateCheck(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): ClientCertificateResult {
+  const known = checked.get(tlsSocket);
+  if (known) return known;
+  const r = decide(tlsSocket, setup);
+  checked.set(tlsSocket, r);
+  if (r.result === "failed") setup.sessions.forget(tlsSocket);
+  return r;
+}
+
+function decide(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): ClientCertificateResult {
+  if (setup.verifyClient === "off") return { result: "ok" };
+  const chain = peerChain(tlsSocket);
+  if (chain.length === 0) {
+    if (setup.verifyClient === "on") return { result: "missing", verify: "NONE", logMessage: "client sent no required SSL certificate" };
+    return { result: "ok", verify: "NONE" };
+  }
+  const n = verifyNumber(tlsSocket, setup, chain);
+  if (n === 0) return { result: "ok", verify: "SUCCESS" };
+  const text = verifyErrorText(n);
+  if (setup.verifyClient === "optional_no_ca" && OPTIONAL_NO_CA_ERRORS.has(n)) return { result: "ok", verify: `FAILED:${text}` };
+  return { result: "failed", verify: `FAILED:${text}`, logMessage: `client SSL certificate verify error: (${n}:${text})` };
+}
+
+/** OpenSSL's RFC 2253 form from Node's multi-line, forward-order name. */
+export function rfc2253(nodeName: string): string {
+  const rdns = nodeName.split("\n").filter((l) => l.length > 0).reverse();
+  const out = rdns.map((rdn) => rdn.split(/ \+ (?=[A-Za-z0-9.]+=)/).reverse().join("+"));
+  // ESC_MSB: every byte >= 0x80 of the UTF-8 text as \XX.
+  return Array.from(Buffer.from(out.join(","), "utf8")).map((b) => (b >= 0x80 ? `\\${b.toString(16).toUpperCase().padStart(2, "0")}` : String.fromCharCode(b))).join("");
+}
+
+/** PEM text of a DER certificate: 64-column base64 and a final newline. */
+export function certificatePem(der: Buffer): string {
+  const b64 = der.toString("base64").replace(/.{64}(?=.)/g, "$&\n");
+  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
+}
+
+/** The Auth-SSL-* values for auth_http (auth_http.md 2). */
+export function clientTlsInfo(tlsSocket: tls.TLSSocket, setup: TlsServerSetup, passClientCert: boolean): ClientTlsInfo {
+  const protocol = tlsSocket.getProtocol() ?? "";
+  const cipher = tlsSocket.getCipher()?.name ?? "";
+  if (setup.verifyClient === "off") return { protocol, cipher };
+  const verify = clientCertificateCheck(tlsSocket, setup).verify;
+  const peer = tlsSocket.getPeerCertificate();
+  if (!peer || !peer.raw) return { protocol, cipher, verify };
+  const x = new X509Certificate(peer.raw);
+  return {
+    protocol, cipher, verify,
+    subject: rfc2253(x.subject),
+    issuer: rfc2253(x.issuer),
+    serial: x.serialNumber.toUpperCase(),
+    fingerprint: createHash("sha1").update(peer.raw).digest("hex"),
+    certPem: passClientCert ? certificatePem(peer.raw) : undefined,
+  };
+}

@@ -1,0 +1,61 @@
+/**
+ * The ssl module's per-server step: builds each TLS server's context when
+ * the mail block closes (so `-t` reports certificate problems), and gives
+ * the session core its view of TLS for that server.
+ */
+import type { TLSSocket } from "node:tls";
+import { authHttpPassClientCert } from "../auth-http/module.js";
+import type { MailServer, MailModule } from "../server.js";
+import type { SessionTls } from "../session.js";
+import { clientCertificateCheck, clientTlsInfo, startTls } from "./accept.js";
+import { type TlsServerSetup, buildTlsContext } from "./context.js";
+import { sslModule, starttls } from "./module.js";
+
+const setups = new WeakMap<MailServer, SessionTls | null>();
+
+/** `line ... while SSL handshaking` without the action: the session log adds it. */
+function withoutAction(message: string): string {
+  return message.replace(/ while SSL handshaking$/, "");
+}
+
+function sessionTls(server: MailServer, setup: TlsServerSetup): SessionTls {
+  const mode = server.conf.get(starttls);
+  const passCert = server.conf.get(authHttpPassClientCert);
+  return {
+    starttls: mode,
+    handshake: (socket) =>
+      startTls(socket, setup).catch((err: unknown) => {
+        const message = (err as { logMessage?: string }).logMessage;
+        throw new Error(message ? withoutAction(message) : String(err));
+      }),
+    checkClientCertificate(socket: TLSSocket) {
+      const r = clientCertificateCheck(socket, setup);
+      if (r.result === "ok") return { result: "ok" };
+      if (r.result === "failed") setup.sessions.forget(socket);
+      return { result: r.result, log: r.logMessage ?? "client SSL certificate verify error" };
+    },
+    describe: (socket) => clientTlsInfo(socket, setup, passCert),
+  };
+}
+
+/** ngx_mail_ssl_module: its directives, and TLS contexts built per server. */
+export const sslMailModule: MailModule = {
+  ...sslModule,
+  finalize(server, cx) {
+    const mode = server.conf.get(starttls);
+    const sslListens = server.listens.filter((l) => l.ssl);
+    const setup = buildTlsContext(server.conf, {
+      protocol: server.protocol,
+      usesTls: sslListens.length > 0 || mode !== "off",
+      listenSslLocations: sslListens.map((l) => l.location),
+      starttlsLocation: mode !== "off" ? server.conf.locationOf(starttls) : undefined,
+      warn: cx.warn,
+    });
+    setups.set(server, setup ? sessionTls(server, setup) : null);
+  },
+};
+
+/** The session's TLS for a server, or null when it uses none. */
+export function tlsForServer(server: MailServer): SessionTls | null {
+  return setups.get(server) ?? null;
+}

@@ -1,0 +1,131 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { Resolver, canonicalAddress, resolverStrerror, reverseName } from "../../src/event/resolver.js";
+import type { ResolverSpec } from "../../src/mail/core-module.js";
+import { FakeDns } from "./fake-dns.js";
+
+let dns: FakeDns;
+let dns2: FakeDns;
+const resolvers: Resolver[] = [];
+
+before(async () => {
+  dns = await new FakeDns().start();
+  dns2 = await new FakeDns().start();
+});
+after(async () => {
+  for (const r of resolvers) r.close();
+  await dns.close();
+  await dns2.close();
+});
+
+function resolver(extra: Partial<ResolverSpec> = {}, servers = [dns]): Resolver {
+  const r = new Resolver({ servers: servers.map((s) => ({ host: "127.0.0.1", port: s.port })), ipv4: true, ipv6: true, ...extra });
+  resolvers.push(r);
+  return r;
+}
+
+test("reverse names for IPv4 and IPv6", () => {
+  assert.equal(reverseName("192.0.2.10"), "10.2.0.192.in-addr.arpa");
+  assert.equal(reverseName("2001:db8::1"), "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
+  assert.equal(canonicalAddress("::ffff:127.0.0.1"), "127.0.0.1");
+  assert.equal(canonicalAddress("2001:DB8:0::1"), canonicalAddress("2001:db8::0:1"));
+  assert.equal(resolverStrerror(3), "Host not found");
+  assert.equal(resolverStrerror(110), "Operation timed out");
+});
+
+test("PTR answer, lowercased; then A and AAAA of the name", async () => {
+  dns.answers.set("PTR 5.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "Client.Example" }] });
+  dns.answers.set("A client.example", { records: [{ type: "A", data: "127.0.0.5" }, { type: "A", data: "127.0.0.6" }] });
+  dns.answers.set("AAAA client.example", { records: [{ type: "AAAA", data: "2001:db8::5" }] });
+  const r = resolver();
+  assert.deepEqual(await r.reverse("127.0.0.5", 2000), { ok: true, name: "client.example" });
+  assert.deepEqual(await r.lookup("client.example", 2000), { ok: true, addresses: ["127.0.0.5", "127.0.0.6", "2001:db8:0:0:0:0:0:5"] });
+  const ipv4only = resolver({ ipv6: false });
+  const before = dns.queries.length;
+  assert.deepEqual(await ipv4only.lookup("client.example", 2000), { ok: true, addresses: ["127.0.0.5", "127.0.0.6"] });
+  assert.deepEqual(dns.queries.slice(before), ["A client.example"], "ipv6=off: no AAAA query");
+});
+
+test("NXDOMAIN, SERVFAIL, an empty answer, and a timeout", async () => {
+  dns.answers.set("PTR 6.0.0.127.in-addr.arpa", { rcode: 3 });
+  dns.answers.set("PTR 7.0.0.127.in-addr.arpa", { rcode: 2 });
+  dns.answers.set("PTR 8.0.0.127.in-addr.arpa", { records: [] });
+  dns.answers.set("PTR 9.0.0.127.in-addr.arpa", "drop");
+  const r = resolver();
+  assert.deepEqual(await r.reverse("127.0.0.6", 2000), { ok: false, code: 3 });
+  assert.deepEqual(await r.reverse("127.0.0.7", 2000), { ok: false, code: 2 });
+  assert.deepEqual(await r.reverse("127.0.0.8", 2000), { ok: false, code: 3 }, "nginx: NOERROR without answers is NXDOMAIN");
+  const t0 = Date.now();
+  assert.deepEqual(await r.reverse("127.0.0.9", 300), { ok: false, code: 110 });
+  const took = Date.now() - t0;
+  assert.ok(took >= 290 && took < 1500, `resolver_timeout honoured (${took} ms)`);
+});
+
+test("name lookups: an error in either query fails; no address at all is NXDOMAIN; CNAME followed", async () => {
+  dns.answers.set("A half.example", { records: [{ type: "A", data: "127.0.0.1" }] });
+  dns.answers.set("AAAA half.example", { rcode: 2 });
+  dns.answers.set("A empty.example", { records: [] });
+  dns.answers.set("AAAA empty.example", { records: [] });
+  dns.answers.set("A alias.example", { records: [{ type: "CNAME", data: "target.example" }] });
+  dns.answers.set("AAAA alias.example", { records: [] });
+  dns.answers.set("A target.example", { records: [{ type: "A", data: "127.0.0.9" }] });
+  const r = resolver();
+  assert.deepEqual(await r.lookup("half.example", 2000), { ok: false, code: 2 });
+  assert.deepEqual(await r.lookup("empty.example", 2000), { ok: false, code: 3 });
+  assert.deepEqual(await r.lookup("alias.example", 2000), { ok: true, addresses: ["127.0.0.9"] });
+});
+
+test("PTR names with odd bytes come back as they are (the SMTP front end rejects them)", async () => {
+  dns.answers.set("PTR 10.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "bad_name.example" }] });
+  dns.answers.set("PTR 11.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "evil\r\nAuth-Pass: x.example" }] });
+  const r = resolver();
+  assert.deepEqual(await r.reverse("127.0.0.10", 2000), { ok: true, name: "bad_name.example" });
+  assert.deepEqual(await r.reverse("127.0.0.11", 2000), { ok: true, name: "evil\r\nauth-pass: x.example" });
+});
+
+test("answers are cached by TTL; valid= overrides it; errors are not cached", async () => {
+  dns.answers.set("PTR 12.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "cached.example", ttl: 60 }] });
+  dns.answers.set("PTR 13.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "fresh.example", ttl: 0 }] });
+  dns.answers.set("PTR 14.0.0.127.in-addr.arpa", { rcode: 2 });
+  const count = (key: string) => dns.queries.filter((q) => q === key).length;
+  const r = resolver();
+  for (let i = 0; i < 3; i++) {
+    await r.reverse("127.0.0.12", 2000);
+    await r.reverse("127.0.0.13", 2000);
+    await r.reverse("127.0.0.14", 2000);
+  }
+  assert.equal(count("PTR 12.0.0.127.in-addr.arpa"), 1);
+  assert.equal(count("PTR 13.0.0.127.in-addr.arpa"), 3);
+  assert.equal(count("PTR 14.0.0.127.in-addr.arpa"), 3);
+  const valid = resolver({ valid: 60 });
+  await valid.reverse("127.0.0.13", 2000);
+  await valid.reverse("127.0.0.13", 2000);
+  assert.equal(count("PTR 13.0.0.127.in-addr.arpa"), 4, "valid=60s caches a TTL 0 answer");
+});
+
+test("queries go to the servers round robin", async () => {
+  for (const s of [dns, dns2]) {
+    s.answers.set("PTR 15.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "rr.example", ttl: 0 }] });
+  }
+  const r = resolver({}, [dns, dns2]);
+  const [a, b] = [dns.queries.length, dns2.queries.length];
+  for (let i = 0; i < 4; i++) await r.reverse("127.0.0.15", 2000);
+  assert.equal(dns.queries.length - a, 2);
+  assert.equal(dns2.queries.length - b, 2);
+});
+
+test("a late answer after the timeout is neither used nor cached", async () => {
+  dns.answers.set("PTR 16.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "late.example" }], delayMs: 400 });
+  const r = resolver();
+  assert.deepEqual(await r.reverse("127.0.0.16", 150), { ok: false, code: 110 });
+  await new Promise((res) => setTimeout(res, 350));
+  // the resolver did not cache the late answer
+  dns.answers.set("PTR 16.0.0.127.in-addr.arpa", { rcode: 3 });
+  assert.deepEqual(await r.reverse("127.0.0.16", 1000), { ok: false, code: 3 });
+});
+
+test("an answer from anywhere but a configured server is ignored", async () => {
+  dns.answers.set("PTR 17.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "spoofed.example" }], fromOtherPort: true });
+  const r = resolver();
+  assert.deepEqual(await r.reverse("127.0.0.17", 300), { ok: false, code: 110 });
+});
