@@ -155,6 +155,29 @@ test('SMTP xclient on: XCLIENT with ADDR, LOGIN and NAME, then the client HELO/E
   assertSame(r);
 });
 
+test('SMTP xclient on with Auth-User: XCLIENT LOGIN carries the override; none without HELO', async () => {
+  const r = await pair.run({
+    auth: (env) => firstThen(1, ok(env.backends.smtp!, [['Auth-User', 'real@example.com']]), ok(env.backends.smtp!)),
+  }, async (ports) => {
+    const a = await greet(ports.xclient!);
+    await a.cmd(`AUTH LOGIN ${b64('test@example.com')}\r\n`);
+    await a.cmd(`${b64('secret')}\r\n`);
+    await a.cmd('NOOP\r\n');
+    a.close();
+    const b = await greet(ports.none!);
+    await b.cmd('MAIL FROM:<>\r\n');
+    await b.cmd('RCPT TO:<b@example.com>\r\n');
+    b.close();
+    return [a.log, b.log];
+  });
+  assert.deepEqual(r.nginx.backendReceived.smtp, [
+    'EHLO mx.example.test\r\nXCLIENT ADDR=127.0.0.1 LOGIN=real@example.com NAME=[UNAVAILABLE]\r\nNOOP\r\n',
+    'EHLO mx.example.test\r\nXCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]\r\nMAIL FROM:<>\r\nRCPT TO:<b@example.com>\r\n',
+  ]);
+  assert.match(r.nginx.authRequests[1]!, /\r\nAuth-SMTP-Helo: \r\nAuth-SMTP-From: MAIL FROM:<>\r\nAuth-SMTP-To: RCPT TO:<b@example\.com>\r\n\r\n$/);
+  assertSame(r);
+});
+
 test('SMTP proxy_smtp_auth on: AUTH PLAIN to the backend, with Auth-User/Auth-Pass overrides', async () => {
   const r = await pair.run({
     auth: (env) => firstThen(1, okToBackend('smtp')(env), okToBackend('smtp', [['Auth-User', 'real@example.com'], ['Auth-Pass', 'real pass']])(env)),
