@@ -94,6 +94,8 @@ export function digestLong(text: string, limit = 65536): string {
 export function logLines(text: string): string[] {
   const out: string[] = [];
   for (const line of text.split('\n')) {
+    // The empty string after the final newline (or a log written in pieces) is no entry.
+    if (line === '') continue;
     if (/^\d{4}\/\d\d\/\d\d /.test(line) || out.length === 0) out.push(line);
     else out[out.length - 1] += `\n${line}`;
   }

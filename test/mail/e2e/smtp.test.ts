@@ -480,7 +480,7 @@ test('latest nginx (1.29.1): with smtp_auth none, MAIL FROM forgets credentials 
   const p = posternRecord(r);
   assert.deepEqual(p.transcript, r.nginx.transcript);
   assert.match(p.authRequests[1]!, /^Auth-Method: none\r\nAuth-User: \r\nAuth-Pass: \r\n/m);
-  assert.deepEqual(p.backendReceived.smtp, ['HELO mx.example.test\r\nXCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n']);
+  assert.deepEqual(p.backendReceived.smtp, ['EHLO mx.example.test\r\nXCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n']);
 });
 
 test('Postern is stricter: starttls only also refuses MAIL/RCPT before STARTTLS; after TLS they work', async () => {
@@ -503,7 +503,8 @@ test('Postern is stricter: starttls only also refuses MAIL/RCPT before STARTTLS;
   assert.deepEqual(n.slice(2, 5), ['S: 250-mx.example.test\r\n250 STARTTLS\r\n', 'C: MAIL FROM:<a@example.com>\r\n', 'S: 250 2.0.0 OK\r\n']);
   assert.deepEqual(n.slice(-2), ['C: RCPT TO:<b@example.com>\r\n', 'S: 250 2.1.5 Ok\r\n']);
   const p = posternRecord(r);
-  assert.deepEqual(p.transcript, [...n.slice(0, 4), 'S: 500 5.5.1 Invalid command\r\n', ...n.slice(5)]);
+  // RFC 3207's reply for commands refused until STARTTLS (Postern's src/mail/smtp/replies.ts).
+  assert.deepEqual(p.transcript, [...n.slice(0, 4), 'S: 530 5.7.0 Must issue a STARTTLS command first\r\n', ...n.slice(5)]);
   assert.deepEqual(p.authRequests.length, 1);
   assert.match(p.authRequests[0]!, /^Auth-SSL: on\r$/m);
 });
