@@ -532,3 +532,87 @@ test('PROXY protocol v2: a small header works in both; latest nginx (1.23.3) als
   assert.deepEqual(p.transcript, [n.transcript[0], n.transcript[0]!.map((l) => l.replace('60 bytes', '300 bytes'))]);
   assert.deepEqual(p.authRequests, [n.authRequests[0], n.authRequests[0]]);
 });
+
+test('IMAP SASL and literal edge cases: bad base64, `*`, tagless BAD, {0}, non-synchronising literal in a bad command', async () => {
+  const r = await pair.run({ logLevels: ['info'] }, async (ports) => {
+    const a = await greet(ports.imap!);
+    await a.cmd('a1 AUTHENTICATE LOGIN\r\n');
+    await a.cmd('!!!\r\n');
+    await a.cmd('a2 AUTHENTICATE LOGIN\r\n');
+    await a.cmd(`${b64('test@example.com')}\r\n`);
+    await a.cmd('!!!\r\n');
+    await a.cmd('a3 AUTHENTICATE PLAIN\r\n');
+    await a.cmd('*\r\n');
+    await a.cmd(`a4 AUTHENTICATE PLAIN ${b64('only\0one')}\r\n`);
+    await a.cmd('a5 AUTHENTICATE CRAM-MD5\r\n');
+    await a.cmd(`${b64('nospace')}\r\n`);
+    await a.cmd('a6 AUTHENTICATE\r\n');
+    await a.cmd('a7 AUTHENTICATE DIGEST-MD5\r\n');
+    await a.cmd('a8 LOGIN a b c\r\n');
+    await a.cmd('a9 STARTTLS\r\n');
+    await a.cmd('b1 SELECT INBOX\r\n');
+    await a.cmd('b2 LOGIN {0}\r\n');
+    await a.cmd('x y\r\n');
+    a.close();
+    const b = await greet(ports.imap!);
+    await b.send('c1 FOO {5+}\r\n');
+    await b.closed();
+    return [a.log, b.log];
+  });
+  const n = r.nginx.transcript[0]!;
+  assert.deepEqual(n.filter((l) => l.startsWith('S:')).slice(1, 6), ['S: + VXNlcm5hbWU6\r\n', 'S: BAD invalid command\r\n',
+    'S: + VXNlcm5hbWU6\r\n', 'S: + UGFzc3dvcmQ6\r\n', 'S: a2 BAD invalid command\r\n']);
+  assert.equal(r.nginx.transcript[1]!.at(-1), 'closed after: "c1 BAD invalid command\\r\\n"');
+  assertSame(r);
+});
+
+test('IMAP auth_http reply edge cases: no status line, lower-case ok, WAIT, missing password, bad Auth-Wait, no port', async () => {
+  const r = await pair.run({
+    logLevels: ['error'],
+    auth: (env) => {
+      let n = 0;
+      return (req) => {
+        const i = n++;
+        const port = String(env.backends.imap);
+        switch (i) {
+          case 0: return `Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: ${port}\r\n\r\n`;
+          case 1: return { headers: [['Auth-Status', 'ok']] };
+          // Without Auth-Wait, nginx retries at once but keeps its WAIT flag, so every later OK is taken as WAIT too.
+          case 2: return { headers: [['Auth-Status', 'WAIT'], ['Auth-Wait', '1']] };
+          case 3: return { headers: [['auth-status', 'OK'], ['AUTH-SERVER', '127.0.0.1'], ['Auth-Port', port]] };
+          case 4: return { headers: [['Auth-Status', 'OK'], ['Auth-Server', '127.0.0.1'], ['Auth-Port', port]] };
+          // An Auth-Wait that is not a number is ignored: no wait, the session ends.
+          case 5: return { headers: [['Auth-Status', 'Go  away  '], ['Auth-Wait', '1s']] };
+          default: return { headers: [['Auth-Status', 'OK'], ['Auth-Server', '127.0.0.1']] };
+        }
+      };
+    },
+  }, async (ports) => {
+    const logs: string[][] = [];
+    const login = async (steps: (t: Talk) => Promise<void>): Promise<void> => {
+      const t = await greet(ports.imap!);
+      await steps(t);
+      await t.line().catch(() => undefined);
+      t.close();
+      logs.push(t.log);
+    };
+    await login((t) => t.send('a1 LOGIN test@example.com secret\r\n'));
+    await login((t) => t.send('a1 LOGIN test@example.com secret\r\n'));
+    await login((t) => t.send('a1 LOGIN test@example.com secret\r\n'));
+    await login(async (t) => {
+      const challenge = Buffer.from((await t.cmd('a1 AUTHENTICATE CRAM-MD5\r\n')).slice(2), 'base64').toString('latin1');
+      await t.send(`${b64(`test@example.com ${cramDigest('secret', challenge)}`)}\r\n`);
+    });
+    await login((t) => t.send('a1 LOGIN test@example.com secret\r\n'));
+    await login((t) => t.send('a1 LOGIN test@example.com secret\r\n'));
+    return logs;
+  });
+  const n = r.nginx.transcript.map((l) => l.at(-1));
+  assert.deepEqual(n, ['S: a1 OK LOGIN completed\r\n', 'S: a1 NO ok\r\n', 'S: a1 OK LOGIN completed\r\n',
+    'S: * BAD internal server error\r\n', 'S: a1 NO Go  away\r\n', 'S: * BAD internal server error\r\n']);
+  // WAIT repeats the request with the same attempt number.
+  assert.equal(r.nginx.authRequests[2], r.nginx.authRequests[3]);
+  assert.match(r.nginx.errorLog.join('\n'), /auth http server 127\.0\.0\.1:<auth-port> did not send password/);
+  assert.match(r.nginx.errorLog.join('\n'), /auth http server 127\.0\.0\.1:<auth-port> did not send server or port/);
+  assertSame(r);
+});
