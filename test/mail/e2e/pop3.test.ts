@@ -383,3 +383,23 @@ test('Postern is stricter: AUTH EXTERNAL with an initial response needs pop3_aut
     'S: -ERR invalid command\r\n', 'C: NOOP\r\n', 'S: +OK\r\n']);
   assert.deepEqual(p.authRequests, []);
 });
+
+test('POP3 command edge cases: USER state fallback, PASS first, APOP arity, bad SASL steps', async () => {
+  const r = await pair.run({ logLevels: ['info'] }, async (ports) => {
+    const t = await greet(ports.pop3!);
+    for (const line of ['PASS secret', 'USER a b', 'USER test@example.com', 'NOOP', 'PASS secret', 'USER test@example.com',
+      'CAPA', 'STAT', 'PASS secret', 'APOP onlyuser', 'AUTH PLAIN', '!!!', `AUTH PLAIN ${b64('no nul')}`,
+      'AUTH CRAM-MD5 eA==', 'AUTH LOGIN', '*', 'AUTH DIGEST-MD5', 'STLS', 'user  spaced  name ']) {
+      await t.send(`${line}\r\n`);
+      await (line === 'CAPA' ? t.until(/^\.\r\n/m) : t.line());
+    }
+    await t.send('QUIT\r\n');
+    await t.closed();
+    return t.log;
+  });
+  const replies = r.nginx.transcript.filter((l) => l.startsWith('S:'));
+  // `USER a b` is one argument; USER again in the USER state is invalid and returns to the start state.
+  assert.deepEqual(replies.slice(1, 6), ['S: -ERR invalid command\r\n', 'S: +OK\r\n', 'S: -ERR invalid command\r\n', 'S: +OK\r\n', 'S: -ERR invalid command\r\n']);
+  assert.equal(r.nginx.authRequests.length, 0);
+  assertSame(r);
+});

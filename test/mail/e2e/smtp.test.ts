@@ -508,3 +508,24 @@ test('Postern is stricter: starttls only also refuses MAIL/RCPT before STARTTLS;
   assert.deepEqual(p.authRequests.length, 1);
   assert.match(p.authRequests[0]!, /^Auth-SSL: on\r$/m);
 });
+
+test('SMTP command edge cases: HELO/EHLO arity, MAIL/RCPT sequence, RSET, AUTH errors, STARTTLS not offered', async () => {
+  const r = await pair.run({ logLevels: ['info'] }, async (ports) => {
+    const t = await greet(ports.none!);
+    for (const line of ['HELO', 'EHLO a b', 'RCPT TO:<b@example.com>', 'MAIL', 'MAIL FROM:<a@example.com>', 'MAIL FROM:<c@example.com>',
+      'RSET', 'RCPT TO:<b@example.com>', 'AUTH', 'AUTH DIGEST-MD5', 'AUTH CRAM-MD5', `AUTH PLAIN ${b64('no nul')}`, 'AUTH PLAIN !!!',
+      'AUTH LOGIN', '*', 'STARTTLS', 'HELP', 'EXPN x', 'NOOP', 'helo lower.example']) {
+      await t.send(`${line}\r\n`);
+      await reply(t);
+    }
+    await t.send('QUIT\r\n');
+    await t.closed();
+    return t.log;
+  });
+  assert.deepEqual(r.nginx.transcript.filter((l) => l.startsWith('S:')).slice(1, 9), [
+    'S: 501 5.5.4 Invalid argument\r\n', 'S: 501 5.5.4 Invalid argument\r\n', 'S: 503 5.5.1 Bad sequence of commands\r\n',
+    'S: 501 5.5.4 Invalid argument\r\n', 'S: 250 2.0.0 OK\r\n', 'S: 503 5.5.1 Bad sequence of commands\r\n', 'S: 250 2.0.0 OK\r\n',
+    'S: 503 5.5.1 Bad sequence of commands\r\n']);
+  assert.equal(r.nginx.authRequests.length, 0);
+  assertSame(r);
+});
