@@ -19,7 +19,7 @@ const okTo = okToBackend;
 
 before(async () => {
   pair = await Pair.start({
-    listen: ['imap', 'short', 'limits', 'authDown', 'slowAuth', 'passError', 'pp'],
+    listen: ['imap', 'short', 'limits', 'authDown', 'slowAuth', 'passError', 'pp', 'ownLog'],
     closed: ['backendDown', 'authDown'],
     backends: {
       imap: { protocol: 'imap' },
@@ -54,6 +54,7 @@ before(async () => {
       server { listen 127.0.0.1:${ports.passError}; protocol imap; proxy_pass_error_message on; }
       server { listen 127.0.0.1:${ports.pp} proxy_protocol; protocol imap; set_real_ip_from 127.0.0.1;
                proxy_protocol on; }
+      server { listen 127.0.0.1:${ports.ownLog}; protocol imap; error_log own.log info; }
     `,
   });
 });
@@ -614,5 +615,20 @@ test('IMAP auth_http reply edge cases: no status line, lower-case ok, WAIT, miss
   assert.equal(r.nginx.authRequests[2], r.nginx.authRequests[3]);
   assert.match(r.nginx.errorLog.join('\n'), /auth http server 127\.0\.0\.1:<auth-port> did not send password/);
   assert.match(r.nginx.errorLog.join('\n'), /auth http server 127\.0\.0\.1:<auth-port> did not send server or port/);
+  assertSame(r);
+});
+
+test('IMAP error_log in a server block: its sessions are logged there, not in the main log (mail_error_log.t)', async () => {
+  const r = await pair.run({ logLevels: ['info', 'error'], logFiles: ['own.log'] }, async (ports) => {
+    const t = await greet(ports.ownLog!);
+    await t.cmd('a1 LOGIN test@example.com secret\r\n');
+    await t.send('a2 LOGOUT\r\n');
+    await t.closed();
+    return t.log;
+  });
+  assert.deepEqual(r.nginx.errorLog, []);
+  assert.deepEqual(r.nginx.logFiles['own.log']!.map((l) => l.replace(/, client: .*/, '')), [
+    '<time> [info] <pid>: *<conn> client 127.0.0.1:<client-port> connected to 127.0.0.1:<port:ownLog>',
+    '<time> [info] <pid>: *<conn> client logged in', '<time> [info] <pid>: *<conn> proxied session done']);
   assertSame(r);
 });

@@ -9,7 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { normalizeDeep, normalizeLogLine, type ProxyStarter } from '../../support/differential.js';
 import { startFakeAuth, type AuthHandler, type FakeAuth } from '../../support/fake-auth.js';
 import { startFakeImap, startFakePop3, startFakeSmtp, type FakeBackend, type FakeBackendOptions } from '../../support/fake-backend.js';
@@ -59,6 +61,8 @@ export interface RunOptions {
   auth?: (env: PairEnv) => AuthHandler;
   /** Error-log levels to record (default none). */
   logLevels?: string[];
+  /** Extra log files (relative to the prefix, e.g. a server's `error_log own.log`) to record like errorLog. */
+  logFiles?: string[];
   /** Pause after the scenario so in-flight bytes and log lines are recorded (default 150 ms). */
   settleMs?: number;
 }
@@ -72,6 +76,8 @@ export interface SideRecord<T> {
   /** PROXY-protocol lines received by backends with `proxyProtocol`, per name. */
   proxyHeaders: Record<string, string[]>;
   errorLog: string[];
+  /** Session lines of `logFiles`, by name (same levels and normalisation as errorLog). */
+  logFiles: Record<string, string[]>;
 }
 
 /** The records of one run on both sides; `postern` is undefined when it could not start. */
@@ -245,13 +251,17 @@ class Side {
     const connStart = Object.fromEntries(Object.entries(this.fakes).map(([n, f]) => [n, f.connections.length]));
     const hdrStart = Object.fromEntries(Object.entries(this.readers).map(([n, r]) => [n, r.headers.length]));
     const logStart = this.proxy!.errorLog().length;
+    const fileStart = Object.fromEntries((options.logFiles ?? []).map((f) => [f, this.#readLog(f).length]));
     const transcript = await scenario(this.env.ports, this.env);
     await new Promise((r) => setTimeout(r, options.settleMs ?? 150));
     const logText = this.proxy!.errorLog().slice(logStart);
     const levels = options.logLevels ?? [];
-    const errorLog = logLines(logText)
+    const sessionLines = (text: string): string[] => logLines(text)
       .filter((l) => levels.some((lv) => l.includes(` [${lv}] `)) && / \d+#\d+: \*\d+ /.test(l))
       .map((l) => normalizeRefused(normalizeLogLine(l, this.names)));
+    const errorLog = sessionLines(logText);
+    const logFiles: Record<string, string[]> = {};
+    for (const [f, start] of Object.entries(fileStart)) logFiles[f] = sessionLines(this.#readLog(f).slice(start));
     const backendReceived: Record<string, string[]> = {};
     for (const [n, f] of Object.entries(this.fakes)) {
       backendReceived[n] = f.connections.slice(connStart[n]).map((c) => digestLong(c.received.toString('latin1')));
@@ -261,7 +271,16 @@ class Side {
     const record = normalizeDeep({
       transcript, authRequests: this.auth.requests.slice(authStart), backendReceived, proxyHeaders,
     }, this.names);
-    return { ...record, errorLog };
+    return { ...record, errorLog, logFiles };
+  }
+
+  /** A file in the proxy's prefix ('' when missing). */
+  #readLog(name: string): string {
+    try {
+      return readFileSync(path.join(this.proxy!.prefix, name), 'utf8');
+    } catch {
+      return '';
+    }
   }
 
   async stop(): Promise<void> {
