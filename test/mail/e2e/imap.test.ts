@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AuthHandler } from '../../support/fake-auth.js';
+import { certs } from '../../support/certs.js';
 import { makeMessage } from '../../support/fake-backend.js';
 import { assertSame, Pair, posternRecord, sleep } from './pair.js';
 import { b64, cramDigest, firstThen, ok, okToBackend, Talk } from './talk.js';
@@ -18,8 +19,9 @@ let pair: Pair;
 const okTo = okToBackend;
 
 before(async () => {
+  const pki = certs();
   pair = await Pair.start({
-    listen: ['imap', 'short', 'limits', 'authDown', 'slowAuth', 'passError', 'pp', 'ownLog'],
+    listen: ['imap', 'short', 'limits', 'authDown', 'slowAuth', 'passError', 'pp', 'ownLog', 'starttls', 'imaps'],
     closed: ['backendDown', 'authDown'],
     backends: {
       imap: { protocol: 'imap' },
@@ -55,6 +57,10 @@ before(async () => {
       server { listen 127.0.0.1:${ports.pp} proxy_protocol; protocol imap; set_real_ip_from 127.0.0.1;
                proxy_protocol on; }
       server { listen 127.0.0.1:${ports.ownLog}; protocol imap; error_log own.log info; }
+      server { listen 127.0.0.1:${ports.starttls}; protocol imap; starttls on; auth_http_header X-Secret "s3 cr%et";
+               ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate ${pki.serverRsa.cert}; ssl_certificate_key ${pki.serverRsa.key}; }
+      server { listen 127.0.0.1:${ports.imaps} ssl; protocol imap;
+               ssl_certificate ${pki.serverEcdsa.cert}; ssl_certificate_key ${pki.serverEcdsa.key}; }
     `,
   });
 });
@@ -631,4 +637,59 @@ test('IMAP error_log in a server block: its sessions are logged there, not in th
     '<time> [info] <pid>: *<conn> client 127.0.0.1:<client-port> connected to 127.0.0.1:<port:ownLog>',
     '<time> [info] <pid>: *<conn> client logged in', '<time> [info] <pid>: *<conn> proxied session done']);
   assertSame(r);
+});
+
+test('IMAP STARTTLS: capabilities, login over TLS, Auth-SSL headers, auth_http_header', async () => {
+  const r = await pair.run({ logLevels: ['info'] }, async (ports) => {
+    const a = await greet(ports.starttls!);
+    await a.cmd('a1 CAPABILITY\r\n');
+    await a.line();
+    await a.cmd('a2 STARTTLS\r\n');
+    await a.startTls();
+    a.note(`${a.client.tlsSocket?.getProtocol()} ${a.client.tlsSocket?.getCipher().name}`);
+    await a.cmd('a3 CAPABILITY\r\n');
+    await a.line();
+    await a.cmd('a4 STARTTLS\r\n');
+    await a.cmd('a5 LOGIN test@example.com secret\r\n');
+    await a.send('a6 LOGOUT\r\n');
+    await a.closed();
+    return [a.log];
+  });
+  const n = r.nginx;
+  assert.deepEqual(n.transcript[0]!.slice(0, 12), ['S: * OK IMAP4 ready\r\n', 'C: a1 CAPABILITY\r\n',
+    'S: * CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5 STARTTLS\r\n', 'S: a1 OK completed\r\n',
+    'C: a2 STARTTLS\r\n', 'S: a2 OK completed\r\n', '-- TLS --', 'note: TLSv1.3 TLS_AES_256_GCM_SHA384', 'C: a3 CAPABILITY\r\n',
+    'S: * CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5\r\n', 'S: a3 OK completed\r\n', 'C: a4 STARTTLS\r\n']);
+  assert.equal(n.transcript[0]![12], 'S: a4 BAD invalid command\r\n');
+  assert.match(n.authRequests[0]!, /\r\nClient-IP: 127\.0\.0\.1\r\nAuth-SSL: on\r\nAuth-SSL-Protocol: TLSv1\.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\nX-Secret: s3 cr%et\r\n\r\n$/);
+  assert.ok(n.errorLog.some((l) => /client logged in, client: 127\.0\.0\.1 using starttls, server: 127\.0\.0\.1:<port:starttls>/.test(l)), n.errorLog.join('\n'));
+  assertSame(r);
+});
+
+test('IMAP literal larger than the buffer: + OK first, then BAD and close when the buffer fills', async () => {
+  const r = await pair.run({ logLevels: ['info'] }, async (ports) => {
+    const t = await greet(ports.limits!);
+    await t.cmd('a1 LOGIN {300}\r\n');
+    await t.send('z'.repeat(256 - 'a1 LOGIN {300}\r\n'.length));
+    await t.closed();
+    return t.log;
+  });
+  assert.deepEqual(r.nginx.transcript.slice(2), ['S: + OK\r\n', `C: ${'z'.repeat(240)}`, 'closed after: "a1 BAD invalid command\\r\\n"']);
+  assertSame(r);
+});
+
+test('latest nginx (1.27.3): implicit TLS with the default ssl_protocols negotiates TLSv1.3 (1.22.1: TLSv1.2)', async () => {
+  const r = await pair.run({}, async (ports) => {
+    const t = await Talk.open(ports.imaps!, {});
+    t.note(`${t.client.tlsSocket?.getProtocol()}`);
+    await t.line();
+    await t.cmd('b1 LOGIN test@example.com secret\r\n');
+    t.close();
+    return t.log;
+  });
+  assert.deepEqual(r.nginx.transcript, ['note: TLSv1.2', 'S: * OK IMAP4 ready\r\n', 'C: b1 LOGIN test@example.com secret\r\n', 'S: b1 OK LOGIN completed\r\n']);
+  assert.match(r.nginx.authRequests[0]!, /\r\nAuth-SSL: on\r\nAuth-SSL-Protocol: TLSv1\.2\r\nAuth-SSL-Cipher: ECDHE-ECDSA-AES128-GCM-SHA256\r\n\r\n$/);
+  const p = posternRecord(r);
+  assert.deepEqual(p.transcript, ['note: TLSv1.3', ...r.nginx.transcript.slice(1)]);
+  assert.match(p.authRequests[0]!, /\r\nAuth-SSL: on\r\nAuth-SSL-Protocol: TLSv1\.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\n\r\n$/);
 });
