@@ -18,7 +18,7 @@ let pair: Pair;
 before(async () => {
   const pki = certs();
   pair = await Pair.start({
-    listen: ['smtp', 'xclient', 'psa', 'none', 'short', 'limits', 'authDown', 'slowAuth', 'passError', 'pp', 'tlsOnly'],
+    listen: ['smtp', 'xclient', 'psa', 'none', 'short', 'limits', 'authDown', 'slowAuth', 'passError', 'pp', 'tlsOnly', 'delay'],
     closed: ['backendDown', 'authDown'],
     backends: {
       smtp: { protocol: 'smtp' },
@@ -48,6 +48,7 @@ before(async () => {
                proxy_protocol on; xclient on; }
       server { listen 127.0.0.1:${ports.tlsOnly}; protocol smtp; starttls only; smtp_auth none plain;
                ssl_certificate ${pki.serverRsa.cert}; ssl_certificate_key ${pki.serverRsa.key}; }
+      server { listen 127.0.0.1:${ports.delay}; protocol smtp; smtp_greeting_delay 500ms; }
     `,
   });
 });
@@ -527,5 +528,24 @@ test('SMTP command edge cases: HELO/EHLO arity, MAIL/RCPT sequence, RSET, AUTH e
     'S: 501 5.5.4 Invalid argument\r\n', 'S: 250 2.0.0 OK\r\n', 'S: 503 5.5.1 Bad sequence of commands\r\n', 'S: 250 2.0.0 OK\r\n',
     'S: 503 5.5.1 Bad sequence of commands\r\n']);
   assert.equal(r.nginx.authRequests.length, 0);
+  assertSame(r);
+});
+
+test('SMTP smtp_greeting_delay: a client talking first gets 503 and is closed; a patient one is served', async () => {
+  const r = await pair.run({ logLevels: ['info'] }, async (ports) => {
+    const a = await Talk.open(ports.delay!);
+    await a.send('EHLO eager.example\r\n');
+    await a.closed(3000);
+    const b = await Talk.open(ports.delay!);
+    const started = Date.now();
+    await b.line(3000);
+    b.note(Date.now() - started >= 400 ? 'greeting after >= 0.4 s' : 'greeting too early');
+    await b.cmd(`AUTH PLAIN ${b64('\0test@example.com\0secret')}\r\n`);
+    b.close();
+    return [a.log, b.log];
+  });
+  assert.deepEqual(r.nginx.transcript[0], ['C: EHLO eager.example\r\n', 'closed after: "503 5.5.0 Improper use of SMTP command pipelining\\r\\n"']);
+  assert.deepEqual(r.nginx.transcript[1]!.slice(0, 2), ['S: 220 mx.example.test ESMTP ready\r\n', 'note: greeting after >= 0.4 s']);
+  assert.ok(r.nginx.errorLog.some((l) => l.includes('client was rejected before greeting: "EHLO eager.example__"')), r.nginx.errorLog.join('\n'));
   assertSame(r);
 });
