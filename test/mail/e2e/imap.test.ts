@@ -10,7 +10,7 @@ import type { AuthHandler } from '../../support/fake-auth.js';
 import { certs } from '../../support/certs.js';
 import { makeMessage } from '../../support/fake-backend.js';
 import { assertSame, Pair, posternRecord, sleep } from './pair.js';
-import { b64, cramDigest, firstThen, ok, okToBackend, Talk } from './talk.js';
+import { b64, cramDigest, firstThen, ok, okToBackend, refusal, Talk } from './talk.js';
 
 const BIG = 5 * 1024 * 1024;
 
@@ -692,4 +692,19 @@ test('latest nginx (1.27.3): implicit TLS with the default ssl_protocols negotia
   const p = posternRecord(r);
   assert.deepEqual(p.transcript, ['note: TLSv1.3', ...r.nginx.transcript.slice(1)]);
   assert.match(p.authRequests[0]!, /\r\nAuth-SSL: on\r\nAuth-SSL-Protocol: TLSv1\.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\n\r\n$/);
+});
+
+test('IMAP log context keeps the login of a refused attempt (Auth-Wait) for later session lines', async () => {
+  const r = await pair.run({ logLevels: ['info'], auth: () => refusal('No way', 1) }, async (ports) => {
+    const t = await greet(ports.limits!);
+    await t.cmd('a1 LOGIN someone wrong\r\n', 3000);
+    await t.cmd('a2 AUTHENTICATE PLAIN !!!\r\n');
+    await t.send('x'.repeat(256));
+    await t.closed();
+    return t.log;
+  });
+  const log = r.nginx.errorLog.join('\n');
+  assert.match(log, /client sent invalid base64 encoding in AUTH PLAIN command while in auth state, client: 127\.0\.0\.1, server: 127\.0\.0\.1:<port:limits>, login: "someone"/);
+  assert.match(log, /client sent too long command "x+" while in auth state, client: 127\.0\.0\.1, server: 127\.0\.0\.1:<port:limits>, login: "someone"/);
+  assertSame(r);
 });

@@ -549,3 +549,17 @@ test('SMTP smtp_greeting_delay: a client talking first gets 503 and is closed; a
   assert.ok(r.nginx.errorLog.some((l) => l.includes('client was rejected before greeting: "EHLO eager.example__"')), r.nginx.errorLog.join('\n'));
   assertSame(r);
 });
+
+test('SMTP log context keeps the login of a refused attempt (Auth-Wait) for later session lines', async () => {
+  const r = await pair.run({ logLevels: ['info'], auth: () => refusal('No way', 1) }, async (ports) => {
+    const t = await greet(ports.limits!);
+    await t.cmd(`AUTH PLAIN ${b64('\0someone\0wrong')}\r\n`, 3000);
+    await t.cmd('AUTH PLAIN !!!\r\n');
+    await t.send('x'.repeat(256));
+    await t.closed();
+    return t.log;
+  });
+  const log = r.nginx.errorLog.join('\n');
+  assert.match(log, /client sent invalid base64 encoding in AUTH PLAIN command while in auth state, client: 127\.0\.0\.1, server: 127\.0\.0\.1:<port:limits>, login: "someone"/);
+  assertSame(r);
+});
