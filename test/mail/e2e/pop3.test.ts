@@ -6,6 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { certs } from '../../support/certs.js';
 import { makeMessage } from '../../support/fake-backend.js';
 import { assertSame, Pair, posternRecord, sleep } from './pair.js';
 import { b64, cramDigest, firstThen, ok, okToBackend, refusal, Talk } from './talk.js';
@@ -15,8 +16,9 @@ const BIG = 4 * 1024 * 1024;
 let pair: Pair;
 
 before(async () => {
+  const pki = certs();
   pair = await Pair.start({
-    listen: ['pop3', 'short', 'limits', 'authDown', 'slowAuth', 'passError', 'pp'],
+    listen: ['pop3', 'short', 'limits', 'authDown', 'slowAuth', 'passError', 'pp', 'stls'],
     closed: ['backendDown', 'authDown'],
     backends: {
       pop3: { protocol: 'pop3' },
@@ -39,6 +41,8 @@ before(async () => {
       server { listen 127.0.0.1:${ports.passError}; protocol pop3; proxy_pass_error_message on; }
       server { listen 127.0.0.1:${ports.pp} proxy_protocol; protocol pop3; set_real_ip_from 127.0.0.1;
                proxy_protocol on; }
+      server { listen 127.0.0.1:${ports.stls}; protocol pop3; starttls only; pop3_capabilities TOP USER UIDL;
+               ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate ${pki.serverRsa.cert}; ssl_certificate_key ${pki.serverRsa.key}; }
     `,
   });
 });
@@ -401,5 +405,30 @@ test('POP3 command edge cases: USER state fallback, PASS first, APOP arity, bad 
   // `USER a b` is one argument; USER again in the USER state is invalid and returns to the start state.
   assert.deepEqual(replies.slice(1, 6), ['S: -ERR invalid command\r\n', 'S: +OK\r\n', 'S: -ERR invalid command\r\n', 'S: +OK\r\n', 'S: -ERR invalid command\r\n']);
   assert.equal(r.nginx.authRequests.length, 0);
+  assertSame(r);
+});
+
+test('POP3 starttls only: CAPA without USER/SASL, USER refused, pipelined bytes after STLS dropped, login over TLS', async () => {
+  const r = await pair.run({ logLevels: ['info'] }, async (ports) => {
+    const t = await greet(ports.stls!);
+    await t.send('CAPA\r\n');
+    await t.until(/^\.\r\n/m);
+    await t.cmd('USER test@example.com\r\n');
+    await t.cmd('STLS\r\nNOOP\r\n');
+    await t.startTls();
+    await t.send('CAPA\r\n');
+    await t.until(/^\.\r\n/m);
+    await t.cmd('USER test@example.com\r\n');
+    await t.cmd('PASS secret\r\n');
+    await t.cmd('STAT\r\n');
+    t.close();
+    return t.log;
+  });
+  const n = r.nginx;
+  assert.deepEqual(n.transcript.filter((l) => l.startsWith('S:')), ['S: +OK POP3 ready\r\n',
+    'S: +OK Capability list follows\r\nTOP\r\nUIDL\r\nSTLS\r\n.\r\n', 'S: -ERR invalid command\r\n', 'S: +OK\r\n',
+    'S: +OK Capability list follows\r\nTOP\r\nUSER\r\nUIDL\r\nSASL PLAIN LOGIN\r\n.\r\n', 'S: +OK\r\n', 'S: +OK logged in\r\n', 'S: +OK 1 24\r\n']);
+  assert.match(n.authRequests[0]!, /\r\nAuth-SSL: on\r\nAuth-SSL-Protocol: TLSv1\.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\n\r\n$/);
+  assert.deepEqual(n.backendReceived.pop3, ['USER test@example.com\r\nPASS secret\r\nSTAT\r\n']);
   assertSame(r);
 });
