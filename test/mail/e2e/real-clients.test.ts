@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { ImapFlow } from 'imapflow';
 import nodemailer from 'nodemailer';
+import { certs } from '../../support/certs.js';
 import { startDovecot, type Dovecot } from '../../support/dovecot.js';
 import { startFakeAuth, type FakeAuth } from '../../support/fake-auth.js';
 import type { MailProxyProcess } from '../../support/mail-proxy.js';
@@ -23,7 +24,7 @@ const SIZE = 300_000;
 
 interface Proxy {
   kind: 'nginx' | 'postern';
-  ports: { imap: number; pop3: number; smtp: number };
+  ports: { imap: number; pop3: number; smtp: number; imapTls: number; smtpTls: number };
   process?: MailProxyProcess;
   error?: string;
 }
@@ -36,6 +37,7 @@ const proxies: Proxy[] = [];
 
 before(async () => {
   assert.ok(nginxAvailable(), 'nginx with the mail module is required (the oracle)');
+  const pki = certs();
   const [imapPort, pop3Port] = await freePorts(2);
   dovecot = await startDovecot({ imapPort: imapPort!, pop3Port: pop3Port! });
   message = dovecot.deliverSized(USER, SIZE);
@@ -47,8 +49,8 @@ before(async () => {
   });
   const second = process.env.POSTERN_E2E_SECOND === 'nginx' ? startNginx : startPostern;
   for (const [kind, start] of [['nginx', startNginx], ['postern', second]] as const) {
-    const [imap, pop3, smtpPort] = (await freePorts(3)) as [number, number, number];
-    const proxy: Proxy = { kind, ports: { imap, pop3, smtp: smtpPort } };
+    const [imap, pop3, smtpPort, imapTls, smtpTls] = (await freePorts(5)) as [number, number, number, number, number];
+    const proxy: Proxy = { kind, ports: { imap, pop3, smtp: smtpPort, imapTls, smtpTls } };
     try {
       proxy.process = await start(`
         auth_http ${auth.url};
@@ -57,6 +59,11 @@ before(async () => {
         server { listen 127.0.0.1:${pop3}; protocol pop3; pop3_capabilities TOP USER UIDL; }
         server { listen 127.0.0.1:${smtpPort}; protocol smtp; smtp_auth plain login; xclient on;
                  smtp_capabilities PIPELINING 8BITMIME "SIZE 10485760"; }
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate ${pki.serverRsa.cert};
+        ssl_certificate_key ${pki.serverRsa.key};
+        server { listen 127.0.0.1:${imapTls}; protocol imap; starttls only; }
+        server { listen 127.0.0.1:${smtpTls}; protocol smtp; starttls only; smtp_auth plain login; xclient on; }
       `);
     } catch (err) {
       if (kind === 'nginx') throw err;
@@ -257,4 +264,30 @@ test('nodemailer and swaks send through the proxy to smtp-server', async () => {
   assert.equal(seen.messages.length, 2);
   assert.deepEqual(seen.messages[0], { rcptTo: ['b@example.com'], size: 'Subject: nodemailer\r\n\r\nbig line \r\n'.length + 100_000, user: USER, login: USER });
   assert.deepEqual(seen.messages[1]!.rcptTo, ['d@example.com']);
+});
+
+test('STARTTLS with real clients: curl imap:// --ssl-reqd and python smtplib starttls() on starttls-only servers', async () => {
+  const seen = await onBoth(async (ports) => {
+    const plain = await run('curl', ['-sS', '--max-time', '15', '--user', `${USER}:${PASS}`, `imap://127.0.0.1:${ports.imapTls}/INBOX;UID=1`]);
+    const tls = await run('curl', ['-sS', '-k', '--ssl-reqd', '--max-time', '15', '--user', `${USER}:${PASS}`, `imap://127.0.0.1:${ports.imapTls}/INBOX;UID=1`]);
+    const start = smtp.messages.length;
+    const py = await python(`
+import smtplib, ssl, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='py.example')
+print(s.ehlo()[1])
+print(s.starttls(context=ssl._create_unverified_context()))
+print(s.sock.version())
+print(s.ehlo()[1])
+print(s.login(sys.argv[2], sys.argv[3]))
+print(s.sendmail('a@example.com', ['b@example.com'], 'Subject: tls\\r\\n\\r\\nover tls\\r\\n'))
+s.quit()
+`, [String(ports.smtpTls), USER, PASS]);
+    return { plain: { code: plain.code, stderr: plain.stderr.trim() }, tls: { code: tls.code, exact: tls.stdout === message },
+      smtp: py.stdout + py.stderr, messages: received(start).map((m) => [m.data.toString(), m.user]) };
+  });
+  // Without TLS curl cannot log in: LOGINDISABLED and no AUTH= mechanism.
+  assert.notEqual(seen.plain.code, 0);
+  assert.deepEqual(seen.tls, { code: 0, exact: true });
+  assert.equal(seen.smtp, "b'mx.example.test\\nSTARTTLS'\n(220, b'2.0.0 Start TLS')\nTLSv1.3\nb'mx.example.test\\nAUTH PLAIN LOGIN'\n(235, b'2.0.0 OK')\n{}\n");
+  assert.deepEqual(seen.messages, [['Subject: tls\r\n\r\nover tls\r\n', USER]]);
 });
