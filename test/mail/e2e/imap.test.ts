@@ -49,7 +49,7 @@ before(async () => {
       auth_http ${authUrl};
       imap_auth plain login cram-md5;
       server { listen 127.0.0.1:${ports.imap}; protocol imap; server_name imap.example.test; }
-      server { listen 127.0.0.1:${ports.short}; protocol imap; timeout 1s; }
+      server { listen 127.0.0.1:${ports.short}; protocol imap; timeout 1s; proxy_timeout 1s; }
       server { listen 127.0.0.1:${ports.limits}; protocol imap; max_errors 3; imap_client_buffer 256; }
       server { listen 127.0.0.1:${ports.authDown}; protocol imap; auth_http 127.0.0.1:${closed.authDown}/auth; }
       server { listen 127.0.0.1:${ports.slowAuth}; protocol imap; auth_http_timeout 500ms; }
@@ -706,5 +706,21 @@ test('IMAP log context keeps the login of a refused attempt (Auth-Wait) for late
   const log = r.nginx.errorLog.join('\n');
   assert.match(log, /client sent invalid base64 encoding in AUTH PLAIN command while in auth state, client: 127\.0\.0\.1, server: 127\.0\.0\.1:<port:limits>, login: "someone"/);
   assert.match(log, /client sent too long command "x+" while in auth state, client: 127\.0\.0\.1, server: 127\.0\.0\.1:<port:limits>, login: "someone"/);
+  assertSame(r);
+});
+
+test('IMAP proxy_timeout 1s: an idle proxied session is closed and logged', async () => {
+  const r = await pair.run({ logLevels: ['info'] }, async (ports) => {
+    const t = await greet(ports.short!);
+    await t.cmd('a1 LOGIN test@example.com secret\r\n');
+    await t.cmd('a2 NOOP\r\n');
+    const started = Date.now();
+    await t.closed(4000);
+    const ms = Date.now() - started;
+    t.note(ms >= 700 && ms < 2000 ? 'closed 0.7-2 s after the last command' : `closed after ${ms} ms`);
+    return t.log;
+  });
+  assert.deepEqual(r.nginx.transcript.slice(-2), ['closed after: ""', 'note: closed 0.7-2 s after the last command']);
+  assert.match(r.nginx.errorLog.join('\n'), /client timed out \(110: Connection timed out\) while proxying, client: 127\.0\.0\.1, server: 127\.0\.0\.1:<port:short>, login: "test@example\.com", upstream: 127\.0\.0\.1:<backend-port:imap>/);
   assertSame(r);
 });
