@@ -563,3 +563,24 @@ test('SMTP log context keeps the login of a refused attempt (Auth-Wait) for late
   assert.match(log, /client sent invalid base64 encoding in AUTH PLAIN command while in auth state, client: 127\.0\.0\.1, server: 127\.0\.0\.1:<port:limits>, login: "someone"/);
   assertSame(r);
 });
+
+test('SMTP smtp_auth none refused with Auth-Wait: the client keeps HELO and MAIL and simply sends another RCPT', async () => {
+  const r = await pair.run({
+    logLevels: ['info'],
+    auth: (env) => firstThen(1, refusal('Recipient not allowed', 1, '550 5.7.1'), ok(env.backends.smtp!)),
+  }, async (ports) => {
+    const t = await greet(ports.none!);
+    await t.cmd('HELO client.example\r\n');
+    await t.cmd('MAIL FROM:<a@example.com>\r\n');
+    await t.cmd('RCPT TO:<bad@example.com>\r\n', 3000);
+    await t.cmd('RCPT TO:<good@example.com>\r\n');
+    await t.cmd('RSET\r\n');
+    t.close();
+    return t.log;
+  });
+  assert.deepEqual(r.nginx.transcript.filter((l) => l.startsWith('S:')).slice(3), ['S: 550 5.7.1 Recipient not allowed\r\n',
+    'S: 250 2.1.5 Ok\r\n', 'S: 250 2.0.0 Ok\r\n']);
+  assert.match(r.nginx.authRequests[1]!, /\r\nAuth-SMTP-Helo: client\.example\r\nAuth-SMTP-From: MAIL FROM:<a@example\.com>\r\nAuth-SMTP-To: RCPT TO:<good@example\.com>\r\n\r\n$/);
+  assert.equal(r.nginx.backendReceived.smtp![0], 'EHLO mx.example.test\r\nXCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]\r\nHELO client.example\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<good@example.com>\r\nRSET\r\n');
+  assertSame(r);
+});
