@@ -208,13 +208,14 @@ test('IMAP auth refusal: without Auth-Wait the session ends; with Auth-Wait the 
 });
 
 test('IMAP Auth-User and Auth-Pass from the auth server replace the client credentials', async () => {
-  const r = await pair.run({ auth: okTo('imap', [['Auth-User', 'other user'], ['Auth-Pass', 'p{3}']]) }, async (ports) => {
+  const r = await pair.run({ logLevels: ['info'], auth: okTo('imap', [['Auth-User', 'other user'], ['Auth-Pass', 'p{3}']]) }, async (ports) => {
     const t = await greet(ports.imap!);
     await t.cmd('a1 LOGIN test@example.com secret\r\n');
     t.close();
     return t.log;
   });
   assert.equal(r.nginx.backendReceived.imap![0], 'a1 LOGIN {10}\r\nother user {4}\r\np{3}\r\n');
+  assert.ok(r.nginx.errorLog.some((l) => l.includes('client logged in, client: 127.0.0.1, server: 127.0.0.1:<port:imap>, login: "other user"')), r.nginx.errorLog.join('\n'));
   assertSame(r);
 });
 
