@@ -725,3 +725,19 @@ test('IMAP proxy_timeout 1s: an idle proxied session is closed and logged', asyn
   assert.match(r.nginx.errorLog.join('\n'), /client timed out \(110: Connection timed out\) while proxying, client: 127\.0\.0\.1, server: 127\.0\.0\.1:<port:short>, login: "test@example\.com", upstream: 127\.0\.0\.1:<backend-port:imap>/);
   assertSame(r);
 });
+
+test('IMAP CRAM-MD5: the salt is made at the first attempt and reused after a refusal with Auth-Wait', async () => {
+  const r = await pair.run({ auth: (env) => firstThen(1, refusal('Bad digest', 1), okTo('imap')(env)) }, async (ports) => {
+    const t = await greet(ports.imap!);
+    const first = await t.cmd('a1 AUTHENTICATE CRAM-MD5\r\n');
+    await t.cmd(`${b64('test@example.com 00000000000000000000000000000000')}\r\n`, 3000);
+    const second = await t.cmd('a2 AUTHENTICATE CRAM-MD5\r\n');
+    const challenge = Buffer.from(second.slice(2), 'base64').toString('latin1');
+    await t.cmd(`${b64(`test@example.com ${cramDigest('secret', challenge)}`)}\r\n`);
+    t.close();
+    return { sameSalt: first === second, log: t.log };
+  });
+  assert.equal(r.nginx.transcript.sameSalt, true);
+  assert.deepEqual(r.nginx.transcript.log.filter((l) => /^S: a\d/.test(l)), ['S: a1 NO Bad digest\r\n', 'S: a2 OK LOGIN completed\r\n']);
+  assertSame(r);
+});

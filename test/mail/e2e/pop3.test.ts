@@ -432,3 +432,21 @@ test('POP3 starttls only: CAPA without USER/SASL, USER refused, pipelined bytes 
   assert.deepEqual(n.backendReceived.pop3, ['USER test@example.com\r\nPASS secret\r\nSTAT\r\n']);
   assertSame(r);
 });
+
+test('POP3 APOP with Auth-Status WAIT: the repeated request has the same salt and attempt, and an empty Auth-Pass', async () => {
+  const r = await pair.run({
+    auth: (env) => firstThen(1, () => ({ headers: [['Auth-Status', 'WAIT'], ['Auth-Wait', '1']] }), okToBackend('pop3')(env)),
+  }, async (ports) => {
+    const t = await Talk.open(ports.pop3!);
+    const salt = /<[^>]+>/.exec(await t.line())![0];
+    await t.cmd(`APOP test@example.com ${createHash('md5').update(salt + 'secret').digest('hex')}\r\n`, 3000);
+    await t.cmd('STAT\r\n');
+    t.close();
+    return t.log;
+  });
+  const [first, second] = r.nginx.authRequests;
+  assert.match(first!, /^Auth-Method: apop\r\nAuth-User: test@example\.com\r\nAuth-Pass: <digest>\r\nAuth-Salt: <SALT@pop\.example\.test>\r\n/m);
+  assert.equal(second, first!.replace('Auth-Pass: <digest>', 'Auth-Pass: '));
+  assert.equal(r.nginx.transcript.at(-1), 'S: +OK 1 24\r\n');
+  assertSame(r);
+});
