@@ -1,0 +1,136 @@
+/**
+ * Runs a login step list against a connected backend socket (protocols.md
+ * 9.4-9.5): reads into a `proxy_buffer`-sized buffer like one recv() at a
+ * time, checks each complete reply, sends the next line, and discards what
+ * was read beyond the reply. The client socket is not touched.
+ */
+import type { Socket } from "node:net";
+import { describeSystemError } from "../../core/errors.js";
+import type { ConnectionLog } from "../../core/log.js";
+import type { LoginStep } from "./login-step.js";
+
+/** How the dialogue ended. */
+export type LoginResult =
+  /** logged in: send `toClient`, then relay; `backendPending` came after the reply */
+  | { readonly kind: "ok"; readonly toClient: Buffer; readonly backendPending: Buffer }
+  /** failed and logged: send `toClient` (proxy_pass_error_message) or the internal error, then close */
+  | { readonly kind: "failed"; readonly toClient?: Buffer | undefined };
+
+/** What runLogin needs. */
+export interface LoginDriverParams {
+  readonly socket: Socket;
+  readonly steps: readonly LoginStep[];
+  /** `proxy_buffer`. */
+  readonly bufferSize: number;
+  readonly passErrorMessage: boolean;
+  readonly log: ConnectionLog;
+}
+
+/** Text up to the first NUL, as nginx's `%s` prints it. */
+function cString(buf: Buffer, start: number, end: number): string {
+  const nul = buf.indexOf(0, start);
+  return buf.toString("latin1", start, nul >= 0 && nul < end ? nul : end);
+}
+
+/** Runs the dialogue; resolves once logged in or failed (never rejects). */
+export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
+  const { socket, steps, log } = p;
+  const buf = Buffer.alloc(p.bufferSize);
+  let len = 0;
+  let step = 0;
+  // Bytes the socket delivered but a recv() of the remaining space would not have taken yet.
+  const unread: Buffer[] = [];
+
+  return new Promise<LoginResult>((resolve) => {
+    let settled = false;
+    const finish = (r: LoginResult): void => {
+      if (settled) return;
+      settled = true;
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      socket.off("error", onError);
+      socket.off("close", onEnd);
+      resolve(r);
+    };
+
+    /** One nginx read event: recv into the free space, then judge the buffer. */
+    const recvOnce = (): boolean => {
+      const chunk = unread[0]!;
+      const n = Math.min(chunk.length, buf.length - len);
+      if (n === 0) {
+        // recv() with no room returns 0: nginx treats it as the backend closing.
+        finish({ kind: "failed" });
+        return false;
+      }
+      chunk.copy(buf, len, 0, n);
+      len += n;
+      if (n === chunk.length) unread.shift();
+      else unread[0] = chunk.subarray(n);
+      return judge();
+    };
+
+    /** Returns true when more unread data may be processed. */
+    const judge = (): boolean => {
+      log.action = "reading response from upstream";
+      if (len < 4) return true;
+      if (buf[len - 2] !== 0x0d || buf[len - 1] !== 0x0a) {
+        if (len === buf.length) {
+          log.error(`upstream sent too long response line: "${cString(buf, 0, len - 1)}"`);
+          finish({ kind: "failed" });
+          return false;
+        }
+        return true;
+      }
+      const current = steps[step]!;
+      const verdict = current.check(buf, len);
+      if (verdict.kind === "again") return true;
+      if (verdict.kind === "invalid") {
+        if (p.passErrorMessage) {
+          log.info(`upstream sent invalid response: "${buf.toString("latin1", verdict.from, len - 2)}"`);
+          finish({ kind: "failed", toClient: Buffer.from(buf.subarray(0, len)) });
+        } else {
+          log.error(`upstream sent invalid response: "${cString(buf, verdict.from, len - 2)}"`);
+          finish({ kind: "failed" });
+        }
+        return false;
+      }
+      const next = current.next;
+      if (next.kind === "fail") {
+        log.action = next.action;
+        log.error(next.message);
+        finish({ kind: "failed" });
+        return false;
+      }
+      if (next.kind === "done") {
+        const toClient = next.reply === "relay" ? Buffer.from(buf.subarray(0, len)) : next.reply;
+        socket.pause();
+        finish({ kind: "ok", toClient, backendPending: Buffer.concat(unread) });
+        return false;
+      }
+      log.action = next.action;
+      socket.write(next.line);
+      step++;
+      len = 0;
+      return true;
+    };
+
+    const onData = (chunk: Buffer): void => {
+      unread.push(chunk);
+      while (!settled && unread.length > 0) {
+        if (!recvOnce()) return;
+        // Bytes left after a reply belonged to that same recv() in nginx only
+        // if they fit; what did not fit stays for the next read.
+      }
+    };
+    const onEnd = (): void => finish({ kind: "failed" });
+    const onError = (err: Error): void => {
+      log.error(`recv() failed ${describeSystemError(err)}`);
+      finish({ kind: "failed" });
+    };
+    socket.on("data", onData);
+    socket.on("end", onEnd);
+    socket.on("close", onEnd);
+    socket.on("error", onError);
+    socket.resume();
+  });
+}

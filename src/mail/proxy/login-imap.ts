@@ -1,0 +1,51 @@
+/**
+ * The IMAP backend login (protocols.md 9.4): LOGIN with the client's tag and
+ * both credentials as synchronising literals, so any bytes are safe.
+ */
+import { AGAIN, INVALID, OK, type LoginStep, type ReplyCheck, startsWith } from "./login-step.js";
+
+/** Inputs of the IMAP dialogue. */
+export interface ImapLoginInput {
+  /** The tag of the client's authenticating command, without the space. */
+  readonly tag: string;
+  readonly login: Buffer;
+  readonly password: Buffer;
+}
+
+const crlf = Buffer.from("\r\n", "latin1");
+
+/**
+ * `<tag> OK`, after at most one untagged line (latest nginx: Gmail and
+ * SmarterMail send CAPABILITY first). nginx quotes a wrong reply from after
+ * the untagged line, and past the tag when the tag matched.
+ */
+export function taggedOk(tag: string): ReplyCheck {
+  const want = Buffer.from(`${tag} `, "latin1");
+  return (buf, len) => {
+    let p = 0;
+    if (buf[0] === 0x2a && buf[1] === 0x20) {
+      p = 2;
+      while (p < len - 1) {
+        if (buf[p] === 0x0d && buf[p + 1] === 0x0a) { p += 2; break; }
+        p++;
+      }
+      if (len - p < 4) return AGAIN;
+    }
+    if (len - p >= want.length && buf.compare(want, 0, want.length, p, p + want.length) === 0) {
+      p += want.length;
+      if (buf[p] === 0x4f && buf[p + 1] === 0x4b && p + 1 < len) return OK;
+    }
+    return p === 0 ? INVALID : { kind: "invalid", from: p };
+  };
+}
+
+/** greeting -> `tag LOGIN {n}`, + -> `login {m}`, + -> password, tagged OK -> relay. */
+export function imapLoginSteps(input: ImapLoginInput): LoginStep[] {
+  const cont = startsWith("+");
+  return [
+    { state: "start", check: startsWith("* OK"), next: { kind: "send", action: "sending LOGIN command to upstream", line: Buffer.from(`${input.tag} LOGIN {${input.login.length}}\r\n`, "latin1") } },
+    { state: "login", check: cont, next: { kind: "send", action: "sending user name to upstream", line: Buffer.concat([input.login, Buffer.from(` {${input.password.length}}\r\n`, "latin1")]) } },
+    { state: "user", check: cont, next: { kind: "send", action: "sending password to upstream", line: Buffer.concat([input.password, crlf]) } },
+    { state: "passwd", check: taggedOk(input.tag), next: { kind: "done", reply: "relay" } },
+  ];
+}
