@@ -23,6 +23,9 @@ import { freePorts } from '../../support/ports.js';
 /** Which program serves one side. */
 export type Kind = 'nginx' | 'postern';
 
+/** The part a side plays in a pair: nginx as the oracle, or the program under test. */
+export type Role = 'oracle' | 'subject';
+
 /** The program under test: Postern, or nginx when validating scenarios (POSTERN_E2E_SUBJECT=nginx). */
 export function subjectKind(): Kind {
   return process.env.POSTERN_E2E_SUBJECT === 'nginx' ? 'nginx' : 'postern';
@@ -102,7 +105,10 @@ export interface Side {
 /** Options of startSide()/startPair(). */
 export interface SideOptions {
   proxyOptions?: MailProxyOptions;
-  auth?: (backends: BackendPorts) => AuthHandler;
+  /** The auth reply function for one side (default: OK to the fake backend of the request's protocol). */
+  auth?: (backends: BackendPorts, role: Role) => AuthHandler;
+  /** Which side of a pair this is (default: `oracle` for nginx, else `subject`). */
+  role?: Role;
   /** Override backend ports given to the config (e.g. Dovecot's). */
   backends?: Partial<BackendPorts>;
 }
@@ -116,7 +122,8 @@ export async function startSide(kind: Kind, listen: string[], config: ConfigFn, 
   const pop3 = await startFakePop3();
   const smtp = await startFakeSmtp();
   const backends: BackendPorts = { imap: imap.port, pop3: pop3.port, smtp: smtp.port, ...options.backends };
-  const auth = await startFakeAuth((options.auth ?? routeByProtocol)(backends));
+  const role = options.role ?? (kind === 'nginx' ? 'oracle' : 'subject');
+  const auth = await startFakeAuth(options.auth ? options.auth(backends, role) : routeByProtocol(backends));
   const closeFakes = async (): Promise<void> => {
     await auth.close();
     await Promise.all([imap.close(), pop3.close(), smtp.close()]);
@@ -158,8 +165,8 @@ export interface Pair {
 /** Starts nginx and the subject with the same config (both are stopped if either fails). */
 export async function startPair(listen: string[], config: ConfigFn, options: SideOptions = {}): Promise<Pair> {
   const [n, s] = await Promise.allSettled([
-    startSide('nginx', listen, config, options),
-    startSide(subjectKind(), listen, config, options),
+    startSide('nginx', listen, config, { ...options, role: 'oracle' }),
+    startSide(subjectKind(), listen, config, { ...options, role: 'subject' }),
   ]);
   if (n.status === 'rejected' || s.status === 'rejected') {
     if (n.status === 'fulfilled') await n.value.stop();
