@@ -6,6 +6,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { sClient, startPair, startSide, subjectKind, tempDir, type ConfigFn, type Kind, type Pair, type Side } from './e2e.js';
@@ -168,32 +169,71 @@ describe('session resumption, nginx vs Postern', () => {
     assert.equal(r.subject.pids, 2, 'subject: both workers served connections');
   });
 
-  it('two processes sharing one 48-byte ticket key file resume each other\'s sessions', async () => {
-    const config: ConfigFn = ({ ports, authUrl, pki }) => `
-      auth_http ${authUrl};
+  /** A server with the given ssl_session_ticket_key files (names resolved at start). */
+  const ticketConfig = (keys: (env: Parameters<ConfigFn>[0]) => string[]): ConfigFn => (env) => `
+      auth_http ${env.authUrl};
       ssl_protocols TLSv1.2 TLSv1.3;
-      ssl_certificate ${pki.serverRsa.cert};
-      ssl_certificate_key ${pki.serverRsa.key};
-      ssl_session_ticket_key ${pki.ticketKey48};
-      server { listen 127.0.0.1:${ports.imaps} ssl; protocol imap; }
+      ssl_certificate ${env.pki.serverRsa.cert};
+      ssl_certificate_key ${env.pki.serverRsa.key};
+      ${keys(env).map((k) => `ssl_session_ticket_key ${k};`).join('\n')}
+      server { listen 127.0.0.1:${env.ports.imaps} ssl; protocol imap; }
     `;
-    const run = async (kind: Kind): Promise<Record<string, string[]>> => {
-      const one = await startSide(kind, ['imaps'], config);
-      const two = await startSide(kind, ['imaps'], config).catch(async (err: unknown) => { await one.stop(); throw err; });
-      try {
-        const out: Record<string, string[]> = {};
-        for (const [name, args] of [['TLS 1.3', ['-tls1_3']], ['TLS 1.2', ['-tls1_2']]] as const) {
-          const file = path.join(tmp.dir, `${kind}-two-${name}`);
-          out[`${name} one->two`] = await resumeSeries(one.ports.imaps!, two.ports.imaps!, [...args], file, 2);
-          out[`${name} two->one`] = await resumeSeries(two.ports.imaps!, one.ports.imaps!, [...args], `${file}-back`, 2);
-        }
-        return out;
-      } finally {
-        await Promise.all([one.stop(), two.stop()]);
+
+  let series = 0;
+  /** Sessions from process one offered to process two (and back when `back`), TLS 1.3 and 1.2. */
+  async function twoProcesses(kind: Kind, one: ConfigFn, two: ConfigFn, tag: string, back = true): Promise<Record<string, string[]>> {
+    const a = await startSide(kind, ['imaps'], one);
+    const b = await startSide(kind, ['imaps'], two).catch(async (err: unknown) => { await a.stop(); throw err; });
+    try {
+      const out: Record<string, string[]> = {};
+      for (const [name, args] of [['TLS 1.3', ['-tls1_3']], ['TLS 1.2', ['-tls1_2']]] as const) {
+        const file = path.join(tmp.dir, `${kind}-${tag}-${name}-${++series}`);
+        out[`${name} one->two`] = await resumeSeries(a.ports.imaps!, b.ports.imaps!, [...args], file, 2);
+        if (back) out[`${name} two->one`] = await resumeSeries(b.ports.imaps!, a.ports.imaps!, [...args], `${file}-back`, 2);
       }
-    };
-    const [nginx, subject] = await Promise.all([run('nginx'), run(subjectKind())]);
-    assert.deepEqual(subject, nginx);
-    for (const states of Object.values(nginx)) assert.deepEqual(states, ['New', 'Reused', 'Reused']);
+      return out;
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  }
+  const resumed = ['New', 'Reused', 'Reused'];
+
+  for (const [name, key] of [['48-byte', 'ticketKey48'], ['80-byte', 'ticketKey80']] as const) {
+    it(`two processes sharing one ${name} ticket key file resume each other's sessions`, async () => {
+      const config = ticketConfig(({ pki }) => [pki[key]]);
+      const [nginx, subject] = await Promise.all([twoProcesses('nginx', config, config, key), twoProcesses(subjectKind(), config, config, key)]);
+      assert.deepEqual(subject, nginx);
+      for (const states of Object.values(nginx)) assert.deepEqual(states, resumed);
+    });
+  }
+
+  it('several ticket key files: a ticket made with a later key (documented difference 10)', async () => {
+    const other = tmp.file('other48.key', randomBytes(48));
+    const one = ticketConfig(({ pki }) => [pki.ticketKey48]);
+    const two = ticketConfig(({ pki }) => [other, pki.ticketKey48]);
+    const [nginx, subject] = await Promise.all([
+      twoProcesses('nginx', one, two, 'several', false), twoProcesses(subjectKind(), one, two, 'several', false),
+    ]);
+    // nginx decrypts with every listed key; Postern only with the first, so the ticket costs a full handshake.
+    assert.deepEqual(nginx, { 'TLS 1.3 one->two': resumed, 'TLS 1.2 one->two': resumed });
+    const fallback = ['New', 'New', 'New'];
+    assert.deepEqual(subject, subjectKind() === 'postern' ? { 'TLS 1.3 one->two': fallback, 'TLS 1.2 one->two': fallback } : nginx);
+  });
+
+  it('a session from nginx never resumes on Postern, same certificate and ticket key (documented difference 13)', async () => {
+    const config = ticketConfig(({ pki }) => [pki.ticketKey48]);
+    const a = await startSide('nginx', ['imaps'], config);
+    const b = await startSide(subjectKind(), ['imaps'], config).catch(async (err: unknown) => { await a.stop(); throw err; });
+    try {
+      const out: string[][] = [];
+      for (const args of [['-tls1_3'], ['-tls1_2']]) {
+        const file = path.join(tmp.dir, `cross-${args[0]}`);
+        out.push(await resumeSeries(a.ports.imaps!, b.ports.imaps!, args, file, 1));
+      }
+      const expected = subjectKind() === 'postern' ? ['New', 'New'] : ['New', 'Reused'];
+      assert.deepEqual(out, [expected, expected]);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
   });
 });
