@@ -129,12 +129,22 @@ export async function startSide(kind: Kind, listen: string[], config: ConfigFn, 
     await Promise.all([imap.close(), pop3.close(), smtp.close()]);
   };
   try {
-    const allocated = await freePorts(listen.length);
-    const ports: Record<string, number> = {};
-    listen.forEach((name, i) => { ports[name] = allocated[i]!; });
-    const env: E2eEnv = { kind, ports, authUrl: auth.url, backends, pki: certs(), extra: extraCerts() };
     const start = kind === 'nginx' ? startNginx : startPostern;
-    const proxy = await start(config(env), options.proxyOptions);
+    let ports: Record<string, number> = {};
+    let proxy: MailProxyProcess | undefined;
+    // A port found free can be taken (by a client's ephemeral port, another test file)
+    // before the proxy binds it: try again with new ports, a bounded number of times.
+    for (let attempt = 1; !proxy; attempt++) {
+      const allocated = await freePorts(listen.length);
+      ports = {};
+      listen.forEach((name, i) => { ports[name] = allocated[i]!; });
+      const env: E2eEnv = { kind, ports, authUrl: auth.url, backends, pki: certs(), extra: extraCerts() };
+      try {
+        proxy = await start(config(env), options.proxyOptions);
+      } catch (err) {
+        if (attempt >= 3 || !/Address already in use|EADDRINUSE/.test(String(err))) throw err;
+      }
+    }
     const names = new Map<number, string>();
     for (const [name, port] of Object.entries(ports)) names.set(port, `<port:${name}>`);
     names.set(auth.port, '<auth-port>');
