@@ -116,6 +116,8 @@ export class Session implements SessionPort {
   #backlogBytes = 0;
 
   #busy = false;
+  /** Front ends waiting for input while the session is busy (SMTP's greeting delay). */
+  #inputWaiters: (() => void)[] = [];
   /** Set by STARTTLS: the rest of the input is plaintext to throw away. */
   #dropInput = false;
   #closed = false;
@@ -303,6 +305,11 @@ export class Session implements SessionPort {
     return this.#last > this.#pos || this.#backlogBytes > 0;
   }
 
+  inputArrived(): Promise<void> {
+    if (this.hasPendingInput()) return Promise.resolve();
+    return new Promise((resolve) => this.#inputWaiters.push(resolve));
+  }
+
   pendingInput(): Buffer {
     return Buffer.concat([this.#buffer.subarray(this.#pos, this.#last), ...this.#backlog]);
   }
@@ -435,6 +442,7 @@ export class Session implements SessionPort {
 
   #receive(chunk: Buffer): void {
     this.#backlogPush(chunk);
+    if (this.#inputWaiters.length > 0) for (const w of this.#inputWaiters.splice(0)) w();
     this.#process();
   }
 
