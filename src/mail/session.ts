@@ -278,8 +278,13 @@ export class Session implements SessionPort {
     this.#stage = "closed";
     this.#clearTimers();
     this.#abort.abort();
-    this.#socket.end();
-    this.#socket.destroySoon?.();
+    // Ending on the next turn lets a TLS 1.3 socket that has just finished
+    // its handshake send close_notify (ending at once skips it, nginx does not).
+    const socket = this.#socket;
+    setImmediate(() => {
+      socket.end();
+      socket.destroySoon?.();
+    });
   }
 
   armDeadline(): void {
