@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import tls from "node:tls";
+import { X509Certificate } from "node:crypto";
 import { certs } from "../support/certs.js";
 import { Instance, freePort, waitFor, workerPids } from "./harness.js";
 
@@ -47,6 +48,48 @@ test("2 workers with ssl_session_cache shared: they start, serve TLS and resume 
     for (let i = 0; i < 8; i++) if ((await greet(port, first.session)).reused) reused++;
     assert.equal(reused, 8);
     assert.doesNotMatch(inst.log(), /\[(emerg|alert)\]/);
+  } finally {
+    await inst.cleanup();
+  }
+});
+
+test("HUP picks up a new certificate: an open TLS session continues, new ones get the new certificate", async () => {
+  const inst = new Instance();
+  const c = certs();
+  const conf = (cert: { cert: string; key: string }, port: number): string => [
+    "daemon off; master_process on; worker_processes 1; pid nginx.pid; error_log error.log info;",
+    "events { worker_connections 64; }",
+    `mail { auth_http 127.0.0.1:9/auth; ssl_certificate ${cert.cert}; ssl_certificate_key ${cert.key};`,
+    `  server { listen 127.0.0.1:${port} ssl; protocol imap; } }`,
+    "",
+  ].join("\n");
+  const open = (port: number): Promise<tls.TLSSocket> => new Promise((resolve, reject) => {
+    const s = tls.connect({ port, host: "127.0.0.1", rejectUnauthorized: false });
+    s.once("data", () => resolve(s));
+    s.once("error", reject);
+  });
+  try {
+    const port = await freePort();
+    inst.write(conf(c.serverRsa, port));
+    const pid = await inst.up();
+    const held = await open(port);
+    assert.equal(held.getPeerCertificate().fingerprint256, new X509Certificate(c.serverRsa.certPem).fingerprint256);
+    inst.write(conf(c.serverEcdsa, port));
+    process.kill(pid, "SIGHUP");
+    await waitFor("new worker", () => workerPids(inst.log()).length === 2);
+    let fingerprint = "";
+    for (let i = 0; i < 20; i++) {
+      const s = await open(port);
+      fingerprint = s.getPeerCertificate().fingerprint256;
+      s.destroy();
+      if (fingerprint === new X509Certificate(c.serverEcdsa.certPem).fingerprint256) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(fingerprint, new X509Certificate(c.serverEcdsa.certPem).fingerprint256, "new connections see the new certificate");
+    const reply = new Promise<string>((resolve) => held.once("data", (d: Buffer) => resolve(d.toString())));
+    held.write("a NOOP\r\n");
+    assert.equal(await reply, "a OK completed\r\n", "the session opened before the reload goes on");
+    held.destroy();
   } finally {
     await inst.cleanup();
   }
