@@ -4,6 +4,7 @@
  */
 import { type ConfModule, type Directive, Level, ServerConf, noArgs } from "../conf/directive.js";
 import { custom } from "../conf/slots.js";
+import { markModulesUsed } from "../core/core-module.js";
 import { listenDirective, resolveProtocol, serverDirective } from "./core-module.js";
 import { MAIL_MODULES } from "./mail-modules.js";
 import type { FinalizeContext, MailServer } from "./server.js";
@@ -20,6 +21,7 @@ export const mailDirective: Directive<MailConf | undefined> = custom<MailConf | 
   defaultValue: undefined, defaultText: "—",
   doc: "Provides the configuration file context in which the mail server directives are specified.",
   parse(_args, _previous, cx) {
+    markModulesUsed(cx);
     const level = new Level("mail", cx.location, cx.level);
     cx.parseBlock("mail", level);
     return finalizeMail(level, { warn: (m) => cx.warnUnlocated(m) });

@@ -7,6 +7,8 @@ import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
 import { mailCoreModule } from "./core-module.js";
 import { imapModule } from "./imap/module.js";
 import { pop3Module } from "./pop3/module.js";
+import { proxyModule } from "./proxy/module.js";
+import { realipModule } from "./realip/module.js";
 import { smtpModule } from "./smtp/module.js";
 import { sslMailModule } from "./ssl/server-tls.js";
 import type { MailModule } from "./server.js";
@@ -14,4 +16,4 @@ import type { MailModule } from "./server.js";
 const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
 
 /** Every mail module, in order. */
-export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, sslMailModule, pop3Module, imapModule, smtpModule, authHttp];
+export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, sslMailModule, pop3Module, imapModule, smtpModule, authHttp, proxyModule, realipModule];

@@ -6,6 +6,7 @@
 import type { Socket } from "node:net";
 import type { ParsedConf } from "../conf/engine.js";
 import type { ErrorLog } from "../core/log.js";
+import { errorLog, openErrorLog } from "../core/core-module.js";
 import { mailDirective } from "./block.js";
 import type { ListenSpec } from "./listen.js";
 import type { MailServer } from "./server.js";
@@ -104,6 +105,7 @@ export class MailService {
   readonly #protocols: ReadonlyMap<MailProtocolName, MailProtocol>;
   readonly #services: SessionServices;
   readonly #sessions = new Set<Session>();
+  readonly #serverLogs = new Map<MailServer, ErrorLog>();
   #accepting = true;
   #idle: (() => void)[] = [];
 
@@ -112,6 +114,19 @@ export class MailService {
     this.#protocols = protocols;
     this.#services = services;
     for (const r of routeListens(mailServers(conf))) this.#routes.set(r.endpoint.key, r);
+    // `error_log` in mail/server: a server's sessions log there instead of the main log
+    const opened = new Map<string, ErrorLog>();
+    for (const server of mailServers(conf)) {
+      const targets = server.conf.get(errorLog);
+      if (targets.length === 0) continue;
+      const key = JSON.stringify(targets);
+      let serverLog = opened.get(key);
+      if (!serverLog) {
+        serverLog = openErrorLog(targets);
+        opened.set(key, serverLog);
+      }
+      this.#serverLogs.set(server, serverLog);
+    }
   }
 
   /** Starts a session for an accepted client. */
@@ -129,7 +144,8 @@ export class MailService {
     }
     const keepalive = binding.spec.keepalive;
     if (keepalive) socket.setKeepAlive(keepalive.on, (keepalive.idle ?? 0) * 1000);
-    const session = new Session(socket, binding.server, binding.spec, protocol, this.#services, this.#log);
+    const log = this.#serverLogs.get(binding.server) ?? this.#log;
+    const session = new Session(socket, binding.server, binding.spec, protocol, this.#services, log);
     this.#sessions.add(session);
     void session.finished.then(() => {
       this.#sessions.delete(session);
@@ -155,11 +171,7 @@ export class MailService {
 
   /** Closes proxied sessions (worker_shutdown_timeout). */
   closeProxied(): void {
-    for (const s of this.#sessions) {
-      if (s.stage !== "proxy") continue;
-      s.log.info("shutdown timeout");
-      s.terminate();
-    }
+    for (const s of this.#sessions) s.shutdownProxied();
   }
 
   /** Closes every session at once (fast shutdown). */
@@ -169,6 +181,11 @@ export class MailService {
   }
 
   reopenLogs(): void {
-    this.#log.reopen();
+    for (const log of new Set(this.#serverLogs.values())) log.reopen();
+  }
+
+  /** Closes the per-server logs (the main log belongs to the process). */
+  closeLogs(): void {
+    for (const log of new Set(this.#serverLogs.values())) log.close();
   }
 }

@@ -18,7 +18,8 @@ import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-
 import type { ListenSpec } from "./listen.js";
 import { makeSalt } from "./sasl.js";
 import type { MailServer } from "./server.js";
-import type { AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
+import type { ProxyReadOutcome } from "../event/proxy-protocol-reader.js";
+import type { AuthMethod, AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
 
 /** The stages a session moves through, for logs and tests. */
 export type SessionStage = "proxyProtocol" | "tlsHandshake" | "greeting" | "auth" | "starttls" | "authHttp" | "authWait" | "proxy" | "closed";
@@ -41,6 +42,7 @@ export interface SessionTls {
 /** What the proxy needs to take a session over. */
 export interface ProxyHandoff {
   readonly socket: Socket;
+  readonly authMethod: AuthMethod;
   readonly pending: Buffer;
   readonly info: SessionInfo;
   readonly backend: BackendAddress;
@@ -52,6 +54,8 @@ export interface ProxyHandoff {
   readonly log: ConnectionLog;
   /** Sends the protocol's internal-error line and closes the client. */
   internalError(): void;
+  /** Aborted at worker_shutdown_timeout: the proxy logs `shutdown timeout` and closes both sides. */
+  readonly shutdown: AbortSignal;
 }
 
 /** The services a session calls out to, wired by the runtime. */
@@ -60,10 +64,10 @@ export interface SessionServices {
   tls(server: MailServer): SessionTls | null;
   /** One auth_http attempt (including WAIT repeats). */
   authenticate(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: AbortSignal): Promise<AuthOutcome>;
-  /** Reads a PROXY protocol header; resolves to the addresses, null for UNKNOWN/LOCAL, or rejects (logged). */
-  readProxyProtocol(socket: Socket, log: ConnectionLog): Promise<{ addresses: ProxyProtocolAddresses | null; rest: Buffer }>;
-  /** True when `set_real_ip_from` trusts the peer. */
-  trustsProxyPeer(server: MailServer, peerAddr: string, unix: boolean): boolean;
+  /** Reads a PROXY protocol header (logs failures itself); `close` ends the session silently. */
+  readProxyProtocol(socket: Socket, timeoutMs: number, log: ConnectionLog): Promise<ProxyReadOutcome>;
+  /** The client address realip yields for a PROXY header, if the peer is trusted. */
+  realClientAddress(server: MailServer, peerAddr: string, unix: boolean, header: ProxyProtocolAddresses | undefined): { readonly addr: string; readonly port: number } | undefined;
   /** Takes the connection over for backend login and relay; settles when both sides are closed. */
   proxy(handoff: ProxyHandoff): Promise<void>;
 }
@@ -117,6 +121,8 @@ export class Session implements SessionPort {
   #closed = false;
   #errors = 0;
   #attempt = 0;
+  #authMethod: AuthMethod = "plain";
+  readonly #shutdown = new AbortController();
   #salt: string | undefined;
   #deadline: NodeJS.Timeout | undefined;
   #wait: NodeJS.Timeout | undefined;
@@ -160,22 +166,31 @@ export class Session implements SessionPort {
   }
 
   async #open(): Promise<void> {
-    this.#armDeadline();
     if (this.#listen.proxyProtocol) {
       this.#stage = "proxyProtocol";
-      this.log.action = "reading PROXY protocol";
-      const { addresses, rest } = await this.#services.readProxyProtocol(this.#socket, this.log);
+      const timeout = this.server.conf.get(timeoutDirective) ?? 60_000;
+      const header = await this.#services.readProxyProtocol(this.#socket, timeout, this.log);
       if (this.#closed) return;
-      if (addresses) {
-        this.#proxyAddresses = addresses;
-        if (this.#services.trustsProxyPeer(this.server, this.#clientAddr, this.#unix)) {
-          this.#clientAddr = addresses.srcAddr;
-          this.#clientPort = addresses.srcPort;
-          this.log.context.client = addresses.srcAddr;
-        }
+      if (header.kind === "close") {
+        this.#destroy();
+        return;
       }
-      if (rest.length > 0) this.#backlogPush(rest);
+      this.#proxyAddresses = header.addresses;
+      const real = this.#services.realClientAddress(this.server, this.#clientAddr, this.#unix, header.addresses);
+      if (real) {
+        this.#clientAddr = real.addr;
+        this.#clientPort = real.port;
+        this.log.context.client = real.addr;
+      }
+      // What followed the header: TLS bytes go back to the stream for the
+      // handshake, protocol bytes into the command buffer.
+      if (header.rest.length > 0) {
+        if (this.#listen.ssl) this.#socket.unshift(header.rest);
+        else this.#backlogPush(header.rest);
+      }
     }
+    // the PROXY reader has its own `timeout`; the handshake runs under the deadline
+    this.#armDeadline();
     if (this.#listen.ssl) {
       if (!this.#tls) throw new Error("listen ssl without TLS context");
       this.#stage = "tlsHandshake";
@@ -323,6 +338,7 @@ export class Session implements SessionPort {
   }
 
   authenticate(credentials: Credentials): void {
+    this.#authMethod = credentials.method;
     this.#busy = true;
     // nginx stops the auth-state deadline here; auth_http_timeout and then
     // the backend login's own `timeout` take over.
@@ -381,7 +397,7 @@ export class Session implements SessionPort {
     this.#discardInput();
     this.log.context.login = outcome.login.toString("latin1");
     void this.#services.proxy({
-      socket, pending, info,
+      socket, pending, info, authMethod: this.#authMethod, shutdown: this.#shutdown.signal,
       backend: outcome.backend, login: outcome.login, password: outcome.password,
       server: this.server, serverName: this.serverName,
       timeoutMs: this.server.conf.get(timeoutDirective) ?? 60_000,
@@ -536,6 +552,11 @@ export class Session implements SessionPort {
     if (this.#closed) return;
     this.log.write("alert", `unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
     this.#sendAndClose(this.#protocol.replies.internalError);
+  }
+
+  /** worker_shutdown_timeout: a proxied session is cut (the proxy logs it). */
+  shutdownProxied(): void {
+    if (this.#stage === "proxy") this.#shutdown.abort();
   }
 
   /** Ends the connection now, whatever the stage (shutdown); the proxy sees the close. */

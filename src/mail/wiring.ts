@@ -13,6 +13,9 @@ import { pop3Protocol } from "./pop3/protocol.js";
 import type { MailServer } from "./server.js";
 import { smtpProtocol } from "./smtp/protocol.js";
 import { tlsForServer } from "./ssl/server-tls.js";
+import { readProxyProtocol } from "../event/proxy-protocol-reader.js";
+import { proxySession } from "./proxy/proxy.js";
+import { realClientAddress } from "./realip/module.js";
 import type { SessionServices } from "./session.js";
 import type { AuthOutcome, Credentials, MailProtocolName, SessionInfo } from "./types.js";
 
@@ -33,8 +36,14 @@ export function sessionServices(): SessionServices {
   return {
     tls: tlsForServer,
     authenticate: runAuthHttp,
-    readProxyProtocol: () => Promise.reject(new Error("PROXY protocol reader not wired")),
-    trustsProxyPeer: () => false,
-    proxy: () => Promise.reject(new Error("proxy not wired")),
+    readProxyProtocol,
+    realClientAddress: (server, peer, unix, header) => realClientAddress(server.conf, peer, unix, header),
+    proxy: (h) =>
+      proxySession({
+        client: h.socket, pending: h.pending, session: h.info, authMethod: h.authMethod,
+        login: h.login, password: h.password, backend: h.backend, conf: h.server.conf,
+        serverName: h.serverName, timeoutMs: h.timeoutMs, log: h.log,
+        internalError: h.internalError, shutdown: h.shutdown,
+      }),
   };
 }

@@ -225,7 +225,7 @@ async function startPostern(): Promise<void> {
         return { kind: "refused", message: REFUSAL };
       },
       readProxyProtocol: () => Promise.reject(new Error("no proxy_protocol here")),
-      trustsProxyPeer: () => false,
+      realClientAddress: () => undefined,
       proxy: () => Promise.reject(new Error("no backend here")),
     };
     const listener = createTcpServer((socket) => {

@@ -46,7 +46,7 @@ async function listen(settings: readonly Setting[]): Promise<Harness> {
       return { kind: "refused", message: "Invalid login or password" };
     },
     readProxyProtocol: () => Promise.reject(new Error("not used")),
-    trustsProxyPeer: () => false,
+    realClientAddress: () => undefined,
     proxy: () => Promise.resolve(),
   };
   const net = createServer((socket) => {

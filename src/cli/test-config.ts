@@ -1,0 +1,65 @@
+/** `-t` and `-T`: check the configuration, report, optionally dump it. */
+import { closeSync, openSync, writeSync } from "node:fs";
+import type { ConfSource } from "../conf/engine.js";
+import { coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { describeSystemError } from "../core/errors.js";
+import { checkConfiguration, errorText, parseOnly } from "./load.js";
+import type { Options } from "./options.js";
+import { type Reporter, stderr } from "./startup-log.js";
+
+/** Runs the test; returns the exit code. */
+export function testConfiguration(o: Options, source: ConfSource, reporter: Reporter): number {
+  const failed = (): number => {
+    stderr(`nginx: configuration file ${source.file} test failed\n`);
+    return 1;
+  };
+  let conf;
+  try {
+    conf = parseOnly(source, (w) => reporter.report("warn", w));
+  } catch (err) {
+    reporter.report("emerg", errorText(err));
+    return failed();
+  }
+  if (!o.quiet) stderr(`nginx: the configuration file ${source.file} syntax is ok\n`);
+  try {
+    checkConfiguration(conf);
+    const targets = mainLogTargets(conf, startupLogTarget(o.errorLog ?? "stderr", source.prefix));
+    for (const t of targets) {
+      if (t.kind !== "file") continue;
+      try {
+        openErrorLog([t]).close();
+      } catch (err) {
+        throw new Error(`open() "${t.path}" failed ${describeSystemError(err)}`);
+      }
+    }
+    // nginx -t creates the pid file when missing but does not write it
+    const pidPath = coreSettings(conf).pidPath;
+    try {
+      closeSync(openSync(pidPath, "a", 0o644));
+    } catch (err) {
+      throw new Error(`open() "${pidPath}" failed ${describeSystemError(err)}`);
+    }
+  } catch (err) {
+    reporter.report("emerg", errorText(err));
+    return failed();
+  }
+  if (!o.quiet) stderr(`nginx: configuration file ${source.file} test is successful\n`);
+  if (o.dump) {
+    for (const f of conf.files) {
+      writeAll(Buffer.concat([Buffer.from(`# configuration file ${f.path}:\n`), f.text, Buffer.from("\n")]));
+    }
+  }
+  return 0;
+}
+
+/** Writes to stdout synchronously, retrying on a full non-blocking pipe. */
+function writeAll(buf: Buffer): void {
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += writeSync(1, buf, off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+    }
+  }
+}

@@ -1,0 +1,383 @@
+/**
+ * Main-context and `events` directives (nginx's ngx_core_module,
+ * ngx_events_module, ngx_event_core_module, ngx_errlog_module), plus the
+ * blocks Postern refuses (`http`, `stream`). Values are read back through
+ * `coreSettings()`.
+ */
+import { getgrnam, getpwnam } from "./users.js";
+import { isAbsolute, join } from "node:path";
+import { availableParallelism } from "node:os";
+import { ConfError } from "./errors.js";
+import { ErrorLog, FileSink, LOG_LEVELS, MemorySink, StderrSink, SyslogSink, type LogLevel, type LogSink, type SyslogTarget } from "./log.js";
+import { type AnyDirective, type ConfModule, type Directive, Level, type SetContext, directiveMessage, noArgs, oneOrMore, take } from "../conf/directive.js";
+import { custom, enumeration, flag, msec, number, string } from "../conf/slots.js";
+import { parseNumber, parseSize } from "../conf/values.js";
+import type { ParsedConf } from "../conf/engine.js";
+
+/** One `error_log` destination. */
+export type LogTarget =
+  | { readonly kind: "file"; readonly path: string; readonly level: LogLevel }
+  | { readonly kind: "stderr"; readonly level: LogLevel }
+  | { readonly kind: "syslog"; readonly syslog: SyslogTarget; readonly level: LogLevel }
+  | { readonly kind: "memory"; readonly size: number; readonly level: LogLevel };
+
+/** Main levels on which a block that counts modules was opened (load_module must come before). */
+const modulesUsed = new WeakSet<Level>();
+/** Module names loaded with load_module, per main level. */
+const loadedModules = new WeakMap<Level, Set<string>>();
+
+/** Resolves a path against the `-p` prefix, as nginx does for pid, logs and load_module. */
+export function prefixed(prefix: string, path: string): string {
+  return isAbsolute(path) ? path : join(prefix, path);
+}
+
+const DEBUG_LEVELS = ["debug_core", "debug_alloc", "debug_mutex", "debug_event", "debug_http", "debug_mail", "debug_stream"];
+
+/** nginx's ngx_log_set_levels: one severity, or debug sub-levels (which mean debug). */
+function parseLevels(words: readonly string[]): LogLevel {
+  if (words.length === 0) return "error";
+  let level: LogLevel | undefined;
+  let debugBits = false;
+  for (const w of words) {
+    const sev = (LOG_LEVELS as readonly string[]).includes(w) ? (w as LogLevel) : undefined;
+    if (sev !== undefined) {
+      if (level !== undefined || debugBits) throw new ConfError(`duplicate log level "${w}"`);
+      level = sev;
+      continue;
+    }
+    if (DEBUG_LEVELS.includes(w)) {
+      // a debug sub-level after a plain severity is refused, as nginx does
+      if (level !== undefined) throw new ConfError(`invalid log level "${w}"`);
+      debugBits = true;
+      continue;
+    }
+    throw new ConfError(`invalid log level "${w}"`);
+  }
+  return level ?? "debug";
+}
+
+const FACILITIES = ["kern", "user", "mail", "daemon", "auth", "intern", "lpr", "news", "uucp", "clock", "authpriv", "ftp", "ntp", "audit", "alert", "cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"];
+
+/** `syslog:server=...,facility=...,severity=...,tag=...,nohostname`. */
+function parseSyslog(spec: string): SyslogTarget {
+  let host: string | undefined;
+  let port = 514;
+  let facility: number | undefined;
+  let severity: LogLevel | undefined;
+  let tag: string | undefined;
+  let nohostname = false;
+  for (const part of spec.split(",")) {
+    if (part.startsWith("server=")) {
+      if (host !== undefined) throw new ConfError('duplicate syslog "server"');
+      const addr = part.slice(7);
+      const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(addr) ?? /^([^:]*)(?::(\d+))?$/.exec(addr);
+      if (m && m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) {
+        throw new ConfError(`invalid port in syslog server "${addr}"`);
+      }
+      if (m && m[1] === "") throw new ConfError(`no host in syslog server "${addr}"`);
+      if (!m) throw new ConfError(`invalid host in syslog server "${addr}"`);
+      host = m[1] === "localhost" ? "127.0.0.1" : m[1]!;
+      if (m[2] !== undefined) port = Number(m[2]);
+    } else if (part.startsWith("facility=")) {
+      if (facility !== undefined) throw new ConfError('duplicate syslog "facility"');
+      const f = FACILITIES.indexOf(part.slice(9));
+      if (f < 0) throw new ConfError(`unknown syslog facility "${part.slice(9)}"`);
+      facility = f;
+    } else if (part.startsWith("severity=")) {
+      if (severity !== undefined) throw new ConfError('duplicate syslog "severity"');
+      const s = part.slice(9);
+      if (!(LOG_LEVELS as readonly string[]).includes(s)) throw new ConfError(`unknown syslog severity "${s}"`);
+      severity = s as LogLevel;
+    } else if (part.startsWith("tag=")) {
+      if (tag !== undefined) throw new ConfError('duplicate syslog "tag"');
+      const t = part.slice(4);
+      if (t.length > 32) throw new ConfError("syslog tag length exceeds 32");
+      if (!/^[A-Za-z0-9_]*$/.test(t)) throw new ConfError('syslog "tag" only allows alphanumeric characters and underscore');
+      tag = t;
+    } else if (part === "nohostname") {
+      nohostname = true;
+    } else {
+      throw new ConfError(`unknown syslog parameter "${part}"`);
+    }
+  }
+  if (host === undefined) throw new ConfError("no syslog server specified");
+  return { host, port, facility: facility ?? 23, severity, tag: tag ?? "nginx", nohostname };
+}
+
+/** Reads one `error_log` directive's arguments into a target. */
+export function parseLogTarget(args: readonly string[], prefix: string): LogTarget {
+  const [target, ...levels] = args as [string, ...string[]];
+  if (target === "stderr") return { kind: "stderr", level: parseLevels(levels) };
+  if (target.startsWith("memory:")) {
+    const size = parseSize(target.slice(7));
+    // nginx needs room for its MEMLOG header line; 1k is a safe floor
+    if (size === null || size < 1024) throw new ConfError(`invalid buffer size "${target.slice(7)}"`);
+    return { kind: "memory", size, level: parseLevels(levels) };
+  }
+  if (target.startsWith("syslog:")) {
+    const syslog = parseSyslog(target.slice(7));
+    return { kind: "syslog", syslog, level: parseLevels(levels) };
+  }
+  return { kind: "file", path: prefixed(prefix, target), level: parseLevels(levels) };
+}
+
+/** `error_log file [level];` in main, mail and server: several per level add sinks. */
+export const errorLog: Directive<readonly LogTarget[]> = custom<readonly LogTarget[]>({
+  name: "error_log", contexts: ["main", "mail", "server"], args: oneOrMore,
+  syntax: "file [level]", defaultValue: [], defaultText: "stderr error",
+  merge: "list", duplicates: "accumulate",
+  doc: "Where error messages go and from which level; several directives at one level add destinations.",
+  parse: (args, previous, cx) => [...(previous ?? []), parseLogTarget(args, cx.prefix)],
+});
+
+/** Opens the sinks for a list of targets (files are created as needed). Throws with nginx's open() message. */
+export function openErrorLog(targets: readonly LogTarget[]): ErrorLog {
+  const sinks: LogSink[] = [];
+  for (const t of targets) {
+    switch (t.kind) {
+      case "stderr": sinks.push(new StderrSink(t.level)); break;
+      case "memory": sinks.push(new MemorySink(t.size, t.level)); break;
+      case "syslog": sinks.push(new SyslogSink(t.syslog, t.level)); break;
+      case "file": sinks.push(new FileSink(t.path, t.level)); break;
+    }
+  }
+  return new ErrorLog(sinks);
+}
+
+/**
+ * The main log's targets: the top-level `error_log` directives, else the
+ * `-e` log (a file at level error, or stderr).
+ */
+export function mainLogTargets(conf: ParsedConf, fallback: LogTarget): readonly LogTarget[] {
+  const own = conf.main.own(errorLog);
+  return own && own.length > 0 ? own : [fallback];
+}
+
+/**
+ * The targets a mail server logs to: the server's or mail block's own
+ * `error_log` set (as merged by ServerConf), else the main log's.
+ */
+export function serverLogTargets(merged: readonly LogTarget[], main: readonly LogTarget[]): readonly LogTarget[] {
+  return merged.length > 0 ? merged : main;
+}
+
+/** The `-e` value as a target (`stderr` or a file relative to the prefix). */
+export function startupLogTarget(value: string, prefix: string): LogTarget {
+  return value === "stderr" ? { kind: "stderr", level: "error" } : { kind: "file", path: prefixed(prefix, value), level: "error" };
+}
+
+/** True when any target of the list is standard error (nginx then does not echo errors to stderr). */
+export function logsToStderr(targets: readonly LogTarget[]): boolean {
+  return targets.some((t) => t.kind === "stderr");
+}
+
+/** `worker_processes number | auto` (undefined value = auto). */
+const workerProcesses = custom<number | "auto">({
+  name: "worker_processes", contexts: ["main"], args: take(1), syntax: "number | auto",
+  defaultValue: 1, defaultText: "1", doc: "How many worker processes serve connections.",
+  parse([arg]) {
+    if (arg === "auto") return "auto";
+    const n = parseNumber(arg!);
+    if (n === null) throw directiveMessage("worker_processes", "invalid value");
+    return n;
+  },
+});
+
+const daemon = flag("daemon", true, { contexts: ["main"], doc: "Whether the master detaches from the terminal." });
+const masterProcess = flag("master_process", true, { contexts: ["main"], doc: "Whether a master supervises worker processes (off: one process serves)." });
+const pid = string("pid", "logs/nginx.pid", { contexts: ["main"], syntax: "file", doc: "File receiving the master's process ID." });
+const workerShutdownTimeout = msec("worker_shutdown_timeout", undefined, { contexts: ["main"], defaultText: "—", doc: "Upper bound for a graceful shutdown; remaining sessions are then closed." });
+const workerRlimitNofile = number("worker_rlimit_nofile", undefined, { contexts: ["main"], doc: "Open-file limit (soft and hard) of each worker process." });
+
+/** `user user [group]`: applied only when running as root. */
+export interface UserSetting { readonly user: string; readonly group: string; readonly uid?: number; readonly gid?: number }
+const user = custom<UserSetting | undefined>({
+  name: "user", contexts: ["main"], args: take(1, 2), syntax: "user [group]",
+  defaultValue: undefined, defaultText: "nobody nobody", doc: "The user and group the workers run as (root only).",
+  parse(args, _prev, cx) {
+    const name = args[0]!;
+    const group = args[1] ?? name;
+    if (typeof process.getuid === "function" && process.getuid() !== 0) {
+      cx.warn('the "user" directive makes sense only if the master process runs with super-user privileges, ignored');
+      return undefined;
+    }
+    const pw = getpwnam(name);
+    if (!pw) throw new ConfError(`getpwnam("${name}") failed`);
+    const gid = getgrnam(group);
+    if (gid === undefined) throw new ConfError(`getgrnam("${group}") failed`);
+    return { user: name, group, uid: pw.uid, gid };
+  },
+});
+
+/** `env VAR[=value]`: variables the workers keep (TZ always). */
+const env = custom<readonly string[]>({
+  name: "env", contexts: ["main"], args: take(1), syntax: "variable[=value]",
+  defaultValue: [], defaultText: "env TZ;", merge: "none", duplicates: "accumulate",
+  doc: "Environment variables the workers keep or get; all others are removed.",
+  parse: (args, prev) => [...(prev ?? []), args[0]!],
+});
+
+/** `load_module file`: Postern has the mail modules built in. */
+const loadModule = custom<readonly string[]>({
+  name: "load_module", contexts: ["main"], args: take(1), syntax: "file",
+  defaultValue: [], defaultText: "—", merge: "none", duplicates: "accumulate",
+  doc: "Accepted for ngx_mail_module.so (built in); any other module is an error.",
+  parse(args, prev, cx) {
+    if (modulesUsed.has(cx.level)) throw directiveMessage("load_module", "is specified too late");
+    const path = prefixed(cx.prefix, args[0]!);
+    if (!/(^|\/)ngx_mail_module\.so$/.test(path)) {
+      throw new ConfError(`cannot load module "${path}": Postern has only the mail modules built in (ngx_mail_module.so)`);
+    }
+    const loaded = loadedModules.get(cx.level) ?? new Set<string>();
+    loadedModules.set(cx.level, loaded);
+    if (loaded.has("ngx_mail_module")) throw new ConfError('module "ngx_mail_module" is already loaded');
+    loaded.add("ngx_mail_module");
+    return [...(prev ?? []), path];
+  },
+});
+
+/** Marks that a block counting modules was opened, so a later load_module is too late. */
+export function markModulesUsed(cx: SetContext): void {
+  modulesUsed.add(cx.level);
+}
+
+/** The parsed `events {}` block. */
+const events = custom<Level | undefined>({
+  name: "events", contexts: ["main"], args: noArgs, block: true, syntax: "{ ... }",
+  defaultValue: undefined, defaultText: "—", doc: "Connection processing settings (required).",
+  parse(_args, _prev, cx) {
+    markModulesUsed(cx);
+    const level = new Level("events", cx.location);
+    cx.parseBlock("events", level);
+    return level;
+  },
+});
+
+/** `http {}` / `stream {}`: Postern serves mail only. */
+function refusedBlock(name: string): AnyDirective {
+  return custom<undefined>({
+    name, contexts: ["main"], args: noArgs, block: true, syntax: "{ ... }",
+    defaultValue: undefined, defaultText: "—", doc: `Refused: Postern serves mail only.`,
+    parse() {
+      throw new ConfError(`"${name}" directive is not supported: Postern is a mail proxy only`);
+    },
+  });
+}
+
+const workerConnections = custom<number>({
+  name: "worker_connections", contexts: ["events"], args: take(1), syntax: "number",
+  defaultValue: 512, defaultText: "512", doc: "Connections a worker may have open at once.",
+  parse([arg]) {
+    const n = parseNumber(arg!);
+    if (n === null) throw new ConfError(`invalid number "${arg}"`);
+    return n;
+  },
+});
+
+const sslEngine = custom<undefined>({
+  name: "ssl_engine", contexts: ["main"], args: take(1), syntax: "device",
+  defaultValue: undefined, defaultText: "—", doc: "Refused: OpenSSL engines are not available to Node.js.",
+  parse([arg]) {
+    throw new ConfError(`ENGINE_by_id("${arg}") failed: OpenSSL engines are not available in Postern (Node.js TLS)`);
+  },
+});
+
+/** A directive that is syntax-checked and otherwise has no effect in Postern (docs/compat.md). */
+function accepted(name: string, contexts: ("main" | "events")[], args: AnyDirective["args"], syntax: string, check?: (args: readonly string[]) => void): AnyDirective {
+  return custom<readonly string[] | undefined>({
+    name, contexts, args, syntax, defaultValue: undefined, defaultText: "—",
+    doc: "Accepted for compatibility; no effect in Postern.",
+    parse(a) {
+      check?.(a);
+      return a;
+    },
+  });
+}
+
+function checkNumber(name: string, predicate = "invalid number"): (a: readonly string[]) => void {
+  return (a) => {
+    if (parseNumber(a[0]!) === null) throw directiveMessage(name, predicate);
+  };
+}
+
+const noEffect: AnyDirective[] = [
+  accepted("worker_rlimit_core", ["main"], take(1), "size", (a) => {
+    // an off_t: like a size, plus g/G
+    const g = /^(\d+)[gG]$/.test(a[0]!);
+    if (!g && parseSize(a[0]!) === null) throw directiveMessage("worker_rlimit_core", "invalid value");
+  }),
+  accepted("worker_priority", ["main"], take(1), "number", (a) => {
+    if (parseNumber(a[0]!.replace(/^-/, "")) === null) throw directiveMessage("worker_priority", "invalid number");
+  }),
+  accepted("worker_cpu_affinity", ["main"], oneOrMore, "auto [cpumask] | cpumask ...", (a) => {
+    const masks = a[0] === "auto" ? a.slice(1) : a;
+    if (a[0] === "auto" && masks.length > 1) throw new ConfError('invalid number of arguments in "worker_cpu_affinity" directive');
+    for (const m of masks) {
+      const bad = [...m].find((ch) => ch !== "0" && ch !== "1" && ch !== " ");
+      if (bad !== undefined) throw new ConfError(`invalid character "${bad}" in "worker_cpu_affinity"`);
+    }
+  }),
+  accepted("working_directory", ["main"], take(1), "directory"),
+  accepted("lock_file", ["main"], take(1), "file"),
+  msec("timer_resolution", undefined, { contexts: ["main"], defaultText: "—", doc: "Accepted for compatibility; no effect in Postern." }),
+  flag("pcre_jit", false, { contexts: ["main"], doc: "Accepted for compatibility; no effect in Postern." }),
+  accepted("thread_pool", ["main"], take(2, 3), "name threads=number [max_queue=number]"),
+  enumeration("debug_points", ["stop", "abort"], "stop", { contexts: ["main"], doc: "Accepted for compatibility; no effect in Postern." }),
+  accepted("use", ["events"], take(1), "method", (a) => {
+    // nginx on Linux is built with epoll only (no select/poll modules)
+    if (a[0] !== "epoll") throw new ConfError(`invalid event type "${a[0]}"`);
+  }),
+  flag("multi_accept", false, { contexts: ["events"], doc: "Accepted for compatibility; no effect in Postern." }),
+  flag("accept_mutex", false, { contexts: ["events"], doc: "Accepted for compatibility; no effect in Postern." }),
+  msec("accept_mutex_delay", 500, { contexts: ["events"], defaultText: "500ms", doc: "Accepted for compatibility; no effect in Postern." }),
+  accepted("debug_connection", ["events"], take(1), "address | CIDR | unix:"),
+  accepted("worker_aio_requests", ["events"], take(1), "number", checkNumber("worker_aio_requests")),
+];
+
+/** The core module's directive table. */
+export const coreModule: ConfModule = {
+  name: "core",
+  directives: [
+    daemon, masterProcess, pid, workerProcesses, user, workerRlimitNofile,
+    workerShutdownTimeout, env, loadModule, errorLog, events, workerConnections, sslEngine,
+    refusedBlock("http"), refusedBlock("stream"), ...noEffect,
+  ],
+};
+
+/** What the process layer needs from the main and events blocks. */
+export interface CoreSettings {
+  readonly workerProcesses: number;
+  readonly daemon: boolean;
+  readonly masterProcess: boolean;
+  /** Absolute path of the pid file. */
+  readonly pidPath: string;
+  readonly workerConnections: number;
+  readonly workerShutdownTimeout: number | undefined;
+  readonly workerRlimitNofile: number | undefined;
+  readonly user: UserSetting | undefined;
+  readonly env: readonly string[];
+}
+
+/** Reads the core settings of a parsed configuration. */
+export function coreSettings(conf: ParsedConf): CoreSettings {
+  const m = conf.main;
+  const wp = m.get(workerProcesses);
+  const ev = m.own(events);
+  return {
+    workerProcesses: wp === "auto" ? availableParallelism() : wp,
+    daemon: m.get(daemon),
+    masterProcess: m.get(masterProcess),
+    pidPath: prefixed(conf.source.prefix, m.get(pid) ?? "logs/nginx.pid"),
+    workerConnections: ev ? ev.get(workerConnections) : 512,
+    workerShutdownTimeout: m.get(workerShutdownTimeout),
+    workerRlimitNofile: m.get(workerRlimitNofile),
+    user: m.get(user),
+    env: m.get(env),
+  };
+}
+
+/** Checks done after the whole file is read (nginx's init_conf of the core and events modules). */
+export function checkCoreConf(conf: ParsedConf): void {
+  if (conf.main.own(events) === undefined) throw ConfError.unlocated('no "events" section in configuration');
+}
+

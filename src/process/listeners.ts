@@ -1,0 +1,88 @@
+/**
+ * Listening sockets, opened by the master. The master binds each address
+ * (nginx's retry rule: 5 rounds 500 ms apart) and keeps the bound handle;
+ * it never calls listen() itself, so it never accepts. Each worker
+ * receives the handle over its IPC channel, calls listen() on it and
+ * accepts directly from the shared socket: no per-connection handoff.
+ *
+ * Node exposes no public "bind without listening" call; `net._createServerHandle`
+ * (what node:cluster uses for the same purpose) is the one used here.
+ */
+import net from "node:net";
+import { getSystemErrorName } from "node:util";
+import { describeSystemError } from "../core/errors.js";
+import type { ListenEndpoint } from "../mail/runtime.js";
+
+/** A bound, not yet listening socket handle (libuv TCP or Pipe wrap). */
+export interface BoundHandle {
+  close(): void;
+}
+
+interface HandleFactory {
+  _createServerHandle(address: string | null, port: number, addressType: number, fd: number | undefined, flags: number): BoundHandle | number;
+}
+
+const UV_TCP_IPV6ONLY = 1;
+
+/**
+ * libuv defers EADDRINUSE from bind() to listen(), and the master must not
+ * listen (it would then accept too). So the address is first tried with a
+ * short-lived probe server: listen, then close at once. A client connecting
+ * in that instant would be reset; nobody can know the address yet at start,
+ * and at reload only new addresses are probed.
+ */
+function probe(e: ListenEndpoint): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const s = net.createServer({ pauseOnConnect: true }, (c) => c.destroy());
+    s.once("error", (err: NodeJS.ErrnoException) => resolve(err));
+    const opts = e.path !== undefined ? { path: e.path } : { host: e.host, port: e.port, ipv6Only: e.ipv6Only, exclusive: true };
+    s.listen(opts, () => s.close(() => resolve(undefined)));
+  });
+}
+
+/** Binds one endpoint; returns the handle or a system error. */
+export async function bindEndpoint(e: ListenEndpoint): Promise<BoundHandle | NodeJS.ErrnoException> {
+  const failed = await probe(e);
+  if (failed) return failed;
+  const factory = net as unknown as HandleFactory;
+  const r = e.path !== undefined
+    ? factory._createServerHandle(e.path, -1, -1, undefined, 0)
+    : factory._createServerHandle(e.host, e.port, net.isIPv6(e.host) ? 6 : 4, undefined, e.ipv6Only ? UV_TCP_IPV6ONLY : 0);
+  if (typeof r !== "number") return r;
+  const code = getSystemErrorName(r);
+  const err: NodeJS.ErrnoException = new Error(code);
+  err.errno = -r;
+  err.code = code;
+  return err;
+}
+
+/**
+ * Binds every endpoint not already in `existing`, with nginx's retries.
+ * Logs each failure at emerg through `emerg`; throws after the last round.
+ */
+export async function bindAll(endpoints: readonly ListenEndpoint[], existing: ReadonlyMap<string, BoundHandle>, emerg: (msg: string) => void): Promise<Map<string, BoundHandle>> {
+  const opened = new Map<string, BoundHandle>();
+  for (let round = 0; round < 5; round++) {
+    let failed = false;
+    for (const e of endpoints) {
+      if (existing.has(e.key) || opened.has(e.key)) continue;
+      const r = await bindEndpoint(e);
+      if (r instanceof Error) {
+        emerg(`bind() to ${e.text} failed ${describeSystemError(r)}`);
+        failed = true;
+        // only "address in use" is worth retrying, as in nginx
+        if (r.code !== "EADDRINUSE") {
+          for (const h of opened.values()) h.close();
+          throw new Error("bind failed");
+        }
+      } else {
+        opened.set(e.key, r);
+      }
+    }
+    if (!failed) return opened;
+    if (round < 4) await new Promise((r) => setTimeout(r, 500));
+  }
+  for (const h of opened.values()) h.close();
+  emerg("still could not bind()");
+  throw new Error("bind failed");
+}

@@ -1,0 +1,307 @@
+/**
+ * The master process: owns the listening sockets and the pid file, starts
+ * and supervises workers, and turns signals into reload, shutdown and
+ * log reopening (cli.md 4-5).
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { chownSync } from "node:fs";
+import { describeSystemError } from "../core/errors.js";
+import { constants } from "node:os";
+import type { ParsedConf } from "../conf/engine.js";
+import { type CoreSettings, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { listenEndpoints, type ListenEndpoint } from "../mail/runtime.js";
+import { installSessionCacheMaster } from "../event/tls-session-store.js";
+import { errorText, loadConfiguration } from "../cli/load.js";
+import type { Reporter } from "../cli/startup-log.js";
+import type { Options } from "../cli/options.js";
+import type { ConfSource } from "../conf/engine.js";
+import { type BoundHandle, bindAll } from "./listeners.js";
+import { removePidFile, writePidFile } from "./pid-file.js";
+import { applyNofile } from "./rlimit.js";
+import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
+
+interface Worker {
+  readonly child: ChildProcess;
+  readonly generation: number;
+  /** Told to stop (QUIT/TERM): not respawned. */
+  exiting: boolean;
+  listening: boolean;
+}
+
+/** One running configuration: settings, endpoints, sockets. */
+interface Cycle {
+  readonly conf: ParsedConf;
+  readonly core: CoreSettings;
+  readonly endpoints: readonly ListenEndpoint[];
+  readonly generation: number;
+}
+
+/** Signal names as nginx logs them: `signal 1 (SIGHUP)`. */
+function signalText(sig: NodeJS.Signals): string {
+  return `signal ${constants.signals[sig]} (${sig})`;
+}
+
+/** The master process. `run()` resolves with the exit code when it exits. */
+export class Master {
+  readonly #source: ConfSource;
+  readonly #options: Options;
+  readonly #reporter: Reporter;
+  #cycle: Cycle;
+  readonly #handles = new Map<string, BoundHandle>();
+  readonly #workers = new Set<Worker>();
+  #terminating: "no" | "quit" | "term" = "no";
+  #resolve: (code: number) => void = () => {};
+  #onUp: (() => void) | undefined;
+  #pidWritten = false;
+  #exitCode = 0;
+
+  constructor(conf: ParsedConf, options: Options, reporter: Reporter) {
+    this.#source = conf.source;
+    this.#options = options;
+    this.#reporter = reporter;
+    this.#cycle = { conf, core: coreSettings(conf), endpoints: listenEndpoints(conf), generation: 1 };
+  }
+
+  /** Binds, starts workers, writes the pid file (then calls onUp), and runs until exit. Rejects if start-up fails. */
+  async run(argv: readonly string[], onUp?: () => void): Promise<number> {
+    const log = this.#reporter;
+    const opened = await bindAll(this.#cycle.endpoints, this.#handles, (m) => log.report("emerg", m));
+    for (const [k, h] of opened) this.#handles.set(k, h);
+    process.title = `postern: master process ${argv.join(" ")}`.trimEnd();
+    this.#installSignals();
+    this.#onUp = onUp;
+    const exited = new Promise<number>((r) => (this.#resolve = r));
+    this.#startWorkers(this.#cycle);
+    return exited;
+  }
+
+  #log(): Reporter {
+    return this.#reporter;
+  }
+
+  #installSignals(): void {
+    process.on("SIGHUP", () => void this.#reload());
+    process.on("SIGQUIT", () => this.#quit());
+    process.on("SIGTERM", () => this.#terminate("SIGTERM"));
+    process.on("SIGINT", () => this.#terminate("SIGINT"));
+    process.on("SIGUSR1", () => this.#reopen());
+    process.on("SIGUSR2", () => this.#log().report("notice", `${signalText("SIGUSR2")} received, ignored: binary upgrade is not supported`));
+    process.on("SIGWINCH", () => {}); // optional in nginx; ignored here
+  }
+
+  #startWorkers(cycle: Cycle): void {
+    this.#log().report("notice", "start worker processes");
+    const fresh: Worker[] = [];
+    for (let i = 0; i < cycle.core.workerProcesses; i++) fresh.push(this.#spawn(cycle));
+    let waiting = fresh.length;
+    const up = (): void => {
+      if (--waiting > 0) return;
+      if (this.#onUp) {
+        const cb = this.#onUp;
+        this.#onUp = undefined;
+        try {
+          writePidFile(cycle.core.pidPath);
+          this.#pidWritten = true;
+        } catch (err) {
+          this.#log().report("emerg", errorText(err));
+          this.#exitCode = 1;
+          this.#terminate(undefined);
+          return;
+        }
+        cb();
+      }
+    };
+    if (fresh.length === 0) up();
+    for (const w of fresh) {
+      w.child.once("message", (m: FromWorker) => {
+        if (m.t === "listening") up();
+        else if (this.#onUp) {
+          // a worker could not listen before the service was up: give up as nginx would
+          this.#log().report("emerg", m.message);
+          this.#exitCode = 1;
+          this.#terminate(undefined);
+        }
+      });
+    }
+  }
+
+  #spawn(cycle: Cycle): Worker {
+    const wc: WorkerConfig = { source: this.#source, errorLog: this.#options.errorLog ?? "stderr", generation: cycle.generation };
+    const env: NodeJS.ProcessEnv = { [WORKER_ENV]: JSON.stringify(wc) };
+    // `env` directive: workers keep TZ and the listed variables only
+    if (process.env.TZ !== undefined) env.TZ = process.env.TZ;
+    for (const e of cycle.core.env) {
+      const eq = e.indexOf("=");
+      if (eq >= 0) env[e.slice(0, eq)] = e.slice(eq + 1);
+      else if (process.env[e] !== undefined) env[e] = process.env[e];
+    }
+    const child = fork(new URL("./worker-main.js", import.meta.url), [], { env, stdio: ["ignore", "ignore", "inherit", "ipc"], serialization: "json" });
+    const w: Worker = { child, generation: cycle.generation, exiting: false, listening: false };
+    this.#workers.add(w);
+    this.#log().report("notice", `start worker process ${child.pid}`);
+    const nofile = cycle.core.workerRlimitNofile;
+    if (nofile !== undefined && child.pid !== undefined) applyNofile(child.pid, nofile, (m) => this.#log().report("alert", m));
+    child.on("message", (m: FromWorker) => {
+      if (m.t === "listening") w.listening = true;
+    });
+    // the shared TLS session cache and ticket keys live in the master
+    const uninstallSessionCache = installSessionCacheMaster(child);
+    child.on("exit", (code, signal) => {
+      uninstallSessionCache();
+      this.#workerExited(w, code, signal);
+    });
+    child.on("error", () => {});
+    const msg = (m: ToWorker, h?: BoundHandle): void => {
+      if (child.connected) child.send(m, h as never, () => {});
+    };
+    msg({ t: "expect", count: cycle.endpoints.length });
+    for (const e of cycle.endpoints) msg({ t: "listen", endpoint: e }, this.#handles.get(e.key));
+    return w;
+  }
+
+  #workerExited(w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    this.#workers.delete(w);
+    const pid = w.child.pid;
+    if (signal) this.#log().report("alert", `worker process ${pid} exited on signal ${constants.signals[signal]}`);
+    else this.#log().report("notice", `worker process ${pid} exited with code ${code}`);
+    if (this.#terminating === "no" && this.#onUp && !w.listening && code === 2) {
+      // a worker that cannot start before the service is up: no pid file, exit 1
+      this.#exitCode = 1;
+      this.#terminate(undefined);
+    }
+    if (this.#terminating !== "no") {
+      if (this.#workers.size === 0) this.#exit();
+      return;
+    }
+    if (!w.exiting && w.generation === this.#cycle.generation && code !== 2) {
+      this.#spawn(this.#cycle);
+    }
+  }
+
+  async #reload(): Promise<void> {
+    if (this.#terminating !== "no") return;
+    const log = this.#log();
+    log.report("notice", `${signalText("SIGHUP")} received, reconfiguring`);
+    log.report("notice", "reconfiguring");
+    let conf: ParsedConf;
+    let next: Cycle;
+    let opened: Map<string, BoundHandle>;
+    try {
+      conf = loadConfiguration(this.#source, (w) => log.report("warn", w));
+      next = { conf, core: coreSettings(conf), endpoints: listenEndpoints(conf), generation: this.#cycle.generation + 1 };
+      opened = await bindAll(next.endpoints, this.#handles, (m) => log.report("emerg", m));
+    } catch (err) {
+      if (!(err instanceof Error && err.message === "bind failed")) log.report("emerg", errorText(err));
+      return;
+    }
+    // switch the master's own log to the new configuration's
+    try {
+      const targets = mainLogTargets(conf, startupLogTarget(this.#options.errorLog ?? "stderr", this.#source.prefix));
+      const old = log.log;
+      log.use(openErrorLog(targets), logsToStderr(targets));
+      old.close();
+    } catch (err) {
+      log.report("emerg", errorText(err));
+    }
+    for (const [k, h] of opened) this.#handles.set(k, h);
+    const keep = new Set(next.endpoints.map((e) => e.key));
+    const old = [...this.#workers];
+    const oldPid = this.#cycle.core.pidPath;
+    this.#cycle = next;
+    if (this.#pidWritten && oldPid !== next.core.pidPath) {
+      // a new `pid` path: write the new file, then drop the old one, as nginx does
+      try {
+        writePidFile(next.core.pidPath);
+        const problem = removePidFile(oldPid);
+        if (problem) log.report("alert", problem);
+      } catch (err) {
+        log.report("emerg", errorText(err));
+      }
+    }
+    this.#startWorkers(next);
+    for (const w of old) {
+      w.exiting = true;
+      w.child.kill("SIGQUIT");
+    }
+    // the master's copy of a removed socket; old workers close theirs as they quit
+    for (const [k, h] of this.#handles) {
+      if (!keep.has(k)) {
+        h.close();
+        this.#handles.delete(k);
+      }
+    }
+  }
+
+  #quit(): void {
+    this.#log().report("notice", `${signalText("SIGQUIT")} received, shutting down`);
+    if (this.#terminating === "term") return;
+    this.#terminating = "quit";
+    this.#closeHandles();
+    for (const w of this.#workers) {
+      w.exiting = true;
+      w.child.kill("SIGQUIT");
+    }
+    if (this.#workers.size === 0) this.#exit();
+  }
+
+  #terminate(sig: NodeJS.Signals | undefined): void {
+    if (sig) this.#log().report("notice", `${signalText(sig)} received, exiting`);
+    if (this.#terminating === "term") return;
+    this.#terminating = "term";
+    this.#closeHandles();
+    if (this.#workers.size === 0) {
+      this.#exit();
+      return;
+    }
+    // TERM again with a doubling delay; KILL whoever is left after ~1.5 s
+    let delay = 50;
+    let waited = 0;
+    const tick = (): void => {
+      if (this.#workers.size === 0) return;
+      if (waited >= 1500) {
+        for (const w of this.#workers) w.child.kill("SIGKILL");
+        return;
+      }
+      for (const w of this.#workers) w.child.kill("SIGTERM");
+      waited += delay;
+      setTimeout(tick, delay);
+      delay *= 2;
+    };
+    for (const w of this.#workers) w.exiting = true;
+    tick();
+  }
+
+  #reopen(): void {
+    const log = this.#log();
+    log.report("notice", `${signalText("SIGUSR1")} received, reopening logs`);
+    log.report("notice", "reopening logs");
+    try {
+      log.log.reopen();
+    } catch (err) {
+      log.report("alert", `reopening logs failed ${describeSystemError(err)}`);
+    }
+    const user = this.#cycle.core.user;
+    if (user?.uid !== undefined) {
+      // workers run as `user`: they must be able to reopen what the master created
+      for (const s of log.log.sinks) {
+        const path = (s as { path?: string }).path;
+        if (path) try { chownSync(path, user.uid, -1); } catch { /* nginx only warns too */ }
+      }
+    }
+    for (const w of this.#workers) w.child.kill("SIGUSR1");
+  }
+
+  #closeHandles(): void {
+    for (const h of this.#handles.values()) h.close();
+    this.#handles.clear();
+  }
+
+  #exit(): void {
+    if (this.#pidWritten) {
+      const problem = removePidFile(this.#cycle.core.pidPath);
+      if (problem) this.#log().report("alert", problem);
+    }
+    this.#log().report("notice", "exit");
+    this.#resolve(this.#exitCode);
+  }
+}

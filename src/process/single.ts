@@ -1,0 +1,92 @@
+/**
+ * `master_process off`: one process binds, serves and handles the signals
+ * itself (nginx's single-process cycle).
+ */
+import { constants } from "node:os";
+import type { ParsedConf } from "../conf/engine.js";
+import { coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { listenEndpoints } from "../mail/runtime.js";
+import { errorText, loadConfiguration } from "../cli/load.js";
+import type { Reporter } from "../cli/startup-log.js";
+import type { Options } from "../cli/options.js";
+import { type BoundHandle, bindAll } from "./listeners.js";
+import { removePidFile, writePidFile } from "./pid-file.js";
+import { Serving } from "./serving.js";
+
+function signalText(sig: NodeJS.Signals): string {
+  return `signal ${constants.signals[sig]} (${sig})`;
+}
+
+/** Runs the single process; resolves with the exit code. */
+export async function runSingle(conf: ParsedConf, options: Options, reporter: Reporter, argv: readonly string[], onUp?: () => void): Promise<number> {
+  let core = coreSettings(conf);
+  const handles = new Map<string, BoundHandle>();
+  let endpoints = listenEndpoints(conf);
+  for (const [k, h] of await bindAll(endpoints, handles, (m) => reporter.report("emerg", m))) handles.set(k, h);
+  const serving = new Serving(conf, reporter.log, core.workerShutdownTimeout);
+  for (const e of endpoints) await serving.listen(e, handles.get(e.key)!);
+  writePidFile(core.pidPath);
+  process.title = `postern: single process ${argv.join(" ")}`.trimEnd();
+  onUp?.();
+
+  return new Promise<number>((resolve) => {
+    const exit = (): void => {
+      const problem = removePidFile(core.pidPath);
+      if (problem) reporter.report("alert", problem);
+      reporter.report("notice", "exit");
+      resolve(0);
+    };
+    const fast = (sig: NodeJS.Signals): void => {
+      reporter.report("notice", `${signalText(sig)} received, exiting`);
+      reporter.report("notice", "exiting");
+      serving.terminate();
+      exit();
+    };
+    process.on("SIGTERM", () => fast("SIGTERM"));
+    process.on("SIGINT", () => fast("SIGINT"));
+    process.on("SIGQUIT", () => {
+      reporter.report("notice", `${signalText("SIGQUIT")} received, shutting down`);
+      serving.shutdownGracefully(() => {
+        reporter.report("notice", "exiting");
+        exit();
+      });
+    });
+    process.on("SIGUSR1", () => {
+      reporter.report("notice", `${signalText("SIGUSR1")} received, reopening logs`);
+      reporter.report("notice", "reopening logs");
+      reporter.log.reopen();
+      serving.service.reopenLogs();
+    });
+    process.on("SIGHUP", () => {
+      reporter.report("notice", `${signalText("SIGHUP")} received, reconfiguring`);
+      reporter.report("notice", "reconfiguring");
+      void (async () => {
+        try {
+          const next = loadConfiguration(conf.source, (w) => reporter.report("warn", w));
+          const nextEndpoints = listenEndpoints(next);
+          const opened = await bindAll(nextEndpoints, handles, (m) => reporter.report("emerg", m));
+          const targets = mainLogTargets(next, startupLogTarget(options.errorLog ?? "stderr", next.source.prefix));
+          const old = reporter.log;
+          reporter.use(openErrorLog(targets), logsToStderr(targets));
+          old.close();
+          for (const [k, h] of opened) handles.set(k, h);
+          serving.adopt(next, reporter.log);
+          const keep = new Set(nextEndpoints.map((e) => e.key));
+          for (const e of endpoints) {
+            if (!keep.has(e.key)) {
+              serving.unlisten(e.key);
+              handles.get(e.key)?.close();
+              handles.delete(e.key);
+            }
+          }
+          for (const e of nextEndpoints) if (!serving.has(e.key)) await serving.listen(e, handles.get(e.key)!);
+          conf = next;
+          core = coreSettings(next);
+          endpoints = nextEndpoints;
+        } catch (err) {
+          if (!(err instanceof Error && err.message === "bind failed")) reporter.report("emerg", errorText(err));
+        }
+      })();
+    });
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * Starting the server: read the configuration, switch to its log, log the
+ * start-up notices, then either detach (`daemon on`) or run the master or
+ * the single process in the foreground.
+ *
+ * Node cannot fork(), so `daemon on` re-runs the same command line as a
+ * detached process (new session, stdin/stdout closed, stderr sent to the
+ * error log file as nginx does). The launcher relays the daemon's stderr
+ * messages until it reports the service is up, then exits 0 (or 1 if the
+ * daemon failed).
+ */
+import { spawn } from "node:child_process";
+import { openSync } from "node:fs";
+import type { ConfSource } from "../conf/engine.js";
+import { type LogTarget, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { describeSystemError } from "../core/errors.js";
+import { listenEndpoints } from "../mail/runtime.js";
+import { errorText, loadConfiguration } from "../cli/load.js";
+import type { Options } from "../cli/options.js";
+import { type Reporter, setStderrRedirect } from "../cli/startup-log.js";
+import { POSTERN_NAME } from "../cli/version.js";
+import { Master } from "./master.js";
+import { osLine, rlimitLine } from "./os-info.js";
+import { runSingle } from "./single.js";
+
+/** Set in the environment of the re-spawned daemon. */
+export const DAEMON_ENV = "POSTERN_DAEMON_CHILD";
+
+type DaemonMessage = { t: "stderr"; text: string } | { t: "up" };
+
+/** Starts the service; resolves with the exit code when it stops. */
+export async function startServer(o: Options, source: ConfSource, reporter: Reporter, argv: readonly string[]): Promise<number> {
+  const isDaemon = process.env[DAEMON_ENV] === "1" && typeof process.send === "function";
+  if (isDaemon) {
+    delete process.env[DAEMON_ENV];
+    setStderrRedirect((text) => process.send?.({ t: "stderr", text } satisfies DaemonMessage));
+  }
+  let conf;
+  let targets: readonly LogTarget[];
+  try {
+    conf = loadConfiguration(source, (w) => reporter.report("warn", w));
+    const core = coreSettings(conf);
+    const n = listenEndpoints(conf).length;
+    if (core.workerConnections < n) throw new Error(`${core.workerConnections} worker_connections are not enough for ${n} listening sockets`);
+    targets = mainLogTargets(conf, startupLogTarget(o.errorLog ?? "stderr", source.prefix));
+    for (const t of targets) {
+      if (t.kind !== "file") continue;
+      try {
+        openErrorLog([t]).close();
+      } catch (err) {
+        throw new Error(`open() "${t.path}" failed ${describeSystemError(err)}`);
+      }
+    }
+    reporter.use(openErrorLog(targets), logsToStderr(targets));
+  } catch (err) {
+    reporter.report("emerg", errorText(err));
+    return 1;
+  }
+  const core = coreSettings(conf);
+  if (!isDaemon) {
+    reporter.report("notice", POSTERN_NAME);
+    reporter.report("notice", osLine());
+    const rl = rlimitLine();
+    if (rl) reporter.report("notice", rl);
+    if (core.daemon) return launchDaemon(argv, targets);
+  }
+  const up = (): void => {
+    reporter.stopEcho();
+    if (!isDaemon) return;
+    process.send?.({ t: "up" } satisfies DaemonMessage);
+    setStderrRedirect(undefined);
+    process.disconnect();
+  };
+  try {
+    return core.masterProcess ? await new Master(conf, o, reporter).run(argv, up) : await runSingle(conf, o, reporter, argv, up);
+  } catch (err) {
+    if (!(err instanceof Error && err.message === "bind failed")) reporter.report("emerg", errorText(err));
+    return 1;
+  }
+}
+
+/** Re-runs the command detached; resolves 0 once the daemon is up, 1 if it died first. */
+function launchDaemon(argv: readonly string[], targets: readonly LogTarget[]): Promise<number> {
+  const file = targets.find((t) => t.kind === "file");
+  const errTarget = file?.kind === "file" ? openSync(file.path, "a", 0o644) : logsToStderr(targets) ? "inherit" : "ignore";
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv], {
+    detached: true,
+    stdio: ["ignore", "ignore", errTarget, "ipc"],
+    env: { ...process.env, [DAEMON_ENV]: "1" },
+  });
+  return new Promise<number>((resolve) => {
+    let settled = false;
+    const done = (code: number): void => {
+      if (settled) return;
+      settled = true;
+      if (child.connected) child.disconnect();
+      child.unref();
+      resolve(code);
+    };
+    child.on("message", (m: DaemonMessage) => {
+      if (m.t === "stderr") process.stderr.write(m.text);
+      else if (m.t === "up") done(0);
+    });
+    child.on("exit", () => done(1));
+    child.on("error", () => done(1));
+  });
+}

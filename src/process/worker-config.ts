@@ -1,0 +1,20 @@
+/** What a worker needs to rebuild the master's configuration (passed in its environment). */
+import type { ConfSource } from "../conf/engine.js";
+
+/** The environment variable carrying WorkerConfig as JSON. */
+export const WORKER_ENV = "POSTERN_WORKER";
+
+/** Where the configuration is and which `-e` log applies. */
+export interface WorkerConfig {
+  readonly source: ConfSource;
+  readonly errorLog: string;
+  readonly generation: number;
+}
+
+/** Messages from master to worker. */
+export type ToWorker =
+  | { readonly t: "expect"; readonly count: number }
+  | { readonly t: "listen"; readonly endpoint: import("../mail/runtime.js").ListenEndpoint };
+
+/** Messages from worker to master. */
+export type FromWorker = { readonly t: "listening" } | { readonly t: "failed"; readonly message: string };

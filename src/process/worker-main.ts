@@ -1,0 +1,108 @@
+/**
+ * Entry point of a worker process (forked by the master). It re-reads the
+ * configuration the master validated, receives the listening handles over
+ * IPC and serves until told to stop.
+ */
+import { coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import type { ErrorLog } from "../core/log.js";
+import { describeSystemError } from "../core/errors.js";
+import { loadConfiguration, errorText } from "../cli/load.js";
+import type { ListenEndpoint } from "../mail/runtime.js";
+import type { BoundHandle } from "./listeners.js";
+import { Serving } from "./serving.js";
+import { connectSessionCacheWorker } from "../event/tls-session-store.js";
+import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
+
+function send(m: FromWorker): void {
+  process.send?.(m);
+}
+
+function runWorker(): void {
+  const queue: [ToWorker, BoundHandle | undefined][] = [];
+  let handler: ((m: ToWorker, h: BoundHandle | undefined) => void) | undefined;
+  // attach at once so no handle sent early is lost
+  process.on("message", (m: ToWorker, h: BoundHandle | undefined) => (handler ? handler(m, h) : queue.push([m, h])));
+  process.on("SIGHUP", () => {}); // workers ignore HUP, as nginx's do
+
+  const wc = JSON.parse(process.env[WORKER_ENV] ?? "{}") as WorkerConfig;
+  process.title = "postern: worker process";
+  let log: ErrorLog;
+  let serving: Serving;
+  // before any TLS context is built: shared caches and ticket keys go through the master
+  connectSessionCacheWorker();
+  try {
+    const conf = loadConfiguration(wc.source, () => {});
+    const core = coreSettings(conf);
+    log = openErrorLog(mainLogTargets(conf, startupLogTarget(wc.errorLog, wc.source.prefix)));
+    if (core.user?.uid !== undefined && process.getuid?.() === 0) {
+      const p = process as unknown as { setgid(g: number): void; setuid(u: number): void; initgroups(u: string, g: number): void };
+      p.setgid(core.user.gid!);
+      p.initgroups(core.user.user, core.user.gid!);
+      p.setuid(core.user.uid);
+    }
+    serving = new Serving(conf, log, core.workerShutdownTimeout);
+  } catch (err) {
+    send({ t: "failed", message: errorText(err) });
+    process.exit(2); // nginx's "fatal" code: the master does not respawn
+  }
+
+  const exit = (): void => {
+    log.notice("exit");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => {
+    log.notice("exiting");
+    serving.terminate();
+    exit();
+  });
+  process.on("SIGINT", () => {
+    log.notice("exiting");
+    serving.terminate();
+    exit();
+  });
+  const graceful = (): void => {
+    process.title = "postern: worker process is shutting down";
+    serving.shutdownGracefully(() => {
+      log.notice("exiting");
+      exit();
+    });
+  };
+  process.on("SIGQUIT", graceful);
+  process.on("SIGWINCH", graceful);
+  process.on("disconnect", graceful); // the master is gone
+  process.on("SIGUSR1", () => {
+    log.notice("reopening logs");
+    try {
+      log.reopen();
+      serving.service.reopenLogs();
+    } catch (err) {
+      // e.g. the worker's user may not create files where root could: keep the old files
+      log.alert(`reopening logs failed: ${errorText(err)} ${describeSystemError(err)}`);
+    }
+  });
+
+  let expected = -1;
+  let done = 0;
+  const pending: Promise<void>[] = [];
+  const check = (): void => {
+    if (expected >= 0 && pending.length === expected) {
+      Promise.all(pending).then(
+        () => send({ t: "listening" }),
+        (err: unknown) => {
+          log.emerg(`listen() failed: ${errorText(err)}`);
+          send({ t: "failed", message: errorText(err) });
+          process.exit(2);
+        },
+      );
+      expected = -2;
+    }
+  };
+  handler = (m, h) => {
+    if (m.t === "expect") expected = m.count;
+    else if (m.t === "listen" && h) pending.push(serving.listen(m.endpoint as ListenEndpoint, h).then(() => void done++));
+    check();
+  };
+  for (const [m, h] of queue.splice(0)) handler(m, h);
+}
+
+runWorker();

@@ -1,0 +1,185 @@
+/** Runs Postern as a server in a temp dir and talks to it over loopback. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const POSTERN = fileURLToPath(new URL("../../../bin/postern.js", import.meta.url));
+
+/** A free loopback port (closed again before returning). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Polls until `check` returns a value (not undefined/false) or the time is up. */
+export async function waitFor<T>(what: string, check: () => T | undefined | false, ms = 8000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A configuration for the provisional mail block. */
+export function config(o: { ports: number[]; workers?: number; capability?: string; extra?: string; daemon?: boolean; master?: boolean }): string {
+  const listens = o.ports.map((p) => `listen 127.0.0.1:${p};`).join(" ");
+  return [
+    "load_module /usr/lib/nginx/modules/ngx_mail_module.so;",
+    `daemon ${o.daemon ? "on" : "off"};`,
+    `master_process ${o.master === false ? "off" : "on"};`,
+    `worker_processes ${o.workers ?? 2};`,
+    "pid nginx.pid;",
+    "error_log error.log info;",
+    o.extra ?? "",
+    "events { worker_connections 64; }",
+    `mail { ${o.capability ? `imap_capabilities IMAP4rev1 ${o.capability};` : ""} server { ${listens} protocol imap; auth_http 127.0.0.1:9/auth; } }`,
+    "",
+  ].join("\n");
+}
+
+/** One Postern instance in its own directory. */
+export class Instance {
+  readonly dir: string;
+  child: ChildProcess | undefined;
+  stderr = "";
+  exit: Promise<number | null> = Promise.resolve(null);
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), "postern-proc-"));
+  }
+
+  write(conf: string): void {
+    writeFileSync(join(this.dir, "nginx.conf"), conf);
+  }
+
+  get pidPath(): string {
+    return join(this.dir, "nginx.pid");
+  }
+
+  /** The pid file's content, or undefined. */
+  pidText(): string | undefined {
+    return existsSync(this.pidPath) ? readFileSync(this.pidPath, "utf8") : undefined;
+  }
+
+  log(): string {
+    const p = join(this.dir, "error.log");
+    return existsSync(p) ? readFileSync(p, "utf8") : "";
+  }
+
+  /** Starts `postern -p dir/ -c nginx.conf -e error.log` in the foreground. */
+  start(extraArgs: string[] = []): void {
+    const child = spawn(process.execPath, [POSTERN, "-p", this.dir + "/", "-c", "nginx.conf", "-e", "error.log", ...extraArgs], { stdio: ["ignore", "ignore", "pipe"] });
+    this.child = child;
+    child.stderr!.on("data", (d: Buffer) => (this.stderr += d.toString()));
+    this.exit = new Promise((r) => child.on("exit", (code) => r(code)));
+  }
+
+  /** Starts and waits for the pid file; returns the master pid. */
+  async up(extraArgs: string[] = []): Promise<number> {
+    this.start(extraArgs);
+    const text = await waitFor("pid file", () => this.pidText() || undefined);
+    return Number(text.trim());
+  }
+
+  /** Runs a one-shot command (e.g. -s reload) against this instance. */
+  async command(args: string[]): Promise<{ code: number | null; stderr: string }> {
+    const c = spawn(process.execPath, [POSTERN, "-p", this.dir + "/", "-c", "nginx.conf", "-e", "error.log", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    c.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((r) => c.on("exit", (x) => r(x)));
+    return { code, stderr };
+  }
+
+  /** Stops whatever is left and removes the directory. */
+  async cleanup(): Promise<void> {
+    const pid = Number(this.pidText()?.trim());
+    if (pid > 0) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+    if (this.child && this.child.exitCode === null) this.child.kill("SIGKILL");
+    // workers notice the master's death through their IPC channel and exit
+    await new Promise((r) => setTimeout(r, 100));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A line-based client. */
+export class Client {
+  readonly socket: net.Socket;
+  #buf = "";
+  #waiters: (() => void)[] = [];
+  closed = false;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on("data", (d) => {
+      this.#buf += d.toString("latin1");
+      for (const w of this.#waiters.splice(0)) w();
+    });
+    socket.on("close", () => {
+      this.closed = true;
+      for (const w of this.#waiters.splice(0)) w();
+    });
+    socket.on("error", () => {});
+  }
+
+  /** Connects; rejects with the socket error (e.g. ECONNREFUSED). */
+  static connect(port: number): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(port, "127.0.0.1");
+      s.once("connect", () => resolve(new Client(s)));
+      s.once("error", reject);
+    });
+  }
+
+  /** The next line (without CRLF); rejects on close or after 5 s. */
+  async line(): Promise<string> {
+    const end = Date.now() + 5000;
+    for (;;) {
+      const i = this.#buf.indexOf("\r\n");
+      if (i >= 0) {
+        const l = this.#buf.slice(0, i);
+        this.#buf = this.#buf.slice(i + 2);
+        return l;
+      }
+      if (this.closed) throw new Error("connection closed");
+      if (Date.now() > end) throw new Error("timed out reading a line");
+      await new Promise<void>((r) => {
+        this.#waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
+  }
+
+  async command(line: string): Promise<string> {
+    this.socket.write(line + "\r\n");
+    return this.line();
+  }
+
+  /** Sends a tagged command; returns the untagged lines and the tagged reply. */
+  async tagged(tag: string, command: string): Promise<{ untagged: string[]; reply: string }> {
+    this.socket.write(`${tag} ${command}\r\n`);
+    const untagged: string[] = [];
+    for (;;) {
+      const l = await this.line();
+      if (l.startsWith(`${tag} `)) return { untagged, reply: l };
+      untagged.push(l);
+    }
+  }
+
+  /** The `* CAPABILITY` line (which tells which configuration serves this connection). */
+  async capability(): Promise<string> {
+    const r = await this.tagged("c", "CAPABILITY");
+    return r.untagged.find((l) => l.startsWith("* CAPABILITY ")) ?? "";
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
