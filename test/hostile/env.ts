@@ -8,6 +8,7 @@
  * check a test's own expectations against the oracle.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { certs } from "../support/certs.js";
 import { MailClient } from "../support/client.js";
 import { startFakeAuth, type AuthHandler, type FakeAuth } from "../support/fake-auth.js";
@@ -206,4 +207,20 @@ export async function eventually(check: () => boolean, timeoutMs: number, what: 
 /** Sleeps. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** PIDs of the worker processes (children of the master `pid`), from /proc. */
+export function workerPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Resident set size of a process in bytes (VmRSS from /proc). */
+export function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
 }
