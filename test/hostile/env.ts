@@ -51,6 +51,8 @@ export interface BedOptions {
   start?: ProxyStarter;
   /** `timeout` (default 10s). */
   timeout?: string;
+  /** The ssl_certificate_key value (default the RSA key file), e.g. `data:...` (quote it). */
+  sslKey?: string;
 }
 
 /** A running bed; stop() ends everything it started. */
@@ -73,7 +75,7 @@ export function bedConfig(ports: Record<PortName, number>, authUrl: string, opti
     `  auth_http ${authUrl};`,
     "  proxy_pass_error_message on;",
     `  ssl_certificate ${c.serverRsa.cert};`,
-    `  ssl_certificate_key ${c.serverRsa.key};`,
+    `  ssl_certificate_key ${options.sslKey ?? c.serverRsa.key};`,
     "  imap_auth login plain;",
     "  pop3_auth plain;",
     "  smtp_auth login plain;",
