@@ -64,3 +64,36 @@ test("a worker killed with SIGKILL mid-session is replaced; sessions on the othe
   }
 });
 
+
+test("rapid reloads (6 HUPs 300 ms apart) during logins: no worker dies on a signal, every session succeeds", async () => {
+  const bed = await startBed({ proxyOptions: { workerProcesses: 2 } });
+  try {
+    let stop = false;
+    let sessions = 0;
+    const failures: string[] = [];
+    const load = (async () => {
+      for (let i = 0; !stop; i++) {
+        try {
+          await goodSession(bed, (["imap", "pop3s", "smtp"] as const)[i % 3]!);
+          sessions++;
+        } catch (e) {
+          failures.push((e as Error).message.split("\n")[0]!);
+        }
+      }
+    })();
+    for (let i = 0; i < 6; i++) {
+      bed.proxy.signal("SIGHUP");
+      await sleep(300);
+    }
+    await sleep(1500);
+    stop = true;
+    await load;
+    assert.deepEqual(failures, []);
+    assert.ok(sessions > 0);
+    // nginx: old workers get QUIT and leave with `exited with code 0` (notice); a death by signal is an [alert]
+    assert.deepEqual(bed.proxy.errorLog().split("\n").filter((l) => / \[(alert|crit|emerg)\] /.test(l)), []);
+    assert.equal(processAlive(bed.proxy.pid), true);
+  } finally {
+    await bed.stop();
+  }
+});
