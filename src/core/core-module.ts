@@ -336,7 +336,7 @@ const noEffect: AnyDirective[] = [
 
 /** The core module's directive table. */
 export const coreModule: ConfModule = {
-  name: "core",
+  name: "ngx_core_module",
   directives: [
     daemon, masterProcess, pid, workerProcesses, user, workerRlimitNofile,
     workerShutdownTimeout, env, loadModule, errorLog, events, workerConnections, sslEngine,

@@ -44,4 +44,4 @@ export function finalizeMail(level: Level, cx: FinalizeContext): MailConf {
 }
 
 /** The module holding the `mail` block directive. */
-export const mailBlockModule: ConfModule = { name: "mail", directives: [mailDirective] };
+export const mailBlockModule: ConfModule = { name: "ngx_mail_module", directives: [mailDirective] };

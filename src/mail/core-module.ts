@@ -8,6 +8,7 @@ import { ConfError } from "../core/errors.js";
 import { type Directive, Level, type ServerConf, noArgs, oneOrMore, take } from "../conf/directive.js";
 import { custom, msec, number, string } from "../conf/slots.js";
 import { parseTime } from "../conf/values.js";
+import { resolveHostSync } from "../core/resolve-sync.js";
 import { type ListenSpec, parseListen, sameAddress } from "./listen.js";
 import { protocolForPort } from "./protocol-ports.js";
 import type { MailModule, MailServer } from "./server.js";
@@ -131,7 +132,7 @@ export const resolverDirective: Directive<ResolverSpec | null> = custom({
       } else if (a.startsWith("status_zone=")) {
         // only meaningful with nginx's commercial status module: accepted, nothing to report into
       } else {
-        servers.push(parseResolverAddress(a));
+        servers.push(...parseResolverAddress(a));
       }
     }
     if (!ipv4 && !ipv6) throw new ConfError('"ipv4" and "ipv6" cannot both be "off"');
@@ -139,12 +140,15 @@ export const resolverDirective: Directive<ResolverSpec | null> = custom({
   },
 });
 
-function parseResolverAddress(text: string): ResolverAddress {
+/** `host[:port]` or `[v6][:port]`; a name is resolved now, as nginx does. */
+function parseResolverAddress(text: string): ResolverAddress[] {
   const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([^:]+)(?::(\d+))?$/.exec(text);
   const host = m?.[1];
   const port = m?.[2] === undefined ? 53 : Number(m[2]);
   if (!host || port < 1 || port > 65535) throw new ConfError(`invalid port in "${text}"`);
-  return { host, port };
+  const addresses = resolveHostSync(host);
+  if (addresses.length === 0) throw new ConfError(`host not found in resolver "${text}"`);
+  return addresses.map((a) => ({ host: a, port }));
 }
 
 /** The effective `server_name` of a server. */
@@ -175,7 +179,7 @@ export function resolveProtocol(level: Level): MailProtocolName {
 
 /** The module: its table and its finalize step. */
 export const mailCoreModule: MailModule = {
-  name: "mail_core",
+  name: "ngx_mail_core_module",
   directives: [serverDirective, listenDirective, protocolDirective, serverNameDirective, timeoutDirective, resolverDirective, resolverTimeoutDirective, maxErrorsDirective],
   finalize(_server: MailServer) {
     // protocol is decided when the MailServer is built (block.ts); nothing else spans directives here

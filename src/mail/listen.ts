@@ -70,7 +70,7 @@ function parseAddress(url: string): ParsedAddress {
   }
   if (url.startsWith("[")) {
     const end = url.indexOf("]");
-    if (end < 0) throw urlError("invalid IPv6 address", url);
+    if (end < 0) throw urlError("invalid host", url);
     const host = url.slice(1, end);
     if (isIP(host) !== 6) throw urlError("invalid IPv6 address", url);
     const rest = url.slice(end + 1);

@@ -6,7 +6,7 @@
 import type { Socket } from "node:net";
 import type { ParsedConf } from "../conf/engine.js";
 import type { ErrorLog } from "../core/log.js";
-import { errorLog, openErrorLog } from "../core/core-module.js";
+import { coreSettings, errorLog, openErrorLog } from "../core/core-module.js";
 import { mailDirective } from "./block.js";
 import type { ListenSpec } from "./listen.js";
 import type { MailServer } from "./server.js";
@@ -106,6 +106,10 @@ export class MailService {
   readonly #services: SessionServices;
   readonly #sessions = new Set<Session>();
   readonly #serverLogs = new Map<MailServer, ErrorLog>();
+  readonly #connections: number;
+  /** Client sessions this worker may hold (worker_connections less the listening sockets). */
+  readonly #capacity: number;
+  #lastFullAlert = 0;
   #accepting = true;
   #idle: (() => void)[] = [];
 
@@ -114,6 +118,9 @@ export class MailService {
     this.#protocols = protocols;
     this.#services = services;
     for (const r of routeListens(mailServers(conf))) this.#routes.set(r.endpoint.key, r);
+    // nginx counts listening sockets against worker_connections too
+    this.#connections = coreSettings(conf).workerConnections;
+    this.#capacity = this.#connections - this.#routes.size;
     // `error_log` in mail/server: a server's sessions log there instead of the main log
     const opened = new Map<string, ErrorLog>();
     for (const server of mailServers(conf)) {
@@ -133,6 +140,16 @@ export class MailService {
   accept(socket: Socket, endpoint: ListenEndpoint): void {
     const route = this.#routes.get(endpoint.key);
     if (!route || !this.#accepting) {
+      socket.destroy();
+      return;
+    }
+    if (this.#sessions.size >= this.#capacity) {
+      // refused cleanly; the sessions already open are not disturbed
+      const now = Date.now();
+      if (now - this.#lastFullAlert >= 1000) {
+        this.#lastFullAlert = now;
+        this.#log.alert(`${this.#connections} worker_connections are not enough`);
+      }
       socket.destroy();
       return;
     }

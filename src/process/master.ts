@@ -113,7 +113,11 @@ export class Master {
     };
     if (fresh.length === 0) up();
     for (const w of fresh) {
-      w.child.once("message", (m: FromWorker) => {
+      // the worker's first own message says whether it listens; other
+      // messages on the channel (the TLS session cache) are not ours
+      const first = (m: FromWorker | { t?: undefined }): void => {
+        if (m.t === undefined) return;
+        w.child.off("message", first);
         if (m.t === "listening") up();
         else if (this.#onUp) {
           // a worker could not listen before the service was up: give up as nginx would
@@ -121,7 +125,8 @@ export class Master {
           this.#exitCode = 1;
           this.#terminate(undefined);
         }
-      });
+      };
+      w.child.on("message", first);
     }
   }
 

@@ -183,3 +183,8 @@ export class Client {
     this.socket.destroy();
   }
 }
+
+/** Worker pids from the master's `start worker process N` lines. */
+export function workerPids(log: string): number[] {
+  return [...log.matchAll(/start worker process (\d+)/g)].map((m) => Number(m[1]));
+}

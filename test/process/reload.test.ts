@@ -3,11 +3,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { Client, Instance, config, freePort, waitFor } from "./harness.js";
+import { Client, Instance, config, freePort, waitFor, workerPids } from "./harness.js";
 
-function workerPids(log: string): number[] {
-  return [...log.matchAll(/start worker process (\d+)/g)].map((m) => Number(m[1]));
-}
 
 test("start with 2 workers: notices, pid file, process titles, clients served", async () => {
   const inst = new Instance();

@@ -79,7 +79,7 @@ export function imapStrings(server: MailServer): ImapServerStrings {
 
 /** The module: its directive table and the CAPABILITY precomputation. */
 export const imapModule: MailModule = {
-  name: "mail_imap",
+  name: "ngx_mail_imap_module",
   directives: [imapClientBufferDirective, imapCapabilitiesDirective, imapAuthDirective],
   finalize(server: MailServer) {
     if (server.protocol !== "imap") return;

@@ -97,7 +97,7 @@ export function pop3Wire(server: MailServer): Pop3ServerWire {
 
 /** The module: directive table and per-server precomputation. */
 export const pop3Module: MailModule = {
-  name: "mail_pop3",
+  name: "ngx_mail_pop3_module",
   directives: [pop3CapabilitiesDirective, pop3AuthDirective],
   finalize(server: MailServer) {
     // nginx merges pop3 settings for every server, whatever its protocol; only POP3 servers use them.

@@ -100,7 +100,7 @@ export function smtpWire(server: MailServer): SmtpWire {
 
 /** The module: its directive table and the per-server precomputation. */
 export const smtpModule: MailModule = {
-  name: "mail_smtp",
+  name: "ngx_mail_smtp_module",
   directives: [smtpClientBufferDirective, smtpGreetingDelayDirective, smtpCapabilitiesDirective, smtpAuthDirective],
   finalize(server: MailServer) {
     wires.set(server, buildSmtpWire(server));

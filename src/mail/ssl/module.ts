@@ -229,7 +229,7 @@ export const sslCertificateCompression = flag("ssl_certificate_compression", fal
 
 /** The module, for the configuration engine. */
 export const sslModule: ConfModule = {
-  name: "ssl",
+  name: "ngx_mail_ssl_module",
   directives: [
     sslRemoved, starttls, sslCertificate, sslCertificateKey, sslCertificateCompression, sslPasswordFile, sslDhparam,
     sslEcdhCurve, sslProtocols, sslCiphers, sslPreferServerCiphers, sslSessionCache, sslSessionTickets,
