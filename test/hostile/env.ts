@@ -97,20 +97,26 @@ export async function startBed(options: BedOptions = {}): Promise<Bed> {
     return { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(port)]] };
   };
   const auth = await startFakeAuth(options.auth ? options.auth(fakes) : defaultAuth);
-  const list = await freePorts(PORTS.length);
-  const ports = Object.fromEntries(PORTS.map((p, i) => [p.name, list[i]!])) as Record<PortName, number>;
-  let proxy: MailProxyProcess;
-  try {
-    proxy = await (options.start ?? target())(bedConfig(ports, auth.url, options), options.proxyOptions);
-  } catch (e) {
-    await auth.close();
-    await Promise.all([imap.close(), pop3.close(), smtp.close()]);
-    throw e;
+  let proxy: MailProxyProcess | undefined;
+  let ports!: Record<PortName, number>;
+  // free ports are released before the proxy binds them: another test process may take one meanwhile
+  for (let attempt = 1; proxy === undefined; attempt++) {
+    const list = await freePorts(PORTS.length);
+    ports = Object.fromEntries(PORTS.map((p, i) => [p.name, list[i]!])) as Record<PortName, number>;
+    try {
+      proxy = await (options.start ?? target())(bedConfig(ports, auth.url, options), options.proxyOptions);
+    } catch (e) {
+      if (attempt < 3 && /Address already in use/.test((e as Error).message)) continue;
+      await auth.close();
+      await Promise.all([imap.close(), pop3.close(), smtp.close()]);
+      throw e;
+    }
   }
+  const started = proxy;
   return {
-    proxy, auth, imap, pop3, smtp, ports,
+    proxy: started, auth, imap, pop3, smtp, ports,
     async stop(): Promise<void> {
-      await proxy.stop();
+      await started.stop();
       await auth.close();
       await Promise.all([imap.close(), pop3.close(), smtp.close()]);
     },
