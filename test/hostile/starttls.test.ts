@@ -43,7 +43,7 @@ const DIALECTS: Record<Protocol, Dialect> = {
   },
   pop3: {
     plain: "pop3", secure: "pop3s", starttls: "STLS\r\n", starttlsOk: "+OK\r\n",
-    inject: `USER ${USER}\r\n`, probe: "NOOP\r\n", probeReply: "+OK\r\n",
+    inject: `USER ${USER}\r\nPASS ${PASSWORD}\r\n`, probe: "NOOP\r\n", probeReply: "+OK\r\n",
     again: "-ERR invalid command\r\n", badLogin: [`USER ${USER}\r\n`, `PASS ${WRONG}\r\n`], badLoginReply: /^-ERR /,
   },
   smtp: {
