@@ -249,8 +249,11 @@ export class ConnectionLog {
     let text = `*${this.number} ${message}`;
     if (options.action !== false && this.action) text += ` while ${this.action}`;
     text += `, client: ${c.client}${c.starttls ? " using starttls" : ""}, server: ${c.server}`;
-    if (c.login !== undefined) text += `, login: "${c.login}"`;
-    if (c.upstream !== undefined) text += `, upstream: ${c.upstream}`;
+    // nginx names the upstream only after a non-empty login
+    if (c.login) {
+      text += `, login: "${c.login}"`;
+      if (c.upstream !== undefined) text += `, upstream: ${c.upstream}`;
+    }
     this.log.write(level, text);
   }
 

@@ -53,6 +53,8 @@ export interface SessionPort {
   salt(): string;
   /** Bytes received and not yet consumed (SMTP: talking before the greeting). */
   hasPendingInput(): boolean;
+  /** Settles when client bytes are pending (at once if some already are). */
+  inputArrived(): Promise<void>;
   /** Pending bytes, for the `client was rejected before greeting` log line. */
   pendingInput(): Buffer;
   /**

@@ -116,6 +116,8 @@ export class Session implements SessionPort {
   #backlogBytes = 0;
 
   #busy = false;
+  /** Front ends waiting for input while the session is busy (SMTP's greeting delay). */
+  #inputWaiters: (() => void)[] = [];
   /** Set by STARTTLS: the rest of the input is plaintext to throw away. */
   #dropInput = false;
   #closed = false;
@@ -276,8 +278,13 @@ export class Session implements SessionPort {
     this.#stage = "closed";
     this.#clearTimers();
     this.#abort.abort();
-    this.#socket.end();
-    this.#socket.destroySoon?.();
+    // Ending on the next turn lets a TLS 1.3 socket that has just finished
+    // its handshake send close_notify (ending at once skips it, nginx does not).
+    const socket = this.#socket;
+    setImmediate(() => {
+      socket.end();
+      socket.destroySoon?.();
+    });
   }
 
   armDeadline(): void {
@@ -301,6 +308,11 @@ export class Session implements SessionPort {
 
   hasPendingInput(): boolean {
     return this.#last > this.#pos || this.#backlogBytes > 0;
+  }
+
+  inputArrived(): Promise<void> {
+    if (this.hasPendingInput()) return Promise.resolve();
+    return new Promise((resolve) => this.#inputWaiters.push(resolve));
   }
 
   pendingInput(): Buffer {
@@ -435,6 +447,7 @@ export class Session implements SessionPort {
 
   #receive(chunk: Buffer): void {
     this.#backlogPush(chunk);
+    if (this.#inputWaiters.length > 0) for (const w of this.#inputWaiters.splice(0)) w();
     this.#process();
   }
 

@@ -266,7 +266,11 @@ export class Pop3FrontEnd implements FrontEnd {
     switch (outcome.kind) {
       case "reply":
         this.#state = outcome.next;
-        if (outcome.login) this.#login = outcome.login;
+        if (outcome.login) {
+          // nginx remembers the name at once: later log lines carry it
+          this.#login = outcome.login;
+          this.#session.log.context.login = outcome.login.toString("latin1");
+        }
         this.#session.send(outcome.text);
         return;
       case "invalid":

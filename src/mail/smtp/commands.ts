@@ -244,26 +244,15 @@ function withoutSecrets(data: Buffer): Buffer {
   return data.subarray(0, auth.index + auth[0].length);
 }
 
-/** How often the greeting delay looks for an early talker. */
-const EARLY_TALKER_POLL_MS = 10;
-
 /** Resolves true as soon as the client has sent something, false after `ms`. */
 function inputWithin(session: SessionPort, ms: number): Promise<boolean> {
+  if (session.hasPendingInput()) return Promise.resolve(true);
   return new Promise((resolve) => {
-    if (session.hasPendingInput()) {
-      resolve(true);
-      return;
-    }
-    // SessionPort has no "input arrived" event while the greeting is pending; poll
-    const done = (early: boolean): void => {
-      clearInterval(poll);
+    const timer = setTimeout(() => resolve(false), ms);
+    void session.inputArrived().then(() => {
       clearTimeout(timer);
-      resolve(early);
-    };
-    const poll = setInterval(() => {
-      if (session.hasPendingInput()) done(true);
-    }, EARLY_TALKER_POLL_MS);
-    const timer = setTimeout(() => done(false), ms);
+      resolve(true);
+    });
   });
 }
 

@@ -157,7 +157,7 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   let clientCas: X509Certificate[] = [];
   let clientCaPem: string | undefined;
   let trustedCas: X509Certificate[] = [];
-  let crl: string | undefined;
+  let crl: string[] | undefined;
   if (verifyClient !== "off") {
     if (verifyClient !== "optional_no_ca" && !clientRef && !trustedRef) {
       throw ConfError.unlocated("no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client");
@@ -192,7 +192,7 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   const finalProto = protocolOptions(knobs.protocols);
   const gapOptions = Object.values(NO_VERSION_OPTION).reduce((a, b) => a | b, 0);
 
-  const policy = `${verifyClient}:${verifyDepth}:${trustedCas.map((c) => c.fingerprint256).join(",")}:${crl ? createHash("sha1").update(crl).digest("hex") : ""}`;
+  const policy = `${verifyClient}:${verifyDepth}:${trustedCas.map((c) => c.fingerprint256).join(",")}:${crl ? createHash("sha1").update(crl.join("")).digest("hex") : ""}`;
   const sidContext = sessionIdContext(leaves, clientCas, policy);
 
   const options: tls.SecureContextOptions = {
@@ -216,6 +216,6 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   const sessions = setupResumption(server, secureContext, tickets);
   return {
     protocol: opts.protocol, secureContext, alpn: opts.protocol, verifyClient, verifyDepth,
-    clientCas, trustedCas, crls: crl === undefined ? undefined : crlsFromPem(crl), sessionIdContext: sidContext, sessions,
+    clientCas, trustedCas, crls: crl === undefined ? undefined : crlsFromPem(crl.join("")), sessionIdContext: sidContext, sessions,
   };
 }

@@ -123,12 +123,13 @@ export function loadCaFile(ref: FileRef, what: string): { pem: string; certs: X5
 }
 
 /** Loads `ssl_crl`. */
-export function loadCrl(ref: FileRef): string {
+export function loadCrl(ref: FileRef): string[] {
   const fail = (reason: string): ConfError => ConfError.unlocated(`X509_LOOKUP_load_file("${ref.path}") failed ${reason.replace(/^BIO_new_file\(\) failed /, "")}`);
   const text = readSource(ref, fail);
   const blocks = pemBlocks(text, ["X509 CRL"]);
   if (blocks.length === 0) throw fail("(SSL: error:05880009:x509 certificate routines::PEM lib)");
-  return blocks.join("\n") + "\n";
+  // one string per CRL: Node reads only the first CRL of a single string
+  return blocks.map((b) => `${b}\n`);
 }
 
 /** Loads `ssl_dhparam`; Node accepts garbage silently, so the PEM type is checked here. */

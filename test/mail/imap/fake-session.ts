@@ -120,6 +120,11 @@ export class FakeSession implements SessionPort {
     return this.#salt;
   }
 
+  inputArrived(): Promise<void> {
+    return this.hasPendingInput() ? Promise.resolve() : new Promise((resolve) => this.inputWaiters.push(resolve));
+  }
+  /** Resolved when a test feeds bytes. */
+  inputWaiters: (() => void)[] = [];
   hasPendingInput(): boolean {
     return this.#pos < this.#buffer.length;
   }

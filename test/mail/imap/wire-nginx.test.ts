@@ -193,6 +193,9 @@ async function record(port: number, segments: readonly string[], quietMs: number
   });
   sock.on("error", () => {});
   const settle = async (): Promise<void> => {
+    // On a loaded machine a reply can come late: nothing yet, or a reply not
+    // ending in CRLF, gets more (bounded) patience before the segment ends.
+    const patience = Date.now() + 1000;
     for (;;) {
       const before = current.length;
       const timer = new Promise<void>((r) => {
@@ -200,7 +203,9 @@ async function record(port: number, segments: readonly string[], quietMs: number
         setTimeout(r, quietMs);
       });
       await timer;
-      if (closed || current.length === before) return;
+      if (closed) return;
+      const incomplete = current.length === 0 || !current.endsWith("\r\n");
+      if (current.length === before && (!incomplete || Date.now() > patience)) return;
     }
   };
   await settle();

@@ -93,6 +93,11 @@ export class FakeSession implements SessionPort {
     this.saltCalls++;
     return this.#salt;
   }
+  inputArrived(): Promise<void> {
+    return this.hasPendingInput() ? Promise.resolve() : new Promise((resolve) => this.inputWaiters.push(resolve));
+  }
+  /** Resolved when a test feeds bytes. */
+  inputWaiters: (() => void)[] = [];
   hasPendingInput(): boolean {
     return this.#pending.length > 0;
   }

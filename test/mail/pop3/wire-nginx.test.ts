@@ -268,7 +268,7 @@ class WireClient {
     if (!this.closed) this.#socket.write(Buffer.from(text, "latin1"));
   }
 
-  /** Everything received until a complete line is followed by 60 ms of quiet, or 300 ms pass without data, or the peer closes. */
+  /** Everything received until a complete line is followed by 60 ms of quiet, or 800 ms pass without data (a loaded machine answers late), or the peer closes. */
   async collect(): Promise<string> {
     const start = Date.now();
     for (;;) {
@@ -276,7 +276,7 @@ class WireClient {
       const now = Date.now();
       if (this.closed) break;
       if (this.#data.endsWith("\r\n") && now - this.#last >= 60) break;
-      if (this.#data === "" && now - start >= 300) break;
+      if (this.#data === "" && now - start >= 800) break;
       if (now - start >= 5000) break;
     }
     const out = this.#data;

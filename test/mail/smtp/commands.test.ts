@@ -280,7 +280,7 @@ test("greeting delay: an early talker gets 503 and is closed, logged with CR/LF 
   s.busy = true;
   const started = Date.now();
   const done = fe.start();
-  setTimeout(() => { s.pending = Buffer.from("EHLO early\r\nNOOP\r\n"); }, 50);
+  setTimeout(() => { s.pending = Buffer.from("EHLO early\r\nNOOP\r\n"); for (const w of s.inputWaiters.splice(0)) w(); }, 50);
   await done;
   const took = Date.now() - started;
   assert.equal(s.output(), "503 5.5.0 Improper use of SMTP command pipelining\r\n");

@@ -88,6 +88,11 @@ export class FakeSession implements SessionPort {
   salt(): string {
     return "<1216429426.1795804744@mx.example.test>";
   }
+  inputArrived(): Promise<void> {
+    return this.hasPendingInput() ? Promise.resolve() : new Promise((resolve) => this.inputWaiters.push(resolve));
+  }
+  /** Resolved when a test feeds bytes. */
+  inputWaiters: (() => void)[] = [];
   hasPendingInput(): boolean {
     return this.pending.length > 0;
   }
@@ -119,6 +124,7 @@ export class FakeSession implements SessionPort {
   /** Delivers client bytes and runs the core's loop, as src/mail/session.ts does. */
   receive(data: string | Buffer): void {
     this.pending = Buffer.concat([this.pending, Buffer.from(data as string, "latin1")]);
+    for (const w of this.inputWaiters.splice(0)) w();
     this.process();
   }
 

@@ -270,7 +270,14 @@ class WireClient {
     const start = this.received.length;
     await new Promise((r) => setTimeout(r, min));
     let seen = -1;
-    while (!this.closed && seen !== this.received.length) {
+    // A loaded machine may answer late: a step that got nothing, or a reply
+    // not yet ending in CRLF, waits longer (bounded) before being judged.
+    const patience = Date.now() + 800;
+    const incomplete = (): boolean => {
+      const got = this.received.subarray(start);
+      return got.length === 0 || got.subarray(-2).toString("latin1") !== "\r\n";
+    };
+    while (!this.closed && (seen !== this.received.length || (incomplete() && Date.now() < patience))) {
       seen = this.received.length;
       await new Promise((r) => setTimeout(r, quiet));
     }
