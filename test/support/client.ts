@@ -70,6 +70,11 @@ export class MailClient {
     return this.#socket instanceof tls.TLSSocket ? this.#socket : undefined;
   }
 
+  /** The client's local port (how the proxy's log names the client). */
+  get localPort(): number | undefined {
+    return this.#socket.localPort;
+  }
+
   /** The most recent TLS session received from the server (for resumption tests). */
   get session(): Buffer | undefined {
     return this.#session;

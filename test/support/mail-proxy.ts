@@ -13,6 +13,8 @@ export interface MailProxyOptions {
   workerProcesses?: number;
   /** Ports to wait for (default: every `listen [127.0.0.1:]PORT` in the mail block). */
   ports?: number[];
+  /** Directives inside `events { }` (default none), e.g. `worker_connections 16;`. */
+  events?: string;
   /** Extra main-context directives placed before `events {}`. */
   mainExtra?: string;
   /** Files (name relative to the prefix -> content) written before the start, e.g. included configs. */
@@ -63,7 +65,7 @@ export function buildConfig(mailBlock: string, prefix: string, options: MailProx
     `pid ${prefix}nginx.pid;`,
     `error_log ${prefix}error.log debug;`,
     options.mainExtra ?? '',
-    'events {}',
+    options.events ? `events {\n${options.events}\n}` : 'events {}',
     '',
     block,
     '',
