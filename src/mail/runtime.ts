@@ -118,9 +118,10 @@ export class MailService {
     this.#protocols = protocols;
     this.#services = services;
     for (const r of routeListens(mailServers(conf))) this.#routes.set(r.endpoint.key, r);
-    // nginx counts listening sockets against worker_connections too
+    // nginx counts the listening sockets and a worker's channel to the
+    // master against worker_connections too
     this.#connections = coreSettings(conf).workerConnections;
-    this.#capacity = this.#connections - this.#routes.size;
+    this.#capacity = this.#connections - this.#routes.size - (process.channel ? 1 : 0);
     // `error_log` in mail/server: a server's sessions log there instead of the main log
     const opened = new Map<string, ErrorLog>();
     for (const server of mailServers(conf)) {

@@ -31,8 +31,11 @@ export type CertificateCheck = { readonly result: "ok" } | { readonly result: "m
 export interface SessionTls {
   /** The `starttls` directive of the server. */
   readonly starttls: StarttlsMode;
-  /** Upgrades a socket (fresh or after STARTTLS); rejects when the handshake fails. */
-  handshake(socket: Socket): Promise<TLSSocket>;
+  /**
+   * Upgrades a socket (fresh or after STARTTLS); rejects when the handshake
+   * fails. `initial`: handshake bytes already read (after a PROXY header).
+   */
+  handshake(socket: Socket, initial?: Buffer): Promise<TLSSocket>;
   /** The decision of protocols.md 6.2, right after the handshake. */
   checkClientCertificate(socket: TLSSocket): CertificateCheck;
   /** What auth_http is told about TLS. */
@@ -168,6 +171,7 @@ export class Session implements SessionPort {
   }
 
   async #open(): Promise<void> {
+    let tlsInitial: Buffer | undefined;
     if (this.#listen.proxyProtocol) {
       this.#stage = "proxyProtocol";
       const timeout = this.server.conf.get(timeoutDirective) ?? 60_000;
@@ -187,7 +191,7 @@ export class Session implements SessionPort {
       // What followed the header: TLS bytes go back to the stream for the
       // handshake, protocol bytes into the command buffer.
       if (header.rest.length > 0) {
-        if (this.#listen.ssl) this.#socket.unshift(header.rest);
+        if (this.#listen.ssl) tlsInitial = header.rest;
         else this.#backlogPush(header.rest);
       }
     }
@@ -197,7 +201,7 @@ export class Session implements SessionPort {
       if (!this.#tls) throw new Error("listen ssl without TLS context");
       this.#stage = "tlsHandshake";
       this.log.action = "SSL handshaking";
-      if (!(await this.#upgrade())) return;
+      if (!(await this.#upgrade(tlsInitial))) return;
     }
     this.#stage = "greeting";
     this.log.action = "sending client greeting line";
@@ -218,11 +222,11 @@ export class Session implements SessionPort {
   }
 
   /** TLS handshake plus the client-certificate decision; false when the session ended. */
-  async #upgrade(): Promise<boolean> {
+  async #upgrade(initial?: Buffer): Promise<boolean> {
     const tls = this.#tls!;
     let secure: TLSSocket;
     try {
-      secure = await tls.handshake(this.#socket);
+      secure = await tls.handshake(this.#socket, initial);
     } catch (err) {
       if (!this.#closed) this.log.info(err instanceof Error ? err.message : String(err));
       this.#destroy();

@@ -224,10 +224,7 @@ export class Master {
       }
     }
     this.#startWorkers(next);
-    for (const w of old) {
-      w.exiting = true;
-      w.child.kill("SIGQUIT");
-    }
+    for (const w of old) this.#quitWorker(w);
     // the master's copy of a removed socket; old workers close theirs as they quit
     for (const [k, h] of this.#handles) {
       if (!keep.has(k)) {
@@ -242,11 +239,26 @@ export class Master {
     if (this.#terminating === "term") return;
     this.#terminating = "quit";
     this.#closeHandles();
-    for (const w of this.#workers) {
-      w.exiting = true;
-      w.child.kill("SIGQUIT");
-    }
+    for (const w of this.#workers) this.#quitWorker(w);
     if (this.#workers.size === 0) this.#exit();
+  }
+
+  /**
+   * Asks a worker to finish gracefully. A worker still starting has no QUIT
+   * handler yet (SIGQUIT would kill it): it is asked once it reports ready.
+   */
+  #quitWorker(w: Worker): void {
+    w.exiting = true;
+    if (w.listening) {
+      w.child.kill("SIGQUIT");
+      return;
+    }
+    const ready = (m: FromWorker | { t?: undefined }): void => {
+      if (m.t !== "listening") return;
+      w.child.off("message", ready);
+      w.child.kill("SIGQUIT");
+    };
+    w.child.on("message", ready);
   }
 
   #terminate(sig: NodeJS.Signals | undefined): void {

@@ -109,7 +109,16 @@ test("hostile PROXY headers: the client sees what nginx shows it, broken ones ar
   }
   // error lines: the same as nginx's, `broken header: "..." while reading PROXY protocol`
   const broken = (lines: string[]): string[] => lines.filter((l) => l.includes("broken header"));
+  // Latest nginx (1.23.2+) quotes a broken header only up to its first CR/LF;
+  // 1.22.1 quotes the whole read, so its line breaks in two there. Postern
+  // follows latest: the quoted texts are compared up to that point (bytes
+  // outside printable ASCII as "?", the logs being read as text).
+  const quoted = (lines: string[]): string[] =>
+    broken(lines).map((l) => (/broken header: "([^"\r]*)/.exec(l)?.[1] ?? "").replace(/[^\x20-\x7e]/g, "?"));
   assert.ok(broken(ours.errorLog).length >= 8, ours.errorLog.join("\n"));
-  assert.deepEqual(broken(ours.errorLog), broken(nginx.errorLog));
+  assert.deepEqual(quoted(ours.errorLog), quoted(nginx.errorLog));
+  for (const l of broken(ours.errorLog)) {
+    assert.match(l, /\[error\] .*broken header: "[^"\r\n]*" while reading PROXY protocol, client: 127\.0\.0\.1, server: 127\.0\.0\.1:/);
+  }
   assert.ok(ours.errorLog.every((l) => !/\[(alert|crit|emerg)\]/.test(l)));
 });

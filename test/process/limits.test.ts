@@ -13,8 +13,8 @@ test("worker_connections caps sessions per worker; others are untouched", async 
   const clients: MailClient[] = [];
   try {
     const port = await freePort();
-    // one worker, 4 connections, one of them the listening socket: 3 sessions
-    inst.write(config({ ports: [port], workers: 1 }).replace("worker_connections 64;", "worker_connections 4;"));
+    // one worker, 5 connections: the listening socket, the channel to the master, 3 sessions
+    inst.write(config({ ports: [port], workers: 1 }).replace("worker_connections 64;", "worker_connections 5;"));
     await inst.up();
     for (let i = 0; i < 3; i++) {
       const c = await MailClient.connect({ port });
@@ -26,7 +26,7 @@ test("worker_connections caps sessions per worker; others are untouched", async 
     assert.equal(extra.transcriptText().includes("IMAP4 ready"), false, "no greeting past the cap");
     await clients[0]!.send("a NOOP\r\n");
     assert.equal(await clients[0]!.readLine(), "a OK completed\r\n");
-    await waitFor("the alert", () => /\[alert\] \d+#\d+: 4 worker_connections are not enough/.test(inst.log()));
+    await waitFor("the alert", () => /\[alert\] \d+#\d+: 5 worker_connections are not enough/.test(inst.log()));
     clients.shift()!.close();
     await new Promise((r) => setTimeout(r, 200));
     const next = await MailClient.connect({ port });

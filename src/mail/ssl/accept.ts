@@ -17,6 +17,11 @@ export interface StartTlsOptions {
   readonly timeoutMs?: number;
   /** A plaintext reply (STARTTLS's OK) written after reading stops and before the handshake. */
   readonly reply?: string | Buffer;
+  /**
+   * TLS bytes already read from the socket that belong to the handshake
+   * (those that followed a PROXY protocol header in the same packet).
+   */
+  readonly initialData?: Buffer;
 }
 
 /** A failed handshake; `logMessage` is the nginx-style info line. */
@@ -52,6 +57,8 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
   while (socket.read() !== null);
   socket.setNoDelay(true);
   if (opts.reply !== undefined) socket.write(opts.reply);
+  // TLSSocket feeds bytes buffered in the socket to OpenSSL before reading more
+  if (opts.initialData && opts.initialData.length > 0) socket.unshift(opts.initialData);
 
   const tlsSocket = new tls.TLSSocket(socket, {
     isServer: true,

@@ -23,8 +23,8 @@ function sessionTls(server: MailServer, setup: TlsServerSetup): SessionTls {
   const passCert = server.conf.get(authHttpPassClientCert);
   return {
     starttls: mode,
-    handshake: (socket) =>
-      startTls(socket, setup).catch((err: unknown) => {
+    handshake: (socket, initial) =>
+      startTls(socket, setup, { initialData: initial }).catch((err: unknown) => {
         const message = (err as { logMessage?: string }).logMessage;
         throw new Error(message ? withoutAction(message) : String(err));
       }),

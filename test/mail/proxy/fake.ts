@@ -140,7 +140,7 @@ export async function runProxy(o: RunOptions): Promise<ProxyRun> {
       localAddr: local, localPort: s.localPort ?? 0, unixClient: false,
       imapTag: o.imapTag ?? "a1", smtp: o.smtp,
     };
-    const log = new ConnectionLog(errorLog, 1, { client: session.clientAddr, server: `${local}:${s.localPort}`, login: typeof o.login === "string" ? o.login : undefined });
+    const log = new ConnectionLog(errorLog, 1, { client: session.clientAddr, server: `${local}:${s.localPort}`, login: typeof o.login === "string" ? o.login : Buffer.isBuffer(o.login) ? o.login.toString("latin1") : "user" });
     const start = (): void => {
       const params: ProxySessionParams = {
         client: s, pending: Buffer.from(o.pending ?? "", "latin1"), session,
