@@ -1,7 +1,7 @@
 /** `-t` and `-T`: check the configuration, report, optionally dump it. */
 import { closeSync, openSync, writeSync } from "node:fs";
 import type { ConfSource } from "../conf/engine.js";
-import { coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { checkLogFiles, coreSettings, mainLogTargets, startupLogTarget } from "../core/core-module.js";
 import { describeSystemError } from "../core/errors.js";
 import { checkConfiguration, errorText, parseOnly } from "./load.js";
 import type { Options } from "./options.js";
@@ -24,14 +24,7 @@ export function testConfiguration(o: Options, source: ConfSource, reporter: Repo
   try {
     checkConfiguration(conf);
     const targets = mainLogTargets(conf, startupLogTarget(o.errorLog ?? "stderr", source.prefix));
-    for (const t of targets) {
-      if (t.kind !== "file") continue;
-      try {
-        openErrorLog([t]).close();
-      } catch (err) {
-        throw new Error(`open() "${t.path}" failed ${describeSystemError(err)}`);
-      }
-    }
+    checkLogFiles(targets);
     // nginx -t creates the pid file when missing but does not write it
     const pidPath = coreSettings(conf).pidPath;
     try {

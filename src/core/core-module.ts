@@ -7,7 +7,7 @@
 import { getgrnam, getpwnam } from "./users.js";
 import { isAbsolute, join } from "node:path";
 import { availableParallelism } from "node:os";
-import { ConfError } from "./errors.js";
+import { ConfError, describeSystemError } from "./errors.js";
 import { ErrorLog, FileSink, LOG_LEVELS, MemorySink, StderrSink, SyslogSink, type LogLevel, type LogSink, type SyslogTarget } from "./log.js";
 import { type AnyDirective, type ConfModule, type Directive, Level, type SetContext, directiveMessage, noArgs, oneOrMore, take } from "../conf/directive.js";
 import { custom, enumeration, flag, msec, number, string } from "../conf/slots.js";
@@ -164,6 +164,18 @@ export function serverLogTargets(merged: readonly LogTarget[], main: readonly Lo
 /** The `-e` value as a target (`stderr` or a file relative to the prefix). */
 export function startupLogTarget(value: string, prefix: string): LogTarget {
   return value === "stderr" ? { kind: "stderr", level: "error" } : { kind: "file", path: prefixed(prefix, value), level: "error" };
+}
+
+/** Checks that every file target can be opened: `open() "PATH" failed (...)` otherwise. */
+export function checkLogFiles(targets: readonly LogTarget[]): void {
+  for (const t of targets) {
+    if (t.kind !== "file") continue;
+    try {
+      openErrorLog([t]).close();
+    } catch (err) {
+      throw new Error(`open() "${t.path}" failed ${describeSystemError(err)}`);
+    }
+  }
 }
 
 /** True when any target of the list is standard error (nginx then does not echo errors to stderr). */

@@ -12,8 +12,7 @@
 import { spawn } from "node:child_process";
 import { openSync } from "node:fs";
 import type { ConfSource } from "../conf/engine.js";
-import { type LogTarget, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
-import { describeSystemError } from "../core/errors.js";
+import { type LogTarget, checkLogFiles, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import { listenEndpoints } from "../mail/runtime.js";
 import { errorText, loadConfiguration } from "../cli/load.js";
 import type { Options } from "../cli/options.js";
@@ -43,14 +42,7 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
     const n = listenEndpoints(conf).length;
     if (core.workerConnections < n) throw new Error(`${core.workerConnections} worker_connections are not enough for ${n} listening sockets`);
     targets = mainLogTargets(conf, startupLogTarget(o.errorLog ?? "stderr", source.prefix));
-    for (const t of targets) {
-      if (t.kind !== "file") continue;
-      try {
-        openErrorLog([t]).close();
-      } catch (err) {
-        throw new Error(`open() "${t.path}" failed ${describeSystemError(err)}`);
-      }
-    }
+    checkLogFiles(targets);
     reporter.use(openErrorLog(targets), logsToStderr(targets));
   } catch (err) {
     reporter.report("emerg", errorText(err));
