@@ -89,7 +89,22 @@ export interface IpcEndpoint {
 }
 
 function isCacheMessage(m: unknown): m is SessionCacheMessage {
-  return typeof m === "object" && m !== null && (m as { type?: unknown }).type === SESSION_CACHE_MESSAGE;
+  if (typeof m !== "object" || m === null) return false;
+  const x = m as Record<string, unknown>;
+  if (x.type !== SESSION_CACHE_MESSAGE) return false;
+  // Every field is checked: the other end may be a broken process, and a bad
+  // message must be dropped, never crash the master or a worker.
+  const str = (k: string): boolean => typeof x[k] === "string";
+  const num = (k: string, min: number): boolean => typeof x[k] === "number" && Number.isFinite(x[k]) && (x[k] as number) >= min;
+  switch (x.op) {
+    case "get": return num("seq", 0) && str("cache") && num("size", 1) && str("id");
+    case "set": return str("cache") && num("size", 1) && str("id") && str("data") && num("ttl", 0);
+    case "delete": return str("cache") && num("size", 1) && str("id");
+    case "ticketKey": return str("cache") && num("size", 1) && num("rotateSec", 1);
+    case "reply": return num("seq", 0) && (x.data === null || str("data"));
+    case "key": return str("cache") && str("key");
+    default: return false;
+  }
 }
 
 /** Bounded wait for the master's answer: a lost reply means a full handshake, not a hang. */

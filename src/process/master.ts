@@ -18,7 +18,7 @@ import type { ConfSource } from "../conf/engine.js";
 import { type BoundHandle, bindAll } from "./listeners.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 import { applyNofile } from "./rlimit.js";
-import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
+import { type ToWorker, workerMessage, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
 
 interface Worker {
   readonly child: ChildProcess;
@@ -115,8 +115,9 @@ export class Master {
     for (const w of fresh) {
       // the worker's first own message says whether it listens; other
       // messages on the channel (the TLS session cache) are not ours
-      const first = (m: FromWorker | { t?: undefined }): void => {
-        if (m.t === undefined) return;
+      const first = (raw: unknown): void => {
+        const m = workerMessage(raw);
+        if (m === undefined) return;
         w.child.off("message", first);
         if (m.t === "listening") up();
         else if (this.#onUp) {
@@ -146,8 +147,8 @@ export class Master {
     this.#log().report("notice", `start worker process ${child.pid}`);
     const nofile = cycle.core.workerRlimitNofile;
     if (nofile !== undefined && child.pid !== undefined) applyNofile(child.pid, nofile, (m) => this.#log().report("alert", m));
-    child.on("message", (m: FromWorker) => {
-      if (m.t === "listening") w.listening = true;
+    child.on("message", (raw: unknown) => {
+      if (workerMessage(raw)?.t === "listening") w.listening = true;
     });
     // the shared TLS session cache and ticket keys live in the master
     const uninstallSessionCache = installSessionCacheMaster(child);
@@ -253,8 +254,8 @@ export class Master {
       w.child.kill("SIGQUIT");
       return;
     }
-    const ready = (m: FromWorker | { t?: undefined }): void => {
-      if (m.t !== "listening") return;
+    const ready = (raw: unknown): void => {
+      if (workerMessage(raw)?.t !== "listening") return;
       w.child.off("message", ready);
       w.child.kill("SIGQUIT");
     };

@@ -18,3 +18,16 @@ export type ToWorker =
 
 /** Messages from worker to master. */
 export type FromWorker = { readonly t: "listening" } | { readonly t: "failed"; readonly message: string };
+
+/**
+ * A worker's own message, checked: anything else on the channel (the TLS
+ * session cache's messages, or garbage from a broken worker) gives undefined,
+ * so the master never trusts the shape of what a worker sends.
+ */
+export function workerMessage(m: unknown): FromWorker | undefined {
+  if (typeof m !== "object" || m === null) return undefined;
+  const x = m as { t?: unknown; message?: unknown };
+  if (x.t === "listening") return { t: "listening" };
+  if (x.t === "failed") return { t: "failed", message: typeof x.message === "string" ? x.message : "worker failed" };
+  return undefined;
+}
