@@ -15,6 +15,7 @@
  * connection must be accepted, every session must succeed, no byte may differ.
  * Both print a summary and exit non-zero when a criterion fails.
  */
+import { readdirSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { MailClient } from "../test/support/client.js";
 import { makeMessage } from "../test/support/fake-backend.js";
@@ -237,7 +238,13 @@ async function soak(args: Args): Promise<boolean> {
   const { bed } = await startSoakBed(args);
   const stats = newStats();
   const rss = (): string => workerPids(bed.proxy.pid).map((p) => `${(rssBytes(p) / 1048576).toFixed(0)}M`).join("/");
+  const rssTotal = (): number => workerPids(bed.proxy.pid).reduce((t, p) => t + rssBytes(p), 0);
+  // open descriptors of the workers: the same when idle at the end as at the start
+  const fds = (): number => workerPids(bed.proxy.pid).reduce((t, p) => t + readdirSync(`/proc/${p}/fd`).length, 0);
   const rssStart = rss();
+  const fdStart = fds();
+  // memory after warm-up (caches and JIT filled): the end must not be above it
+  let rssWarm = 0;
   const started = Date.now();
   let next = 0;
   try {
@@ -258,14 +265,22 @@ async function soak(args: Args): Promise<boolean> {
           note(stats, e);
         }
         if (n % 5000 === 0 && n > 0) console.log(`.. ${n} sessions, ${stats.failed} failed, worker RSS ${rss()}`);
+        if (n === Math.min(10000, Math.floor(args.sessions / 4))) rssWarm = rssTotal();
       }
     };
     await Promise.all(Array.from({ length: args.concurrency }, worker));
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 2000));
     checkSmtpBackend(bed, stats);
-    summary("soak", stats, bed, started, { "worker RSS start": rssStart, "worker RSS end": rss() });
+    const fdEnd = fds();
+    const rssEnd = rssTotal();
+    const memoryOk = rssWarm === 0 || rssEnd <= rssWarm * 1.25;
+    summary("soak", stats, bed, started, {
+      "worker RSS start": rssStart, "worker RSS after warm-up": `${(rssWarm / 1048576).toFixed(0)}M (total)`,
+      "worker RSS end (idle)": `${rss()} (${memoryOk ? "not above warm-up + 25%" : "GREW"})`,
+      "worker fds start / end (idle)": `${fdStart} / ${fdEnd}${fdEnd > fdStart + 2 ? " LEAK" : ""}`,
+    });
     return stats.failed === 0 && stats.corrupted === 0 && stats.refused === 0 && stats.faults === stats.faultsAsExpected
-      && severeLines(bed.proxy.errorLog(), bed.proxy.kind).length === 0;
+      && severeLines(bed.proxy.errorLog(), bed.proxy.kind).length === 0 && fdEnd <= fdStart + 2 && memoryOk;
   } finally {
     await bed.stop();
   }
