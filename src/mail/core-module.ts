@@ -111,7 +111,7 @@ export interface ResolverSpec {
 /** `resolver address ... [valid=time] [ipv4=on|off] [ipv6=on|off] | off`. */
 export const resolverDirective: Directive<ResolverSpec | null> = custom({
   name: "resolver", contexts: BOTH, args: oneOrMore,
-  syntax: "address ... [valid=time] [ipv4=on|off] [ipv6=on|off] [status_zone=zone] | off",
+  syntax: "address ... [valid=time] [ipv4=on|off] [ipv6=on|off] | off",
   defaultValue: null, defaultText: "off",
   doc: "Configures DNS servers used to resolve SMTP client names.",
   parse(args) {
@@ -129,8 +129,6 @@ export const resolverDirective: Directive<ResolverSpec | null> = custom({
         if (v !== "on" && v !== "off") throw new ConfError(`invalid parameter: ${a}`);
         if (a.startsWith("ipv4=")) ipv4 = v === "on";
         else ipv6 = v === "on";
-      } else if (a.startsWith("status_zone=")) {
-        // only meaningful with nginx's commercial status module: accepted, nothing to report into
       } else {
         servers.push(...parseResolverAddress(a));
       }

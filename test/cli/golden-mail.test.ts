@@ -42,6 +42,7 @@ const CASES: readonly Case[] = [
   { name: "duplicate timeout", conf: mail("  timeout 5s;\n  timeout 6s;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
   { name: "bad max_errors", conf: mail("  max_errors -1;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
   { name: "resolver twice", conf: mail("  resolver 127.0.0.1;\n  resolver 127.0.0.2;\n  server { listen 127.0.0.1:23001; protocol smtp; }") },
+  { name: "resolver status_zone (commercial nginx only)", conf: mail("  resolver 127.0.0.1 status_zone=x;\n  server { listen 127.0.0.1:23001; protocol smtp; }") },
   { name: "resolver host not found", conf: mail("  resolver nosuchhost.invalid;\n  server { listen 127.0.0.1:23001; protocol smtp; }") },
   { name: "no auth_http", conf: `${HEAD}mail {\n  server {\n    listen 127.0.0.1:23001;\n    protocol imap;\n  }\n}\n` },
   { name: "auth_http https", conf: mail("  auth_http https://127.0.0.1/x;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
