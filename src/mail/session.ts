@@ -12,6 +12,7 @@
  */
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
+import { describeSystemError } from "../core/errors.js";
 import { ConnectionLog } from "../core/log.js";
 import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.js";
 import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-end.js";
@@ -549,7 +550,7 @@ export class Session implements SessionPort {
 
   #socketError(err: NodeJS.ErrnoException): void {
     if (this.#stage !== "proxy" && err.code && err.code !== "EPIPE") {
-      this.log.info(`recv() failed (${Math.abs(err.errno ?? 0)}: ${err.message.replace(/^\w+\s/, "")})`);
+      this.log.info(`recv() failed ${describeSystemError(err)}`);
     }
     this.#destroy();
   }
