@@ -168,8 +168,6 @@ export function take(...counts: number[]): Arity {
 
 /** `oneOrMore`: nginx's NGX_CONF_1MORE. */
 export const oneOrMore: Arity = { kind: "atLeast", min: 1 };
-/** `twoOrMore`: nginx's NGX_CONF_2MORE. */
-export const twoOrMore: Arity = { kind: "atLeast", min: 2 };
 /** `noArgs`: for blocks. */
 export const noArgs: Arity = { kind: "exactly", counts: [0] };
 

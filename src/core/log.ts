@@ -7,7 +7,7 @@
  * its own level. Per-connection lines go through a `ConnectionLog`, which
  * adds the connection number, the current action and the session context.
  * Secrets never reach a log: callers pass logins, never passwords, and
- * `redact` strips `data:` values.
+ * `data:` values are shown as `data:...` where a message names a file.
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
@@ -133,16 +133,14 @@ export class SyslogSink implements LogSink {
 /** An in-memory ring buffer (`memory:SIZE`), readable with a debugger or tests. */
 export class MemorySink implements LogSink {
   readonly level: LogLevel;
-  readonly #size: number;
+  readonly size: number;
   #text = "";
   constructor(size: number, level: LogLevel) {
     this.size = size;
     this.level = level;
-    this.#size = size;
   }
-  readonly size: number;
   write(_level: LogLevel, line: string): void {
-    this.#text = (this.#text + line).slice(-this.#size);
+    this.#text = (this.#text + line).slice(-this.size);
   }
   get contents(): string {
     return this.#text;
@@ -158,11 +156,6 @@ function pad2(n: number): string {
 /** `YYYY/MM/DD HH:MM:SS` in local time, as nginx writes it. */
 export function logTimestamp(d = new Date()): string {
   return `${d.getFullYear()}/${pad2(d.getMonth() + 1)}/${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-}
-
-/** Removes inline secrets (`data:` PEM values) from text bound for a log. */
-export function redact(text: string): string {
-  return text.replace(/data:[^"\s]*(-----BEGIN[\s\S]*?-----END[^-]*-----)?[^"]*/g, "data:[redacted]");
 }
 
 /** A set of sinks; the process-wide or per-server error log. */

@@ -151,9 +151,11 @@ function parseResolverAddress(text: string): ResolverAddress[] {
 
 /** The effective `server_name` of a server. */
 export function serverName(conf: ServerConf): string {
-  const name = conf.get(serverNameDirective);
-  return name ? name : hostname().toLowerCase();
+  return conf.get(serverNameDirective) || HOSTNAME;
 }
+
+/** nginx reads the host name once at start-up, lower-cased. */
+const HOSTNAME = hostname().toLowerCase();
 
 /** The protocol of a server: explicit `protocol`, else the first well-known listen port. */
 function protocolOf(level: Level): MailProtocolName | undefined {
