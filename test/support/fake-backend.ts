@@ -188,8 +188,16 @@ function parseImap(text: string): { tag: string; name: string; args: string[] } 
       args.push(v);
     } else if (text[i] === '\u0000') {
       // Literal marker inserted by the assembler: NUL + length + NUL + data.
+      // A NUL sent by the client itself (fuzzing relays anything) is not a
+      // marker: without a well-formed one, read it as an atom character.
       const end = text.indexOf('\u0000', i + 1);
-      const len = Number(text.slice(i + 1, end));
+      const len = end < 0 ? NaN : Number(text.slice(i + 1, end));
+      if (!Number.isSafeInteger(len) || len < 0) {
+        let v = '';
+        while (i < text.length && text[i] !== ' ') v += text[i++];
+        args.push(v);
+        continue;
+      }
       args.push(text.slice(end + 1, end + 1 + len));
       i = end + 1 + len;
     } else {
