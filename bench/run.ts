@@ -7,7 +7,7 @@
  * (the steadier figure on a shared machine), and the generator's CPU so a
  * saturated generator is visible.
  *
- *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name]
+ *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync } from "node:fs";
@@ -22,6 +22,8 @@ const quick = args.includes("--quick");
 const rounds = Number(valueOf("--rounds") ?? (quick ? 3 : 5));
 const seconds = Number(valueOf("--seconds") ?? (quick ? 2 : 5));
 const only = valueOf("--only")?.split(",");
+/** `--profile DIR`: Postern's processes write V8 CPU profiles there (node --cpu-prof). */
+const profileDir = valueOf("--profile");
 
 function valueOf(flag: string): string | undefined {
   const i = args.indexOf(flag);
@@ -174,6 +176,8 @@ function childPids(pid: number): number[] {
 async function startServer(bin: "nginx" | "postern", dir: string): Promise<ChildProcess> {
   const conf = join(dir, `${bin}.conf`);
   const cmd = bin === "nginx" ? ["/usr/sbin/nginx"] : [process.execPath, join(root, "bin", "postern.js")];
+  // --cpu-prof is refused in NODE_OPTIONS; forked workers inherit execArgv.
+  if (bin === "postern" && profileDir) cmd.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}`);
   const child = spawn("taskset", ["-c", "0", ...cmd, "-p", `${dir}/`, "-c", conf, "-e", join(dir, `${bin}.error.log`)], { stdio: "ignore" });
   const pidFile = join(dir, `${bin}.pid`);
   for (let i = 0; i < 100 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));

@@ -10,7 +10,7 @@ import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
 import { type CoreSettings, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import { listenEndpoints, type ListenEndpoint } from "../mail/runtime.js";
-import { installSessionCacheMaster } from "../event/tls-session-store.js";
+import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
 import { errorText, loadConfiguration } from "../cli/load.js";
 import type { Reporter } from "../cli/startup-log.js";
 import type { Options } from "../cli/options.js";

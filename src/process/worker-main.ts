@@ -10,7 +10,7 @@ import { loadConfiguration, errorText } from "../cli/load.js";
 import type { ListenEndpoint } from "../mail/runtime.js";
 import type { BoundHandle } from "./listeners.js";
 import { Serving } from "./serving.js";
-import { connectSessionCacheWorker } from "../event/tls-session-store.js";
+import { connectSessionCacheWorker } from "../event/tls-session-ipc.js";
 import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
 
 function send(m: FromWorker): void {

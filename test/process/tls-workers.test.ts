@@ -53,6 +53,33 @@ test("2 workers with ssl_session_cache shared: they start, serve TLS and resume 
   }
 });
 
+test("sessions in a shared cache survive a reload, as in nginx's shared memory", async () => {
+  const inst = new Instance();
+  try {
+    const port = await freePort();
+    const c = certs();
+    inst.write([
+      "daemon off; master_process on; worker_processes 1; pid nginx.pid; error_log error.log info;",
+      "events { worker_connections 64; }",
+      `mail { auth_http 127.0.0.1:9/auth; ssl_certificate ${c.serverEcdsa.cert}; ssl_certificate_key ${c.serverEcdsa.key};`,
+      `  ssl_session_cache shared:MAIL:1m; ssl_session_tickets off;`,
+      `  server { listen 127.0.0.1:${port} ssl; protocol imap; } }`,
+      "",
+    ].join("\n"));
+    const pid = await inst.up();
+    await waitFor("a worker", () => workerPids(inst.log()).length === 1);
+    const first = await greet(port);
+    assert.ok(first.session, "the server issued a session");
+    assert.equal((await greet(port, first.session)).reused, true, "resumed before the reload");
+    process.kill(pid, "SIGHUP");
+    await waitFor("new worker", () => workerPids(inst.log()).length === 2);
+    await waitFor("old worker gone", () => /exited with code 0/.test(inst.log()));
+    assert.equal((await greet(port, first.session)).reused, true, "the new worker resumes the old worker's session");
+  } finally {
+    await inst.cleanup();
+  }
+});
+
 test("HUP picks up a new certificate: an open TLS session continues, new ones get the new certificate", async () => {
   const inst = new Instance();
   const c = certs();

@@ -9,7 +9,8 @@ import tls from "node:tls";
 import { constants } from "node:crypto";
 import { ConfError, describeSystemError } from "../../core/errors.js";
 import type { ServerConf } from "../../conf/directive.js";
-import { MemorySessionStore, type SharedSessionStore, sharedStore, subscribeTicketKey } from "../../event/tls-session-store.js";
+import { MemorySessionStore, type SharedSessionStore } from "../../event/tls-session-store.js";
+import { sharedStore, subscribeTicketKey } from "../../event/tls-session-ipc.js";
 import { sslSessionCache, sslSessionTicketKey, sslSessionTickets, sslSessionTimeout } from "./module.js";
 
 /** What the secure context needs from the session settings. */
@@ -78,8 +79,11 @@ export function ticketSettings(server: ServerConf, warn: (message: string) => vo
   return { secureOptions: 0, sessionTimeout };
 }
 
-/** The session id inside Node's serialized SSL_SESSION (ASN.1: 4th field of the outer SEQUENCE). */
-export function sessionIdOf(der: Buffer): Buffer | undefined {
+/**
+ * The first four fields of Node's serialized SSL_SESSION (ASN.1 SEQUENCE:
+ * version, ssl_version, cipher, session_id), as raw contents.
+ */
+function sessionFields(der: Buffer): Buffer[] | undefined {
   let pos = 0;
   const header = (): { tag: number; len: number } | undefined => {
     if (pos + 2 > der.length) return undefined;
@@ -94,13 +98,30 @@ export function sessionIdOf(der: Buffer): Buffer | undefined {
     return { tag, len };
   };
   if (header()?.tag !== 0x30) return undefined;
+  const fields: Buffer[] = [];
   for (let field = 0; field < 4; field++) {
     const h = header();
     if (!h || pos + h.len > der.length) return undefined;
-    if (field === 3) return h.tag === 0x04 ? der.subarray(pos, pos + h.len) : undefined;
+    if ((field < 2 && h.tag !== 0x02) || (field >= 2 && h.tag !== 0x04)) return undefined;
+    fields.push(der.subarray(pos, pos + h.len));
     pos += h.len;
   }
-  return undefined;
+  return fields;
+}
+
+/** The session id inside Node's serialized SSL_SESSION. */
+export function sessionIdOf(der: Buffer): Buffer | undefined {
+  return sessionFields(der)?.[3];
+}
+
+/**
+ * True for a TLS 1.3 session. Those resume only through a ticket (PSK);
+ * the session id a TLS 1.3 ClientHello carries is random (RFC 8446 4.1.2),
+ * so storing them in an id-keyed cache would only cost memory and IPC.
+ */
+export function isTls13Session(der: Buffer): boolean {
+  const version = sessionFields(der)?.[1];
+  return version !== undefined && version.length === 2 && version.readUInt16BE(0) === 0x0304;
 }
 
 /** Applies an auto-generated ticket key to a context (Node keeps it on the native context). */
@@ -128,17 +149,15 @@ export function setupResumption(server: ServerConf, context: tls.SecureContext, 
   // Never listens: it only carries the session events that TLSSocket emits on its `server`.
   const holder = new tls.Server({ secureContext: context });
   holder.on("newSession", (id: Buffer, data: Buffer, done: () => void) => {
-    for (const l of layers) l.set(Buffer.from(id), Buffer.from(data), ttl);
+    if (!isTls13Session(data)) for (const l of layers) l.set(Buffer.from(id), Buffer.from(data), ttl);
     done();
   });
   holder.on("resumeSession", (id: Buffer, done: (err: Error | null, data?: Buffer | null) => void) => {
-    void (async () => {
-      for (const l of layers) {
-        const data = await l.get(id);
-        if (data) return done(null, data);
-      }
-      done(null, null);
-    })();
+    for (const l of layers) {
+      const data = l.lookup(id);
+      if (data) return done(null, data);
+    }
+    done(null, null);
   });
   return {
     server: holder,

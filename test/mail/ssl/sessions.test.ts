@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TlsServerSetup } from "../../../src/mail/ssl/context.js";
-import { installSessionCacheMaster, SessionCacheMaster, sessionCacheMaster } from "../../../src/event/tls-session-store.js";
+import { installSessionCacheMaster, SessionCacheMaster, sessionCacheMaster } from "../../../src/event/tls-session-ipc.js";
 import { type EchoResult, echoLine, echoServer, makePki, type Pki, sClient, sessionLine, setupFrom, tempDir } from "./helpers.js";
 
 let tmp: ReturnType<typeof tempDir>;

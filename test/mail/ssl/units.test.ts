@@ -13,7 +13,7 @@ import { MemorySessionStore, sessionsForBytes } from "../../../src/event/tls-ses
 import { certificatePem, rfc2253 } from "../../../src/mail/ssl/accept.js";
 import { protocolOptions } from "../../../src/mail/ssl/context.js";
 import { parsePasswordFile } from "../../../src/mail/ssl/module.js";
-import { nodeTicketKey, sessionIdOf } from "../../../src/mail/ssl/sessions.js";
+import { isTls13Session, nodeTicketKey, sessionIdOf } from "../../../src/mail/ssl/sessions.js";
 import { tempDir } from "./helpers.js";
 
 let tmp: ReturnType<typeof tempDir>;
@@ -69,6 +69,27 @@ test("the session id is read from Node's serialized session", async () => {
   await new Promise((r) => srv.close(r));
   assert.equal(ids.length, 1);
   assert.deepEqual(sessionIdOf(session), ids[0]);
+  assert.equal(isTls13Session(session), false);
+});
+
+test("TLS 1.3 sessions are told apart: they resume by ticket only, so id-keyed caches skip them", async () => {
+  const key = join(tmp.dir, "s13.key");
+  const crt = join(tmp.dir, "s13.crt");
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt, "-subj", "/CN=s", "-days", "1"]);
+  const seen: Buffer[] = [];
+  const srv = tls.createServer({ key: execFileSync("cat", [key]), cert: execFileSync("cat", [crt]), secureOptions: constants.SSL_OP_NO_TICKET }, (s) => s.end());
+  srv.on("newSession", (_id: Buffer, d: Buffer, done: () => void) => { seen.push(Buffer.from(d)); done(); });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  for (const maxVersion of ["TLSv1.3", "TLSv1.2"] as const) {
+    const c = tls.connect({ port: (srv.address() as { port: number }).port, host: "127.0.0.1", rejectUnauthorized: false, maxVersion });
+    await new Promise((r) => c.once("secureConnect", r));
+    await new Promise((r) => setTimeout(r, 50));
+    c.destroy();
+  }
+  await new Promise((r) => srv.close(r));
+  const verdicts = seen.map(isTls13Session);
+  assert.ok(verdicts.includes(true) && verdicts.at(-1) === false, `TLS 1.3 sessions first, then the TLS 1.2 one: ${verdicts}`);
+  assert.equal(isTls13Session(Buffer.from("garbage")), false);
 });
 
 test("the LRU store drops the oldest session and expired ones", () => {
