@@ -26,7 +26,24 @@ interface Entry {
   readonly expires: number;
 }
 
-/** An in-process LRU with expiry; the oldest session goes when full. */
+/** How often idle stores drop their expired sessions. */
+const SWEEP_INTERVAL_MS = 10_000;
+const sweepable = new Set<WeakRef<MemorySessionStore>>();
+let sweeper: NodeJS.Timeout | undefined;
+
+function sweepAll(): void {
+  for (const ref of sweepable) {
+    const store = ref.deref();
+    if (store) store.sweep();
+    else sweepable.delete(ref);
+  }
+}
+
+/**
+ * An in-process LRU with expiry; the oldest session goes when full.
+ * Expired sessions are dropped when met, on every insert and every ten
+ * seconds, so an idle server gives their memory back.
+ */
 export class MemorySessionStore implements SharedSessionStore {
   readonly #entries = new Map<string, Entry>();
   readonly #capacity: number;
@@ -35,6 +52,23 @@ export class MemorySessionStore implements SharedSessionStore {
   constructor(capacity: number, now: () => number = Date.now) {
     this.#capacity = capacity;
     this.#now = now;
+    sweepable.add(new WeakRef(this));
+    if (!sweeper) {
+      sweeper = setInterval(sweepAll, SWEEP_INTERVAL_MS);
+      sweeper.unref();
+    }
+  }
+
+  /**
+   * Drops expired sessions from the oldest end, stopping at the first live
+   * one (entries are kept in insertion order, which is nearly expiry order).
+   */
+  sweep(): void {
+    const now = this.#now();
+    for (const [key, e] of this.#entries) {
+      if (e.expires > now) return;
+      this.#entries.delete(key);
+    }
   }
 
   get size(): number {
@@ -59,6 +93,7 @@ export class MemorySessionStore implements SharedSessionStore {
   /** Stores under a hex key with an absolute expiry (replication keeps the origin's expiry). */
   setUntil(key: string, data: Buffer, expires: number): void {
     if (this.#capacity <= 0 || expires <= this.#now()) return;
+    this.sweep();
     this.#entries.delete(key);
     while (this.#entries.size >= this.#capacity) {
       const oldest = this.#entries.keys().next().value as string;

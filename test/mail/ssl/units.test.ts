@@ -102,5 +102,13 @@ test("the LRU store drops the oldest session and expired ones", () => {
   assert.equal(String(s.lookup(Buffer.from("c"))), "3");
   now = 10_000;
   assert.equal(s.lookup(Buffer.from("c")), undefined);
+  // expired sessions go without being looked up (the memory of an idle server)
+  s.set(Buffer.from("d"), Buffer.from("4"), 10);
+  now = 15_000;
+  s.set(Buffer.from("e"), Buffer.from("5"), 10);
+  assert.equal(s.size, 2);
+  now = 30_000;
+  s.sweep();
+  assert.equal(s.size, 0);
   assert.equal(sessionsForBytes(10 * 1024 * 1024), 40000);
 });
