@@ -2,15 +2,18 @@
  * The benchmark driver: nginx and Postern side by side, same mail
  * configuration, same certificates, one worker each, the server pinned to
  * one core and the load generator (plus the fake auth service and backend)
- * to the other. Workloads alternate A B A B for `--rounds` rounds; the table
- * shows medians of the raw rate and of operations per second of server CPU
- * (the steadier figure on a shared machine), and the generator's CPU so a
- * saturated generator is visible.
+ * to the other. A third server, the Node floor (node-floor.ts), does the
+ * least any Node proxy must do for each workload: what Postern adds and what
+ * Node itself costs are then told apart. Workloads alternate nginx, floor,
+ * Postern for `--rounds` rounds; the table shows medians of the raw rate and
+ * of operations per second of server CPU (the steadier figure on a shared
+ * machine), and the generator's CPU so a saturated generator is visible.
+ * The hold workload shows memory per idle logged-in TLS session instead.
  *
  *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -32,11 +35,19 @@ function valueOf(flag: string): string | undefined {
 
 interface Workload {
   readonly name: string;
-  /** mailload arguments; PORT is replaced. */
+  /** mailload arguments. */
   readonly load: readonly string[];
   /** Which listener of the config the workload uses. */
   readonly port: "imaps" | "imap" | "imapsRsa";
+  /** rate: operations per second (default); mbs: relayed MB/s; hold: KiB of server memory per idle session. */
+  readonly measure?: "rate" | "mbs" | "hold";
 }
+
+/**
+ * Sessions held by the hold workload: two descriptors each in the server
+ * (client and backend), under the open-file limit (ulimit -n) of every process.
+ */
+const HOLD_SESSIONS = Math.min(10000, Math.floor((Number(execFileSync("sh", ["-c", "ulimit -n"]).toString().trim()) - 1000) / 2));
 
 const WORKLOADS: readonly Workload[] = [
   { name: "handshake ECDSA TLSv1.3", port: "imaps", load: ["--mode", "handshake", "--tls1.3", "--conns", "64"] },
@@ -48,9 +59,15 @@ const WORKLOADS: readonly Workload[] = [
   { name: "IMAP STARTTLS", port: "imap", load: ["--mode", "starttls", "--conns", "64"] },
   { name: "login over TLS", port: "imaps", load: ["--mode", "login", "--tls", "--conns", "32"] },
   { name: "login plain", port: "imap", load: ["--mode", "login", "--conns", "32"] },
-  { name: "relay MB/s (FETCH 1 MB, TLS)", port: "imaps", load: ["--mode", "fetch", "--tls", "--conns", "4"] },
+  { name: "relay MB/s (FETCH 1 MB, TLS)", port: "imaps", load: ["--mode", "fetch", "--tls", "--conns", "4"], measure: "mbs" },
   { name: "NOOP round trip (latency)", port: "imaps", load: ["--mode", "command", "--tls", "--conns", "16"] },
+  { name: "latency: connect to greeting, TLSv1.3 (4 clients)", port: "imaps", load: ["--mode", "handshake", "--tls1.3", "--conns", "4"] },
+  { name: "latency: STARTTLS to CAPABILITY (4 clients)", port: "imap", load: ["--mode", "starttls", "--conns", "4"] },
+  { name: `idle TLS sessions held (${HOLD_SESSIONS}), KiB each`, port: "imaps", load: ["--mode", "hold", "--tls", "--conns", String(HOLD_SESSIONS)], measure: "hold" },
 ];
+
+type ServerKind = "nginx" | "floor" | "postern";
+const SERVERS: readonly ServerKind[] = ["nginx", "floor", "postern"];
 
 interface Ports { imaps: number; imap: number; imapsRsa: number; auth: number; backend: number }
 
@@ -173,13 +190,19 @@ function childPids(pid: number): number[] {
   }
 }
 
-async function startServer(bin: "nginx" | "postern", dir: string): Promise<ChildProcess> {
-  const conf = join(dir, `${bin}.conf`);
-  const cmd = bin === "nginx" ? ["/usr/sbin/nginx"] : [process.execPath, join(root, "bin", "postern.js")];
-  // --cpu-prof is refused in NODE_OPTIONS; forked workers inherit execArgv.
-  if (bin === "postern" && profileDir) cmd.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}`);
-  const child = spawn("taskset", ["-c", "0", ...cmd, "-p", `${dir}/`, "-c", conf, "-e", join(dir, `${bin}.error.log`)], { stdio: "ignore" });
+async function startServer(bin: ServerKind, dir: string, ports: Ports): Promise<ChildProcess> {
   const pidFile = join(dir, `${bin}.pid`);
+  rmSync(pidFile, { force: true });
+  let argv: string[];
+  if (bin === "floor") {
+    argv = [process.execPath, join(root, "dist", "bench", "node-floor.js"), JSON.stringify({ ...ports, dir, pidFile })];
+  } else {
+    const cmd = bin === "nginx" ? ["/usr/sbin/nginx"] : [process.execPath, join(root, "bin", "postern.js")];
+    // --cpu-prof is refused in NODE_OPTIONS; forked workers inherit execArgv.
+    if (bin === "postern" && profileDir) cmd.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}`);
+    argv = [...cmd, "-p", `${dir}/`, "-c", join(dir, `${bin}.conf`), "-e", join(dir, `${bin}.error.log`)];
+  }
+  const child = spawn("taskset", ["-c", "0", ...argv], { stdio: "ignore" });
   for (let i = 0; i < 100 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 300));
   return child;
@@ -191,10 +214,57 @@ async function stopServer(child: ChildProcess): Promise<void> {
   await new Promise((r) => child.once("exit", r));
 }
 
-interface Sample { rate: number; perCpu: number; genCpu: number; p50: number; p99: number; mbs: number; errors: number }
+interface Sample { rate: number; perCpu: number; genCpu: number; p50: number; p99: number; mbs: number; errors: number; kibPerSession: number }
 
-async function runOnce(bin: "nginx" | "postern", w: Workload, dir: string, ports: Ports, loadgen: string): Promise<Sample> {
-  const child = await startServer(bin, dir);
+/** Resident memory of a process and its children, in bytes. */
+function rssOfTree(pid: number): number {
+  let total = 0;
+  for (const p of [pid, ...childPids(pid)]) {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, "utf8"));
+      total += Number(m?.[1] ?? 0) * 1024;
+    } catch {
+      // exited
+    }
+  }
+  return total;
+}
+
+/** Holds HOLD_SESSIONS logged-in sessions; the server's memory growth per session. */
+async function holdOnce(child: ChildProcess, w: Workload, ports: Ports, loadgen: string): Promise<Sample> {
+  const pid = child.pid!;
+  const before = rssOfTree(pid);
+  const gen = spawn("taskset", ["-c", "1", loadgen, "--port", String(ports[w.port]), ...w.load], { stdio: ["ignore", "pipe", "inherit"] });
+  const held = await new Promise<{ held: number; errors: number }>((resolve) => {
+    let out = "";
+    const timer = setTimeout(() => resolve({ held: 0, errors: -1 }), 120_000);
+    gen.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      const line = out.split("\n").find((l) => l.includes('"held"'));
+      if (line) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as { held: number; errors: number });
+      }
+    });
+  });
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = rssOfTree(pid);
+  gen.kill("SIGTERM");
+  await new Promise((r) => gen.once("exit", r));
+  if (process.env.BENCH_DEBUG) console.error("hold", JSON.stringify(held), before, after);
+  const kib = held.held > 0 ? (after - before) / held.held / 1024 : Number.NaN;
+  return { rate: 0, perCpu: 0, genCpu: 0, p50: 0, p99: 0, mbs: 0, errors: held.errors, kibPerSession: kib };
+}
+
+async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, loadgen: string): Promise<Sample> {
+  const child = await startServer(bin, dir, ports);
+  if (w.measure === "hold") {
+    try {
+      return await holdOnce(child, w, ports, loadgen);
+    } finally {
+      await stopServer(child);
+    }
+  }
   const cpu0 = cpuOfTree(child.pid!);
   // asynchronously: the fake auth service and backend live in this process
   const out = await runLoad(["-c", "1", loadgen, "--port", String(ports[w.port]), "--seconds", String(seconds), ...w.load]);
@@ -203,7 +273,7 @@ async function runOnce(bin: "nginx" | "postern", w: Workload, dir: string, ports
   if (process.env.BENCH_DEBUG) console.error(bin, w.name, out.trim());
   const r = JSON.parse(out.trim().split("\n").pop()!) as { ops: number; errors: number; seconds: number; rate: number; bytes: number; client_cpu: number; p50_ms: number; p99_ms: number };
   const serverCpu = Math.max(cpu1 - cpu0, 0.01);
-  return { rate: r.rate, perCpu: r.ops / serverCpu, genCpu: r.client_cpu / r.seconds, p50: r.p50_ms, p99: r.p99_ms, mbs: r.bytes / r.seconds / 1e6, errors: r.errors };
+  return { rate: r.rate, perCpu: r.ops / serverCpu, genCpu: r.client_cpu / r.seconds, p50: r.p50_ms, p99: r.p99_ms, mbs: r.bytes / r.seconds / 1e6, errors: r.errors, kibPerSession: 0 };
 }
 
 function runLoad(argv: string[]): Promise<string> {
@@ -233,19 +303,33 @@ async function main(): Promise<void> {
   for (const bin of ["nginx", "postern"] as const) writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, ports, bin));
   const aux = [startAuth(ports.auth, ports.backend), startBackend(ports.backend)];
   const rows: string[] = [];
-  const header = "| workload | nginx | Postern | ratio | nginx /cpu-s | Postern /cpu-s | ratio per CPU | generator CPU | p50 / p99 ms (nginx; Postern) |";
-  rows.push(header, "|---|---|---|---|---|---|---|---|---|");
+  rows.push(
+    "| workload | nginx | Node floor | Postern | Postern / nginx | nginx /cpu-s | floor /cpu-s | Postern /cpu-s | Postern / nginx per CPU | Postern / floor per CPU | generator CPU (nginx / floor / Postern) | p50 / p99 ms (nginx; floor; Postern) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  );
+  const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : "-");
+  const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : "-");
+  const f0 = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : "-");
   for (const w of WORKLOADS) {
     if (only && !only.some((o) => w.name.includes(o))) continue;
-    const samples: Record<"nginx" | "postern", Sample[]> = { nginx: [], postern: [] };
-    for (let i = 0; i < rounds; i++) {
-      for (const bin of ["nginx", "postern"] as const) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen));
+    const samples: Record<ServerKind, Sample[]> = { nginx: [], floor: [], postern: [] };
+    const hold = w.measure === "hold";
+    // memory is not noisy the way rates are: one round of the hold workload
+    for (let i = 0; i < (hold ? 1 : rounds); i++) {
+      for (const bin of SERVERS) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen));
     }
-    const m = (bin: "nginx" | "postern", k: keyof Sample) => median(samples[bin].map((s) => s[k]));
-    const key: keyof Sample = w.name.startsWith("relay") ? "mbs" : "rate";
-    const a = m("nginx", key), b = m("postern", key);
-    const ca = m("nginx", "perCpu"), cb = m("postern", "perCpu");
-    rows.push(`| ${w.name} | ${a.toFixed(1)} | ${b.toFixed(1)} | ${(b / a).toFixed(2)} | ${ca.toFixed(0)} | ${cb.toFixed(0)} | ${(cb / ca).toFixed(2)} | ${(m("nginx", "genCpu") * 100).toFixed(0)}% / ${(m("postern", "genCpu") * 100).toFixed(0)}% | ${m("nginx", "p50").toFixed(1)}/${m("nginx", "p99").toFixed(1)}; ${m("postern", "p50").toFixed(1)}/${m("postern", "p99").toFixed(1)} |`);
+    const m = (bin: ServerKind, k: keyof Sample) => median(samples[bin].map((s) => s[k]));
+    if (hold) {
+      const [a, f, b] = SERVERS.map((bin) => m(bin, "kibPerSession")) as [number, number, number];
+      rows.push(`| ${w.name} | ${f1(a)} | ${f1(f)} | ${f1(b)} | ${f2(b / a)} (memory: lower is better, goal <= 1.5) | | | | | ${f2(b / f)} | | |`);
+    } else {
+      const key: keyof Sample = w.measure === "mbs" ? "mbs" : "rate";
+      const [a, f, b] = SERVERS.map((bin) => m(bin, key)) as [number, number, number];
+      const [ca, cf, cb] = SERVERS.map((bin) => m(bin, "perCpu")) as [number, number, number];
+      const gen = SERVERS.map((bin) => `${f0(m(bin, "genCpu") * 100)}%`).join(" / ");
+      const lat = SERVERS.map((bin) => `${f1(m(bin, "p50"))}/${f1(m(bin, "p99"))}`).join("; ");
+      rows.push(`| ${w.name} | ${f1(a)} | ${f1(f)} | ${f1(b)} | ${f2(b / a)} | ${f0(ca)} | ${f0(cf)} | ${f0(cb)} | ${f2(cb / ca)} | ${f2(cb / cf)} | ${gen} | ${lat} |`);
+    }
     console.log(rows[rows.length - 1]);
   }
   for (const s of aux) s.close();

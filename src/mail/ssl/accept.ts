@@ -40,6 +40,15 @@ function opensslReason(message: string): string {
   return m ? `error:${m[1]}:${m[2]}::${m[3]}` : message.trim();
 }
 
+/** ALPN lists in wire form, made once per protocol name rather than per connection. */
+const alpnWire = new Map<string, Buffer>();
+
+function alpnList(name: string): Buffer {
+  let wire = alpnWire.get(name);
+  if (!wire) alpnWire.set(name, (wire = Buffer.concat([Buffer.from([Buffer.byteLength(name)]), Buffer.from(name)])));
+  return wire;
+}
+
 /**
  * Runs the server side of a TLS handshake on `socket` (a freshly accepted
  * socket, or one whose plaintext reader the caller has stopped after
@@ -65,7 +74,7 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
     secureContext: setup.secureContext,
     requestCert: setup.verifyClient !== "off",
     rejectUnauthorized: false,
-    ALPNProtocols: [setup.alpn],
+    ALPNProtocols: alpnList(setup.alpn),
     ...(setup.sessions.server ? { server: setup.sessions.server } : {}),
   });
   return new Promise((resolve, reject) => {
