@@ -195,7 +195,7 @@ async function startServer(bin: ServerKind, dir: string, ports: Ports): Promise<
   rmSync(pidFile, { force: true });
   let argv: string[];
   if (bin === "floor") {
-    argv = [process.execPath, join(root, "dist", "bench", "node-floor.js"), JSON.stringify({ ...ports, dir, pidFile })];
+    argv = [process.execPath, ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/floor`] : []), join(root, "dist", "bench", "node-floor.js"), JSON.stringify({ ...ports, dir, pidFile })];
   } else {
     const cmd = bin === "nginx" ? ["/usr/sbin/nginx"] : [process.execPath, join(root, "bin", "postern.js")];
     // --cpu-prof is refused in NODE_OPTIONS; forked workers inherit execArgv.

@@ -85,6 +85,8 @@ let connectionCounter = 0;
  */
 const SESSION_CLOSED = Object.freeze({ name: "SessionClosed" });
 
+const NO_BUFFER = Buffer.alloc(0);
+
 /** Strips the IPv4-mapped prefix Node reports on dual-stack sockets. */
 export function plainAddress(addr: string | undefined): string {
   if (!addr) return "";
@@ -119,7 +121,13 @@ export class Session implements SessionPort {
 
   // The command buffer, as nginx's: filled at [last, end), parsed from pos,
   // reset only when everything in it has been consumed.
-  readonly #buffer: Buffer;
+  /**
+   * Allocated at the first byte and dropped at hand-off or close: a session
+   * that never sends (a bare handshake) or is being proxied holds none.
+   */
+  #buffer: Buffer = NO_BUFFER;
+  /** The buffer's size: `*_client_buffer`. */
+  readonly #size: number;
   #pos = 0;
   #last = 0;
   /** Bytes received beyond the buffer's free space (nginx leaves them in the kernel). */
@@ -166,7 +174,7 @@ export class Session implements SessionPort {
     this.#localAddr = this.#unix ? "unix:" : plainAddress(socket.localAddress);
     this.#localPort = socket.localPort ?? 0;
     this.serverName = serverName(server.conf);
-    this.#buffer = Buffer.allocUnsafe(protocol.bufferSize(server));
+    this.#size = protocol.bufferSize(server);
     this.log = new ConnectionLog(log, this.#id, { client: this.#clientAddr, server: listen.text });
   }
 
@@ -473,12 +481,13 @@ export class Session implements SessionPort {
     this.#backlogBytes += chunk.length;
     // Stop reading once a buffer's worth waits beyond the buffer: a client
     // that pipelines faster than we answer is throttled, not buffered.
-    if (this.#backlogBytes > this.#buffer.length) this.#socket.pause();
+    if (this.#backlogBytes > this.#size) this.#socket.pause();
   }
 
   /** Moves waiting bytes into the buffer's free space; true if any moved. */
   #fill(): boolean {
     let moved = false;
+    if (this.#buffer === NO_BUFFER && this.#backlog.length > 0) this.#buffer = Buffer.allocUnsafe(this.#size);
     while (this.#last < this.#buffer.length && this.#backlog.length > 0) {
       const chunk = this.#backlog[0]!;
       const n = Math.min(chunk.length, this.#buffer.length - this.#last);
@@ -489,7 +498,7 @@ export class Session implements SessionPort {
       else this.#backlog[0] = chunk.subarray(n);
       moved = true;
     }
-    if (this.#backlogBytes <= this.#buffer.length && this.#socket.isPaused() && this.#stage !== "proxy") this.#socket.resume();
+    if (this.#backlogBytes <= this.#size && this.#socket.isPaused() && this.#stage !== "proxy") this.#socket.resume();
     return moved;
   }
 
@@ -502,7 +511,7 @@ export class Session implements SessionPort {
           if (this.#frontEnd.bufferRewindable !== false) this.#pos = this.#last = 0;
           if (!this.#fill()) {
             // a full, unrewindable buffer with more input waiting: too long
-            if (this.#last === this.#buffer.length && this.#backlogBytes > 0) this.#tooLong();
+            if (this.#last === this.#size && this.#backlogBytes > 0) this.#tooLong();
             return;
           }
         }
@@ -512,7 +521,7 @@ export class Session implements SessionPort {
           if (this.#dropInput) this.#discardInput();
           continue;
         }
-        if (this.#last < this.#buffer.length) {
+        if (this.#last < this.#size) {
           if (this.#fill()) continue;
           return;
         }
@@ -526,6 +535,7 @@ export class Session implements SessionPort {
   /** Forgets every byte received and not yet consumed. */
   #discardInput(): void {
     this.#dropInput = false;
+    this.#buffer = NO_BUFFER;
     this.#pos = this.#last = 0;
     this.#backlog = [];
     this.#backlogBytes = 0;
