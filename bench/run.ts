@@ -47,7 +47,7 @@ interface Workload {
  * Sessions held by the hold workload: two descriptors each in the server
  * (client and backend), under the open-file limit (ulimit -n) of every process.
  */
-const HOLD_SESSIONS = Math.min(10000, Math.floor((Number(execFileSync("sh", ["-c", "ulimit -n"]).toString().trim()) - 1000) / 2));
+const HOLD_SESSIONS = Math.min(10000, Math.max(100, Math.floor((Number(execFileSync("sh", ["-c", "ulimit -n"]).toString().trim()) - 1000) / 2)));
 
 const WORKLOADS: readonly Workload[] = [
   { name: "handshake ECDSA TLSv1.3", port: "imaps", load: ["--mode", "handshake", "--tls1.3", "--conns", "64"] },
