@@ -180,8 +180,10 @@ export class Session implements SessionPort {
 
   /** Runs the session's opening stages; never throws. */
   start(): void {
-    const peer = this.#unix ? "unix:" : addressWithPort(this.#clientAddr, this.#clientPort);
-    this.log.plain("info", `client ${peer} connected to ${this.#listen.text}`);
+    if (this.log.enabled("info")) {
+      const peer = this.#unix ? "unix:" : addressWithPort(this.#clientAddr, this.#clientPort);
+      this.log.plain("info", `client ${peer} connected to ${this.#listen.text}`);
+    }
     this.#socket.setNoDelay(true);
     this.#socket.on("error", this.#onError);
     this.#socket.on("close", this.#onEnd);
