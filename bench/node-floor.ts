@@ -8,8 +8,9 @@
  *    IMAP greeting after the handshake;
  *  - the plain port: greeting, STARTTLS upgrade, CAPABILITY;
  *  - a LOGIN line: one auth_http request on a new connection (as nginx and
- *    Postern do), then the backend: connect, greeting, LOGIN, OK, and
- *    both sockets piped to each other.
+ *    Postern do), then the backend: connect, greeting, LOGIN with the user
+ *    name and password as literals (nginx's three steps), OK, and both
+ *    sockets piped to each other.
  *
  *   node dist/bench/node-floor.js '{"imaps":P,"imapsRsa":P,"imap":P,"auth":P,"backend":P,"dir":"CERTDIR"}'
  */
@@ -67,11 +68,19 @@ function login(client: net.Socket, tag: string, user: string, pass: string): voi
     backend.setNoDelay(true);
     backend.on("error", () => client.destroy());
     client.on("error", () => backend.destroy());
+    // LOGIN with literals, as nginx (and Postern) log in to an IMAP backend
     let step = 0;
     lines(backend, (line) => {
-      if (step++ === 0) {
-        backend.write(`${tag} LOGIN ${user} ${pass}\r\n`);
-        return true;
+      switch (step++) {
+        case 0:
+          backend.write(`${tag} LOGIN {${Buffer.byteLength(user)}}\r\n`);
+          return true;
+        case 1:
+          backend.write(`${user} {${Buffer.byteLength(pass)}}\r\n`);
+          return true;
+        case 2:
+          backend.write(`${pass}\r\n`);
+          return true;
       }
       if (!line.startsWith(`${tag} `)) return true;
       client.write(`${line}\r\n`);

@@ -18,6 +18,7 @@ import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.
 import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-end.js";
 import type { ListenSpec } from "./listen.js";
 import { makeSalt } from "./sasl.js";
+import { type CancelSignal, Cancellation } from "./cancel.js";
 import type { MailServer } from "./server.js";
 import type { ProxyReadOutcome } from "../event/proxy-protocol-reader.js";
 import type { AuthMethod, AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
@@ -59,7 +60,7 @@ export interface ProxyHandoff {
   /** Sends the protocol's internal-error line and closes the client. */
   internalError(): void;
   /** Aborted at worker_shutdown_timeout: the proxy logs `shutdown timeout` and closes both sides. */
-  readonly shutdown: AbortSignal;
+  readonly shutdown: CancelSignal;
 }
 
 /** The services a session calls out to, wired by the runtime. */
@@ -67,7 +68,7 @@ export interface SessionServices {
   /** null when the server uses no TLS. */
   tls(server: MailServer): SessionTls | null;
   /** One auth_http attempt (including WAIT repeats). */
-  authenticate(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: AbortSignal): Promise<AuthOutcome>;
+  authenticate(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: CancelSignal): Promise<AuthOutcome>;
   /** Reads a PROXY protocol header (logs failures itself); `close` ends the session silently. */
   readProxyProtocol(socket: Socket, timeoutMs: number, log: ConnectionLog): Promise<ProxyReadOutcome>;
   /** The client address realip yields for a PROXY header, if the peer is trusted. */
@@ -77,13 +78,6 @@ export interface SessionServices {
 }
 
 let connectionCounter = 0;
-
-/**
- * The reason sessions abort their signals with: a ready value, because
- * `abort()` without one builds a DOMException with a stack trace for every
- * closed session (4% of a worker's CPU under handshake load).
- */
-const SESSION_CLOSED = Object.freeze({ name: "SessionClosed" });
 
 const NO_BUFFER = Buffer.alloc(0);
 
@@ -144,12 +138,12 @@ export class Session implements SessionPort {
   #attempt = 0;
   #authMethod: AuthMethod = "plain";
   /** Made at hand-off: aborted at worker_shutdown_timeout. */
-  #shutdown: AbortController | undefined;
+  #shutdown: Cancellation | undefined;
   #salt: string | undefined;
   #deadline: NodeJS.Timeout | undefined;
   #wait: NodeJS.Timeout | undefined;
   /** Made when auth_http starts: aborted when the session closes. */
-  #abort: AbortController | undefined;
+  #abort: Cancellation | undefined;
   #resolveFinished!: () => void;
   /** Settles once the client connection is gone, whatever the stage. */
   readonly finished = new Promise<void>((resolve) => {
@@ -300,7 +294,7 @@ export class Session implements SessionPort {
     this.#closed = true;
     this.#stage = "closed";
     this.#clearTimers();
-    this.#abort?.abort(SESSION_CLOSED);
+    this.#abort?.cancel();
     // Ending on the next turn lets a TLS 1.3 socket that has just finished
     // its handshake send close_notify (ending at once skips it, nginx does not).
     const socket = this.#socket;
@@ -383,9 +377,9 @@ export class Session implements SessionPort {
     this.log.action = "in http auth state";
     this.log.context.login = credentials.login.toString("latin1");
     const info = this.#info();
-    this.#abort ??= new AbortController();
+    this.#abort ??= new Cancellation();
     this.#services
-      .authenticate(this.server, info, credentials, ++this.#attempt, this.log, this.#abort.signal)
+      .authenticate(this.server, info, credentials, ++this.#attempt, this.log, this.#abort)
       .then((outcome) => this.#authDone(outcome, info))
       .catch((err: unknown) => this.#fail(err));
   }
@@ -432,9 +426,9 @@ export class Session implements SessionPort {
     const pending = this.pendingInput();
     this.#discardInput();
     this.log.context.login = outcome.login.toString("latin1");
-    this.#shutdown = new AbortController();
+    this.#shutdown = new Cancellation();
     void this.#services.proxy({
-      socket, pending, info, authMethod: this.#authMethod, shutdown: this.#shutdown.signal,
+      socket, pending, info, authMethod: this.#authMethod, shutdown: this.#shutdown,
       backend: outcome.backend, login: outcome.login, password: outcome.password,
       server: this.server, serverName: this.serverName,
       timeoutMs: this.server.conf.get(timeoutDirective) ?? 60_000,
@@ -584,7 +578,7 @@ export class Session implements SessionPort {
     this.#closed = true;
     this.#stage = "closed";
     this.#clearTimers();
-    this.#abort?.abort(SESSION_CLOSED);
+    this.#abort?.cancel();
     this.#socket.destroy();
     this.#resolveFinished();
   }
@@ -598,13 +592,13 @@ export class Session implements SessionPort {
 
   /** worker_shutdown_timeout: a proxied session is cut (the proxy logs it). */
   shutdownProxied(): void {
-    if (this.#stage === "proxy") this.#shutdown?.abort(SESSION_CLOSED);
+    if (this.#stage === "proxy") this.#shutdown?.cancel();
   }
 
   /** Ends the connection now, whatever the stage (shutdown); the proxy sees the close. */
   terminate(): void {
     this.#clearTimers();
-    this.#abort?.abort(SESSION_CLOSED);
+    this.#abort?.cancel();
     this.#closed = true;
     this.#socket.destroy();
     if (this.#stage !== "proxy") this.#resolveFinished();

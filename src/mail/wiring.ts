@@ -5,6 +5,7 @@
  * that names the implementations.
  */
 import type { ConnectionLog } from "../core/log.js";
+import type { CancelSignal } from "./cancel.js";
 import { authenticate } from "./auth-http/client.js";
 import { authHttpAddress, authHttpSettings } from "./auth-http/module.js";
 import type { MailProtocol } from "./front-end.js";
@@ -26,7 +27,7 @@ export const MAIL_PROTOCOLS: ReadonlyMap<MailProtocolName, MailProtocol> = new M
   ["smtp", smtpProtocol],
 ]);
 
-function runAuthHttp(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: AbortSignal): Promise<AuthOutcome> {
+function runAuthHttp(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: CancelSignal): Promise<AuthOutcome> {
   const settings = authHttpSettings(server.conf);
   return authenticate({ settings, address: authHttpAddress(settings.url), session: info, credentials, attempt, log, signal });
 }

@@ -7,6 +7,7 @@
 import { connect, type Socket } from "node:net";
 import { describeSystemError } from "../../core/errors.js";
 import type { ConnectionLog } from "../../core/log.js";
+import type { CancelSignal } from "../cancel.js";
 import type { AuthOutcome, Credentials, SessionInfo } from "../types.js";
 import { type DecisionLog, decide } from "./decision.js";
 import type { AuthHttpSettings } from "./module.js";
@@ -25,7 +26,7 @@ export interface AuthenticateParams {
   readonly attempt: number;
   readonly log: ConnectionLog;
   /** Aborted when the client goes away: the request is dropped, nothing is logged. */
-  readonly signal?: AbortSignal | undefined;
+  readonly signal?: CancelSignal | undefined;
 }
 
 /** The action nginx names while talking to the auth server. */
@@ -78,7 +79,7 @@ type ExchangeResult =
   | { readonly kind: "failed"; readonly log: DecisionLog | undefined };
 
 /** One connection: send `request`, read the header block, close. */
-function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeout: number, signal: AbortSignal | undefined): Promise<ExchangeResult> {
+function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeout: number, signal: CancelSignal | undefined): Promise<ExchangeResult> {
   return new Promise((resolve) => {
     const parser = new AuthResponseParser();
     let connected = false;
@@ -128,7 +129,7 @@ function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeo
 }
 
 /** Waits `ms`; false when aborted first. */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+function sleep(ms: number, signal: CancelSignal | undefined): Promise<boolean> {
   return new Promise((resolve) => {
     if (signal?.aborted) {
       resolve(false);

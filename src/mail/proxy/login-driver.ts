@@ -32,10 +32,30 @@ function cString(buf: Buffer, start: number, end: number): string {
   return buf.toString("latin1", start, nul >= 0 && nul < end ? nul : end);
 }
 
+/**
+ * Login buffers of finished dialogues, by size, for the next ones: a fresh
+ * zero-filled proxy_buffer per login was the largest allocation of a plain
+ * login (bench/README.md). Nothing outlives a dialogue in its buffer: every
+ * result is copied out before the buffer goes back.
+ */
+const spareBuffers = new Map<number, Buffer[]>();
+const SPARE_PER_SIZE = 64;
+
+function takeBuffer(size: number): Buffer {
+  return spareBuffers.get(size)?.pop() ?? Buffer.allocUnsafe(size);
+}
+
+function giveBack(buf: Buffer): void {
+  let spare = spareBuffers.get(buf.length);
+  if (!spare) spareBuffers.set(buf.length, (spare = []));
+  if (spare.length < SPARE_PER_SIZE) spare.push(buf);
+}
+
 /** Runs the dialogue; resolves once logged in or failed (never rejects). */
 export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
   const { socket, steps, log } = p;
-  const buf = Buffer.alloc(p.bufferSize);
+  // Only buf[0, len) is ever read, so a reused buffer's old bytes never show.
+  const buf = takeBuffer(p.bufferSize);
   let len = 0;
   let step = 0;
   // Bytes the socket delivered but a recv() of the remaining space would not have taken yet.
@@ -50,6 +70,7 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
       socket.off("end", onEnd);
       socket.off("error", onError);
       socket.off("close", onEnd);
+      giveBack(buf);
       resolve(r);
     };
 

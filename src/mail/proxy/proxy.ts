@@ -10,6 +10,7 @@ import { describeSystemError } from "../../core/errors.js";
 import type { ConnectionLog } from "../../core/log.js";
 import { buildProxyHeaderV1, buildProxyHeaderV2, type ProxyV2Tls } from "../../event/proxy-protocol.js";
 import type { AuthMethod, BackendAddress, SessionInfo } from "../types.js";
+import type { CancelSignal } from "../cancel.js";
 import { imapLoginSteps } from "./login-imap.js";
 import { runLogin, type LoginResult } from "./login-driver.js";
 import { pop3LoginSteps } from "./login-pop3.js";
@@ -42,7 +43,7 @@ export interface ProxySessionParams {
   /** Sends the protocol's internal-error line to the client and closes it. */
   internalError(): void;
   /** Aborted on worker shutdown: a proxied session then closes with `shutdown timeout`. */
-  readonly shutdown?: AbortSignal | undefined;
+  readonly shutdown?: CancelSignal | undefined;
   /** TLS facts for a `proxy_protocol v2` header (TLS clients only). */
   readonly proxyV2Tls?: ProxyV2Tls | undefined;
 }

@@ -13,6 +13,7 @@ import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { describeSystemError } from "../../core/errors.js";
 import type { ConnectionLog } from "../../core/log.js";
+import type { CancelSignal } from "../cancel.js";
 
 /** What the relay needs. */
 export interface RelayParams {
@@ -206,7 +207,7 @@ function closeSocket(s: Socket): void {
 }
 
 /** Runs the relay to completion; aborting `shutdown` closes it with `shutdown timeout`. */
-export function relay(p: RelayParams, shutdown?: AbortSignal): Promise<void> {
+export function relay(p: RelayParams, shutdown?: CancelSignal): Promise<void> {
   const r = new Relay(p);
   if (shutdown) {
     if (shutdown.aborted) r.shutdown();
