@@ -274,6 +274,8 @@ export class SessionCacheMaster {
     let o = this.#outboxes.get(endpoint);
     if (!o) {
       o = new Outbox((cache, puts, drops) => {
+        // the worker may have exited since the changes were queued
+        if (!this.#outboxes.has(endpoint)) return;
         if (puts.length > 0) endpoint.send?.(putMessage(cache, 1, puts));
         if (drops.length > 0) endpoint.send?.(dropMessage(cache, 1, drops));
       });
