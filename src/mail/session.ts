@@ -252,8 +252,9 @@ export class Session implements SessionPort {
     }
     this.#socket.off("error", this.#onError);
     this.#socket.off("close", this.#onEnd);
+    // TCP_NODELAY is already on the descriptor (set on the plain socket):
+    // setting it through the TLS socket again would cost a syscall per handshake.
     this.#socket = secure;
-    secure.setNoDelay?.(true);
     secure.on("error", this.#onError);
     secure.on("close", this.#onEnd);
     this.#secure = true;
