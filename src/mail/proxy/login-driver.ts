@@ -39,7 +39,8 @@ function cString(buf: Buffer, start: number, end: number): string {
  * result is copied out before the buffer goes back.
  */
 const spareBuffers = new Map<number, Buffer[]>();
-const SPARE_PER_SIZE = 64;
+/** Kept at most per size: 256 KiB at the default 16k, so an idle worker holds little. */
+const SPARE_PER_SIZE = 16;
 
 function takeBuffer(size: number): Buffer {
   return spareBuffers.get(size)?.pop() ?? Buffer.allocUnsafe(size);
