@@ -7,8 +7,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import type net from "node:net";
 import tls from "node:tls";
 import type { ClientTlsInfo } from "../types.js";
-import { checkChainCrls } from "../../event/tls-crl.js";
-import { OPTIONAL_NO_CA_ERRORS, verifyErrorNumber, verifyErrorText, walkChain } from "../../event/tls-verify.js";
+import { issuerPath, OPTIONAL_NO_CA_ERRORS, verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
 import type { TlsServerSetup } from "./context.js";
 
 /** Options of startTls. */
@@ -79,7 +78,10 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
   });
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
+    let settled = false;
     const finish = (err: Error | undefined): void => {
+      if (settled) return;
+      settled = true;
       if (timer) clearTimeout(timer);
       tlsSocket.off("secure", onSecure);
       tlsSocket.off("error", onError);
@@ -94,8 +96,8 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
       }
     };
     const onSecure = (): void => {
-      recordVerifyResult(tlsSocket, setup);
-      finish(undefined);
+      // The handshake timeout keeps running while a chain is checked again.
+      void settleVerifyResult(tlsSocket, setup).then(() => finish(undefined));
     };
     const onError = (err: Error): void => {
       const reason = (err as { code?: string }).code === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${opensslReason(err.message)})`;
@@ -109,21 +111,28 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
   });
 }
 
+/** OpenSSL's verify result per socket (0 = verified), final once startTls resolves. */
+const verdicts = new WeakMap<tls.TLSSocket, number>();
+
 /**
- * Node fills in `authorized` / `authorizationError` only for sockets a
- * tls.Server accepted itself; for a TLSSocket built on an existing socket
- * (needed for STARTTLS) we read OpenSSL's verify result the same way.
+ * Reads OpenSSL's verify result of the handshake (Node fills in
+ * `authorized` only for sockets a tls.Server accepted itself, not for a
+ * TLSSocket built on an existing socket, as STARTTLS needs). The handshake
+ * trusted the ssl_client_certificate CAs only (Node's `ca` also advertises);
+ * when it failed and ssl_trusted_certificate CAs exist, OpenSSL verifies the
+ * chain again with both lists (event/tls-chain-check.ts), and that verdict
+ * is the one nginx's single store would give.
  */
-function recordVerifyResult(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): void {
+async function settleVerifyResult(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): Promise<void> {
   if (setup.verifyClient === "off") return;
-  const handle = (tlsSocket as unknown as { _handle?: { verifyError?: () => { code?: string } | null } })._handle;
+  const handle = (tlsSocket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } | null })._handle;
   const err = handle?.verifyError?.();
-  if (err) {
-    tlsSocket.authorized = false;
-    (tlsSocket as unknown as { authorizationError: string }).authorizationError = err.code ?? "UNSPECIFIED";
-  } else {
-    tlsSocket.authorized = true;
+  let n = err === undefined ? 1 : err === null ? 0 : verifyErrorNumberOf(err);
+  if (n !== 0 && setup.chainCheck) {
+    const sent = peerChain(tlsSocket);
+    if (sent.length > 0) n = await setup.chainCheck.verify(sent.map((c) => c.raw));
   }
+  verdicts.set(tlsSocket, n);
 }
 
 /** The decision taken right after the handshake (protocols.md 6.2). */
@@ -150,26 +159,13 @@ function peerChain(socket: tls.TLSSocket): X509Certificate[] {
   return out;
 }
 
-/** True when Node's chain ends in a root from ssl_client_certificate, i.e. OpenSSL saw the whole chain. */
-function anchoredInClientCas(chain: readonly X509Certificate[], setup: TlsServerSetup): boolean {
-  const root = chain[chain.length - 1];
-  return root !== undefined && setup.clientCas.some((ca) => ca.raw.equals(root.raw));
-}
-
+/** OpenSSL's verdict, then ssl_verify_depth: intermediates between the leaf and the trusted root. */
 function verifyNumber(socket: tls.TLSSocket, setup: TlsServerSetup, chain: readonly X509Certificate[]): number {
-  let error = socket.authorized ? 0 : verifyErrorNumber((socket.authorizationError as unknown as { code?: string } | undefined)?.code ?? String(socket.authorizationError));
-  let length = chain.length;
-  if (error !== 0 && setup.trustedCas.length > 0 && !anchoredInClientCas(chain, setup)) {
-    // OpenSSL only knew the advertised CAs and could not finish the chain:
-    // verify again with the unadvertised ones, CRLs included.
-    const walked = walkChain(chain, [...setup.clientCas, ...setup.trustedCas]);
-    error = walked.error;
-    length = walked.chain.length;
-    if (error === 0 && setup.crls !== undefined) error = checkChainCrls(walked.chain, setup.crls);
-  }
-  // ssl_verify_depth: intermediates between the leaf and the trusted root.
-  if (error === 0 && length - 2 > setup.verifyDepth) error = 20;
-  return error;
+  const error = verdicts.get(socket) ?? 1;
+  if (error !== 0) return error;
+  const anchors = setup.chainCheck ? [...setup.clientCas, ...setup.trustedCas] : setup.clientCas;
+  // OpenSSL's own depth limit reports 20 (the issuer past the limit is never looked up).
+  return issuerPath(chain, anchors).length - 2 > setup.verifyDepth ? 20 : 0;
 }
 
 /**

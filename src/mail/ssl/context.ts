@@ -7,7 +7,7 @@ import { constants, createHash, type KeyObject, type X509Certificate } from "nod
 import tls from "node:tls";
 import { ConfError, formatLocation, type SourceLocation } from "../../core/errors.js";
 import type { ServerConf } from "../../conf/directive.js";
-import { crlsFromPem, type ParsedCrl } from "../../event/tls-crl.js";
+import { ChainCheck } from "../../event/tls-chain-check.js";
 import { applyConfCommands, type TlsKnobs } from "./conf-command.js";
 import { checkKeyMatches, loadCaFile, loadCertificate, loadCrl, loadDhparam, loadPrivateKey } from "./load.js";
 import {
@@ -27,10 +27,10 @@ export interface TlsServerSetup {
   readonly verifyDepth: number;
   /** CAs from ssl_client_certificate (advertised and trusted by OpenSSL). */
   readonly clientCas: readonly X509Certificate[];
-  /** CAs from ssl_trusted_certificate (trusted, not advertised; checked by our own chain walk). */
+  /** CAs from ssl_trusted_certificate (trusted, not advertised). */
   readonly trustedCas: readonly X509Certificate[];
-  /** ssl_crl, parsed, for chains verified outside OpenSSL; undefined without ssl_crl. */
-  readonly crls: readonly ParsedCrl[] | undefined;
+  /** OpenSSL verification against both CA lists; present when ssl_trusted_certificate is. */
+  readonly chainCheck: ChainCheck | undefined;
   readonly sessionIdContext: string;
   readonly sessions: SessionResumption;
 }
@@ -157,6 +157,7 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   let clientCas: X509Certificate[] = [];
   let clientCaPem: string | undefined;
   let trustedCas: X509Certificate[] = [];
+  let trustedCaPem: string | undefined;
   let crl: string[] | undefined;
   if (verifyClient !== "off") {
     if (verifyClient !== "optional_no_ca" && !clientRef && !trustedRef) {
@@ -167,7 +168,11 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
       clientCas = ca.certs;
       clientCaPem = ca.pem;
     }
-    if (trustedRef) trustedCas = loadCaFile(trustedRef, "SSL_CTX_load_verify_locations").certs;
+    if (trustedRef) {
+      const ca = loadCaFile(trustedRef, "SSL_CTX_load_verify_locations");
+      trustedCas = ca.certs;
+      trustedCaPem = ca.pem;
+    }
     if (crlRef) crl = loadCrl(crlRef);
   }
 
@@ -214,8 +219,11 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
     throw ConfError.unlocated(`SSL_CTX_new() failed (SSL: ${(err as Error).message})`);
   }
   const sessions = setupResumption(server, secureContext, tickets);
+  const chainCheck = verifyClient !== "off" && trustedCaPem !== undefined
+    ? new ChainCheck({ cert: knobs.cert, key: knobs.key, ca: [...(options.ca as string[]), trustedCaPem], crl })
+    : undefined;
   return {
     protocol: opts.protocol, secureContext, alpn: opts.protocol, verifyClient, verifyDepth,
-    clientCas, trustedCas, crls: crl === undefined ? undefined : crlsFromPem(crl.join("")), sessionIdContext: sidContext, sessions,
+    clientCas, trustedCas, chainCheck, sessionIdContext: sidContext, sessions,
   };
 }

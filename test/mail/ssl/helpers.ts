@@ -232,7 +232,8 @@ export function sClient(port: number, args: readonly string[], timeoutMs = 10000
 
 /** The JSON line the echo server sent, from s_client's output. */
 export function echoLine(run: SClientRun): EchoResult | undefined {
-  const line = run.stdout.split("\n").find((l) => l.startsWith("{\"check\""));
+  // s_client may still be printing a session ticket's hex dump when the line arrives.
+  const line = /\{"check".*$/m.exec(run.stdout)?.[0];
   return line ? (JSON.parse(line) as EchoResult) : undefined;
 }
 
