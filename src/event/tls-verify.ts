@@ -72,6 +72,15 @@ const NUMBERS_BY_TEXT = new Map<string, number>(Object.entries(TEXTS).map(([n, t
 export const OPTIONAL_NO_CA_ERRORS: ReadonlySet<number> = new Set([18, 19, 20, 27, 21]);
 
 /**
+ * Verdicts a missing trust anchor can cause (OpenSSL reports the last error
+ * it met, so a chain that stops short of an unadvertised root ends in one of
+ * these; a signature checked against a same-named CA of the other list, or a
+ * CRL signed by the missing root, fails). Any other verdict comes from the
+ * certificates themselves and stands whatever the store.
+ */
+export const ANCHOR_ERRORS: ReadonlySet<number> = new Set([2, 3, 4, 5, 7, 8, 18, 19, 20, 21, 27, 33, 54]);
+
+/**
  * OpenSSL's number for the error Node's verifyError() returns (its code, or
  * OpenSSL's own text as the message); 1 (unspecified) when neither is known.
  */

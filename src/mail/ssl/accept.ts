@@ -7,7 +7,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import type net from "node:net";
 import tls from "node:tls";
 import type { ClientTlsInfo } from "../types.js";
-import { issuerPath, OPTIONAL_NO_CA_ERRORS, verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
+import { ANCHOR_ERRORS, issuerPath, OPTIONAL_NO_CA_ERRORS, verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
 import type { TlsServerSetup } from "./context.js";
 
 /** Options of startTls. */
@@ -119,16 +119,19 @@ const verdicts = new WeakMap<tls.TLSSocket, number>();
  * `authorized` only for sockets a tls.Server accepted itself, not for a
  * TLSSocket built on an existing socket, as STARTTLS needs). The handshake
  * trusted the ssl_client_certificate CAs only (Node's `ca` also advertises);
- * when it failed and ssl_trusted_certificate CAs exist, OpenSSL verifies the
- * chain again with both lists (event/tls-chain-check.ts), and that verdict
- * is the one nginx's single store would give.
+ * when it failed for want of a trust anchor and ssl_trusted_certificate CAs
+ * exist, OpenSSL verifies the chain again with both lists
+ * (event/tls-chain-check.ts): that verdict is the one nginx's single store
+ * gives. Other failures come from the certificates themselves and stand
+ * (the second pass sees the chain as Node links it, which drops a sent
+ * certificate that cannot issue, so it would report less precisely).
  */
 async function settleVerifyResult(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): Promise<void> {
   if (setup.verifyClient === "off") return;
   const handle = (tlsSocket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } | null })._handle;
   const err = handle?.verifyError?.();
   let n = err === undefined ? 1 : err === null ? 0 : verifyErrorNumberOf(err);
-  if (n !== 0 && setup.chainCheck) {
+  if (setup.chainCheck && ANCHOR_ERRORS.has(n)) {
     const sent = peerChain(tlsSocket);
     if (sent.length > 0) n = await setup.chainCheck.verify(sent.map((c) => c.raw));
   }
