@@ -2,9 +2,10 @@
  * `postern auth-server` and `postern passwd`: run the reference auth
  * service, and add or replace a user in its users file.
  */
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { Writable } from "node:stream";
+import { replaceFileAtomically } from "./atomic-file.js";
 import { startAuthServer } from "./server.js";
 import { type Backend, UsersFileError, hashPassword, parseBackend, parseBackends, parseUsers, upsertUser } from "./users.js";
 
@@ -151,11 +152,9 @@ export async function runPasswd(argv: readonly string[], io: CliIo = defaultIo()
   }
   const secret = Buffer.from(password, "utf8");
   const updated = upsertUser(text, { login, hash: hashPassword(secret), backends, clear: clear ? secret : undefined });
-  // Write a sibling file and rename it, so the server never reads half a file.
-  const tmp = `${file}.${process.pid}.tmp`;
+  // an exclusive, randomly named sibling renamed over the file: never half a file, no symlink followed
   try {
-    await writeFile(tmp, updated, { mode: 0o600 });
-    await rename(tmp, file);
+    await replaceFileAtomically(file, updated, 0o600);
   } catch (e) {
     io.stderr.write(`postern passwd: cannot write "${file}": ${(e as Error).message}\n`);
     return 1;
