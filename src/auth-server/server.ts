@@ -83,6 +83,8 @@ class UsersStore {
   readonly #log: (line: string) => void;
   #users = new Map<string, UserEntry>();
   #stamp = "";
+  /** The last rewrite: the next one starts after it. */
+  #writes: Promise<void> = Promise.resolve();
 
   constructor(path: string, log: (line: string) => void) {
     this.#path = path;
@@ -125,8 +127,6 @@ class UsersStore {
     this.#writes = run.then(() => {}, () => {});
     return run;
   }
-
-  #writes: Promise<void> = Promise.resolve();
 }
 
 /** Failures per client IP in a sliding window. */
