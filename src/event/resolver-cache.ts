@@ -17,8 +17,8 @@
 /**
  * Answers kept per `resolver` directive and worker: about 1 MiB with
  * ip6.arpa keys and ordinary names, about 3.5 MiB at worst (255-byte names,
- * measured); as
- * many distinct clients as a busy worker sees within a typical PTR TTL.
+ * measured); as many distinct clients as a busy worker sees within a
+ * typical PTR TTL.
  */
 export const DEFAULT_CACHE_ENTRIES = 4096;
 /** How often expired answers are swept when nothing else evicts them. */
