@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // `npm start`: runs Postern with conf/postern.conf from the repository root,
-// after making what a first start needs (a self-signed certificate and a
-// users file for the reference auth service), and runs that auth service
-// beside it. Ctrl-C stops both.
+// after making what a first start needs (a self-signed certificate, a
+// users file for the reference auth service, and the secret Postern sends
+// to it), and runs that auth service beside it. Ctrl-C stops both.
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -33,8 +34,25 @@ if (!existsSync(users)) {
   });
 }
 
+// The auth service answers only requests carrying this secret (X-Auth-Key),
+// so nobody else who can reach its port can try passwords or forge the
+// Client-IP its failure limit counts. It lives in a file (a command line is
+// visible in ps); conf/postern.conf includes the auth_http_header line made
+// from it, rewritten on every start so the two never disagree.
+const secretFile = join(conf, "auth-http-key");
+if (!existsSync(secretFile)) {
+  console.log("postern: creating conf/auth-http-key, the secret Postern sends to the auth service (first start)");
+  writeFileSync(secretFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600, flag: "wx" });
+}
+const secret = readFileSync(secretFile, "latin1").trim();
+if (!/^[0-9a-f]{64}$/.test(secret)) {
+  console.error("postern: conf/auth-http-key is not 64 hex digits; remove it to make a new one");
+  process.exit(1);
+}
+writeFileSync(join(conf, "auth-http-key.conf"), `# made by npm start from conf/auth-http-key\nauth_http_header X-Auth-Key "${secret}";\n`, { mode: 0o600 });
+
 const children = [
-  spawn(process.execPath, [bin, "auth-server", "--listen", "127.0.0.1:9180", "--users", users], { stdio: "inherit" }),
+  spawn(process.execPath, [bin, "auth-server", "--listen", "127.0.0.1:9180", "--users", users, "--secret-file", secretFile], { stdio: "inherit" }),
   spawn(process.execPath, [bin, "-p", `${root}/`, "-c", "conf/postern.conf"], { stdio: "inherit" }),
 ];
 console.log("postern: IMAP 127.0.0.1:1143 (STARTTLS) and :1993 (TLS), POP3 :1110 and :1995, SMTP submission :1587 and :1465");

@@ -2,14 +2,43 @@
  * `postern auth-server` and `postern passwd`: run the reference auth
  * service, and add or replace a user in its users file.
  */
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { Writable } from "node:stream";
-import { startAuthServer } from "./server.js";
-import { type Backend, UsersFileError, hashPassword, parseBackend, parseBackends, parseUsers, upsertUser } from "./users.js";
+import { replaceFileAtomically } from "./atomic-file.js";
+import { SECRET_HEADER, startAuthServer } from "./server.js";
+import {
+  type Backend, DEFAULT_SCRYPT, type ScryptParams, UsersFileError, hashPasswordAsync, parseBackend, parseBackends, parseUsers, upsertUser,
+} from "./users.js";
 
-const AUTH_SERVER_USAGE = "usage: postern auth-server --users FILE [--listen ADDR:PORT] [--wait N] [--relay ADDR:PORT]";
-const PASSWD_USAGE = "usage: postern passwd [--clear] FILE USER BACKEND...";
+const AUTH_SERVER_USAGE = "usage: postern auth-server --users FILE [--listen ADDR:PORT] [--wait N] [--relay ADDR:PORT] [--secret-file FILE] [--scrypt-n N]";
+const PASSWD_USAGE = "usage: postern passwd [--clear] [--scrypt-n N] FILE USER BACKEND...";
+
+/**
+ * `--scrypt-n N`: a power of two from 2^10 to 2^20. Below the default only
+ * for tests and very small machines (docs/auth-server.md).
+ */
+function parseScryptN(text: string): ScryptParams | undefined {
+  if (!/^[0-9]{1,8}$/.test(text)) return undefined;
+  const n = Number(text);
+  if (n < 2 ** 10 || n > 2 ** 20 || (n & (n - 1)) !== 0) return undefined;
+  return { ...DEFAULT_SCRYPT, N: n };
+}
+
+/** The shared secret from a file: one line of 16 to 1024 visible ASCII characters (a header value nginx sends as is). */
+async function readSecret(file: string): Promise<Buffer | string> {
+  let text: string;
+  try {
+    text = await readFile(file, "latin1");
+  } catch (e) {
+    return `cannot read secret file "${file}": ${(e as Error).message}`;
+  }
+  const secret = text.replace(/\r?\n$/, "");
+  if (!/^[\x21-\x7e]{16,1024}$/.test(secret)) {
+    return `secret file "${file}" must hold one line of 16 to 1024 visible ASCII characters (no spaces)`;
+  }
+  return Buffer.from(secret, "latin1");
+}
 
 /** Where the commands write; tests replace it. */
 export interface CliIo {
@@ -40,17 +69,22 @@ function untilSignal(): Promise<void> {
  * Runs the auth service until SIGINT/SIGTERM. Options: `--listen
  * 127.0.0.1:9000` (default), `--users FILE` (required), `--wait N`
  * (Auth-Wait after a failure, default 3), `--relay ADDR:PORT` (backend for
- * SMTP without authentication). Returns the exit code.
+ * SMTP without authentication), `--secret-file FILE` (the X-Auth-Key every
+ * request must carry; a file, because a command line is visible in ps),
+ * `--scrypt-n N` (cost of rehashed entries). Returns the exit code.
  */
 export async function runAuthServer(argv: readonly string[], io: CliIo = defaultIo()): Promise<number> {
   let listen = "127.0.0.1:9000";
   let users: string | undefined;
   let wait = 3;
   let relay: Backend | undefined;
+  let secretFile: string | undefined;
+  let scrypt: ScryptParams | undefined;
+  const withValue = ["--listen", "--users", "--wait", "--relay", "--secret-file", "--scrypt-n"];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = argv[i + 1];
-    if ((a === "--listen" || a === "--users" || a === "--wait" || a === "--relay") && value === undefined) {
+    if (withValue.includes(a) && value === undefined) {
       io.stderr.write(`postern auth-server: option "${a}" needs a value\n${AUTH_SERVER_USAGE}\n`);
       return 2;
     }
@@ -66,6 +100,14 @@ export async function runAuthServer(argv: readonly string[], io: CliIo = default
       relay = parseBackend(value!);
       if (!relay) {
         io.stderr.write(`postern auth-server: invalid --relay "${value}" (expected numeric host:port)\n`);
+        return 2;
+      }
+    } else if (a === "--secret-file") {
+      secretFile = value!;
+    } else if (a === "--scrypt-n") {
+      scrypt = parseScryptN(value!);
+      if (!scrypt) {
+        io.stderr.write(`postern auth-server: invalid --scrypt-n "${value}" (a power of two from 1024 to 1048576)\n`);
         return 2;
       }
     } else {
@@ -91,33 +133,58 @@ export async function runAuthServer(argv: readonly string[], io: CliIo = default
     io.stderr.write(`postern auth-server: cannot load users file "${users}": ${(e as Error).message}\n`);
     return 1;
   }
+  let secret: Buffer | undefined;
+  if (secretFile !== undefined) {
+    const got = await readSecret(secretFile);
+    if (typeof got === "string") {
+      io.stderr.write(`postern auth-server: ${got}\n`);
+      return 1;
+    }
+    secret = got;
+  } else {
+    io.stderr.write(`postern auth-server: warning: no --secret-file: anyone who can reach ${listen} may ask, and the Client-IP used to limit failures is taken on trust\n`);
+  }
   let server;
   try {
-    server = await startAuthServer({ usersFile: users, wait, relay, log: (line) => io.stderr.write(`postern auth-server: ${line}\n`) }, at.host, at.port);
+    const log = (line: string): void => void io.stderr.write(`postern auth-server: ${line}\n`);
+    server = await startAuthServer({ usersFile: users, wait, relay, secret, scrypt, log }, at.host, at.port);
   } catch (e) {
     io.stderr.write(`postern auth-server: cannot listen on ${listen}: ${(e as Error).message}\n`);
     return 1;
   }
   const a = server.address;
-  io.stdout.write(`postern auth-server listening on ${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}\n`);
+  const requires = secret ? ` (requests must carry ${SECRET_HEADER})` : "";
+  io.stdout.write(`postern auth-server listening on ${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}${requires}\n`);
   await (io.stopped ?? untilSignal());
   await server.close();
   return 0;
 }
 
 /**
- * `postern passwd [--clear] FILE USER BACKEND...`: reads the password
- * (prompting without echo on a TTY, else one line of stdin) and adds or
- * replaces USER in FILE. BACKEND words are joined with commas
+ * `postern passwd [--clear] [--scrypt-n N] FILE USER BACKEND...`: reads the
+ * password (prompting without echo on a TTY, else one line of stdin) and
+ * adds or replaces USER in FILE. BACKEND words are joined with commas
  * (`imap=127.0.0.1:143 smtp=127.0.0.1:25`). `--clear` also stores the
- * clear-text secret needed for APOP and CRAM-MD5. Returns the exit code.
+ * clear-text secret needed for APOP and CRAM-MD5; `--scrypt-n` sets the
+ * hash's cost (default DEFAULT_SCRYPT). Returns the exit code.
  */
 export async function runPasswd(argv: readonly string[], io: CliIo = defaultIo()): Promise<number> {
   const args = [...argv];
   let clear = false;
-  if (args[0] === "--clear") {
-    clear = true;
-    args.shift();
+  let scrypt = DEFAULT_SCRYPT;
+  for (;;) {
+    if (args[0] === "--clear") {
+      clear = true;
+      args.shift();
+    } else if (args[0] === "--scrypt-n") {
+      const parsed = parseScryptN(args[1] ?? "");
+      if (!parsed) {
+        io.stderr.write(`postern passwd: invalid --scrypt-n "${args[1] ?? ""}" (a power of two from 1024 to 1048576)\n${PASSWD_USAGE}\n`);
+        return 2;
+      }
+      scrypt = parsed;
+      args.splice(0, 2);
+    } else break;
   }
   if (args.length < 3) {
     io.stderr.write(`${PASSWD_USAGE}\n`);
@@ -150,12 +217,11 @@ export async function runPasswd(argv: readonly string[], io: CliIo = defaultIo()
     }
   }
   const secret = Buffer.from(password, "utf8");
-  const updated = upsertUser(text, { login, hash: hashPassword(secret), backends, clear: clear ? secret : undefined });
-  // Write a sibling file and rename it, so the server never reads half a file.
-  const tmp = `${file}.${process.pid}.tmp`;
+  const hash = await hashPasswordAsync(secret, scrypt);
+  const updated = upsertUser(text, { login, hash, backends, clear: clear ? secret : undefined });
+  // an exclusive, randomly named sibling renamed over the file: never half a file, no symlink followed
   try {
-    await writeFile(tmp, updated, { mode: 0o600 });
-    await rename(tmp, file);
+    await replaceFileAtomically(file, updated, 0o600);
   } catch (e) {
     io.stderr.write(`postern passwd: cannot write "${file}": ${(e as Error).message}\n`);
     return 1;

@@ -5,13 +5,28 @@
  * clear-text secret (refused without one), picks the user's backend for
  * the request's Auth-Protocol, and bounds failures per client IP.
  * Passwords and digests are never logged.
+ *
+ * With a shared secret, only requests carrying it (`X-Auth-Key`, sent by
+ * the mail proxy's `auth_http_header`) are answered: anyone else who can
+ * reach the port gets a 403 and nothing of the request is used, so nobody
+ * can feed the per-IP limiter forged `Client-IP` values or probe passwords
+ * past it.
+ *
+ * Hashes weaker than the service's scrypt target (older files) are
+ * replaced on the user's next successful plain login.
  */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { readFile, stat } from "node:fs/promises";
+import { readFile, realpath, stat } from "node:fs/promises";
+import { replaceFileAtomically } from "./atomic-file.js";
 import {
-  type Backend, DUMMY_HASH, type UserEntry, backendFor, parseUsers, verifyApop, verifyCramMd5, verifyPasswordAsync,
+  type Backend, DEFAULT_SCRYPT, type ScryptParams, type UserEntry, backendFor, hashPasswordAsync, needsRehash, parseUsers, replaceHash,
+  verifyApop, verifyCramMd5, verifyPasswordAsync,
 } from "./users.js";
+
+/** The request header that carries the shared secret (nginx's documented example name). */
+export const SECRET_HEADER = "X-Auth-Key";
 
 /** Settings of the service. */
 export interface AuthServerOptions {
@@ -27,6 +42,10 @@ export interface AuthServerOptions {
   readonly maxAttempts?: number;
   /** Where log lines go (never containing secrets). */
   readonly log?: (line: string) => void;
+  /** When set, requests must carry it in X-Auth-Key; others get 403 and are not looked at. */
+  readonly secret?: Buffer | undefined;
+  /** Cost of rehashed entries and of the unknown-user decoy (default DEFAULT_SCRYPT; tests lower it). */
+  readonly scrypt?: ScryptParams | undefined;
 }
 
 /** The reply headers of one request, in order. */
@@ -64,6 +83,8 @@ class UsersStore {
   readonly #log: (line: string) => void;
   #users = new Map<string, UserEntry>();
   #stamp = "";
+  /** The last rewrite: the next one starts after it. */
+  #writes: Promise<void> = Promise.resolve();
 
   constructor(path: string, log: (line: string) => void) {
     this.#path = path;
@@ -85,6 +106,26 @@ class UsersStore {
       this.#log(`users file "${this.#path}" not reloaded: ${(e as Error).message}`);
     }
     return this.#users;
+  }
+
+  /**
+   * Replaces `login`'s hash `oldHash` with `newHash` in the file, through
+   * an exclusive temporary file renamed over it (the file's mode kept, a
+   * symlinked file replaced at its target). One rewrite at a time, so two
+   * logins never lose each other's change. False when the entry changed
+   * meanwhile (a new password wins).
+   */
+  replaceHash(login: string, oldHash: string, newHash: string): Promise<boolean> {
+    const run = this.#writes.then(async () => {
+      const path = await realpath(this.#path);
+      const mode = (await stat(path)).mode & 0o777;
+      const updated = replaceHash(await readFile(path, "utf8"), login, oldHash, newHash);
+      if (updated === null) return false;
+      await replaceFileAtomically(path, updated, mode);
+      return true;
+    });
+    this.#writes = run.then(() => {}, () => {});
+    return run;
   }
 }
 
@@ -129,17 +170,39 @@ export class AuthService {
   readonly #store: UsersStore;
   readonly #limiter: FailureLimiter;
   readonly #log: (line: string) => void;
+  readonly #scrypt: ScryptParams;
+  readonly #secretDigest: Buffer | undefined;
+  /** A hash of a random password at the target cost: unknown users cost as much as known ones. */
+  #decoy: Promise<string> | undefined;
+  /** Hashes whose rewrite failed (read-only file...): not retried on every login. */
+  readonly #upgradeFailed = new Set<string>();
 
   constructor(options: AuthServerOptions) {
     this.#options = options;
     this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.#store = new UsersStore(options.usersFile, this.#log);
     this.#limiter = new FailureLimiter(options.maxFailures ?? 20, options.failureWindowMs ?? 300000);
+    this.#scrypt = options.scrypt ?? DEFAULT_SCRYPT;
+    this.#secretDigest = options.secret ? sha256(options.secret) : undefined;
   }
 
   /** Loads the users file now (the server does it before listening). */
   async load(): Promise<number> {
+    this.#decoy ??= hashPasswordAsync(randomBytes(12), this.#scrypt);
+    await this.#decoy;
     return (await this.#store.current()).size;
+  }
+
+  /**
+   * True when the request may be answered: no secret configured, or the
+   * right X-Auth-Key (compared in constant time, as digests of equal length).
+   */
+  authorized(headers: IncomingHttpHeaders): boolean {
+    if (!this.#secretDigest) return true;
+    const key = headers[SECRET_HEADER.toLowerCase()];
+    // a repeated header arrives joined or as an array: never the secret
+    if (typeof key !== "string") return false;
+    return timingSafeEqual(sha256(Buffer.from(key, "latin1")), this.#secretDigest);
   }
 
   async answer(headers: IncomingHttpHeaders): Promise<AuthReply> {
@@ -171,8 +234,10 @@ export class AuthService {
     let clearForBackend: Buffer | undefined;
     if (method === "plain") {
       // Unknown users cost one scrypt too, so timing does not tell them apart.
-      const ok = await verifyPasswordAsync(password, user?.hash ?? DUMMY_HASH);
+      this.#decoy ??= hashPasswordAsync(randomBytes(12), this.#scrypt);
+      const ok = await verifyPasswordAsync(password, user?.hash ?? (await this.#decoy));
       verified = ok && user !== undefined;
+      if (verified && user) await this.#upgrade(user, password);
     } else if (method === "apop" || method === "cram-md5") {
       const salt = h("auth-salt");
       if (user?.clear && salt !== "" && isHeaderSafe(user.clear)) {
@@ -191,6 +256,23 @@ export class AuthService {
     const backend = backendFor(user, protocol);
     if (!backend) return this.#refuse(who, `no backend for protocol "${protocol}"`, protocol, ip, attempt, false, "No mail server for this account", "454 4.7.0");
     return this.#ok(who, backend, clearForBackend);
+  }
+
+  /**
+   * Rehashes a weaker entry with the password just verified, before the
+   * reply (the first login after an upgrade waits one more hash). A failure
+   * is logged and does not refuse the login.
+   */
+  async #upgrade(user: UserEntry, password: Buffer): Promise<void> {
+    if (!needsRehash(user.hash, this.#scrypt) || this.#upgradeFailed.has(user.hash)) return;
+    const { N, r, p } = this.#scrypt;
+    try {
+      const done = await this.#store.replaceHash(user.login, user.hash, await hashPasswordAsync(password, this.#scrypt));
+      if (done) this.#log(`login "${printable(user.login)}": password hash upgraded to scrypt N=${N} r=${r} p=${p}`);
+    } catch (e) {
+      this.#upgradeFailed.add(user.hash);
+      this.#log(`login "${printable(user.login)}": password hash not upgraded: ${(e as Error).message}`);
+    }
   }
 
   #ok(who: string, backend: Backend, pass: Buffer | undefined): AuthReply {
@@ -213,6 +295,10 @@ export class AuthService {
   }
 }
 
+function sha256(b: Buffer): Buffer {
+  return createHash("sha256").update(b).digest();
+}
+
 function isHeaderSafe(b: Buffer): boolean {
   for (const c of b) if (c < 0x20 || c === 0x7f) return false;
   return true;
@@ -226,7 +312,26 @@ function printable(s: string): string {
 export async function startAuthServer(options: AuthServerOptions, host: string, port: number): Promise<RunningAuthServer> {
   const service = new AuthService(options);
   await service.load();
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  let refusedSince = 0;
+  let refusedCount = 0;
   const server: Server = createServer((req, res) => {
+    if (!service.authorized(req.headers)) {
+      // Nothing of the request is used (Client-IP least of all). nginx ignores
+      // the status and shows the client this Auth-Status as a failure.
+      res.statusCode = 403;
+      res.setHeader("Auth-Status", "Temporary server problem, try again later");
+      res.end();
+      // one line per 10 s at most: a flood of bad requests does not flood the log
+      refusedCount++;
+      const now = Date.now();
+      if (now - refusedSince >= 10000) {
+        log(`request from ${req.socket.remoteAddress ?? "-"} refused: missing or wrong ${SECRET_HEADER} (${refusedCount} refused since the last such line)`);
+        refusedSince = now;
+        refusedCount = 0;
+      }
+      return;
+    }
     service.answer(req.headers).then(
       (reply) => {
         res.statusCode = 200;

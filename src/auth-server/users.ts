@@ -3,7 +3,9 @@
  *
  *   login:PASSWORD-HASH:BACKENDS[:clear=SECRET]
  *
- * - PASSWORD-HASH is `scrypt$N$r$p$SALT$HASH` (SALT and HASH in base64).
+ * - PASSWORD-HASH is `scrypt$N$r$p$SALT$HASH` (SALT and HASH in base64):
+ *   each entry carries its own cost, so entries made with an older default
+ *   (N=2^14) still verify, and are rehashed with DEFAULT_SCRYPT on login.
  * - BACKENDS is `host:port` for every protocol, or a comma-separated list of
  *   `protocol=host:port` (`imap=127.0.0.1:143,pop3=127.0.0.1:110`), and may
  *   mix both (`127.0.0.1:25,imap=10.0.0.2:143`: the bare entry is the
@@ -34,54 +36,109 @@ export interface UserEntry {
   readonly clear?: Buffer | undefined;
 }
 
-const SCRYPT_N = 16384;
-const SCRYPT_R = 8;
-const SCRYPT_P = 1;
-const KEY_LENGTH = 32;
-
-/** Hashes a password as `scrypt$N$r$p$salt$hash`. */
-export function hashPassword(password: Buffer | string): string {
-  const salt = randomBytes(16);
-  const key = scryptSync(password, salt, KEY_LENGTH, { N: SCRYPT_N, r: SCRYPT_R, p: SCRYPT_P });
-  return `scrypt$${SCRYPT_N}$${SCRYPT_R}$${SCRYPT_P}$${salt.toString("base64")}$${key.toString("base64")}`;
+/** scrypt's cost parameters, stored in every hash so each entry is verified with its own. */
+export interface ScryptParams {
+  readonly N: number;
+  readonly r: number;
+  readonly p: number;
 }
 
-/** Checks a password against a stored hash in constant time. */
-export function verifyPassword(password: Buffer | string, stored: string): boolean {
+/**
+ * The cost for new hashes and for rehashing older entries on login: OWASP's
+ * recommendation (Password Storage Cheat Sheet: N=2^17, r=8, p=1), 128 MiB
+ * and about a second of CPU per hash on a small machine.
+ */
+export const DEFAULT_SCRYPT: ScryptParams = { N: 2 ** 17, r: 8, p: 1 };
+/** The largest N accepted from a file or an option: 2^20 is already 1 GiB at r=8. */
+const MAX_SCRYPT_N = 2 ** 20;
+const KEY_LENGTH = 32;
+
+/** A parsed `scrypt$N$r$p$SALT$HASH`. */
+export interface ScryptHash extends ScryptParams {
+  readonly salt: Buffer;
+  readonly key: Buffer;
+}
+
+/** True for parameters scrypt accepts and that stay within memory bounds (N a power of 2, 2..2^20). */
+export function validScryptParams(x: ScryptParams): boolean {
+  const { N, r, p } = x;
+  return Number.isInteger(N) && N >= 2 && N <= MAX_SCRYPT_N && (N & (N - 1)) === 0
+    && Number.isInteger(r) && r >= 1 && r <= 32 && Number.isInteger(p) && p >= 1 && p <= 16;
+}
+
+/** Node refuses to use more than maxmem (32 MiB by default); scrypt needs 128*N*r plus 128*r*p. */
+function scryptOptions(x: ScryptParams): { N: number; r: number; p: number; maxmem: number } {
+  return { N: x.N, r: x.r, p: x.p, maxmem: 128 * x.N * x.r + 128 * x.r * x.p + 1024 * 1024 };
+}
+
+/** Parses a stored hash; null if it is not one this service can check. */
+export function parseScryptHash(stored: string): ScryptHash | null {
   const parts = stored.split("$");
-  if (parts.length !== 6 || parts[0] !== "scrypt") return false;
-  const [n, r, p] = [Number(parts[1]), Number(parts[2]), Number(parts[3])];
-  if (![n, r, p].every((x) => Number.isInteger(x) && x > 0)) return false;
+  if (parts.length !== 6 || parts[0] !== "scrypt") return null;
+  if (![parts[1], parts[2], parts[3]].every((x) => /^[0-9]{1,8}$/.test(x!))) return null;
+  const params = { N: Number(parts[1]), r: Number(parts[2]), p: Number(parts[3]) };
+  if (!validScryptParams(params)) return null;
   const salt = Buffer.from(parts[4]!, "base64");
-  const expected = Buffer.from(parts[5]!, "base64");
-  if (expected.length === 0) return false;
+  const key = Buffer.from(parts[5]!, "base64");
+  if (key.length === 0 || key.length > 1024) return null;
+  return { ...params, salt, key };
+}
+
+function formatHash(x: ScryptParams, salt: Buffer, key: Buffer): string {
+  return `scrypt$${x.N}$${x.r}$${x.p}$${salt.toString("base64")}$${key.toString("base64")}`;
+}
+
+/** Hashes a password as `scrypt$N$r$p$salt$hash` (blocks: for the command line and tests). */
+export function hashPassword(password: Buffer | string, params: ScryptParams = DEFAULT_SCRYPT): string {
+  if (!validScryptParams(params)) throw new RangeError(`invalid scrypt parameters N=${params.N} r=${params.r} p=${params.p}`);
+  const salt = randomBytes(16);
+  return formatHash(params, salt, scryptSync(password, salt, KEY_LENGTH, scryptOptions(params)));
+}
+
+/** hashPassword on libuv's thread pool, so the auth service keeps answering meanwhile. */
+export function hashPasswordAsync(password: Buffer | string, params: ScryptParams = DEFAULT_SCRYPT): Promise<string> {
+  if (!validScryptParams(params)) return Promise.reject(new RangeError(`invalid scrypt parameters N=${params.N} r=${params.r} p=${params.p}`));
+  const salt = randomBytes(16);
+  return new Promise((resolve, reject) => {
+    scrypt(password, salt, KEY_LENGTH, scryptOptions(params), (err, key) => (err ? reject(err) : resolve(formatHash(params, salt, key))));
+  });
+}
+
+/** Checks a password against a stored hash in constant time (blocks: for tests and tools). */
+export function verifyPassword(password: Buffer | string, stored: string): boolean {
+  const h = parseScryptHash(stored);
+  if (!h) return false;
   let key: Buffer;
   try {
-    key = scryptSync(password, salt, expected.length, { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 });
+    key = scryptSync(password, h.salt, h.key.length, scryptOptions(h));
   } catch {
     return false;
   }
-  return timingSafeEqual(key, expected);
+  return timingSafeEqual(key, h.key);
 }
 
 /** verifyPassword without blocking the event loop (for the server). */
 export function verifyPasswordAsync(password: Buffer | string, stored: string): Promise<boolean> {
-  const parts = stored.split("$");
-  if (parts.length !== 6 || parts[0] !== "scrypt") return Promise.resolve(false);
-  const [n, r, p] = [Number(parts[1]), Number(parts[2]), Number(parts[3])];
-  if (![n, r, p].every((x) => Number.isInteger(x) && x > 0)) return Promise.resolve(false);
-  const salt = Buffer.from(parts[4]!, "base64");
-  const expected = Buffer.from(parts[5]!, "base64");
-  if (expected.length === 0) return Promise.resolve(false);
+  const h = parseScryptHash(stored);
+  if (!h) return Promise.resolve(false);
   return new Promise((resolve) => {
-    scrypt(password, salt, expected.length, { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 }, (err, key) => {
-      resolve(err === null && timingSafeEqual(key, expected));
+    scrypt(password, h.salt, h.key.length, scryptOptions(h), (err, key) => {
+      resolve(err === null && timingSafeEqual(key, h.key));
     });
   });
 }
 
-/** A hash of a random password, checked against for unknown users so they cost the same time. */
-export const DUMMY_HASH = hashPassword(randomBytes(12));
+/**
+ * True when a stored hash costs less than `target` (old entries, N=2^14
+ * before): the service then rehashes it after the next successful login.
+ * Cost is memory (128*N*r) and time (N*r*p): an entry below the target in
+ * either is upgraded; one at least as strong in both is left alone.
+ */
+export function needsRehash(stored: string, target: ScryptParams = DEFAULT_SCRYPT): boolean {
+  const h = parseScryptHash(stored);
+  if (!h) return false;
+  return h.N * h.r < target.N * target.r || h.N * h.r * h.p < target.N * target.r * target.p;
+}
 
 /** APOP: digest = md5(salt + password), hex. */
 export function verifyApop(digest: string, salt: string, clear: Buffer): boolean {
@@ -211,4 +268,28 @@ export function upsertUser(text: string, entry: UserEntry): string {
   });
   if (!replaced) out.push(formatUserLine(entry));
   return out.join("\n") + "\n";
+}
+
+/**
+ * Replaces the hash of `login` in the text of a users file, only if it is
+ * still `oldHash` (the file may have changed since it was read: a new
+ * password set meanwhile must win). Every other byte stays as it was.
+ * Returns null when there is nothing to replace. As parseUsers, the last
+ * line of a login is the one in force.
+ */
+export function replaceHash(text: string, login: string, oldHash: string, newHash: string): string | null {
+  const lines = text.split("\n");
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const raw = lines[i]!;
+    const cr = raw.endsWith("\r") ? "\r" : "";
+    const line = raw.slice(0, raw.length - cr.length).trim();
+    if (line.startsWith("#")) continue;
+    const first = line.indexOf(":");
+    const second = line.indexOf(":", first + 1);
+    if (first <= 0 || second < 0 || line.slice(0, first) !== login) continue;
+    if (line.slice(first + 1, second) !== oldHash) return null;
+    lines[i] = `${login}:${newHash}${line.slice(second)}${cr}`;
+    return lines.join("\n");
+  }
+  return null;
 }

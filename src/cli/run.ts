@@ -1,5 +1,4 @@
 /** The command line: subcommands, switches, then test / signal / start. */
-import { runAuthServer, runPasswd } from "../auth-server/cli.js";
 import { startupLogTarget } from "../core/core-module.js";
 import { startServer } from "../process/start.js";
 import { confSource } from "./load.js";
@@ -11,8 +10,9 @@ import { configureText, helpText, versionLine } from "./version.js";
 
 /** Runs Postern with the given arguments (without node and the script); resolves with the exit code. */
 export async function runCli(argv: string[]): Promise<number> {
-  if (argv[0] === "auth-server") return runAuthServer(argv.slice(1));
-  if (argv[0] === "passwd") return runPasswd(argv.slice(1));
+  // loaded only for these commands: the mail proxy's processes never need it
+  if (argv[0] === "auth-server") return (await import("../auth-server/cli.js")).runAuthServer(argv.slice(1));
+  if (argv[0] === "passwd") return (await import("../auth-server/cli.js")).runPasswd(argv.slice(1));
   const o = parseOptions(argv);
   if ("error" in o) {
     stderr(`nginx: ${o.error}\n`);

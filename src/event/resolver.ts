@@ -11,12 +11,15 @@
  * line nor mirror nginx's lowercased name. This client does what nginx
  * does: one query, resent to the next server (round robin) every 5 s, a
  * total deadline, answers cached by TTL (or `valid=`), names lowercased.
+ * The cache is bounded (resolver-cache.ts: 4096 answers per directive and
+ * worker, expired ones swept, least recently used dropped when full).
  * Not done: TCP fallback for truncated answers (PTR/A answers fit in UDP).
  */
 import { randomInt } from "node:crypto";
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { isIP, isIPv4, isIPv6 } from "node:net";
 import type { ResolverSpec } from "../mail/core-module.js";
+import { ExpiringLruCache } from "./resolver-cache.js";
 
 /** nginx's resolver error codes: DNS RCODEs 1-5, and 110 for a timeout. */
 export type ResolveErrorCode = 1 | 2 | 3 | 4 | 5 | 110;
@@ -196,11 +199,18 @@ export class Resolver {
   readonly #spec: ResolverSpec;
   readonly #sockets = new Map<"udp4" | "udp6", Socket>();
   readonly #pending = new Map<number, Pending>();
-  readonly #cache = new Map<string, { expires: number; answer: Answer }>();
+  readonly #cache: ExpiringLruCache<Answer>;
   #next = 0;
 
-  constructor(spec: ResolverSpec) {
+  /** `cacheEntries`: the cache bound (DEFAULT_CACHE_ENTRIES; tests set a small one). */
+  constructor(spec: ResolverSpec, options: { readonly cacheEntries?: number } = {}) {
     this.#spec = spec;
+    this.#cache = new ExpiringLruCache(options.cacheEntries);
+  }
+
+  /** Answers held in the cache now (for tests and diagnostics). */
+  get cacheSize(): number {
+    return this.#cache.size;
   }
 
   /** PTR lookup of a client address. */
@@ -253,7 +263,7 @@ export class Resolver {
   async #query(name: string, type: number, deadline: number): Promise<QueryResult> {
     const key = `${type}:${name.toLowerCase()}`;
     const cached = this.#cache.get(key);
-    if (cached && cached.expires > Date.now()) return { ok: true, answer: cached.answer };
+    if (cached) return { ok: true, answer: cached };
     const encoded = encodeName(name);
     if (!encoded || this.#spec.servers.length === 0) return { ok: false, code: 1 };
     const question = Buffer.concat([encoded, Buffer.from([type >> 8, type & 0xff, 0, 1])]);
@@ -262,7 +272,7 @@ export class Resolver {
     const found = answer.records.filter((x) => x.type === type);
     if (answer.rcode === 0 && found.length > 0) {
       const ttl = this.#spec.valid ?? Math.min(...found.map((x) => x.ttl));
-      this.#cache.set(key, { expires: Date.now() + ttl * 1000, answer });
+      this.#cache.set(key, answer, ttl * 1000);
     }
     return { ok: true, answer };
   }

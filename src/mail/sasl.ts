@@ -3,6 +3,7 @@
  * base64 as nginx decodes it, and the PLAIN, LOGIN, CRAM-MD5 and EXTERNAL
  * responses. Each decoder returns the value or nginx's info-level log line.
  */
+import { randomInt } from "node:crypto";
 
 /** The outcome of decoding one client response. */
 export type SaslResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly log: string };
@@ -96,8 +97,13 @@ export function cramMd5Challenge(salt: string): string {
   return Buffer.from(salt, "latin1").toString("base64");
 }
 
-/** A new salt `<random.time@server_name>` (protocols.md 2.3). */
+/**
+ * A new salt `<random.time@server_name>` (protocols.md 2.3), nginx's form
+ * with its range (ngx_random(): 0 to 2^31-1). The random part comes from
+ * the CSPRNG: Math.random's state can be recovered from a few outputs,
+ * which would let a client predict the next APOP/CRAM-MD5 challenges.
+ */
 export function makeSalt(serverName: string): string {
-  const random = Math.floor(Math.random() * 0x80000000);
+  const random = randomInt(0x80000000);
   return `<${random}.${Math.floor(Date.now() / 1000)}@${serverName}>`;
 }

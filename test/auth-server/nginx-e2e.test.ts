@@ -83,9 +83,9 @@ before(async () => {
   const backendPort = (backend.address() as AddressInfo).port;
   const usersFile = join(dir, "users");
   writeFileSync(usersFile, formatUserLine({
-    login: "alice@example.com", hash: hashPassword("pa ss%word"), backends: { pop3: { host: "127.0.0.1", port: backendPort } },
+    login: "alice@example.com", hash: hashPassword("pa ss%word", { N: 1024, r: 8, p: 1 }), backends: { pop3: { host: "127.0.0.1", port: backendPort } },
   }) + "\n");
-  auth = await startAuthServer({ usersFile, wait: 0, log: () => {} }, "127.0.0.1", 0);
+  auth = await startAuthServer({ usersFile, wait: 0, scrypt: { N: 1024, r: 8, p: 1 }, log: () => {} }, "127.0.0.1", 0);
   pop3Port = await freePort();
   writeFileSync(join(dir, "nginx.conf"), `
 load_module /usr/lib/nginx/modules/ngx_mail_module.so;

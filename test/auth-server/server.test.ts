@@ -30,9 +30,12 @@ function io(stdinText: string): CliIo & { out: () => string; err: () => string }
   return { stdin: Readable.from([stdinText]), stdout, stderr, out: () => out, err: () => err };
 }
 
+/** Test entries use a low scrypt cost, so the suite stays fast (the default is tested in passwd.test.ts). */
+const TEST_SCRYPT = { N: 1024, r: 8, p: 1 };
+
 async function passwd(args: string[], password: string): Promise<void> {
   const x = io(`${password}\n`);
-  const code = await runPasswd(args, x);
+  const code = await runPasswd(["--scrypt-n", "1024", ...args], x);
   assert.equal(code, 0, x.err());
 }
 
@@ -67,7 +70,7 @@ before(async () => {
   writeFileSync(usersFile, "# Postern users\n");
   await passwd([usersFile, "alice@example.com", "127.0.0.1:1025", "imap=127.0.0.1:1143", "pop3=127.0.0.1:1110"], "pa ss%word");
   await passwd(["--clear", usersFile, "bob", "127.0.0.2:1110"], "bobsecret");
-  server = await startAuthServer({ usersFile, wait: 3, maxFailures: 5, log: (l) => logLines.push(l) }, "127.0.0.1", 0);
+  server = await startAuthServer({ usersFile, wait: 3, maxFailures: 5, scrypt: TEST_SCRYPT, log: (l) => logLines.push(l) }, "127.0.0.1", 0);
 });
 
 after(async () => {
@@ -78,7 +81,7 @@ after(async () => {
 test("passwd writes a documented line per user, keeps comments, hashes with scrypt", () => {
   const text = readFileSync(usersFile, "utf8");
   assert.ok(text.startsWith("# Postern users\n"));
-  assert.match(text, /^alice@example\.com:scrypt\$16384\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:127\.0\.0\.1:1025,imap=127\.0\.0\.1:1143,pop3=127\.0\.0\.1:1110$/m);
+  assert.match(text, /^alice@example\.com:scrypt\$1024\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:127\.0\.0\.1:1025,imap=127\.0\.0\.1:1143,pop3=127\.0\.0\.1:1110$/m);
   assert.match(text, /^bob:scrypt\$[^:]+:127\.0\.0\.2:1110:clear=Ym9ic2VjcmV0$/m);
   assert.doesNotMatch(text, /pa ss%word/);
   assert.equal(parseUsers(text).size, 2);
@@ -168,7 +171,7 @@ test("runAuthServer() serves until stopped; bad options exit 2", async () => {
   let stop: () => void = () => {};
   const stopped = new Promise<void>((resolve) => (stop = resolve));
   const x = { ...io(""), stopped };
-  const running = runAuthServer(["--listen", "127.0.0.1:0", "--users", usersFile, "--wait", "0"], x);
+  const running = runAuthServer(["--listen", "127.0.0.1:0", "--users", usersFile, "--wait", "0", "--scrypt-n", "1024"], x);
   let port = 0;
   for (let i = 0; i < 100 && port === 0; i++) {
     await new Promise((r) => setTimeout(r, 20));

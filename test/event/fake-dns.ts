@@ -54,6 +54,8 @@ export class FakeDns {
   readonly #socket: Socket = createSocket("udp4");
   readonly #other: Socket = createSocket("udp4");
   readonly answers = new Map<string, FakeAnswer>();
+  /** Behaviour for questions not in `answers` (default: NXDOMAIN); lets a test answer thousands of names. */
+  fallback: ((key: string) => FakeAnswer | undefined) | undefined;
   /** Every question received, as `TYPE name`. */
   readonly queries: string[] = [];
   port = 0;
@@ -83,7 +85,7 @@ export class FakeDns {
     const question = msg.subarray(12, p + 5);
     const key = `${NAMES[qtype] ?? qtype} ${labels.join(".")}`;
     this.queries.push(key);
-    const answer = this.answers.get(key) ?? { rcode: 3 };
+    const answer = this.answers.get(key) ?? this.fallback?.(key) ?? { rcode: 3 };
     if (answer === "drop") return;
     const records = answer.records ?? [];
     const header = Buffer.alloc(12);

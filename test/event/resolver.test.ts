@@ -2,6 +2,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Resolver, canonicalAddress, resolverStrerror, reverseName } from "../../src/event/resolver.js";
 import type { ResolverSpec } from "../../src/mail/core-module.js";
+import { DEFAULT_CACHE_ENTRIES, SWEEP_MS } from "../../src/event/resolver-cache.js";
 import { FakeDns } from "./fake-dns.js";
 
 let dns: FakeDns;
@@ -18,8 +19,8 @@ after(async () => {
   await dns2.close();
 });
 
-function resolver(extra: Partial<ResolverSpec> = {}, servers = [dns]): Resolver {
-  const r = new Resolver({ servers: servers.map((s) => ({ host: "127.0.0.1", port: s.port })), ipv4: true, ipv6: true, ...extra });
+function resolver(extra: Partial<ResolverSpec> = {}, servers = [dns], cacheEntries?: number): Resolver {
+  const r = new Resolver({ servers: servers.map((s) => ({ host: "127.0.0.1", port: s.port })), ipv4: true, ipv6: true, ...extra }, { cacheEntries });
   resolvers.push(r);
   return r;
 }
@@ -128,4 +129,82 @@ test("an answer from anywhere but a configured server is ignored", async () => {
   dns.answers.set("PTR 17.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "spoofed.example" }], fromOtherPort: true });
   const r = resolver();
   assert.deepEqual(await r.reverse("127.0.0.17", 300), { ok: false, code: 110 });
+});
+
+/** `net`::N, each with its own PTR name, as a client with its own reverse zone would have. */
+function manyAddresses(net: string, from: number, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `${net}::${(from + i).toString(16)}`);
+}
+
+async function reverseAll(r: Resolver, addresses: readonly string[]): Promise<void> {
+  // in batches, so thousands of lookups take well under a second over loopback
+  for (let i = 0; i < addresses.length; i += 256) {
+    const results = await Promise.all(addresses.slice(i, i + 256).map((a) => r.reverse(a, 5000)));
+    for (const x of results) assert.equal(x.ok, true, JSON.stringify(x));
+  }
+}
+
+test("the cache is bounded: thousands of distinct PTR answers never hold more than the default bound", async () => {
+  dns.fallback = (key) => (key.startsWith("PTR ") && key.endsWith(".ip6.arpa") ? { records: [{ type: "PTR", data: `h${key.length}.zone.example`, ttl: 3600 }] } : undefined);
+  try {
+    const r = resolver();
+    await reverseAll(r, manyAddresses("2001:db8:c0", 1, DEFAULT_CACHE_ENTRIES + 500));
+    assert.equal(r.cacheSize, DEFAULT_CACHE_ENTRIES, "full, and not one entry more");
+  } finally {
+    dns.fallback = undefined;
+  }
+});
+
+test("when full, the least recently used answer goes; a recently used one stays cached", async () => {
+  const ttl = 3600;
+  dns.fallback = (key) => (key.startsWith("PTR ") ? { records: [{ type: "PTR", data: "lru.zone.example", ttl }] } : undefined);
+  try {
+    const r = resolver({}, [dns], 10);
+    const net = "2001:db8:c1";
+    const [first, second, ...rest] = manyAddresses(net, 0x1000, 10);
+    await reverseAll(r, [first!, second!, ...rest]);
+    await r.reverse(first!, 5000); // a hit: first is now the most recently used
+    await reverseAll(r, manyAddresses(net, 0x2000, 1)); // full: evicts second, the least recently used
+    assert.equal(r.cacheSize, 10);
+    const asked = (a: string) => dns.queries.filter((q) => q === `PTR ${reverseName(a)}`).length;
+    await r.reverse(first!, 5000);
+    await r.reverse(second!, 5000);
+    assert.equal(asked(first!), 1, "kept: answered from the cache");
+    assert.equal(asked(second!), 2, "evicted: asked again");
+  } finally {
+    dns.fallback = undefined;
+  }
+});
+
+test("expired answers are evicted: by the periodic sweep, and first when the cache is full", async (t) => {
+  t.mock.timers.enable({ apis: ["setInterval", "Date"], now: 1_000_000 });
+  // TTL 1 s for the "short" names, an hour for the others
+  dns.fallback = (key) => {
+    if (!key.startsWith("PTR ")) return undefined;
+    const short = key.startsWith("PTR 1.") || key.startsWith("PTR 3.") || key.startsWith("PTR 5.") || key.startsWith("PTR 7.");
+    return { records: [{ type: "PTR", data: "exp.zone.example", ttl: short ? 1 : 3600 }] };
+  };
+  try {
+    const r = resolver({}, [dns], 8);
+    const net = "2001:db8:c2";
+    await reverseAll(r, manyAddresses(net, 0x3001, 8)); // last hex digits 1..8: four short, four long
+    assert.equal(r.cacheSize, 8);
+    t.mock.timers.tick(2000); // the short ones expire, nobody asks for them again
+    assert.equal(r.cacheSize, 8, "not swept yet");
+    t.mock.timers.tick(SWEEP_MS);
+    assert.equal(r.cacheSize, 4, "the sweep freed the four expired answers without any lookup");
+
+    await reverseAll(r, manyAddresses(net, 0x4001, 4)); // 8 again, 2 short, 2 long among the new ones
+    assert.equal(r.cacheSize, 8);
+    t.mock.timers.tick(2000);
+    await reverseAll(r, manyAddresses(net, 0x4009, 1)); // full: the two expired go, no live answer is dropped
+    assert.equal(r.cacheSize, 7);
+    const asked = (a: string) => dns.queries.filter((q) => q === `PTR ${reverseName(a)}`).length;
+    for (const a of [...manyAddresses(net, 0x3002, 1), ...manyAddresses(net, 0x3004, 1), ...manyAddresses(net, 0x3006, 1), ...manyAddresses(net, 0x3008, 1)]) {
+      await r.reverse(a, 5000);
+      assert.equal(asked(a), 1, `${a}: still cached`);
+    }
+  } finally {
+    dns.fallback = undefined;
+  }
 });

@@ -50,3 +50,18 @@ test("AUTH CRAM-MD5 splits at the first space and wants a 32-byte digest", () =>
 test("salts look like nginx's", () => {
   assert.match(makeSalt("mx.example.test"), /^<\d+\.\d+@mx\.example\.test>$/);
 });
+
+test("salts come from crypto, not Math.random: with Math.random and the clock frozen they still differ", (t) => {
+  t.mock.method(Math, "random", () => 0.5);
+  t.mock.timers.enable({ apis: ["Date"], now: 1_700_000_000_123 });
+  const salts = Array.from({ length: 64 }, () => makeSalt("mx.example.test"));
+  for (const salt of salts) {
+    // nginx's "<%ul.%T@%V>": ngx_random() (0 to 2^31-1), the time in seconds, server_name
+    const m = /^<(\d+)\.(\d+)@mx\.example\.test>$/.exec(salt);
+    assert.ok(m, salt);
+    assert.ok(Number(m[1]) < 2 ** 31, salt);
+    assert.equal(m[2], "1700000000");
+  }
+  // 64 draws from 2^31 values: a repeat has odds of about 1 in a million
+  assert.equal(new Set(salts).size, salts.length, "every salt differs although Math.random is constant");
+});
