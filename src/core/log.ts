@@ -8,10 +8,36 @@
  * adds the connection number, the current action and the session context.
  * Secrets never reach a log: callers pass logins, never passwords, and
  * `data:` values are shown as `data:...` where a message names a file.
+ * Text that comes from a peer (client, auth server, backend, DNS) goes
+ * through `logEscape` first, so it can neither end a line nor close a quote.
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { hostname } from "node:os";
+
+const LOG_HEX = "0123456789ABCDEF";
+
+/**
+ * Makes peer-supplied text safe inside a log line, with the rule of nginx's
+ * access log (`log_format escape=default`): `"`, `\`, bytes below 0x20 and
+ * above 0x7E are written as `\xXX`. Strings are read as Latin-1 (one char
+ * per byte, as the front ends decode client bytes). nginx's error log writes
+ * such bytes raw, so a CR LF in a login forged a whole line there.
+ */
+export function logEscape(text: string | Buffer): string {
+  const s = typeof text === "string" ? text : text.toString("latin1");
+  let out = "";
+  let from = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c <= 0x7e && c !== 0x22 && c !== 0x5c) continue;
+    out += s.slice(from, i);
+    // a character past Latin-1 (UTF-8 text read as UTF-16) is written per UTF-8 byte
+    for (const b of c > 0xff ? Buffer.from(s[i]!, "utf8") : [c]) out += `\\x${LOG_HEX[b >> 4]}${LOG_HEX[b & 15]}`;
+    from = i + 1;
+  }
+  return from === 0 ? s : out + s.slice(from);
+}
 
 /** nginx's levels, most severe first. */
 export const LOG_LEVELS = ["emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"] as const;
@@ -244,7 +270,7 @@ export class ConnectionLog {
     text += `, client: ${c.client}${c.starttls ? " using starttls" : ""}, server: ${c.server}`;
     // nginx names the upstream only after a non-empty login
     if (c.login) {
-      text += `, login: "${c.login}"`;
+      text += `, login: "${logEscape(c.login)}"`;
       if (c.upstream !== undefined) text += `, upstream: ${c.upstream}`;
     }
     this.log.write(level, text);

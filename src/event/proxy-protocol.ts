@@ -4,6 +4,7 @@
  * the header Postern sends to a backend. Pure functions over Buffers; the
  * socket code peeks and consumes.
  */
+import { logEscape } from "../core/log.js";
 import type { ProxyProtocolAddresses } from "../mail/types.js";
 import { formatIp, isV4Mapped, parseIp } from "../core/inet.js";
 
@@ -31,7 +32,8 @@ export function parseProxyHeader(buf: Buffer): ProxyHeaderResult {
 function broken(buf: Buffer): ProxyHeaderResult {
   let end = 0;
   while (end < buf.length && buf[end] !== 0x0d && buf[end] !== 0x0a) end++;
-  return { kind: "error", message: `broken header: "${buf.toString("latin1", 0, end)}"` };
+  // quoted up to the first CR/LF (latest nginx), escaped: the bytes are the client's
+  return { kind: "error", message: `broken header: "${logEscape(buf.subarray(0, end))}"` };
 }
 
 function isAddrChar(c: number): boolean {

@@ -86,6 +86,12 @@ export interface FrontEnd {
   consume(input: Buffer): number;
   /** The reply for a command that overflowed the buffer (the core logs, sends it, closes). */
   tooLong(input: Buffer): string;
+  /**
+   * What the core's `client sent too long command` line may quote of the
+   * whole buffer (called before `tooLong`): never an authentication
+   * command's arguments or a SASL response (too-long-log.ts).
+   */
+  tooLongLogText(buffer: Buffer): Buffer;
   /** After a successful STARTTLS: reset what the protocol forgets (SMTP: HELO, MAIL). */
   afterStartTls(): void;
   /** The reply for an auth_http refusal (IMAP: `TAG NO msg`, POP3: `-ERR msg`, SMTP: `code msg`). */

@@ -2,8 +2,11 @@
  * SASL steps shared by the three front ends (protocols.md 2): strict
  * base64 as nginx decodes it, and the PLAIN, LOGIN, CRAM-MD5 and EXTERNAL
  * responses. Each decoder returns the value or nginx's info-level log line.
+ * A login or password holding CR, LF or NUL is refused here, like a bad
+ * encoding: it would reach the auth server and the backend's login lines.
  */
 import { randomInt } from "node:crypto";
+import { hasLineBreakOrNul } from "./line-bytes.js";
 
 /** The outcome of decoding one client response. */
 export type SaslResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly log: string };
@@ -53,6 +56,11 @@ function invalidBase64(mechanism: string): { ok: false; log: string } {
   return { ok: false, log: `client sent invalid base64 encoding in AUTH ${mechanism} command` };
 }
 
+/** nginx's wording for a bad field, used here for CR, LF or NUL in it. */
+function invalidField(field: "login" | "password", mechanism: string): { ok: false; log: string } {
+  return { ok: false, log: `client sent invalid ${field} in AUTH ${mechanism} command` };
+}
+
 /** PLAIN: `authzid NUL login NUL password`; the authzid is ignored. */
 export function saslPlain(b64: Buffer): SaslResult<{ login: Buffer; password: Buffer }> {
   const plain = decodeBase64Strict(b64);
@@ -61,19 +69,25 @@ export function saslPlain(b64: Buffer): SaslResult<{ login: Buffer; password: Bu
   if (first < 0 || first === plain.length - 1) return { ok: false, log: "client sent invalid login in AUTH PLAIN command" };
   const second = plain.indexOf(0, first + 1);
   if (second < 0) return { ok: false, log: "client sent invalid password in AUTH PLAIN command" };
-  return { ok: true, value: { login: plain.subarray(first + 1, second), password: plain.subarray(second + 1) } };
+  const login = plain.subarray(first + 1, second);
+  const password = plain.subarray(second + 1);
+  if (hasLineBreakOrNul(login)) return invalidField("login", "PLAIN");
+  if (hasLineBreakOrNul(password)) return invalidField("password", "PLAIN");
+  return { ok: true, value: { login, password } };
 }
 
 /** LOGIN, first response: the user name. */
 export function saslLoginUsername(b64: Buffer): SaslResult<Buffer> {
   const login = decodeBase64Strict(b64);
-  return login ? { ok: true, value: login } : invalidBase64("LOGIN");
+  if (!login) return invalidBase64("LOGIN");
+  return hasLineBreakOrNul(login) ? invalidField("login", "LOGIN") : { ok: true, value: login };
 }
 
 /** LOGIN, second response: the password. */
 export function saslLoginPassword(b64: Buffer): SaslResult<Buffer> {
   const password = decodeBase64Strict(b64);
-  return password ? { ok: true, value: password } : invalidBase64("LOGIN");
+  if (!password) return invalidBase64("LOGIN");
+  return hasLineBreakOrNul(password) ? invalidField("password", "LOGIN") : { ok: true, value: password };
 }
 
 /** CRAM-MD5: `login SP digest`, split at the first space; the digest must be 32 bytes. */
@@ -82,14 +96,17 @@ export function saslCramMd5(b64: Buffer): SaslResult<{ login: Buffer; digest: Bu
   if (!decoded) return invalidBase64("CRAM-MD5");
   const space = decoded.indexOf(0x20);
   const digest = space < 0 ? Buffer.alloc(0) : decoded.subarray(space + 1);
-  if (digest.length !== 32) return { ok: false, log: "client sent invalid CRAM-MD5 hash in AUTH CRAM-MD5 command" };
-  return { ok: true, value: { login: decoded.subarray(0, space), digest } };
+  if (digest.length !== 32 || hasLineBreakOrNul(digest)) return { ok: false, log: "client sent invalid CRAM-MD5 hash in AUTH CRAM-MD5 command" };
+  const login = decoded.subarray(0, space);
+  if (hasLineBreakOrNul(login)) return invalidField("login", "CRAM-MD5");
+  return { ok: true, value: { login, digest } };
 }
 
 /** EXTERNAL: the identity (may be empty). */
 export function saslExternal(b64: Buffer): SaslResult<Buffer> {
   const login = decodeBase64Strict(b64);
-  return login ? { ok: true, value: login } : invalidBase64("EXTERNAL");
+  if (!login) return invalidBase64("EXTERNAL");
+  return hasLineBreakOrNul(login) ? invalidField("login", "EXTERNAL") : { ok: true, value: login };
 }
 
 /** The CRAM-MD5 challenge text: base64 of the salt (without CRLF). */

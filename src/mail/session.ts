@@ -13,11 +13,12 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { describeSystemError } from "../core/errors.js";
-import { ConnectionLog } from "../core/log.js";
+import { ConnectionLog, logEscape } from "../core/log.js";
 import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.js";
 import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-end.js";
 import type { ListenSpec } from "./listen.js";
 import { makeSalt } from "./sasl.js";
+import { startAuthWait } from "./auth-wait.js";
 import { type CancelSignal, Cancellation } from "./cancel.js";
 import type { MailServer } from "./server.js";
 import type { ProxyReadOutcome } from "../event/proxy-protocol-reader.js";
@@ -400,7 +401,7 @@ export class Session implements SessionPort {
         return;
       }
       this.#stage = "authWait";
-      this.#wait = setTimeout(() => {
+      this.#wait = startAuthWait(outcome.wait, () => {
         this.#wait = undefined;
         this.send(reply);
         this.#frontEnd.afterAuthFailure();
@@ -409,7 +410,7 @@ export class Session implements SessionPort {
         this.log.action = "in auth state";
         this.#busy = false;
         this.#process();
-      }, outcome.wait * 1000);
+      });
       return;
     }
     this.#handOff(outcome, info);
@@ -540,8 +541,8 @@ export class Session implements SessionPort {
 
   /** The buffer is full and holds no complete command (protocols.md 8). */
   #tooLong(): void {
-    const text = this.#buffer.subarray(0, this.#last).toString("latin1");
-    this.log.info(`client sent too long command "${text}"`);
+    const shown = this.#frontEnd.tooLongLogText(this.#buffer.subarray(0, this.#last));
+    this.log.info(`client sent too long command "${logEscape(shown)}"`);
     this.#sendAndClose(this.#frontEnd.tooLong(this.#buffer.subarray(this.#pos, this.#last)));
   }
 

@@ -57,13 +57,25 @@ test("SASL steps: arbitrary responses give ok or an nginx log line, never an exc
   }), budget(2));
 });
 
-test("SASL PLAIN: any login and password (no NUL) survive encoding", () => {
-  const part = fc.uint8Array({ minLength: 1, maxLength: 100 }).map((u) => Buffer.from(u.map((b) => (b === 0 ? 1 : b))));
+test("SASL PLAIN: any login and password (no NUL, CR or LF) survive encoding", () => {
+  const part = fc.uint8Array({ minLength: 1, maxLength: 100 }).map((u) => Buffer.from(u.map((b) => (b === 0 || b === 0x0a || b === 0x0d ? 1 : b))));
   fc.assert(fc.property(part, part, part, (authz, login, password) => {
     const b64 = Buffer.from(Buffer.concat([authz, Buffer.from([0]), login, Buffer.from([0]), password]).toString("base64"), "latin1");
     const r = saslPlain(b64);
     assert.ok(r.ok);
     assert.deepEqual(r.value.login, login);
     assert.deepEqual(r.value.password, password);
+  }), budget(1));
+});
+
+test("SASL PLAIN: a login or password holding CR, LF or NUL is always refused, with the field named", () => {
+  const clean = fc.uint8Array({ minLength: 1, maxLength: 40 }).map((u) => Buffer.from(u.map((b) => (b === 0 || b === 0x0a || b === 0x0d ? 1 : b))));
+  const bad = fc.tuple(clean, fc.constantFrom(0x0a, 0x0d), clean).map(([a, c, z]) => Buffer.concat([a, Buffer.from([c]), z]));
+  const badPassword = fc.tuple(clean, fc.constantFrom(0x00, 0x0a, 0x0d), clean).map(([a, c, z]) => Buffer.concat([a, Buffer.from([c]), z]));
+  fc.assert(fc.property(clean, fc.oneof(fc.tuple(bad, clean, fc.constant("login")), fc.tuple(clean, badPassword, fc.constant("password"))), (authz, [login, password, field]) => {
+    const b64 = Buffer.from(Buffer.concat([authz, Buffer.from([0]), login, Buffer.from([0]), password]).toString("base64"), "latin1");
+    const r = saslPlain(b64);
+    assert.ok(!r.ok);
+    assert.equal(r.log, `client sent invalid ${field} in AUTH PLAIN command`);
   }), budget(1));
 });

@@ -41,14 +41,29 @@ describe("overlong input, max_errors and the timeout deadline", () => {
     }
   }
 
-  test("a line that fills the 4k IMAP buffer: tagged BAD, then close; logged at info", async () => {
+  test("a line that fills the 4k IMAP buffer: tagged BAD, then close; logged at info by tag and command name only", async () => {
     await expectReplyThenClose("imap", `a1 LOGIN ${"x".repeat(4096 - 9)}`, `a1 ${INVALID.imap}`);
-    assert.ok(logLines(bed, "info", 'client sent too long command "a1 LOGIN xxx').length > 0, bed.proxy.errorLog().slice(-2000));
+    // nginx quotes the whole buffer, password included; Postern stops at an authentication command's name
+    const quoted = bed.proxy.kind === "nginx" ? 'client sent too long command "a1 LOGIN xxx' : 'client sent too long command "a1 LOGIN" while in auth state';
+    assert.ok(logLines(bed, "info", quoted).length > 0, bed.proxy.errorLog().slice(-2000));
   });
 
-  test("an IMAP literal larger than the buffer: + OK, then tagged BAD once the buffer is full, then close", async () => {
+  test("an IMAP literal larger than the buffer: Postern answers tagged BAD at once (no + OK) and goes on; nginx says + OK, then BAD and close once the buffer is full", async () => {
     const head = "a2 LOGIN {5000}\r\n";
-    await expectReplyThenClose("imap", "y".repeat(4096 - head.length), `a2 ${INVALID.imap}`, head);
+    if (bed.proxy.kind === "nginx") {
+      await expectReplyThenClose("imap", "y".repeat(4096 - head.length), `a2 ${INVALID.imap}`, head);
+      return;
+    }
+    const c = await connectTo(bed, "imap");
+    try {
+      assert.match(await c.readLine(), GREETING.imap);
+      await c.send(head);
+      assert.equal(await c.readLine(), `a2 ${INVALID.imap}`, c.transcriptText());
+      await c.send("a3 NOOP\r\n");
+      assert.equal(await c.readLine(), "a3 OK completed\r\n", c.transcriptText());
+    } finally {
+      c.close();
+    }
   });
 
   test("POP3: 128 bytes without a line end (its fixed buffer): -ERR, then close", async () => {

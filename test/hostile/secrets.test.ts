@@ -86,3 +86,53 @@ test("passwords, SASL responses, backend passwords and a data: key never appear 
     await bed.stop();
   }
 });
+
+test("a too long authentication command is logged by tag and command name only: no password, no SASL response", async () => {
+  const secret = {
+    imapLogin: "Sy-imap-login-long-2b7e",
+    imapSasl: "Sy-imap-sasl-long-90aa",
+    pop3Pass: "Sy-pop3-pass-long-11c4",
+    pop3Auth: "Sy-pop3-auth-long-5f3d",
+    smtpAuth: "Sy-smtp-auth-long-e061",
+    smtpLogin: "Sy-smtp-login-long-7d2c",
+  };
+  const plain = (s: string): string => b64(`\0user\0${s}`);
+  const long = "x".repeat(5000);
+  const bed = await startBed();
+  try {
+    const tooLong = async (name: "imap" | "pop3" | "smtp", steps: Array<[string, RegExp]>, last: string, reply: RegExp): Promise<void> => {
+      const c = await connectTo(bed, name);
+      try {
+        assert.match(await c.readLine(), GREETING[name]);
+        for (const [send, expect] of steps) {
+          await c.send(send);
+          assert.match(await c.read(expect), expect, c.transcriptText());
+        }
+        await c.send(last);
+        assert.match(await c.expectClosed(3000), reply, c.transcriptText());
+      } finally {
+        c.close();
+      }
+    };
+    await tooLong("imap", [], `a1 LOGIN user ${secret.imapLogin}${long}`, /^a1 BAD invalid command\r\n$/);
+    // pipelined behind a NOOP in the same buffer: the NOOP line is quoted, the LOGIN only by name
+    await tooLong("imap", [], `a0 NOOP\r\na2 login "user" "${secret.imapLogin}${long}`, /^a0 OK completed\r\na2 BAD invalid command\r\n$/);
+    await tooLong("imap", [["a3 AUTHENTICATE PLAIN\r\n", /^\+ \r\n/]], `${plain(secret.imapSasl)}${"A".repeat(5000)}`, /^a3 BAD invalid command\r\n$/);
+    await tooLong("pop3", [["USER user\r\n", /^\+OK\r\n/]], `PASS ${secret.pop3Pass}${long}`, /^-ERR invalid command\r\n$/);
+    await tooLong("pop3", [], `AUTH PLAIN ${plain(secret.pop3Auth)}${"A".repeat(200)}`, /^-ERR invalid command\r\n$/);
+    await tooLong("pop3", [["AUTH PLAIN\r\n", /^\+ \r\n/]], `${plain(secret.pop3Auth)}${"A".repeat(200)}`, /^-ERR invalid command\r\n$/);
+    await tooLong("smtp", [["EHLO c\r\n", /^250 .*\r\n/m]], `AUTH PLAIN ${plain(secret.smtpAuth)}${"A".repeat(5000)}`, /^500 5\.5\.1 Invalid command\r\n$/);
+    await tooLong("smtp", [["EHLO c\r\n", /^250 .*\r\n/m], ["AUTH LOGIN\r\n", /^334 .*\r\n/], [`${b64("user")}\r\n`, /^334 .*\r\n/]], `${b64(secret.smtpLogin)}${"A".repeat(5000)}`, /^500 5\.5\.1 Invalid command\r\n$/);
+    await new Promise((r) => setTimeout(r, 200));
+    const log = bed.proxy.errorLog();
+    const quoted = log.split("\n").map((l) => /client sent too long command "([^"]*)"/.exec(l)?.[1]).filter((q) => q !== undefined);
+    assert.deepEqual(quoted, ["a1 LOGIN", "a0 NOOP\\x0D\\x0Aa2 login", "a3 AUTHENTICATE", "PASS", "AUTH", "AUTH", "AUTH", "AUTH"], log);
+    for (const [what, value] of Object.entries(secret)) {
+      for (const needle of [value, b64(value), plain(value).slice(0, 16)]) assert.ok(!log.includes(needle), `${what} (${needle}) in the error log`);
+    }
+    assert.ok(!log.includes(long.slice(0, 64)), "the argument of a too long command was logged");
+    assertHealthy(bed);
+  } finally {
+    await bed.stop();
+  }
+});

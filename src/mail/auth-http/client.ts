@@ -11,7 +11,8 @@ import type { CancelSignal } from "../cancel.js";
 import type { AuthOutcome, Credentials, SessionInfo } from "../types.js";
 import { type DecisionLog, decide } from "./decision.js";
 import type { AuthHttpSettings } from "./module.js";
-import { buildAuthRequest, sendsSalt } from "./request.js";
+import { UnsafeHeaderError, buildAuthRequest, sendsSalt } from "./request.js";
+import { startAuthWait } from "../auth-wait.js";
 import { AuthResponseParser, type AuthResponse, responseErrorMessage } from "./response.js";
 import { type AuthHttpAddress, peerName } from "./url.js";
 
@@ -44,15 +45,22 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
 
   for (;;) {
     if (signal?.aborted) return { kind: "error" };
-    const request = buildAuthRequest({
-      session,
-      credentials: { ...params.credentials, login, password: password ?? Buffer.alloc(0) },
-      attempt: params.attempt,
-      uri: settings.url.uri,
-      hostHeader: settings.url.hostHeader,
-      headers: settings.headers,
-      passClientCert: settings.passClientCert,
-    });
+    let request: Buffer;
+    try {
+      request = buildAuthRequest({
+        session,
+        credentials: { ...params.credentials, login, password: password ?? Buffer.alloc(0) },
+        attempt: params.attempt,
+        uri: settings.url.uri,
+        hostHeader: settings.url.hostHeader,
+        headers: settings.headers,
+        passClientCert: settings.passClientCert,
+      });
+    } catch (err) {
+      if (!(err instanceof UnsafeHeaderError)) throw err;
+      log.error(`refused to send ${err.header} header with CR, LF or NUL to auth http server ${peer}`);
+      return { kind: "error" };
+    }
     // Sending the salt withdraws the digest (or a WAIT reply's Auth-Pass),
     // as nginx does: a repeat sends an empty Auth-Pass, and success then
     // needs Auth-Pass from the auth server.
@@ -69,7 +77,7 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
     }
     login = decision.login;
     password = decision.password;
-    if (decision.sleep > 0 && !(await sleep(decision.sleep * 1000, signal))) return { kind: "error" };
+    if (decision.sleep > 0 && !(await sleep(decision.sleep, signal))) return { kind: "error" };
   }
 }
 
@@ -128,8 +136,8 @@ function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeo
   });
 }
 
-/** Waits `ms`; false when aborted first. */
-function sleep(ms: number, signal: CancelSignal | undefined): Promise<boolean> {
+/** Waits `seconds` (an Auth-Wait); false when aborted first. */
+function sleep(seconds: number, signal: CancelSignal | undefined): Promise<boolean> {
   return new Promise((resolve) => {
     if (signal?.aborted) {
       resolve(false);
@@ -139,10 +147,10 @@ function sleep(ms: number, signal: CancelSignal | undefined): Promise<boolean> {
       clearTimeout(timer);
       resolve(false);
     };
-    const timer = setTimeout(() => {
+    const timer = startAuthWait(seconds, () => {
       signal?.removeEventListener("abort", onAbort);
       resolve(true);
-    }, ms);
+    });
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }

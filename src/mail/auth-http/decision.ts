@@ -7,6 +7,8 @@ import { isIP } from "node:net";
 import type { LogLevel } from "../../core/log.js";
 import type { AuthOutcome, MailProtocolName } from "../types.js";
 import type { AuthResponse } from "./response.js";
+import { hasLineBreakOrNul } from "../line-bytes.js";
+import { logEscape } from "../../core/log.js";
 
 /** The login state going into the decision. */
 export interface DecisionInput {
@@ -37,6 +39,12 @@ export function decide(response: AuthResponse, input: DecisionInput): Decision {
   // Auth-User and Auth-Pass apply whatever the status, as in nginx.
   const login = response.user ?? input.login;
   const password = response.pass ?? input.password;
+  // Auth-User and Auth-Pass go into the backend's login lines (and the next
+  // request): a NUL there would split an AUTH PLAIN token or a USER line.
+  // (CR and LF cannot arrive: they end the header line.) nginx passes them on.
+  const fail = (message: string): Decision => ({ kind: "final", outcome: { kind: "error" }, log: { level: "error", message } });
+  if (response.user && hasLineBreakOrNul(response.user)) return fail(`auth http server ${input.peer} sent invalid login with CR, LF or NUL`);
+  if (response.pass && hasLineBreakOrNul(response.pass)) return fail(`auth http server ${input.peer} sent invalid password with CR, LF or NUL`);
 
   const failure = response.failure;
   // nginx keeps the SMTP message as is, so an empty one counts as no failure;
@@ -50,12 +58,11 @@ export function decide(response: AuthResponse, input: DecisionInput): Decision {
       errorCode: input.protocol === "smtp" ? code : undefined,
       wait: response.sleep > 0 ? response.sleep : undefined,
     };
-    return { kind: "final", outcome, log: { level: "info", message: `client login failed: "${message}"` } };
+    return { kind: "final", outcome, log: { level: "info", message: `client login failed: "${logEscape(failure)}"` } };
   }
 
   if (response.wait) return { kind: "again", sleep: response.sleep, login, password };
 
-  const fail = (message: string): Decision => ({ kind: "final", outcome: { kind: "error" }, log: { level: "error", message } });
   const server = response.server;
   const port = response.port;
   if (!server || server.length === 0 || !port || port.length === 0) {
@@ -65,11 +72,11 @@ export function decide(response: AuthResponse, input: DecisionInput): Decision {
     return fail(`auth http server ${input.peer} did not send password`);
   }
   const host = server.toString("latin1");
-  if (isIP(host) === 0) return fail(`auth http server ${input.peer} sent invalid server address:"${server.toString("utf8")}"`);
+  if (isIP(host) === 0) return fail(`auth http server ${input.peer} sent invalid server address:"${logEscape(server)}"`);
   const portText = port.toString("latin1");
   const portNumber = /^[0-9]+$/.test(portText) ? Number(portText) : NaN;
   if (!(portNumber >= 1 && portNumber <= 65535)) {
-    return fail(`auth http server ${input.peer} sent invalid server port:"${port.toString("utf8")}"`);
+    return fail(`auth http server ${input.peer} sent invalid server port:"${logEscape(port)}"`);
   }
   return {
     kind: "final",

@@ -4,6 +4,7 @@
  * (auth_http.md section 2).
  */
 import type { Credentials, SessionInfo } from "../types.js";
+import { hasLineBreakOrNul } from "../line-bytes.js";
 import type { AuthHttpHeader } from "./module.js";
 
 /** What one request is built from. */
@@ -20,6 +21,19 @@ export interface AuthRequestInput {
 }
 
 const CRLF = "\r\n";
+
+/**
+ * A header value held CR, LF or NUL. The front ends refuse such client
+ * values and the others are checked where they are made; this is the last
+ * guard, so no value can ever add a header of its own.
+ */
+export class UnsafeHeaderError extends Error {
+  readonly header: string;
+  constructor(header: string) {
+    super(`${header} with CR, LF or NUL`);
+    this.header = header;
+  }
+}
 
 /** Bytes 0x00-0x1F, space and `%` become `%XX` (upper-case hex); all else is sent as is. */
 export function escapeAuthValue(value: Buffer | string): Buffer {
@@ -57,6 +71,7 @@ export function buildAuthRequest(input: AuthRequestInput): Buffer {
   const { session: s, credentials: cr } = input;
   const parts: Buffer[] = [];
   const line = (text: string): void => {
+    if (hasLineBreakOrNul(text)) throw new UnsafeHeaderError(text.slice(0, Math.max(0, text.indexOf(":"))));
     parts.push(Buffer.from(text + CRLF, "utf8"));
   };
   const raw = (name: string, value: Buffer): void => {
@@ -82,7 +97,8 @@ export function buildAuthRequest(input: AuthRequestInput): Buffer {
     line(`Proxy-Protocol-Server-Port: ${pp.dstPort}`);
   }
   if (cr.method === "none") {
-    // HELO, MAIL and RCPT lines cannot contain CRLF: sent unescaped, as nginx does.
+    // HELO, MAIL and RCPT lines hold no control byte (the SMTP front end refuses
+    // them): sent unescaped, as nginx does.
     line(`Auth-SMTP-Helo: ${s.smtp?.helo ?? ""}`);
     line(`Auth-SMTP-From: ${s.smtp?.from ?? ""}`);
     line(`Auth-SMTP-To: ${s.smtp?.to ?? ""}`);

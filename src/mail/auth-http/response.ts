@@ -14,7 +14,7 @@ export interface AuthResponse {
   readonly port: Buffer | undefined;
   readonly user: Buffer | undefined;
   readonly pass: Buffer | undefined;
-  /** The last valid `Auth-Wait` (decimal digits), else 0. */
+  /** The last valid `Auth-Wait` (decimal digits, clamped to MAX_AUTH_WAIT_SECONDS), else 0. */
   readonly sleep: number;
   readonly errorCode: Buffer | undefined;
 }
@@ -46,6 +46,8 @@ export function responseErrorMessage(error: AuthResponseError, peer: string): st
       return undefined;
   }
 }
+
+import { parseAuthWait } from "../auth-wait.js";
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -212,8 +214,8 @@ class Accumulator {
         this.#pass = copyBytes(value);
         return;
       case "auth-wait": {
-        const v = value.toString("latin1");
-        if (/^[0-9]+$/.test(v) && Number(v) <= Number.MAX_SAFE_INTEGER) this.#sleep = Number(v);
+        const seconds = parseAuthWait(value.toString("latin1"));
+        if (seconds !== undefined) this.#sleep = seconds;
         return;
       }
       case "auth-error-code":

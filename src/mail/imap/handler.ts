@@ -9,8 +9,13 @@ import {
   saslCramMd5, saslExternal, saslLoginPassword, saslLoginUsername, saslPlain, type SaslResult,
 } from "../sasl.js";
 import type { Credentials } from "../types.js";
-import { imapStrings } from "./module.js";
+import { hasLineBreakOrNul } from "../line-bytes.js";
+import { imapClientBufferDirective, imapStrings } from "./module.js";
 import { type ImapCommandName, ImapParser, asciiUpper } from "./parser.js";
+import { cutAtAuthCommand, taggedWord } from "../too-long-log.js";
+
+/** The commands that carry credentials: a too-long one is logged as tag and name only. */
+const AUTH_WORD = taggedWord(["LOGIN", "AUTHENTICATE"]);
 
 /** The session states, after nginx's ngx_imap_state_e, plus the hand-off and the end. */
 export type ImapState =
@@ -96,6 +101,11 @@ function login(cx: Context, args: readonly Buffer[]): Step {
   if (starttlsOnly(cx)) return INVALID_STEP;
   const [user, password] = args;
   if (args.length !== 2 || user!.length === 0) return INVALID_STEP;
+  // a literal or a quoted string can carry CR, LF or NUL: never sent on
+  if (hasLineBreakOrNul(user!) || hasLineBreakOrNul(password!)) {
+    cx.session.log.info(`client sent invalid ${hasLineBreakOrNul(user!) ? "login" : "password"} in LOGIN command`);
+    return INVALID_STEP;
+  }
   return authenticate(cx, { method: "plain", login: user!, password: password! });
 }
 
@@ -212,7 +222,7 @@ function tagPrefix(tag: string | undefined): string {
 /** One IMAP session's front end. */
 export class ImapFrontEnd implements FrontEnd {
   readonly #session: SessionPort;
-  readonly #parser = new ImapParser();
+  readonly #parser: ImapParser;
   readonly #cx: Context;
   #state: ImapState = "start";
   /** The tag of the command being answered: kept through a SASL exchange and the auth_http round trip. */
@@ -237,6 +247,7 @@ export class ImapFrontEnd implements FrontEnd {
 
   constructor(session: SessionPort) {
     this.#session = session;
+    this.#parser = new ImapParser(session.server.conf.get(imapClientBufferDirective));
     this.#cx = { session, login: EMPTY };
   }
 
@@ -285,6 +296,14 @@ export class ImapFrontEnd implements FrontEnd {
           return this.#consumed(r.length, input.length);
       }
     }
+  }
+
+  tooLongLogText(buffer: Buffer): Buffer {
+    const cut = cutAtAuthCommand(buffer, AUTH_WORD);
+    // the AUTHENTICATE line stays in the buffer during the exchange; should it
+    // not, a SASL response is still never quoted
+    if (cut.length === buffer.length && this.#parser.awaitingResponse) return Buffer.from(`${this.#tag ?? ""} AUTHENTICATE`, "latin1");
+    return cut;
   }
 
   tooLong(_input: Buffer): string {

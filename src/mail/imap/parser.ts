@@ -5,6 +5,12 @@
  * fed the unconsumed bytes of the current command (always from the command's
  * first byte) and remembers how far it has scanned, so a command split
  * across reads parses exactly as the whole.
+ *
+ * Literals are stricter than nginx's: only `{digits}` and `{digits+}` whose
+ * data fits in the command buffer are literals, anything else (`{}`, `{+}`,
+ * a length the buffer cannot hold, where nginx's 64-bit length wrapped) is
+ * a syntax error; `{0}` is an empty literal (RFC 3501), where nginx took one
+ * byte of what follows as its data.
  */
 
 /** The commands nginx knows in the auth state. */
@@ -35,9 +41,8 @@ type State =
 const SP = 0x20, CR = 0x0d, LF = 0x0a, QUOTE = 0x22, BACKSLASH = 0x5c, LBRACE = 0x7b, RBRACE = 0x7d, PLUS = 0x2b;
 const MAX_TAG = 32;
 const MAX_ARGS = 3;
-// nginx keeps the literal length in a 64-bit size_t and refuses to multiply once it exceeds max/10
-const SIZE_T_MASK = (1n << 64n) - 1n;
-const SIZE_T_LIMIT = SIZE_T_MASK / 10n;
+/** `imap_client_buffer`'s default, for parsers made without a size (unit tests). */
+const DEFAULT_BUFFER_SIZE = 4096;
 // an invalid line ending in "+}" is checked only past this many bytes of nginx's buffer (sizeof("{1+}") - 1)
 const NO_SYNC_CHECK_FROM = 4;
 
@@ -82,12 +87,22 @@ export class ImapParser {
   #name: ImapCommandName | undefined;
   #args: Buffer[] = [];
   #argStart = 0;
-  #literalLeft = 0n;
+  #literalLeft = 0;
+  /** Digits read in the current `{...}`: none makes `{}` and `{+}` invalid. */
+  #literalDigits = 0;
+  /** The command buffer's size: a literal's data must fit in it. */
+  readonly #bufferSize: number;
+  /** Where the current command starts in the command buffer (from `feed`). */
+  #offset = 0;
   // these three survive from one command to the next, as in nginx, until a closing quote or an error clears them
   #quoted = false;
   #backslash = false;
   #noSyncLiteral = false;
   #response = false;
+
+  constructor(bufferSize = DEFAULT_BUFFER_SIZE) {
+    this.#bufferSize = bufferSize;
+  }
 
   /**
    * Parses the next SASL response line as nginx does after a challenge: no
@@ -123,6 +138,7 @@ export class ImapParser {
    * nginx's buffer, which only the `+}` rule looks at.
    */
   feed(input: Buffer, offset = 0): ImapParse {
+    this.#offset = offset;
     if (this.#pos === 0 && this.#state === "start" && this.#response) {
       this.#state = "argument";
       this.#argStart = 0;
@@ -183,8 +199,15 @@ export class ImapParser {
       case "startLiteralArgument":
         if (ch === CR) return "ok";
         if (ch !== LF) return "invalid";
+        // the data and at least the LF ending the command must fit in the buffer
+        if (this.#offset + p + 1 + this.#literalLeft + 1 > this.#bufferSize) return "invalid";
         this.#argStart = p + 1;
         this.#state = "literalArgument";
+        if (this.#literalLeft === 0) {
+          // `{0}`: an empty argument, the next byte already follows the literal
+          this.#args.push(Buffer.alloc(0));
+          this.#state = "endLiteralArgument";
+        }
         if (!this.#noSyncLiteral) return "literal";
         this.#noSyncLiteral = false;
         return "ok";
@@ -238,6 +261,8 @@ export class ImapParser {
       this.#state = "argument";
     } else if (ch === LBRACE) {
       this.#state = "literal";
+      this.#literalLeft = 0;
+      this.#literalDigits = 0;
     } else {
       this.#argStart = p;
       this.#state = "argument";
@@ -271,32 +296,28 @@ export class ImapParser {
   }
 
   #literalByte(ch: number): "ok" | "invalid" {
-    if (this.#literalLeft > SIZE_T_LIMIT) return "invalid";
     if (ch >= 0x30 && ch <= 0x39) {
-      this.#literalLeft = (this.#literalLeft * 10n + BigInt(ch - 0x30)) & SIZE_T_MASK;
-      return "ok";
+      this.#literalLeft = this.#literalLeft * 10 + (ch - 0x30);
+      this.#literalDigits++;
+      // stop at once past the buffer: the number never grows beyond it
+      return this.#literalLeft > this.#bufferSize ? "invalid" : "ok";
     }
-    if (ch === RBRACE) {
-      this.#state = "startLiteralArgument";
-      return "ok";
-    }
-    if (ch === PLUS) {
-      this.#state = "noSyncLiteral";
-      return "ok";
-    }
-    return "invalid";
+    if (ch !== RBRACE && ch !== PLUS) return "invalid";
+    if (this.#literalDigits === 0) return "invalid";
+    this.#state = ch === PLUS ? "noSyncLiteral" : "startLiteralArgument";
+    return "ok";
   }
 
-  /** Literal data at `p`: `{0}` still takes one byte (nginx's quirk). Returns where scanning resumes. */
+  /** Literal data at `p` (at least one byte is wanted). Returns where scanning resumes. */
   #literalData(input: Buffer, p: number): number {
-    const wanted = this.#literalLeft === 0n ? 1n : this.#literalLeft;
-    const available = BigInt(input.length - p);
+    const wanted = this.#literalLeft;
+    const available = input.length - p;
     if (available < wanted) {
       this.#literalLeft = wanted - available;
       return input.length - 1;
     }
-    const last = p + Number(wanted) - 1;
-    this.#literalLeft = 0n;
+    const last = p + wanted - 1;
+    this.#literalLeft = 0;
     this.#args.push(Buffer.from(input.subarray(this.#argStart, last + 1)));
     this.#state = "endLiteralArgument";
     return last;
@@ -326,7 +347,7 @@ export class ImapParser {
     this.#quoted = false;
     this.#backslash = false;
     this.#noSyncLiteral = false;
-    this.#literalLeft = 0n;
+    this.#literalLeft = 0;
     const lf = input.indexOf(LF, p);
     if (lf < 0) {
       this.#pos = input.length;

@@ -8,8 +8,13 @@ import {
   saslLoginUsername, saslPlain, type SaslResult,
 } from "../sasl.js";
 import type { Credentials } from "../types.js";
+import { hasLineBreakOrNul } from "../line-bytes.js";
 import { type Pop3ServerWire, pop3Wire } from "./module.js";
 import { type Pop3Verb, Pop3Parser } from "./parser.js";
+import { cutAtAuthCommand, leadingWord } from "../too-long-log.js";
+
+/** The commands that carry credentials: a too-long one is logged by name only. */
+const AUTH_WORD = leadingWord(["USER", "PASS", "APOP", "AUTH"]);
 
 /** Fixed replies (protocols.md 5.1). */
 export const POP3_REPLIES = {
@@ -73,18 +78,27 @@ function onDecoded<T>(result: SaslResult<T>, next: (value: T) => Outcome): Outco
 
 // ---- commands ----------------------------------------------------------
 
+/** A USER, PASS or APOP argument with CR, LF or NUL (only NUL survives the parser): refused. */
+function invalidArgument(field: "login" | "password", command: string): Outcome {
+  return { kind: "invalid", log: `client sent invalid ${field} in ${command} command` };
+}
+
 function user(cx: Pop3Context, args: readonly Buffer[]): Outcome {
   if (starttlsOnly(cx) || args.length !== 1) return INVALID;
+  if (hasLineBreakOrNul(args[0]!)) return invalidArgument("login", "USER");
   return { kind: "reply", text: POP3_REPLIES.ok, next: "user", login: args[0]! };
 }
 
 function pass(cx: Pop3Context, args: readonly Buffer[]): Outcome {
   if (args.length !== 1) return INVALID;
+  if (hasLineBreakOrNul(args[0]!)) return invalidArgument("password", "PASS");
   return authenticate({ method: "plain", login: cx.login, password: args[0]! });
 }
 
 function apop(cx: Pop3Context, args: readonly Buffer[]): Outcome {
   if (starttlsOnly(cx) || args.length !== 2 || !cx.wire.methods.apop) return INVALID;
+  if (hasLineBreakOrNul(args[0]!)) return invalidArgument("login", "APOP");
+  if (hasLineBreakOrNul(args[1]!)) return invalidArgument("password", "APOP");
   return authenticate({ method: "apop", login: args[0]!, password: args[1]!, salt: cx.session.salt() });
 }
 
@@ -221,6 +235,11 @@ export class Pop3FrontEnd implements FrontEnd {
         break;
     }
     return parsed.length;
+  }
+
+  tooLongLogText(buffer: Buffer): Buffer {
+    // a SASL response fills the buffer alone (POP3 rewinds it after AUTH)
+    return isSaslState(this.#state) ? Buffer.from("AUTH") : cutAtAuthCommand(buffer, AUTH_WORD);
   }
 
   tooLong(_input: Buffer): string {

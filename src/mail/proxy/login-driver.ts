@@ -6,7 +6,7 @@
  */
 import type { Socket } from "node:net";
 import { describeSystemError } from "../../core/errors.js";
-import type { ConnectionLog } from "../../core/log.js";
+import { type ConnectionLog, logEscape } from "../../core/log.js";
 import type { LoginStep } from "./login-step.js";
 
 /** How the dialogue ended. */
@@ -97,7 +97,7 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
       if (len < 4) return true;
       if (buf[len - 2] !== 0x0d || buf[len - 1] !== 0x0a) {
         if (len === buf.length) {
-          log.error(`upstream sent too long response line: "${cString(buf, 0, len - 1)}"`);
+          log.error(`upstream sent too long response line: "${logEscape(cString(buf, 0, len - 1))}"`);
           finish({ kind: "failed" });
           return false;
         }
@@ -108,10 +108,10 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
       if (verdict.kind === "again") return true;
       if (verdict.kind === "invalid") {
         if (p.passErrorMessage) {
-          log.info(`upstream sent invalid response: "${buf.toString("latin1", verdict.from, len - 2)}"`);
+          log.info(`upstream sent invalid response: "${logEscape(buf.subarray(verdict.from, len - 2))}"`);
           finish({ kind: "failed", toClient: Buffer.from(buf.subarray(0, len)) });
         } else {
-          log.error(`upstream sent invalid response: "${cString(buf, verdict.from, len - 2)}"`);
+          log.error(`upstream sent invalid response: "${logEscape(cString(buf, verdict.from, len - 2))}"`);
           finish({ kind: "failed" });
         }
         return false;

@@ -1,8 +1,10 @@
 /**
  * The IMAP backend login (protocols.md 9.4): LOGIN with the client's tag and
- * both credentials as synchronising literals, so any bytes are safe.
+ * both credentials as synchronising literals. Literals could carry any
+ * bytes, but CR, LF and NUL are refused all the same (commandLine): IMAP
+ * literals exclude NUL, and no login needs the others.
  */
-import { AGAIN, INVALID, OK, type LoginStep, type ReplyCheck, startsWith } from "./login-step.js";
+import { AGAIN, INVALID, OK, type LoginStep, type ReplyCheck, commandLine, startsWith } from "./login-step.js";
 
 /** Inputs of the IMAP dialogue. */
 export interface ImapLoginInput {
@@ -12,7 +14,6 @@ export interface ImapLoginInput {
   readonly password: Buffer;
 }
 
-const crlf = Buffer.from("\r\n", "latin1");
 
 /**
  * `<tag> OK`, after at most one untagged line (latest nginx: Gmail and
@@ -43,9 +44,9 @@ export function taggedOk(tag: string): ReplyCheck {
 export function imapLoginSteps(input: ImapLoginInput): LoginStep[] {
   const cont = startsWith("+");
   return [
-    { state: "start", check: startsWith("* OK"), next: { kind: "send", action: "sending LOGIN command to upstream", line: Buffer.from(`${input.tag} LOGIN {${input.login.length}}\r\n`, "latin1") } },
-    { state: "login", check: cont, next: { kind: "send", action: "sending user name to upstream", line: Buffer.concat([input.login, Buffer.from(` {${input.password.length}}\r\n`, "latin1")]) } },
-    { state: "user", check: cont, next: { kind: "send", action: "sending password to upstream", line: Buffer.concat([input.password, crlf]) } },
+    { state: "start", check: startsWith("* OK"), next: { kind: "send", action: "sending LOGIN command to upstream", line: commandLine("tag", `${input.tag} LOGIN {${input.login.length}}`) } },
+    { state: "login", check: cont, next: { kind: "send", action: "sending user name to upstream", line: commandLine("login", input.login, ` {${input.password.length}}`) } },
+    { state: "user", check: cont, next: { kind: "send", action: "sending password to upstream", line: commandLine("password", input.password) } },
     { state: "passwd", check: taggedOk(input.tag), next: { kind: "done", reply: "relay" } },
   ];
 }

@@ -3,7 +3,8 @@
  * optionally XCLIENT and a replay of the client's HELO, then MAIL/RCPT
  * (smtp_auth none), AUTH PLAIN (proxy_smtp_auth) or nothing.
  */
-import { AGAIN, OK, type LoginStep, type ReplyCheck, type StepNext, startsWith } from "./login-step.js";
+import { AGAIN, OK, type LoginStep, type ReplyCheck, type StepNext, UnsafeLineError, commandLine, startsWith } from "./login-step.js";
+import { hasLineBreakOrNul } from "../line-bytes.js";
 
 /** Inputs of the SMTP dialogue. */
 export interface SmtpLoginInput {
@@ -33,7 +34,6 @@ export interface SmtpLoginInput {
 /** nginx's own reply to an authenticated client at the switch to proxying. */
 export const SMTP_AUTH_OK = Buffer.from("235 2.0.0 OK\r\n", "latin1");
 
-const crlf = Buffer.from("\r\n", "latin1");
 
 /**
  * SMTP replies may be multi-line (`250-...`); only a reply whose last line
@@ -73,20 +73,23 @@ export function xtext(value: Buffer): Buffer {
 export function xclientLine(input: SmtpLoginInput): Buffer {
   const parts: Buffer[] = [Buffer.from(`XCLIENT ADDR=${input.clientIpv6 ? "IPV6:" : ""}${input.clientAddr}`, "latin1")];
   if (input.login.length > 0 && !input.smtpAuth) parts.push(Buffer.from(" LOGIN=", "latin1"), xtext(input.login));
-  parts.push(Buffer.from(` NAME=${input.clientHost}\r\n`, "latin1"));
-  return Buffer.concat(parts);
+  parts.push(Buffer.from(` NAME=${input.clientHost}`, "latin1"));
+  return commandLine("XCLIENT", ...parts);
 }
 
 /** `AUTH PLAIN base64(NUL login NUL password)`. */
 function authPlainLine(input: SmtpLoginInput): Buffer {
+  // base64 hides CR and LF, but a NUL would move the field boundaries
+  if (hasLineBreakOrNul(input.login)) throw new UnsafeLineError("login");
+  if (hasLineBreakOrNul(input.password)) throw new UnsafeLineError("password");
   const token = Buffer.concat([Buffer.from([0]), input.login, Buffer.from([0]), input.password]).toString("base64");
-  return Buffer.from(`AUTH PLAIN ${token}\r\n`, "latin1");
+  return commandLine("AUTH", `AUTH PLAIN ${token}`);
 }
 
 /** The steps for this session; the branch is fixed by the inputs up front. */
 export function smtpLoginSteps(input: SmtpLoginInput): LoginStep[] {
   const steps: LoginStep[] = [];
-  const greet = Buffer.from(`${input.esmtp || input.xclient ? "EHLO" : "HELO"} ${input.serverName}\r\n`, "latin1");
+  const greet = commandLine("server_name", `${input.esmtp || input.xclient ? "EHLO" : "HELO"} ${input.serverName}`);
   steps.push({ state: "start", check: code220, next: { kind: "send", action: "sending HELO/EHLO to upstream", line: greet } });
   // The check of the reply to whatever was sent last before the auth part.
   let pending = code250;
@@ -96,15 +99,15 @@ export function smtpLoginSteps(input: SmtpLoginInput): LoginStep[] {
     pending = code220or250;
     pendingState = "xclient";
     if (input.helo.length > 0) {
-      const line = Buffer.from(`${input.esmtp ? "EHLO" : "HELO"} ${input.helo}\r\n`, "latin1");
+      const line = commandLine("HELO", `${input.esmtp ? "EHLO" : "HELO"} ${input.helo}`);
       steps.push({ state: "xclient_helo", check: code220or250, next: { kind: "send", action: "sending client HELO/EHLO to upstream", line } });
       pending = code250;
       pendingState = "helo";
     }
   }
   if (input.authNone) {
-    steps.push({ state: `${pendingState}_from`, check: pending, next: { kind: "send", action: "sending MAIL FROM to upstream", line: Buffer.concat([Buffer.from(input.from, "latin1"), crlf]) } });
-    steps.push({ state: "from", check: code250, next: { kind: "send", action: "sending RCPT TO to upstream", line: Buffer.concat([Buffer.from(input.to, "latin1"), crlf]) } });
+    steps.push({ state: `${pendingState}_from`, check: pending, next: { kind: "send", action: "sending MAIL FROM to upstream", line: commandLine("MAIL", input.from) } });
+    steps.push({ state: "from", check: code250, next: { kind: "send", action: "sending RCPT TO to upstream", line: commandLine("RCPT", input.to) } });
     steps.push({ state: "to", check: anyReply, next: { kind: "done", reply: "relay" } });
   } else if (input.smtpAuth) {
     const next: StepNext = input.password.length === 0

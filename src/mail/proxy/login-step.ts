@@ -2,7 +2,29 @@
  * The shape of a backend login dialogue (protocols.md 9.4): a list of steps,
  * each "check the reply, then send this line (or finish)". The protocol files
  * build the list from the session's inputs; login-driver.ts runs it.
+ * Every line is built with `commandLine`, which refuses a value holding CR,
+ * LF or NUL: the values come from the client and the auth server, and such
+ * a byte would add a command of the sender's choosing.
  */
+import { hasLineBreakOrNul } from "../line-bytes.js";
+
+/** A value for a backend line held CR, LF or NUL; `what` names it for the log. */
+export class UnsafeLineError extends Error {
+  readonly what: string;
+  constructor(what: string) {
+    super(`${what} with CR, LF or NUL`);
+    this.what = what;
+  }
+}
+
+const CRLF = Buffer.from("\r\n", "latin1");
+
+/** `parts` joined and ended with CRLF; throws UnsafeLineError if a part holds CR, LF or NUL. */
+export function commandLine(what: string, ...parts: readonly (Buffer | string)[]): Buffer {
+  const bytes = parts.map((p) => (typeof p === "string" ? Buffer.from(p, "latin1") : p));
+  if (bytes.some(hasLineBreakOrNul)) throw new UnsafeLineError(what);
+  return Buffer.concat([...bytes, CRLF]);
+}
 
 /** What a reply check says about the bytes read so far. */
 export type ReplyVerdict =

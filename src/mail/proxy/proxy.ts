@@ -15,7 +15,7 @@ import { imapLoginSteps } from "./login-imap.js";
 import { runLogin, type LoginResult } from "./login-driver.js";
 import { pop3LoginSteps } from "./login-pop3.js";
 import { smtpLoginSteps } from "./login-smtp.js";
-import type { LoginStep } from "./login-step.js";
+import { type LoginStep, UnsafeLineError } from "./login-step.js";
 import { proxyBuffer, proxyPassErrorMessage, proxyProtocol, proxySmtpAuth, proxyTimeout, xclient } from "./module.js";
 import { relay } from "./relay.js";
 
@@ -101,6 +101,18 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
   const ignore = (): void => {};
   client.on("error", ignore);
   client.setNoDelay(true);
+  // The login lines are built before connecting: a value with CR, LF or NUL
+  // (from the auth server's Auth-User/Auth-Pass, say) never reaches the backend.
+  let steps: LoginStep[];
+  try {
+    steps = loginSteps(p);
+  } catch (err) {
+    if (!(err instanceof UnsafeLineError)) throw err;
+    log.action = "sending login to upstream";
+    log.error(`refused to send ${err.what} with CR, LF or NUL to upstream`);
+    p.internalError();
+    return;
+  }
 
   const backend = connect({ host: p.backend.host, port: p.backend.port, noDelay: true });
   backend.pause();
@@ -129,7 +141,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
       }
       runLogin({
         socket: backend,
-        steps: loginSteps(p),
+        steps,
         bufferSize: p.conf.get(proxyBuffer),
         passErrorMessage: p.conf.get(proxyPassErrorMessage),
         log,

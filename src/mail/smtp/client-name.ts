@@ -6,6 +6,7 @@
  */
 import { resolverDirective, resolverTimeoutDirective } from "../core-module.js";
 import type { SessionPort } from "../front-end.js";
+import { logEscape } from "../../core/log.js";
 import { RESOLVE_NXDOMAIN, canonicalAddress, resolverFor, resolverStrerror } from "../../event/resolver.js";
 
 /** No name: no resolver, NXDOMAIN, or the forward lookup does not match. */
@@ -19,11 +20,6 @@ export const TEMPUNAVAIL = "[TEMPUNAVAIL]";
  */
 export function isValidHostName(name: string): boolean {
   return /^[A-Za-z0-9.-]+$/.test(name);
-}
-
-/** Makes a name from DNS safe for a log line (nginx would write its bytes raw). */
-function printable(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 function failure(code: number): string {
@@ -48,7 +44,7 @@ export async function resolveClientName(session: SessionPort): Promise<string> {
     return failure(ptr.code);
   }
   if (!isValidHostName(ptr.name)) {
-    log.error(`${addr} resolved to invalid host name "${printable(ptr.name)}"`);
+    log.error(`${addr} resolved to invalid host name "${logEscape(ptr.name)}"`);
     return TEMPUNAVAIL;
   }
 

@@ -6,10 +6,16 @@
 import type { FrontEnd, SessionPort } from "../front-end.js";
 import { cramMd5Challenge, saslCramMd5, saslExternal, saslLoginPassword, saslLoginUsername, saslPlain } from "../sasl.js";
 import type { Credentials, SmtpInfo } from "../types.js";
+import { hasControlByte } from "../line-bytes.js";
+import { logEscape } from "../../core/log.js";
 import { resolveClientName } from "./client-name.js";
 import { type SmtpWire, smtpWire } from "./module.js";
 import { type SmtpParseResult, SmtpParser, type SmtpVerb } from "./parser.js";
 import { SMTP_REPLY, rejectedText, smtpAuthFailedReply } from "./replies.js";
+import { cutAtAuthCommand, leadingWord } from "../too-long-log.js";
+
+/** AUTH carries credentials: a too-long one is logged by name only. */
+const AUTH_WORD = leadingWord(["AUTH"]);
 
 /** nginx's ngx_smtp_state_e in the auth phase: which line comes next. */
 export type SmtpState = "start" | "authLoginUsername" | "authLoginPassword" | "authPlain" | "authCramMd5" | "authExternal";
@@ -65,8 +71,21 @@ function starttlsOnly(cx: SmtpContext): boolean {
 
 // ---- commands (start state) ---------------------------------------------
 
+/**
+ * HELO, EHLO, MAIL and RCPT arguments go raw into Auth-SMTP-* headers and
+ * the backend's own HELO/MAIL/RCPT lines: a control byte (NUL, TAB, DEL...)
+ * there is refused with the invalid-argument reply (nginx passes it on).
+ */
+function controlBytes(verb: string, value: Buffer, cx: SmtpContext): Outcome | undefined {
+  if (!hasControlByte(value)) return undefined;
+  cx.session.log.info(`client sent invalid argument in ${verb} command`);
+  return reply(SMTP_REPLY.invalidArgument);
+}
+
 function helo(cx: SmtpContext, { args }: CommandInput): Outcome {
   if (args.length !== 1) return reply(SMTP_REPLY.invalidArgument);
+  const refused = controlBytes("HELO", args[0]!, cx);
+  if (refused) return refused;
   cx.helo = args[0]!;
   cx.from = cx.to = undefined;
   return reply(cx.wire.helo);
@@ -74,6 +93,8 @@ function helo(cx: SmtpContext, { args }: CommandInput): Outcome {
 
 function ehlo(cx: SmtpContext, { args }: CommandInput): Outcome {
   if (args.length !== 1) return reply(SMTP_REPLY.invalidArgument);
+  const refused = controlBytes("EHLO", args[0]!, cx);
+  if (refused) return refused;
   cx.helo = args[0]!;
   cx.from = cx.to = undefined;
   cx.esmtp = true;
@@ -96,13 +117,15 @@ function mail(cx: SmtpContext, { args, line, raw }: CommandInput): Outcome {
   if (!cx.wire.authMethods.has("none")) {
     // nginx logs its whole buffer (earlier and later pipelined commands too); the
     // MAIL line alone is the same text for a lone command and never holds a secret
-    cx.session.log.info(`client was rejected: "${rejectedText(raw)}"`);
+    cx.session.log.info(`client was rejected: "${logEscape(rejectedText(raw))}"`);
     return reply(SMTP_REPLY.authRequired);
   }
   // Postern is stricter than nginx: no mail transaction in plaintext under `starttls only`
   if (starttlsOnly(cx)) return reply(SMTP_REPLY.starttlsRequired);
   if (cx.from) return reply(SMTP_REPLY.badSequence);
   if (args.length === 0) return reply(SMTP_REPLY.invalidArgument);
+  const refused = controlBytes("MAIL", line, cx);
+  if (refused) return refused;
   cx.from = line;
   return reply(SMTP_REPLY.ok);
 }
@@ -111,6 +134,8 @@ function rcpt(cx: SmtpContext, { args, line }: CommandInput): Outcome {
   if (!cx.from) return reply(SMTP_REPLY.badSequence);
   if (starttlsOnly(cx)) return reply(SMTP_REPLY.starttlsRequired);
   if (args.length === 0) return reply(SMTP_REPLY.invalidArgument);
+  const refused = controlBytes("RCPT", line, cx);
+  if (refused) return refused;
   cx.to = line;
   // No credentials with `none`. nginx 1.22.1 resent those of an earlier failed
   // AUTH; latest nginx clears them at MAIL (so only MAIL, AUTH, RCPT still
@@ -285,7 +310,7 @@ export class SmtpFrontEnd implements FrontEnd {
       session.log.action = "in delay pipelining state";
       if (early) {
         const data = session.pendingInput().subarray(0, wire.bufferSize);
-        session.log.info(`client was rejected before greeting: "${rejectedText(withoutSecrets(data))}"`);
+        session.log.info(`client was rejected before greeting: "${logEscape(rejectedText(withoutSecrets(data)))}"`);
         session.send(SMTP_REPLY.invalidPipelining);
         session.close();
         return;
@@ -305,6 +330,11 @@ export class SmtpFrontEnd implements FrontEnd {
     }
     this.#parser.setMode(this.#cx.state === "start" ? "command" : "response");
     return parsed.consumed;
+  }
+
+  tooLongLogText(buffer: Buffer): Buffer {
+    // a SASL response fills the buffer alone (SMTP rewinds it after AUTH)
+    return this.#cx.state !== "start" ? Buffer.from("AUTH") : cutAtAuthCommand(buffer, AUTH_WORD);
   }
 
   tooLong(_input: Buffer): string {

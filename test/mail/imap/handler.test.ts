@@ -87,9 +87,9 @@ test("LOGIN: exactly two arguments and a non-empty user", () => {
     assert.equal(exchange(session(), bad), "a BAD invalid command\r\n", bad);
   }
   const s = session();
-  s.receive('t7 LOGIN "us er" {4+}\r\np\r\ns\r\n');
+  s.receive('t7 LOGIN "us er" {4+}\r\np "s\r\n');
   assert.equal(s.take(), "", "nothing is sent before auth_http answers");
-  assert.deepEqual(s.credentials, [{ method: "plain", login: Buffer.from("us er"), password: Buffer.from("p\r\ns") }]);
+  assert.deepEqual(s.credentials, [{ method: "plain", login: Buffer.from("us er"), password: Buffer.from('p "s') }]);
   assert.equal(s.frontEnd.imapTag?.(), "t7");
   assert.equal(s.log.context.login, "us er");
 });
@@ -247,8 +247,9 @@ test("a command longer than imap_client_buffer: BAD with the tag if read, else *
   const t = session({ bufferSize: 64 });
   assert.equal(exchange(t, "y".repeat(70)), "* BAD invalid command\r\n");
   const u = session({ bufferSize: 64 });
-  assert.equal(exchange(u, "a LOGIN {100}\r\n"), "+ OK\r\n", "a literal larger than the buffer still gets + OK");
-  assert.equal(exchange(u, "z".repeat(100)), "a BAD invalid command\r\n");
+  // Postern: a literal the buffer cannot hold is a syntax error at once (nginx said + OK, then too long)
+  assert.equal(exchange(u, "a LOGIN {100}\r\n"), "a BAD invalid command\r\n", "a literal larger than the buffer gets no + OK");
+  assert.equal(u.closed, false);
   const w = session({ bufferSize: 30 });
   assert.equal(exchange(w, "a AUTHENTICATE PLAIN\r\n"), "+ \r\n");
   assert.equal(exchange(w, "A".repeat(20)), "a BAD invalid command\r\n", "the SASL exchange keeps the buffer: 22 + 20 > 30");

@@ -122,9 +122,18 @@ test("literal data is taken raw, CR and LF included, and multiple CRs may preced
   assert.deepEqual(command('a LOGIN {5+}\r\nu "\r\n {2+}\r\r\nxy\r\n').args, ['u "\r\n', "xy"]);
 });
 
-test("{0} still consumes one byte (nginx's quirk)", () => {
-  assert.deepEqual(command("a LOGIN {0+}\r\nX pass\r\n").args, ["X", "pass"]);
-  assert.deepEqual(command("a LOGIN {+}\r\nX pass\r\n").args, ["X", "pass"], "no digits counts as zero");
+test("Postern: {0} is an empty literal (RFC 3501); nginx took one byte of what follows", () => {
+  assert.deepEqual(command("a LOGIN {0+}\r\n pass\r\n").args, ["", "pass"]);
+  assert.deepEqual(command("a LOGIN user {0+}\r\n\r\n").args, ["user", ""]);
+  const { results, literals } = parseAll("a LOGIN user {0}\r\n\r\n");
+  assert.equal(literals, 1, "a synchronizing {0} still gets + OK");
+  assert.ok(results[0]!.kind === "command");
+  assert.deepEqual(results[0].args.map(String), ["user", ""]);
+});
+
+test("Postern: a literal needs digits: {} and {+} are syntax errors (nginx read them as {0})", () => {
+  assert.equal(invalid("a LOGIN {}\r\nE pass\r\n").tag, "a");
+  assert.equal(invalid("a LOGIN {+}\r\nX pass\r\n").tag, "a");
 });
 
 test("latest nginx: after literal data only SP or CRLF may follow", () => {
@@ -141,15 +150,17 @@ test("bad literal headers are invalid", () => {
   assert.equal(invalid("a NOOP a b c {1+}\r\n").tag, "a", "a literal as the fourth argument");
 });
 
-test("latest nginx: absurdly long literal lengths are refused", () => {
+test("Postern: a literal whose data cannot fit in the buffer is a syntax error (nginx's length wrapped at 2^64)", () => {
   assert.equal(invalid("a LOGIN {18446744073709551620}\r\n").tag, "a");
   assert.equal(invalid("a LOGIN {99999999999999999999+}\r\n").tag, "a");
-  assert.equal(invalid("a LOGIN {1844674407370955162}\r\n").tag, "a", "just above max/10 when the brace comes");
-  // just at max/10: accepted, and the command can never complete
-  assert.equal(one("a LOGIN {1844674407370955161+}\r\nabc").kind, "incomplete");
-  // the length is a 64-bit size_t that wraps like nginx's: 18446744073709551619 mod 2^64 = 3
-  assert.deepEqual(command("a LOGIN {18446744073709551619+}\r\nabc x\r\n").args, ["abc", "x"]);
-  assert.deepEqual(command("a LOGIN {18446744073709551616+}\r\nY x\r\n").args, ["Y", "x"], "wraps to {0}");
+  assert.equal(invalid("a LOGIN {1844674407370955161+}\r\nabc\r\n").tag, "a", "nginx: never completes");
+  assert.equal(invalid("a LOGIN {18446744073709551619+}\r\nabc x\r\n").tag, "a", "nginx: wraps to 3");
+  assert.equal(invalid("a LOGIN {18446744073709551616+}\r\nY x\r\n").tag, "a", "nginx: wraps to {0}");
+  // the buffer's last byte is for the LF after the data
+  const size = 32;
+  const head = (n: number): Buffer => b(`a LOGIN {${n}}\r\n`); // two digits: the data starts at byte 14
+  assert.equal(new ImapParser(size).feed(head(size - 14 - 1)).kind, "literal");
+  assert.equal(new ImapParser(size).feed(head(size - 14)).kind, "invalid");
 });
 
 test("an invalid line ending in +} closes the connection", () => {

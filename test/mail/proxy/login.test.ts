@@ -8,14 +8,14 @@ const d = <T>(x: Directive<T>, v: T): readonly [Directive<unknown>, unknown] => 
 
 test("IMAP: LOGIN with literals, tagged OK relayed, then proxying", async () => {
   const be = await fakeBackend("* OK ready\r\n", ["+ go\r\n", "+ go\r\n", "a7 OK done\r\n", "* BYE\r\n"]);
-  const run = await runProxy({ protocol: "imap", backendPort: be.port, imapTag: "a7", login: "us er\"x", password: "p{w}\r\nd" });
+  const run = await runProxy({ protocol: "imap", backendPort: be.port, imapTag: "a7", login: "us er\"x", password: "p{w} \"d" });
   await until(() => run.text().includes("a7 OK done"));
   assert.equal(run.text(), "a7 OK done\r\n");
-  assert.equal(be.received[0]!.toString("latin1"), "a7 LOGIN {7}\r\nus er\"x {7}\r\np{w}\r\nd\r\n");
+  assert.equal(be.received[0]!.toString("latin1"), "a7 LOGIN {7}\r\nus er\"x {7}\r\np{w} \"d\r\n");
   run.client.write("a8 LOGOUT\r\n");
   await until(() => run.text().includes("* BYE"));
   assert.ok(be.received[0]!.toString().endsWith("a8 LOGOUT\r\n"));
-  assert.match(run.logs.contents, /\[info\] .*\*1 client logged in, client: 127\.0\.0\.1, server: 127\.0\.0\.1:\d+, login: "us er"x", upstream: 127\.0\.0\.1:\d+\n/);
+  assert.match(run.logs.contents, /\[info\] .*\*1 client logged in, client: 127\.0\.0\.1, server: 127\.0\.0\.1:\d+, login: "us er\\x22x", upstream: 127\.0\.0\.1:\d+\n/);
   await run.close(); await be.close();
 });
 
@@ -254,3 +254,31 @@ test("client bytes sent during the login are forwarded after it, in order", asyn
   assert.equal(be.received[0]!.toString(), "USER user\r\nPASS secret\r\nSTAT\r\nLIST\r\n");
   await run.close(); await be.close();
 });
+
+// Auth-User / Auth-Pass reach the proxy from the auth server: a CR, LF or NUL
+// in them must never become a line (or a SASL field) of its own at the backend.
+const UNSAFE_CREDENTIALS: ReadonlyArray<{ protocol: "imap" | "pop3" | "smtp"; login: string; password: string; conf?: ReturnType<typeof serverConf>; what: string }> = [
+  { protocol: "pop3", login: "user\r\nDELE 1", password: "secret", what: "login" },
+  { protocol: "pop3", login: "user", password: "pw\r\nDELE 1", what: "password" },
+  { protocol: "pop3", login: "us\0er", password: "secret", what: "login" },
+  { protocol: "imap", login: "user", password: "pw\r\na2 DELETE INBOX", what: "password" },
+  { protocol: "imap", login: "us\0er", password: "secret", what: "login" },
+  { protocol: "smtp", login: "victim\0x", password: "secret", conf: serverConf([d(proxySmtpAuth, true)]), what: "login" },
+  { protocol: "smtp", login: "user", password: "pw\0extra", conf: serverConf([d(proxySmtpAuth, true)]), what: "password" },
+];
+
+for (const c of UNSAFE_CREDENTIALS) {
+  test(`${c.protocol}: a ${c.what} with CR, LF or NUL (${JSON.stringify(c.login)} / ${JSON.stringify(c.password)}) never reaches the backend: internal error, logged`, async () => {
+    const be = await fakeBackend(c.protocol === "imap" ? "* OK ready\r\n" : c.protocol === "pop3" ? "+OK ready\r\n" : "220 ready\r\n", ["+OK\r\n", "+OK\r\n", "+OK\r\n"]);
+    const run = await runProxy({ protocol: c.protocol, backendPort: be.port, login: c.login, password: c.password, ...(c.conf ? { conf: c.conf } : {}) });
+    // (bounded: before the guard the login went on and the client stayed open)
+    await Promise.race([run.clientClosed, new Promise((r) => setTimeout(r, 2000))]);
+    const internal = { imap: "* BAD internal server error\r\n", pop3: "-ERR internal server error\r\n", smtp: "451 4.3.2 Internal server error\r\n" }[c.protocol];
+    assert.equal(run.text(), internal);
+    // the backend was never even connected to
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(be.received.length, 0, be.received.map(String).join("|"));
+    assert.match(run.logs.contents, new RegExp(`\\[error\\] .*refused to send ${c.what} with CR, LF or NUL to upstream while sending login to upstream`));
+    await run.close(); await be.close();
+  });
+}

@@ -121,7 +121,7 @@ test("resolver_timeout: [TEMPUNAVAIL] after the timeout", async () => {
 test("PTR names with bytes outside A-Za-z0-9.- are [TEMPUNAVAIL], never passed on", async () => {
   const cases: Array<[string, string]> = [
     ["bad_name.example", '"bad_name.example"'],
-    ["evil\r\nAuth-Pass: x.example", '"evil\\x0d\\x0aauth-pass: x.example"'],
+    ["evil\r\nAuth-Pass: x.example", '"evil\\x0D\\x0Aauth-pass: x.example"'],
     ["with space.example", '"with space.example"'],
     ["", '""'],
   ];

@@ -1,0 +1,26 @@
+/**
+ * `Auth-Wait`: how long a refused or told-to-wait client waits before the
+ * session goes on. Node.js timers run at most 2^31 - 1 ms; a longer delay
+ * fired after 1 ms, so a huge Auth-Wait meant no wait at all. The value is
+ * clamped where it is parsed, and every wait timer is started through
+ * `startAuthWait`, which clamps again.
+ */
+
+/**
+ * The longest `Auth-Wait` honoured, in seconds (24 days 20 h 31 min), the
+ * longest a Node.js timer runs. nginx's millisecond timers take far longer
+ * waits (about 2^63 ms); no client waits either out.
+ */
+export const MAX_AUTH_WAIT_SECONDS = Math.floor(0x7fffffff / 1000);
+
+/** An `Auth-Wait` value in seconds, clamped; undefined when it is not all digits (nginx ignores it then). */
+export function parseAuthWait(value: string): number | undefined {
+  if (!/^[0-9]+$/.test(value)) return undefined;
+  // past 10 digits it is over the maximum whatever it says (and past Number's precision)
+  return value.length > 10 ? MAX_AUTH_WAIT_SECONDS : Math.min(Number(value), MAX_AUTH_WAIT_SECONDS);
+}
+
+/** Runs `fn` after `seconds` (clamped to MAX_AUTH_WAIT_SECONDS). */
+export function startAuthWait(seconds: number, fn: () => void): NodeJS.Timeout {
+  return setTimeout(fn, Math.min(seconds, MAX_AUTH_WAIT_SECONDS) * 1000);
+}
