@@ -221,12 +221,28 @@ const user = custom<UserSetting | undefined>({
   },
 });
 
-/** `env VAR[=value]`: variables the workers keep (TZ always). */
+/**
+ * Variables Node.js itself reads (NODE_OPTIONS, NODE_DEBUG, NODE_INSPECT_*,
+ * NODE_V8_COVERAGE, ...): NODE_OPTIONS=--inspect would open a debugger port
+ * in every worker, so no NODE_* variable ever reaches one.
+ */
+export function isNodeRuntimeVariable(name: string): boolean {
+  return name.startsWith("NODE_");
+}
+
+/** `env VAR[=value]`: variables the workers keep (TZ always); NODE_* are refused with a warning. */
 const env = custom<readonly string[]>({
   name: "env", contexts: ["main"], args: take(1), syntax: "variable[=value]",
   defaultValue: [], defaultText: "env TZ;", merge: "none", duplicates: "accumulate",
-  doc: "Environment variables the workers keep or get; all others are removed.",
-  parse: (args, prev) => [...(prev ?? []), args[0]!],
+  doc: "Environment variables the workers keep or get; all others are removed (NODE_* never reach workers).",
+  parse(args, prev, cx) {
+    const name = args[0]!.split("=")[0]!;
+    if (isNodeRuntimeVariable(name)) {
+      cx.warn(`"env ${name}" ignored: Node.js runtime variables never reach workers`);
+      return prev ?? [];
+    }
+    return [...(prev ?? []), args[0]!];
+  },
 });
 
 /** `load_module file`: Postern has the mail modules built in. */

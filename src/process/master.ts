@@ -8,7 +8,7 @@ import { chownSync } from "node:fs";
 import { describeSystemError } from "../core/errors.js";
 import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
-import { type CoreSettings, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { type CoreSettings, coreSettings, isNodeRuntimeVariable, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import { listenEndpoints, type ListenEndpoint } from "../mail/runtime.js";
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
 import { errorText, loadConfiguration } from "../cli/load.js";
@@ -16,6 +16,7 @@ import type { Reporter } from "../cli/startup-log.js";
 import type { Options } from "../cli/options.js";
 import type { ConfSource } from "../conf/engine.js";
 import { type BoundHandle, bindAll } from "./listeners.js";
+import { withoutDebugSwitches } from "./inspector.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 import { applyNofile } from "./rlimit.js";
 import { type ToWorker, workerMessage, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
@@ -26,6 +27,8 @@ interface Worker {
   /** Told to stop (QUIT/TERM): not respawned. */
   exiting: boolean;
   listening: boolean;
+  /** USR1 arrived while the worker was starting: forwarded once it listens. */
+  reopenPending: boolean;
 }
 
 /** One running configuration: settings, endpoints, sockets. */
@@ -138,17 +141,27 @@ export class Master {
     if (process.env.TZ !== undefined) env.TZ = process.env.TZ;
     for (const e of cycle.core.env) {
       const eq = e.indexOf("=");
-      if (eq >= 0) env[e.slice(0, eq)] = e.slice(eq + 1);
+      const name = eq >= 0 ? e.slice(0, eq) : e;
+      // refused when the configuration was read; checked again as this is the last gate
+      if (isNodeRuntimeVariable(name)) continue;
+      if (eq >= 0) env[name] = e.slice(eq + 1);
       else if (process.env[e] !== undefined) env[e] = process.env[e];
     }
-    const child = fork(new URL("./worker-main.js", import.meta.url), [], { env, stdio: ["ignore", "ignore", "inherit", "ipc"], serialization: "json" });
-    const w: Worker = { child, generation: cycle.generation, exiting: false, listening: false };
+    // never the master's --inspect*/--debug* switches (fork would pass them all on)
+    const execArgv = withoutDebugSwitches(process.execArgv);
+    const child = fork(new URL("./worker-entry.js", import.meta.url), [], { env, execArgv, stdio: ["ignore", "ignore", "inherit", "ipc"], serialization: "json" });
+    const w: Worker = { child, generation: cycle.generation, exiting: false, listening: false, reopenPending: false };
     this.#workers.add(w);
     this.#log().report("notice", `start worker process ${child.pid}`);
     const nofile = cycle.core.workerRlimitNofile;
     if (nofile !== undefined && child.pid !== undefined) applyNofile(child.pid, nofile, (m) => this.#log().report("alert", m));
     child.on("message", (raw: unknown) => {
-      if (workerMessage(raw)?.t === "listening") w.listening = true;
+      if (workerMessage(raw)?.t !== "listening") return;
+      w.listening = true;
+      if (w.reopenPending) {
+        w.reopenPending = false;
+        child.kill("SIGUSR1");
+      }
     });
     // the shared TLS session cache and ticket keys live in the master
     const uninstallSessionCache = installSessionCacheMaster(child);
@@ -306,7 +319,12 @@ export class Master {
         if (path) try { chownSync(path, user.uid, -1); } catch { /* nginx only warns too */ }
       }
     }
-    for (const w of this.#workers) w.child.kill("SIGUSR1");
+    // a worker still starting has no USR1 handler yet (Node's default action
+    // would open its inspector): it is told once it reports listening
+    for (const w of this.#workers) {
+      if (w.listening) w.child.kill("SIGUSR1");
+      else w.reopenPending = true;
+    }
   }
 
   #closeHandles(): void {

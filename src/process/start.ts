@@ -18,6 +18,7 @@ import { errorText, loadConfiguration } from "../cli/load.js";
 import type { Options } from "../cli/options.js";
 import { type Reporter, setStderrRedirect } from "../cli/startup-log.js";
 import { POSTERN_NAME } from "../cli/version.js";
+import { inspectorWarning, nodeOptionsWithoutDebug, withoutDebugSwitches } from "./inspector.js";
 import { Master } from "./master.js";
 import { osLine, rlimitLine } from "./os-info.js";
 import { runSingle } from "./single.js";
@@ -44,6 +45,8 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
     targets = mainLogTargets(conf, startupLogTarget(o.errorLog ?? "stderr", source.prefix));
     checkLogFiles(targets);
     reporter.use(openErrorLog(targets), logsToStderr(targets));
+    const closed = inspectorWarning();
+    if (closed) reporter.report("warn", closed);
   } catch (err) {
     reporter.report("emerg", errorText(err));
     return 1;
@@ -75,10 +78,15 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
 function launchDaemon(argv: readonly string[], targets: readonly LogTarget[]): Promise<number> {
   const file = targets.find((t) => t.kind === "file");
   const errTarget = file?.kind === "file" ? openSync(file.path, "a", 0o644) : logsToStderr(targets) ? "inherit" : "ignore";
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv], {
+  // the daemon is the master: no debugger switches, from the command line or NODE_OPTIONS
+  const env: NodeJS.ProcessEnv = { ...process.env, [DAEMON_ENV]: "1" };
+  const nodeOptions = nodeOptionsWithoutDebug(env.NODE_OPTIONS);
+  if (nodeOptions === undefined) delete env.NODE_OPTIONS;
+  else env.NODE_OPTIONS = nodeOptions;
+  const child = spawn(process.execPath, [...withoutDebugSwitches(process.execArgv), process.argv[1]!, ...argv], {
     detached: true,
     stdio: ["ignore", "ignore", errTarget, "ipc"],
-    env: { ...process.env, [DAEMON_ENV]: "1" },
+    env,
   });
   return new Promise<number>((resolve) => {
     let settled = false;
