@@ -209,7 +209,7 @@ const user = custom<UserSetting | undefined>({
   parse(args, _prev, cx) {
     const name = args[0]!;
     const group = args[1] ?? name;
-    if (typeof process.getuid === "function" && process.getuid() !== 0) {
+    if (typeof process.geteuid === "function" && process.geteuid() !== 0) {
       cx.warn('the "user" directive makes sense only if the master process runs with super-user privileges, ignored');
       return undefined;
     }
@@ -228,6 +228,24 @@ const user = custom<UserSetting | undefined>({
  */
 export function isNodeRuntimeVariable(name: string): boolean {
   return name.startsWith("NODE_");
+}
+
+/**
+ * The workers' user when the master runs as root and there is no `user`
+ * directive: nginx's built-in `nobody`, with group `nobody`, or `nogroup`
+ * where no `nobody` group exists (nginx's configure picks the group that
+ * way on the build host; Debian's nginx 1.22.1 runs workers as
+ * nobody/nogroup). Found by checkCoreConf, as nginx's init_conf does.
+ */
+const defaultUsers = new WeakMap<ParsedConf, UserSetting>();
+
+function defaultUser(): UserSetting {
+  const pw = getpwnam("nobody");
+  if (!pw) throw ConfError.unlocated('getpwnam("nobody") failed');
+  const group = getgrnam("nobody") !== undefined ? "nobody" : "nogroup";
+  const gid = getgrnam(group);
+  if (gid === undefined) throw ConfError.unlocated(`getgrnam("${group}") failed`);
+  return { user: "nobody", group, uid: pw.uid, gid };
 }
 
 /** `env VAR[=value]`: variables the workers keep (TZ always); NODE_* are refused with a warning. */
@@ -399,7 +417,7 @@ export function coreSettings(conf: ParsedConf): CoreSettings {
     workerConnections: ev ? ev.get(workerConnections) : 512,
     workerShutdownTimeout: m.get(workerShutdownTimeout),
     workerRlimitNofile: m.get(workerRlimitNofile),
-    user: m.get(user),
+    user: m.get(user) ?? defaultUsers.get(conf),
     env: m.get(env),
   };
 }
@@ -407,5 +425,6 @@ export function coreSettings(conf: ParsedConf): CoreSettings {
 /** Checks done after the whole file is read (nginx's init_conf of the core and events modules). */
 export function checkCoreConf(conf: ParsedConf): void {
   if (conf.main.own(events) === undefined) throw ConfError.unlocated('no "events" section in configuration');
+  if (conf.main.get(user) === undefined && process.geteuid?.() === 0) defaultUsers.set(conf, defaultUser());
 }
 

@@ -3,7 +3,7 @@
  * configuration the master validated, receives the listening handles over
  * IPC and serves until told to stop.
  */
-import { coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { type UserSetting, coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import type { ErrorLog } from "../core/log.js";
 import { describeSystemError } from "../core/errors.js";
 import { loadConfiguration, errorText } from "../cli/load.js";
@@ -15,6 +15,34 @@ import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerConfig } from ".
 
 function send(m: FromWorker): void {
   process.send?.(m);
+}
+
+/**
+ * nginx's order: setgid, initgroups, setuid (the last one gives up the
+ * right to do the first two), then a check that no root id is left.
+ */
+function dropPrivileges(user: UserSetting): void {
+  const { uid, gid } = user;
+  if (uid === undefined || gid === undefined) throw new Error(`no uid or gid for "${user.user}"`);
+  // POSIX-only methods (the @types mark them optional; initgroups is missing)
+  const p = process as unknown as {
+    setgid(g: number): void; setuid(u: number): void; initgroups(u: string, g: number): void;
+    getuid(): number; geteuid(): number; getgid(): number; getegid(): number; getgroups(): number[];
+  };
+  const step = (what: string, f: () => void): void => {
+    try {
+      f();
+    } catch (err) {
+      throw new Error(`${what} failed ${describeSystemError(err)}`);
+    }
+  };
+  step(`setgid(${gid})`, () => p.setgid(gid));
+  step(`initgroups(${user.user}, ${gid})`, () => p.initgroups(user.user, gid));
+  step(`setuid(${uid})`, () => p.setuid(uid));
+  const left = [p.getuid(), p.geteuid(), p.getgid(), p.getegid()];
+  if (left.join() !== [uid, uid, gid, gid].join() || (gid !== 0 && p.getgroups().includes(0))) {
+    throw new Error(`switching to user "${user.user}" left ids ${left.join(",")} groups ${p.getgroups().join(",")}`);
+  }
 }
 
 function runWorker(): void {
@@ -34,13 +62,9 @@ function runWorker(): void {
     const conf = loadConfiguration(wc.source, () => {});
     const core = coreSettings(conf);
     log = openErrorLog(mainLogTargets(conf, startupLogTarget(wc.errorLog, wc.source.prefix)));
-    if (core.user?.uid !== undefined && process.getuid?.() === 0) {
-      const p = process as unknown as { setgid(g: number): void; setuid(u: number): void; initgroups(u: string, g: number): void };
-      p.setgid(core.user.gid!);
-      p.initgroups(core.user.user, core.user.gid!);
-      p.setuid(core.user.uid);
-    }
+    // every file (logs of each server too) is open before the privileges go
     serving = new Serving(conf, log, core.workerShutdownTimeout);
+    if (core.user !== undefined && process.geteuid?.() === 0) dropPrivileges(core.user);
   } catch (err) {
     send({ t: "failed", message: errorText(err) });
     process.exit(2); // nginx's "fatal" code: the master does not respawn

@@ -1,6 +1,6 @@
 /** Runs Postern as a server in a temp dir and talks to it over loopback. */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,6 +54,9 @@ export class Instance {
 
   constructor() {
     this.dir = mkdtempSync(join(tmpdir(), "postern-proc-"));
+    // as /var/log/nginx: workers run as nobody when tests run as root, and
+    // reopen their logs here on USR1 (mkdtemp's 0700 would stop them, as it would nginx's)
+    chmodSync(this.dir, 0o755);
   }
 
   write(conf: string): void {
@@ -212,7 +215,7 @@ export function childPids(pid: number): number[] {
 /** The `Uid:`/`Gid:`/`Groups:` lines of /proc/PID/status as numbers (real, effective, saved, fs). */
 export function procIds(pid: number): { uid: number[]; gid: number[]; groups: number[] } {
   const text = readFileSync(`/proc/${pid}/status`, "utf8");
-  const nums = (name: string): number[] => (new RegExp(`^${name}:\\s*(.*)$`, "m").exec(text)?.[1] ?? "").trim().split(/\s+/).filter(Boolean).map(Number);
+  const nums = (name: string): number[] => (new RegExp(`^${name}:[ \\t]*(.*)$`, "m").exec(text)?.[1] ?? "").trim().split(/\s+/).filter(Boolean).map(Number);
   return { uid: nums("Uid"), gid: nums("Gid"), groups: nums("Groups") };
 }
 
