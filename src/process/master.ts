@@ -11,7 +11,7 @@ import type { ParsedConf } from "../conf/engine.js";
 import { type CoreSettings, coreSettings, isNodeRuntimeVariable, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import { listenEndpoints, type ListenEndpoint } from "../mail/runtime.js";
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
-import { errorText, loadConfiguration } from "../cli/load.js";
+import { errorText, loadConfiguration, validatedInputs } from "../cli/load.js";
 import type { Reporter } from "../cli/startup-log.js";
 import type { Options } from "../cli/options.js";
 import type { ConfSource } from "../conf/engine.js";
@@ -173,6 +173,8 @@ export class Master {
     const msg = (m: ToWorker, h?: BoundHandle): void => {
       if (child.connected) child.send(m, h as never, () => {});
     };
+    // exactly what this cycle validated, even if the files changed since
+    msg({ t: "config", snapshot: validatedInputs(cycle.conf) });
     msg({ t: "expect", count: cycle.endpoints.length });
     for (const e of cycle.endpoints) msg({ t: "listen", endpoint: e }, this.#handles.get(e.key));
     return w;

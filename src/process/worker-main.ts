@@ -1,12 +1,14 @@
 /**
- * Entry point of a worker process (forked by the master). It re-reads the
- * configuration the master validated, receives the listening handles over
- * IPC and serves until told to stop.
+ * A worker process (forked by the master through worker-entry.ts). It
+ * rebuilds the configuration from the inputs the master validated (sent
+ * over IPC, never re-read from disk), receives the listening handles and
+ * serves until told to stop.
  */
 import { type UserSetting, coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import type { ErrorLog } from "../core/log.js";
 import { describeSystemError } from "../core/errors.js";
-import { loadConfiguration, errorText } from "../cli/load.js";
+import { loadValidatedConfiguration, errorText } from "../cli/load.js";
+import { type ConfSnapshot, snapshotFrom } from "../core/conf-inputs.js";
 import type { ListenEndpoint } from "../mail/runtime.js";
 import type { BoundHandle } from "./listeners.js";
 import { Serving } from "./serving.js";
@@ -51,15 +53,32 @@ function runWorker(): void {
   // attach at once so no handle sent early is lost
   process.on("message", (m: ToWorker, h: BoundHandle | undefined) => (handler ? handler(m, h) : queue.push([m, h])));
   process.on("SIGHUP", () => {}); // workers ignore HUP, as nginx's do
-
-  const wc = JSON.parse(process.env[WORKER_ENV] ?? "{}") as WorkerConfig;
   process.title = "postern: worker process";
-  let log: ErrorLog;
-  let serving: Serving;
   // before any TLS context is built: shared caches and ticket keys go through the master
   connectSessionCacheWorker();
+  // the master's first message is the configuration it validated; nothing is read from disk
+  handler = (m, h) => {
+    if (m?.t !== "config") {
+      queue.push([m, h]);
+      return;
+    }
+    handler = undefined;
+    serve(snapshotFrom(m.snapshot), (next) => {
+      handler = next;
+      for (const [qm, qh] of queue.splice(0)) next(qm, qh);
+    });
+  };
+  for (const [m, h] of queue.splice(0)) handler?.(m, h);
+}
+
+/** Builds the service from the validated inputs, drops privileges, installs the signals, then takes `listen` messages. */
+function serve(snapshot: ConfSnapshot | undefined, ready: (handler: (m: ToWorker, h: BoundHandle | undefined) => void) => void): void {
+  const wc = JSON.parse(process.env[WORKER_ENV] ?? "{}") as WorkerConfig;
+  let log: ErrorLog;
+  let serving: Serving;
   try {
-    const conf = loadConfiguration(wc.source, () => {});
+    if (!snapshot) throw new Error("the master sent no valid configuration");
+    const conf = loadValidatedConfiguration(wc.source, snapshot, () => {});
     const core = coreSettings(conf);
     log = openErrorLog(mainLogTargets(conf, startupLogTarget(wc.errorLog, wc.source.prefix)));
     // every file (logs of each server too) is open before the privileges go
@@ -121,12 +140,11 @@ function runWorker(): void {
       expected = -2;
     }
   };
-  handler = (m, h) => {
-    if (m.t === "expect") expected = m.count;
-    else if (m.t === "listen" && h) pending.push(serving.listen(m.endpoint as ListenEndpoint, h).then(() => void done++));
+  ready((m, h) => {
+    if (m?.t === "expect") expected = m.count;
+    else if (m?.t === "listen" && h) pending.push(serving.listen(m.endpoint as ListenEndpoint, h).then(() => void done++));
     check();
-  };
-  for (const [m, h] of queue.splice(0)) handler(m, h);
+  });
 }
 
 runWorker();
