@@ -4,12 +4,14 @@
  * log reopening (cli.md 4-5).
  */
 import { type ChildProcess, fork } from "node:child_process";
-import { chownSync } from "node:fs";
+import { closeSync } from "node:fs";
+import { FileSink } from "../core/log.js";
+import { giveTo, openAppend } from "../core/safe-open.js";
 import { describeSystemError } from "../core/errors.js";
 import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
 import { type CoreSettings, coreSettings, isNodeRuntimeVariable, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
-import { listenEndpoints, type ListenEndpoint } from "../mail/runtime.js";
+import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/runtime.js";
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
 import { errorText, loadConfiguration, validatedInputs } from "../cli/load.js";
 import type { Reporter } from "../cli/startup-log.js";
@@ -308,24 +310,53 @@ export class Master {
     const log = this.#log();
     log.report("notice", `${signalText("SIGUSR1")} received, reopening logs`);
     log.report("notice", "reopening logs");
-    try {
-      log.log.reopen();
-    } catch (err) {
-      log.report("alert", `reopening logs failed ${describeSystemError(err)}`);
-    }
-    const user = this.#cycle.core.user;
-    if (user?.uid !== undefined) {
-      // workers run as `user`: they must be able to reopen what the master created
-      for (const s of log.log.sinks) {
-        const path = (s as { path?: string }).path;
-        if (path) try { chownSync(path, user.uid, -1); } catch { /* nginx only warns too */ }
-      }
-    }
+    // a failure keeps the old file (nginx logs it at emerg and goes on)
+    for (const failure of log.log.reopen()) log.report("emerg", failure);
+    const uid = this.#cycle.core.user?.uid;
+    if (uid !== undefined && process.geteuid?.() === 0) this.#giveLogsTo(uid);
     // a worker still starting has no USR1 handler yet (Node's default action
     // would open its inspector): it is told once it reports listening
     for (const w of this.#workers) {
       if (w.listening) w.child.kill("SIGUSR1");
       else w.reopenPending = true;
+    }
+  }
+
+  /**
+   * Workers run as `user` and reopen the logs after the master: every log
+   * file of the cycle (the servers' own too, which only workers write) is
+   * created here and given to that user. Ownership changes on the open
+   * descriptor: a log path a worker swapped for a symlink is refused when
+   * opened (safe-open.ts), never followed by a chown.
+   */
+  #giveLogsTo(uid: number): void {
+    const log = this.#log();
+    const mine = new Set<string>();
+    for (const s of log.log.sinks) {
+      if (!(s instanceof FileSink)) continue;
+      mine.add(s.path);
+      try {
+        s.giveTo(uid);
+      } catch (err) {
+        log.report("emerg", `fchown() "${s.path}" failed ${describeSystemError(err)}`);
+      }
+    }
+    for (const path of serverLogFiles(this.#cycle.conf)) {
+      if (mine.has(path)) continue;
+      let fd: number;
+      try {
+        fd = openAppend(path);
+      } catch (err) {
+        log.report("emerg", `open() "${path}" failed ${describeSystemError(err)}`);
+        continue;
+      }
+      try {
+        giveTo(fd, uid);
+      } catch (err) {
+        log.report("emerg", `fchown() "${path}" failed ${describeSystemError(err)}`);
+      } finally {
+        closeSync(fd);
+      }
     }
   }
 

@@ -115,13 +115,9 @@ function serve(snapshot: ConfSnapshot | undefined, ready: (handler: (m: ToWorker
   process.on("disconnect", graceful); // the master is gone
   process.on("SIGUSR1", () => {
     log.notice("reopening logs");
-    try {
-      log.reopen();
-      serving.service.reopenLogs();
-    } catch (err) {
-      // e.g. the worker's user may not create files where root could: keep the old files
-      log.alert(`reopening logs failed: ${errorText(err)} ${describeSystemError(err)}`);
-    }
+    // a file that cannot be opened (e.g. the worker's user may not create
+    // files where root could) keeps its old descriptor, as in nginx
+    for (const failure of [...log.reopen(), ...serving.service.reopenLogs()]) log.emerg(failure);
   });
 
   let expected = -1;
