@@ -10,9 +10,9 @@
  * daemon failed).
  */
 import { spawn } from "node:child_process";
-import { openSync } from "node:fs";
 import type { ConfSource } from "../conf/engine.js";
 import { type LogTarget, checkLogFiles, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { openAppend } from "../core/safe-open.js";
 import { listenEndpoints } from "../mail/runtime.js";
 import { errorText, loadConfiguration } from "../cli/load.js";
 import type { Options } from "../cli/options.js";
@@ -77,7 +77,7 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
 /** Re-runs the command detached; resolves 0 once the daemon is up, 1 if it died first. */
 function launchDaemon(argv: readonly string[], targets: readonly LogTarget[]): Promise<number> {
   const file = targets.find((t) => t.kind === "file");
-  const errTarget = file?.kind === "file" ? openSync(file.path, "a", 0o644) : logsToStderr(targets) ? "inherit" : "ignore";
+  const errTarget = file?.kind === "file" ? openAppend(file.path) : logsToStderr(targets) ? "inherit" : "ignore";
   // the daemon is the master: no debugger switches, from the command line or NODE_OPTIONS
   const env: NodeJS.ProcessEnv = { ...process.env, [DAEMON_ENV]: "1" };
   const nodeOptions = nodeOptionsWithoutDebug(env.NODE_OPTIONS);

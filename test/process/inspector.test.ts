@@ -128,3 +128,26 @@ test("--inspect in NODE_OPTIONS, on node's command line or passed by `env`: work
     await inst.cleanup();
   }
 });
+
+test("daemon on, started with --inspect in NODE_OPTIONS and on node's command line: the daemon (master) and its workers get neither", async () => {
+  const inst = new Instance();
+  try {
+    const port = await freePort();
+    inst.write(config({ ports: [port], workers: 2, daemon: true }));
+    const env = { ...process.env, NODE_OPTIONS: "--inspect=127.0.0.1:0 --max-old-space-size=256" };
+    const master = await inst.up([], { env, nodeArgs: ["--inspect=127.0.0.1:0"] });
+    assert.notEqual(master, inst.child!.pid, "the daemon is a new process");
+    await waitFor("two workers", () => childPids(master).length === 2);
+    const environ = readFileSync(`/proc/${master}/environ`, "latin1").split("\0");
+    // memory settings stay, debugger switches go
+    assert.deepEqual(environ.filter((e) => e.startsWith("NODE_OPTIONS=")), ["NODE_OPTIONS=--max-old-space-size=256"]);
+    for (const p of [master, ...childPids(master)]) assert.doesNotMatch(readFileSync(`/proc/${p}/cmdline`, "latin1"), /--inspect/);
+    await waitFor("the workers listening", () => childPids(master).every((w) => listeningPortsOf([w]).has(port)));
+    assert.deepEqual(strayPorts(master, [port]), []);
+    const c = await Client.connect(port);
+    assert.equal(await c.line(), "* OK IMAP4 ready");
+    c.close();
+  } finally {
+    await inst.cleanup();
+  }
+});
