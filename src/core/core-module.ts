@@ -205,7 +205,7 @@ const workerRlimitNofile = number("worker_rlimit_nofile", undefined, { contexts:
 export interface UserSetting { readonly user: string; readonly group: string; readonly uid?: number; readonly gid?: number }
 const user = custom<UserSetting | undefined>({
   name: "user", contexts: ["main"], args: take(1, 2), syntax: "user [group]",
-  defaultValue: undefined, defaultText: "nobody nobody", doc: "The user and group the workers run as (root only).",
+  defaultValue: undefined, defaultText: "nobody nobody", doc: "The user and group the workers run as when the master is root; without it nobody, with group nobody or else nogroup.",
   parse(args, _prev, cx) {
     const name = args[0]!;
     const group = args[1] ?? name;
