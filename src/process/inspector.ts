@@ -39,7 +39,11 @@ export function inspectorWarning(): string | undefined {
 const DEBUG_SWITCH = /^--(inspect|debug)(-|=|$)/;
 const TAKES_VALUE = /^--(inspect-port|debug-port|inspect-publish-uid)$/;
 
-/** `args` without `--inspect*`/`--debug*` switches (and their separate values). */
+/**
+ * `args` without `--inspect*`/`--debug*` switches (and their separate
+ * values), plus `--disable-sigusr1` where this Node.js has it (22.14+), which
+ * closes even the instant before the child's first statement.
+ */
 export function withoutDebugSwitches(args: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -47,6 +51,7 @@ export function withoutDebugSwitches(args: readonly string[]): string[] {
     if (!DEBUG_SWITCH.test(a)) out.push(a);
     else if (TAKES_VALUE.test(a)) i++;
   }
+  if (process.allowedNodeEnvironmentFlags.has("--disable-sigusr1") && !out.includes("--disable-sigusr1")) out.push("--disable-sigusr1");
   return out;
 }
 
