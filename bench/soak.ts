@@ -21,7 +21,7 @@
  * connection must be accepted, every session must succeed, no byte may differ.
  * Both print a summary and exit non-zero when a criterion fails.
  */
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createHash } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
@@ -329,6 +329,8 @@ function judgeHeap(start: LiveHeap, end: LiveHeap): { dataOk: boolean; codeOk: b
 
 async function soak(args: Args): Promise<boolean> {
   const heapDir = args.nginx ? undefined : mkdtempSync(path.join(os.tmpdir(), "postern-soak-heap-"));
+  // started as root, the workers run as nobody: they must be able to write their snapshots here
+  if (heapDir) chmodSync(heapDir, 0o1777);
   const { bed } = await startSoakBed(args, heapDir);
   const stats = newStats();
   const rss = (): string => workerPids(bed.proxy.pid).map((p) => `${(rssBytes(p) / MiB).toFixed(0)}M`).join("/");

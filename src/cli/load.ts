@@ -4,6 +4,7 @@
  */
 import { isAbsolute, join } from "node:path";
 import { type ConfSource, type ParsedConf, parseConfiguration } from "../conf/engine.js";
+import { type ConfSnapshot, recordInputs, replayInputs } from "../core/conf-inputs.js";
 import { checkCoreConf } from "../core/core-module.js";
 import { ConfError } from "../core/errors.js";
 import { confModules } from "../modules.js";
@@ -30,11 +31,34 @@ export function checkConfiguration(conf: ParsedConf): void {
   checkCoreConf(conf);
 }
 
-/** Parses and checks; warnings go to `onWarning`. Throws ConfError. */
+/** What each configuration loaded here was built from (see conf-inputs.ts). */
+const inputsOf = new WeakMap<ParsedConf, ConfSnapshot>();
+
+/** Parses and checks, recording every input; warnings go to `onWarning`. Throws ConfError. */
 export function loadConfiguration(source: ConfSource, onWarning: (text: string) => void): ParsedConf {
-  const conf = parseOnly(source, onWarning);
-  checkConfiguration(conf);
+  const { result: conf, snapshot } = recordInputs(() => {
+    const parsed = parseOnly(source, onWarning);
+    checkConfiguration(parsed);
+    return parsed;
+  });
+  inputsOf.set(conf, snapshot);
   return conf;
+}
+
+/** The inputs a configuration from loadConfiguration() was built from: what workers are given. */
+export function validatedInputs(conf: ParsedConf): ConfSnapshot {
+  const snapshot = inputsOf.get(conf);
+  if (!snapshot) throw new Error("configuration was not loaded by loadConfiguration");
+  return snapshot;
+}
+
+/** A worker's load: the master's validated inputs, never the disk. Throws ConfError. */
+export function loadValidatedConfiguration(source: ConfSource, snapshot: ConfSnapshot, onWarning: (text: string) => void): ParsedConf {
+  return replayInputs(snapshot, () => {
+    const parsed = parseOnly(source, onWarning);
+    checkConfiguration(parsed);
+    return parsed;
+  });
 }
 
 /** The message of a ConfError (with its location), or of any other error. */

@@ -1,5 +1,6 @@
 /** `-t` and `-T`: check the configuration, report, optionally dump it. */
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, writeSync } from "node:fs";
+import { openAppend } from "../core/safe-open.js";
 import type { ConfSource } from "../conf/engine.js";
 import { checkLogFiles, coreSettings, mainLogTargets, startupLogTarget } from "../core/core-module.js";
 import { describeSystemError } from "../core/errors.js";
@@ -28,7 +29,7 @@ export function testConfiguration(o: Options, source: ConfSource, reporter: Repo
     // nginx -t creates the pid file when missing but does not write it
     const pidPath = coreSettings(conf).pidPath;
     try {
-      closeSync(openSync(pidPath, "a", 0o644));
+      closeSync(openAppend(pidPath));
     } catch (err) {
       throw new Error(`open() "${pidPath}" failed ${describeSystemError(err)}`);
     }

@@ -5,7 +5,8 @@
  * block shape, argument counts and duplicates live here, once, for every
  * module.
  */
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
+import { confInput, readConfFile } from "../core/conf-inputs.js";
 import { dirname, isAbsolute, join } from "node:path";
 import { ConfError, describeSystemError, type SourceLocation } from "../core/errors.js";
 import { type AnyDirective, type ConfModule, type Context, Level, type SetContext, arityAccepts } from "./directive.js";
@@ -75,7 +76,7 @@ class ConfParser {
   #parseFile(path: string, context: Context, level: Level, at?: SourceLocation): void {
     let text: Buffer;
     try {
-      text = readFileSync(path);
+      text = readConfFile(path);
     } catch (err) {
       const message = `open() "${path}" failed ${describeSystemError(err)}`;
       throw at ? new ConfError(message, at) : ConfError.unlocated(message);
@@ -142,7 +143,7 @@ class ConfParser {
 
   #include(pattern: string, context: Context, level: Level, at: SourceLocation): void {
     const full = isAbsolute(pattern) ? pattern : join(this.#confDir, pattern);
-    const paths = /[*?[]/.test(full) ? expandGlob(full) : [full];
+    const paths = /[*?[]/.test(full) ? confInput(`glob:${full}`, () => expandGlob(full)) : [full];
     for (const path of paths) this.#parseFile(path, context, level, at);
   }
 

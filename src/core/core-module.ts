@@ -205,11 +205,11 @@ const workerRlimitNofile = number("worker_rlimit_nofile", undefined, { contexts:
 export interface UserSetting { readonly user: string; readonly group: string; readonly uid?: number; readonly gid?: number }
 const user = custom<UserSetting | undefined>({
   name: "user", contexts: ["main"], args: take(1, 2), syntax: "user [group]",
-  defaultValue: undefined, defaultText: "nobody nobody", doc: "The user and group the workers run as (root only).",
+  defaultValue: undefined, defaultText: "nobody nobody", doc: "The user and group the workers run as when the master is root; without it nobody, with group nobody or else nogroup.",
   parse(args, _prev, cx) {
     const name = args[0]!;
     const group = args[1] ?? name;
-    if (typeof process.getuid === "function" && process.getuid() !== 0) {
+    if (typeof process.geteuid === "function" && process.geteuid() !== 0) {
       cx.warn('the "user" directive makes sense only if the master process runs with super-user privileges, ignored');
       return undefined;
     }
@@ -221,12 +221,46 @@ const user = custom<UserSetting | undefined>({
   },
 });
 
-/** `env VAR[=value]`: variables the workers keep (TZ always). */
+/**
+ * Variables Node.js itself reads (NODE_OPTIONS, NODE_DEBUG, NODE_INSPECT_*,
+ * NODE_V8_COVERAGE, ...): NODE_OPTIONS=--inspect would open a debugger port
+ * in every worker, so no NODE_* variable ever reaches one.
+ */
+export function isNodeRuntimeVariable(name: string): boolean {
+  return name.startsWith("NODE_");
+}
+
+/**
+ * The workers' user when the master runs as root and there is no `user`
+ * directive: nginx's built-in `nobody`, with group `nobody`, or `nogroup`
+ * where no `nobody` group exists (nginx's configure picks the group that
+ * way on the build host; Debian's nginx 1.22.1 runs workers as
+ * nobody/nogroup). Found by checkCoreConf, as nginx's init_conf does.
+ */
+const defaultUsers = new WeakMap<ParsedConf, UserSetting>();
+
+function defaultUser(): UserSetting {
+  const pw = getpwnam("nobody");
+  if (!pw) throw ConfError.unlocated('getpwnam("nobody") failed');
+  const group = getgrnam("nobody") !== undefined ? "nobody" : "nogroup";
+  const gid = getgrnam(group);
+  if (gid === undefined) throw ConfError.unlocated(`getgrnam("${group}") failed`);
+  return { user: "nobody", group, uid: pw.uid, gid };
+}
+
+/** `env VAR[=value]`: variables the workers keep (TZ always); NODE_* are refused with a warning. */
 const env = custom<readonly string[]>({
   name: "env", contexts: ["main"], args: take(1), syntax: "variable[=value]",
   defaultValue: [], defaultText: "env TZ;", merge: "none", duplicates: "accumulate",
-  doc: "Environment variables the workers keep or get; all others are removed.",
-  parse: (args, prev) => [...(prev ?? []), args[0]!],
+  doc: "Environment variables the workers keep or get; all others are removed (NODE_* never reach workers).",
+  parse(args, prev, cx) {
+    const name = args[0]!.split("=")[0]!;
+    if (isNodeRuntimeVariable(name)) {
+      cx.warn(`"env ${name}" ignored: Node.js runtime variables never reach workers`);
+      return prev ?? [];
+    }
+    return [...(prev ?? []), args[0]!];
+  },
 });
 
 /** `load_module file`: Postern has the mail modules built in. */
@@ -383,7 +417,7 @@ export function coreSettings(conf: ParsedConf): CoreSettings {
     workerConnections: ev ? ev.get(workerConnections) : 512,
     workerShutdownTimeout: m.get(workerShutdownTimeout),
     workerRlimitNofile: m.get(workerRlimitNofile),
-    user: m.get(user),
+    user: m.get(user) ?? defaultUsers.get(conf),
     env: m.get(env),
   };
 }
@@ -391,5 +425,6 @@ export function coreSettings(conf: ParsedConf): CoreSettings {
 /** Checks done after the whole file is read (nginx's init_conf of the core and events modules). */
 export function checkCoreConf(conf: ParsedConf): void {
   if (conf.main.own(events) === undefined) throw ConfError.unlocated('no "events" section in configuration');
+  if (conf.main.get(user) === undefined && process.geteuid?.() === 0) defaultUsers.set(conf, defaultUser());
 }
 

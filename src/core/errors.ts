@@ -68,6 +68,8 @@ const SYSTEM_ERROR_TEXT: Readonly<Record<string, string>> = {
   ENETUNREACH: "Network is unreachable",
   EMFILE: "Too many open files",
   ENFILE: "Too many open files in system",
+  ELOOP: "Too many levels of symbolic links",
+  ENXIO: "No such device or address",
 };
 
 /** strerror() text for a Node error code, as glibc words it. */

@@ -11,7 +11,9 @@
  * Text that comes from a peer (client, auth server, backend, DNS) goes
  * through `logEscape` first, so it can neither end a line nor close a quote.
  */
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, writeSync } from "node:fs";
+import { describeSystemError } from "./errors.js";
+import { giveTo, openAppend } from "./safe-open.js";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { hostname } from "node:os";
 
@@ -66,7 +68,7 @@ export class FileSink implements LogSink {
   constructor(path: string, level: LogLevel) {
     this.path = path;
     this.level = level;
-    this.#fd = openSync(path, "a", 0o644);
+    this.#fd = openAppend(path);
   }
 
   write(_level: LogLevel, line: string): void {
@@ -77,11 +79,22 @@ export class FileSink implements LogSink {
     }
   }
 
+  /** Opens the path again (after a rotation); on failure the old file stays in use and nginx's open() message is thrown. */
   reopen(): void {
-    const fd = openSync(this.path, "a", 0o644);
+    let fd: number;
+    try {
+      fd = openAppend(this.path);
+    } catch (err) {
+      throw new Error(`open() "${this.path}" failed ${describeSystemError(err)}`);
+    }
     const old = this.#fd;
     this.#fd = fd;
     closeSync(old);
+  }
+
+  /** Hands the open file to the workers' user (fchown on the descriptor, never by path). */
+  giveTo(uid: number): void {
+    giveTo(this.#fd, uid);
   }
 
   close(): void {
@@ -218,8 +231,17 @@ export class ErrorLog {
   info(message: string): void { this.write("info", message); }
   debug(message: string): void { this.write("debug", message); }
 
-  reopen(): void {
-    for (const s of this.sinks) s.reopen();
+  /** Reopens every sink; returns the failures (each sink that failed keeps its old file). */
+  reopen(): string[] {
+    const failures: string[] = [];
+    for (const s of this.sinks) {
+      try {
+        s.reopen();
+      } catch (err) {
+        failures.push(err instanceof Error ? err.message : String(err));
+      }
+    }
+    return failures;
   }
 
   close(): void {

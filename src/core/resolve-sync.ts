@@ -6,9 +6,15 @@
  */
 import { execFileSync } from "node:child_process";
 import { isIP } from "node:net";
+import { confInput } from "./conf-inputs.js";
 
 /** The addresses `name` resolves to (IPv4 first), or [] when not found. */
 export function resolveHostSync(name: string): string[] {
+  // a worker replays the master's answer (conf-inputs.ts)
+  return confInput(`host:${name}`, () => resolve(name));
+}
+
+function resolve(name: string): string[] {
   if (isIP(name)) return [name];
   if (name === "localhost") return ["127.0.0.1"];
   let out: string;

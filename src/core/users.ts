@@ -3,12 +3,12 @@
  * so the system databases are read directly (files only, as in a container;
  * NSS modules such as LDAP are not consulted).
  */
-import { readFileSync } from "node:fs";
+import { readConfFile } from "./conf-inputs.js";
 
 function lookup(file: string, name: string): string[] | undefined {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readConfFile(file).toString("utf8");
   } catch {
     return undefined;
   }

@@ -98,6 +98,13 @@ export function listenEndpoints(conf: ParsedConf): ListenEndpoint[] {
   return routeListens(mailServers(conf)).map((r) => r.endpoint);
 }
 
+/** The files the servers' own `error_log` directives name (the master prepares them for the workers on USR1). */
+export function serverLogFiles(conf: ParsedConf): string[] {
+  const paths = new Set<string>();
+  for (const server of mailServers(conf)) for (const t of server.conf.get(errorLog)) if (t.kind === "file") paths.add(t.path);
+  return [...paths];
+}
+
 /** Accepts connections for one configuration generation in one worker. */
 export class MailService {
   readonly #routes = new Map<string, EndpointRoute>();
@@ -198,8 +205,9 @@ export class MailService {
     for (const s of this.#sessions) s.terminate();
   }
 
-  reopenLogs(): void {
-    for (const log of new Set(this.#serverLogs.values())) log.reopen();
+  /** Reopens the per-server logs; returns the failures (nginx's open() messages). */
+  reopenLogs(): string[] {
+    return [...new Set(this.#serverLogs.values())].flatMap((log) => log.reopen());
   }
 
   /** Closes the per-server logs (the main log belongs to the process). */

@@ -4,18 +4,21 @@
  * log reopening (cli.md 4-5).
  */
 import { type ChildProcess, fork } from "node:child_process";
-import { chownSync } from "node:fs";
+import { closeSync } from "node:fs";
+import { FileSink } from "../core/log.js";
+import { giveTo, openAppend } from "../core/safe-open.js";
 import { describeSystemError } from "../core/errors.js";
 import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
-import { type CoreSettings, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
-import { listenEndpoints, type ListenEndpoint } from "../mail/runtime.js";
+import { type CoreSettings, coreSettings, isNodeRuntimeVariable, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/runtime.js";
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
-import { errorText, loadConfiguration } from "../cli/load.js";
+import { errorText, loadConfiguration, validatedInputs } from "../cli/load.js";
 import type { Reporter } from "../cli/startup-log.js";
 import type { Options } from "../cli/options.js";
 import type { ConfSource } from "../conf/engine.js";
 import { type BoundHandle, bindAll } from "./listeners.js";
+import { withoutDebugSwitches } from "./inspector.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 import { applyNofile } from "./rlimit.js";
 import { type ToWorker, workerMessage, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
@@ -26,6 +29,8 @@ interface Worker {
   /** Told to stop (QUIT/TERM): not respawned. */
   exiting: boolean;
   listening: boolean;
+  /** USR1 arrived while the worker was starting: forwarded once it listens. */
+  reopenPending: boolean;
 }
 
 /** One running configuration: settings, endpoints, sockets. */
@@ -138,17 +143,27 @@ export class Master {
     if (process.env.TZ !== undefined) env.TZ = process.env.TZ;
     for (const e of cycle.core.env) {
       const eq = e.indexOf("=");
-      if (eq >= 0) env[e.slice(0, eq)] = e.slice(eq + 1);
+      const name = eq >= 0 ? e.slice(0, eq) : e;
+      // refused when the configuration was read; checked again as this is the last gate
+      if (isNodeRuntimeVariable(name)) continue;
+      if (eq >= 0) env[name] = e.slice(eq + 1);
       else if (process.env[e] !== undefined) env[e] = process.env[e];
     }
-    const child = fork(new URL("./worker-main.js", import.meta.url), [], { env, stdio: ["ignore", "ignore", "inherit", "ipc"], serialization: "json" });
-    const w: Worker = { child, generation: cycle.generation, exiting: false, listening: false };
+    // never the master's --inspect*/--debug* switches (fork would pass them all on)
+    const execArgv = withoutDebugSwitches(process.execArgv);
+    const child = fork(new URL("./worker-entry.js", import.meta.url), [], { env, execArgv, stdio: ["ignore", "ignore", "inherit", "ipc"], serialization: "json" });
+    const w: Worker = { child, generation: cycle.generation, exiting: false, listening: false, reopenPending: false };
     this.#workers.add(w);
     this.#log().report("notice", `start worker process ${child.pid}`);
     const nofile = cycle.core.workerRlimitNofile;
     if (nofile !== undefined && child.pid !== undefined) applyNofile(child.pid, nofile, (m) => this.#log().report("alert", m));
     child.on("message", (raw: unknown) => {
-      if (workerMessage(raw)?.t === "listening") w.listening = true;
+      if (workerMessage(raw)?.t !== "listening") return;
+      w.listening = true;
+      if (w.reopenPending) {
+        w.reopenPending = false;
+        child.kill("SIGUSR1");
+      }
     });
     // the shared TLS session cache and ticket keys live in the master
     const uninstallSessionCache = installSessionCacheMaster(child);
@@ -160,6 +175,8 @@ export class Master {
     const msg = (m: ToWorker, h?: BoundHandle): void => {
       if (child.connected) child.send(m, h as never, () => {});
     };
+    // exactly what this cycle validated, even if the files changed since
+    msg({ t: "config", snapshot: validatedInputs(cycle.conf) });
     msg({ t: "expect", count: cycle.endpoints.length });
     for (const e of cycle.endpoints) msg({ t: "listen", endpoint: e }, this.#handles.get(e.key));
     return w;
@@ -293,20 +310,54 @@ export class Master {
     const log = this.#log();
     log.report("notice", `${signalText("SIGUSR1")} received, reopening logs`);
     log.report("notice", "reopening logs");
-    try {
-      log.log.reopen();
-    } catch (err) {
-      log.report("alert", `reopening logs failed ${describeSystemError(err)}`);
+    // a failure keeps the old file (nginx logs it at emerg and goes on)
+    for (const failure of log.log.reopen()) log.report("emerg", failure);
+    const uid = this.#cycle.core.user?.uid;
+    if (uid !== undefined && process.geteuid?.() === 0) this.#giveLogsTo(uid);
+    // a worker still starting has no USR1 handler yet (Node's default action
+    // would open its inspector): it is told once it reports listening
+    for (const w of this.#workers) {
+      if (w.listening) w.child.kill("SIGUSR1");
+      else w.reopenPending = true;
     }
-    const user = this.#cycle.core.user;
-    if (user?.uid !== undefined) {
-      // workers run as `user`: they must be able to reopen what the master created
-      for (const s of log.log.sinks) {
-        const path = (s as { path?: string }).path;
-        if (path) try { chownSync(path, user.uid, -1); } catch { /* nginx only warns too */ }
+  }
+
+  /**
+   * Workers run as `user` and reopen the logs after the master: every log
+   * file of the cycle (the servers' own too, which only workers write) is
+   * created here and given to that user. Ownership changes on the open
+   * descriptor: a log path a worker swapped for a symlink is refused when
+   * opened (safe-open.ts), never followed by a chown.
+   */
+  #giveLogsTo(uid: number): void {
+    const log = this.#log();
+    const mine = new Set<string>();
+    for (const s of log.log.sinks) {
+      if (!(s instanceof FileSink)) continue;
+      mine.add(s.path);
+      try {
+        s.giveTo(uid);
+      } catch (err) {
+        log.report("emerg", `fchown() "${s.path}" failed ${describeSystemError(err)}`);
       }
     }
-    for (const w of this.#workers) w.child.kill("SIGUSR1");
+    for (const path of serverLogFiles(this.#cycle.conf)) {
+      if (mine.has(path)) continue;
+      let fd: number;
+      try {
+        fd = openAppend(path);
+      } catch (err) {
+        log.report("emerg", `open() "${path}" failed ${describeSystemError(err)}`);
+        continue;
+      }
+      try {
+        giveTo(fd, uid);
+      } catch (err) {
+        log.report("emerg", `fchown() "${path}" failed ${describeSystemError(err)}`);
+      } finally {
+        closeSync(fd);
+      }
+    }
   }
 
   #closeHandles(): void {

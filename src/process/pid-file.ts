@@ -1,11 +1,17 @@
 /** The pid file: `PID\n`, written once the sockets are open, removed on exit. */
-import { unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, unlinkSync, writeSync } from "node:fs";
 import { describeSystemError } from "../core/errors.js";
+import { openRewrite } from "../core/safe-open.js";
 
-/** Writes the pid file; throws with nginx's open() message. */
+/** Writes the pid file (no symlink or hard link followed where others can write: safe-open.ts); throws with nginx's open() message. */
 export function writePidFile(path: string, pid = process.pid): void {
   try {
-    writeFileSync(path, `${pid}\n`, { mode: 0o644 });
+    const fd = openRewrite(path);
+    try {
+      writeSync(fd, `${pid}\n`);
+    } finally {
+      closeSync(fd);
+    }
   } catch (err) {
     throw new Error(`open() "${path}" failed ${describeSystemError(err)}`);
   }

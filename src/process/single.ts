@@ -54,8 +54,7 @@ export async function runSingle(conf: ParsedConf, options: Options, reporter: Re
     process.on("SIGUSR1", () => {
       reporter.report("notice", `${signalText("SIGUSR1")} received, reopening logs`);
       reporter.report("notice", "reopening logs");
-      reporter.log.reopen();
-      serving.service.reopenLogs();
+      for (const failure of [...reporter.log.reopen(), ...serving.service.reopenLogs()]) reporter.report("emerg", failure);
     });
     process.on("SIGHUP", () => {
       reporter.report("notice", `${signalText("SIGHUP")} received, reconfiguring`);

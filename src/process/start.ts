@@ -10,14 +10,15 @@
  * daemon failed).
  */
 import { spawn } from "node:child_process";
-import { openSync } from "node:fs";
 import type { ConfSource } from "../conf/engine.js";
 import { type LogTarget, checkLogFiles, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { openAppend } from "../core/safe-open.js";
 import { listenEndpoints } from "../mail/runtime.js";
 import { errorText, loadConfiguration } from "../cli/load.js";
 import type { Options } from "../cli/options.js";
 import { type Reporter, setStderrRedirect } from "../cli/startup-log.js";
 import { POSTERN_NAME } from "../cli/version.js";
+import { inspectorWarning, nodeOptionsWithoutDebug, withoutDebugSwitches } from "./inspector.js";
 import { Master } from "./master.js";
 import { osLine, rlimitLine } from "./os-info.js";
 import { runSingle } from "./single.js";
@@ -44,6 +45,8 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
     targets = mainLogTargets(conf, startupLogTarget(o.errorLog ?? "stderr", source.prefix));
     checkLogFiles(targets);
     reporter.use(openErrorLog(targets), logsToStderr(targets));
+    const closed = inspectorWarning();
+    if (closed) reporter.report("warn", closed);
   } catch (err) {
     reporter.report("emerg", errorText(err));
     return 1;
@@ -74,11 +77,16 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
 /** Re-runs the command detached; resolves 0 once the daemon is up, 1 if it died first. */
 function launchDaemon(argv: readonly string[], targets: readonly LogTarget[]): Promise<number> {
   const file = targets.find((t) => t.kind === "file");
-  const errTarget = file?.kind === "file" ? openSync(file.path, "a", 0o644) : logsToStderr(targets) ? "inherit" : "ignore";
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv], {
+  const errTarget = file?.kind === "file" ? openAppend(file.path) : logsToStderr(targets) ? "inherit" : "ignore";
+  // the daemon is the master: no debugger switches, from the command line or NODE_OPTIONS
+  const env: NodeJS.ProcessEnv = { ...process.env, [DAEMON_ENV]: "1" };
+  const nodeOptions = nodeOptionsWithoutDebug(env.NODE_OPTIONS);
+  if (nodeOptions === undefined) delete env.NODE_OPTIONS;
+  else env.NODE_OPTIONS = nodeOptions;
+  const child = spawn(process.execPath, [...withoutDebugSwitches(process.execArgv), process.argv[1]!, ...argv], {
     detached: true,
     stdio: ["ignore", "ignore", errTarget, "ipc"],
-    env: { ...process.env, [DAEMON_ENV]: "1" },
+    env,
   });
   return new Promise<number>((resolve) => {
     let settled = false;

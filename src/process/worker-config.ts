@@ -1,4 +1,7 @@
-/** What a worker needs to rebuild the master's configuration (passed in its environment). */
+/**
+ * What a worker needs to rebuild the master's configuration: where it is
+ * (in its environment) and the validated inputs (the first IPC message).
+ */
 import type { ConfSource } from "../conf/engine.js";
 
 /** The environment variable carrying WorkerConfig as JSON. */
@@ -11,8 +14,9 @@ export interface WorkerConfig {
   readonly generation: number;
 }
 
-/** Messages from master to worker. */
+/** Messages from master to worker; `config` comes first (the inputs the master validated). */
 export type ToWorker =
+  | { readonly t: "config"; readonly snapshot: import("../core/conf-inputs.js").ConfSnapshot }
   | { readonly t: "expect"; readonly count: number }
   | { readonly t: "listen"; readonly endpoint: import("../mail/runtime.js").ListenEndpoint };
 

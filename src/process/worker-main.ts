@@ -1,12 +1,14 @@
 /**
- * Entry point of a worker process (forked by the master). It re-reads the
- * configuration the master validated, receives the listening handles over
- * IPC and serves until told to stop.
+ * A worker process (forked by the master through worker-entry.ts). It
+ * rebuilds the configuration from the inputs the master validated (sent
+ * over IPC, never re-read from disk), receives the listening handles and
+ * serves until told to stop.
  */
-import { coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { type UserSetting, coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import type { ErrorLog } from "../core/log.js";
 import { describeSystemError } from "../core/errors.js";
-import { loadConfiguration, errorText } from "../cli/load.js";
+import { loadValidatedConfiguration, errorText } from "../cli/load.js";
+import { type ConfSnapshot, snapshotFrom } from "../core/conf-inputs.js";
 import type { ListenEndpoint } from "../mail/runtime.js";
 import type { BoundHandle } from "./listeners.js";
 import { Serving } from "./serving.js";
@@ -17,30 +19,71 @@ function send(m: FromWorker): void {
   process.send?.(m);
 }
 
+/**
+ * nginx's order: setgid, initgroups, setuid (the last one gives up the
+ * right to do the first two), then a check that no root id is left.
+ */
+function dropPrivileges(user: UserSetting): void {
+  const { uid, gid } = user;
+  if (uid === undefined || gid === undefined) throw new Error(`no uid or gid for "${user.user}"`);
+  // POSIX-only methods (the @types mark them optional; initgroups is missing)
+  const p = process as unknown as {
+    setgid(g: number): void; setuid(u: number): void; initgroups(u: string, g: number): void;
+    getuid(): number; geteuid(): number; getgid(): number; getegid(): number; getgroups(): number[];
+  };
+  const step = (what: string, f: () => void): void => {
+    try {
+      f();
+    } catch (err) {
+      throw new Error(`${what} failed ${describeSystemError(err)}`);
+    }
+  };
+  step(`setgid(${gid})`, () => p.setgid(gid));
+  step(`initgroups(${user.user}, ${gid})`, () => p.initgroups(user.user, gid));
+  step(`setuid(${uid})`, () => p.setuid(uid));
+  const left = [p.getuid(), p.geteuid(), p.getgid(), p.getegid()];
+  if (left.join() !== [uid, uid, gid, gid].join() || (gid !== 0 && p.getgroups().includes(0))) {
+    throw new Error(`switching to user "${user.user}" left ids ${left.join(",")} groups ${p.getgroups().join(",")}`);
+  }
+}
+
 function runWorker(): void {
   const queue: [ToWorker, BoundHandle | undefined][] = [];
   let handler: ((m: ToWorker, h: BoundHandle | undefined) => void) | undefined;
   // attach at once so no handle sent early is lost
   process.on("message", (m: ToWorker, h: BoundHandle | undefined) => (handler ? handler(m, h) : queue.push([m, h])));
   process.on("SIGHUP", () => {}); // workers ignore HUP, as nginx's do
-
-  const wc = JSON.parse(process.env[WORKER_ENV] ?? "{}") as WorkerConfig;
   process.title = "postern: worker process";
-  let log: ErrorLog;
-  let serving: Serving;
   // before any TLS context is built: shared caches and ticket keys go through the master
   connectSessionCacheWorker();
+  // the master's first message is the configuration it validated; nothing is read from disk
+  handler = (m, h) => {
+    if (m?.t !== "config") {
+      queue.push([m, h]);
+      return;
+    }
+    handler = undefined;
+    serve(snapshotFrom(m.snapshot), (next) => {
+      handler = next;
+      for (const [qm, qh] of queue.splice(0)) next(qm, qh);
+    });
+  };
+  for (const [m, h] of queue.splice(0)) handler?.(m, h);
+}
+
+/** Builds the service from the validated inputs, drops privileges, installs the signals, then takes `listen` messages. */
+function serve(snapshot: ConfSnapshot | undefined, ready: (handler: (m: ToWorker, h: BoundHandle | undefined) => void) => void): void {
+  const wc = JSON.parse(process.env[WORKER_ENV] ?? "{}") as WorkerConfig;
+  let log: ErrorLog;
+  let serving: Serving;
   try {
-    const conf = loadConfiguration(wc.source, () => {});
+    if (!snapshot) throw new Error("the master sent no valid configuration");
+    const conf = loadValidatedConfiguration(wc.source, snapshot, () => {});
     const core = coreSettings(conf);
     log = openErrorLog(mainLogTargets(conf, startupLogTarget(wc.errorLog, wc.source.prefix)));
-    if (core.user?.uid !== undefined && process.getuid?.() === 0) {
-      const p = process as unknown as { setgid(g: number): void; setuid(u: number): void; initgroups(u: string, g: number): void };
-      p.setgid(core.user.gid!);
-      p.initgroups(core.user.user, core.user.gid!);
-      p.setuid(core.user.uid);
-    }
+    // every file (logs of each server too) is open before the privileges go
     serving = new Serving(conf, log, core.workerShutdownTimeout);
+    if (core.user !== undefined && process.geteuid?.() === 0) dropPrivileges(core.user);
   } catch (err) {
     send({ t: "failed", message: errorText(err) });
     process.exit(2); // nginx's "fatal" code: the master does not respawn
@@ -72,13 +115,9 @@ function runWorker(): void {
   process.on("disconnect", graceful); // the master is gone
   process.on("SIGUSR1", () => {
     log.notice("reopening logs");
-    try {
-      log.reopen();
-      serving.service.reopenLogs();
-    } catch (err) {
-      // e.g. the worker's user may not create files where root could: keep the old files
-      log.alert(`reopening logs failed: ${errorText(err)} ${describeSystemError(err)}`);
-    }
+    // a file that cannot be opened (e.g. the worker's user may not create
+    // files where root could) keeps its old descriptor, as in nginx
+    for (const failure of [...log.reopen(), ...serving.service.reopenLogs()]) log.emerg(failure);
   });
 
   let expected = -1;
@@ -97,12 +136,11 @@ function runWorker(): void {
       expected = -2;
     }
   };
-  handler = (m, h) => {
-    if (m.t === "expect") expected = m.count;
-    else if (m.t === "listen" && h) pending.push(serving.listen(m.endpoint as ListenEndpoint, h).then(() => void done++));
+  ready((m, h) => {
+    if (m?.t === "expect") expected = m.count;
+    else if (m?.t === "listen" && h) pending.push(serving.listen(m.endpoint as ListenEndpoint, h).then(() => void done++));
     check();
-  };
-  for (const [m, h] of queue.splice(0)) handler(m, h);
+  });
 }
 
 runWorker();

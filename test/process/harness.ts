@@ -1,6 +1,6 @@
 /** Runs Postern as a server in a temp dir and talks to it over loopback. */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,6 +54,9 @@ export class Instance {
 
   constructor() {
     this.dir = mkdtempSync(join(tmpdir(), "postern-proc-"));
+    // as /var/log/nginx: workers run as nobody when tests run as root, and
+    // reopen their logs here on USR1 (mkdtemp's 0700 would stop them, as it would nginx's)
+    chmodSync(this.dir, 0o755);
   }
 
   write(conf: string): void {
@@ -74,17 +77,18 @@ export class Instance {
     return existsSync(p) ? readFileSync(p, "utf8") : "";
   }
 
-  /** Starts `postern -p dir/ -c nginx.conf -e error.log` in the foreground. */
-  start(extraArgs: string[] = []): void {
-    const child = spawn(process.execPath, [POSTERN, "-p", this.dir + "/", "-c", "nginx.conf", "-e", "error.log", ...extraArgs], { stdio: ["ignore", "ignore", "pipe"] });
+  /** Starts `postern -p dir/ -c nginx.conf -e error.log` in the foreground (`node` switches and environment optional). */
+  start(extraArgs: string[] = [], o: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {}): void {
+    const args = [...(o.nodeArgs ?? []), POSTERN, "-p", this.dir + "/", "-c", "nginx.conf", "-e", "error.log", ...extraArgs];
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: o.env ?? process.env });
     this.child = child;
     child.stderr!.on("data", (d: Buffer) => (this.stderr += d.toString()));
     this.exit = new Promise((r) => child.on("exit", (code) => r(code)));
   }
 
   /** Starts and waits for the pid file; returns the master pid. */
-  async up(extraArgs: string[] = []): Promise<number> {
-    this.start(extraArgs);
+  async up(extraArgs: string[] = [], o: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<number> {
+    this.start(extraArgs, o);
     const text = await waitFor("pid file", () => this.pidText() || undefined);
     return Number(text.trim());
   }
@@ -187,4 +191,60 @@ export class Client {
 /** Worker pids from the master's `start worker process N` lines. */
 export function workerPids(log: string): number[] {
   return [...log.matchAll(/start worker process (\d+)/g)].map((m) => Number(m[1]));
+}
+
+/** Direct children of a process, read from /proc (all its threads' children lists). */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const t of tasks) {
+    try {
+      for (const w of readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/)) if (w) out.push(Number(w));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** The `Uid:`/`Gid:`/`Groups:` lines of /proc/PID/status as numbers (real, effective, saved, fs). */
+export function procIds(pid: number): { uid: number[]; gid: number[]; groups: number[] } {
+  const text = readFileSync(`/proc/${pid}/status`, "utf8");
+  const nums = (name: string): number[] => (new RegExp(`^${name}:[ \\t]*(.*)$`, "m").exec(text)?.[1] ?? "").trim().split(/\s+/).filter(Boolean).map(Number);
+  return { uid: nums("Uid"), gid: nums("Gid"), groups: nums("Groups") };
+}
+
+/** TCP ports in LISTEN state owned by any of the processes (socket inodes from /proc/PID/fd matched with /proc/net/tcp*). */
+export function listeningPortsOf(pids: readonly number[]): Set<number> {
+  const inodes = new Set<string>();
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]!);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  const ports = new Set<number>();
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, "utf8").split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] === "0A" && f[9] && inodes.has(f[9])) ports.add(parseInt(f[1]!.split(":")[1]!, 16));
+    }
+  }
+  return ports;
 }

@@ -5,7 +5,7 @@
  * message; known commands without a Node equivalent fail too, never silently.
  */
 import { constants } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readConfFile } from "../../core/conf-inputs.js";
 import { ConfError } from "../../core/errors.js";
 import { type ConfCommand, PROTOCOL_NAMES, type ProtocolName } from "./module.js";
 
@@ -50,7 +50,7 @@ function failed(c: ConfCommand, reason: string): ConfError {
 
 function readText(c: ConfCommand): string {
   try {
-    return readFileSync(c.path, "latin1");
+    return readConfFile(c.path).toString("latin1");
   } catch (err) {
     throw failed(c, `error:80000002:system library::${(err as Error).message}`);
   }

@@ -5,7 +5,7 @@
  * produce, so the prefix is always exact.
  */
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readConfFile } from "../../core/conf-inputs.js";
 import { ConfError } from "../../core/errors.js";
 import type { FileRef } from "./module.js";
 
@@ -43,7 +43,7 @@ function bioError(path: string, err: unknown): string {
 function readSource(ref: FileRef, fail: (reason: string) => ConfError): string {
   if (ref.path.startsWith("data:")) return ref.path.slice(5);
   try {
-    return readFileSync(ref.path, "latin1");
+    return readConfFile(ref.path).toString("latin1");
   } catch (err) {
     throw fail(`BIO_new_file() failed ${bioError(ref.path, err)}`);
   }

@@ -4,7 +4,7 @@
  * of certificates happen when a TLS server is built (context.ts), as nginx
  * does them at merge time.
  */
-import { readFileSync } from "node:fs";
+import { readConfFile } from "../../core/conf-inputs.js";
 import { isAbsolute, join } from "node:path";
 import { ConfError, describeSystemError } from "../../core/errors.js";
 import { type ConfModule, type Directive, type SetContext, take } from "../../conf/directive.js";
@@ -98,7 +98,7 @@ export const sslPasswordFile = custom<readonly Buffer[] | undefined>({
     const ref = resolveFile(args[0]!, cx);
     let text: Buffer;
     try {
-      text = readFileSync(ref.path);
+      text = readConfFile(ref.path);
     } catch (err) {
       throw new ConfError(`open() "${ref.path}" failed ${describeSystemError(err)}`);
     }

@@ -4,7 +4,7 @@
  * ssl_session_timeout, mapped onto what Node's tls offers.
  */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readConfFile } from "../../core/conf-inputs.js";
 import tls from "node:tls";
 import { constants } from "node:crypto";
 import { ConfError, describeSystemError } from "../../core/errors.js";
@@ -62,7 +62,7 @@ export function ticketSettings(server: ServerConf, warn: (message: string) => vo
   for (const [i, ref] of files.entries()) {
     let data: Buffer;
     try {
-      data = readFileSync(ref.path);
+      data = readConfFile(ref.path);
     } catch (err) {
       throw new ConfError(`open() "${ref.path}" failed ${describeSystemError(err)}`, location);
     }
