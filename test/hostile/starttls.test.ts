@@ -229,7 +229,7 @@ describe("wrong-layer bytes, compared with nginx", () => {
         listen: PORTS.map((p) => p.name),
         config: (env) => bedConfig(env.ports as Record<PortName, number>, env.authUrl),
       };
-      const scenario = async (ports: Record<string, number>): Promise<{ onPlain: string; onTls: string }> => {
+      const scenario = async (ports: Record<string, number>): Promise<{ onPlain: string; onTls: string; plainReset: boolean }> => {
         const a = await MailClient.connect({ port: ports[d.plain]!, timeoutMs: 4000 });
         await a.send(hello);
         let onPlain: string;
@@ -241,14 +241,29 @@ describe("wrong-layer bytes, compared with nginx", () => {
         } finally {
           a.close();
         }
+        const plainReset = a.reset;
         const b = await MailClient.connect({ port: ports[d.secure]!, timeoutMs: 4000 });
         await b.send(d.probe);
         const onTls = await b.expectClosed(3000);
         b.close();
-        return { onPlain, onTls };
+        return { onPlain, onTls, plainReset };
       };
       const result = { nginx: await runScenario(startNginx, setup, scenario), postern: await runScenario(target(), setup, scenario) };
-      assert.deepEqual(result.postern.transcript, result.nginx.transcript);
+      const theirs = result.nginx.transcript;
+      const ours = result.postern.transcript;
+      if (theirs.plainReset && !ours.plainReset && theirs.onPlain !== ours.onPlain) {
+        // nginx closed with the rest of the ClientHello unread: the RST can discard its last
+        // reply before the client reads it (its debug log shows it sent). Postern reads all
+        // input, so its FIN never loses a reply: ours must be nginx's plus repeats of its replies.
+        assert.ok(ours.onPlain.startsWith(theirs.onPlain), `${JSON.stringify(ours.onPlain)} does not extend ${JSON.stringify(theirs.onPlain)}`);
+        const lost = ours.onPlain.slice(theirs.onPlain.length);
+        assert.match(lost, /^(?:[^\r\n]*\r\n)+$/, "only whole replies may be lost");
+        const said = new Set(theirs.onPlain.split("\r\n"));
+        for (const line of lost.split("\r\n").slice(0, -1)) assert.ok(said.has(line), `nginx never sent ${JSON.stringify(line)}`);
+        assert.equal(ours.onTls, theirs.onTls);
+      } else {
+        assert.deepEqual({ onPlain: ours.onPlain, onTls: ours.onTls }, { onPlain: theirs.onPlain, onTls: theirs.onTls });
+      }
       assert.equal(result.postern.transcript.onTls, "", "a TLS port answered plaintext in plaintext");
       assert.deepEqual(result.postern.backendReceived, { imap: [], pop3: [], smtp: [] });
     });

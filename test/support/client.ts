@@ -143,6 +143,15 @@ export class MailClient {
     return out;
   }
 
+  /**
+   * True when the server reset the connection: a server that closes with
+   * unread input (nginx after "too long command") makes the kernel send RST,
+   * and replies still in flight may never be read.
+   */
+  get reset(): boolean {
+    return (this.#error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
+  }
+
   /** True once the server side has closed (EOF or error). */
   get closed(): boolean {
     return this.#ended || this.#error !== undefined;
