@@ -5,11 +5,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough, Readable } from "node:stream";
 import { buildAuthRequest } from "../../src/mail/auth-http/request.js";
 import { parseAuthResponse, type AuthResponse } from "../../src/mail/auth-http/response.js";
 import type { Credentials, MailProtocolName } from "../../src/mail/types.js";
-import { runAuthServer, runPasswd, type CliIo } from "../../src/auth-server/cli.js";
+import { runAuthServer, runPasswd } from "../../src/auth-server/cli.js";
+import { io } from "./helpers.js";
 import { startAuthServer, unescapeAuthValue, type RunningAuthServer } from "../../src/auth-server/server.js";
 import { escapeAuthValue } from "../../src/mail/auth-http/request.js";
 import fc from "fast-check";
@@ -20,15 +20,6 @@ let usersFile = "";
 let server: RunningAuthServer | undefined;
 const logLines: string[] = [];
 
-function io(stdinText: string): CliIo & { out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = "";
-  let err = "";
-  stdout.on("data", (d) => (out += d));
-  stderr.on("data", (d) => (err += d));
-  return { stdin: Readable.from([stdinText]), stdout, stderr, out: () => out, err: () => err };
-}
 
 /** Test entries use a low scrypt cost, so the suite stays fast (the default is tested in passwd.test.ts). */
 const TEST_SCRYPT = { N: 1024, r: 8, p: 1 };
