@@ -17,6 +17,7 @@
 import { randomBytes } from "node:crypto";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
+import { tlsVerifyError } from "./node-internals.js";
 import { verifyErrorNumberOf } from "./tls-verify.js";
 
 /** What the verifying server needs: a certificate of its own and the stores. */
@@ -96,8 +97,6 @@ function sink(): Duplex {
   return new Duplex({ read() {}, write(_chunk, _enc, done) { done(); } });
 }
 
-type VerifyHandle = { verifyError?: () => (Error & { code?: string }) | null };
-
 /** Verifies client chains with OpenSSL against `ca`, as a server handshake would. */
 export class ChainCheck {
   readonly #context: tls.SecureContext;
@@ -123,13 +122,14 @@ export class ChainCheck {
     return new Promise((resolve) => {
       let turns = 0;
       const look = (): void => {
-        const handle = (server as unknown as { _handle?: VerifyHandle | null })._handle;
-        const seen = handle && Object.keys(server.getPeerCertificate() ?? {}).length > 0;
-        if (seen || !handle || server.destroyed || ++turns > MAX_TURNS) {
-          const err = seen ? handle.verifyError?.() : undefined;
+        // Read as soon as OpenSSL has the peer's certificate, even if it then failed the
+        // handshake: the verify result stays on the handle until the socket is closed.
+        const seen = Object.keys(server.getPeerCertificate() ?? {}).length > 0;
+        const err = seen ? tlsVerifyError(server) : undefined;
+        if (err !== undefined || ++turns > MAX_TURNS || (server.destroyed && !seen)) {
           server.destroy();
           wire.destroy();
-          resolve(!seen || err === undefined ? 1 : err === null ? 0 : verifyErrorNumberOf(err));
+          resolve(err === undefined ? 1 : err === null ? 0 : verifyErrorNumberOf(err));
           return;
         }
         setImmediate(look);

@@ -5,24 +5,16 @@
  * receives the handle over its IPC channel, calls listen() on it and
  * accepts directly from the shared socket: no per-connection handoff.
  *
- * Node exposes no public "bind without listening" call; `net._createServerHandle`
- * (what node:cluster uses for the same purpose) is the one used here.
+ * Node exposes no public "bind without listening" call; the internal one
+ * node:cluster uses is wrapped in event/node-internals.ts.
  */
 import net from "node:net";
 import { getSystemErrorName } from "node:util";
 import { describeSystemError } from "../core/errors.js";
+import { type BoundHandle, createServerHandle, UV_TCP_IPV6ONLY } from "../event/node-internals.js";
 import type { ListenEndpoint } from "../mail/runtime.js";
 
-/** A bound, not yet listening socket handle (libuv TCP or Pipe wrap). */
-export interface BoundHandle {
-  close(): void;
-}
-
-interface HandleFactory {
-  _createServerHandle(address: string | null, port: number, addressType: number, fd: number | undefined, flags: number): BoundHandle | number;
-}
-
-const UV_TCP_IPV6ONLY = 1;
+export type { BoundHandle };
 
 /**
  * libuv defers EADDRINUSE from bind() to listen(), and the master must not
@@ -44,10 +36,9 @@ function probe(e: ListenEndpoint): Promise<NodeJS.ErrnoException | undefined> {
 export async function bindEndpoint(e: ListenEndpoint): Promise<BoundHandle | NodeJS.ErrnoException> {
   const failed = await probe(e);
   if (failed) return failed;
-  const factory = net as unknown as HandleFactory;
   const r = e.path !== undefined
-    ? factory._createServerHandle(e.path, -1, -1, undefined, 0)
-    : factory._createServerHandle(e.host, e.port, net.isIPv6(e.host) ? 6 : 4, undefined, e.ipv6Only ? UV_TCP_IPV6ONLY : 0);
+    ? createServerHandle(e.path, -1, -1, 0)
+    : createServerHandle(e.host, e.port, net.isIPv6(e.host) ? 6 : 4, e.ipv6Only ? UV_TCP_IPV6ONLY : 0);
   if (typeof r !== "number") return r;
   const code = getSystemErrorName(r);
   const err: NodeJS.ErrnoException = new Error(code);

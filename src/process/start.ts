@@ -9,6 +9,7 @@
  * messages until it reports the service is up, then exits 0 (or 1 if the
  * daemon failed).
  */
+import { checkNodeInternals } from "../event/node-internals.js";
 import { spawn } from "node:child_process";
 import type { ConfSource } from "../conf/engine.js";
 import { type LogTarget, checkLogFiles, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
@@ -38,6 +39,7 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
   let conf;
   let targets: readonly LogTarget[];
   try {
+    checkNodeInternals();
     conf = loadConfiguration(source, (w) => reporter.report("warn", w));
     const core = coreSettings(conf);
     const n = listenEndpoints(conf).length;

@@ -7,6 +7,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import type net from "node:net";
 import tls from "node:tls";
 import type { ClientTlsInfo } from "../types.js";
+import { tlsVerifyError } from "../../event/node-internals.js";
 import { ANCHOR_ERRORS, issuerPath, OPTIONAL_NO_CA_ERRORS, verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
 import type { TlsServerSetup } from "./context.js";
 
@@ -128,8 +129,7 @@ const verdicts = new WeakMap<tls.TLSSocket, number>();
  */
 async function settleVerifyResult(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): Promise<void> {
   if (setup.verifyClient === "off") return;
-  const handle = (tlsSocket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } | null })._handle;
-  const err = handle?.verifyError?.();
+  const err = tlsVerifyError(tlsSocket);
   let n = err === undefined ? 1 : err === null ? 0 : verifyErrorNumberOf(err);
   if (setup.chainCheck && ANCHOR_ERRORS.has(n)) {
     const sent = peerChain(tlsSocket);
