@@ -24,13 +24,15 @@ export interface StartTlsOptions {
   readonly initialData?: Buffer;
 }
 
-/** A failed handshake; `logMessage` is the nginx-style info line. */
+/** A failed handshake: `reason` is nginx's info line without its action, `logMessage` the whole line. */
 export class TlsHandshakeError extends Error {
+  readonly reason: string;
   readonly logMessage: string;
-  constructor(logMessage: string) {
-    super(logMessage);
+  constructor(reason: string) {
+    super(`${reason} while SSL handshaking`);
     this.name = "TlsHandshakeError";
-    this.logMessage = logMessage;
+    this.reason = reason;
+    this.logMessage = this.message;
   }
 }
 
@@ -102,13 +104,13 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
     };
     const onError = (err: Error): void => {
       const reason = (err as { code?: string }).code === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${opensslReason(err.message)})`;
-      finish(new TlsHandshakeError(`SSL_do_handshake() failed ${reason} while SSL handshaking`));
+      finish(new TlsHandshakeError(`SSL_do_handshake() failed ${reason}`));
     };
-    const onClose = (): void => finish(new TlsHandshakeError("peer closed connection in SSL handshake while SSL handshaking"));
+    const onClose = (): void => finish(new TlsHandshakeError("peer closed connection in SSL handshake"));
     tlsSocket.once("secure", onSecure);
     tlsSocket.once("error", onError);
     tlsSocket.once("close", onClose);
-    if (opts.timeoutMs !== undefined) timer = setTimeout(() => finish(new TlsHandshakeError("client timed out while SSL handshaking")), opts.timeoutMs);
+    if (opts.timeoutMs !== undefined) timer = setTimeout(() => finish(new TlsHandshakeError("client timed out")), opts.timeoutMs);
   });
 }
 

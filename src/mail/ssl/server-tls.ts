@@ -7,16 +7,11 @@ import type { TLSSocket } from "node:tls";
 import { authHttpPassClientCert } from "../auth-http/module.js";
 import type { MailServer, MailModule } from "../server.js";
 import type { SessionTls } from "../session.js";
-import { clientCertificateCheck, clientTlsInfo, startTls } from "./accept.js";
+import { clientCertificateCheck, clientTlsInfo, startTls, TlsHandshakeError } from "./accept.js";
 import { type TlsServerSetup, buildTlsContext } from "./context.js";
 import { sslModule, starttls } from "./module.js";
 
 const setups = new WeakMap<MailServer, SessionTls | null>();
-
-/** `line ... while SSL handshaking` without the action: the session log adds it. */
-function withoutAction(message: string): string {
-  return message.replace(/ while SSL handshaking$/, "");
-}
 
 function sessionTls(server: MailServer, setup: TlsServerSetup): SessionTls {
   const mode = server.conf.get(starttls);
@@ -24,14 +19,13 @@ function sessionTls(server: MailServer, setup: TlsServerSetup): SessionTls {
   return {
     starttls: mode,
     handshake: (socket, initial) =>
+      // the session log adds the action (`while SSL handshaking`) itself
       startTls(socket, setup, { initialData: initial }).catch((err: unknown) => {
-        const message = (err as { logMessage?: string }).logMessage;
-        throw new Error(message ? withoutAction(message) : String(err));
+        throw new Error(err instanceof TlsHandshakeError ? err.reason : String(err));
       }),
     checkClientCertificate(socket: TLSSocket) {
       const r = clientCertificateCheck(socket, setup);
       if (r.result === "ok") return { result: "ok" };
-      if (r.result === "failed") setup.sessions.forget(socket);
       return { result: r.result, log: r.logMessage ?? "client SSL certificate verify error" };
     },
     describe: (socket) => clientTlsInfo(socket, setup, passCert),
