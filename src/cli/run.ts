@@ -1,10 +1,10 @@
 /** The command line: subcommands, switches, then test / signal / start. */
 import { startupLogTarget } from "../core/core-module.js";
 import { startServer } from "../process/start.js";
-import { confSource } from "./load.js";
+import { Reporter, stderr } from "../process/startup-log.js";
+import { confSource } from "./conf-source.js";
 import { parseOptions } from "./options.js";
 import { sendSignal } from "./signal.js";
-import { Reporter, stderr } from "./startup-log.js";
 import { testConfiguration } from "./test-config.js";
 import { configureText, helpText, versionLine } from "./version.js";
 
@@ -29,5 +29,5 @@ export async function runCli(argv: string[]): Promise<number> {
   const reporter = Reporter.open(startupLogTarget(o.errorLog ?? "stderr", source.prefix));
   if (o.test) return testConfiguration(o, source, reporter);
   if (o.signal !== undefined) return sendSignal(o, o.signal, source, reporter);
-  return startServer(o, source, reporter, argv);
+  return startServer(o.errorLog ?? "stderr", source, reporter, argv);
 }

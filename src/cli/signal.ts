@@ -4,9 +4,9 @@ import { constants } from "node:os";
 import type { ConfSource } from "../conf/engine.js";
 import { coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import { describeSystemError } from "../core/errors.js";
-import { errorText, loadConfiguration } from "./load.js";
+import { errorText, loadConfiguration } from "../process/load-configuration.js";
+import type { Reporter } from "../process/startup-log.js";
 import { type Options, SIGNAL_NAMES } from "./options.js";
-import type { Reporter } from "./startup-log.js";
 
 /** Sends the signal; returns the exit code. */
 export function sendSignal(o: Options, name: string, source: ConfSource, reporter: Reporter): number {

@@ -4,9 +4,9 @@ import { openAppend } from "../core/safe-open.js";
 import type { ConfSource } from "../conf/engine.js";
 import { checkLogFiles, coreSettings, mainLogTargets, startupLogTarget } from "../core/core-module.js";
 import { describeSystemError } from "../core/errors.js";
-import { checkConfiguration, errorText, parseOnly } from "./load.js";
+import { checkConfiguration, errorText, parseOnly } from "../process/load-configuration.js";
+import { type Reporter, stderr } from "../process/startup-log.js";
 import type { Options } from "./options.js";
-import { type Reporter, stderr } from "./startup-log.js";
 
 /** Runs the test; returns the exit code. */
 export function testConfiguration(o: Options, source: ConfSource, reporter: Reporter): number {

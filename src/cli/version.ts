@@ -1,31 +1,8 @@
 /**
- * Version, help and build texts. Postern prints `nginx version:
- * nginx/1.22.1 (postern/X)`: tools that match `nginx version:
- * nginx/([0-9.]+)` see the nginx release whose behaviour Postern follows,
- * and a human sees what is really running (docs/compat.md).
+ * The `-v`, `-V` and `-h` texts. The facts they print (versions, default
+ * paths) are in core/version.ts.
  */
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { join } from "node:path";
-
-/** The package root (where package.json and bin/ live); dist/src/cli/ is three levels below. */
-export const PACKAGE_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
-
-/** Postern's own version, from package.json. */
-export const POSTERN_VERSION: string = (JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }).version;
-
-/** The nginx release whose behaviour Postern reproduces. */
-export const NGINX_COMPAT_VERSION = "1.22.1";
-
-/** What the startup notice and `-v` name: `postern/0.1.0`. */
-export const POSTERN_NAME = `postern/${POSTERN_VERSION}`;
-
-/** Default prefix: the package root, with a trailing slash. */
-export const DEFAULT_PREFIX = PACKAGE_ROOT.endsWith("/") ? PACKAGE_ROOT : PACKAGE_ROOT + "/";
-/** Default configuration file, relative to the prefix. */
-export const DEFAULT_CONF = "conf/nginx.conf";
-/** Default pid file, relative to the prefix (also the `pid` directive's default). */
-export const DEFAULT_PID = "logs/nginx.pid";
+import { DEFAULT_CONF, DEFAULT_PID, DEFAULT_PREFIX, NGINX_COMPAT_VERSION, POSTERN_NAME } from "../core/version.js";
 
 /** The `-v` line. */
 export function versionLine(): string {

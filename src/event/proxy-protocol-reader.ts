@@ -8,8 +8,7 @@
 import type { Socket } from "node:net";
 import { describeSystemError } from "../core/errors.js";
 import type { ConnectionLog } from "../core/log.js";
-import type { ProxyProtocolAddresses } from "../mail/types.js";
-import { parseProxyHeader, PROXY_PROTOCOL_READ_SIZE } from "./proxy-protocol.js";
+import { type ProxyProtocolAddresses, parseProxyHeader, PROXY_PROTOCOL_READ_SIZE } from "./proxy-protocol.js";
 
 /** The outcome: go on (with addresses unless UNKNOWN/LOCAL, and the bytes after the header), or close. */
 export type ProxyReadOutcome =

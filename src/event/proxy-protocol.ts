@@ -5,8 +5,15 @@
  * socket code peeks and consumes.
  */
 import { logEscape } from "../core/log.js";
-import type { ProxyProtocolAddresses } from "../mail/types.js";
 import { formatIp, isV4Mapped, parseIp } from "../core/inet.js";
+
+/** Addresses from a PROXY protocol header (v1 TCP4/TCP6, v2 INET/INET6 PROXY). */
+export interface ProxyProtocolAddresses {
+  readonly srcAddr: string;
+  readonly srcPort: number;
+  readonly dstAddr: string;
+  readonly dstPort: number;
+}
 
 /** How much latest nginx peeks for the header; it must be in that first read. */
 export const PROXY_PROTOCOL_READ_SIZE = 4096;

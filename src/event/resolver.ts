@@ -18,8 +18,25 @@
 import { randomInt } from "node:crypto";
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { isIP, isIPv4, isIPv6 } from "node:net";
-import type { ResolverSpec } from "../mail/core-module.js";
 import { ExpiringLruCache } from "./resolver-cache.js";
+
+/** One DNS server of `resolver`. */
+export interface ResolverAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * What the resolver is pointed at: the `resolver` directive, parsed by
+ * mail/core-module.ts (null there means `off`). Declared here, below mail/.
+ */
+export interface ResolverSpec {
+  readonly servers: readonly ResolverAddress[];
+  /** `valid=`: overrides answers' TTL, in seconds. */
+  readonly valid?: number | undefined;
+  readonly ipv4: boolean;
+  readonly ipv6: boolean;
+}
 
 /** nginx's resolver error codes: DNS RCODEs 1-5, and 110 for a timeout. */
 export type ResolveErrorCode = 1 | 2 | 3 | 4 | 5 | 110;

@@ -13,6 +13,7 @@ import { type ListenSpec, parseListen, sameAddress } from "./listen.js";
 import { protocolForPort } from "./protocol-ports.js";
 import type { MailModule, MailServer } from "./server.js";
 import type { MailProtocolName } from "./types.js";
+import type { ResolverAddress, ResolverSpec } from "../event/resolver.js";
 
 const BOTH = ["mail", "server"] as const;
 
@@ -92,21 +93,6 @@ export const serverNameDirective = string("server_name", undefined, {
 export const timeoutDirective = msec("timeout", 60_000, { contexts: BOTH, defaultText: "60s", doc: "Sets the timeout used before proxying to the backend starts." });
 export const resolverTimeoutDirective = msec("resolver_timeout", 30_000, { contexts: BOTH, defaultText: "30s", doc: "Sets the timeout for DNS operations." });
 export const maxErrorsDirective = number("max_errors", 5, { contexts: BOTH, doc: "Sets the number of protocol errors after which the connection is closed." });
-
-/** One DNS server of `resolver`. */
-export interface ResolverAddress {
-  readonly host: string;
-  readonly port: number;
-}
-
-/** The parsed `resolver` directive; null means `off`. */
-export interface ResolverSpec {
-  readonly servers: readonly ResolverAddress[];
-  /** `valid=`: overrides answers' TTL, in seconds. */
-  readonly valid?: number | undefined;
-  readonly ipv4: boolean;
-  readonly ipv6: boolean;
-}
 
 /** `resolver address ... [valid=time] [ipv4=on|off] [ipv6=on|off] | off`. */
 export const resolverDirective: Directive<ResolverSpec | null> = custom({

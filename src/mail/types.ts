@@ -3,6 +3,7 @@
  * the credentials it collected, and what auth_http decided. The front ends
  * fill them in; auth_http and the proxy read them.
  */
+import type { ProxyProtocolAddresses } from "../event/proxy-protocol.js";
 
 /** The three protocols of nginx's mail proxy. */
 export type MailProtocolName = "imap" | "pop3" | "smtp";
@@ -34,13 +35,8 @@ export interface ClientTlsInfo {
   readonly certPem?: string | undefined;
 }
 
-/** Addresses from a PROXY protocol header (v1 TCP4/TCP6, v2 INET/INET6 PROXY). */
-export interface ProxyProtocolAddresses {
-  readonly srcAddr: string;
-  readonly srcPort: number;
-  readonly dstAddr: string;
-  readonly dstPort: number;
-}
+/** Addresses from a PROXY protocol header (declared in event/, where the header is parsed). */
+export type { ProxyProtocolAddresses };
 
 /** What the SMTP front end learned before authentication. */
 export interface SmtpInfo {

@@ -13,9 +13,8 @@ import type { ParsedConf } from "../conf/engine.js";
 import { type CoreSettings, coreSettings, isNodeRuntimeVariable, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/runtime.js";
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
-import { errorText, loadConfiguration, validatedInputs } from "../cli/load.js";
-import type { Reporter } from "../cli/startup-log.js";
-import type { Options } from "../cli/options.js";
+import { errorText, loadConfiguration, validatedInputs } from "./load-configuration.js";
+import type { Reporter } from "./startup-log.js";
 import type { ConfSource } from "../conf/engine.js";
 import { type BoundHandle, bindAll } from "./listeners.js";
 import { withoutDebugSwitches } from "./inspector.js";
@@ -49,7 +48,8 @@ function signalText(sig: NodeJS.Signals): string {
 /** The master process. `run()` resolves with the exit code when it exits. */
 export class Master {
   readonly #source: ConfSource;
-  readonly #options: Options;
+  /** The `-e` log ("stderr" when not given): the default of `error_log`, and what workers are told. */
+  readonly #errorLog: string;
   readonly #reporter: Reporter;
   #cycle: Cycle;
   readonly #handles = new Map<string, BoundHandle>();
@@ -60,9 +60,9 @@ export class Master {
   #pidWritten = false;
   #exitCode = 0;
 
-  constructor(conf: ParsedConf, options: Options, reporter: Reporter) {
+  constructor(conf: ParsedConf, errorLog: string, reporter: Reporter) {
     this.#source = conf.source;
-    this.#options = options;
+    this.#errorLog = errorLog;
     this.#reporter = reporter;
     this.#cycle = { conf, core: coreSettings(conf), endpoints: listenEndpoints(conf), generation: 1 };
   }
@@ -137,7 +137,7 @@ export class Master {
   }
 
   #spawn(cycle: Cycle): Worker {
-    const wc: WorkerConfig = { source: this.#source, errorLog: this.#options.errorLog ?? "stderr", generation: cycle.generation };
+    const wc: WorkerConfig = { source: this.#source, errorLog: this.#errorLog, generation: cycle.generation };
     const env: NodeJS.ProcessEnv = { [WORKER_ENV]: JSON.stringify(wc) };
     // `env` directive: workers keep TZ and the listed variables only
     if (process.env.TZ !== undefined) env.TZ = process.env.TZ;
@@ -219,7 +219,7 @@ export class Master {
     }
     // switch the master's own log to the new configuration's
     try {
-      const targets = mainLogTargets(conf, startupLogTarget(this.#options.errorLog ?? "stderr", this.#source.prefix));
+      const targets = mainLogTargets(conf, startupLogTarget(this.#errorLog, this.#source.prefix));
       const old = log.log;
       log.use(openErrorLog(targets), logsToStderr(targets));
       old.close();

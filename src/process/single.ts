@@ -6,9 +6,8 @@ import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
 import { coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import { listenEndpoints } from "../mail/runtime.js";
-import { errorText, loadConfiguration } from "../cli/load.js";
-import type { Reporter } from "../cli/startup-log.js";
-import type { Options } from "../cli/options.js";
+import { errorText, loadConfiguration } from "./load-configuration.js";
+import type { Reporter } from "./startup-log.js";
 import { type BoundHandle, bindAll } from "./listeners.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 import { Serving } from "./serving.js";
@@ -17,8 +16,8 @@ function signalText(sig: NodeJS.Signals): string {
   return `signal ${constants.signals[sig]} (${sig})`;
 }
 
-/** Runs the single process; resolves with the exit code. */
-export async function runSingle(conf: ParsedConf, options: Options, reporter: Reporter, argv: readonly string[], onUp?: () => void): Promise<number> {
+/** Runs the single process (`errorLog`: the `-e` log, "stderr" when not given); resolves with the exit code. */
+export async function runSingle(conf: ParsedConf, errorLog: string, reporter: Reporter, argv: readonly string[], onUp?: () => void): Promise<number> {
   let core = coreSettings(conf);
   const handles = new Map<string, BoundHandle>();
   let endpoints = listenEndpoints(conf);
@@ -64,7 +63,7 @@ export async function runSingle(conf: ParsedConf, options: Options, reporter: Re
           const next = loadConfiguration(conf.source, (w) => reporter.report("warn", w));
           const nextEndpoints = listenEndpoints(next);
           const opened = await bindAll(nextEndpoints, handles, (m) => reporter.report("emerg", m));
-          const targets = mainLogTargets(next, startupLogTarget(options.errorLog ?? "stderr", next.source.prefix));
+          const targets = mainLogTargets(next, startupLogTarget(errorLog, next.source.prefix));
           const old = reporter.log;
           reporter.use(openErrorLog(targets), logsToStderr(targets));
           old.close();

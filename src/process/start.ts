@@ -15,10 +15,9 @@ import type { ConfSource } from "../conf/engine.js";
 import { type LogTarget, checkLogFiles, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import { openAppend } from "../core/safe-open.js";
 import { listenEndpoints } from "../mail/runtime.js";
-import { errorText, loadConfiguration } from "../cli/load.js";
-import type { Options } from "../cli/options.js";
-import { type Reporter, setStderrRedirect } from "../cli/startup-log.js";
-import { POSTERN_NAME } from "../cli/version.js";
+import { POSTERN_NAME } from "../core/version.js";
+import { errorText, loadConfiguration } from "./load-configuration.js";
+import { type Reporter, setStderrRedirect } from "./startup-log.js";
 import { inspectorWarning, nodeOptionsWithoutDebug, withoutDebugSwitches } from "./inspector.js";
 import { Master } from "./master.js";
 import { osLine, rlimitLine } from "./os-info.js";
@@ -29,8 +28,12 @@ export const DAEMON_ENV = "POSTERN_DAEMON_CHILD";
 
 type DaemonMessage = { t: "stderr"; text: string } | { t: "up" };
 
-/** Starts the service; resolves with the exit code when it stops. */
-export async function startServer(o: Options, source: ConfSource, reporter: Reporter, argv: readonly string[]): Promise<number> {
+/**
+ * Starts the service; resolves with the exit code when it stops. `errorLog`
+ * is the log named by `-e` ("stderr" when not given): the log until the
+ * configuration's own is open, and the default of `error_log`.
+ */
+export async function startServer(errorLog: string, source: ConfSource, reporter: Reporter, argv: readonly string[]): Promise<number> {
   const isDaemon = process.env[DAEMON_ENV] === "1" && typeof process.send === "function";
   if (isDaemon) {
     delete process.env[DAEMON_ENV];
@@ -44,7 +47,7 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
     const core = coreSettings(conf);
     const n = listenEndpoints(conf).length;
     if (core.workerConnections < n) throw new Error(`${core.workerConnections} worker_connections are not enough for ${n} listening sockets`);
-    targets = mainLogTargets(conf, startupLogTarget(o.errorLog ?? "stderr", source.prefix));
+    targets = mainLogTargets(conf, startupLogTarget(errorLog, source.prefix));
     checkLogFiles(targets);
     reporter.use(openErrorLog(targets), logsToStderr(targets));
     const closed = inspectorWarning();
@@ -69,7 +72,7 @@ export async function startServer(o: Options, source: ConfSource, reporter: Repo
     process.disconnect();
   };
   try {
-    return core.masterProcess ? await new Master(conf, o, reporter).run(argv, up) : await runSingle(conf, o, reporter, argv, up);
+    return core.masterProcess ? await new Master(conf, errorLog, reporter).run(argv, up) : await runSingle(conf, errorLog, reporter, argv, up);
   } catch (err) {
     if (!(err instanceof Error && err.message === "bind failed")) reporter.report("emerg", errorText(err));
     return 1;

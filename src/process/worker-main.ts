@@ -7,7 +7,7 @@
 import { type UserSetting, coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import type { ErrorLog } from "../core/log.js";
 import { describeSystemError } from "../core/errors.js";
-import { loadValidatedConfiguration, errorText } from "../cli/load.js";
+import { loadValidatedConfiguration, errorText } from "./load-configuration.js";
 import { type ConfSnapshot, snapshotFrom } from "../core/conf-inputs.js";
 import type { ListenEndpoint } from "../mail/runtime.js";
 import type { BoundHandle } from "./listeners.js";

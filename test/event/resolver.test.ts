@@ -1,7 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Resolver, canonicalAddress, resolverStrerror, reverseName } from "../../src/event/resolver.js";
-import type { ResolverSpec } from "../../src/mail/core-module.js";
+import type { ResolverSpec } from "../../src/event/resolver.js";
 import { DEFAULT_CACHE_ENTRIES, SWEEP_MS } from "../../src/event/resolver-cache.js";
 import { FakeDns } from "./fake-dns.js";
 

@@ -1,25 +1,14 @@
 /**
- * Reads and checks a configuration for start, reload, -t and -s. Every
- * error is a ConfError; callers report its `.text` at level emerg.
+ * Reads and checks a configuration for start, reload, -t and -s, and
+ * rebuilds it in a worker from what the master validated. A lifecycle step
+ * (cli/ calls it for -t and -s, process/ for start, reload and workers).
+ * Every error is a ConfError; callers report its `.text` at level emerg.
  */
-import { isAbsolute, join } from "node:path";
 import { type ConfSource, type ParsedConf, parseConfiguration } from "../conf/engine.js";
 import { type ConfSnapshot, recordInputs, replayInputs } from "../core/conf-inputs.js";
 import { checkCoreConf } from "../core/core-module.js";
 import { ConfError } from "../core/errors.js";
 import { confModules } from "../modules.js";
-import type { Options } from "./options.js";
-import { DEFAULT_CONF, DEFAULT_PREFIX } from "./version.js";
-
-/** Where the configuration is, from the command line. */
-export function confSource(o: Options): ConfSource {
-  let prefix = o.prefix ?? DEFAULT_PREFIX;
-  if (!prefix.endsWith("/")) prefix += "/";
-  if (!isAbsolute(prefix)) prefix = join(process.cwd(), prefix) + "/";
-  const conf = o.conf ?? DEFAULT_CONF;
-  const file = isAbsolute(conf) ? conf : join(prefix, conf);
-  return o.globals === undefined ? { prefix, file } : { prefix, file, globals: o.globals };
-}
 
 /** Parses only (what `-t` calls "syntax"); warnings go to `onWarning`. Throws ConfError. */
 export function parseOnly(source: ConfSource, onWarning: (text: string) => void): ParsedConf {
