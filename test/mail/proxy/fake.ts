@@ -116,7 +116,7 @@ export interface RunOptions {
   readonly manualRead?: boolean;
 }
 
-const INTERNAL: Record<string, string> = {
+const INTERNAL: Record<"imap" | "pop3" | "smtp", string> = {
   imap: "* BAD internal server error\r\n",
   pop3: "-ERR internal server error\r\n",
   smtp: "451 4.3.2 Internal server error\r\n",
