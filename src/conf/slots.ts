@@ -36,7 +36,9 @@ export function flag(name: string, def: boolean, o: SlotOptions): Directive<bool
   });
 }
 
-/** An unsigned number. */
+/** An unsigned number; with a default the value is never undefined. */
+export function number(name: string, def: number, o: SlotOptions): Directive<number>;
+export function number(name: string, def: undefined, o: SlotOptions): Directive<number | undefined>;
 export function number(name: string, def: number | undefined, o: SlotOptions): Directive<number | undefined> {
   return scalar(name, o, "number", def, def === undefined ? "—" : String(def), (arg) => {
     const n = parseNumber(arg);
@@ -54,7 +56,9 @@ export function size(name: string, def: number, o: SlotOptions & { defaultText: 
   });
 }
 
-/** A time in milliseconds (`60s`, `500ms`). */
+/** A time in milliseconds (`60s`, `500ms`); with a default the value is never undefined. */
+export function msec(name: string, def: number, o: SlotOptions & { defaultText: string }): Directive<number>;
+export function msec(name: string, def: undefined, o: SlotOptions & { defaultText: string }): Directive<number | undefined>;
 export function msec(name: string, def: number | undefined, o: SlotOptions & { defaultText: string }): Directive<number | undefined> {
   return scalar(name, o, "time", def, o.defaultText, (arg) => {
     const n = parseTime(arg, false);
@@ -81,7 +85,9 @@ export function enumeration<const W extends string>(name: string, words: readonl
   });
 }
 
-/** Any one word, kept as written. */
+/** Any one word, kept as written; with a default the value is never undefined. */
+export function string(name: string, def: string, o: SlotOptions & { syntax?: string }): Directive<string>;
+export function string(name: string, def: undefined, o: SlotOptions & { syntax?: string }): Directive<string | undefined>;
 export function string(name: string, def: string | undefined, o: SlotOptions & { syntax?: string }): Directive<string | undefined> {
   return scalar(name, o, o.syntax ?? "string", def, def === undefined ? "—" : def, (arg) => arg);
 }

@@ -413,7 +413,7 @@ export function coreSettings(conf: ParsedConf): CoreSettings {
     workerProcesses: wp === "auto" ? availableParallelism() : wp,
     daemon: m.get(daemon),
     masterProcess: m.get(masterProcess),
-    pidPath: prefixed(conf.source.prefix, m.get(pid) ?? "logs/nginx.pid"),
+    pidPath: prefixed(conf.source.prefix, m.get(pid)),
     workerConnections: ev ? ev.get(workerConnections) : 512,
     workerShutdownTimeout: m.get(workerShutdownTimeout),
     workerRlimitNofile: m.get(workerRlimitNofile),

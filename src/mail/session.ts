@@ -189,7 +189,7 @@ export class Session implements SessionPort {
     let tlsInitial: Buffer | undefined;
     if (this.#listen.proxyProtocol) {
       this.#stage = "proxyProtocol";
-      const timeout = this.server.conf.get(timeoutDirective) ?? 60_000;
+      const timeout = this.server.conf.get(timeoutDirective);
       const header = await this.#services.readProxyProtocol(this.#socket, timeout, this.log);
       if (this.#closed) return;
       if (header.kind === "close") {
@@ -312,7 +312,7 @@ export class Session implements SessionPort {
 
   countSyntaxError(): boolean {
     this.#errors++;
-    const max = this.server.conf.get(maxErrorsDirective) ?? 5;
+    const max = this.server.conf.get(maxErrorsDirective);
     if (this.#errors >= max) {
       this.log.info("client sent too many invalid commands");
       return true;
@@ -433,7 +433,7 @@ export class Session implements SessionPort {
       socket, pending, info, authMethod: this.#authMethod, shutdown: this.#shutdown,
       backend: outcome.backend, login: outcome.login, password: outcome.password,
       server: this.server, serverName: this.serverName,
-      timeoutMs: this.server.conf.get(timeoutDirective) ?? 60_000,
+      timeoutMs: this.server.conf.get(timeoutDirective),
       log: this.log,
       internalError: () => {
         if (!socket.destroyed) socket.end(this.#protocol.replies.internalError);
@@ -550,7 +550,7 @@ export class Session implements SessionPort {
 
   #armDeadline(): void {
     if (this.#deadline) clearTimeout(this.#deadline);
-    const ms = this.server.conf.get(timeoutDirective) ?? 60_000;
+    const ms = this.server.conf.get(timeoutDirective);
     this.#deadline = setTimeout(() => {
       this.log.info("client timed out (110: Connection timed out)");
       this.#destroy();

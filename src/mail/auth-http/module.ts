@@ -83,7 +83,7 @@ export function authHttpSettings(server: ServerConf): AuthHttpSettings {
   return {
     url,
     headers: server.get(authHttpHeader),
-    timeout: server.get(authHttpTimeout) ?? 60000,
+    timeout: server.get(authHttpTimeout),
     passClientCert: server.get(authHttpPassClientCert),
   };
 }

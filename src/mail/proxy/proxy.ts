@@ -174,7 +174,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     backend,
     clientPending: p.pending,
     backendPending: Buffer.concat([outcome.toClient, outcome.backendPending]),
-    timeoutMs: p.conf.get(proxyTimeout) ?? 24 * 3600 * 1000,
+    timeoutMs: p.conf.get(proxyTimeout),
     log,
   }, p.shutdown);
 }

@@ -32,7 +32,7 @@ export async function resolveClientName(session: SessionPort): Promise<string> {
   const spec = conf.get(resolverDirective);
   if (!spec) return UNAVAILABLE;
   if (session.unixClient) return TEMPUNAVAIL;
-  const timeout = conf.get(resolverTimeoutDirective) ?? 30_000;
+  const timeout = conf.get(resolverTimeoutDirective);
   const resolver = resolverFor(spec);
   const addr = session.clientAddr;
   const log = session.log;

@@ -83,7 +83,7 @@ export function buildSmtpWire(server: MailServer): SmtpWire {
     ehloStarttlsOnly: multiline([...base, "STARTTLS"]),
     authMethods: methods,
     bufferSize: conf.get(smtpClientBufferDirective),
-    greetingDelay: conf.get(smtpGreetingDelayDirective) ?? 0,
+    greetingDelay: conf.get(smtpGreetingDelayDirective),
   };
 }
 

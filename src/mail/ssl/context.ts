@@ -146,7 +146,7 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
     leaves.push(cert.leaf);
   }
 
-  const ciphers = server.get(sslCiphers) ?? "HIGH:!aNULL:!MD5";
+  const ciphers = server.get(sslCiphers);
   checkCiphers(ciphers);
 
   const verifyClient = server.get(sslVerifyClient);
@@ -178,7 +178,7 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
 
   const dhparamRef = server.get(sslDhparam);
   const dhparam = dhparamRef ? loadDhparam(dhparamRef) : undefined;
-  const ecdhCurve = server.get(sslEcdhCurve) ?? "auto";
+  const ecdhCurve = server.get(sslEcdhCurve);
   checkCurves(ecdhCurve);
 
   if (server.get(sslCertificateCompression)) {

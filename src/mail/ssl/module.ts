@@ -199,7 +199,7 @@ export const sslVerifyClient = enumeration("ssl_verify_client", ["off", "on", "o
 /** `ssl_verify_depth`. */
 export const sslVerifyDepth = number("ssl_verify_depth", 1, {
   contexts: ["mail", "server"], doc: "Maximum number of intermediate CAs in a client chain.",
-}) as Directive<number>;
+});
 
 /** `ssl_client_certificate file`: trusted and advertised CAs. */
 export const sslClientCertificate = fileDirective("ssl_client_certificate", "Trusted client CAs, advertised to clients.");
