@@ -153,14 +153,6 @@ export function mainLogTargets(conf: ParsedConf, fallback: LogTarget): readonly 
   return own && own.length > 0 ? own : [fallback];
 }
 
-/**
- * The targets a mail server logs to: the server's or mail block's own
- * `error_log` set (as merged by ServerConf), else the main log's.
- */
-export function serverLogTargets(merged: readonly LogTarget[], main: readonly LogTarget[]): readonly LogTarget[] {
-  return merged.length > 0 ? merged : main;
-}
-
 /** The `-e` value as a target (`stderr` or a file relative to the prefix). */
 export function startupLogTarget(value: string, prefix: string): LogTarget {
   return value === "stderr" ? { kind: "stderr", level: "error" } : { kind: "file", path: prefixed(prefix, value), level: "error" };

@@ -605,14 +605,4 @@ export class Session implements SessionPort {
     this.#socket.destroy();
     if (this.#stage !== "proxy") this.#resolveFinished();
   }
-
-  /** The session's current stage (tests and metrics). */
-  get stage(): SessionStage {
-    return this.#stage;
-  }
-
-  /** True once the session has ended or been handed to the proxy. */
-  get done(): boolean {
-    return this.#closed || this.#stage === "proxy";
-  }
 }
