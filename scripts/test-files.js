@@ -12,7 +12,7 @@
 //   - imports one of the harnesses in HEAVY (real nginx, Postern or Dovecot).
 // So a new unit test joins the fast lane by itself, and a test that starts
 // to use a harness leaves it by itself; nothing is renamed or listed by hand.
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -59,7 +59,9 @@ function heavy(file) {
 }
 
 const unitOnly = process.argv.includes("--unit");
-const files = walk(testDir).filter((f) => f.endsWith(".test.js")).sort();
+/** The TypeScript source of a compiled test; a build left in dist/ may hold tests since deleted. */
+const source = (f) => join(root, relative(join(root, "dist"), f)).replace(/\.js$/, ".ts");
+const files = walk(testDir).filter((f) => f.endsWith(".test.js") && existsSync(source(f))).sort();
 for (const f of files) {
   if (unitOnly && heavy(f)) continue;
   console.log(relative(root, f));
