@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fast lane: builds, then runs only the unit tests (see scripts/test-files.js
-# --unit): no apt packages, no nginx, no Dovecot, no child processes.
+# --unit): no apt packages, no nginx, no Dovecot, no test that starts a process.
 # The whole suite is `npm test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
