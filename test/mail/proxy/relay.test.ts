@@ -152,42 +152,67 @@ test("client reset: logged at info, backend closed", async () => {
   await run.close(); await be.close();
 });
 
-test("proxy_timeout: idle session closed, client activity re-arms, backend activity does not", { timeout: 20000 }, async () => {
+/** Waits for real I/O under mock timers: polls with setImmediate, which is not mocked. */
+async function untilIo(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setImmediate(r));
+}
+
+const count = (text: string, word: string): number => text.split(word).length - 1;
+
+// proxy_timeout runs on mocked time (setTimeout and Date.now): the sockets
+// are real, but no assertion depends on how fast the machine is. The relay
+// closes the client socket synchronously when its timer fires, so the
+// accepted socket's `destroyed` tells at once whether the timeout fired.
+test("proxy_timeout: idle session closed, client activity re-arms, backend activity does not", { timeout: 20000 }, async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
   const be = await fakeBackend("+OK\r\n", POP3_OK);
-  const t0 = Date.now();
   const run = await runProxy({ protocol: "pop3", backendPort: be.port, conf: serverConf([d(proxyTimeout, 400)]) });
+  const side = await run.serverSide;
+  // "+OK in" is written by the relay once its timer is armed.
+  await untilIo(() => run.text().includes("+OK in"));
+  t.mock.timers.tick(399);
+  assert.equal(side.destroyed, false, "idle session still open 1 ms before proxy_timeout");
+  t.mock.timers.tick(1);
+  assert.equal(side.destroyed, true, "idle session closed at proxy_timeout");
   await run.clientClosed;
-  const idle = Date.now() - t0;
-  assert.ok(idle >= 380 && idle < 1500, `idle close after ${idle}`);
   assert.match(run.logs.contents, /\[info\] .*client timed out \(110: Connection timed out\) while proxying, client: /);
   await run.close(); await be.close();
 
-  // Client sends something every 150 ms for 1 s: the session survives it.
+  // Client sends something every 150 ms for 900 ms: each NOOP re-arms the timer.
   const be2 = await fakeBackend("+OK\r\n", POP3_OK);
   const run2 = await runProxy({ protocol: "pop3", backendPort: be2.port, conf: serverConf([d(proxyTimeout, 400)]) });
-  let closed = false;
-  void run2.clientClosed.then(() => { closed = true; });
-  for (let i = 0; i < 7; i++) {
+  const side2 = await run2.serverSide;
+  await untilIo(() => run2.text().includes("+OK in"));
+  for (let i = 1; i <= 7; i++) {
+    if (i > 1) t.mock.timers.tick(150);
+    assert.equal(side2.destroyed, false, `open at NOOP ${i}`);
     run2.client.write("NOOP\r\n");
-    await new Promise((r) => setTimeout(r, 150));
+    // Once the backend has it, the relay has read it (and re-armed).
+    await untilIo(() => count(be2.received[0]!.toString("latin1"), "NOOP") === i);
   }
-  assert.equal(closed, false);
-  const last = Date.now();
+  t.mock.timers.tick(399);
+  assert.equal(side2.destroyed, false, "open 399 ms after the last NOOP");
+  t.mock.timers.tick(1);
+  assert.equal(side2.destroyed, true, "closed 400 ms after the last NOOP");
   await run2.clientClosed;
-  const after = Date.now() - last;
-  assert.ok(after < 700, `closed ${after} ms after the last NOOP`);
   await run2.close(); await be2.close();
 
-  // The backend streams to an idle (reading) client: cut off anyway.
-  let timer: NodeJS.Timeout | undefined;
-  const be3 = await fakeBackend("+OK\r\n", POP3_OK, (s) => { timer = setInterval(() => s.write("* tick\r\n"), 80); s.on("close", () => clearInterval(timer)); });
-  const t3 = Date.now();
+  // The backend streams to an idle (reading) client every 80 ms: cut off at 400 ms anyway.
+  let backendSide: Socket | undefined;
+  const be3 = await fakeBackend("+OK\r\n", POP3_OK, (s) => { backendSide = s; });
   const run3 = await runProxy({ protocol: "pop3", backendPort: be3.port, conf: serverConf([d(proxyTimeout, 400)]) });
+  const side3 = await run3.serverSide;
+  await untilIo(() => run3.text().includes("+OK in") && backendSide !== undefined);
+  for (const [i, step] of [80, 80, 80, 80, 79].entries()) {
+    t.mock.timers.tick(step);
+    backendSide!.write("* tick\r\n");
+    // Once the client has it, the relay has handled the backend's bytes.
+    await untilIo(() => count(run3.text(), "* tick") === i + 1);
+  }
+  assert.equal(side3.destroyed, false, "open at 399 ms");
+  t.mock.timers.tick(1);
+  assert.equal(side3.destroyed, true, "closed at 400 ms although the backend kept sending");
   await run3.clientClosed;
-  const took = Date.now() - t3;
-  assert.ok(took < 1500, `streaming session lived ${took} ms`);
-  assert.ok(run3.text().includes("* tick"));
-  clearInterval(timer);
   await run3.close(); await be3.close();
 });
 

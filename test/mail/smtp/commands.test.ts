@@ -273,30 +273,47 @@ test("auth_http refusal reply", async () => {
   assert.equal(fe.authFailedReply("Try later", "451 4.3.0"), "451 4.3.0 Try later\r\n");
 });
 
-test("greeting delay: an early talker gets 503 and is closed, logged with CR/LF as _", async () => {
+/** Lets pending promise callbacks run (setImmediate is not mocked, so it still runs). */
+const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test("greeting delay: an early talker gets 503 and is closed, logged with CR/LF as _", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
   const s = new FakeSession(smtpServer([set(smtpGreetingDelayDirective, 200)]));
   const fe = new SmtpFrontEnd(s);
   s.frontEnd = fe;
   s.busy = true;
-  const started = Date.now();
-  const done = fe.start();
-  setTimeout(() => { s.pending = Buffer.from("EHLO early\r\nNOOP\r\n"); for (const w of s.inputWaiters.splice(0)) w(); }, 50);
+  let finished = false;
+  const done = fe.start().then(() => { finished = true; });
+  await settle();
+  t.mock.timers.tick(50);
+  await settle();
+  assert.equal(s.output(), "", "nothing is sent during the delay");
+  assert.equal(finished, false);
+  s.pending = Buffer.from("EHLO early\r\nNOOP\r\n");
+  for (const w of s.inputWaiters.splice(0)) w();
+  // No more mocked time passes: the rejection must come from the data, not the 200 ms timer.
   await done;
-  const took = Date.now() - started;
   assert.equal(s.output(), "503 5.5.0 Improper use of SMTP command pipelining\r\n");
   assert.equal(s.closed, true);
-  assert.ok(took < 150, `rejected as soon as the data came (${took} ms)`);
   assert.equal(s.deadlineArmed, 0);
   assert.ok(s.logged().some((l) => l.includes('[info] *1 client was rejected before greeting: "EHLO early__NOOP__" while in delay pipelining state')), s.logged().join("\n"));
 });
 
-test("greeting delay: a patient client gets the greeting after the delay, then the deadline starts", async () => {
+test("greeting delay: a patient client gets the greeting after the delay, then the deadline starts", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
   const s = new FakeSession(smtpServer([set(smtpGreetingDelayDirective, 150)]));
   const fe = new SmtpFrontEnd(s);
   s.frontEnd = fe;
-  const started = Date.now();
-  await fe.start();
-  assert.ok(Date.now() - started >= 145);
+  let finished = false;
+  const done = fe.start().then(() => { finished = true; });
+  await settle();
+  t.mock.timers.tick(149);
+  await settle();
+  assert.equal(finished, false, "no greeting before the delay is over");
+  assert.equal(s.output(), "");
+  assert.equal(s.deadlineArmed, 0);
+  t.mock.timers.tick(1);
+  await done;
   assert.equal(s.output(), GREETING);
   assert.equal(s.deadlineArmed, 1);
 });

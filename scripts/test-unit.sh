@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The fast lane: builds, then runs only the unit tests (see scripts/test-files.js
+# --unit): no apt packages, no nginx, no Dovecot, no test that starts a process.
+# The whole suite is `npm test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -d node_modules ]; then
+  npm ci --no-audit --no-fund
+fi
+# Incremental: a second run after a small edit rebuilds in seconds. Compiled
+# tests whose source is gone are not run (scripts/test-files.js skips them).
+npx tsc -p . --incremental --tsBuildInfoFile dist/.tsbuildinfo
+mapfile -t files < <(node scripts/test-files.js --unit)
+exec node --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout=60000 --test-force-exit "${files[@]}"
