@@ -16,7 +16,7 @@ export type Arity =
   | { readonly kind: "exactly"; readonly counts: readonly number[] }
   | { readonly kind: "atLeast"; readonly min: number };
 
-/** How a `server` value relates to the `mail` value (directives.md 1.4). */
+/** How a `server` value relates to the `mail` value. */
 export type MergeRule =
   /** one value; the server's if set, else the mail block's, else the default */
   | "scalar"

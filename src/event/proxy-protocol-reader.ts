@@ -1,6 +1,6 @@
 /**
- * Reads the PROXY header of an accepted connection (`listen ... proxy_protocol`,
- * protocols.md 9.1). nginx peeks once: the header must be in the first bytes
+ * Reads the PROXY header of an accepted connection (`listen ... proxy_protocol`).
+ * nginx peeks once: the header must be in the first bytes
  * readable, and only the first 4096 of them are looked at. Node cannot peek,
  * so the first chunk is read and whatever follows the header is handed back
  * (unshift it before wrapping the socket in TLS).

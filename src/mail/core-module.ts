@@ -1,6 +1,6 @@
 /**
  * ngx_mail_core_module: `server`, `listen`, `protocol`, `server_name`,
- * `timeout`, `resolver`, `resolver_timeout`, `max_errors` (directives.md 3).
+ * `timeout`, `resolver`, `resolver_timeout`, `max_errors`.
  * `error_log` is declared with the main error log (src/core).
  */
 import { hostname } from "node:os";

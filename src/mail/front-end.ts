@@ -44,7 +44,7 @@ export interface SessionPort {
   /** Starts the `timeout` deadline (nginx arms it when the greeting is queued). */
   armDeadline(): void;
   /**
-   * Counts one syntax error (protocols.md 8). Returns true when `max_errors`
+   * Counts one syntax error. Returns true when `max_errors`
    * is reached: the front end still sends its invalid reply, then calls
    * `close()`. The core logs `client sent too many invalid commands`.
    */
@@ -110,7 +110,7 @@ export interface FrontEnd {
   smtpInfo?(): SmtpInfo;
 }
 
-/** Canned lines every protocol has (protocols.md 3.1, 4.2, 5.1). */
+/** Canned lines every protocol has. */
 export interface ProtocolReplies {
   /** `* BAD internal server error\r\n`, `-ERR internal server error\r\n`, `451 4.3.2 Internal server error\r\n` */
   readonly internalError: string;

@@ -1,5 +1,5 @@
 /**
- * The `listen` directive: address forms and parameters (directives.md 3.1),
+ * The `listen` directive: address forms and parameters,
  * with nginx's error messages.
  */
 import { isIP } from "node:net";

@@ -1,4 +1,4 @@
-/** The ports from which nginx infers a server's protocol (directives.md 3). */
+/** The ports from which nginx infers a server's protocol. */
 import type { MailProtocolName } from "./types.js";
 
 /** In nginx's module order: imap, pop3, smtp. */

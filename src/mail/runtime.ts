@@ -55,7 +55,7 @@ function family(spec: ListenSpec): string {
 }
 
 /**
- * Groups listen addresses into sockets as nginx does (directives.md 3.2): on
+ * Groups listen addresses into sockets as nginx does: on
  * a port with a wildcard, only the wildcard and the `bind` addresses get
  * sockets; the other addresses of that port are served through the
  * wildcard, told apart by the connection's local address.

@@ -1,5 +1,5 @@
 /**
- * SASL steps shared by the three front ends (protocols.md 2): strict
+ * SASL steps shared by the three front ends: strict
  * base64 as nginx decodes it, and the PLAIN, LOGIN, CRAM-MD5 and EXTERNAL
  * responses. Each decoder returns the value or nginx's info-level log line.
  * A login or password holding CR, LF or NUL is refused here, like a bad
@@ -115,7 +115,7 @@ export function cramMd5Challenge(salt: string): string {
 }
 
 /**
- * A new salt `<random.time@server_name>` (protocols.md 2.3), nginx's form
+ * A new salt `<random.time@server_name>`, nginx's form
  * with its range (ngx_random(): 0 to 2^31-1). The random part comes from
  * the CSPRNG: Math.random's state can be recovered from a few outputs,
  * which would let a client predict the next APOP/CRAM-MD5 challenges.

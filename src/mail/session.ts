@@ -39,7 +39,7 @@ export interface SessionTls {
    * fails. `initial`: handshake bytes already read (after a PROXY header).
    */
   handshake(socket: Socket, initial?: Buffer): Promise<TLSSocket>;
-  /** The decision of protocols.md 6.2, right after the handshake. */
+  /** ssl_verify_client's decision right after the handshake: go on, or refuse with the protocol's error. */
   checkClientCertificate(socket: TLSSocket): CertificateCheck;
   /** What auth_http is told about TLS. */
   describe(socket: TLSSocket): ClientTlsInfo;
@@ -539,7 +539,7 @@ export class Session implements SessionPort {
     this.#backlogBytes = 0;
   }
 
-  /** The buffer is full and holds no complete command (protocols.md 8). */
+  /** The buffer is full and holds no complete command. */
   #tooLong(): void {
     const shown = this.#frontEnd.tooLongLogText(this.#buffer.subarray(0, this.#last));
     this.log.info(`client sent too long command "${logEscape(shown)}"`);

@@ -21,7 +21,7 @@ export interface Credentials {
   readonly salt?: string | undefined;
 }
 
-/** The client's TLS state as auth_http reports it (auth_http.md 2). */
+/** The client's TLS state as auth_http reports it. */
 export interface ClientTlsInfo {
   readonly protocol: string;
   readonly cipher: string;

@@ -1,7 +1,7 @@
 /**
  * The master process: owns the listening sockets and the pid file, starts
  * and supervises workers, and turns signals into reload, shutdown and
- * log reopening (cli.md 4-5).
+ * log reopening.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { closeSync } from "node:fs";

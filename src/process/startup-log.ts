@@ -1,7 +1,7 @@
 /**
  * The log in use before the configuration is read: the `-e` file (or
  * stderr). Errors also go to stderr as `nginx: [emerg] ...` when that log is
- * not stderr, as nginx does (directives.md 1.1).
+ * not stderr, as nginx does.
  */
 import { writeSync } from "node:fs";
 import { ErrorLog, type LogLevel } from "../core/log.js";

@@ -31,7 +31,7 @@ interface FaultCase {
   /**
    * Expected replies when nginx cannot be the oracle: with a >1024-byte header
    * block nginx 1.22.1 left a POP3 client hanging in one run and answered in
-   * another, so the spec's answer (auth_http.md 1: internal error) is asserted.
+   * another, so nginx's documented answer (the internal error) is asserted.
    */
   expect?: Record<Protocol, string>;
 }

@@ -17,7 +17,7 @@ import { PASSWORD, PORTS, USER, assertHealthy, target, bedConfig, goodSession, l
 
 const WRONG = "wrong-password-9f3";
 
-/** What each protocol says, per protocols.md (latest nginx). */
+/** What each protocol says (latest nginx). */
 interface Dialect {
   plain: PortName;
   secure: PortName;

@@ -1,6 +1,6 @@
 /**
  * Raw-`net` fake IMAP, POP3 and SMTP backends that answer nginx's proxy login
- * dialogue (protocols.md 9.4), record every byte, then act as small scriptable servers.
+ * dialogue, record every byte, then act as small scriptable servers.
  */
 import net from 'node:net';
 

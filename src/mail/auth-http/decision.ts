@@ -1,6 +1,6 @@
 /**
- * What a parsed auth_http response means for the session (auth_http.md
- * section 4): refuse, ask again later, or proxy to a backend. Pure: the
+ * What a parsed auth_http response means for the session: refuse (with
+ * Auth-Wait honoured), ask again later, or proxy to a backend. Pure: the
  * log line to write is returned, not written.
  */
 import { isIP } from "node:net";

@@ -1,7 +1,6 @@
 /**
  * The auth_http request: an HTTP/1.0 GET whose headers carry everything
- * nginx knows about the login attempt, in nginx's exact order
- * (auth_http.md section 2).
+ * nginx knows about the login attempt, in nginx's exact order.
  */
 import type { Credentials, SessionInfo } from "../types.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";

@@ -1,6 +1,6 @@
 /**
  * The auth server's answer: an optional status line (skipped) and a header
- * block read up to the empty line (auth_http.md section 3). The block must
+ * block read up to the empty line. The block must
  * fit in 1024 bytes. Everything after the empty line is ignored.
  */
 

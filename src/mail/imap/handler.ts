@@ -1,5 +1,5 @@
 /**
- * The IMAP auth-state front end (protocols.md 3.3): a command table for the
+ * The IMAP auth-state front end: a command table for the
  * start state, one handler per SASL step, and nginx's reply forms. Handlers
  * return a `Step`; `ImapFrontEnd` turns steps into bytes and state changes.
  */
@@ -230,7 +230,7 @@ export class ImapFrontEnd implements FrontEnd {
   /**
    * Where the next command starts in nginx's buffer, which is rewound only
    * when it has been read completely and no SASL exchange is running (the
-   * `+}` rule of protocols.md 3.2 depends on it).
+   * rule that an invalid line ending in `+}` closes the connection depends on it).
    */
   #bufferOffset = 0;
   #discarding = false;

@@ -1,7 +1,7 @@
 /**
- * ngx_mail_imap_module's directives (directives.md 7) and the per-server
- * wire strings built from them: the three CAPABILITY lines of
- * protocols.md 3.4, precomputed once in `finalize`.
+ * ngx_mail_imap_module's directives and the per-server
+ * wire strings built from them: the three CAPABILITY lines (plaintext with
+ * STARTTLS, after TLS, and under `starttls only`), precomputed once in `finalize`.
  */
 import { oneOrMore } from "../../conf/directive.js";
 import { bitmask, list, size } from "../../conf/slots.js";

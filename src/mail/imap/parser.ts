@@ -1,5 +1,5 @@
 /**
- * The IMAP command parser of the auth state (protocols.md 3.2): tag, command
+ * The IMAP command parser of the auth state: tag, command
  * word, at most three arguments (atoms, quoted strings with backslashes,
  * `{N}` / `{N+}` literals), with nginx's quirks. Incremental and pure: it is
  * fed the unconsumed bytes of the current command (always from the command's

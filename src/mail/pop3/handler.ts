@@ -1,5 +1,5 @@
 /**
- * The POP3 auth-state machine (protocols.md 5.3, ngx_mail_pop3_handler.c):
+ * The POP3 auth-state machine (ngx_mail_pop3_handler.c):
  * the command table, the SASL steps, and the FrontEnd the session core drives.
  */
 import type { FrontEnd, SessionPort } from "../front-end.js";
@@ -16,7 +16,7 @@ import { cutAtAuthCommand, leadingWord } from "../too-long-log.js";
 /** The commands that carry credentials: a too-long one is logged by name only. */
 const AUTH_WORD = leadingWord(["USER", "PASS", "APOP", "AUTH"]);
 
-/** Fixed replies (protocols.md 5.1). */
+/** Fixed replies. */
 export const POP3_REPLIES = {
   greeting: "+OK POP3 ready\r\n",
   ok: "+OK\r\n",

@@ -1,6 +1,6 @@
 /**
- * ngx_mail_pop3_module: `pop3_auth` and `pop3_capabilities` (directives.md 8),
- * and the wire strings they imply, computed once per server (protocols.md 5.4).
+ * ngx_mail_pop3_module: `pop3_auth` and `pop3_capabilities`,
+ * and the wire strings they imply, computed once per server.
  */
 import { oneOrMore } from "../../conf/directive.js";
 import { bitmask, list } from "../../conf/slots.js";

@@ -1,5 +1,5 @@
 /**
- * The POP3 command parser (protocols.md 5.2, the pop3 part of
+ * The POP3 command parser (the pop3 part of
  * ngx_mail_parse.c). Pure: bytes in, typed results out.
  *
  * Every outcome is decided by one line (up to LF): nginx skips an invalid

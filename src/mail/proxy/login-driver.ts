@@ -1,6 +1,6 @@
 /**
- * Runs a login step list against a connected backend socket (protocols.md
- * 9.4-9.5): reads into a `proxy_buffer`-sized buffer like one recv() at a
+ * Runs a login step list against a connected backend socket: reads into a
+ * `proxy_buffer`-sized buffer like one recv() at a
  * time, checks each complete reply, sends the next line, and discards what
  * was read beyond the reply. The client socket is not touched.
  */

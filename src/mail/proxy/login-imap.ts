@@ -1,5 +1,5 @@
 /**
- * The IMAP backend login (protocols.md 9.4): LOGIN with the client's tag and
+ * The IMAP backend login: LOGIN with the client's tag and
  * both credentials as synchronising literals. Literals could carry any
  * bytes, but CR, LF and NUL are refused all the same (commandLine): IMAP
  * literals exclude NUL, and no login needs the others.

@@ -1,4 +1,4 @@
-/** The POP3 backend login (protocols.md 9.4): USER and PASS, whatever the client used. */
+/** The POP3 backend login: USER and PASS, whatever the client used. */
 import { type LoginStep, commandLine, startsWith } from "./login-step.js";
 
 /** Inputs of the POP3 dialogue. */

@@ -1,5 +1,5 @@
 /**
- * The SMTP backend login (protocols.md 9.4): EHLO/HELO with our server_name,
+ * The SMTP backend login: EHLO/HELO with our server_name,
  * optionally XCLIENT and a replay of the client's HELO, then MAIL/RCPT
  * (smtp_auth none), AUTH PLAIN (proxy_smtp_auth) or nothing.
  */

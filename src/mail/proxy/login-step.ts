@@ -1,5 +1,5 @@
 /**
- * The shape of a backend login dialogue (protocols.md 9.4): a list of steps,
+ * The shape of a backend login dialogue: a list of steps,
  * each "check the reply, then send this line (or finish)". The protocol files
  * build the list from the session's inputs; login-driver.ts runs it.
  * Every line is built with `commandLine`, which refuses a value holding CR,

@@ -1,5 +1,5 @@
 /**
- * ngx_mail_proxy_module's directives (directives.md 5). The session side
+ * ngx_mail_proxy_module's directives. The session side
  * lives in proxy.ts, the login dialogues in login-*.ts, the relay in relay.ts.
  */
 import type { ConfModule, Context } from "../../conf/directive.js";

@@ -1,5 +1,5 @@
 /**
- * The backend half of a mail session (protocols.md 9.2-9.7): connect to the
+ * The backend half of a mail session: connect to the
  * backend auth_http named, send a PROXY header if configured, replay the
  * login, give the client its final reply and relay bytes until one side
  * closes. `timeout` bounds connect + login together.

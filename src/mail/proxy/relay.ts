@@ -1,5 +1,5 @@
 /**
- * The two-way byte copy after a successful backend login (protocols.md 9.7).
+ * The two-way byte copy after a successful backend login.
  *
  * Backpressure both ways: when a write() reports a full socket, the other
  * side's reading pauses until 'drain', so at most one socket buffer per

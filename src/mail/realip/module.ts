@@ -1,5 +1,5 @@
 /**
- * ngx_mail_realip_module (directives.md 6): `set_real_ip_from` lists the
+ * ngx_mail_realip_module: `set_real_ip_from` lists the
  * peers whose PROXY protocol addresses are trusted to replace theirs.
  */
 import { execFileSync } from "node:child_process";

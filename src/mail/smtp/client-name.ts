@@ -1,5 +1,5 @@
 /**
- * The SMTP client name (protocols.md 4.1, ngx_mail_smtp_init_session and its
+ * The SMTP client name (ngx_mail_smtp_init_session and its
  * resolver handlers): PTR of the client address, then A/AAAA of that name,
  * kept only when it leads back to the client. The result goes to auth_http
  * (`Client-Host`) and XCLIENT `NAME=`.

@@ -174,7 +174,7 @@ const COMMANDS: Readonly<Record<SmtpVerb, CommandHandler>> = {
   RSET: rset, NOOP: noop, STARTTLS: starttls, VRFY: refuse, EXPN: refuse, HELP: refuse,
 };
 
-// ---- AUTH mechanisms (protocols.md 2.2) -----------------------------------
+// ---- AUTH mechanisms ----------------------------------------------------
 
 type Mechanism = (cx: SmtpContext, rest: readonly Buffer[]) => Outcome;
 

@@ -1,6 +1,6 @@
 /**
- * ngx_mail_smtp_module: the `smtp_*` directives (directives.md 9) and the
- * wire strings they imply, built once per server (protocols.md 4.1, 4.5).
+ * ngx_mail_smtp_module: the `smtp_*` directives and the
+ * wire strings they imply, built once per server.
  */
 import { serverName } from "../core-module.js";
 import { bitmask, list, msec, size } from "../../conf/slots.js";
@@ -67,7 +67,7 @@ function multiline(lines: readonly string[]): string {
   return lines.map((l, i) => `250${i === lines.length - 1 ? " " : "-"}${l}\r\n`).join("");
 }
 
-/** Builds a server's SMTP wire strings (protocols.md 4.5). */
+/** Builds a server's SMTP wire strings. */
 export function buildSmtpWire(server: MailServer): SmtpWire {
   const conf = server.conf;
   const name = serverName(conf);

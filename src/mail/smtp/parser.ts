@@ -1,5 +1,5 @@
 /**
- * The SMTP command parser (protocols.md 4.3, nginx's
+ * The SMTP command parser (nginx's
  * ngx_mail_smtp_parse_command): one line at a time, incremental, pure.
  *
  * Two modes, as nginx's parser state after a command: `command` reads a

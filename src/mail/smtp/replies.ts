@@ -1,4 +1,4 @@
-/** The SMTP front end's fixed replies (protocols.md 4.2, ngx_mail_smtp_handler.c). */
+/** The SMTP front end's fixed replies (ngx_mail_smtp_handler.c). */
 export const SMTP_REPLY = {
   ok: "250 2.0.0 OK\r\n",
   bye: "221 2.0.0 Bye\r\n",

@@ -140,7 +140,7 @@ async function settleVerifyResult(tlsSocket: tls.TLSSocket, setup: TlsServerSetu
   verdicts.set(tlsSocket, n);
 }
 
-/** The decision taken right after the handshake (protocols.md 6.2). */
+/** The decision taken right after the handshake. */
 export interface ClientCertificateResult {
   readonly result: "ok" | "missing" | "failed";
   /** Auth-SSL-Verify value; absent when ssl_verify_client is off. */
@@ -214,7 +214,7 @@ export function certificatePem(der: Buffer): string {
   return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
 }
 
-/** The Auth-SSL-* values for auth_http (auth_http.md 2). */
+/** The Auth-SSL-* values for auth_http. */
 export function clientTlsInfo(tlsSocket: tls.TLSSocket, setup: TlsServerSetup, passClientCert: boolean): ClientTlsInfo {
   const protocol = tlsSocket.getProtocol() ?? "";
   const cipher = tlsSocket.getCipher()?.name ?? "";

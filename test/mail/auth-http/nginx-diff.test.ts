@@ -267,7 +267,7 @@ test("POP3 AUTH EXTERNAL with APOP enabled: 1.22.1 adds the salt, latest nginx a
     const got = await request;
     assert.equal(await c.line(), "-ERR Invalid login or password");
     const expected = ours(session("pop3"), { method: "external", login: Buffer.from("ext user"), password: Buffer.alloc(0), salt });
-    // Known 1.22.1-vs-latest difference (spec/README.md, auth_http.md 2):
+    // Known 1.22.1-vs-latest difference, listed in docs/compat.md ("Mail protocols"):
     // 1.22.1 sends Auth-Salt with EXTERNAL when the session has a salt;
     // latest nginx (and Postern) only with apop and cram-md5.
     const saltLine = `Auth-Salt: ${salt}\r\n`;

@@ -27,7 +27,7 @@ test("escapeAuthValue() escapes controls, space and % only, upper-case hex", () 
   assert.deepEqual(escapeAuthValue(raw), raw);
 });
 
-test("buildAuthRequest() writes the POP3 USER/PASS example of auth_http.md 6", () => {
+test("buildAuthRequest() writes the request nginx writes for a POP3 USER/PASS login", () => {
   const pop3: SessionInfo = { ...IMAP, protocol: "pop3" };
   assert.equal(text({ session: pop3 }),
     "GET /auth HTTP/1.0\r\nHost: 127.0.0.1\r\nAuth-Method: plain\r\nAuth-User: test@example.com\r\nAuth-Pass: secret\r\n" +

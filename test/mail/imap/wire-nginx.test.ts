@@ -1,6 +1,6 @@
 /**
  * Transcripts against the real nginx 1.22.1 (the oracle): every auth-state
- * behaviour of protocols.md 3 is sent to nginx, its replies are recorded per
+ * IMAP behaviour of the auth state is sent to nginx, its replies are recorded per
  * client segment, and the IMAP front end (through the fake session) must
  * produce exactly the same bytes for the same segments. Where latest nginx
  * differs from 1.22.1 the latest bytes are asserted and the difference named.

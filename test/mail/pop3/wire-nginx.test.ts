@@ -95,7 +95,7 @@ const CASES: readonly Case[] = [
 
 /**
  * The one deliberate difference: nginx accepts AUTH EXTERNAL with an initial
- * response even when `external` is not enabled (protocols.md 2.2); Postern
+ * response even when `external` is not enabled; Postern
  * refuses it with the invalid-command reply.
  */
 const EXTERNAL_DEVIATION: Case = { name: "AUTH EXTERNAL initial response, not enabled", server: "plain", steps: [`AUTH EXTERNAL ${b64("ext")}\r\n`] };

@@ -1,7 +1,7 @@
 /**
  * Differential test: what the backend receives during login from the real
  * nginx 1.22.1 versus from our login code, for the same client inputs.
- * Known 1.22.1-vs-latest differences (spec/README.md) are asserted explicitly.
+ * Known 1.22.1-vs-latest differences (docs/compat.md, "Mail protocols") are asserted explicitly.
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";

@@ -1,5 +1,5 @@
 /**
- * The SMTP client name (protocols.md 4.1) through the front end's start(),
+ * The SMTP client name through the front end's start(),
  * against a fake DNS server on 127.0.0.1.
  */
 import { after, before, test } from "node:test";

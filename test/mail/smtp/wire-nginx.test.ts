@@ -342,7 +342,7 @@ interface OurRun {
   auth: Array<Record<string, string>>;
 }
 
-/** The auth_http headers nginx would build from what our front end hands over (auth_http.md). */
+/** The auth_http headers nginx would build from what our front end hands over. */
 function headersFor(session: FakeSession, fe: SmtpFrontEnd): Record<string, string> {
   const cred = session.authentications.at(-1)!;
   const info = fe.smtpInfo();
