@@ -10,7 +10,7 @@ import {
 } from "../sasl.js";
 import type { Credentials } from "../types.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";
-import { imapClientBufferDirective, imapStrings } from "./module.js";
+import { imapClientBufferDirective, imapWire } from "./module.js";
 import { type ImapCommandName, ImapParser, asciiUpper } from "./parser.js";
 import { cutAtAuthCommand, taggedWord } from "../too-long-log.js";
 
@@ -87,7 +87,7 @@ function logout(): Step {
 }
 
 function capability(cx: Context): Step {
-  const strings = imapStrings(cx.session.server);
+  const strings = imapWire(cx.session.server);
   const mode = cx.session.starttls;
   const untagged = mode === "on" ? strings.starttlsCapability : mode === "only" ? strings.starttlsOnlyCapability : strings.capability;
   return { kind: "ok", untagged };
@@ -137,13 +137,13 @@ function authenticateLogin(cx: Context, args: readonly Buffer[]): Step {
 }
 
 function authenticateCramMd5(cx: Context, args: readonly Buffer[]): Step {
-  if (args.length !== 0 || !imapStrings(cx.session.server).authMethods.has("cram-md5")) return INVALID_STEP;
+  if (args.length !== 0 || !imapWire(cx.session.server).authMethods.has("cram-md5")) return INVALID_STEP;
   return { kind: "challenge", line: `+ ${cramMd5Challenge(cx.session.salt())}\r\n`, next: "authCramMd5" };
 }
 
 function authenticateExternal(cx: Context, args: readonly Buffer[]): Step {
   // Postern is stricter than nginx: EXTERNAL with an initial response also needs `imap_auth external`
-  if (args.length > 1 || !imapStrings(cx.session.server).authMethods.has("external")) return INVALID_STEP;
+  if (args.length > 1 || !imapWire(cx.session.server).authMethods.has("external")) return INVALID_STEP;
   if (args.length === 0) return { kind: "challenge", line: `+ ${USERNAME_CHALLENGE}\r\n`, next: "authExternal" };
   return externalResponse(cx, args[0]!);
 }

@@ -40,7 +40,7 @@ const AUTH_NAMES: Readonly<Record<ImapAuthMethod, string>> = {
 };
 
 /** What a server's IMAP sessions need, computed once per server. */
-export interface ImapServerStrings {
+export interface ImapWire {
   /** CAPABILITY for a TLS connection or `starttls off`. */
   readonly capability: string;
   /** CAPABILITY for `starttls on` before TLS: ` STARTTLS` appended. */
@@ -51,10 +51,10 @@ export interface ImapServerStrings {
   readonly authMethods: ReadonlySet<ImapAuthMethod>;
 }
 
-const computed = new WeakMap<MailServer, ImapServerStrings>();
+const computed = new WeakMap<MailServer, ImapWire>();
 
 /** Builds the three CAPABILITY lines exactly as nginx's merge step does. */
-export function buildImapStrings(capabilities: readonly string[], methods: ReadonlySet<ImapAuthMethod>): ImapServerStrings {
+export function buildImapStrings(capabilities: readonly string[], methods: ReadonlySet<ImapAuthMethod>): ImapWire {
   const caps = capabilities.length > 0 ? capabilities : DEFAULT_CAPABILITIES;
   const head = "* CAPABILITY" + caps.map((c) => ` ${c}`).join("");
   // the fixed bit order decides the AUTH= order, not the order in imap_auth
@@ -68,7 +68,7 @@ export function buildImapStrings(capabilities: readonly string[], methods: Reado
 }
 
 /** The precomputed IMAP strings of a server (computed on demand if finalize has not run). */
-export function imapStrings(server: MailServer): ImapServerStrings {
+export function imapWire(server: MailServer): ImapWire {
   let s = computed.get(server);
   if (!s) {
     s = buildImapStrings(server.conf.get(imapCapabilitiesDirective), server.conf.get(imapAuthDirective));

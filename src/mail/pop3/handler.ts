@@ -9,7 +9,7 @@ import {
 } from "../sasl.js";
 import type { Credentials } from "../types.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";
-import { type Pop3ServerWire, pop3Wire } from "./module.js";
+import { type Pop3Wire, pop3Wire } from "./module.js";
 import { type Pop3Verb, Pop3Parser } from "./parser.js";
 import { cutAtAuthCommand, leadingWord } from "../too-long-log.js";
 
@@ -46,7 +46,7 @@ type Outcome =
 /** What handlers may read. */
 interface Pop3Context {
   readonly session: SessionPort;
-  readonly wire: Pop3ServerWire;
+  readonly wire: Pop3Wire;
   readonly state: Pop3State;
   /** The name from USER, or from AUTH LOGIN's first step. */
   readonly login: Buffer;
@@ -202,7 +202,7 @@ function asciiUpper(b: Buffer): string {
 /** One POP3 session before authentication. */
 export class Pop3FrontEnd implements FrontEnd {
   readonly #session: SessionPort;
-  readonly #wire: Pop3ServerWire;
+  readonly #wire: Pop3Wire;
   readonly #parser = new Pop3Parser();
   #state: Pop3State = "start";
   #login: Buffer = EMPTY;

@@ -39,7 +39,7 @@ export interface Pop3Methods {
 }
 
 /** What a POP3 session of one server needs, precomputed. */
-export interface Pop3ServerWire {
+export interface Pop3Wire {
   readonly methods: Pop3Methods;
   /** True when the greeting carries the salt (apop or cram-md5 enabled). */
   readonly saltedGreeting: boolean;
@@ -53,7 +53,7 @@ export interface Pop3ServerWire {
   readonly authList: string;
 }
 
-const wires = new WeakMap<MailServer, Pop3ServerWire>();
+const wires = new WeakMap<MailServer, Pop3Wire>();
 
 const CAPA_HEADER = "+OK Capability list follows\r\n";
 const END = ".\r\n";
@@ -68,7 +68,7 @@ function saslNames(m: Pop3Methods): string[] {
 }
 
 /** Builds the wire strings from the merged directive values. */
-export function buildPop3Wire(auth: ReadonlySet<Pop3AuthWord>, capabilities: readonly string[]): Pop3ServerWire {
+export function buildPop3Wire(auth: ReadonlySet<Pop3AuthWord>, capabilities: readonly string[]): Pop3Wire {
   const methods: Pop3Methods = {
     plain: auth.has("plain"), apop: auth.has("apop"), cramMd5: auth.has("cram-md5"), external: auth.has("external"),
   };
@@ -89,7 +89,7 @@ export function buildPop3Wire(auth: ReadonlySet<Pop3AuthWord>, capabilities: rea
 }
 
 /** The precomputed strings of a finalized POP3 server. */
-export function pop3Wire(server: MailServer): Pop3ServerWire {
+export function pop3Wire(server: MailServer): Pop3Wire {
   const wire = wires.get(server);
   if (!wire) throw new Error("pop3 module not finalized for this server");
   return wire;

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Level, type SetContext, ServerConf } from "../../../src/conf/directive.js";
 import { ConfError } from "../../../src/core/errors.js";
-import { imapAuthDirective, imapCapabilitiesDirective, imapClientBufferDirective, imapModule, imapStrings } from "../../../src/mail/imap/module.js";
+import { imapAuthDirective, imapCapabilitiesDirective, imapClientBufferDirective, imapModule, imapWire } from "../../../src/mail/imap/module.js";
 import type { MailServer } from "../../../src/mail/server.js";
 
 const loc = { file: "/t.conf", line: 3 };
@@ -38,10 +38,10 @@ test("a server's imap_auth / imap_capabilities replace the mail level's; unset m
   const server = (l: Level, index: number): MailServer => ({ conf: new ServerConf(l, l.parent!), protocol: "imap", listens: [], index });
   const [a, b, c] = [server(inherit, 0), server(own, 1), server(bare, 2)];
   for (const s of [a, b, c]) imapModule.finalize?.(s, { warn: () => undefined });
-  assert.equal(imapStrings(a).capability, "* CAPABILITY IMAP4rev1 AUTH=LOGIN\r\n");
-  assert.equal(imapStrings(b).capability, "* CAPABILITY X AUTH=EXTERNAL\r\n");
-  assert.equal(imapStrings(c).capability, "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\n");
-  assert.equal(imapStrings(c).starttlsCapability, "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN STARTTLS\r\n");
-  assert.equal(imapStrings(c).starttlsOnlyCapability, "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS STARTTLS LOGINDISABLED\r\n");
+  assert.equal(imapWire(a).capability, "* CAPABILITY IMAP4rev1 AUTH=LOGIN\r\n");
+  assert.equal(imapWire(b).capability, "* CAPABILITY X AUTH=EXTERNAL\r\n");
+  assert.equal(imapWire(c).capability, "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN\r\n");
+  assert.equal(imapWire(c).starttlsCapability, "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN STARTTLS\r\n");
+  assert.equal(imapWire(c).starttlsOnlyCapability, "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS STARTTLS LOGINDISABLED\r\n");
   assert.equal(c.conf.get(imapClientBufferDirective), 4096);
 });
