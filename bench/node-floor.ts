@@ -139,7 +139,7 @@ function listen(server: net.Server, port: number, tries = 50): Promise<void> {
     server.once("error", (err: NodeJS.ErrnoException) => {
       server.removeAllListeners("listening");
       if (err.code !== "EADDRINUSE" || tries <= 1) return reject(err);
-      setTimeout(() => listen(server, port, tries - 1).then(resolve, reject), 100);
+      setTimeout(() => void listen(server, port, tries - 1).then(resolve, reject), 100);
     });
     server.listen(port, "127.0.0.1", () => {
       server.removeAllListeners("error");

@@ -230,7 +230,7 @@ export class AuthService {
     const users = await this.#store.current();
     const user = users.get(login);
     const password = unescapeAuthValue(h("auth-pass"));
-    let verified = false;
+    let verified: boolean;
     let clearForBackend: Buffer | undefined;
     if (method === "plain") {
       // Unknown users cost one scrypt too, so timing does not tell them apart.

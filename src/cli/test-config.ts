@@ -31,7 +31,7 @@ export function testConfiguration(o: Options, source: ConfSource, reporter: Repo
     try {
       closeSync(openAppend(pidPath));
     } catch (err) {
-      throw new Error(`open() "${pidPath}" failed ${describeSystemError(err)}`);
+      throw new Error(`open() "${pidPath}" failed ${describeSystemError(err)}`, { cause: err });
     }
   } catch (err) {
     reporter.report("emerg", errorText(err));

@@ -43,7 +43,7 @@ export interface SetContext {
   /** Parses the body of a block directive in the given context. */
   parseBlock(context: Context, level: Level): void;
   /** Reports a warning the way nginx does (`[warn] ... in file:line`). */
-  warn(message: string): void;
+  warn: (message: string) => void;
   /** Reports a warning without a location (nginx's merge-time warnings). */
   warnUnlocated(message: string): void;
 }

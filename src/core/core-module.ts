@@ -165,7 +165,7 @@ export function checkLogFiles(targets: readonly LogTarget[]): void {
     try {
       openErrorLog([t]).close();
     } catch (err) {
-      throw new Error(`open() "${t.path}" failed ${describeSystemError(err)}`);
+      throw new Error(`open() "${t.path}" failed ${describeSystemError(err)}`, { cause: err });
     }
   }
 }

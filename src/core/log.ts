@@ -85,7 +85,7 @@ export class FileSink implements LogSink {
     try {
       fd = openAppend(this.path);
     } catch (err) {
-      throw new Error(`open() "${this.path}" failed ${describeSystemError(err)}`);
+      throw new Error(`open() "${this.path}" failed ${describeSystemError(err)}`, { cause: err });
     }
     const old = this.#fd;
     this.#fd = fd;

@@ -56,7 +56,7 @@ export function isCacheMessage(m: unknown): m is SessionCacheMessage {
   const x = m as Record<string, unknown>;
   if (x.type !== SESSION_CACHE_MESSAGE) return false;
   const str = (k: string): boolean => typeof x[k] === "string";
-  const num = (k: string, min: number): boolean => typeof x[k] === "number" && Number.isFinite(x[k]) && (x[k] as number) >= min;
+  const num = (k: string, min: number): boolean => typeof x[k] === "number" && Number.isFinite(x[k]) && (x[k]) >= min;
   switch (x.op) {
     case "subscribe": return str("cache") && num("size", 1);
     case "put": return str("cache") && num("size", 1) && Array.isArray(x.entries) && x.entries.every(isWireEntry);
@@ -134,7 +134,7 @@ interface WorkerLink {
 const links = new WeakMap<IpcEndpoint, WorkerLink>();
 
 function link(endpoint: IpcEndpoint): WorkerLink {
-  let l = links.get(endpoint);
+  const l = links.get(endpoint);
   if (l) return l;
   const replicas = new Map<string, { store: MemorySessionStore; size: number }>();
   const created: WorkerLink = {
@@ -392,7 +392,7 @@ let workerEndpoint: IpcEndpoint | undefined;
  * The worker-side hook: call once in each worker process, before building
  * TLS contexts, so shared caches and ticket keys go through the master.
  */
-export function connectSessionCacheWorker(endpoint: IpcEndpoint = process as unknown as IpcEndpoint): void {
+export function connectSessionCacheWorker(endpoint: IpcEndpoint = process): void {
   workerEndpoint = endpoint;
 }
 

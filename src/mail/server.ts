@@ -19,7 +19,7 @@ export interface MailServer {
 /** What a finalize step may use besides the server. */
 export interface FinalizeContext {
   /** Logs a `[warn]` line without location, as nginx's merge-time warnings. */
-  warn(message: string): void;
+  warn: (message: string) => void;
 }
 
 /** A mail module: directives plus the per-server check/precompute step. */

@@ -44,7 +44,7 @@ export function sessionServices(): SessionServices {
         client: h.socket, pending: h.pending, session: h.info, authMethod: h.authMethod,
         login: h.login, password: h.password, backend: h.backend, conf: h.server.conf,
         serverName: h.serverName, timeoutMs: h.timeoutMs, log: h.log,
-        internalError: h.internalError, shutdown: h.shutdown,
+        internalError: () => h.internalError(), shutdown: h.shutdown,
       }),
   };
 }

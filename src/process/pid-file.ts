@@ -13,7 +13,7 @@ export function writePidFile(path: string, pid = process.pid): void {
       closeSync(fd);
     }
   } catch (err) {
-    throw new Error(`open() "${path}" failed ${describeSystemError(err)}`);
+    throw new Error(`open() "${path}" failed ${describeSystemError(err)}`, { cause: err });
   }
 }
 

@@ -9,7 +9,6 @@ import type { ErrorLog } from "../core/log.js";
 import { describeSystemError } from "../core/errors.js";
 import { loadValidatedConfiguration, errorText } from "./load-configuration.js";
 import { type ConfSnapshot, snapshotFrom } from "../core/conf-inputs.js";
-import type { ListenEndpoint } from "../mail/runtime.js";
 import type { BoundHandle } from "./listeners.js";
 import { Serving } from "./serving.js";
 import { connectSessionCacheWorker } from "../event/tls-session-ipc.js";
@@ -35,7 +34,7 @@ function dropPrivileges(user: UserSetting): void {
     try {
       f();
     } catch (err) {
-      throw new Error(`${what} failed ${describeSystemError(err)}`);
+      throw new Error(`${what} failed ${describeSystemError(err)}`, { cause: err });
     }
   };
   step(`setgid(${gid})`, () => p.setgid(gid));
@@ -138,7 +137,7 @@ function serve(snapshot: ConfSnapshot | undefined, ready: (handler: (m: ToWorker
   };
   ready((m, h) => {
     if (m?.t === "expect") expected = m.count;
-    else if (m?.t === "listen" && h) pending.push(serving.listen(m.endpoint as ListenEndpoint, h).then(() => void done++));
+    else if (m?.t === "listen" && h) pending.push(serving.listen(m.endpoint, h).then(() => void done++));
     check();
   });
 }

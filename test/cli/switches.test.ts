@@ -45,7 +45,7 @@ test("-h and -? print the usage with the same option lines as nginx", () => {
     const p = postern([sw]);
     const n = run(NGINX, [sw]);
     assert.equal(p.status, 0);
-    const optionLines = (s: string): string[] => s.split("\n").filter((l) => /^  -/.test(l)).map((l) => l.replace(/\(default: .*\)/, ""));
+    const optionLines = (s: string): string[] => s.split("\n").filter((l) => /^ {2}-/.test(l)).map((l) => l.replace(/\(default: .*\)/, ""));
     assert.deepEqual(optionLines(p.stderr), optionLines(n.stderr));
     assert.match(p.stderr, /^nginx version: nginx\/1\.22\.1 \(postern\/0\.1\.0\)\nUsage: postern \[-\?hvVtTq\]/);
   }

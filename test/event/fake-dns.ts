@@ -1,6 +1,5 @@
 /** A tiny fake DNS server on 127.0.0.1 (UDP) for resolver tests. */
 import { createSocket, type Socket } from "node:dgram";
-import type { AddressInfo } from "node:net";
 
 /** One answer record; `data` is an address (A/AAAA) or a raw name (PTR/CNAME, any bytes). */
 export interface FakeRecord {
@@ -64,7 +63,7 @@ export class FakeDns {
     this.#socket.on("message", (msg, peer) => this.#reply(msg, peer.port, peer.address));
     await new Promise<void>((r) => this.#socket.bind(0, "127.0.0.1", () => r()));
     await new Promise<void>((r) => this.#other.bind(0, "127.0.0.1", () => r()));
-    this.port = (this.#socket.address() as AddressInfo).port;
+    this.port = (this.#socket.address()).port;
     return this;
   }
 

@@ -58,7 +58,7 @@ test("configuration parser: arbitrary text throws nothing but ConfError", () => 
       parseConfiguration({ prefix: `${dir}/`, file }, [mailBlockModule, ...MAIL_MODULES], () => undefined);
       parsed++;
     } catch (e) {
-      if (!(e instanceof ConfError)) throw new Error(`not a ConfError for ${JSON.stringify(text.toString("latin1"))}: ${(e as Error).stack ?? String(e)}`);
+      if (!(e instanceof ConfError)) throw new Error(`not a ConfError for ${JSON.stringify(text.toString("latin1"))}: ${(e as Error).stack ?? String(e)}`, { cause: e });
       assert.ok(e.text.length > 0);
       confErrors++;
     }

@@ -86,7 +86,7 @@ export function splitStream(stream: fc.Arbitrary<Buffer>): fc.Arbitrary<{ whole:
     fc.array(fc.integer({ min: 0, max: Math.max(0, whole.length) }), { maxLength: 16 }).map((cuts) => {
       const points = [...new Set([0, ...cuts, whole.length])].sort((a, b) => a - b);
       const chunks: Buffer[] = [];
-      for (let i = 1; i < points.length; i++) chunks.push(whole.subarray(points[i - 1]!, points[i]!));
+      for (let i = 1; i < points.length; i++) chunks.push(whole.subarray(points[i - 1], points[i]));
       return { whole, chunks: chunks.length > 0 ? chunks : [whole] };
     }));
 }

@@ -100,7 +100,7 @@ test("live campaign: mutated sessions on every port leave the proxy alive, servi
     assertHealthy(bed);
     assert.ok(clients >= 20, `only ${clients} hostile clients ran`);
   } catch (e) {
-    throw new Error(`campaign seed ${seed} (replay with POSTERN_FUZZ_SEED=${seed}), ${clients} clients: ${(e as Error).message}`);
+    throw new Error(`campaign seed ${seed} (replay with POSTERN_FUZZ_SEED=${seed}), ${clients} clients: ${(e as Error).message}`, { cause: e });
   } finally {
     await bed.stop();
   }

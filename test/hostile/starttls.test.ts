@@ -227,7 +227,7 @@ describe("wrong-layer bytes, compared with nginx", () => {
       const hello = await clientHello();
       const setup: DifferentialSetup = {
         listen: PORTS.map((p) => p.name),
-        config: (env) => bedConfig(env.ports as Record<PortName, number>, env.authUrl),
+        config: (env) => bedConfig(env.ports, env.authUrl),
       };
       const scenario = async (ports: Record<string, number>): Promise<{ onPlain: string; onTls: string; plainReset: boolean }> => {
         const a = await MailClient.connect({ port: ports[d.plain]!, timeoutMs: 4000 });

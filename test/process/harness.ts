@@ -82,7 +82,7 @@ export class Instance {
     const args = [...(o.nodeArgs ?? []), POSTERN, "-p", this.dir + "/", "-c", "nginx.conf", "-e", "error.log", ...extraArgs];
     const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: o.env ?? process.env });
     this.child = child;
-    child.stderr!.on("data", (d: Buffer) => (this.stderr += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (this.stderr += d.toString()));
     this.exit = new Promise((r) => child.on("exit", (code) => r(code)));
   }
 
@@ -97,7 +97,7 @@ export class Instance {
   async command(args: string[]): Promise<{ code: number | null; stderr: string }> {
     const c = spawn(process.execPath, [POSTERN, "-p", this.dir + "/", "-c", "nginx.conf", "-e", "error.log", ...args], { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
-    c.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    c.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     const code = await new Promise<number | null>((r) => c.on("exit", (x) => r(x)));
     return { code, stderr };
   }

@@ -41,7 +41,7 @@ export class MailClient {
   #socket: net.Socket | tls.TLSSocket;
   #buffer = '';
   #ended = false;
-  #error: Error | undefined;
+  #error: NodeJS.ErrnoException | undefined;
   #wake: Array<() => void> = [];
   #timeoutMs: number;
   #session: Buffer | undefined;
@@ -149,7 +149,7 @@ export class MailClient {
    * and replies still in flight may never be read.
    */
   get reset(): boolean {
-    return (this.#error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
+    return this.#error?.code === 'ECONNRESET';
   }
 
   /** True once the server side has closed (EOF or error). */
@@ -183,7 +183,7 @@ export class MailClient {
     });
     socket.on('end', () => { this.#ended = true; this.#notify(); });
     socket.on('close', () => { this.#ended = true; this.#notify(); });
-    socket.on('error', (err) => { this.#error = err; this.#notify(); });
+    socket.on('error', (err: Error) => { this.#error = err; this.#notify(); });
     if (socket instanceof tls.TLSSocket) socket.on('session', (s: Buffer) => { this.#session = s; });
   }
 

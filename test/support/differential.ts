@@ -117,7 +117,7 @@ export function normalizeLogLine(line: string, portNames: Map<number, string>): 
 /** Applies normalizeText to every string inside a value (arrays and plain objects walked). */
 export function normalizeDeep<T>(value: T, portNames: Map<number, string>): T {
   if (typeof value === 'string') return normalizeText(value, portNames) as T;
-  if (Array.isArray(value)) return value.map((v) => normalizeDeep(v, portNames)) as T;
+  if (Array.isArray(value)) return (value as unknown[]).map((v) => normalizeDeep(v, portNames)) as T;
   if (value !== null && typeof value === 'object' && !Buffer.isBuffer(value)) {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = normalizeDeep(v, portNames);

@@ -166,8 +166,8 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
   const child = spawn('dovecot', ['-F', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let output = '';
-  child.stdout!.on('data', (d: Buffer) => { output += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
   let exited = false;
   const done = new Promise<void>((resolve) => child.on('exit', () => { exited = true; live.delete(child); resolve(); }));
   const log = (): string => { try { return readFileSync(path.join(dir, 'dovecot.log'), 'utf8'); } catch { return ''; } };

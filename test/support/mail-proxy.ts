@@ -103,8 +103,8 @@ export async function startMailProxy(kind: MailProxyProcess['kind'], command: st
   });
   live.add(child);
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
-  child.stdout!.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
+  child.stdout.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
   let exit: ProcessExit | undefined;
   const exited = new Promise<ProcessExit>((resolve) => {
     child.on('exit', (code, signal) => { exit = { code, signal }; live.delete(child); resolve(exit); });

@@ -85,7 +85,7 @@ export class AuthResponseParser {
 
 /** Parses a complete or partial response held in one buffer. Never throws. */
 export function parseAuthResponse(buf: Buffer): AuthParseState {
-  let pos = 0;
+  let pos: number;
   const statusEnd = skipStatusLine(buf);
   if (statusEnd === "incomplete") return { kind: "incomplete" };
   if (statusEnd === "invalid") return { kind: "error", error: { kind: "invalidResponse" } };

@@ -126,7 +126,7 @@ export function isTls13Session(der: Buffer): boolean {
 
 /** Applies an auto-generated ticket key to a context (Node keeps it on the native context). */
 function setTicketKeys(context: tls.SecureContext, key: Buffer): void {
-  (context as unknown as { context: { setTicketKeys(k: Buffer): void } }).context.setTicketKeys(key);
+  (context.context as { setTicketKeys(key: Buffer): void }).setTicketKeys(key);
 }
 
 /**

@@ -538,7 +538,7 @@ test('PROXY protocol v2: a small header works in both; latest nginx (1.23.3) als
   // 1.22.1 peeks 107 bytes only: the 300-byte header is broken.
   assert.equal(n.authRequests.length, 1);
   const p = posternRecord(r);
-  assert.deepEqual(p.transcript, [n.transcript[0], n.transcript[0]!.map((l) => l.replace('60 bytes', '300 bytes'))]);
+  assert.deepEqual(p.transcript, [n.transcript[0], n.transcript[0].map((l) => l.replace('60 bytes', '300 bytes'))]);
   assert.deepEqual(p.authRequests, [n.authRequests[0], n.authRequests[0]]);
 });
 
@@ -581,7 +581,7 @@ test('IMAP auth_http reply edge cases: no status line, lower-case ok, WAIT, miss
     logLevels: ['error'],
     auth: (env) => {
       let n = 0;
-      return (req) => {
+      return () => {
         const i = n++;
         const port = String(env.backends.imap);
         switch (i) {

@@ -220,9 +220,9 @@ async function startPostern(): Promise<void> {
     };
     const services: SessionServices = {
       tls: () => (spec.starttls === "off" ? null : tls),
-      async authenticate(_server, _info, credentials) {
+      authenticate(_server, _info, credentials) {
         posternAuths.push(credentials);
-        return { kind: "refused", message: REFUSAL };
+        return Promise.resolve({ kind: "refused", message: REFUSAL });
       },
       readProxyProtocol: () => Promise.reject(new Error("no proxy_protocol here")),
       realClientAddress: () => undefined,

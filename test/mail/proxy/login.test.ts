@@ -4,7 +4,7 @@ import { closedPort, fakeBackend, runProxy, serverConf, until } from "./fake.js"
 import { proxyBuffer, proxyPassErrorMessage, proxyProtocol, proxySmtpAuth, xclient } from "../../../src/mail/proxy/module.js";
 import type { Directive } from "../../../src/conf/directive.js";
 
-const d = <T>(x: Directive<T>, v: T): readonly [Directive<unknown>, unknown] => [x as Directive<unknown>, v];
+const d = <T>(x: Directive<T>, v: T): readonly [Directive<unknown>, unknown] => [x, v];
 
 test("IMAP: LOGIN with literals, tagged OK relayed, then proxying", async () => {
   const be = await fakeBackend("* OK ready\r\n", ["+ go\r\n", "+ go\r\n", "a7 OK done\r\n", "* BYE\r\n"]);

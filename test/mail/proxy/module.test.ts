@@ -20,7 +20,7 @@ function error(d: AnyDirective, arg: string): string {
 }
 
 test("the table has the seven directives with nginx's defaults", () => {
-  assert.deepEqual(proxyModule.directives.map((d) => [d.name, d.defaultValue, d.merge, d.duplicates]), [
+  assert.deepEqual(proxyModule.directives.map((d): unknown[] => [d.name, d.defaultValue, d.merge, d.duplicates]), [
     ["proxy", false, "scalar", "error"],
     ["proxy_buffer", 4096, "scalar", "error"],
     ["proxy_pass_error_message", false, "scalar", "error"],

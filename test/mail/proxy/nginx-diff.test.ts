@@ -17,7 +17,7 @@ import { proxyPassErrorMessage, proxySmtpAuth } from "../../../src/mail/proxy/mo
 import { xtext } from "../../../src/mail/proxy/login-smtp.js";
 import type { Directive } from "../../../src/conf/directive.js";
 
-const d = <T>(x: Directive<T>, v: T): readonly [Directive<unknown>, unknown] => [x as Directive<unknown>, v];
+const d = <T>(x: Directive<T>, v: T): readonly [Directive<unknown>, unknown] => [x, v];
 
 let dir = "";
 let nginx: ChildProcess | undefined;

@@ -14,7 +14,7 @@ import { fakeBackend, runProxy, serverConf, until } from "./fake.js";
 import { proxyTimeout } from "../../../src/mail/proxy/module.js";
 import type { Directive } from "../../../src/conf/directive.js";
 
-const d = <T>(x: Directive<T>, v: T): readonly [Directive<unknown>, unknown] => [x as Directive<unknown>, v];
+const d = <T>(x: Directive<T>, v: T): readonly [Directive<unknown>, unknown] => [x, v];
 const POP3_OK = ["+OK\r\n", "+OK in\r\n"] as const;
 
 /** Deterministic pseudo-random 64 KiB blocks (xorshift), so both ends can hash the same stream. */
@@ -103,7 +103,7 @@ test("client -> slow backend: 8 MB byte-exact, client reading pauses", { timeout
   const sentHash = pump(run.client, 128, progress);
   await until(() => side.isPaused(), 5000, "proxy to pause reading the client");
   // Now drain slowly.
-  let sawPaused = true;
+  const sawPaused = true;
   bs.removeAllListeners("data");
   bs.on("data", (c: Buffer) => { h.update(c); got += c.length; bs.pause(); setTimeout(() => bs.resume(), 1); });
   bs.resume();

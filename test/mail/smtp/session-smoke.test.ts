@@ -41,9 +41,9 @@ async function listen(settings: readonly Setting[]): Promise<Harness> {
   const auths: Harness["auths"] = [];
   const services: SessionServices = {
     tls: () => null,
-    authenticate: async (_server, info, credentials) => {
+    authenticate: (_server, info, credentials) => {
       auths.push({ info, credentials });
-      return { kind: "refused", message: "Invalid login or password" };
+      return Promise.resolve({ kind: "refused", message: "Invalid login or password" });
     },
     readProxyProtocol: () => Promise.reject(new Error("not used")),
     realClientAddress: () => undefined,

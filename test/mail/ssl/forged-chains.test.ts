@@ -102,7 +102,7 @@ async function verdicts(kind: "nginx" | "postern", chains: readonly ClientChain[
   proxies[kind] ??= await (kind === "nginx" ? startNginx : startPostern)(block);
   const out: Record<string, Verdict> = {};
   for (const i of portIndexes) {
-    for (const c of chains) out[`${["hidden root", "advertised root", "hidden root with CRLs"][i]}: ${c.name}`] = await present(proxies[kind]!, ports[i + offset]!, c);
+    for (const c of chains) out[`${["hidden root", "advertised root", "hidden root with CRLs"][i]}: ${c.name}`] = await present(proxies[kind], ports[i + offset]!, c);
   }
   return out;
 }

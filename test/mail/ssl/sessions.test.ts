@@ -30,7 +30,7 @@ const rsa = (): string[][] => [["ssl_certificate", pki.rsaCert], ["ssl_certifica
 async function resumes(a: TlsServerSetup | number, b: TlsServerSetup | number, args: string[] = [], onSecond?: (r: EchoResult) => void): Promise<boolean> {
   const sess = join(tmp.dir, `sess${++n}.pem`);
   const port = async (x: TlsServerSetup | number): Promise<{ port: number; close: () => Promise<void> }> =>
-    typeof x === "number" ? { port: x, close: async () => undefined } : echoServer(x);
+    typeof x === "number" ? { port: x, close: () => Promise.resolve() } : echoServer(x);
   const sa = await port(a);
   const sb = b === a ? sa : await port(b);
   try {
@@ -107,10 +107,10 @@ describe("ssl_session_cache", () => {
     const tickets = [...rsa(), ["ssl_session_cache", "shared:WT:1m"]];
     const w = await Promise.all([start(ids), start(ids), start(tickets), start(tickets)]);
     try {
-      assert.equal(await resumes(w[0]!.port, w[1]!.port, ["-tls1_2"]), true);
-      assert.equal(await resumes(w[1]!.port, w[0]!.port, ["-tls1_2"]), true);
-      assert.equal(await resumes(w[2]!.port, w[3]!.port, ["-tls1_2"]), true);
-      assert.equal(await resumes(w[3]!.port, w[2]!.port, ["-tls1_3"]), true);
+      assert.equal(await resumes(w[0].port, w[1].port, ["-tls1_2"]), true);
+      assert.equal(await resumes(w[1].port, w[0].port, ["-tls1_2"]), true);
+      assert.equal(await resumes(w[2].port, w[3].port, ["-tls1_2"]), true);
+      assert.equal(await resumes(w[3].port, w[2].port, ["-tls1_3"]), true);
     } finally {
       await Promise.all(w.map((x) => x.stop()));
       master.close();

@@ -88,7 +88,7 @@ test("TLS 1.3 sessions are told apart: they resume by ticket only, so id-keyed c
   }
   await new Promise((r) => srv.close(r));
   const verdicts = seen.map(isTls13Session);
-  assert.ok(verdicts.includes(true) && verdicts.at(-1) === false, `TLS 1.3 sessions first, then the TLS 1.2 one: ${verdicts}`);
+  assert.ok(verdicts.includes(true) && verdicts.at(-1) === false, `TLS 1.3 sessions first, then the TLS 1.2 one: ${JSON.stringify(verdicts)}`);
   assert.equal(isTls13Session(Buffer.from("garbage")), false);
 });
 

@@ -39,7 +39,7 @@ describe("ssl_verify_client on", () => {
   test("a valid certificate: SUCCESS and the Auth-SSL-* values", async () => {
     const { result } = await connect(setup("on"), pki.client, pki.clientKey);
     assert.deepEqual(result?.check, { result: "ok", verify: "SUCCESS" });
-    const info = result!.info;
+    const info = result.info;
     assert.equal(info.verify, "SUCCESS");
     assert.equal(info.subject, "CN=client one,O=Example\\, Inc.,C=US");
     assert.equal(info.issuer, "CN=Test CA,O=Test Org");

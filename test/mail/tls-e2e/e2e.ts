@@ -148,7 +148,7 @@ export async function startSide(kind: Kind, listen: string[], config: ConfigFn, 
     const names = new Map<number, string>();
     for (const [name, port] of Object.entries(ports)) names.set(port, `<port:${name}>`);
     names.set(auth.port, '<auth-port>');
-    for (const [name, port] of Object.entries(backends)) names.set(port, `<backend-port:${name}>`);
+    for (const [name, port] of Object.entries(backends) as [string, number][]) names.set(port, `<backend-port:${name}>`);
     return {
       kind, proxy, auth, imap, pop3, smtp, ports,
       normalize: <T>(value: T): T => normalizeDeep(value, names),
