@@ -4,8 +4,9 @@
  *   accept → [PROXY header] → [TLS handshake] → greeting → auth state
  *          → auth_http → backend login and relay (the proxy) → close
  *
- * The session owns the socket, the command buffer, the `timeout` deadline,
- * the syntax-error counter, STARTTLS and the auth_http round trip. The
+ * The session owns the socket, the command buffer (command-buffer.ts), the
+ * `timeout` deadline, the syntax-error counter, STARTTLS and the auth_http
+ * round trip; the services it calls out to are in session-services.ts. The
  * protocol front end (FrontEnd) owns parsing and replies. Exceptions never
  * cross the socket boundary: an unexpected one becomes the protocol's
  * internal error and closes the session.
@@ -13,74 +14,25 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { describeSystemError } from "../core/errors.js";
-import { ConnectionLog, logEscape } from "../core/log.js";
+import { ConnectionLog } from "../core/log.js";
+import { CommandBuffer, type CommandReader } from "./command-buffer.js";
 import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.js";
 import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-end.js";
 import type { ListenSpec } from "./listen.js";
 import { makeSalt } from "./sasl.js";
+import { tooLongLogLine } from "./too-long-log.js";
 import { startAuthWait } from "./auth-wait.js";
-import { type CancelSignal, Cancellation } from "./cancel.js";
+import { Cancellation } from "./cancel.js";
 import type { MailServer } from "./server.js";
-import type { ProxyReadOutcome } from "../event/proxy-protocol-reader.js";
-import type { AuthMethod, AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
+import type { SessionServices, SessionTls } from "./session-services.js";
+import type { AuthMethod, AuthOutcome, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
 
 /** The stages a session moves through, for logs and tests. */
 export type SessionStage = "proxyProtocol" | "tlsHandshake" | "greeting" | "auth" | "starttls" | "authHttp" | "authWait" | "proxy" | "closed";
 
-/** Outcome of the client-certificate check after a handshake. */
-export type CertificateCheck = { readonly result: "ok" } | { readonly result: "missing" | "failed"; readonly log: string };
-
-/** TLS as the session needs it; built per server by the TLS layer. */
-export interface SessionTls {
-  /** The `starttls` directive of the server. */
-  readonly starttls: StarttlsMode;
-  /**
-   * Upgrades a socket (fresh or after STARTTLS); rejects when the handshake
-   * fails. `initial`: handshake bytes already read (after a PROXY header).
-   */
-  handshake(socket: Socket, initial?: Buffer): Promise<TLSSocket>;
-  /** ssl_verify_client's decision right after the handshake: go on, or refuse with the protocol's error. */
-  checkClientCertificate(socket: TLSSocket): CertificateCheck;
-  /** What auth_http is told about TLS. */
-  describe(socket: TLSSocket): ClientTlsInfo;
-}
-
-/** What the proxy needs to take a session over. */
-export interface ProxyHandoff {
-  readonly socket: Socket;
-  readonly authMethod: AuthMethod;
-  readonly pending: Buffer;
-  readonly info: SessionInfo;
-  readonly backend: BackendAddress;
-  readonly login: Buffer;
-  readonly password: Buffer;
-  readonly server: MailServer;
-  readonly serverName: string;
-  readonly timeoutMs: number;
-  readonly log: ConnectionLog;
-  /** Sends the protocol's internal-error line and closes the client. */
-  internalError(): void;
-  /** Aborted at worker_shutdown_timeout: the proxy logs `shutdown timeout` and closes both sides. */
-  readonly shutdown: CancelSignal;
-}
-
-/** The services a session calls out to, wired by the runtime. */
-export interface SessionServices {
-  /** null when the server uses no TLS. */
-  tls(server: MailServer): SessionTls | null;
-  /** One auth_http attempt (including WAIT repeats). */
-  authenticate(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: CancelSignal): Promise<AuthOutcome>;
-  /** Reads a PROXY protocol header (logs failures itself); `close` ends the session silently. */
-  readProxyProtocol(socket: Socket, timeoutMs: number, log: ConnectionLog): Promise<ProxyReadOutcome>;
-  /** The client address realip yields for a PROXY header, if the peer is trusted. */
-  realClientAddress(server: MailServer, peerAddr: string, unix: boolean, header: ProxyProtocolAddresses | undefined): { readonly addr: string; readonly port: number } | undefined;
-  /** Takes the connection over for backend login and relay; settles when both sides are closed. */
-  proxy(handoff: ProxyHandoff): Promise<void>;
-}
+export type { CertificateCheck, ProxyHandoff, SessionServices, SessionTls } from "./session-services.js";
 
 let connectionCounter = 0;
-
-const NO_BUFFER = Buffer.alloc(0);
 
 /** Strips the IPv4-mapped prefix Node reports on dual-stack sockets. */
 export function plainAddress(addr: string | undefined): string {
@@ -114,26 +66,11 @@ export class Session implements SessionPort {
   #proxyAddresses: ProxyProtocolAddresses | undefined;
   #tlsInfo: ClientTlsInfo | undefined;
 
-  // The command buffer, as nginx's: filled at [last, end), parsed from pos,
-  // reset only when everything in it has been consumed.
-  /**
-   * Allocated at the first byte and dropped at hand-off or close: a session
-   * that never sends (a bare handshake) or is being proxied holds none.
-   */
-  #buffer: Buffer = NO_BUFFER;
-  /** The buffer's size: `*_client_buffer`. */
-  readonly #size: number;
-  #pos = 0;
-  #last = 0;
-  /** Bytes received beyond the buffer's free space (nginx leaves them in the kernel). */
-  #backlog: Buffer[] = [];
-  #backlogBytes = 0;
-
+  /** Client bytes not yet consumed; dropped at hand-off. */
+  readonly #input: CommandBuffer;
   #busy = false;
   /** Front ends waiting for input while the session is busy (SMTP's greeting delay). */
   #inputWaiters: (() => void)[] = [];
-  /** Set by STARTTLS: the rest of the input is plaintext to throw away. */
-  #dropInput = false;
   #closed = false;
   #errors = 0;
   #attempt = 0;
@@ -154,6 +91,13 @@ export class Session implements SessionPort {
   readonly #onEnd = (): void => this.#destroy();
   readonly #onError = (err: NodeJS.ErrnoException): void => this.#socketError(err);
   readonly #onDrain = (): void => this.#process();
+  /** The read loop's view of this session (command-buffer.ts drives it). */
+  readonly #reader: CommandReader = {
+    ready: () => !this.#busy && !this.#closed && !this.#socket.writableNeedDrain,
+    consume: (input) => this.#frontEnd.consume(input),
+    rewindable: () => this.#frontEnd.bufferRewindable !== false,
+    tooLong: () => this.#tooLong(),
+  };
 
   constructor(socket: Socket, server: MailServer, listen: ListenSpec, protocol: MailProtocol, services: SessionServices, log: import("../core/log.js").ErrorLog) {
     this.server = server;
@@ -169,7 +113,12 @@ export class Session implements SessionPort {
     this.#localAddr = this.#unix ? "unix:" : plainAddress(socket.localAddress);
     this.#localPort = socket.localPort ?? 0;
     this.serverName = serverName(server.conf);
-    this.#size = protocol.bufferSize(server);
+    this.#input = new CommandBuffer(protocol.bufferSize(server), {
+      pause: () => this.#socket.pause(),
+      resume: () => {
+        if (this.#socket.isPaused() && this.#stage !== "proxy") this.#socket.resume();
+      },
+    });
     this.log = new ConnectionLog(log, this.#id, { client: this.#clientAddr, server: listen.text });
   }
 
@@ -207,7 +156,7 @@ export class Session implements SessionPort {
       // handshake, protocol bytes into the command buffer.
       if (header.rest.length > 0) {
         if (this.#listen.ssl) tlsInitial = header.rest;
-        else this.#backlogPush(header.rest);
+        else this.#input.push(header.rest);
       }
     }
     // the PROXY reader has its own `timeout`; the handshake runs under the deadline
@@ -326,7 +275,7 @@ export class Session implements SessionPort {
   }
 
   hasPendingInput(): boolean {
-    return this.#last > this.#pos || this.#backlogBytes > 0;
+    return this.#input.hasPending();
   }
 
   inputArrived(): Promise<void> {
@@ -335,7 +284,7 @@ export class Session implements SessionPort {
   }
 
   pendingInput(): Buffer {
-    return Buffer.concat([this.#buffer.subarray(this.#pos, this.#last), ...this.#backlog]);
+    return this.#input.pending();
   }
 
   startTls(): void {
@@ -343,10 +292,9 @@ export class Session implements SessionPort {
     this.#busy = true;
     this.#stage = "starttls";
     this.log.action = "in starttls state";
-    // Everything pipelined after the STARTTLS line is dropped (in #process,
-    // once the front end returns): it was sent in plaintext and must never
-    // run inside TLS.
-    this.#dropInput = true;
+    // Everything pipelined after the STARTTLS line is dropped once the front
+    // end returns: it was sent in plaintext and must never run inside TLS.
+    this.#input.dropAfterCommand();
     const plain = this.#socket;
     plain.off("data", this.#onData);
     plain.off("drain", this.#onDrain);
@@ -425,8 +373,8 @@ export class Session implements SessionPort {
     socket.off("error", this.#onError);
     socket.off("close", this.#onEnd);
     socket.pause();
-    const pending = this.pendingInput();
-    this.#discardInput();
+    const pending = this.#input.pending();
+    this.#input.discard();
     this.log.context.login = outcome.login.toString("latin1");
     this.#shutdown = new Cancellation();
     void this.#services.proxy({
@@ -469,81 +417,24 @@ export class Session implements SessionPort {
   // ---- input ------------------------------------------------------------
 
   #receive(chunk: Buffer): void {
-    this.#backlogPush(chunk);
+    this.#input.push(chunk);
     if (this.#inputWaiters.length > 0) for (const w of this.#inputWaiters.splice(0)) w();
     this.#process();
-  }
-
-  #backlogPush(chunk: Buffer): void {
-    this.#backlog.push(chunk);
-    this.#backlogBytes += chunk.length;
-    // Stop reading once a buffer's worth waits beyond the buffer: a client
-    // that pipelines faster than we answer is throttled, not buffered.
-    if (this.#backlogBytes > this.#size) this.#socket.pause();
-  }
-
-  /** Moves waiting bytes into the buffer's free space; true if any moved. */
-  #fill(): boolean {
-    let moved = false;
-    if (this.#buffer === NO_BUFFER && this.#backlog.length > 0) this.#buffer = Buffer.allocUnsafe(this.#size);
-    while (this.#last < this.#buffer.length && this.#backlog.length > 0) {
-      const chunk = this.#backlog[0]!;
-      const n = Math.min(chunk.length, this.#buffer.length - this.#last);
-      chunk.copy(this.#buffer, this.#last, 0, n);
-      this.#last += n;
-      this.#backlogBytes -= n;
-      if (n === chunk.length) this.#backlog.shift();
-      else this.#backlog[0] = chunk.subarray(n);
-      moved = true;
-    }
-    if (this.#backlogBytes <= this.#size && this.#socket.isPaused() && this.#stage !== "proxy") this.#socket.resume();
-    return moved;
   }
 
   /** Feeds buffered commands to the front end, one at a time, while idle. */
   #process(): void {
     try {
-      while (!this.#busy && !this.#closed) {
-        if (this.#socket.writableNeedDrain) return; // the client is not reading our replies
-        if (this.#pos === this.#last) {
-          if (this.#frontEnd.bufferRewindable !== false) this.#pos = this.#last = 0;
-          if (!this.#fill()) {
-            // a full, unrewindable buffer with more input waiting: too long
-            if (this.#last === this.#size && this.#backlogBytes > 0) this.#tooLong();
-            return;
-          }
-        }
-        const used = this.#frontEnd.consume(this.#buffer.subarray(this.#pos, this.#last));
-        if (used > 0) {
-          this.#pos += used;
-          if (this.#dropInput) this.#discardInput();
-          continue;
-        }
-        if (this.#last < this.#size) {
-          if (this.#fill()) continue;
-          return;
-        }
-        this.#tooLong();
-      }
+      this.#input.pump(this.#reader);
     } catch (err) {
       this.#fail(err);
     }
   }
 
-  /** Forgets every byte received and not yet consumed. */
-  #discardInput(): void {
-    this.#dropInput = false;
-    this.#buffer = NO_BUFFER;
-    this.#pos = this.#last = 0;
-    this.#backlog = [];
-    this.#backlogBytes = 0;
-  }
-
   /** The buffer is full and holds no complete command. */
   #tooLong(): void {
-    const shown = this.#frontEnd.tooLongLogText(this.#buffer.subarray(0, this.#last));
-    this.log.info(`client sent too long command "${logEscape(shown)}"`);
-    this.#sendAndClose(this.#frontEnd.tooLong(this.#buffer.subarray(this.#pos, this.#last)));
+    this.log.info(tooLongLogLine(this.#frontEnd.tooLongLogText(this.#input.contents())));
+    this.#sendAndClose(this.#frontEnd.tooLong(this.#input.unparsed()));
   }
 
   // ---- endings ----------------------------------------------------------

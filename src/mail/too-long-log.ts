@@ -5,6 +5,7 @@
  * name of the first authentication command in it: its arguments, literals
  * and SASL responses (which follow it in the same buffer) are never shown.
  */
+import { logEscape } from "../core/log.js";
 
 const LF = 0x0a;
 const SP = 0x20;
@@ -60,4 +61,9 @@ export function taggedWord(names: readonly string[]): AuthWordEnd {
     const end = wordEnd(line, i);
     return isOneOf(line.subarray(i, end), set) ? end : undefined;
   };
+}
+
+/** The info line the session core logs when a command overflows the buffer. */
+export function tooLongLogLine(quoted: Buffer): string {
+  return `client sent too long command "${logEscape(quoted)}"`;
 }

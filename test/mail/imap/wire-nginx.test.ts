@@ -16,7 +16,7 @@ import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { imapProtocol } from "../../../src/mail/imap/protocol.js";
-import { FakeSession, type FakeOptions } from "./fake-session.js";
+import { type FakeSession, type ImapOptions as FakeOptions, imapSession } from "../fake-session.js";
 
 const NGINX = "/usr/sbin/nginx";
 const MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so";
@@ -235,13 +235,13 @@ function replay(c: Case, nginxReplies: readonly string[]): string[] {
   // the CRAM-MD5 salt is random: reuse the one nginx sent
   const challenge = nginxReplies.join("").match(/^\+ (P[A-Za-z0-9+/=]+)\r\n/m);
   const salt = challenge ? Buffer.from(challenge[1]!, "base64").toString("latin1") : undefined;
-  const s = new FakeSession({ ...fake, ...(salt ? { salt } : {}) });
+  const s = imapSession({ ...fake, ...(salt ? { salt } : {}) });
   fakes.push(s);
-  const replies = [s.take()];
+  const replies = [s.output()];
   for (const seg of c.send) {
     s.receive(seg);
     if (s.authenticating && c.server === "wait") s.refuse(REFUSAL);
-    let out = s.take();
+    let out = s.output();
     if (s.authenticating && !s.closed) {
       out += imapProtocol.replies.internalError;
       s.close();

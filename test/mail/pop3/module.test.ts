@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pop3Wire } from "../../../src/mail/pop3/module.js";
-import { pop3Server } from "./fake-session.js";
+import { pop3Server } from "../fake-session.js";
 
 const HEADER = "+OK Capability list follows\r\n";
 

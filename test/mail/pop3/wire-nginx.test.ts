@@ -25,7 +25,7 @@ import { pop3Protocol } from "../../../src/mail/pop3/protocol.js";
 import { Session, type SessionServices, type SessionTls } from "../../../src/mail/session.js";
 import type { StarttlsMode } from "../../../src/mail/front-end.js";
 import type { Credentials } from "../../../src/mail/types.js";
-import { FakeSession, pop3Server } from "./fake-session.js";
+import { FakeSession, pop3Server } from "../fake-session.js";
 
 const NGINX = "/usr/sbin/nginx";
 const MAIL_MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so";

@@ -5,7 +5,7 @@ import { smtpAuthDirective, smtpCapabilitiesDirective, smtpClientBufferDirective
 import { smtpProtocol } from "../../../src/mail/smtp/protocol.js";
 import { maxErrorsDirective, serverNameDirective } from "../../../src/mail/core-module.js";
 import type { StarttlsMode } from "../../../src/mail/front-end.js";
-import { FakeSession, type Setting, set, smtpServer } from "./fake-session.js";
+import { FakeSession, type Setting, set, smtpServer } from "../fake-session.js";
 
 const b64 = (s: string) => Buffer.from(s, "latin1").toString("base64");
 const OK = "250 2.0.0 OK\r\n";
@@ -133,13 +133,13 @@ test("smtp_auth none: MAIL, RCPT -> authenticate with method none, raw lines kep
   assert.equal(say(s, "MAIL FROM:<c>\r\n"), "503 5.5.1 Bad sequence of commands\r\n");
   assert.equal(say(s, "RCPT\r\n"), "501 5.5.4 Invalid argument\r\n");
   assert.equal(say(s, "RCPT TO:<b@example.com>\r\nNOOP\r\n"), "");
-  assert.deepEqual(s.authentications.map((c) => [c.method, c.login.length, c.password.length]), [["none", 0, 0]]);
+  assert.deepEqual(s.credentials.map((c) => [c.method, c.login.length, c.password.length]), [["none", 0, 0]]);
   assert.deepEqual(fe.smtpInfo(), { helo: "mta.example", esmtp: true, from: "mail FROM:<a@example.com>  SIZE=10", to: "RCPT TO:<b@example.com>", clientHost: "[UNAVAILABLE]" });
   // refused with Auth-Wait: HELO and MAIL kept, a new RCPT is enough; the pipelined NOOP runs first
   s.refuse("Temporary failure", "451 4.3.0");
   assert.equal(s.output(), "451 4.3.0 Temporary failure\r\n" + OK);
   assert.equal(say(s, "RCPT TO:<c>\r\n"), "");
-  assert.equal(s.authentications.length, 2);
+  assert.equal(s.credentials.length, 2);
   assert.equal(fe.smtpInfo().to, "RCPT TO:<c>");
   assert.equal(fe.smtpInfo().helo, "mta.example");
 });
@@ -152,7 +152,7 @@ test("smtp_auth none never sends credentials typed in an earlier AUTH", async ()
   s.refuse("Invalid login or password");
   assert.equal(s.output(), "535 5.7.0 Invalid login or password\r\n");
   say(s, "RCPT TO:<b>\r\n");
-  const last = s.authentications.at(-1)!;
+  const last = s.credentials.at(-1)!;
   assert.equal(last.method, "none");
   assert.equal(last.login.length + last.password.length, 0);
 });
@@ -174,7 +174,7 @@ test("AUTH PLAIN: challenge, initial response, errors logged and not counted", a
   assert.equal(s.errors, 0);
   assert.equal(say(s, "auth plain\r\n"), "334 \r\n");
   assert.equal(say(s, `${b64("authz\0us er\0pa ss")}\r\n`), "");
-  const c = s.authentications[0]!;
+  const c = s.credentials[0]!;
   assert.deepEqual([c.method, c.login.toString(), c.password.toString()], ["plain", "us er", "pa ss"]);
   s.refuse("Nope", "550 5.7.1");
   assert.equal(s.output(), "550 5.7.1 Nope\r\n");
@@ -191,7 +191,7 @@ test("AUTH LOGIN: both challenges, initial response, any line is a response", as
   assert.equal(s.closed, false);
   assert.equal(say(s, `AUTH LOGIN ${b64("user")}\r\n`), "334 UGFzc3dvcmQ6\r\n");
   assert.equal(say(s, `${b64("pw")} ignored words\r\n`), "");
-  const c = s.authentications[0]!;
+  const c = s.credentials[0]!;
   assert.deepEqual([c.method, c.login.toString(), c.password.toString()], ["plain", "user", "pw"]);
   assert.equal(say(s, "AUTH LOGIN a b\r\n"), "", "input waits while authenticating");
   s.refuse("Go away");
@@ -204,7 +204,7 @@ test("AUTH CRAM-MD5 and EXTERNAL only when enabled; the salt challenge", async (
   assert.equal(say(off.s, "AUTH CRAM-MD5\r\n"), INVALID);
   assert.equal(say(off.s, "AUTH EXTERNAL\r\n"), INVALID);
   assert.equal(say(off.s, `AUTH EXTERNAL ${b64("x")}\r\n`), INVALID, "Postern: EXTERNAL with an initial response needs `external` too");
-  assert.equal(off.s.authentications.length, 0);
+  assert.equal(off.s.credentials.length, 0);
 
   const { s } = await open([auth("cram-md5", "external")]);
   s.output();
@@ -215,14 +215,14 @@ test("AUTH CRAM-MD5 and EXTERNAL only when enabled; the salt challenge", async (
   assert.ok(s.logged().at(-1)!.includes("client sent invalid CRAM-MD5 hash in AUTH CRAM-MD5 command"));
   assert.equal(say(s, "AUTH CRAM-MD5\r\n"), challenge);
   assert.equal(say(s, `${b64("user 0123456789abcdef0123456789abcdef")}\r\n`), "");
-  let c = s.authentications.at(-1)!;
+  let c = s.credentials.at(-1)!;
   assert.deepEqual([c.method, c.login.toString(), c.password.toString(), c.salt], ["cram-md5", "user", "0123456789abcdef0123456789abcdef", "<1216429426.1795804744@mx.example.test>"]);
   s.refuse("No");
   s.output();
   assert.equal(say(s, "AUTH EXTERNAL\r\n"), "334 VXNlcm5hbWU6\r\n");
   assert.equal(say(s, "!\r\n"), INVALID);
   assert.equal(say(s, `AUTH EXTERNAL ${b64("id")}\r\n`), "");
-  c = s.authentications.at(-1)!;
+  c = s.credentials.at(-1)!;
   assert.deepEqual([c.method, c.login.toString(), c.password.length, c.salt], ["external", "id", 0, undefined]);
 });
 
@@ -289,8 +289,7 @@ test("greeting delay: an early talker gets 503 and is closed, logged with CR/LF 
   await settle();
   assert.equal(s.output(), "", "nothing is sent during the delay");
   assert.equal(finished, false);
-  s.pending = Buffer.from("EHLO early\r\nNOOP\r\n");
-  for (const w of s.inputWaiters.splice(0)) w();
+  s.receive("EHLO early\r\nNOOP\r\n");
   // No more mocked time passes: the rejection must come from the data, not the 200 ms timer.
   await done;
   assert.equal(s.output(), "503 5.5.0 Improper use of SMTP command pipelining\r\n");
@@ -324,11 +323,12 @@ test("rejection logs never carry SASL data pipelined with them", async () => {
   const secret = b64("\0user\0hunter2");
   assert.equal(say(s, `MAIL FROM:<a>\r\nAUTH PLAIN ${secret}\r\n`), "530 5.7.1 Authentication required\r\n");
   // nginx (at log level info) would log the whole buffer and then lose the pipelined command
-  assert.equal(s.authentications.length, 1, "the pipelined AUTH still runs");
+  assert.equal(s.credentials.length, 1, "the pipelined AUTH still runs");
   const early = new FakeSession(smtpServer([set(smtpGreetingDelayDirective, 100)]));
   const fe = new SmtpFrontEnd(early);
   early.frontEnd = fe;
-  early.pending = Buffer.from(`EHLO x\r\nauth plain ${secret}\r\nNOOP\r\n`);
+  early.busy = true; // the core takes no command while the front end starts
+  early.receive(`EHLO x\r\nauth plain ${secret}\r\nNOOP\r\n`);
   await fe.start();
   assert.equal(early.output(), "503 5.5.0 Improper use of SMTP command pipelining\r\n");
   const lines = [...s.logged(), ...early.logged()];

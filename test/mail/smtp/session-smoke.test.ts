@@ -14,7 +14,7 @@ import { resolverDirective, resolverTimeoutDirective } from "../../../src/mail/c
 import type { ListenSpec } from "../../../src/mail/listen.js";
 import type { Credentials, SessionInfo } from "../../../src/mail/types.js";
 import { FakeDns } from "../../event/fake-dns.js";
-import { LinesSink, type Setting, set, smtpServer } from "./fake-session.js";
+import { LinesSink, type Setting, set, smtpServer } from "../fake-session.js";
 
 const GREETING = "220 mx.example.test ESMTP ready\r\n";
 let dns: FakeDns;

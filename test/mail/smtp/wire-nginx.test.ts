@@ -19,7 +19,7 @@ import { SmtpFrontEnd } from "../../../src/mail/smtp/commands.js";
 import { smtpAuthDirective, smtpCapabilitiesDirective, smtpClientBufferDirective, smtpGreetingDelayDirective } from "../../../src/mail/smtp/module.js";
 import { maxErrorsDirective } from "../../../src/mail/core-module.js";
 import type { StarttlsMode } from "../../../src/mail/front-end.js";
-import { FakeSession, type Setting, set, smtpServer } from "./fake-session.js";
+import { FakeSession, type Setting, set, smtpServer } from "../fake-session.js";
 import { FakeDns, type FakeAnswer } from "../../event/fake-dns.js";
 import { resolverDirective, resolverTimeoutDirective } from "../../../src/mail/core-module.js";
 
@@ -344,7 +344,7 @@ interface OurRun {
 
 /** The auth_http headers nginx would build from what our front end hands over. */
 function headersFor(session: FakeSession, fe: SmtpFrontEnd): Record<string, string> {
-  const cred = session.authentications.at(-1)!;
+  const cred = session.credentials.at(-1)!;
   const info = fe.smtpInfo();
   const h: Record<string, string> = {
     "auth-method": cred.method,
@@ -367,8 +367,8 @@ async function runOurs(c: Case): Promise<OurRun> {
   session.starttls = spec.starttls;
   const fe = new SmtpFrontEnd(session);
   session.frontEnd = fe;
-  if (c.early) session.pending = Buffer.from(c.early, "latin1");
   session.busy = true;
+  if (c.early) session.receive(c.early);
   await fe.start();
   session.busy = false;
   session.process();
@@ -381,10 +381,10 @@ async function runOurs(c: Case): Promise<OurRun> {
       steps.push({ out: session.output(), closed: session.closed });
       continue;
     }
-    const before = session.authentications.length;
+    const before = session.credentials.length;
     session.receive(step.send);
     // an authentication: the auth server refuses with Auth-Wait, the core sends the reply and resumes
-    while (session.authentications.length > auth.length && session.authentications.length > before) {
+    while (session.credentials.length > auth.length && session.credentials.length > before) {
       const h = headersFor(session, fe);
       auth.push(h);
       const r = authReply({ "auth-user": h["auth-user"] });

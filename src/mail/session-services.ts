@@ -1,0 +1,65 @@
+/**
+ * What a session (session.ts) calls out to: the TLS layer, auth_http, the
+ * PROXY protocol reader, realip and the proxy. The runtime wires them
+ * (wiring.ts); tests replace them. Kept apart from the session so the
+ * contracts read on their own.
+ */
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { ConnectionLog } from "../core/log.js";
+import type { ProxyReadOutcome } from "../event/proxy-protocol-reader.js";
+import type { CancelSignal } from "./cancel.js";
+import type { StarttlsMode } from "./front-end.js";
+import type { MailServer } from "./server.js";
+import type { AuthMethod, AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
+
+/** Outcome of the client-certificate check after a handshake. */
+export type CertificateCheck = { readonly result: "ok" } | { readonly result: "missing" | "failed"; readonly log: string };
+
+/** TLS as the session needs it; built per server by the TLS layer. */
+export interface SessionTls {
+  /** The `starttls` directive of the server. */
+  readonly starttls: StarttlsMode;
+  /**
+   * Upgrades a socket (fresh or after STARTTLS); rejects when the handshake
+   * fails. `initial`: handshake bytes already read (after a PROXY header).
+   */
+  handshake(socket: Socket, initial?: Buffer): Promise<TLSSocket>;
+  /** ssl_verify_client's decision right after the handshake: go on, or refuse with the protocol's error. */
+  checkClientCertificate(socket: TLSSocket): CertificateCheck;
+  /** What auth_http is told about TLS. */
+  describe(socket: TLSSocket): ClientTlsInfo;
+}
+
+/** What the proxy needs to take a session over. */
+export interface ProxyHandoff {
+  readonly socket: Socket;
+  readonly authMethod: AuthMethod;
+  readonly pending: Buffer;
+  readonly info: SessionInfo;
+  readonly backend: BackendAddress;
+  readonly login: Buffer;
+  readonly password: Buffer;
+  readonly server: MailServer;
+  readonly serverName: string;
+  readonly timeoutMs: number;
+  readonly log: ConnectionLog;
+  /** Sends the protocol's internal-error line and closes the client. */
+  internalError(): void;
+  /** Aborted at worker_shutdown_timeout: the proxy logs `shutdown timeout` and closes both sides. */
+  readonly shutdown: CancelSignal;
+}
+
+/** The services a session calls out to, wired by the runtime. */
+export interface SessionServices {
+  /** null when the server uses no TLS. */
+  tls(server: MailServer): SessionTls | null;
+  /** One auth_http attempt (including WAIT repeats). */
+  authenticate(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: CancelSignal): Promise<AuthOutcome>;
+  /** Reads a PROXY protocol header (logs failures itself); `close` ends the session silently. */
+  readProxyProtocol(socket: Socket, timeoutMs: number, log: ConnectionLog): Promise<ProxyReadOutcome>;
+  /** The client address realip yields for a PROXY header, if the peer is trusted. */
+  realClientAddress(server: MailServer, peerAddr: string, unix: boolean, header: ProxyProtocolAddresses | undefined): { readonly addr: string; readonly port: number } | undefined;
+  /** Takes the connection over for backend login and relay; settles when both sides are closed. */
+  proxy(handoff: ProxyHandoff): Promise<void>;
+}
