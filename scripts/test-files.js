@@ -51,7 +51,8 @@ function heavy(file) {
     if (SPAWNING.has(spec)) result = true;
     else if (spec.startsWith(".")) {
       const target = resolve(dirname(file), spec);
-      if (target.startsWith(testDir + "/")) result = heavy(target);
+      // a specifier quoted in a comment may name no file
+      if (target.startsWith(testDir + "/") && existsSync(target)) result = heavy(target);
     }
   }
   heavyCache.set(file, result);

@@ -11,5 +11,8 @@ fi
 # Incremental: a second run after a small edit rebuilds in seconds. Compiled
 # tests whose source is gone are not run (scripts/test-files.js skips them).
 npx tsc -p . --incremental --tsBuildInfoFile dist/.tsbuildinfo
-mapfile -t files < <(node scripts/test-files.js --unit)
+# Command substitution, not <(...): a failing list must stop the run (set -e).
+list=$(node scripts/test-files.js --unit)
+mapfile -t files <<<"$list"
+[ -n "$list" ] || { echo "no test files found" >&2; exit 1; }
 exec node --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout=60000 --test-force-exit "${files[@]}"

@@ -16,5 +16,8 @@ npm run build --silent
 # has 3 minutes, and a file whose tests are done exits even with handles open.
 # Only the *.test.js files are run (scripts/test-files.js): given dist/test/,
 # Node's runner would run every helper module there as a test file too.
-mapfile -t files < <(node scripts/test-files.js)
+# Command substitution, not <(...): a failing list must stop the run (set -e).
+list=$(node scripts/test-files.js)
+mapfile -t files <<<"$list"
+[ -n "$list" ] || { echo "no test files found" >&2; exit 1; }
 exec node --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout=180000 --test-force-exit "${files[@]}"

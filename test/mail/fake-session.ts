@@ -44,7 +44,7 @@ export type Setting = readonly [Directive<unknown>, unknown];
 
 /** A typed Setting. */
 export function set<T>(d: Directive<T>, v: T): Setting {
-  return [d as Directive<unknown>, v];
+  return [d, v];
 }
 
 /** A merged, finalized server of `protocol` from directive values (server and mail level). */
