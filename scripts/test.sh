@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests drive
 # (real nginx as the oracle, Dovecot as a real backend, real mail clients),
-# installs the npm dev dependencies, builds, and runs every test.
+# installs the npm dev dependencies, builds, lints, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 rm -rf dist
 npm run build --silent
+# The linter is part of the suite: a finding fails the run before any test.
+npm run lint --silent
 # A test that leaves a socket open must fail, not hang the run: each test
 # has 3 minutes, and a file whose tests are done exits even with handles open.
 # Only the *.test.js files are run (scripts/test-files.js): given dist/test/,
