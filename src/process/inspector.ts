@@ -3,11 +3,15 @@
  *
  * Node opens an unauthenticated inspector on 127.0.0.1:9229 when a process
  * receives SIGUSR1 and has no handler of its own, and at start when
- * `--inspect*` is on its command line or in NODE_OPTIONS. Node 20 has no
- * switch to turn that off (`--disable-sigusr1` came with 22.14), so:
- * each entry point calls `shutInspector()` before it loads anything else,
- * children get no `--inspect*`/`--debug*` switches, and no NODE_* variable
- * reaches a worker.
+ * `--inspect*` is on its command line or in NODE_OPTIONS. So each entry
+ * point calls `shutInspector()` before it loads anything else, children get
+ * no `--inspect*`/`--debug*` switches, and no NODE_* variable reaches a
+ * worker.
+ *
+ * Node's own switch for this, `--disable-sigusr1` (22.14+), is not usable:
+ * on Node 24 it leaves SIGUSR1 blocked in the main thread, so a JavaScript
+ * SIGUSR1 handler never runs, and USR1 is nginx's "reopen the logs" signal,
+ * which master and workers must receive. Children never get it.
  *
  * This module must stay tiny and import nothing of Postern: entry points
  * import it statically and everything else dynamically, so the handler is
@@ -39,19 +43,21 @@ export function inspectorWarning(): string | undefined {
 const DEBUG_SWITCH = /^--(inspect|debug)(-|=|$)/;
 const TAKES_VALUE = /^--(inspect-port|debug-port|inspect-publish-uid)$/;
 
+/** `--disable-sigusr1` would stop USR1 (reopen logs) from reaching Postern's handler; see the top of this file. */
+const BLOCKS_USR1 = "--disable-sigusr1";
+
 /**
  * `args` without `--inspect*`/`--debug*` switches (and their separate
- * values), plus `--disable-sigusr1` where this Node.js has it (22.14+), which
- * closes even the instant before the child's first statement.
+ * values) and without `--disable-sigusr1`.
  */
 export function withoutDebugSwitches(args: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
+    if (a === BLOCKS_USR1) continue;
     if (!DEBUG_SWITCH.test(a)) out.push(a);
     else if (TAKES_VALUE.test(a)) i++;
   }
-  if (process.allowedNodeEnvironmentFlags.has("--disable-sigusr1") && !out.includes("--disable-sigusr1")) out.push("--disable-sigusr1");
   return out;
 }
 
