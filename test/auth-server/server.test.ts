@@ -2,14 +2,12 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, createHmac } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildAuthRequest } from "../../src/mail/auth-http/request.js";
-import { parseAuthResponse, type AuthResponse } from "../../src/mail/auth-http/response.js";
+import type { AuthResponse } from "../../src/mail/auth-http/response.js";
 import type { Credentials, MailProtocolName } from "../../src/mail/types.js";
 import { runAuthServer, runPasswd } from "../../src/auth-server/cli.js";
-import { io } from "./helpers.js";
+import { ask as askAs, io, plain } from "./helpers.js";
 import { startAuthServer, unescapeAuthValue, type RunningAuthServer } from "../../src/auth-server/server.js";
 import { escapeAuthValue } from "../../src/mail/auth-http/request.js";
 import fc from "fast-check";
@@ -31,28 +29,10 @@ async function passwd(args: string[], password: string): Promise<void> {
 }
 
 /** Sends a request exactly as nginx would (one connection, HTTP/1.0, read to close). */
-async function ask(port: number, protocol: MailProtocolName, credentials: Credentials, attempt = 1, clientAddr = "127.0.0.1"): Promise<AuthResponse & { raw: string }> {
-  const smtp = protocol === "smtp" ? { helo: "c", esmtp: true, clientHost: "[UNAVAILABLE]" } : undefined;
-  const request = buildAuthRequest({
-    session: { id: 1, protocol, clientAddr, clientPort: 1, localAddr: "127.0.0.1", localPort: 1, unixClient: false, smtp },
-    credentials, attempt, uri: "/auth", hostHeader: "127.0.0.1", headers: [], passClientCert: false,
-  });
-  const raw = await new Promise<string>((resolve, reject) => {
-    const s = connect(port, "127.0.0.1");
-    let data = "";
-    s.on("data", (d) => (data += d.toString("latin1")));
-    s.on("end", () => resolve(data));
-    s.on("error", reject);
-    s.setTimeout(5000, () => reject(new Error("timeout")));
-    s.write(request);
-  });
-  const state = parseAuthResponse(Buffer.from(raw, "latin1"));
-  assert.equal(state.kind, "done", raw);
-  if (state.kind !== "done") throw new Error("unreachable");
-  return { ...state.response, raw };
+function ask(port: number, protocol: MailProtocolName, credentials: Credentials, attempt = 1, clientAddr = "127.0.0.1"): Promise<AuthResponse & { raw: string }> {
+  return askAs(port, protocol, credentials, clientAddr, [], attempt);
 }
 
-const plain = (login: string, password: string): Credentials => ({ method: "plain", login: Buffer.from(login), password: Buffer.from(password) });
 const s = (b: Buffer | undefined): string | undefined => b?.toString("latin1");
 
 before(async () => {
