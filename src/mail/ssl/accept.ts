@@ -114,8 +114,11 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
   });
 }
 
-/** OpenSSL's verify result per socket (0 = verified), final once startTls resolves. */
-const verdicts = new WeakMap<tls.TLSSocket, number>();
+/**
+ * OpenSSL's verify result per socket (0 = verified), final once startTls
+ * resolves; `rechecked` when it came from the second check against both CA lists.
+ */
+const verdicts = new WeakMap<tls.TLSSocket, { readonly error: number; readonly rechecked: boolean }>();
 
 /**
  * Reads OpenSSL's verify result of the handshake (Node fills in
@@ -132,12 +135,15 @@ const verdicts = new WeakMap<tls.TLSSocket, number>();
 async function settleVerifyResult(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): Promise<void> {
   if (setup.verifyClient === "off") return;
   const err = tlsVerifyError(tlsSocket);
-  let n = err === undefined ? 1 : err === null ? 0 : verifyErrorNumberOf(err);
+  const n = err === undefined ? 1 : err === null ? 0 : verifyErrorNumberOf(err);
   if (setup.chainCheck && ANCHOR_ERRORS.has(n)) {
     const sent = peerChain(tlsSocket);
-    if (sent.length > 0) n = await setup.chainCheck.verify(sent.map((c) => c.raw));
+    if (sent.length > 0) {
+      verdicts.set(tlsSocket, { error: await setup.chainCheck.verify(sent.map((c) => c.raw)), rechecked: true });
+      return;
+    }
   }
-  verdicts.set(tlsSocket, n);
+  verdicts.set(tlsSocket, { error: n, rechecked: false });
 }
 
 /** The decision taken right after the handshake. */
@@ -166,11 +172,14 @@ function peerChain(socket: tls.TLSSocket): X509Certificate[] {
 
 /** OpenSSL's verdict, then ssl_verify_depth: intermediates between the leaf and the trusted root. */
 function verifyNumber(socket: tls.TLSSocket, setup: TlsServerSetup, chain: readonly X509Certificate[]): number {
-  const error = verdicts.get(socket) ?? 1;
-  if (error !== 0) return error;
-  const anchors = setup.chainCheck ? [...setup.clientCas, ...setup.trustedCas] : setup.clientCas;
+  const verdict = verdicts.get(socket) ?? { error: 1, rechecked: false };
+  if (verdict.error !== 0) return verdict.error;
+  // Node's linked chain already ends at the advertised CA that verified it;
+  // only a chain verified by the second check needs its path through the
+  // unadvertised CAs found (a few signature checks, on that path only).
+  const length = verdict.rechecked ? issuerPath(chain, [...setup.clientCas, ...setup.trustedCas]).length : chain.length;
   // OpenSSL's own depth limit reports 20 (the issuer past the limit is never looked up).
-  return issuerPath(chain, anchors).length - 2 > setup.verifyDepth ? 20 : 0;
+  return length - 2 > setup.verifyDepth ? 20 : 0;
 }
 
 /**
