@@ -18,6 +18,7 @@
  */
 import type { ConnectionLog } from "../core/log.js";
 import type { MailModule, MailServer } from "./server.js";
+import type { BackendLoginInput, LoginStep } from "./proxy/login-step.js";
 import type { Credentials, MailProtocolName, SmtpInfo } from "./types.js";
 
 /** `starttls` as it applies to this connection right now ('off' once TLS is up). */
@@ -44,11 +45,12 @@ export interface SessionPort {
   /** Starts the `timeout` deadline (nginx arms it when the greeting is queued). */
   armDeadline(): void;
   /**
-   * Counts one syntax error. Returns true when `max_errors`
-   * is reached: the front end still sends its invalid reply, then calls
-   * `close()`. The core logs `client sent too many invalid commands`.
+   * A line the parser refused (nginx's NGX_MAIL_PARSE_INVALID_COMMAND): the
+   * core counts it against `max_errors`, sends the front end's `reply`, and
+   * closes when the limit is reached (logging `client sent too many invalid
+   * commands`) or when `thenClose` says the protocol ends here.
    */
-  countSyntaxError(): boolean;
+  syntaxError(reply: string, thenClose: boolean): void;
   /** The session's APOP / CRAM-MD5 salt, created on first use. */
   salt(): string;
   /** Bytes received and not yet consumed (SMTP: talking before the greeting). */
@@ -104,10 +106,13 @@ export interface FrontEnd {
    * must still fit). Absent means always rewindable.
    */
   readonly bufferRewindable?: boolean;
-  /** The IMAP tag of the authenticating command (the backend LOGIN reuses it). */
-  imapTag?(): string | undefined;
-  /** SMTP: what the client said before authenticating (HELO, MAIL, RCPT, client name). */
-  smtpInfo?(): SmtpInfo;
+  /**
+   * What auth_http's request carries of the dialogue beyond the credentials
+   * (SMTP: the client's name, HELO, MAIL and RCPT). Absent: nothing.
+   */
+  authFacts?(): SmtpInfo;
+  /** The backend login: the protocol's steps, with what this dialogue learned (IMAP: the tag). */
+  backendLogin(input: BackendLoginInput): LoginStep[];
 }
 
 /** Canned lines every protocol has. */

@@ -23,3 +23,14 @@ export function hasControlByte(value: Buffer | string): boolean {
   }
   return false;
 }
+
+/**
+ * Upper-cases ASCII letters only, as nginx compares command words and SASL
+ * mechanism names (ngx_strncasecmp): a locale-aware upper-casing would turn
+ * Latin-1 `\xdf` into `SS` and let bytes nginx refuses pass as a name.
+ */
+export function asciiUpper(b: Buffer): string {
+  let s = "";
+  for (const c of b) s += String.fromCharCode(c >= 0x61 && c <= 0x7a ? c - 0x20 : c);
+  return s;
+}

@@ -1,15 +1,88 @@
 /**
- * SASL steps shared by the three front ends: strict
- * base64 as nginx decodes it, and the PLAIN, LOGIN, CRAM-MD5 and EXTERNAL
- * responses. Each decoder returns the value or nginx's info-level log line.
- * A login or password holding CR, LF or NUL is refused here, like a bad
- * encoding: it would reach the auth server and the backend's login lines.
+ * SASL for the three front ends, in one place: the mechanism table (what
+ * AUTH / AUTHENTICATE may name), the step table (what each client response
+ * line means), strict base64 as nginx decodes it, and the salt.
+ *
+ * The front ends only frame the challenges (`+ ` in IMAP and POP3, `334 `
+ * in SMTP); the dispatcher (dispatch.ts) drives the exchange. Adding a
+ * mechanism is one entry in SASL_MECHANISMS, its steps in SASL_STEPS, and
+ * the protocols' capability words in their module.ts.
+ *
+ * Each decoder returns the value or nginx's info-level log line. A login or
+ * password holding CR, LF or NUL is refused here, like a bad encoding: it
+ * would reach the auth server and the backend's login lines.
  */
 import { randomInt } from "node:crypto";
 import { hasLineBreakOrNul } from "./line-bytes.js";
+import type { Credentials } from "./types.js";
 
-/** The outcome of decoding one client response. */
-export type SaslResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly log: string };
+/** The outcome of decoding one client response; a failure may still name the login, for the log. */
+export type SaslResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly log: string; readonly login?: Buffer };
+
+/** The client response lines a SASL exchange reads, one per step. */
+export type SaslStep = "plain" | "loginUsername" | "loginPassword" | "cramMd5" | "external";
+
+/** The mechanisms a `*_auth` directive must name before they are taken. */
+export type SaslOption = "cram-md5" | "external";
+
+/** One mechanism as AUTH (POP3, SMTP) and AUTHENTICATE (IMAP) offer it. */
+export interface SaslMechanism {
+  /**
+   * The `*_auth` method that must be enabled for it. nginx takes PLAIN and
+   * LOGIN whatever the list says; Postern also requires `external` for
+   * EXTERNAL with an initial response (nginx takes that always).
+   */
+  readonly enabledBy?: SaslOption;
+  /** The client may send its first response with the command (RFC 4959). */
+  readonly initialResponse: boolean;
+  /** The first challenge, base64 (empty: PLAIN's bare `+ `). */
+  challenge(salt: () => string): string;
+  /** The step that reads the first response. */
+  readonly step: SaslStep;
+}
+
+/** Mechanism names, upper case (the client's are matched ASCII case-insensitively). */
+export const SASL_MECHANISMS: ReadonlyMap<string, SaslMechanism> = new Map<string, SaslMechanism>([
+  ["PLAIN", { initialResponse: true, challenge: () => "", step: "plain" }],
+  ["LOGIN", { initialResponse: true, challenge: () => USERNAME_CHALLENGE, step: "loginUsername" }],
+  ["CRAM-MD5", { enabledBy: "cram-md5", initialResponse: false, challenge: (salt) => cramMd5Challenge(salt()), step: "cramMd5" }],
+  ["EXTERNAL", { enabledBy: "external", initialResponse: true, challenge: () => USERNAME_CHALLENGE, step: "external" }],
+]);
+
+/** What one response line leads to. */
+export type SaslStepResult =
+  /** another challenge; `login` is what the exchange knows of the user so far */
+  | { readonly kind: "challenge"; readonly text: string; readonly step: SaslStep; readonly login: Buffer }
+  | { readonly kind: "credentials"; readonly credentials: Credentials }
+  /** refused with nginx's info line; `login` when nginx had already taken the name (its log shows it) */
+  | { readonly kind: "failed"; readonly log: string; readonly login?: Buffer | undefined };
+
+/** What a step may read of the exchange so far. */
+export interface SaslExchange {
+  /** The name an earlier step took (LOGIN's user name). */
+  readonly login: Buffer;
+  /** The session's salt (CRAM-MD5). */
+  salt(): string;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function credentials(c: Credentials): SaslStepResult {
+  return { kind: "credentials", credentials: c };
+}
+
+function decoded<T>(result: SaslResult<T>, next: (value: T) => SaslStepResult): SaslStepResult {
+  return result.ok ? next(result.value) : { kind: "failed", log: result.log, login: result.login };
+}
+
+/** The step table: each response line, decoded and checked, to its next move. */
+export const SASL_STEPS: Readonly<Record<SaslStep, (response: Buffer, exchange: SaslExchange) => SaslStepResult>> = {
+  plain: (r) => decoded(saslPlain(r), (v) => credentials({ method: "plain", login: v.login, password: v.password })),
+  loginUsername: (r) => decoded(saslLoginUsername(r), (login) => ({ kind: "challenge", text: PASSWORD_CHALLENGE, step: "loginPassword", login })),
+  loginPassword: (r, x) => decoded(saslLoginPassword(r), (password) => credentials({ method: "plain", login: x.login, password })),
+  cramMd5: (r, x) => decoded(saslCramMd5(r), (v) => credentials({ method: "cram-md5", login: v.login, password: v.digest, salt: x.salt() })),
+  external: (r) => decoded(saslExternal(r), (login) => credentials({ method: "external", login, password: EMPTY })),
+};
 
 /** base64("Username:"), the LOGIN and EXTERNAL first challenge. */
 export const USERNAME_CHALLENGE = "VXNlcm5hbWU6";
@@ -95,9 +168,10 @@ export function saslCramMd5(b64: Buffer): SaslResult<{ login: Buffer; digest: Bu
   const decoded = decodeBase64Strict(b64);
   if (!decoded) return invalidBase64("CRAM-MD5");
   const space = decoded.indexOf(0x20);
-  const digest = space < 0 ? Buffer.alloc(0) : decoded.subarray(space + 1);
-  if (digest.length !== 32 || hasLineBreakOrNul(digest)) return { ok: false, log: "client sent invalid CRAM-MD5 hash in AUTH CRAM-MD5 command" };
-  const login = decoded.subarray(0, space);
+  const digest = space < 0 ? EMPTY : decoded.subarray(space + 1);
+  // nginx has taken the name (all of it without a space) before it looks at the digest
+  const login = space < 0 ? decoded : decoded.subarray(0, space);
+  if (digest.length !== 32 || hasLineBreakOrNul(digest)) return { ok: false, log: "client sent invalid CRAM-MD5 hash in AUTH CRAM-MD5 command", login };
   if (hasLineBreakOrNul(login)) return invalidField("login", "CRAM-MD5");
   return { ok: true, value: { login, digest } };
 }

@@ -11,7 +11,9 @@ import type { ProxyReadOutcome } from "../event/proxy-protocol-reader.js";
 import type { CancelSignal } from "./cancel.js";
 import type { StarttlsMode } from "./front-end.js";
 import type { MailServer } from "./server.js";
-import type { AuthMethod, AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
+import type { ServerConf } from "../conf/directive.js";
+import type { LoginStep } from "./proxy/login-step.js";
+import type { AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
 
 /** Outcome of the client-certificate check after a handshake. */
 export type CertificateCheck = { readonly result: "ok" } | { readonly result: "missing" | "failed"; readonly log: string };
@@ -31,23 +33,30 @@ export interface SessionTls {
   describe(socket: TLSSocket): ClientTlsInfo;
 }
 
-/** What the proxy needs to take a session over. */
+/** What the proxy needs to take a session over (proxy/proxy.ts). */
 export interface ProxyHandoff {
-  readonly socket: Socket;
-  readonly authMethod: AuthMethod;
+  /** The client socket, paused, with nothing read but `pending`. */
+  readonly client: Socket;
+  /** Client bytes already read and not consumed (pipelined after the auth command). */
   readonly pending: Buffer;
-  readonly info: SessionInfo;
+  readonly session: SessionInfo;
+  /** Where auth_http sent the session. */
   readonly backend: BackendAddress;
-  readonly login: Buffer;
-  readonly password: Buffer;
-  readonly server: MailServer;
-  readonly serverName: string;
+  /** The merged server configuration (the proxy module's directives are read from it). */
+  readonly conf: ServerConf;
+  /** The `timeout` directive, in ms: the deadline for connect + login. */
   readonly timeoutMs: number;
   readonly log: ConnectionLog;
+  /**
+   * The backend login, built by the protocol's front end from auth_http's
+   * answer and its own dialogue; throws UnsafeLineError when a value holds
+   * CR, LF or NUL (nothing is sent then).
+   */
+  loginSteps(): LoginStep[];
   /** Sends the protocol's internal-error line and closes the client. */
   internalError(): void;
   /** Aborted at worker_shutdown_timeout: the proxy logs `shutdown timeout` and closes both sides. */
-  readonly shutdown: CancelSignal;
+  readonly shutdown?: CancelSignal | undefined;
 }
 
 /** The services a session calls out to, wired by the runtime. */

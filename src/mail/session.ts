@@ -259,14 +259,11 @@ export class Session implements SessionPort {
     if (!this.#closed) this.#armDeadline();
   }
 
-  countSyntaxError(): boolean {
-    this.#errors++;
-    const max = this.server.conf.get(maxErrorsDirective);
-    if (this.#errors >= max) {
-      this.log.info("client sent too many invalid commands");
-      return true;
-    }
-    return false;
+  syntaxError(reply: string, thenClose: boolean): void {
+    const tooMany = ++this.#errors >= this.server.conf.get(maxErrorsDirective);
+    if (tooMany) this.log.info("client sent too many invalid commands");
+    this.send(reply);
+    if (tooMany || thenClose) this.close();
   }
 
   salt(): string {
@@ -377,12 +374,15 @@ export class Session implements SessionPort {
     this.#input.discard();
     this.log.context.login = outcome.login.toString("latin1");
     this.#shutdown = new Cancellation();
+    const frontEnd = this.#frontEnd;
+    const login = {
+      login: outcome.login, password: outcome.password, authMethod: this.#authMethod, conf: this.server.conf,
+      serverName: this.serverName, clientAddr: this.#clientAddr, unixClient: this.#unix,
+    };
     void this.#services.proxy({
-      socket, pending, info, authMethod: this.#authMethod, shutdown: this.#shutdown,
-      backend: outcome.backend, login: outcome.login, password: outcome.password,
-      server: this.server, serverName: this.serverName,
-      timeoutMs: this.server.conf.get(timeoutDirective),
-      log: this.log,
+      client: socket, pending, session: info, backend: outcome.backend, conf: this.server.conf,
+      timeoutMs: this.server.conf.get(timeoutDirective), log: this.log, shutdown: this.#shutdown,
+      loginSteps: () => frontEnd.backendLogin(login),
       internalError: () => {
         if (!socket.destroyed) socket.end(this.#protocol.replies.internalError);
       },
@@ -409,8 +409,7 @@ export class Session implements SessionPort {
       unixClient: this.#unix,
       proxyProtocol: this.#proxyAddresses,
       tls: this.#tlsInfo,
-      smtp: this.#frontEnd.smtpInfo?.(),
-      imapTag: this.#frontEnd.imapTag?.(),
+      smtp: this.#frontEnd.authFacts?.(),
     };
   }
 

@@ -66,9 +66,8 @@ export interface SessionInfo {
   readonly unixClient: boolean;
   readonly proxyProtocol?: ProxyProtocolAddresses | undefined;
   readonly tls?: ClientTlsInfo | undefined;
+  /** SMTP: what auth_http's Client-Host and Auth-SMTP-* headers carry. */
   readonly smtp?: SmtpInfo | undefined;
-  /** The tag of the IMAP command that authenticated. */
-  readonly imapTag?: string | undefined;
 }
 
 /** A backend address from `Auth-Server` / `Auth-Port`. */

@@ -39,12 +39,6 @@ export function sessionServices(): SessionServices {
     authenticate: runAuthHttp,
     readProxyProtocol,
     realClientAddress: (server, peer, unix, header) => realClientAddress(server.conf, peer, unix, header),
-    proxy: (h) =>
-      proxySession({
-        client: h.socket, pending: h.pending, session: h.info, authMethod: h.authMethod,
-        login: h.login, password: h.password, backend: h.backend, conf: h.server.conf,
-        serverName: h.serverName, timeoutMs: h.timeoutMs, log: h.log,
-        internalError: () => h.internalError(), shutdown: h.shutdown,
-      }),
+    proxy: proxySession,
   };
 }

@@ -202,11 +202,12 @@ export class FakeSession implements SessionPort {
   armDeadline(): void {
     this.calls.push("armDeadline");
   }
-  countSyntaxError(): boolean {
+  syntaxError(reply: string, thenClose: boolean): void {
     this.errors++;
-    if (this.errors < this.server.conf.get(maxErrorsDirective)) return false;
-    this.#coreInfo("client sent too many invalid commands");
-    return true;
+    const tooMany = this.errors >= this.server.conf.get(maxErrorsDirective);
+    if (tooMany) this.#coreInfo("client sent too many invalid commands");
+    this.send(reply);
+    if (tooMany || thenClose) this.close();
   }
   salt(): string {
     this.saltCalls++;
@@ -228,6 +229,8 @@ export class FakeSession implements SessionPort {
   }
   authenticate(credentials: Credentials): void {
     this.calls.push({ authenticate: credentials });
+    // as the core does: the log names the login from here on
+    this.log.context.login = credentials.login.toString("latin1");
     this.authenticating = true;
     this.busy = true;
   }

@@ -12,6 +12,7 @@
  * a syntax error; `{0}` is an empty literal (RFC 3501), where nginx took one
  * byte of what follows as its data.
  */
+import { asciiUpper } from "../line-bytes.js";
 
 /** The commands nginx knows in the auth state. */
 export type ImapCommandName = "noop" | "login" | "logout" | "starttls" | "capability" | "authenticate";
@@ -57,13 +58,6 @@ function isTagChar(c: number): boolean {
 
 function isLetter(c: number): boolean {
   return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
-}
-
-/** Upper-cases ASCII letters only (nginx compares bytes, not locale characters). */
-export function asciiUpper(b: Buffer): string {
-  let s = "";
-  for (const c of b) s += String.fromCharCode(c >= 0x61 && c <= 0x7a ? c - 0x20 : c);
-  return s;
 }
 
 /** `\x` -> `x` throughout a quoted argument that contained a backslash. */

@@ -29,18 +29,10 @@ export const pop3CapabilitiesDirective = list<string>("pop3_capabilities", {
   entry: (args) => [...args],
 });
 
-/** The SASL mechanisms a server accepts beyond the always-accepted PLAIN and LOGIN. */
-export interface Pop3Methods {
-  /** Advertised only: PLAIN and LOGIN are accepted whatever the setting. */
-  readonly plain: boolean;
-  readonly apop: boolean;
-  readonly cramMd5: boolean;
-  readonly external: boolean;
-}
-
 /** What a POP3 session of one server needs, precomputed. */
 export interface Pop3Wire {
-  readonly methods: Pop3Methods;
+  /** `pop3_auth`: PLAIN and LOGIN are accepted whatever it says; `plain` only advertises them. */
+  readonly authMethods: ReadonlySet<Pop3AuthWord>;
   /** True when the greeting carries the salt (apop or cram-md5 enabled). */
   readonly saltedGreeting: boolean;
   /** CAPA on a TLS connection, in the USER state, or with starttls off. */
@@ -59,28 +51,25 @@ const CAPA_HEADER = "+OK Capability list follows\r\n";
 const END = ".\r\n";
 
 /** SASL names in nginx's advertising order. */
-function saslNames(m: Pop3Methods): string[] {
+function saslNames(auth: ReadonlySet<Pop3AuthWord>): string[] {
   const names: string[] = [];
-  if (m.plain) names.push("PLAIN", "LOGIN");
-  if (m.cramMd5) names.push("CRAM-MD5");
-  if (m.external) names.push("EXTERNAL");
+  if (auth.has("plain")) names.push("PLAIN", "LOGIN");
+  if (auth.has("cram-md5")) names.push("CRAM-MD5");
+  if (auth.has("external")) names.push("EXTERNAL");
   return names;
 }
 
 /** Builds the wire strings from the merged directive values. */
 export function buildPop3Wire(auth: ReadonlySet<Pop3AuthWord>, capabilities: readonly string[]): Pop3Wire {
-  const methods: Pop3Methods = {
-    plain: auth.has("plain"), apop: auth.has("apop"), cramMd5: auth.has("cram-md5"), external: auth.has("external"),
-  };
   const caps = capabilities.length > 0 ? capabilities : DEFAULT_POP3_CAPABILITIES;
-  const names = saslNames(methods);
+  const names = saslNames(auth);
   const lines = caps.map((c) => `${c}\r\n`).join("");
   const body = `${CAPA_HEADER}${lines}${["SASL", ...names].join(" ")}\r\n`;
   // starttls only hides USER (plaintext login is refused until TLS) and the SASL line.
   const notUser = caps.filter((c) => c.toLowerCase() !== "user").map((c) => `${c}\r\n`).join("");
   return {
-    methods,
-    saltedGreeting: methods.apop || methods.cramMd5,
+    authMethods: auth,
+    saltedGreeting: auth.has("apop") || auth.has("cram-md5"),
     capa: body + END,
     capaStarttls: `${body}STLS\r\n${END}`,
     capaStarttlsOnly: `${CAPA_HEADER}${notUser}STLS\r\n${END}`,

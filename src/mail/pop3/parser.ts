@@ -8,6 +8,7 @@
  * The parser remembers how far it has looked for the LF, so
  * re-offering a growing buffer costs only the new bytes.
  */
+import { asciiUpper } from "../line-bytes.js";
 
 /** The commands nginx recognises before authentication. */
 export const POP3_VERBS = ["USER", "PASS", "APOP", "QUIT", "CAPA", "AUTH", "NOOP", "STLS"] as const;
@@ -92,7 +93,7 @@ function verbOf(word: Buffer): Pop3Verb | undefined {
   for (const c of word) {
     if (!((c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a))) return undefined;
   }
-  const upper = word.toString("latin1").toUpperCase();
+  const upper = asciiUpper(word);
   return POP3_VERBS.find((v) => v === upper);
 }
 

@@ -5,6 +5,9 @@
  */
 import { AGAIN, OK, type LoginStep, type ReplyCheck, type StepNext, UnsafeLineError, commandLine, startsWith } from "./login-step.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";
+import type { SmtpInfo } from "../types.js";
+import { proxySmtpAuth, xclient } from "./module.js";
+import type { BackendLoginInput } from "./login-step.js";
 
 /** Inputs of the SMTP dialogue. */
 export interface SmtpLoginInput {
@@ -84,6 +87,25 @@ function authPlainLine(input: SmtpLoginInput): Buffer {
   if (hasLineBreakOrNul(input.password)) throw new UnsafeLineError("password");
   const token = Buffer.concat([Buffer.from([0]), input.login, Buffer.from([0]), input.password]).toString("base64");
   return commandLine("AUTH", `AUTH PLAIN ${token}`);
+}
+
+/** The SMTP login for a session: the proxy's directives, auth_http's answer, and what the client said. */
+export function smtpBackendLogin(input: BackendLoginInput, dialogue: SmtpInfo): LoginStep[] {
+  return smtpLoginSteps({
+    serverName: input.serverName,
+    xclient: input.conf.get(xclient),
+    smtpAuth: input.conf.get(proxySmtpAuth),
+    helo: dialogue.helo,
+    esmtp: dialogue.esmtp,
+    authNone: input.authMethod === "none",
+    from: dialogue.from ?? "",
+    to: dialogue.to ?? "",
+    clientAddr: input.unixClient ? "unix:" : input.clientAddr,
+    clientIpv6: !input.unixClient && input.clientAddr.includes(":"),
+    clientHost: dialogue.clientHost,
+    login: input.login,
+    password: input.password,
+  });
 }
 
 /** The steps for this session; the branch is fixed by the inputs up front. */

@@ -6,7 +6,30 @@
  * LF or NUL: the values come from the client and the auth server, and such
  * a byte would add a command of the sender's choosing.
  */
+import type { ServerConf } from "../../conf/directive.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";
+import type { AuthMethod } from "../types.js";
+
+/**
+ * What every protocol's backend login is built from once auth_http has
+ * answered; the front end adds what its own dialogue learned (the IMAP
+ * tag, SMTP's HELO and envelope) and picks its protocol's steps.
+ */
+export interface BackendLoginInput {
+  /** Credentials after auth_http's Auth-User / Auth-Pass overrides. */
+  readonly login: Buffer;
+  /** Empty when there is none (EXTERNAL without Auth-Pass). */
+  readonly password: Buffer;
+  /** How the client authenticated; `none` = SMTP session started by RCPT TO. */
+  readonly authMethod: AuthMethod;
+  /** The merged server configuration (the proxy module's directives). */
+  readonly conf: ServerConf;
+  /** `server_name` of this server. */
+  readonly serverName: string;
+  /** Client address text (after realip); `unix:` for a UNIX-socket client. */
+  readonly clientAddr: string;
+  readonly unixClient: boolean;
+}
 
 /** A value for a backend line held CR, LF or NUL; `what` names it for the log. */
 export class UnsafeLineError extends Error {

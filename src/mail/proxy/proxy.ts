@@ -4,82 +4,22 @@
  * login, give the client its final reply and relay bytes until one side
  * closes. `timeout` bounds connect + login together.
  */
-import { connect, type Socket } from "node:net";
-import type { ServerConf } from "../../conf/directive.js";
+import { connect } from "node:net";
 import { describeSystemError } from "../../core/errors.js";
-import type { ConnectionLog } from "../../core/log.js";
-import { buildProxyHeaderV1, buildProxyHeaderV2, type ProxyV2Tls } from "../../event/proxy-protocol.js";
-import type { AuthMethod, BackendAddress, SessionInfo } from "../types.js";
-import type { CancelSignal } from "../cancel.js";
-import { imapLoginSteps } from "./login-imap.js";
+import { buildProxyHeaderV1, buildProxyHeaderV2 } from "../../event/proxy-protocol.js";
+import type { ProxyHandoff } from "../session-services.js";
+import type { BackendAddress } from "../types.js";
 import { runLogin, type LoginResult } from "./login-driver.js";
-import { pop3LoginSteps } from "./login-pop3.js";
-import { smtpLoginSteps } from "./login-smtp.js";
 import { type LoginStep, UnsafeLineError } from "./login-step.js";
-import { proxyBuffer, proxyPassErrorMessage, proxyProtocol, proxySmtpAuth, proxyTimeout, xclient } from "./module.js";
+import { proxyBuffer, proxyPassErrorMessage, proxyProtocol, proxyTimeout } from "./module.js";
 import { relay } from "./relay.js";
 
-/** Everything proxySession needs from the session that authenticated. */
-export interface ProxySessionParams {
-  /** The client socket, paused, with nothing read but `pending`. */
-  readonly client: Socket;
-  /** Client bytes already read and not consumed (pipelined after the auth command). */
-  readonly pending: Buffer;
-  readonly session: SessionInfo;
-  /** How the client authenticated; `none` = SMTP session started by RCPT TO. */
-  readonly authMethod: AuthMethod;
-  /** Credentials after auth_http's Auth-User / Auth-Pass overrides. */
-  readonly login: Buffer;
-  /** Empty when there is none (EXTERNAL without Auth-Pass). */
-  readonly password: Buffer;
-  readonly backend: BackendAddress;
-  /** The merged server configuration (proxy module directives are read from it). */
-  readonly conf: ServerConf;
-  /** `server_name` of this server. */
-  readonly serverName: string;
-  /** The `timeout` directive, in ms: the deadline for connect + login. */
-  readonly timeoutMs: number;
-  readonly log: ConnectionLog;
-  /** Sends the protocol's internal-error line to the client and closes it. */
-  internalError(): void;
-  /** Aborted on worker shutdown: a proxied session then closes with `shutdown timeout`. */
-  readonly shutdown?: CancelSignal | undefined;
-  /** TLS facts for a `proxy_protocol v2` header (TLS clients only). */
-  readonly proxyV2Tls?: ProxyV2Tls | undefined;
-}
+/** Everything proxySession needs from the session that authenticated (the session core's hand-off). */
+export type ProxySessionParams = ProxyHandoff;
 
 /** `ip:port`, with brackets for IPv6, as nginx names the upstream in logs. */
 export function upstreamName(b: BackendAddress): string {
   return b.host.includes(":") ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`;
-}
-
-/** The login step list for the session's protocol. */
-export function loginSteps(p: ProxySessionParams): LoginStep[] {
-  const s = p.session;
-  switch (s.protocol) {
-    case "pop3":
-      return pop3LoginSteps({ login: p.login, password: p.password });
-    case "imap":
-      return imapLoginSteps({ tag: s.imapTag ?? "", login: p.login, password: p.password });
-    case "smtp": {
-      const smtp = s.smtp;
-      return smtpLoginSteps({
-        serverName: p.serverName,
-        xclient: p.conf.get(xclient),
-        smtpAuth: p.conf.get(proxySmtpAuth),
-        helo: smtp?.helo ?? "",
-        esmtp: smtp?.esmtp ?? false,
-        authNone: p.authMethod === "none",
-        from: smtp?.from ?? "",
-        to: smtp?.to ?? "",
-        clientAddr: s.unixClient ? "unix:" : s.clientAddr,
-        clientIpv6: !s.unixClient && s.clientAddr.includes(":"),
-        clientHost: smtp?.clientHost ?? "[UNAVAILABLE]",
-        login: p.login,
-        password: p.password,
-      });
-    }
-  }
 }
 
 /** The PROXY header for the backend, or null with `proxy_protocol off`. */
@@ -89,7 +29,7 @@ function proxyHeader(p: ProxySessionParams): Buffer | null {
   const s = p.session;
   const client = { addr: s.unixClient ? undefined : s.clientAddr, port: s.clientPort };
   const local = { addr: s.localAddr.startsWith("unix:") ? undefined : s.localAddr, port: s.localPort };
-  return mode === "on" ? buildProxyHeaderV1(client, local) : buildProxyHeaderV2(client, local, p.proxyV2Tls);
+  return mode === "on" ? buildProxyHeaderV1(client, local) : buildProxyHeaderV2(client, local);
 }
 
 /** Connects, logs in and relays; resolves when the session is over (never rejects). */
@@ -105,7 +45,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
   // (from the auth server's Auth-User/Auth-Pass, say) never reaches the backend.
   let steps: LoginStep[];
   try {
-    steps = loginSteps(p);
+    steps = p.loginSteps();
   } catch (err) {
     if (!(err instanceof UnsafeLineError)) throw err;
     log.action = "sending login to upstream";

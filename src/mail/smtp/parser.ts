@@ -6,6 +6,7 @@
  * command word and up to 11 arguments; `response` (after AUTH, while a SASL
  * exchange runs) reads the whole line as arguments, with no command word.
  */
+import { asciiUpper } from "../line-bytes.js";
 
 /** The command words nginx recognises. */
 export type SmtpVerb = "HELO" | "EHLO" | "QUIT" | "AUTH" | "NOOP" | "MAIL" | "RSET" | "RCPT" | "VRFY" | "EXPN" | "HELP" | "STARTTLS";
@@ -75,7 +76,7 @@ export class SmtpParser {
       switch (this.#state) {
         case "command":
           if (ch === SP || ch === CR || ch === LF) {
-            const verb = VERBS.get(input.toString("latin1", 0, p).toUpperCase());
+            const verb = VERBS.get(asciiUpper(input.subarray(0, p)));
             if (!verb) return this.#invalid(input, p);
             this.#verb = verb;
             if (ch === SP) this.#state = "spaces";

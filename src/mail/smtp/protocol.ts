@@ -1,6 +1,6 @@
 /** The SMTP protocol descriptor the mail core calls through. */
 import type { MailProtocol } from "../front-end.js";
-import { SmtpFrontEnd } from "./commands.js";
+import { SmtpFrontEnd } from "./handler.js";
 import { smtpModule, smtpWire } from "./module.js";
 import { SMTP_REPLY } from "./replies.js";
 

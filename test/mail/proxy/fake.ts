@@ -8,6 +8,17 @@ import { ServerConf, Level, type Directive } from "../../../src/conf/directive.j
 import { ConnectionLog, ErrorLog, MemorySink } from "../../../src/core/log.js";
 import type { AuthMethod, SessionInfo, SmtpInfo } from "../../../src/mail/types.js";
 import { proxySession, type ProxySessionParams } from "../../../src/mail/proxy/proxy.js";
+import { imapLoginSteps } from "../../../src/mail/proxy/login-imap.js";
+import { pop3LoginSteps } from "../../../src/mail/proxy/login-pop3.js";
+import { smtpBackendLogin } from "../../../src/mail/proxy/login-smtp.js";
+import type { BackendLoginInput, LoginStep } from "../../../src/mail/proxy/login-step.js";
+
+/** The backend login the protocol's front end would build (it keeps the IMAP tag and the SMTP dialogue). */
+function loginStepsFor(o: RunOptions, input: BackendLoginInput): LoginStep[] {
+  if (o.protocol === "imap") return imapLoginSteps({ tag: o.imapTag ?? "a1", login: input.login, password: input.password });
+  if (o.protocol === "pop3") return pop3LoginSteps(input);
+  return smtpBackendLogin(input, o.smtp ?? { helo: "", esmtp: false, clientHost: "[UNAVAILABLE]" });
+}
 
 /** A backend that sends `greeting`, then one scripted reply per CRLF-terminated line it receives. */
 export interface FakeBackend {
@@ -138,18 +149,22 @@ export async function runProxy(o: RunOptions): Promise<ProxyRun> {
       id: 1, protocol: o.protocol,
       clientAddr: o.clientAddr ?? s.remoteAddress ?? "127.0.0.1", clientPort: s.remotePort ?? 0,
       localAddr: local, localPort: s.localPort ?? 0, unixClient: false,
-      imapTag: o.imapTag ?? "a1", smtp: o.smtp,
+      smtp: o.smtp,
     };
     const log = new ConnectionLog(errorLog, 1, { client: session.clientAddr, server: `${local}:${s.localPort}`, login: typeof o.login === "string" ? o.login : Buffer.isBuffer(o.login) ? o.login.toString("latin1") : "user" });
     const start = (): void => {
-      const params: ProxySessionParams = {
-        client: s, pending: Buffer.from(o.pending ?? "", "latin1"), session,
-        authMethod: o.authMethod ?? "plain",
+      const conf = o.conf ?? serverConf();
+      const login: BackendLoginInput = {
         login: Buffer.isBuffer(o.login) ? o.login : Buffer.from(o.login ?? "user", "latin1"),
         password: Buffer.isBuffer(o.password) ? o.password : Buffer.from(o.password ?? "secret", "latin1"),
+        authMethod: o.authMethod ?? "plain", conf, serverName: o.serverName ?? "proxy.test",
+        clientAddr: session.clientAddr, unixClient: false,
+      };
+      const params: ProxySessionParams = {
+        client: s, pending: Buffer.from(o.pending ?? "", "latin1"), session,
         backend: { host: o.backendHost ?? "127.0.0.1", port: o.backendPort },
-        conf: o.conf ?? serverConf(), serverName: o.serverName ?? "proxy.test",
-        timeoutMs: o.timeoutMs ?? 5000, log,
+        conf, timeoutMs: o.timeoutMs ?? 5000, log,
+        loginSteps: () => loginStepsFor(o, login),
         internalError: () => { s.end(INTERNAL[o.protocol]); },
         shutdown: o.shutdown,
       };

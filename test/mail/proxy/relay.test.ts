@@ -12,6 +12,7 @@ import { ConnectionLog, ErrorLog, MemorySink } from "../../../src/core/log.js";
 import { proxySession } from "../../../src/mail/proxy/proxy.js";
 import { fakeBackend, runProxy, serverConf, until } from "./fake.js";
 import { proxyTimeout } from "../../../src/mail/proxy/module.js";
+import { pop3LoginSteps } from "../../../src/mail/proxy/login-pop3.js";
 import type { Directive } from "../../../src/conf/directive.js";
 
 const d = <T>(x: Directive<T>, v: T): readonly [Directive<unknown>, unknown] => [x, v];
@@ -254,8 +255,8 @@ test("TLS client socket: login and relay work over tls.TLSSocket", { timeout: 20
       finished = proxySession({
         client: s, pending: Buffer.alloc(0),
         session: { id: 1, protocol: "pop3", clientAddr: "127.0.0.1", clientPort: 1, localAddr: "127.0.0.1", localPort: 2, unixClient: false },
-        authMethod: "plain", login: Buffer.from("u"), password: Buffer.from("p"), backend: { host: "127.0.0.1", port: be.port },
-        conf: serverConf(), serverName: "x", timeoutMs: 5000,
+        loginSteps: () => pop3LoginSteps({ login: Buffer.from("u"), password: Buffer.from("p") }),
+        backend: { host: "127.0.0.1", port: be.port }, conf: serverConf(), timeoutMs: 5000,
         log: new ConnectionLog(new ErrorLog([logs]), 1, { client: "127.0.0.1", server: "127.0.0.1:2" }),
         internalError: () => s.destroy(),
       });

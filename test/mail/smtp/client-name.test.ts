@@ -4,7 +4,7 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { SmtpFrontEnd } from "../../../src/mail/smtp/commands.js";
+import { SmtpFrontEnd } from "../../../src/mail/smtp/handler.js";
 import { isValidHostName } from "../../../src/mail/smtp/client-name.js";
 import { smtpGreetingDelayDirective } from "../../../src/mail/smtp/module.js";
 import { resolverDirective, resolverTimeoutDirective } from "../../../src/mail/core-module.js";
@@ -45,7 +45,7 @@ async function resolve(addr: string, answers: Record<string, FakeAnswer>, timeou
   assert.equal(s.output(), GREETING);
   assert.equal(s.deadlineArmed, 1);
   return {
-    host: fe.smtpInfo().clientHost,
+    host: fe.authFacts().clientHost,
     errors: s.sink.lines.filter((l) => l.level === "error").map((l) => l.text),
     queries: dns.queries.slice(from),
   };
@@ -60,11 +60,11 @@ test("no resolver: [UNAVAILABLE] without any query; UNIX-socket client: [TEMPUNA
   const from = dns.queries.length;
   const plain = session([], "127.0.0.1");
   await plain.fe.start();
-  assert.equal(plain.fe.smtpInfo().clientHost, "[UNAVAILABLE]");
+  assert.equal(plain.fe.authFacts().clientHost, "[UNAVAILABLE]");
   const unix = session(withResolver(), "unix:");
   unix.s.unixClient = true;
   await unix.fe.start();
-  assert.equal(unix.fe.smtpInfo().clientHost, "[TEMPUNAVAIL]");
+  assert.equal(unix.fe.authFacts().clientHost, "[TEMPUNAVAIL]");
   assert.equal(unix.s.output(), GREETING);
   assert.equal(dns.queries.length, from);
 });
@@ -152,7 +152,7 @@ test("forward lookup failures: NXDOMAIN [UNAVAILABLE], SERVFAIL [TEMPUNAVAIL]", 
   assert.match(fail.errors[0]!, /"flaky\.example" could not be resolved \(2: Server failure\)/);
 });
 
-test("no greeting while resolving; the name reaches smtpInfo", async () => {
+test("no greeting while resolving; the name reaches authFacts", async () => {
   dns.answers.set("PTR 43.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "slow.example" }], delayMs: 200 });
   dns.answers.set("A slow.example", { records: [{ type: "A", data: "127.0.0.43" }] });
   dns.answers.set("AAAA slow.example", { records: [] });
@@ -163,7 +163,7 @@ test("no greeting while resolving; the name reaches smtpInfo", async () => {
   assert.equal(s.deadlineArmed, 0, "the deadline starts with the greeting");
   await started;
   assert.equal(s.output(), GREETING);
-  assert.equal(fe.smtpInfo().clientHost, "slow.example");
+  assert.equal(fe.authFacts().clientHost, "slow.example");
 });
 
 test("greeting delay: data sent while resolving gets the 503 as soon as resolution ends", async () => {

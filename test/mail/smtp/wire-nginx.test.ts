@@ -15,7 +15,7 @@ import { connect, createServer, type Socket, type AddressInfo } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SmtpFrontEnd } from "../../../src/mail/smtp/commands.js";
+import { SmtpFrontEnd } from "../../../src/mail/smtp/handler.js";
 import { smtpAuthDirective, smtpCapabilitiesDirective, smtpClientBufferDirective, smtpGreetingDelayDirective } from "../../../src/mail/smtp/module.js";
 import { maxErrorsDirective } from "../../../src/mail/core-module.js";
 import type { StarttlsMode } from "../../../src/mail/front-end.js";
@@ -345,7 +345,7 @@ interface OurRun {
 /** The auth_http headers nginx would build from what our front end hands over. */
 function headersFor(session: FakeSession, fe: SmtpFrontEnd): Record<string, string> {
   const cred = session.credentials.at(-1)!;
-  const info = fe.smtpInfo();
+  const info = fe.authFacts();
   const h: Record<string, string> = {
     "auth-method": cred.method,
     "auth-user": cred.login.toString("latin1"),
@@ -512,7 +512,7 @@ for (const scenario of Object.keys(DNS_SCENARIOS)) {
     assert.equal(s.output(), greeting);
     s.receive(`HELO h\r\nMAIL FROM:<a>\r\nRCPT TO:<dns-${scenario}>\r\n`);
     assert.equal(theirs.length, 1);
-    assert.equal(fe.smtpInfo().clientHost, theirs[0]!["client-host"]);
+    assert.equal(fe.authFacts().clientHost, theirs[0]!["client-host"]);
     const ourLog = s.sink.lines.filter((l) => l.level === "error").map((l) => l.text.replace(/^\*\d+ /, "").replace(/, server: .*$/, ""));
     assert.deepEqual(ourLog, theirLog);
     // both asked the same questions

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { SmtpFrontEnd } from "../../../src/mail/smtp/commands.js";
+import { SmtpFrontEnd } from "../../../src/mail/smtp/handler.js";
 import { smtpAuthDirective, smtpCapabilitiesDirective, smtpClientBufferDirective, smtpGreetingDelayDirective, smtpModule, smtpWire } from "../../../src/mail/smtp/module.js";
 import { smtpProtocol } from "../../../src/mail/smtp/protocol.js";
 import { maxErrorsDirective, serverNameDirective } from "../../../src/mail/core-module.js";
@@ -70,10 +70,10 @@ test("EHLO replies in every variant", async () => {
   const { s, fe } = await open([auth("plain", "cram-md5")], "on");
   s.output();
   assert.equal(say(s, "EHLO a\r\n"), "250-mx.example.test\r\n250-AUTH PLAIN CRAM-MD5\r\n250 STARTTLS\r\n");
-  assert.equal(fe.smtpInfo().esmtp, true);
+  assert.equal(fe.authFacts().esmtp, true);
   assert.equal(say(s, "HELO b\r\n"), "250 mx.example.test\r\n");
-  assert.equal(fe.smtpInfo().esmtp, true, "a later HELO does not unmark ESMTP");
-  assert.equal(fe.smtpInfo().helo, "b");
+  assert.equal(fe.authFacts().esmtp, true, "a later HELO does not unmark ESMTP");
+  assert.equal(fe.authFacts().helo, "b");
 });
 
 test("server_name comes from the mail block; directives merge as nginx's", () => {
@@ -91,9 +91,9 @@ test("HELO/EHLO need exactly one argument and forget MAIL", async () => {
   assert.equal(say(s, "HELO\r\n"), "501 5.5.4 Invalid argument\r\n");
   assert.equal(say(s, "EHLO a b\r\n"), "501 5.5.4 Invalid argument\r\n");
   assert.equal(say(s, "MAIL FROM:<a>\r\n"), OK);
-  assert.equal(fe.smtpInfo().from, "MAIL FROM:<a>");
+  assert.equal(fe.authFacts().from, "MAIL FROM:<a>");
   assert.equal(say(s, "HELO x\r\n"), "250 mx.example.test\r\n");
-  assert.equal(fe.smtpInfo().from, undefined);
+  assert.equal(fe.authFacts().from, undefined);
   assert.equal(say(s, "RCPT TO:<b>\r\n"), "503 5.5.1 Bad sequence of commands\r\n");
   assert.equal(s.errors, 0, "none of these are syntax errors");
 });
@@ -134,14 +134,14 @@ test("smtp_auth none: MAIL, RCPT -> authenticate with method none, raw lines kep
   assert.equal(say(s, "RCPT\r\n"), "501 5.5.4 Invalid argument\r\n");
   assert.equal(say(s, "RCPT TO:<b@example.com>\r\nNOOP\r\n"), "");
   assert.deepEqual(s.credentials.map((c) => [c.method, c.login.length, c.password.length]), [["none", 0, 0]]);
-  assert.deepEqual(fe.smtpInfo(), { helo: "mta.example", esmtp: true, from: "mail FROM:<a@example.com>  SIZE=10", to: "RCPT TO:<b@example.com>", clientHost: "[UNAVAILABLE]" });
+  assert.deepEqual(fe.authFacts(), { helo: "mta.example", esmtp: true, from: "mail FROM:<a@example.com>  SIZE=10", to: "RCPT TO:<b@example.com>", clientHost: "[UNAVAILABLE]" });
   // refused with Auth-Wait: HELO and MAIL kept, a new RCPT is enough; the pipelined NOOP runs first
   s.refuse("Temporary failure", "451 4.3.0");
   assert.equal(s.output(), "451 4.3.0 Temporary failure\r\n" + OK);
   assert.equal(say(s, "RCPT TO:<c>\r\n"), "");
   assert.equal(s.credentials.length, 2);
-  assert.equal(fe.smtpInfo().to, "RCPT TO:<c>");
-  assert.equal(fe.smtpInfo().helo, "mta.example");
+  assert.equal(fe.authFacts().to, "RCPT TO:<c>");
+  assert.equal(fe.authFacts().helo, "mta.example");
 });
 
 test("smtp_auth none never sends credentials typed in an earlier AUTH", async () => {
@@ -237,7 +237,7 @@ test("starttls only: AUTH refused; MAIL and RCPT refused before TLS (Postern), f
   assert.equal(s.errors, 0);
   assert.equal(say(s, "STARTTLS\r\nNOOP\r\n"), "220 2.0.0 Start TLS\r\n");
   assert.equal(s.startTlsCalls, 1);
-  assert.equal(fe.smtpInfo().helo, "", "HELO forgotten at STARTTLS");
+  assert.equal(fe.authFacts().helo, "", "HELO forgotten at STARTTLS");
   s.finishStartTls();
   assert.equal(s.output(), "", "pipelined plaintext dropped, no new greeting");
   assert.equal(say(s, "EHLO x\r\n"), "250-mx.example.test\r\n250 AUTH PLAIN\r\n");
@@ -256,7 +256,7 @@ test("STARTTLS without starttls configured is invalid; with `on`, MAIL is forgot
   say(on.s, "MAIL FROM:<a>\r\n");
   assert.equal(say(on.s, "STARTTLS extra\r\n"), "220 2.0.0 Start TLS\r\n");
   on.s.finishStartTls();
-  assert.equal(on.fe.smtpInfo().from, undefined);
+  assert.equal(on.fe.authFacts().from, undefined);
   assert.equal(say(on.s, "RCPT TO:<b>\r\n"), "503 5.5.1 Bad sequence of commands\r\n");
 });
 
