@@ -20,7 +20,7 @@ export interface MatrixProtocol {
   /** How test names spell the protocol. */
   label: 'IMAP' | 'POP3' | 'SMTP';
   setup: PairSetup;
-  /** The greeting line as the transcript records it, on every listener but the main one. */
+  /** The greeting line as the transcript records it (POP3's main listener adds its APOP salt to it). */
   greeting: string;
   /** Sends the login of test@example.com/secret; intermediate replies are read, the final one is not. */
   sendLogin(t: Talk): Promise<void>;
