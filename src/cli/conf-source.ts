@@ -1,4 +1,8 @@
-/** Where the configuration is: `-p`, `-c` and `-g` against the defaults. */
+/**
+ * Where the configuration is: `-p`, `-c` and `-g` against the defaults.
+ *
+ * Rule: docs/behaviour/cli.md#cli-2-prefix-configuration-file-and-start-up-log.
+ */
 import { isAbsolute, join } from "node:path";
 import type { ConfSource } from "../conf/engine.js";
 import { DEFAULT_CONF, DEFAULT_PREFIX } from "../core/version.js";

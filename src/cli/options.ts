@@ -2,6 +2,8 @@
  * nginx's command-line switches, read the way nginx reads them: letters may
  * be combined (`-tq`), a value may be attached (`-c/etc/x.conf`) or be the
  * next argument.
+ *
+ * Rule: docs/behaviour/cli.md#cli-1-switches.
  */
 
 /** The signals `-s` knows, with the signal each sends. */

@@ -1,4 +1,8 @@
-/** The command line: subcommands, switches, then test / signal / start. */
+/**
+ * The command line: subcommands, switches, then test / signal / start.
+ *
+ * Rules: docs/behaviour/cli.md#cli-1-switches, #cli-7-exit-codes.
+ */
 import { startupLogTarget } from "../core/core-module.js";
 import { startServer } from "../process/start.js";
 import { Reporter, stderr } from "../process/startup-log.js";

@@ -1,4 +1,8 @@
-/** `-s stop|quit|reopen|reload`: signal the running master through its pid file. */
+/**
+ * `-s stop|quit|reopen|reload`: signal the running master through its pid file.
+ *
+ * Rule: docs/behaviour/cli.md#cli-4-signalling-a-running-master.
+ */
 import { readFileSync } from "node:fs";
 import { constants } from "node:os";
 import type { ConfSource } from "../conf/engine.js";

@@ -1,4 +1,8 @@
-/** `-t` and `-T`: check the configuration, report, optionally dump it. */
+/**
+ * `-t` and `-T`: check the configuration, report, optionally dump it.
+ *
+ * Rule: docs/behaviour/cli.md#cli-3-testing-the-configuration.
+ */
 import { closeSync, writeSync } from "node:fs";
 import { openAppend } from "../core/safe-open.js";
 import type { ConfSource } from "../conf/engine.js";

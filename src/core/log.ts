@@ -10,6 +10,8 @@
  * `data:` values are shown as `data:...` where a message names a file.
  * Text that comes from a peer (client, auth server, backend, DNS) goes
  * through `logEscape` first, so it can neither end a line nor close a quote.
+ *
+ * Rule: docs/behaviour/cli.md#cli-8-the-error-log.
  */
 import { closeSync, writeSync } from "node:fs";
 import { describeSystemError } from "./errors.js";

@@ -4,6 +4,8 @@
  * readable, and only the first 4096 of them are looked at. Node cannot peek,
  * so the first chunk is read and whatever follows the header is handed back
  * (unshift it before wrapping the socket in TLS).
+ *
+ * Rule: docs/behaviour/session.md#session-1-stages.
  */
 import type { Socket } from "node:net";
 import { describeSystemError } from "../core/errors.js";

@@ -2,6 +2,8 @@
  * Client-certificate verification results in OpenSSL's terms: the verify
  * error numbers and X509_verify_cert_error_string texts nginx logs and sends
  * in Auth-SSL-Verify, and the issuer path used to count ssl_verify_depth.
+ *
+ * Rule: docs/behaviour/tls.md#tls-4-client-certificates.
  */
 import type { X509Certificate } from "node:crypto";
 

@@ -4,6 +4,9 @@
  * fired after 1 ms, so a huge Auth-Wait meant no wait at all. The value is
  * clamped where it is parsed, and every wait timer is started through
  * `startAuthWait`, which clamps again.
+ *
+ * Rules: docs/behaviour/session.md#session-8-authentication-and-its-outcomes,
+ * docs/behaviour/auth-http.md#ah-4-response-headers.
  */
 
 /**

@@ -16,6 +16,9 @@
  * The session (src/mail/session.ts) and the front-end unit tests' fake
  * session (test/mail/fake-session.ts) both drive their front ends through
  * `pump`, so the tests read input exactly as production does.
+ *
+ * Rules: docs/behaviour/session.md#session-3-the-command-buffer,
+ * #session-4-pipelining, #session-5-too-long-commands.
  */
 
 const NO_BUFFER = Buffer.alloc(0);

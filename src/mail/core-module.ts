@@ -2,6 +2,9 @@
  * ngx_mail_core_module: `server`, `listen`, `protocol`, `server_name`,
  * `timeout`, `resolver`, `resolver_timeout`, `max_errors`.
  * `error_log` is declared with the main error log (src/core).
+ *
+ * Rules: `timeout` docs/behaviour/session.md#session-2-the-timeout-deadline,
+ * `max_errors` #session-6-syntax-errors-and-max_errors.
  */
 import { hostname } from "node:os";
 import { ConfError } from "../core/errors.js";

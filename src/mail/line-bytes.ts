@@ -4,6 +4,8 @@
  * and let the rest run as a command of its own, NUL splits SASL PLAIN fields
  * and C strings. Every value from a client, the auth server or DNS is
  * checked with these before it is used in such a line.
+ *
+ * Rule: docs/behaviour/session.md#session-11-values-that-are-never-passed-on.
  */
 
 /** True when `value` holds a CR, LF or NUL. */

@@ -4,6 +4,8 @@
  * password into the log at info. Postern quotes the buffer only up to the
  * name of the first authentication command in it: its arguments, literals
  * and SASL responses (which follow it in the same buffer) are never shown.
+ *
+ * Rule: docs/behaviour/session.md#session-5-too-long-commands.
  */
 import { logEscape } from "../core/log.js";
 

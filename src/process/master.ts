@@ -2,6 +2,8 @@
  * The master process: owns the listening sockets and the pid file, starts
  * and supervises workers, and turns signals into reload, shutdown and
  * log reopening.
+ *
+ * Rules: docs/behaviour/cli.md#cli-5-signals-to-the-master, #cli-6-processes.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { closeSync } from "node:fs";

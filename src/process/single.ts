@@ -1,6 +1,8 @@
 /**
  * `master_process off`: one process binds, serves and handles the signals
  * itself (nginx's single-process cycle).
+ *
+ * Rules: docs/behaviour/cli.md#cli-5-signals-to-the-master, #cli-6-processes.
  */
 import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";

@@ -8,6 +8,8 @@
  * error log file as nginx does). The launcher relays the daemon's stderr
  * messages until it reports the service is up, then exits 0 (or 1 if the
  * daemon failed).
+ *
+ * Rules: docs/behaviour/cli.md#cli-6-processes, #cli-7-exit-codes.
  */
 import { checkNodeInternals } from "../event/node-internals.js";
 import { spawn } from "node:child_process";

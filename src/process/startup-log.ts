@@ -2,6 +2,8 @@
  * The log in use before the configuration is read: the `-e` file (or
  * stderr). Errors also go to stderr as `nginx: [emerg] ...` when that log is
  * not stderr, as nginx does.
+ *
+ * Rule: docs/behaviour/cli.md#cli-2-prefix-configuration-file-and-start-up-log.
  */
 import { writeSync } from "node:fs";
 import { ErrorLog, type LogLevel } from "../core/log.js";

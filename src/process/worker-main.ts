@@ -3,6 +3,8 @@
  * rebuilds the configuration from the inputs the master validated (sent
  * over IPC, never re-read from disk), receives the listening handles and
  * serves until told to stop.
+ *
+ * Rules: docs/behaviour/cli.md#cli-6-processes, #cli-7-exit-codes.
  */
 import { type UserSetting, coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
 import type { ErrorLog } from "../core/log.js";

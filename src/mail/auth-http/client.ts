@@ -3,6 +3,9 @@
  * the request, read the header block, close; repeat after `Auth-Status:
  * WAIT`; return the outcome. Failures are logged here with nginx's wording
  * (action `in http auth state`); the session only sends the reply.
+ *
+ * Rules: docs/behaviour/auth-http.md#ah-1-the-exchange, #ah-6-auth-status-wait,
+ * #ah-7-errors.
  */
 import { connect, type Socket } from "node:net";
 import { describeSystemError } from "../../core/errors.js";

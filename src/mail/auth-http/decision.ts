@@ -2,6 +2,8 @@
  * What a parsed auth_http response means for the session: refuse (with
  * Auth-Wait honoured), ask again later, or proxy to a backend. Pure: the
  * log line to write is returned, not written.
+ *
+ * Rule: docs/behaviour/auth-http.md#ah-5-decision.
  */
 import { isIP } from "node:net";
 import type { LogLevel } from "../../core/log.js";

@@ -4,6 +4,8 @@
  *
  * The URL is parsed and its host resolved when the directive is read, as
  * nginx does.
+ *
+ * Behaviour: docs/behaviour/auth-http.md.
  */
 import { ConfError, formatLocation } from "../../core/errors.js";
 import { type ConfModule, type Directive, type ServerConf, take } from "../../conf/directive.js";

@@ -1,6 +1,9 @@
 /**
  * The auth_http request: an HTTP/1.0 GET whose headers carry everything
  * nginx knows about the login attempt, in nginx's exact order.
+ *
+ * Rules: docs/behaviour/auth-http.md#ah-2-request-headers-in-order (order),
+ * #ah-3-escaping-and-refused-values (escaping).
  */
 import type { Credentials, SessionInfo } from "../types.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";

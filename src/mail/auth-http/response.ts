@@ -2,6 +2,8 @@
  * The auth server's answer: an optional status line (skipped) and a header
  * block read up to the empty line. The block must
  * fit in 1024 bytes. Everything after the empty line is ignored.
+ *
+ * Rule: docs/behaviour/auth-http.md#ah-4-response-headers.
  */
 
 /** The headers that matter, after the whole block was read. */

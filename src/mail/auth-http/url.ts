@@ -2,6 +2,8 @@
  * The `auth_http` URL: parsed and resolved when the directive is read, as
  * nginx does (it keeps the first address; IPv4 addresses come before IPv6
  * ones), so `host not found` is reported in file order.
+ *
+ * Rule: docs/behaviour/auth-http.md#ah-1-the-exchange.
  */
 import { isIP } from "node:net";
 import { ConfError, type SourceLocation } from "../../core/errors.js";

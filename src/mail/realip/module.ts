@@ -1,6 +1,8 @@
 /**
  * ngx_mail_realip_module: `set_real_ip_from` lists the
  * peers whose PROXY protocol addresses are trusted to replace theirs.
+ *
+ * Rule: docs/behaviour/session.md#session-1-stages.
  */
 import { execFileSync } from "node:child_process";
 import type { ConfModule, SetContext } from "../../conf/directive.js";

@@ -2,6 +2,8 @@
  * Accept-time TLS, independent of the mail protocol: the handshake (implicit
  * TLS or STARTTLS), the client-certificate decision taken right after it,
  * and the values auth_http reports about the client's TLS state.
+ *
+ * Rules: docs/behaviour/tls.md#tls-2-the-handshake, #tls-4-client-certificates.
  */
 import { createHash, X509Certificate } from "node:crypto";
 import type net from "node:net";

@@ -2,6 +2,8 @@
  * Builds one server's TLS setup at configuration time: nginx's merge-time
  * checks (with its messages), file loading, and the mapping of every
  * ssl_* directive onto Node's secure-context options.
+ *
+ * Rule: docs/behaviour/tls.md#tls-1-which-servers-use-tls.
  */
 import { constants, createHash, type KeyObject, type X509Certificate } from "node:crypto";
 import tls from "node:tls";

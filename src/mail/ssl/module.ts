@@ -3,6 +3,9 @@
  * directive. Values are parsed here; cross-directive checks and the loading
  * of certificates happen when a TLS server is built (context.ts), as nginx
  * does them at merge time.
+ *
+ * Rules: docs/behaviour/tls.md#tls-1-which-servers-use-tls, `starttls`
+ * #tls-3-starttls-on-and-only.
  */
 import { readConfFile } from "../../core/conf-inputs.js";
 import { isAbsolute, join } from "node:path";

@@ -2,6 +2,8 @@
  * The ssl module's per-server step: builds each TLS server's context when
  * the mail block closes (so `-t` reports certificate problems), and gives
  * the session core its view of TLS for that server.
+ *
+ * Rule: docs/behaviour/tls.md#tls-1-which-servers-use-tls.
  */
 import type { TLSSocket } from "node:tls";
 import { authHttpPassClientCert } from "../auth-http/module.js";

@@ -2,6 +2,9 @@
  * Session resumption for one TLS server: ssl_session_cache (none, off,
  * builtin, shared), ssl_session_tickets, ssl_session_ticket_key and
  * ssl_session_timeout, mapped onto what Node's tls offers.
+ *
+ * Rule: docs/behaviour/tls.md#tls-5-sessions-and-tickets; differences from nginx:
+ * docs/compat-tls.md.
  */
 import { createHash } from "node:crypto";
 import { readConfFile } from "../../core/conf-inputs.js";
