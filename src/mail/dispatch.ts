@@ -19,6 +19,8 @@
  * Syntax errors are not commands: the front end renders its invalid reply
  * and the session core counts them against max_errors
  * (SessionPort.syntaxError), as ngx_mail_read_command does.
+ * Rules: docs/behaviour/session.md#session-6-syntax-errors-and-max_errors,
+ * #session-12-sasl-mechanisms-and-steps.
  */
 import type { SessionPort } from "./front-end.js";
 import { asciiUpper } from "./line-bytes.js";

@@ -15,6 +15,11 @@
  * many bytes it consumed (0 = incomplete command: wait for more). The core
  * calls again while bytes remain and the session is idle. When the buffer
  * is full and `consume` returns 0, the core calls `tooLong`.
+ * Rules: docs/behaviour/session.md#session-3-the-command-buffer,
+ * #session-4-pipelining, #session-5-too-long-commands,
+ * #session-6-syntax-errors-and-max_errors,
+ * #session-7-starttls-in-the-session-core,
+ * #session-8-authentication-and-its-outcomes.
  */
 import type { ConnectionLog } from "../core/log.js";
 import type { MailModule, MailServer } from "./server.js";

@@ -11,6 +11,8 @@
  * Each decoder returns the value or nginx's info-level log line. A login or
  * password holding CR, LF or NUL is refused here, like a bad encoding: it
  * would reach the auth server and the backend's login lines.
+ * Rules: docs/behaviour/session.md#session-12-sasl-mechanisms-and-steps,
+ * #session-11-values-that-are-never-passed-on.
  */
 import { randomInt } from "node:crypto";
 import { hasLineBreakOrNul } from "./line-bytes.js";

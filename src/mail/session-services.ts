@@ -3,6 +3,8 @@
  * PROXY protocol reader, realip and the proxy. The runtime wires them
  * (wiring.ts); tests replace them. Kept apart from the session so the
  * contracts read on their own.
+ * Rules: docs/behaviour/session.md#session-1-stages,
+ * #session-8-authentication-and-its-outcomes.
  */
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";

@@ -10,6 +10,9 @@
  * protocol front end (FrontEnd) owns parsing and replies. Exceptions never
  * cross the socket boundary: an unexpected one becomes the protocol's
  * internal error and closes the session.
+ * Rules: docs/behaviour/session.md#session-1-stages,
+ * #session-2-the-timeout-deadline, #session-7-starttls-in-the-session-core,
+ * #session-8-authentication-and-its-outcomes.
  */
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";

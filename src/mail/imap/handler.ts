@@ -2,6 +2,10 @@
  * The IMAP front end (ngx_mail_imap_handler.c): the greeting, the command
  * table the dispatcher enforces, IMAP's wording of its outcomes (tags), and
  * nginx's buffer bookkeeping that decides which tag a broken line gets.
+ * Rules: docs/behaviour/imap.md#imap-4-noop-capability-logout,
+ * #imap-5-starttls, #imap-6-login, #imap-7-authenticate,
+ * #imap-8-sasl-responses, #imap-9-invalid-commands,
+ * #imap-10-too-long-commands, #imap-11-auth-failure-and-auth-wait.
  */
 import { type CommandRule, Dispatcher, type Outcome, type Replies } from "../dispatch.js";
 import type { FrontEnd, SessionPort } from "../front-end.js";

@@ -2,6 +2,7 @@
  * ngx_mail_imap_module's directives and the per-server
  * wire strings built from them: the three CAPABILITY lines (plaintext with
  * STARTTLS, after TLS, and under `starttls only`), precomputed once in `finalize`.
+ * Rules: docs/behaviour/imap.md#imap-4-noop-capability-logout.
  */
 import { oneOrMore } from "../../conf/directive.js";
 import { bitmask, list, size } from "../../conf/slots.js";

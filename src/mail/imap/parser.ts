@@ -11,6 +11,8 @@
  * a length the buffer cannot hold, where nginx's 64-bit length wrapped) is
  * a syntax error; `{0}` is an empty literal (RFC 3501), where nginx took one
  * byte of what follows as its data.
+ * Rules: docs/behaviour/imap.md#imap-2-command-syntax, #imap-3-literals,
+ * #imap-9-invalid-commands.
  */
 import { asciiUpper } from "../line-bytes.js";
 

@@ -1,6 +1,11 @@
 /**
  * The POP3 front end (ngx_mail_pop3_handler.c): the greeting, the command
  * table the dispatcher enforces, and POP3's wording of its outcomes.
+ * Rules: docs/behaviour/pop3.md#pop3-1-greeting,
+ * #pop3-3-states-and-the-command-table, #pop3-5-apop,
+ * #pop3-6-auth-without-a-mechanism, #pop3-7-auth-mechanisms-and-challenges,
+ * #pop3-8-invalid-commands, #pop3-9-too-long-commands,
+ * #pop3-10-auth-failure-and-auth-wait.
  */
 import { type CommandRule, Dispatcher, type Outcome, type Replies } from "../dispatch.js";
 import type { FrontEnd, SessionPort } from "../front-end.js";

@@ -1,6 +1,7 @@
 /**
  * ngx_mail_pop3_module: `pop3_auth` and `pop3_capabilities`,
  * and the wire strings they imply, computed once per server.
+ * Rules: docs/behaviour/pop3.md#pop3-4-capa, #pop3-6-auth-without-a-mechanism.
  */
 import { oneOrMore } from "../../conf/directive.js";
 import { bitmask, list } from "../../conf/slots.js";

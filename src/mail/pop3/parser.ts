@@ -7,6 +7,8 @@
  * complete. Arguments are copies: the core reuses its buffer.
  * The parser remembers how far it has looked for the LF, so
  * re-offering a growing buffer costs only the new bytes.
+ * Rules: docs/behaviour/pop3.md#pop3-2-command-syntax-and-the-buffer,
+ * #pop3-7-auth-mechanisms-and-challenges.
  */
 import { asciiUpper } from "../line-bytes.js";
 

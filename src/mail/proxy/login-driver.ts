@@ -3,6 +3,7 @@
  * `proxy_buffer`-sized buffer like one recv() at a
  * time, checks each complete reply, sends the next line, and discards what
  * was read beyond the reply. The client socket is not touched.
+ * Rules: docs/behaviour/session.md#session-9-backend-login.
  */
 import type { Socket } from "node:net";
 import { describeSystemError } from "../../core/errors.js";

@@ -3,6 +3,7 @@
  * both credentials as synchronising literals. Literals could carry any
  * bytes, but CR, LF and NUL are refused all the same (commandLine): IMAP
  * literals exclude NUL, and no login needs the others.
+ * Rules: docs/behaviour/imap.md#imap-12-backend-login.
  */
 import { AGAIN, INVALID, OK, type LoginStep, type ReplyCheck, commandLine, startsWith } from "./login-step.js";
 

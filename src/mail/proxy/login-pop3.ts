@@ -1,4 +1,7 @@
-/** The POP3 backend login: USER and PASS, whatever the client used. */
+/**
+ * The POP3 backend login: USER and PASS, whatever the client used.
+ * Rules: docs/behaviour/pop3.md#pop3-11-backend-login.
+ */
 import { type LoginStep, commandLine, startsWith } from "./login-step.js";
 
 /** Inputs of the POP3 dialogue. */

@@ -2,6 +2,7 @@
  * The SMTP backend login: EHLO/HELO with our server_name,
  * optionally XCLIENT and a replay of the client's HELO, then MAIL/RCPT
  * (smtp_auth none), AUTH PLAIN (proxy_smtp_auth) or nothing.
+ * Rules: docs/behaviour/smtp.md#smtp-12-backend-login.
  */
 import { AGAIN, OK, type LoginStep, type ReplyCheck, type StepNext, UnsafeLineError, commandLine, startsWith } from "./login-step.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";

@@ -5,6 +5,8 @@
  * Every line is built with `commandLine`, which refuses a value holding CR,
  * LF or NUL: the values come from the client and the auth server, and such
  * a byte would add a command of the sender's choosing.
+ * Rules: docs/behaviour/session.md#session-9-backend-login,
+ * #session-11-values-that-are-never-passed-on.
  */
 import type { ServerConf } from "../../conf/directive.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";

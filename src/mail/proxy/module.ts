@@ -1,6 +1,7 @@
 /**
  * ngx_mail_proxy_module's directives. The session side
  * lives in proxy.ts, the login dialogues in login-*.ts, the relay in relay.ts.
+ * Rules: docs/behaviour/session.md#session-9-backend-login, #session-10-relay.
  */
 import type { ConfModule, Context } from "../../conf/directive.js";
 import { enumeration, flag, msec, size } from "../../conf/slots.js";

@@ -3,6 +3,7 @@
  * backend auth_http named, send a PROXY header if configured, replay the
  * login, give the client its final reply and relay bytes until one side
  * closes. `timeout` bounds connect + login together.
+ * Rules: docs/behaviour/session.md#session-9-backend-login, #session-10-relay.
  */
 import { connect } from "node:net";
 import { describeSystemError } from "../../core/errors.js";

@@ -8,6 +8,7 @@
  * `proxy_timeout` counts from the last client-socket event only (a client
  * read, or the client socket draining after being full), as nginx re-arms
  * its timer only on client events.
+ * Rules: docs/behaviour/session.md#session-10-relay.
  */
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";

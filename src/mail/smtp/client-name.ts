@@ -3,6 +3,7 @@
  * resolver handlers): PTR of the client address, then A/AAAA of that name,
  * kept only when it leads back to the client. The result goes to auth_http
  * (`Client-Host`) and XCLIENT `NAME=`.
+ * Rules: docs/behaviour/smtp.md#smtp-1-client-name.
  */
 import { resolverDirective, resolverTimeoutDirective } from "../core-module.js";
 import type { SessionPort } from "../front-end.js";

@@ -3,6 +3,11 @@
  * the dispatcher enforces, and SMTP's wording of its outcomes. Handlers are
  * small functions that update what the session knows of the client (HELO,
  * MAIL, RCPT) and return an Outcome.
+ * Rules: docs/behaviour/smtp.md#smtp-2-greeting-and-smtp_greeting_delay,
+ * #smtp-4-helo-and-ehlo, #smtp-5-auth, #smtp-6-sasl-responses,
+ * #smtp-7-mail-and-rcpt, #smtp-8-rset-noop-quit-starttls-vrfy-expn-help,
+ * #smtp-9-invalid-commands, #smtp-10-too-long-commands,
+ * #smtp-11-auth-failure-and-auth-wait.
  */
 import { type CommandRule, Dispatcher, type Outcome, type Replies } from "../dispatch.js";
 import type { FrontEnd, SessionPort } from "../front-end.js";

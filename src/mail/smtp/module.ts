@@ -1,6 +1,8 @@
 /**
  * ngx_mail_smtp_module: the `smtp_*` directives and the
  * wire strings they imply, built once per server.
+ * Rules: docs/behaviour/smtp.md#smtp-2-greeting-and-smtp_greeting_delay,
+ * #smtp-4-helo-and-ehlo.
  */
 import { serverName } from "../core-module.js";
 import { bitmask, list, msec, size } from "../../conf/slots.js";

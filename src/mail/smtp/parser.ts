@@ -5,6 +5,7 @@
  * Two modes, as nginx's parser state after a command: `command` reads a
  * command word and up to 11 arguments; `response` (after AUTH, while a SASL
  * exchange runs) reads the whole line as arguments, with no command word.
+ * Rules: docs/behaviour/smtp.md#smtp-3-command-syntax, #smtp-6-sasl-responses.
  */
 import { asciiUpper } from "../line-bytes.js";
 

@@ -1,4 +1,8 @@
-/** The SMTP front end's fixed replies (ngx_mail_smtp_handler.c). */
+/**
+ * The SMTP front end's fixed replies (ngx_mail_smtp_handler.c).
+ * Rules: docs/behaviour/smtp.md#smtp-7-mail-and-rcpt,
+ * #smtp-11-auth-failure-and-auth-wait.
+ */
 export const SMTP_REPLY = {
   ok: "250 2.0.0 OK\r\n",
   bye: "221 2.0.0 Bye\r\n",
