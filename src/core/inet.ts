@@ -65,3 +65,14 @@ export function formatIp(b: Buffer): string {
   const right = g.slice(best + bestLen).map((x) => x.toString(16)).join(":");
   return `${left}::${right}`;
 }
+
+/** Strips the IPv4-mapped prefix Node reports on dual-stack sockets. */
+export function plainAddress(addr: string | undefined): string {
+  if (!addr) return "";
+  return addr.startsWith("::ffff:") && addr.includes(".") ? addr.slice(7) : addr;
+}
+
+/** `ip:port`, with brackets for IPv6, as nginx names peers and upstreams in its log. */
+export function addressWithPort(addr: string, port: number): string {
+  return addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`;
+}

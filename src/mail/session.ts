@@ -17,6 +17,7 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { describeSystemError } from "../core/errors.js";
+import { addressWithPort, plainAddress } from "../core/inet.js";
 import { ConnectionLog } from "../core/log.js";
 import { CommandBuffer, type CommandReader } from "./command-buffer.js";
 import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.js";
@@ -36,16 +37,6 @@ export type SessionStage = "proxyProtocol" | "tlsHandshake" | "greeting" | "auth
 export type { CertificateCheck, ProxyHandoff, SessionServices, SessionTls } from "./session-services.js";
 
 let connectionCounter = 0;
-
-/** Strips the IPv4-mapped prefix Node reports on dual-stack sockets. */
-export function plainAddress(addr: string | undefined): string {
-  if (!addr) return "";
-  return addr.startsWith("::ffff:") && addr.includes(".") ? addr.slice(7) : addr;
-}
-
-function addressWithPort(addr: string, port: number): string {
-  return addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`;
-}
 
 /** One client session. */
 export class Session implements SessionPort {

@@ -6,6 +6,7 @@
  * Rules: docs/behaviour/session.md#session-9-backend-login, #session-10-relay.
  */
 import { connect } from "node:net";
+import { addressWithPort } from "../../core/inet.js";
 import { describeSystemError } from "../../core/errors.js";
 import { buildProxyHeaderV1, buildProxyHeaderV2 } from "../../event/proxy-protocol.js";
 import type { ProxyHandoff } from "../session-services.js";
@@ -18,9 +19,9 @@ import { relay } from "./relay.js";
 /** Everything proxySession needs from the session that authenticated (the session core's hand-off). */
 export type ProxySessionParams = ProxyHandoff;
 
-/** `ip:port`, with brackets for IPv6, as nginx names the upstream in logs. */
+/** The upstream as nginx names it in logs. */
 export function upstreamName(b: BackendAddress): string {
-  return b.host.includes(":") ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`;
+  return addressWithPort(b.host, b.port);
 }
 
 /** The PROXY header for the backend, or null with `proxy_protocol off`. */

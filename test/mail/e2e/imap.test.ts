@@ -4,7 +4,7 @@
  * server and fake backends; the records must be equal, except where latest nginx or
  * Postern deliberately differ (named in the test). The scenarios IMAP shares with
  * POP3 and SMTP (refusals, auth and backend failures, limits, timeout, PROXY
- * protocol) are rows of protocol-matrix.test.ts.
+ * protocol) are rows of protocol-matrix-{auth,input}.test.ts.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 /**
  * What each protocol brings to the failure/limit/PROXY matrix of
- * protocol-matrix.test.ts: the pair set-up (one server block per scenario
+ * protocol-matrix-{auth,input}.test.ts: the pair set-up (one server block per scenario
  * family, the same config text for nginx and Postern) and the protocol's own
  * lines for the steps every scenario shares (greeting, login, a client that
  * shows the proxy still serves after a failure).

@@ -3,7 +3,7 @@
  * and Postern with the same config, fake auth server and fake backends; records must
  * be equal except where named differences apply. The scenarios POP3 shares with IMAP
  * and SMTP (refusals, auth and backend failures, limits, timeout, PROXY protocol) are
- * rows of protocol-matrix.test.ts.
+ * rows of protocol-matrix-{auth,input}.test.ts.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -4,7 +4,7 @@
  * backends; records must be equal except where latest nginx or Postern deliberately
  * differ (named in the test). The scenarios SMTP shares with IMAP and POP3 (refusals,
  * auth and backend failures, limits, timeout, PROXY protocol) are rows of
- * protocol-matrix.test.ts.
+ * protocol-matrix-{auth,input}.test.ts.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
