@@ -1,5 +1,5 @@
 /** The command line: subcommands, switches, then test / signal / start. */
-import { startupLogTarget } from "../core/core-module.js";
+import { startupLogTarget } from "../core/error-log-conf.js";
 import { startServer } from "../process/start.js";
 import { Reporter, stderr } from "../process/startup-log.js";
 import { confSource } from "./conf-source.js";

@@ -6,7 +6,8 @@
 import type { Socket } from "node:net";
 import type { ParsedConf } from "../conf/engine.js";
 import type { ErrorLog } from "../core/log.js";
-import { coreSettings, errorLog, openErrorLog } from "../core/core-module.js";
+import { coreSettings } from "../core/core-module.js";
+import { errorLog, openErrorLog } from "../core/error-log-conf.js";
 import { mailDirective } from "./block.js";
 import type { ListenSpec } from "./listen.js";
 import type { MailServer } from "./server.js";

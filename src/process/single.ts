@@ -4,7 +4,8 @@
  */
 import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
-import { coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { coreSettings } from "../core/core-module.js";
+import { logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import { listenEndpoints } from "../mail/runtime.js";
 import { errorText, loadConfiguration } from "./load-configuration.js";
 import type { Reporter } from "./startup-log.js";

@@ -12,7 +12,8 @@
 import { checkNodeInternals } from "../event/node-internals.js";
 import { spawn } from "node:child_process";
 import type { ConfSource } from "../conf/engine.js";
-import { type LogTarget, checkLogFiles, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { coreSettings } from "../core/core-module.js";
+import { type LogTarget, checkLogFiles, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import { openAppend } from "../core/safe-open.js";
 import { listenEndpoints } from "../mail/runtime.js";
 import { POSTERN_NAME } from "../core/version.js";

@@ -4,7 +4,8 @@
  * over IPC, never re-read from disk), receives the listening handles and
  * serves until told to stop.
  */
-import { type UserSetting, coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { type UserSetting, coreSettings } from "../core/core-module.js";
+import { mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import type { ErrorLog } from "../core/log.js";
 import { describeSystemError } from "../core/errors.js";
 import { loadValidatedConfiguration, errorText } from "./load-configuration.js";
