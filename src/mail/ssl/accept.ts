@@ -7,6 +7,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import type net from "node:net";
 import tls from "node:tls";
 import type { ClientTlsInfo } from "../types.js";
+import { errorCode } from "../../core/errors.js";
 import { tlsVerifyError } from "../../event/node-internals.js";
 import { ANCHOR_ERRORS, issuerPath, OPTIONAL_NO_CA_ERRORS, verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
 import type { TlsServerSetup } from "./context.js";
@@ -24,15 +25,18 @@ export interface StartTlsOptions {
   readonly initialData?: Buffer;
 }
 
-/** A failed handshake: `reason` is nginx's info line without its action, `logMessage` the whole line. */
+/**
+ * A failed handshake. `reason` is nginx's info line without its action (the
+ * session log adds `while SSL handshaking` itself); the message is the whole line.
+ */
 export class TlsHandshakeError extends Error {
+  static readonly code = "ERR_TLS_HANDSHAKE";
+  readonly code = TlsHandshakeError.code;
   readonly reason: string;
-  readonly logMessage: string;
   constructor(reason: string) {
     super(`${reason} while SSL handshaking`);
     this.name = "TlsHandshakeError";
     this.reason = reason;
-    this.logMessage = this.message;
   }
 }
 
@@ -103,7 +107,7 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
       void settleVerifyResult(tlsSocket, setup).then(() => finish(undefined));
     };
     const onError = (err: Error): void => {
-      const reason = (err as { code?: string }).code === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${opensslReason(err.message)})`;
+      const reason = errorCode(err) === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${opensslReason(err.message)})`;
       finish(new TlsHandshakeError(`SSL_do_handshake() failed ${reason}`));
     };
     const onClose = (): void => finish(new TlsHandshakeError("peer closed connection in SSL handshake"));
