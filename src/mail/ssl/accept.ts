@@ -12,12 +12,12 @@ import { tlsVerifyError } from "../../event/node-internals.js";
 import { ANCHOR_ERRORS, issuerPath, OPTIONAL_NO_CA_ERRORS, verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
 import type { TlsServerSetup } from "./context.js";
 
-/** Options of startTls. */
+/**
+ * Options of startTls. The handshake has no deadline of its own: it runs
+ * under the session's `timeout`, and the STARTTLS reply is the front end's,
+ * queued before the session calls startTls in the same tick.
+ */
 export interface StartTlsOptions {
-  /** Handshake deadline (the `timeout` directive); rejects with "client timed out". */
-  readonly timeoutMs?: number;
-  /** A plaintext reply (STARTTLS's OK) written after reading stops and before the handshake. */
-  readonly reply?: string | Buffer;
   /**
    * TLS bytes already read from the socket that belong to the handshake
    * (those that followed a PROXY protocol header in the same packet).
@@ -71,7 +71,6 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
   // Bytes read before the upgrade are plaintext the client pipelined: drop them.
   while (socket.read() !== null);
   socket.setNoDelay(true);
-  if (opts.reply !== undefined) socket.write(opts.reply);
   // TLSSocket feeds bytes buffered in the socket to OpenSSL before reading more
   if (opts.initialData && opts.initialData.length > 0) socket.unshift(opts.initialData);
 
@@ -84,12 +83,10 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
     ...(setup.sessions.server ? { server: setup.sessions.server } : {}),
   });
   return new Promise((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
     let settled = false;
     const finish = (err: Error | undefined): void => {
       if (settled) return;
       settled = true;
-      if (timer) clearTimeout(timer);
       tlsSocket.off("secure", onSecure);
       tlsSocket.off("error", onError);
       tlsSocket.off("close", onClose);
@@ -114,7 +111,6 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
     tlsSocket.once("secure", onSecure);
     tlsSocket.once("error", onError);
     tlsSocket.once("close", onClose);
-    if (opts.timeoutMs !== undefined) timer = setTimeout(() => finish(new TlsHandshakeError("client timed out")), opts.timeoutMs);
   });
 }
 
