@@ -369,7 +369,8 @@ export function installSessionCacheMaster(worker: IpcEndpoint, master: SessionCa
  * Subscribes to a shared cache's auto-generated ticket key: from the master
  * when this process is a worker, else from the in-process registry.
  */
-export function subscribeTicketKey(cache: string, size: number, rotateSec: number, set: (key: Buffer) => void, endpoint: IpcEndpoint | undefined = ipcEndpoint()): void {
+export function subscribeTicketKey(cache: string, size: number, rotateSec: number, set: (key: Buffer) => void): void {
+  const endpoint = ipcEndpoint();
   if (!endpoint) {
     sessionCacheMaster.subscribeLocal(cache, rotateSec, set);
     return;
@@ -392,8 +393,8 @@ let workerEndpoint: IpcEndpoint | undefined;
  * The worker-side hook: call once in each worker process, before building
  * TLS contexts, so shared caches and ticket keys go through the master.
  */
-export function connectSessionCacheWorker(endpoint: IpcEndpoint = process): void {
-  workerEndpoint = endpoint;
+export function connectSessionCacheWorker(): void {
+  workerEndpoint = process;
 }
 
 /** The master's channel in a worker, else undefined (single process: in-process caches). */
@@ -402,6 +403,7 @@ export function ipcEndpoint(): IpcEndpoint | undefined {
 }
 
 /** The store a `shared:NAME:SIZE` cache uses in this process. */
-export function sharedStore(name: string, size: number, endpoint: IpcEndpoint | undefined = ipcEndpoint()): SharedSessionStore {
+export function sharedStore(name: string, size: number): SharedSessionStore {
+  const endpoint = ipcEndpoint();
   return endpoint ? new ReplicatedSessionStore(endpoint, name, size) : sessionCacheMaster.cache(name, size);
 }

@@ -121,10 +121,10 @@ export class MailService {
   #accepting = true;
   #idle: (() => void)[] = [];
 
-  constructor(conf: ParsedConf, log: ErrorLog, protocols: ReadonlyMap<MailProtocolName, MailProtocol> = MAIL_PROTOCOLS, services: SessionServices = sessionServices()) {
+  constructor(conf: ParsedConf, log: ErrorLog) {
     this.#log = log;
-    this.#protocols = protocols;
-    this.#services = services;
+    this.#protocols = MAIL_PROTOCOLS;
+    this.#services = sessionServices();
     for (const r of routeListens(mailServers(conf))) this.#routes.set(r.endpoint.key, r);
     // nginx counts the listening sockets and a worker's channel to the
     // master against worker_connections too

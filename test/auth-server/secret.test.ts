@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runAuthServer } from "../../src/auth-server/cli.js";
 import { startAuthServer, type RunningAuthServer } from "../../src/auth-server/server.js";
-import { formatUserLine, hashPassword } from "../../src/auth-server/users.js";
+import { formatUserLine, hashPasswordAsync } from "../../src/auth-server/users.js";
 import { MailClient } from "../support/client.js";
 import { startFakePop3, type FakeBackend } from "../support/fake-backend.js";
 import { nginxAvailable, startNginx } from "../support/nginx.js";
@@ -34,7 +34,7 @@ before(async () => {
   backend = await startFakePop3();
   const usersFile = join(dir, "users");
   writeFileSync(usersFile, formatUserLine({
-    login: "alice", hash: hashPassword("right pw", TEST_SCRYPT), backends: { pop3: { host: "127.0.0.1", port: backend.port } },
+    login: "alice", hash: await hashPasswordAsync("right pw", TEST_SCRYPT), backends: { pop3: { host: "127.0.0.1", port: backend.port } },
   }) + "\n");
   server = await startAuthServer({
     usersFile, wait: 0, maxFailures: 3, scrypt: TEST_SCRYPT, secret: Buffer.from(SECRET), log: (l) => logLines.push(l),
