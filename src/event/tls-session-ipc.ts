@@ -213,7 +213,7 @@ const SNAPSHOT_CHUNK = 1000;
  * auto-generated ticket key per cache name, rotated and pushed to every
  * worker that asked for it.
  */
-export class SessionCacheMaster {
+class SessionCacheMaster {
   readonly #caches = new Map<string, MemorySessionStore>();
   readonly #replicas = new Map<string, Set<IpcEndpoint>>();
   readonly #keys = new Map<string, KeyState>();
@@ -263,11 +263,6 @@ export class SessionCacheMaster {
     if (!subs) this.#local.set(name, (subs = new Set()));
     subs.add(set);
     set(this.ticketKey(name, rotateSec));
-  }
-
-  /** Rotates a cache's key now (what the timer does). */
-  rotate(name: string): void {
-    this.#rotate(name);
   }
 
   #outbox(endpoint: IpcEndpoint): Outbox {
@@ -338,12 +333,6 @@ export class SessionCacheMaster {
     for (const subs of this.#replicas.values()) subs.delete(endpoint);
     this.#outboxes.delete(endpoint);
   }
-
-  /** Stops rotation timers (shutdown, tests). */
-  close(): void {
-    for (const k of this.#keys.values()) clearInterval(k.timer);
-    this.#keys.clear();
-  }
 }
 
 /** The one master-side registry of the process. */
@@ -354,14 +343,14 @@ export const sessionCacheMaster = new SessionCacheMaster();
  * ChildProcess). It answers `{type:'postern:sessionCache'}` messages and
  * ignores the rest; the returned function uninstalls it.
  */
-export function installSessionCacheMaster(worker: IpcEndpoint, master: SessionCacheMaster = sessionCacheMaster): () => void {
+export function installSessionCacheMaster(worker: IpcEndpoint): () => void {
   const listener = (m: unknown): void => {
-    master.handle(worker, m);
+    sessionCacheMaster.handle(worker, m);
   };
   worker.on("message", listener);
   return () => {
     worker.off?.("message", listener);
-    master.unsubscribe(worker);
+    sessionCacheMaster.unsubscribe(worker);
   };
 }
 
