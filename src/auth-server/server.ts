@@ -28,6 +28,12 @@ import {
 /** The request header that carries the shared secret (nginx's documented example name). */
 export const SECRET_HEADER = "X-Auth-Key";
 
+/** Failures per client IP within FAILURE_WINDOW_MS after which every attempt from it is refused (docs/auth-server.md). */
+const MAX_FAILURES = 20;
+const FAILURE_WINDOW_MS = 5 * 60_000;
+/** From this Auth-Login-Attempt on, refusals carry no Auth-Wait (nginx then disconnects the client). */
+const LAST_WAIT_ATTEMPT = 10;
+
 /** Settings of the service. */
 export interface AuthServerOptions {
   readonly usersFile: string;
@@ -35,11 +41,6 @@ export interface AuthServerOptions {
   readonly wait: number;
   /** Backend for SMTP without authentication (`Auth-Method: none`); refused when absent. */
   readonly relay?: Backend | undefined;
-  /** Failures per client IP allowed within `failureWindowMs` before every attempt is refused. */
-  readonly maxFailures?: number;
-  readonly failureWindowMs?: number;
-  /** From this Auth-Login-Attempt on, refusals carry no Auth-Wait (the client is disconnected). */
-  readonly maxAttempts?: number;
   /** Where log lines go (never containing secrets). */
   readonly log?: (line: string) => void;
   /** When set, requests must carry it in X-Auth-Key; others get 403 and are not looked at. */
@@ -181,7 +182,7 @@ export class AuthService {
     this.#options = options;
     this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.#store = new UsersStore(options.usersFile, this.#log);
-    this.#limiter = new FailureLimiter(options.maxFailures ?? 20, options.failureWindowMs ?? 300000);
+    this.#limiter = new FailureLimiter(MAX_FAILURES, FAILURE_WINDOW_MS);
     this.#scrypt = options.scrypt ?? DEFAULT_SCRYPT;
     this.#secretDigest = options.secret ? sha256(options.secret) : undefined;
   }
@@ -289,7 +290,7 @@ export class AuthService {
     const reply: [string, string][] = [["Auth-Status", message]];
     const w = wait ?? this.#options.wait;
     // Past maxAttempts, no Auth-Wait: nginx then closes the client, as its documentation advises.
-    if (w > 0 && attempt < (this.#options.maxAttempts ?? 10)) reply.push(["Auth-Wait", String(w)]);
+    if (w > 0 && attempt < LAST_WAIT_ATTEMPT) reply.push(["Auth-Wait", String(w)]);
     if (protocol === "smtp") reply.push(["Auth-Error-Code", smtpCode]);
     return reply;
   }

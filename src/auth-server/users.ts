@@ -16,7 +16,7 @@
  *
  * Blank lines and lines starting with `#` are ignored. Logins may not contain `:`.
  */
-import { createHash, createHmac, randomBytes, scrypt, scryptSync, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
 import type { MailProtocolName } from "../mail/types.js";
 
@@ -88,14 +88,7 @@ function formatHash(x: ScryptParams, salt: Buffer, key: Buffer): string {
   return `scrypt$${x.N}$${x.r}$${x.p}$${salt.toString("base64")}$${key.toString("base64")}`;
 }
 
-/** Hashes a password as `scrypt$N$r$p$salt$hash` (blocks: for the command line and tests). */
-export function hashPassword(password: Buffer | string, params: ScryptParams = DEFAULT_SCRYPT): string {
-  if (!validScryptParams(params)) throw new RangeError(`invalid scrypt parameters N=${params.N} r=${params.r} p=${params.p}`);
-  const salt = randomBytes(16);
-  return formatHash(params, salt, scryptSync(password, salt, KEY_LENGTH, scryptOptions(params)));
-}
-
-/** hashPassword on libuv's thread pool, so the auth service keeps answering meanwhile. */
+/** Hashes a password as `scrypt$N$r$p$salt$hash`, on libuv's thread pool so the auth service keeps answering meanwhile. */
 export function hashPasswordAsync(password: Buffer | string, params: ScryptParams = DEFAULT_SCRYPT): Promise<string> {
   if (!validScryptParams(params)) return Promise.reject(new RangeError(`invalid scrypt parameters N=${params.N} r=${params.r} p=${params.p}`));
   const salt = randomBytes(16);
@@ -104,20 +97,7 @@ export function hashPasswordAsync(password: Buffer | string, params: ScryptParam
   });
 }
 
-/** Checks a password against a stored hash in constant time (blocks: for tests and tools). */
-export function verifyPassword(password: Buffer | string, stored: string): boolean {
-  const h = parseScryptHash(stored);
-  if (!h) return false;
-  let key: Buffer;
-  try {
-    key = scryptSync(password, h.salt, h.key.length, scryptOptions(h));
-  } catch {
-    return false;
-  }
-  return timingSafeEqual(key, h.key);
-}
-
-/** verifyPassword without blocking the event loop (for the server). */
+/** Checks a password against a stored hash in constant time, without blocking the event loop. */
 export function verifyPasswordAsync(password: Buffer | string, stored: string): Promise<boolean> {
   const h = parseScryptHash(stored);
   if (!h) return Promise.resolve(false);

@@ -3,7 +3,7 @@
  *
  * Rules: docs/behaviour/cli.md#cli-1-switches, #cli-7-exit-codes.
  */
-import { startupLogTarget } from "../core/core-module.js";
+import { startupLogTarget } from "../core/error-log-conf.js";
 import { startServer } from "../process/start.js";
 import { Reporter, stderr } from "../process/startup-log.js";
 import { confSource } from "./conf-source.js";

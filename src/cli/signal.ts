@@ -6,7 +6,8 @@
 import { readFileSync } from "node:fs";
 import { constants } from "node:os";
 import type { ConfSource } from "../conf/engine.js";
-import { coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { coreSettings } from "../core/core-module.js";
+import { logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import { describeSystemError } from "../core/errors.js";
 import { errorText, loadConfiguration } from "../process/load-configuration.js";
 import type { Reporter } from "../process/startup-log.js";

@@ -6,7 +6,8 @@
 import { closeSync, writeSync } from "node:fs";
 import { openAppend } from "../core/safe-open.js";
 import type { ConfSource } from "../conf/engine.js";
-import { checkLogFiles, coreSettings, mainLogTargets, startupLogTarget } from "../core/core-module.js";
+import { coreSettings } from "../core/core-module.js";
+import { checkLogFiles, mainLogTargets, startupLogTarget } from "../core/error-log-conf.js";
 import { describeSystemError } from "../core/errors.js";
 import { checkConfiguration, errorText, parseOnly } from "../process/load-configuration.js";
 import { type Reporter, stderr } from "../process/startup-log.js";

@@ -44,6 +44,16 @@ export class ConfError extends Error {
   }
 }
 
+/**
+ * The `code` of a thrown value: one of ours (`ERR_CONF`, `ERR_BIND_FAILED`,
+ * ...) or Node's (`ENOENT`, `ECONNRESET`); undefined when it has none.
+ * Callers branch on this, never on an error's message text.
+ */
+export function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
 /** Formats a system error as nginx does: `(2: No such file or directory)`. */
 export function describeSystemError(err: unknown): string {
   const e = err as NodeJS.ErrnoException;

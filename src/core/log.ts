@@ -195,7 +195,8 @@ function pad2(n: number): string {
 }
 
 /** `YYYY/MM/DD HH:MM:SS` in local time, as nginx writes it. */
-export function logTimestamp(d = new Date()): string {
+function logTimestamp(): string {
+  const d = new Date();
   return `${d.getFullYear()}/${pad2(d.getMonth() + 1)}/${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
 }
 

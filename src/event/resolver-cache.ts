@@ -6,7 +6,7 @@
  * entry when the same name was asked again, so a client with its own
  * reverse zone and many IPv6 addresses (a new PTR name per connection) grew
  * a worker's memory without limit. This cache:
- *  - holds at most `maxEntries` answers (default DEFAULT_CACHE_ENTRIES);
+ *  - holds at most `maxEntries` answers (the resolver's: DEFAULT_CACHE_ENTRIES);
  *    when full, expired entries go first, then the least recently used;
  *  - sweeps expired entries every SWEEP_MS on an unref'd timer (a quiet
  *    worker still frees them, and the timer never keeps a process alive);
@@ -36,7 +36,7 @@ export class ExpiringLruCache<T> {
   readonly #entries = new Map<string, Entry<T>>();
   #sweeper: NodeJS.Timeout | undefined;
 
-  constructor(maxEntries: number = DEFAULT_CACHE_ENTRIES) {
+  constructor(maxEntries: number) {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError(`cache size must be a positive integer, not ${maxEntries}`);
     this.#max = maxEntries;
   }

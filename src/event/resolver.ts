@@ -18,7 +18,7 @@
 import { randomInt } from "node:crypto";
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { isIP, isIPv4, isIPv6 } from "node:net";
-import { ExpiringLruCache } from "./resolver-cache.js";
+import { DEFAULT_CACHE_ENTRIES, ExpiringLruCache } from "./resolver-cache.js";
 
 /** One DNS server of `resolver`. */
 export interface ResolverAddress {
@@ -219,15 +219,9 @@ export class Resolver {
   readonly #cache: ExpiringLruCache<Answer>;
   #next = 0;
 
-  /** `cacheEntries`: the cache bound (DEFAULT_CACHE_ENTRIES; tests set a small one). */
-  constructor(spec: ResolverSpec, options: { readonly cacheEntries?: number } = {}) {
+  constructor(spec: ResolverSpec) {
     this.#spec = spec;
-    this.#cache = new ExpiringLruCache(options.cacheEntries);
-  }
-
-  /** Answers held in the cache now (for tests and diagnostics). */
-  get cacheSize(): number {
-    return this.#cache.size;
+    this.#cache = new ExpiringLruCache(DEFAULT_CACHE_ENTRIES);
   }
 
   /** PTR lookup of a client address. */

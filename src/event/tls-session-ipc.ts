@@ -213,7 +213,7 @@ const SNAPSHOT_CHUNK = 1000;
  * auto-generated ticket key per cache name, rotated and pushed to every
  * worker that asked for it.
  */
-export class SessionCacheMaster {
+class SessionCacheMaster {
   readonly #caches = new Map<string, MemorySessionStore>();
   readonly #replicas = new Map<string, Set<IpcEndpoint>>();
   readonly #keys = new Map<string, KeyState>();
@@ -263,11 +263,6 @@ export class SessionCacheMaster {
     if (!subs) this.#local.set(name, (subs = new Set()));
     subs.add(set);
     set(this.ticketKey(name, rotateSec));
-  }
-
-  /** Rotates a cache's key now (what the timer does). */
-  rotate(name: string): void {
-    this.#rotate(name);
   }
 
   #outbox(endpoint: IpcEndpoint): Outbox {
@@ -338,12 +333,6 @@ export class SessionCacheMaster {
     for (const subs of this.#replicas.values()) subs.delete(endpoint);
     this.#outboxes.delete(endpoint);
   }
-
-  /** Stops rotation timers (shutdown, tests). */
-  close(): void {
-    for (const k of this.#keys.values()) clearInterval(k.timer);
-    this.#keys.clear();
-  }
 }
 
 /** The one master-side registry of the process. */
@@ -354,14 +343,14 @@ export const sessionCacheMaster = new SessionCacheMaster();
  * ChildProcess). It answers `{type:'postern:sessionCache'}` messages and
  * ignores the rest; the returned function uninstalls it.
  */
-export function installSessionCacheMaster(worker: IpcEndpoint, master: SessionCacheMaster = sessionCacheMaster): () => void {
+export function installSessionCacheMaster(worker: IpcEndpoint): () => void {
   const listener = (m: unknown): void => {
-    master.handle(worker, m);
+    sessionCacheMaster.handle(worker, m);
   };
   worker.on("message", listener);
   return () => {
     worker.off?.("message", listener);
-    master.unsubscribe(worker);
+    sessionCacheMaster.unsubscribe(worker);
   };
 }
 
@@ -369,7 +358,8 @@ export function installSessionCacheMaster(worker: IpcEndpoint, master: SessionCa
  * Subscribes to a shared cache's auto-generated ticket key: from the master
  * when this process is a worker, else from the in-process registry.
  */
-export function subscribeTicketKey(cache: string, size: number, rotateSec: number, set: (key: Buffer) => void, endpoint: IpcEndpoint | undefined = ipcEndpoint()): void {
+export function subscribeTicketKey(cache: string, size: number, rotateSec: number, set: (key: Buffer) => void): void {
+  const endpoint = ipcEndpoint();
   if (!endpoint) {
     sessionCacheMaster.subscribeLocal(cache, rotateSec, set);
     return;
@@ -392,8 +382,8 @@ let workerEndpoint: IpcEndpoint | undefined;
  * The worker-side hook: call once in each worker process, before building
  * TLS contexts, so shared caches and ticket keys go through the master.
  */
-export function connectSessionCacheWorker(endpoint: IpcEndpoint = process): void {
-  workerEndpoint = endpoint;
+export function connectSessionCacheWorker(): void {
+  workerEndpoint = process;
 }
 
 /** The master's channel in a worker, else undefined (single process: in-process caches). */
@@ -402,6 +392,7 @@ export function ipcEndpoint(): IpcEndpoint | undefined {
 }
 
 /** The store a `shared:NAME:SIZE` cache uses in this process. */
-export function sharedStore(name: string, size: number, endpoint: IpcEndpoint | undefined = ipcEndpoint()): SharedSessionStore {
+export function sharedStore(name: string, size: number): SharedSessionStore {
+  const endpoint = ipcEndpoint();
   return endpoint ? new ReplicatedSessionStore(endpoint, name, size) : sessionCacheMaster.cache(name, size);
 }

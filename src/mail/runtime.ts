@@ -6,7 +6,8 @@
 import type { Socket } from "node:net";
 import type { ParsedConf } from "../conf/engine.js";
 import type { ErrorLog } from "../core/log.js";
-import { coreSettings, errorLog, openErrorLog } from "../core/core-module.js";
+import { coreSettings } from "../core/core-module.js";
+import { errorLog, openErrorLog } from "../core/error-log-conf.js";
 import { mailDirective } from "./block.js";
 import type { ListenSpec } from "./listen.js";
 import type { MailServer } from "./server.js";
@@ -121,10 +122,10 @@ export class MailService {
   #accepting = true;
   #idle: (() => void)[] = [];
 
-  constructor(conf: ParsedConf, log: ErrorLog, protocols: ReadonlyMap<MailProtocolName, MailProtocol> = MAIL_PROTOCOLS, services: SessionServices = sessionServices()) {
+  constructor(conf: ParsedConf, log: ErrorLog) {
     this.#log = log;
-    this.#protocols = protocols;
-    this.#services = services;
+    this.#protocols = MAIL_PROTOCOLS;
+    this.#services = sessionServices();
     for (const r of routeListens(mailServers(conf))) this.#routes.set(r.endpoint.key, r);
     // nginx counts the listening sockets and a worker's channel to the
     // master against worker_connections too

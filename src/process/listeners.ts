@@ -17,6 +17,20 @@ import type { ListenEndpoint } from "../mail/runtime.js";
 export type { BoundHandle };
 
 /**
+ * Binding failed and every failure is already logged at emerg (nginx's
+ * `bind() to ... failed` lines, `still could not bind()`): the caller stops
+ * without logging anything more.
+ */
+export class BindFailedError extends Error {
+  static readonly code = "ERR_BIND_FAILED";
+  readonly code = BindFailedError.code;
+  constructor() {
+    super("bind failed");
+    this.name = "BindFailedError";
+  }
+}
+
+/**
  * libuv defers EADDRINUSE from bind() to listen(), and the master must not
  * listen (it would then accept too). So the address is first tried with a
  * short-lived probe server: listen, then close at once. A client connecting
@@ -64,7 +78,7 @@ export async function bindAll(endpoints: readonly ListenEndpoint[], existing: Re
         // only "address in use" is worth retrying, as in nginx
         if (r.code !== "EADDRINUSE") {
           for (const h of opened.values()) h.close();
-          throw new Error("bind failed");
+          throw new BindFailedError();
         }
       } else {
         opened.set(e.key, r);
@@ -75,5 +89,5 @@ export async function bindAll(endpoints: readonly ListenEndpoint[], existing: Re
   }
   for (const h of opened.values()) h.close();
   emerg("still could not bind()");
-  throw new Error("bind failed");
+  throw new BindFailedError();
 }

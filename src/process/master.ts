@@ -9,16 +9,17 @@ import { type ChildProcess, fork } from "node:child_process";
 import { closeSync } from "node:fs";
 import { FileSink } from "../core/log.js";
 import { giveTo, openAppend } from "../core/safe-open.js";
-import { describeSystemError } from "../core/errors.js";
+import { describeSystemError, errorCode } from "../core/errors.js";
 import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
-import { type CoreSettings, coreSettings, isNodeRuntimeVariable, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { type CoreSettings, coreSettings, isNodeRuntimeVariable } from "../core/core-module.js";
+import { logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/runtime.js";
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
 import { errorText, loadConfiguration, validatedInputs } from "./load-configuration.js";
 import type { Reporter } from "./startup-log.js";
 import type { ConfSource } from "../conf/engine.js";
-import { type BoundHandle, bindAll } from "./listeners.js";
+import { type BoundHandle, BindFailedError, bindAll } from "./listeners.js";
 import { withoutDebugSwitches } from "./inspector.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 import { applyNofile } from "./rlimit.js";
@@ -216,7 +217,7 @@ export class Master {
       next = { conf, core: coreSettings(conf), endpoints: listenEndpoints(conf), generation: this.#cycle.generation + 1 };
       opened = await bindAll(next.endpoints, this.#handles, (m) => log.report("emerg", m));
     } catch (err) {
-      if (!(err instanceof Error && err.message === "bind failed")) log.report("emerg", errorText(err));
+      if (errorCode(err) !== BindFailedError.code) log.report("emerg", errorText(err));
       return;
     }
     // switch the master's own log to the new configuration's

@@ -4,11 +4,11 @@ import { describeSystemError } from "../core/errors.js";
 import { openRewrite } from "../core/safe-open.js";
 
 /** Writes the pid file (no symlink or hard link followed where others can write: safe-open.ts); throws with nginx's open() message. */
-export function writePidFile(path: string, pid = process.pid): void {
+export function writePidFile(path: string): void {
   try {
     const fd = openRewrite(path);
     try {
-      writeSync(fd, `${pid}\n`);
+      writeSync(fd, `${process.pid}\n`);
     } finally {
       closeSync(fd);
     }

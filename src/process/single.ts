@@ -6,11 +6,13 @@
  */
 import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
-import { coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { coreSettings } from "../core/core-module.js";
+import { errorCode } from "../core/errors.js";
+import { logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import { listenEndpoints } from "../mail/runtime.js";
 import { errorText, loadConfiguration } from "./load-configuration.js";
 import type { Reporter } from "./startup-log.js";
-import { type BoundHandle, bindAll } from "./listeners.js";
+import { type BoundHandle, BindFailedError, bindAll } from "./listeners.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 import { Serving } from "./serving.js";
 
@@ -84,7 +86,7 @@ export async function runSingle(conf: ParsedConf, errorLog: string, reporter: Re
           core = coreSettings(next);
           endpoints = nextEndpoints;
         } catch (err) {
-          if (!(err instanceof Error && err.message === "bind failed")) reporter.report("emerg", errorText(err));
+          if (errorCode(err) !== BindFailedError.code) reporter.report("emerg", errorText(err));
         }
       })();
     });

@@ -14,13 +14,16 @@
 import { checkNodeInternals } from "../event/node-internals.js";
 import { spawn } from "node:child_process";
 import type { ConfSource } from "../conf/engine.js";
-import { type LogTarget, checkLogFiles, coreSettings, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { coreSettings } from "../core/core-module.js";
+import { type LogTarget, checkLogFiles, logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
+import { errorCode } from "../core/errors.js";
 import { openAppend } from "../core/safe-open.js";
 import { listenEndpoints } from "../mail/runtime.js";
 import { POSTERN_NAME } from "../core/version.js";
 import { errorText, loadConfiguration } from "./load-configuration.js";
 import { type Reporter, setStderrRedirect } from "./startup-log.js";
 import { inspectorWarning, nodeOptionsWithoutDebug, withoutDebugSwitches } from "./inspector.js";
+import { BindFailedError } from "./listeners.js";
 import { Master } from "./master.js";
 import { osLine, rlimitLine } from "./os-info.js";
 import { runSingle } from "./single.js";
@@ -76,7 +79,7 @@ export async function startServer(errorLog: string, source: ConfSource, reporter
   try {
     return core.masterProcess ? await new Master(conf, errorLog, reporter).run(argv, up) : await runSingle(conf, errorLog, reporter, argv, up);
   } catch (err) {
-    if (!(err instanceof Error && err.message === "bind failed")) reporter.report("emerg", errorText(err));
+    if (errorCode(err) !== BindFailedError.code) reporter.report("emerg", errorText(err));
     return 1;
   }
 }

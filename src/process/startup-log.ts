@@ -7,7 +7,7 @@
  */
 import { writeSync } from "node:fs";
 import { ErrorLog, type LogLevel } from "../core/log.js";
-import { type LogTarget, openErrorLog } from "../core/core-module.js";
+import { type LogTarget, openErrorLog } from "../core/error-log-conf.js";
 import { describeSystemError } from "../core/errors.js";
 
 /** A log plus nginx's stderr echo rule. */

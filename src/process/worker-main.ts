@@ -6,7 +6,8 @@
  *
  * Rules: docs/behaviour/cli.md#cli-6-processes, #cli-7-exit-codes.
  */
-import { type UserSetting, coreSettings, mainLogTargets, openErrorLog, startupLogTarget } from "../core/core-module.js";
+import { type UserSetting, coreSettings } from "../core/core-module.js";
+import { mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import type { ErrorLog } from "../core/log.js";
 import { describeSystemError } from "../core/errors.js";
 import { loadValidatedConfiguration, errorText } from "./load-configuration.js";

@@ -4,7 +4,7 @@
  *
  *   node dist/src/tools/directive-reference.js > docs/directives.md
  */
-import type { ConfModule, Context } from "../conf/directive.js";
+import type { Context } from "../conf/directive.js";
 import { confModules } from "../modules.js";
 
 const CONTEXT_NAMES: Readonly<Record<Context, string>> = { main: "main", events: "events", mail: "mail", server: "server" };
@@ -14,7 +14,8 @@ function escapeCell(text: string): string {
 }
 
 /** The Markdown reference of every directive, module by module. */
-export function directiveReference(modules: readonly ConfModule[] = confModules()): string {
+export function directiveReference(): string {
+  const modules = confModules();
   const out: string[] = [
     "# Directives",
     "",

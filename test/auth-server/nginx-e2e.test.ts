@@ -10,7 +10,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAuthServer, type RunningAuthServer } from "../../src/auth-server/server.js";
-import { formatUserLine, hashPassword } from "../../src/auth-server/users.js";
+import { formatUserLine, hashPasswordAsync } from "../../src/auth-server/users.js";
 
 let dir = "";
 let nginx: ChildProcess | undefined;
@@ -83,7 +83,7 @@ before(async () => {
   const backendPort = (backend.address() as AddressInfo).port;
   const usersFile = join(dir, "users");
   writeFileSync(usersFile, formatUserLine({
-    login: "alice@example.com", hash: hashPassword("pa ss%word", { N: 1024, r: 8, p: 1 }), backends: { pop3: { host: "127.0.0.1", port: backendPort } },
+    login: "alice@example.com", hash: await hashPasswordAsync("pa ss%word", { N: 1024, r: 8, p: 1 }), backends: { pop3: { host: "127.0.0.1", port: backendPort } },
   }) + "\n");
   auth = await startAuthServer({ usersFile, wait: 0, scrypt: { N: 1024, r: 8, p: 1 }, log: () => {} }, "127.0.0.1", 0);
   pop3Port = await freePort();

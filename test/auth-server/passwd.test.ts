@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseUsers, verifyPassword } from "../../src/auth-server/users.js";
+import { parseUsers, verifyPasswordAsync } from "../../src/auth-server/users.js";
 import { runPasswd } from "../../src/auth-server/cli.js";
 import { io, passwd } from "./helpers.js";
 
@@ -28,7 +28,7 @@ test("passwd does not follow a symlink planted at the old predictable temporary 
   assert.ok(lstatSync(usersFile).isFile() && !lstatSync(usersFile).isSymbolicLink());
   assert.equal(statSync(usersFile).mode & 0o777, 0o600);
   const users = parseUsers(readFileSync(usersFile, "utf8"));
-  assert.ok(verifyPassword("a password", users.get("mallory-target")!.hash));
+  assert.ok(await verifyPasswordAsync("a password", users.get("mallory-target")!.hash));
   // no temporary file is left behind
   assert.deepEqual(readdirSync(dir).sort(), ["users", "users." + process.pid + ".tmp", "victim"].sort());
 });
@@ -41,9 +41,9 @@ test("passwd hashes with OWASP's scrypt cost by default (N=2^17, r=8, p=1); --sc
   assert.match(text, /^strong:scrypt\$131072\$8\$1\$[A-Za-z0-9+/=]{24}\$[A-Za-z0-9+/=]{44}:127\.0\.0\.1:143$/m);
   assert.match(text, /^cheap:scrypt\$1024\$8\$1\$/m);
   const users = parseUsers(text);
-  assert.ok(verifyPassword("pw-one", users.get("strong")!.hash), "Node's default maxmem (32 MiB) would refuse N=2^17: the hash must pass its own");
-  assert.ok(verifyPassword("pw-two", users.get("cheap")!.hash));
-  assert.ok(!verifyPassword("pw-one", users.get("cheap")!.hash));
+  assert.ok(await verifyPasswordAsync("pw-one", users.get("strong")!.hash), "Node's default maxmem (32 MiB) would refuse N=2^17: the hash must pass its own");
+  assert.ok(await verifyPasswordAsync("pw-two", users.get("cheap")!.hash));
+  assert.ok(!(await verifyPasswordAsync("pw-one", users.get("cheap")!.hash)));
   for (const bad of ["1000", "512", "2097152", "x"]) {
     const x = io("pw\n");
     assert.equal(await runPasswd(["--scrypt-n", bad, usersFile, "u", "127.0.0.1:1"], x), 2, bad);

@@ -9,7 +9,7 @@ import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAuthServer, type RunningAuthServer } from "../../src/auth-server/server.js";
-import { formatUserLine, hashPassword, parseUsers } from "../../src/auth-server/users.js";
+import { formatUserLine, hashPasswordAsync, parseUsers } from "../../src/auth-server/users.js";
 import { ask, plain, text } from "./helpers.js";
 
 let dir = "";
@@ -23,8 +23,8 @@ const OLD = { N: 16384, r: 8, p: 1 };
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "postern-rehash-"));
   usersFile = join(dir, "users");
-  const old = formatUserLine({ login: "olduser", hash: hashPassword("old secret", OLD), backends: { default: { host: "127.0.0.1", port: 1143 } }, clear: Buffer.from("old secret") });
-  const other = formatUserLine({ login: "other", hash: hashPassword("other pw", OLD), backends: { imap: { host: "127.0.0.2", port: 143 } } });
+  const old = formatUserLine({ login: "olduser", hash: await hashPasswordAsync("old secret", OLD), backends: { default: { host: "127.0.0.1", port: 1143 } }, clear: Buffer.from("old secret") });
+  const other = formatUserLine({ login: "other", hash: await hashPasswordAsync("other pw", OLD), backends: { imap: { host: "127.0.0.2", port: 143 } } });
   writeFileSync(usersFile, `# comment kept\n${old}\n\n${other}\n`);
   chmodSync(usersFile, 0o640);
   // the service's default scrypt target: no `scrypt` option

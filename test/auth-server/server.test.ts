@@ -41,7 +41,7 @@ before(async () => {
   writeFileSync(usersFile, "# Postern users\n");
   await passwd([usersFile, "alice@example.com", "127.0.0.1:1025", "imap=127.0.0.1:1143", "pop3=127.0.0.1:1110"], "pa ss%word");
   await passwd(["--clear", usersFile, "bob", "127.0.0.2:1110"], "bobsecret");
-  server = await startAuthServer({ usersFile, wait: 3, maxFailures: 5, scrypt: TEST_SCRYPT, log: (l) => logLines.push(l) }, "127.0.0.1", 0);
+  server = await startAuthServer({ usersFile, wait: 3, scrypt: TEST_SCRYPT, log: (l) => logLines.push(l) }, "127.0.0.1", 0);
 });
 
 after(async () => {
@@ -102,9 +102,12 @@ test("APOP and CRAM-MD5 work only for users with a stored clear-text secret, whi
   assert.equal(s(noClear.failure), "Invalid login or password");
 });
 
-test("failures are bounded per client IP", async () => {
+test("failures are bounded per client IP: after 20 within 5 minutes every attempt is refused", async () => {
   const port = server!.address.port;
-  for (let i = 0; i < 5; i++) await ask(port, "imap", plain("alice@example.com", "bad-pw-123"), 1, "192.0.2.99");
+  for (let i = 0; i < 19; i++) await ask(port, "imap", plain("alice@example.com", "bad-pw-123"), 1, "192.0.2.99");
+  const stillOpen = await ask(port, "imap", plain("alice@example.com", "pa ss%word"), 1, "192.0.2.99");
+  assert.equal(stillOpen.failure, undefined, "19 failures: not blocked yet");
+  await ask(port, "imap", plain("alice@example.com", "bad-pw-123"), 1, "192.0.2.99");
   const blocked = await ask(port, "imap", plain("alice@example.com", "pa ss%word"), 1, "192.0.2.99");
   assert.equal(s(blocked.failure), "Too many failed login attempts, try again later");
   assert.equal(blocked.sleep, 0);

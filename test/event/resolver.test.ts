@@ -2,7 +2,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Resolver, canonicalAddress, resolverStrerror, reverseName } from "../../src/event/resolver.js";
 import type { ResolverSpec } from "../../src/event/resolver.js";
-import { DEFAULT_CACHE_ENTRIES, SWEEP_MS } from "../../src/event/resolver-cache.js";
+import { DEFAULT_CACHE_ENTRIES, ExpiringLruCache, SWEEP_MS } from "../../src/event/resolver-cache.js";
 import { FakeDns } from "./fake-dns.js";
 
 let dns: FakeDns;
@@ -19,8 +19,8 @@ after(async () => {
   await dns2.close();
 });
 
-function resolver(extra: Partial<ResolverSpec> = {}, servers = [dns], cacheEntries?: number): Resolver {
-  const r = new Resolver({ servers: servers.map((s) => ({ host: "127.0.0.1", port: s.port })), ipv4: true, ipv6: true, ...extra }, { cacheEntries });
+function resolver(extra: Partial<ResolverSpec> = {}, servers = [dns]): Resolver {
+  const r = new Resolver({ servers: servers.map((s) => ({ host: "127.0.0.1", port: s.port })), ipv4: true, ipv6: true, ...extra });
   resolvers.push(r);
   return r;
 }
@@ -144,29 +144,41 @@ async function reverseAll(r: Resolver, addresses: readonly string[]): Promise<vo
   }
 }
 
-test("the cache is bounded: thousands of distinct PTR answers never hold more than the default bound", async () => {
+/** How many times the fake DNS server was asked for an address's PTR name. */
+function asked(a: string): number {
+  return dns.queries.filter((q) => q === `PTR ${reverseName(a)}`).length;
+}
+
+test("the cache is bounded: of thousands of distinct PTR answers, only the latest DEFAULT_CACHE_ENTRIES are answered without asking again", async () => {
   dns.fallback = (key) => (key.startsWith("PTR ") && key.endsWith(".ip6.arpa") ? { records: [{ type: "PTR", data: `h${key.length}.zone.example`, ttl: 3600 }] } : undefined);
   try {
     const r = resolver();
-    await reverseAll(r, manyAddresses("2001:db8:c0", 1, DEFAULT_CACHE_ENTRIES + 500));
-    assert.equal(r.cacheSize, DEFAULT_CACHE_ENTRIES, "full, and not one entry more");
+    // two batches more than the bound (reverseAll's batches of 256 finish in order)
+    const all = manyAddresses("2001:db8:c0", 1, DEFAULT_CACHE_ENTRIES + 512);
+    await reverseAll(r, all);
+    const kept = all.slice(512);
+    await reverseAll(r, kept);
+    const counts = new Map<string, number>();
+    for (const q of dns.queries) counts.set(q, (counts.get(q) ?? 0) + 1);
+    assert.deepEqual(kept.filter((a) => counts.get(`PTR ${reverseName(a)}`) !== 1), [], "the latest DEFAULT_CACHE_ENTRIES answers come from the cache");
+    await r.reverse(all[511]!, 5000);
+    assert.equal(asked(all[511]!), 2, "not one entry more was kept: asked again");
   } finally {
     dns.fallback = undefined;
   }
 });
 
 test("when full, the least recently used answer goes; a recently used one stays cached", async () => {
-  const ttl = 3600;
-  dns.fallback = (key) => (key.startsWith("PTR ") ? { records: [{ type: "PTR", data: "lru.zone.example", ttl }] } : undefined);
+  dns.fallback = (key) => (key.startsWith("PTR ") ? { records: [{ type: "PTR", data: "lru.zone.example", ttl: 3600 }] } : undefined);
   try {
-    const r = resolver({}, [dns], 10);
+    const r = resolver();
     const net = "2001:db8:c1";
-    const [first, second, ...rest] = manyAddresses(net, 0x1000, 10);
-    await reverseAll(r, [first!, second!, ...rest]);
+    const [first, second, ...rest] = manyAddresses(net, 0x1000, DEFAULT_CACHE_ENTRIES);
+    await r.reverse(first!, 5000);
+    await r.reverse(second!, 5000);
+    await reverseAll(r, rest);
     await r.reverse(first!, 5000); // a hit: first is now the most recently used
-    await reverseAll(r, manyAddresses(net, 0x2000, 1)); // full: evicts second, the least recently used
-    assert.equal(r.cacheSize, 10);
-    const asked = (a: string) => dns.queries.filter((q) => q === `PTR ${reverseName(a)}`).length;
+    await reverseAll(r, manyAddresses(net, 0x1000 + DEFAULT_CACHE_ENTRIES, 1)); // full: evicts second, the least recently used
     await r.reverse(first!, 5000);
     await r.reverse(second!, 5000);
     assert.equal(asked(first!), 1, "kept: answered from the cache");
@@ -176,35 +188,28 @@ test("when full, the least recently used answer goes; a recently used one stays 
   }
 });
 
-test("expired answers are evicted: by the periodic sweep, and first when the cache is full", async (t) => {
+test("expired answers are evicted: by the periodic sweep, and first when the cache is full", (t) => {
+  // The sweep only frees memory (an expired answer is never served either
+  // way), so it is seen on the cache itself, with a small bound.
   t.mock.timers.enable({ apis: ["setInterval", "Date"], now: 1_000_000 });
-  // TTL 1 s for the "short" names, an hour for the others
-  dns.fallback = (key) => {
-    if (!key.startsWith("PTR ")) return undefined;
-    const short = key.startsWith("PTR 1.") || key.startsWith("PTR 3.") || key.startsWith("PTR 5.") || key.startsWith("PTR 7.");
-    return { records: [{ type: "PTR", data: "exp.zone.example", ttl: short ? 1 : 3600 }] };
-  };
-  try {
-    const r = resolver({}, [dns], 8);
-    const net = "2001:db8:c2";
-    await reverseAll(r, manyAddresses(net, 0x3001, 8)); // last hex digits 1..8: four short, four long
-    assert.equal(r.cacheSize, 8);
-    t.mock.timers.tick(2000); // the short ones expire, nobody asks for them again
-    assert.equal(r.cacheSize, 8, "not swept yet");
-    t.mock.timers.tick(SWEEP_MS);
-    assert.equal(r.cacheSize, 4, "the sweep freed the four expired answers without any lookup");
-
-    await reverseAll(r, manyAddresses(net, 0x4001, 4)); // 8 again, 2 short, 2 long among the new ones
-    assert.equal(r.cacheSize, 8);
-    t.mock.timers.tick(2000);
-    await reverseAll(r, manyAddresses(net, 0x4009, 1)); // full: the two expired go, no live answer is dropped
-    assert.equal(r.cacheSize, 7);
-    const asked = (a: string) => dns.queries.filter((q) => q === `PTR ${reverseName(a)}`).length;
-    for (const a of [...manyAddresses(net, 0x3002, 1), ...manyAddresses(net, 0x3004, 1), ...manyAddresses(net, 0x3006, 1), ...manyAddresses(net, 0x3008, 1)]) {
-      await r.reverse(a, 5000);
-      assert.equal(asked(a), 1, `${a}: still cached`);
-    }
-  } finally {
-    dns.fallback = undefined;
+  const cache = new ExpiringLruCache<string>(8);
+  const short = ["s1", "s2", "s3", "s4"];
+  const long = ["l1", "l2", "l3", "l4"];
+  for (let i = 0; i < 4; i++) {
+    cache.set(short[i]!, "short", 1000);
+    cache.set(long[i]!, "long", 3_600_000);
   }
+  assert.equal(cache.size, 8);
+  t.mock.timers.tick(2000); // the short ones expire, nobody asks for them again
+  assert.equal(cache.size, 8, "not swept yet");
+  t.mock.timers.tick(SWEEP_MS);
+  assert.equal(cache.size, 4, "the sweep freed the four expired answers without any lookup");
+
+  for (const k of ["s5", "s6"]) cache.set(k, "short", 1000);
+  for (const k of ["l5", "l6"]) cache.set(k, "long", 3_600_000);
+  assert.equal(cache.size, 8);
+  t.mock.timers.tick(2000);
+  cache.set("l7", "long", 3_600_000); // full: the two expired go, no live answer is dropped
+  assert.equal(cache.size, 7);
+  for (const k of [...long, "l5", "l6", "l7"]) assert.equal(cache.get(k), "long", `${k}: still cached`);
 });

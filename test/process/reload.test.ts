@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, renameSync } from "node:fs";
+import net from "node:net";
 import { join } from "node:path";
 import { Client, Instance, config, freePort, waitFor, workerPids } from "./harness.js";
 
@@ -120,6 +121,36 @@ test("HUP with a broken config: [emerg] logged, old workers keep serving", async
     await inst.cleanup();
   }
 });
+
+for (const master of [true, false]) {
+  test(`HUP adding a listen on a busy port (master_process ${master ? "on" : "off"}): nginx's bind() lines and nothing more at emerg, the old configuration keeps serving`, async () => {
+    const blocker = net.createServer();
+    const busy = await freePort();
+    await new Promise<void>((r) => blocker.listen(busy, "127.0.0.1", r));
+    const inst = new Instance();
+    try {
+      const port = await freePort();
+      inst.write(config({ ports: [port], capability: "XFIRST", master, workers: 1 }));
+      const pid = await inst.up();
+      if (master) await waitFor("worker", () => workerPids(inst.log()).length === 1);
+      inst.write(config({ ports: [port, busy], capability: "XSECOND", master, workers: 1 }));
+      process.kill(pid, "SIGHUP");
+      await waitFor("bind given up", () => /still could not bind\(\)/.test(inst.log()));
+      // as nginx's ngx_open_listening_sockets: five tries, then the summary line; the
+      // failure is not reported a second time by whoever started the reload
+      const emerg = inst.log().split("\n").filter((l) => l.includes("[emerg]")).map((l) => l.replace(/^.*\[emerg\] \d+#\d+: /, ""));
+      assert.deepEqual(emerg, [...Array<string>(5).fill(`bind() to 127.0.0.1:${busy} failed (98: Address already in use)`), "still could not bind()"]);
+      const c = await Client.connect(port);
+      assert.equal(await c.line(), "* OK IMAP4 ready");
+      assert.match(await c.capability(), /\bXFIRST\b/);
+      c.close();
+      if (master) assert.equal(workerPids(inst.log()).length, 1, "no new workers");
+    } finally {
+      blocker.close();
+      await inst.cleanup();
+    }
+  });
+}
 
 test("a killed worker is logged and replaced; the socket stays open meanwhile", async () => {
   const inst = new Instance();

@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { SESSION_CACHE_MESSAGE, SessionCacheMaster, installSessionCacheMaster } from "../../src/event/tls-session-ipc.js";
+import { SESSION_CACHE_MESSAGE, installSessionCacheMaster, sessionCacheMaster } from "../../src/event/tls-session-ipc.js";
 import { workerMessage } from "../../src/process/worker-config.js";
 
 const T = SESSION_CACHE_MESSAGE;
@@ -43,10 +43,11 @@ function fakeWorker(): EventEmitter & { sent: unknown[]; send(m: unknown): boole
 }
 
 test("malformed session-cache messages are dropped; the cache keeps working", async () => {
-  const master = new SessionCacheMaster();
+  // the process's one registry, as in the master; cache "c" is this test's alone
+  const master = sessionCacheMaster;
   const a = fakeWorker();
   const b = fakeWorker();
-  const uninstall = [installSessionCacheMaster(a, master), installSessionCacheMaster(b, master)];
+  const uninstall = [installSessionCacheMaster(a), installSessionCacheMaster(b)];
   try {
     for (const m of GARBAGE) assert.doesNotThrow(() => a.emit("message", m), JSON.stringify(m));
     assert.deepEqual(a.sent, [], "no answer to garbage");
@@ -60,13 +61,12 @@ test("malformed session-cache messages are dropped; the cache keeps working", as
     assert.deepEqual(b.sent, [{ type: T, op: "put", cache: "c", size: 1, entries: [["0102", "c2Vzc2lvbg==", expires]] }]);
     // A worker that starts later receives the live entries.
     const c = fakeWorker();
-    uninstall.push(installSessionCacheMaster(c, master));
+    uninstall.push(installSessionCacheMaster(c));
     c.emit("message", { type: T, op: "subscribe", cache: "c", size: 1 << 20 });
     assert.deepEqual(c.sent, [{ type: T, op: "put", cache: "c", size: 1 << 20, entries: [["0102", "c2Vzc2lvbg==", expires]] }]);
     b.emit("message", { type: T, op: "drop", cache: "c", size: 1 << 20, ids: ["0102"] });
     assert.equal(master.cache("c", 1 << 20).lookup(Buffer.from([1, 2])), undefined);
   } finally {
     for (const u of uninstall) u();
-    master.close();
   }
 });

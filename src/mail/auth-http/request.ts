@@ -30,9 +30,12 @@ const CRLF = "\r\n";
  * guard, so no value can ever add a header of its own.
  */
 export class UnsafeHeaderError extends Error {
+  static readonly code = "ERR_UNSAFE_HEADER";
+  readonly code = UnsafeHeaderError.code;
   readonly header: string;
   constructor(header: string) {
     super(`${header} with CR, LF or NUL`);
+    this.name = "UnsafeHeaderError";
     this.header = header;
   }
 }

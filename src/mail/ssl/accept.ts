@@ -9,16 +9,17 @@ import { createHash, X509Certificate } from "node:crypto";
 import type net from "node:net";
 import tls from "node:tls";
 import type { ClientTlsInfo } from "../types.js";
+import { errorCode } from "../../core/errors.js";
 import { tlsVerifyError } from "../../event/node-internals.js";
 import { ANCHOR_ERRORS, issuerPath, OPTIONAL_NO_CA_ERRORS, verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
 import type { TlsServerSetup } from "./context.js";
 
-/** Options of startTls. */
+/**
+ * Options of startTls. The handshake has no deadline of its own: it runs
+ * under the session's `timeout`, and the STARTTLS reply is the front end's,
+ * queued before the session calls startTls in the same tick.
+ */
 export interface StartTlsOptions {
-  /** Handshake deadline (the `timeout` directive); rejects with "client timed out". */
-  readonly timeoutMs?: number;
-  /** A plaintext reply (STARTTLS's OK) written after reading stops and before the handshake. */
-  readonly reply?: string | Buffer;
   /**
    * TLS bytes already read from the socket that belong to the handshake
    * (those that followed a PROXY protocol header in the same packet).
@@ -26,15 +27,18 @@ export interface StartTlsOptions {
   readonly initialData?: Buffer;
 }
 
-/** A failed handshake: `reason` is nginx's info line without its action, `logMessage` the whole line. */
+/**
+ * A failed handshake. `reason` is nginx's info line without its action (the
+ * session log adds `while SSL handshaking` itself); the message is the whole line.
+ */
 export class TlsHandshakeError extends Error {
+  static readonly code = "ERR_TLS_HANDSHAKE";
+  readonly code = TlsHandshakeError.code;
   readonly reason: string;
-  readonly logMessage: string;
   constructor(reason: string) {
     super(`${reason} while SSL handshaking`);
     this.name = "TlsHandshakeError";
     this.reason = reason;
-    this.logMessage = this.message;
   }
 }
 
@@ -69,7 +73,6 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
   // Bytes read before the upgrade are plaintext the client pipelined: drop them.
   while (socket.read() !== null);
   socket.setNoDelay(true);
-  if (opts.reply !== undefined) socket.write(opts.reply);
   // TLSSocket feeds bytes buffered in the socket to OpenSSL before reading more
   if (opts.initialData && opts.initialData.length > 0) socket.unshift(opts.initialData);
 
@@ -82,12 +85,10 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
     ...(setup.sessions.server ? { server: setup.sessions.server } : {}),
   });
   return new Promise((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
     let settled = false;
     const finish = (err: Error | undefined): void => {
       if (settled) return;
       settled = true;
-      if (timer) clearTimeout(timer);
       tlsSocket.off("secure", onSecure);
       tlsSocket.off("error", onError);
       tlsSocket.off("close", onClose);
@@ -105,14 +106,13 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
       void settleVerifyResult(tlsSocket, setup).then(() => finish(undefined));
     };
     const onError = (err: Error): void => {
-      const reason = (err as { code?: string }).code === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${opensslReason(err.message)})`;
+      const reason = errorCode(err) === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${opensslReason(err.message)})`;
       finish(new TlsHandshakeError(`SSL_do_handshake() failed ${reason}`));
     };
     const onClose = (): void => finish(new TlsHandshakeError("peer closed connection in SSL handshake"));
     tlsSocket.once("secure", onSecure);
     tlsSocket.once("error", onError);
     tlsSocket.once("close", onClose);
-    if (opts.timeoutMs !== undefined) timer = setTimeout(() => finish(new TlsHandshakeError("client timed out")), opts.timeoutMs);
   });
 }
 

@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TlsServerSetup } from "../../../src/mail/ssl/context.js";
-import { installSessionCacheMaster, SessionCacheMaster, sessionCacheMaster } from "../../../src/event/tls-session-ipc.js";
+import { installSessionCacheMaster } from "../../../src/event/tls-session-ipc.js";
 import { type EchoResult, echoLine, echoServer, makePki, type Pki, sClient, sessionLine, setupFrom, tempDir } from "./helpers.js";
 
 let tmp: ReturnType<typeof tempDir>;
@@ -92,11 +92,10 @@ describe("ssl_session_cache", () => {
     assert.equal(await resumes(s, s, ["-tls1_2", "-cert", pki.selfSigned, "-key", pki.selfSignedKey]), false);
   });
   test("shared across worker processes through the master (session IDs and auto ticket keys)", async () => {
-    const master = new SessionCacheMaster();
     const script = join(import.meta.dirname, "fixtures", "tls-worker.js");
     const start = async (lines: string[][]) => {
       const child = fork(script, [JSON.stringify(lines)], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
-      const uninstall = installSessionCacheMaster(child, master);
+      const uninstall = installSessionCacheMaster(child);
       const port = await new Promise<number>((resolve, reject) => {
         child.on("message", (m: { type?: string; port?: number }) => { if (m.type === "port") resolve(m.port!); });
         child.on("exit", () => reject(new Error("worker exited")));
@@ -113,13 +112,14 @@ describe("ssl_session_cache", () => {
       assert.equal(await resumes(w[3].port, w[2].port, ["-tls1_3"]), true);
     } finally {
       await Promise.all(w.map((x) => x.stop()));
-      master.close();
     }
   });
 });
 
 describe("tickets", () => {
-  test("a shared cache without key file: one generated key for its servers, rotation retires it", async () => {
+  test("a shared cache without key file: one generated key for its servers, rotation retires it", async (t) => {
+    // the key's rotation timer (every max(ssl_session_timeout, 1h)) runs on mock time
+    t.mock.timers.enable({ apis: ["setInterval"] });
     const lines = [...rsa(), ["ssl_session_cache", "shared:K:1m"]];
     const a = setupFrom(lines);
     const b = setupFrom(lines);
@@ -128,7 +128,7 @@ describe("tickets", () => {
     const sa = await echoServer(a);
     try {
       await sClient(sa.port, ["-sess_out", sess]);
-      sessionCacheMaster.rotate("K");
+      t.mock.timers.tick(3600 * 1000);
       assert.equal(sessionLine(await sClient(sa.port, ["-sess_in", sess]))?.reused, false);
     } finally {
       await sa.close();
