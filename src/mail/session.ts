@@ -436,7 +436,8 @@ export class Session implements SessionPort {
     if (this.#deadline) clearTimeout(this.#deadline);
     const ms = this.server.conf.get(timeoutDirective);
     this.#deadline = setTimeout(() => {
-      this.log.info("client timed out (110: Connection timed out)");
+      // a handshake that times out is closed without a line, as nginx's handshake handler does
+      if (this.#stage !== "tlsHandshake" && this.#stage !== "starttls") this.log.info("client timed out (110: Connection timed out)");
       this.#destroy();
     }, ms);
   }
