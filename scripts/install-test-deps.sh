@@ -15,6 +15,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v getent >/dev/null || need+=(libc-bin)
 # contrib/logrotate/postern is run through the real logrotate (test/package/)
 [ -x /usr/sbin/logrotate ] || need+=(logrotate)
+# systemd-analyze verify reads contrib/systemd/postern.service as systemd would
+[ -x /usr/bin/systemd-analyze ] || need+=(systemd)
 # start-stop-daemon: the systemd unit's ExecStop, as nginx's
 [ -x /sbin/start-stop-daemon ] || [ -x /usr/sbin/start-stop-daemon ] || need+=(dpkg)
 
