@@ -13,6 +13,12 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v getent >/dev/null || need+=(libc-bin)
+# contrib/logrotate/postern is run through the real logrotate (test/package/)
+[ -x /usr/sbin/logrotate ] || need+=(logrotate)
+# systemd-analyze verify reads contrib/systemd/postern.service as systemd would
+[ -x /usr/bin/systemd-analyze ] || need+=(systemd)
+# start-stop-daemon: the systemd unit's ExecStop, as nginx's
+[ -x /sbin/start-stop-daemon ] || [ -x /usr/sbin/start-stop-daemon ] || need+=(dpkg)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 
