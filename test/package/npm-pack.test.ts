@@ -98,13 +98,13 @@ test("npm pack: the tarball installs offline into an empty directory and `npx po
     const listed = await run("tar", ["-tzf", tarball], work);
     assert.equal(listed.code, 0, listed.stderr);
     const files = listed.stdout.split("\n").filter((l) => l !== "" && !l.endsWith("/")).map((l) => l.replace(/^package\//, "")).sort();
-    const allowed = /^(package\.json|README\.md|bin\/postern\.js|dist\/src\/(?!tools\/)[\w/-]+\.js|contrib\/.+)$/;
+    const allowed = /^(package\.json|README\.md|LICENSE|bin\/postern\.js|dist\/src\/(?!tools\/)[\w/-]+\.js|contrib\/.+)$/;
     assert.deepEqual(files.filter((f) => !allowed.test(f)), [], "files the package does not need");
     assert.ok(!files.includes("dist/src/removed-module.js"), "prepack builds dist/src/ from an empty directory");
     // every module of src/ is in it, compiled from the sources being packed
     const modules = listFiles(join(root, "src")).filter((f) => f.endsWith(".ts") && !f.startsWith("tools/"));
     assert.deepEqual(modules.map((f) => `dist/src/${f.replace(/\.ts$/, ".js")}`).filter((f) => !files.includes(f)), []);
-    for (const f of ["contrib/systemd/postern.service", "contrib/logrotate/postern"]) assert.ok(files.includes(f), f);
+    for (const f of ["LICENSE", "contrib/systemd/postern.service", "contrib/logrotate/postern"]) assert.ok(files.includes(f), f);
 
     // installed into an empty project, offline: no registry, no repository
     const clean = join(work, "clean");
