@@ -95,6 +95,21 @@ export class LineConnection {
   }
 
   #pump(): void {
+    try {
+      this.#read();
+    } catch (e) {
+      // a bug in the demo must cost this client its connection, not everyone the process
+      LineConnection.onBug(e);
+      this.close();
+    }
+  }
+
+  /** Reports a handler's exception (the program logs it; tests may count it). */
+  static onBug: (e: unknown) => void = (e) => {
+    process.stderr.write(`postern demo mail backend: connection closed after an internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+  };
+
+  #read(): void {
     const h = this.#handler;
     if (!h) return;
     while (!this.#closed) {

@@ -70,6 +70,8 @@ class ImapSession {
     try {
       this.#tokens.push(...tokenize(literal ? literal.text : line));
     } catch (e) {
+      // the tag, if the line that failed is the command's first
+      if (this.#tokens.length === 0) this.#tokens.push({ kind: "atom", text: line.slice(0, line.indexOf(" ")) });
       this.#bad(e instanceof ImapSyntaxError ? e.message : "syntax error");
       return;
     }
@@ -114,13 +116,16 @@ class ImapSession {
       return;
     }
     const args = tokens.slice(2);
-    const reply = (text: string): void => this.#conn.write(`${tag} ${text}\r\n`);
+    const reply = (text: string): void => {
+      this.#conn.write(`${tag} ${text}\r\n`);
+      // every BAD counts: a client that only makes errors is closed
+      if (text.startsWith("BAD ")) this.#conn.error();
+    };
     try {
       this.#run(name, args, reply, tag);
     } catch (e) {
       if (!(e instanceof ImapSyntaxError)) throw e;
       reply(`BAD ${e.message}`);
-      this.#conn.error();
     }
   }
 
@@ -155,8 +160,9 @@ class ImapSession {
       if (user === null || pass === null) throw new ImapSyntaxError("LOGIN takes a user name and a password");
       if (!sameLogin(user, this.#options.user) || pass.length === 0) {
         this.#options.log(`IMAP: login refused for a user other than ${this.#options.user}`);
-        if (this.#conn.error(5)) return;
-        return reply(`NO [AUTHENTICATIONFAILED] this demo mailbox is only for ${this.#options.user}`);
+        reply(`NO [AUTHENTICATIONFAILED] this demo mailbox is only for ${this.#options.user}`);
+        this.#conn.error(5);
+        return;
       }
       this.#user = this.#options.user;
       this.#options.log(`IMAP: ${this.#user} logged in`);
@@ -190,7 +196,6 @@ class ImapSession {
       }
       default:
         reply(`BAD ${name.length > 32 ? "command" : name} is not supported by the demo server`);
-        this.#conn.error();
     }
   }
 

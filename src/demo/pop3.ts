@@ -65,8 +65,9 @@ class Pop3Session {
         if (user === null) return err("send USER first");
         if (!sameLogin(user, this.#options.user) || arg.length === 0) {
           this.#options.log(`POP3: login refused for a user other than ${this.#options.user}`);
-          if (this.#conn.error(5)) return;
-          return err(`this demo mailbox is only for ${this.#options.user}`);
+          this.#conn.write(`-ERR this demo mailbox is only for ${this.#options.user}\r\n`);
+          this.#conn.error(5);
+          return;
         }
         this.#drop = [...this.#options.mailbox.messages];
         this.#options.log(`POP3: ${this.#options.user} logged in`);
