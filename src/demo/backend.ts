@@ -75,13 +75,15 @@ export interface DemoBackend {
   close(): Promise<void>;
 }
 
-function listen(serve: (socket: Socket) => void, at: Listen): Promise<Server> {
+function listen(serve: (socket: Socket) => void, at: Listen, log: DemoLog): Promise<Server> {
   const server = createServer(serve);
   server.maxConnections = MAX_CONNECTIONS;
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(at.port, at.host, () => {
       server.off("error", reject);
+      // an accept that fails (out of descriptors) is logged, not thrown
+      server.on("error", (e) => log(`accept failed: ${e.message}`));
       resolve(server);
     });
   });
@@ -100,9 +102,9 @@ export async function startDemoBackend(options: DemoOptions, log: DemoLog = cons
     serve(socket, shared);
   };
   try {
-    servers.push(await listen(track(serveImap), options.imap));
-    servers.push(await listen(track(servePop3), options.pop3));
-    servers.push(await listen(track(serveSmtp), options.smtp));
+    servers.push(await listen(track(serveImap), options.imap, log));
+    servers.push(await listen(track(servePop3), options.pop3, log));
+    servers.push(await listen(track(serveSmtp), options.smtp, log));
   } catch (e) {
     for (const s of servers) s.close();
     throw e;
