@@ -27,6 +27,9 @@
  *   5  tools/        build-time programs (docs/directives.md generator): a
  *                    sibling of cli/, importing only below it.
  *   6  main.ts       the entry point: argv -> cli/.
+ *   6  demo/         the demo mail backend `npm start` runs beside Postern:
+ *                    a program of its own, a sibling of main.ts, so nothing
+ *                    in the `postern` command can import (and start) it.
  *
  * Directories of the same rank are siblings and may not import each other.
  * A new directory or top-level file under src/ fails until it is given a
@@ -53,6 +56,7 @@ const LAYERS: Readonly<Record<string, readonly [number, string]>> = {
   "cli": [5, "cli"],
   "tools": [5, "tools"],
   "main.ts": [6, "main"],
+  "demo": [6, "demo"],
 };
 
 /** Every module specifier in one file's text, with its line. */
