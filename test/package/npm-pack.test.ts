@@ -8,7 +8,8 @@
  * JavaScript; the build also leaves out source maps, which would point at
  * .ts files that are not there), not the tests, benchmarks, scripts or
  * docs/ (they cite test files), not the build-time docs generator
- * (dist/src/tools/), and not what a developer's tree holds beside them (the
+ * (dist/src/tools/; the demo mail backend dist/src/demo/, which only
+ * `npm start` in a clone runs), and not what a developer's tree holds beside them (the
  * secrets and keys `npm start` makes in conf/, .cache/, stale build output).
  */
 import { test } from "node:test";
@@ -98,11 +99,11 @@ test("npm pack: the tarball installs offline into an empty directory and `npx po
     const listed = await run("tar", ["-tzf", tarball], work);
     assert.equal(listed.code, 0, listed.stderr);
     const files = listed.stdout.split("\n").filter((l) => l !== "" && !l.endsWith("/")).map((l) => l.replace(/^package\//, "")).sort();
-    const allowed = /^(package\.json|README\.md|LICENSE|bin\/postern\.js|dist\/src\/(?!tools\/)[\w/-]+\.js|contrib\/.+)$/;
+    const allowed = /^(package\.json|README\.md|LICENSE|bin\/postern\.js|dist\/src\/(?!tools\/|demo\/)[\w/-]+\.js|contrib\/.+)$/;
     assert.deepEqual(files.filter((f) => !allowed.test(f)), [], "files the package does not need");
     assert.ok(!files.includes("dist/src/removed-module.js"), "prepack builds dist/src/ from an empty directory");
     // every module of src/ is in it, compiled from the sources being packed
-    const modules = listFiles(join(root, "src")).filter((f) => f.endsWith(".ts") && !f.startsWith("tools/"));
+    const modules = listFiles(join(root, "src")).filter((f) => f.endsWith(".ts") && !f.startsWith("tools/") && !f.startsWith("demo/"));
     assert.deepEqual(modules.map((f) => `dist/src/${f.replace(/\.ts$/, ".js")}`).filter((f) => !files.includes(f)), []);
     for (const f of ["LICENSE", "contrib/systemd/postern.service", "contrib/logrotate/postern"]) assert.ok(files.includes(f), f);
 
