@@ -10,11 +10,13 @@ import { coreSettings } from "../core/core-module.js";
 import { checkLogFiles, mainLogTargets, startupLogTarget } from "../core/error-log-conf.js";
 import { describeSystemError } from "../core/errors.js";
 import { checkConfiguration, errorText, parseOnly } from "../process/load-configuration.js";
+import { listenEndpoints } from "../mail/runtime.js";
+import { tryBindForTest } from "../process/listeners.js";
 import { type Reporter, stderr } from "../process/startup-log.js";
 import type { Options } from "./options.js";
 
-/** Runs the test; returns the exit code. */
-export function testConfiguration(o: Options, source: ConfSource, reporter: Reporter): number {
+/** Runs the test; resolves with the exit code. */
+export async function testConfiguration(o: Options, source: ConfSource, reporter: Reporter): Promise<number> {
   const failed = (): number => {
     stderr(`nginx: configuration file ${source.file} test failed\n`);
     return 1;
@@ -38,6 +40,8 @@ export function testConfiguration(o: Options, source: ConfSource, reporter: Repo
     } catch (err) {
       throw new Error(`open() "${pidPath}" failed ${describeSystemError(err)}`, { cause: err });
     }
+    // last, as in nginx's cycle: the listening addresses are bound (and let go)
+    await tryBindForTest(listenEndpoints(conf));
   } catch (err) {
     reporter.report("emerg", errorText(err));
     return failed();

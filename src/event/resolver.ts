@@ -13,12 +13,27 @@
  * total deadline, answers cached by TTL (or `valid=`), names lowercased.
  * The cache is bounded (resolver-cache.ts: 4096 answers per directive and
  * worker, expired ones swept, least recently used dropped when full).
- * Not done: TCP fallback for truncated answers (PTR/A answers fit in UDP).
+ * Responses are read as nginx 1.22.1 reads them (resolver-response.ts): one
+ * it finds wrong is logged and dropped, and the query keeps waiting; A and
+ * AAAA answers are combined by nginx's rules (#resolveName).
+ * Not done: TCP fallback for truncated A/AAAA answers (nginx retries over
+ * TCP; here the query keeps waiting for a resend's answer or times out).
  */
 import { randomInt } from "node:crypto";
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { isIP, isIPv4, isIPv6 } from "node:net";
 import { DEFAULT_CACHE_ENTRIES, ExpiringLruCache } from "./resolver-cache.js";
+import {
+  type AddressAnswer, type PtrAnswer, TYPE_A, TYPE_AAAA, TYPE_PTR,
+  copyName, readAddressAnswer, readHeader, readPtrAnswer, resolverStrerror, reverseQuestion,
+} from "./resolver-response.js";
+
+export { resolverStrerror };
+
+/** Where the resolver's own lines go (nginx: the cycle's log, at error, without a connection). */
+export interface ResolverLog {
+  error(message: string): void;
+}
 
 /** One DNS server of `resolver`. */
 export interface ResolverAddress {
@@ -52,34 +67,25 @@ export type PtrResult = { readonly ok: true; readonly name: string } | { readonl
 /** A name lookup's outcome: the A and AAAA addresses, in text form. */
 export type AddressResult = { readonly ok: true; readonly addresses: readonly string[] } | { readonly ok: false; readonly code: ResolveErrorCode };
 
-/** nginx's ngx_resolver_strerror. */
-export function resolverStrerror(code: number): string {
-  const texts = ["Format error", "Server failure", "Host not found", "Unimplemented", "Operation refused"];
-  if (code > 0 && code < 6) return texts[code - 1]!;
-  return code === RESOLVE_TIMEDOUT ? "Operation timed out" : "Unknown error";
-}
-
-const TYPE_A = 1;
-const TYPE_CNAME = 5;
-const TYPE_PTR = 12;
-const TYPE_AAAA = 28;
 /** nginx resends an unanswered query to the next server after this. */
 const RESEND_MS = 5000;
 /** nginx's NGX_RESOLVER_MAX_RECURSION for CNAME chains. */
 const MAX_CNAMES = 50;
 
-interface Answer {
-  readonly rcode: number;
-  /** rdata of matching records: names for PTR/CNAME, addresses for A/AAAA */
-  readonly records: ReadonlyArray<{ readonly type: number; readonly value: string; readonly ttl: number }>;
+type Answer = PtrAnswer | AddressAnswer;
+
+/** One question in flight, shared by every lookup that asks it (nginx's resolver node). */
+interface Query {
+  readonly key: string;
+  readonly name: string;
+  readonly qtype: number;
+  readonly id: number;
+  readonly waiters: Set<(answer: Answer | null) => void>;
+  resend?: NodeJS.Timeout;
 }
 
-type QueryResult = { ok: true; answer: Answer } | { ok: false; code: ResolveErrorCode };
-
-interface Pending {
-  readonly question: Buffer;
-  readonly resolve: (answer: Answer) => void;
-}
+/** What a name lookup came to: addresses, an error code, or a CNAME to follow. */
+type NameStep = AddressResult | { readonly cname: string };
 
 /** Encodes a dotted name as DNS labels; null if a label is empty or too long. */
 function encodeName(name: string): Buffer | null {
@@ -91,81 +97,6 @@ function encodeName(name: string): Buffer | null {
   }
   parts.push(Buffer.from([0]));
   return Buffer.concat(parts);
-}
-
-/** Reads a (possibly compressed) name at `offset`; returns it and the offset after it. */
-function readName(msg: Buffer, offset: number): { name: string; next: number } | null {
-  const labels: string[] = [];
-  let p = offset;
-  let next = -1;
-  for (let hops = 0; hops < 128; hops++) {
-    if (p >= msg.length) return null;
-    const n = msg[p]!;
-    if (n === 0) {
-      if (next < 0) next = p + 1;
-      return { name: labels.join(".").toLowerCase(), next };
-    }
-    if ((n & 0xc0) === 0xc0) {
-      if (p + 1 >= msg.length) return null;
-      if (next < 0) next = p + 2;
-      p = ((n & 0x3f) << 8) | msg[p + 1]!;
-      continue;
-    }
-    if (n & 0xc0) return null;
-    if (p + 1 + n > msg.length) return null;
-    labels.push(msg.toString("latin1", p + 1, p + 1 + n));
-    p += 1 + n;
-  }
-  return null;
-}
-
-function formatAddress(type: number, rdata: Buffer): string {
-  if (type === TYPE_A) return `${rdata[0]}.${rdata[1]}.${rdata[2]}.${rdata[3]}`;
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(rdata.readUInt16BE(i).toString(16));
-  return canonicalAddress(groups.join(":"));
-}
-
-/** Parses a response to one of our questions; null when it is not one. */
-function parseResponse(msg: Buffer, question: Buffer): Answer | null {
-  if (msg.length < 12) return null;
-  const flags = msg.readUInt16BE(2);
-  // a response (QR) to a standard query, not truncated
-  if ((flags & 0xf870) !== 0x8000 || flags & 0x0200) return null;
-  if (msg.readUInt16BE(4) !== 1) return null;
-  const q = msg.subarray(12, 12 + question.length);
-  if (q.length !== question.length || !q.equals(question)) {
-    // names are case-insensitive; compare lowercased
-    if (q.toString("latin1").toLowerCase() !== question.toString("latin1").toLowerCase()) return null;
-  }
-  const rcode = flags & 0xf;
-  // nginx ignores RCODEs above REFUSED: the query then times out
-  if (rcode > 5) return null;
-  const count = msg.readUInt16BE(6);
-  const records: Array<{ type: number; value: string; ttl: number }> = [];
-  let p = 12 + question.length;
-  for (let i = 0; i < count; i++) {
-    const owner = readName(msg, p);
-    if (!owner || owner.next + 10 > msg.length) return null;
-    p = owner.next;
-    const type = msg.readUInt16BE(p);
-    const cls = msg.readUInt16BE(p + 2);
-    const ttl = Math.max(0, msg.readInt32BE(p + 4));
-    const len = msg.readUInt16BE(p + 8);
-    p += 10;
-    if (p + len > msg.length) return null;
-    if (cls === 1) {
-      if (type === TYPE_PTR || type === TYPE_CNAME) {
-        const target = readName(msg, p);
-        if (!target) return null;
-        records.push({ type, value: target.name, ttl });
-      } else if ((type === TYPE_A && len === 4) || (type === TYPE_AAAA && len === 16)) {
-        records.push({ type, value: formatAddress(type, msg.subarray(p, p + len)), ttl });
-      }
-    }
-    p += len;
-  }
-  return { rcode, records };
 }
 
 /** The reverse-lookup name of an address (in-addr.arpa or ip6.arpa). */
@@ -215,40 +146,48 @@ export function canonicalAddress(addr: string): string {
 export class Resolver {
   readonly #spec: ResolverSpec;
   readonly #sockets = new Map<"udp4" | "udp6", Socket>();
-  readonly #pending = new Map<number, Pending>();
+  /** Questions in flight, by `type:name` (as nginx finds its node by the question). */
+  readonly #pending = new Map<string, Query>();
   readonly #cache: ExpiringLruCache<Answer>;
+  /** Names known to be a CNAME: followed without asking again, as nginx's name node with its cname. */
+  readonly #cnames: ExpiringLruCache<string>;
+  /** Questions given up, by key: their id, for a short while (see #forget). */
+  readonly #givenUp = new Map<string, number>();
+  #log: ResolverLog | undefined;
   #next = 0;
 
   constructor(spec: ResolverSpec) {
     this.#spec = spec;
     this.#cache = new ExpiringLruCache(DEFAULT_CACHE_ENTRIES);
+    this.#cnames = new ExpiringLruCache(DEFAULT_CACHE_ENTRIES);
   }
 
-  /** PTR lookup of a client address. */
-  async reverse(addr: string, timeoutMs: number): Promise<PtrResult> {
+  /** PTR lookup of a client address; the resolver's own lines go to `log`. */
+  async reverse(addr: string, timeoutMs: number, log?: ResolverLog): Promise<PtrResult> {
+    if (log) this.#log = log;
     const name = reverseName(addr);
     if (!name) return { ok: false, code: 1 };
-    const r = await this.#query(name, TYPE_PTR, Date.now() + timeoutMs);
-    if (!r.ok) return r;
-    const { rcode, records } = r.answer;
-    if (rcode !== 0) return { ok: false, code: rcode as ResolveErrorCode };
-    const ptr = records.find((x) => x.type === TYPE_PTR);
-    // nginx: an empty answer is NXDOMAIN
-    return ptr ? { ok: true, name: ptr.value } : { ok: false, code: RESOLVE_NXDOMAIN };
+    const answer = await this.#ask(name, TYPE_PTR, Date.now() + timeoutMs) as PtrAnswer | null;
+    if (!answer) return { ok: false, code: RESOLVE_TIMEDOUT };
+    return "code" in answer ? { ok: false, code: answer.code as ResolveErrorCode } : { ok: true, name: answer.name };
   }
 
   /**
-   * A and AAAA lookup (as `ipv4=`/`ipv6=` allow). As nginx: an error code
-   * from either query fails the lookup; no address at all is NXDOMAIN.
+   * A and AAAA lookup (as `ipv4=`/`ipv6=` allow), CNAMEs followed up to
+   * nginx's limit (then NXDOMAIN); see #resolveName for how the two answers
+   * make one result.
    */
-  async lookup(name: string, timeoutMs: number): Promise<AddressResult> {
+  async lookup(name: string, timeoutMs: number, log?: ResolverLog): Promise<AddressResult> {
+    if (log) this.#log = log;
     const deadline = Date.now() + timeoutMs;
-    const types = [...(this.#spec.ipv4 ? [TYPE_A] : []), ...(this.#spec.ipv6 ? [TYPE_AAAA] : [])];
-    const results = await Promise.all(types.map((t) => this.#addresses(name, t, deadline)));
-    const failed = results.find((r): r is { ok: false; code: ResolveErrorCode } => !r.ok);
-    if (failed) return failed;
-    const addresses = results.flatMap((r) => (r.ok ? r.addresses : []));
-    return addresses.length > 0 ? { ok: true, addresses } : { ok: false, code: RESOLVE_NXDOMAIN };
+    let qname = name;
+    for (let recursion = 0; ; recursion++) {
+      const known = this.#cnames.get(qname);
+      const step = known !== undefined ? { cname: known } : await this.#resolveName(qname, deadline);
+      if (!("cname" in step)) return step;
+      if (recursion >= MAX_CNAMES) return { ok: false, code: RESOLVE_NXDOMAIN };
+      qname = step.cname;
+    }
   }
 
   /** Closes the sockets; pending lookups time out. */
@@ -257,66 +196,135 @@ export class Resolver {
     this.#sockets.clear();
   }
 
-  async #addresses(name: string, type: number, deadline: number): Promise<AddressResult> {
-    let qname = name;
-    for (let depth = 0; depth <= MAX_CNAMES; depth++) {
-      const r = await this.#query(qname, type, deadline);
-      if (!r.ok) return r;
-      if (r.answer.rcode !== 0) return { ok: false, code: r.answer.rcode as ResolveErrorCode };
-      const addresses = r.answer.records.filter((x) => x.type === type).map((x) => x.value);
-      const cname = r.answer.records.find((x) => x.type === TYPE_CNAME);
-      if (addresses.length > 0 || !cname) return { ok: true, addresses };
-      qname = cname.value;
-    }
-    return { ok: false, code: 2 };
+  /**
+   * nginx's ngx_resolver_process_a for one name node: an error code from
+   * either query fails the lookup (the first one waits for the other);
+   * NOERROR without records counts as no address; addresses from both are
+   * the result; a CNAME is followed once neither query is pending; an
+   * answer with neither address nor CNAME is logged and leaves the lookup
+   * waiting (in the end, for the timeout).
+   */
+  #resolveName(name: string, deadline: number): Promise<NameStep> {
+    return new Promise((resolve) => {
+      // undefined: that query is pending; a type not asked counts as answered with none
+      const count: Record<number, number | undefined> = { [TYPE_A]: this.#spec.ipv4 ? undefined : 0, [TYPE_AAAA]: this.#spec.ipv6 ? undefined : 0 };
+      const found: Record<number, readonly string[]> = { [TYPE_A]: [], [TYPE_AAAA]: [] };
+      let pendingCode = 0;
+      let done = false;
+      const finish = (step: NameStep): void => {
+        done = true;
+        resolve(step);
+      };
+      const addresses = (): AddressResult => ({ ok: true, addresses: [...found[TYPE_A]!, ...found[TYPE_AAAA]!] });
+      const answered = (type: number, answer: AddressAnswer | null): void => {
+        if (done) return;
+        if (!answer) return finish({ ok: false, code: RESOLVE_TIMEDOUT });
+        const other = count[type === TYPE_A ? TYPE_AAAA : TYPE_A];
+        let code = answer.kind === "code" ? answer.code : 0;
+        if (code === 0 && pendingCode) code = pendingCode;
+        if (code === 0 && answer.kind === "empty") {
+          count[type] = 0;
+          if (other === undefined) return;
+          if (other > 0) return finish(addresses());
+          code = RESOLVE_NXDOMAIN;
+        }
+        if (code !== 0 || answer.kind !== "records") {
+          count[type] = 0;
+          if (other === undefined) {
+            pendingCode = code;
+            return;
+          }
+          return finish({ ok: false, code: code as ResolveErrorCode });
+        }
+        count[type] = answer.addresses.length;
+        found[type] = answer.addresses.map(canonicalAddress);
+        if (answer.addresses.length > 0 && other === undefined) return;
+        if (other !== undefined && answer.addresses.length + other > 0) return finish(addresses());
+        if (answer.cname) {
+          if (other === undefined) return;
+          const target = answer.cname();
+          if (!target.ok) return this.#log?.error(target.log);
+          this.#cnames.set(name, target.value, (this.#spec.valid ?? answer.ttl) * 1000);
+          return finish({ cname: target.value });
+        }
+        this.#log?.error("no A or CNAME types in DNS response");
+      };
+      for (const type of [TYPE_A, TYPE_AAAA]) {
+        if (count[type] === undefined) void this.#ask(name, type, deadline).then((a) => answered(type, a as AddressAnswer | null));
+      }
+    });
   }
 
-  async #query(name: string, type: number, deadline: number): Promise<QueryResult> {
-    const key = `${type}:${name.toLowerCase()}`;
+  /** The answer to one question: from the cache, from a query in flight, or asked now; null at the deadline. */
+  #ask(name: string, qtype: number, deadline: number): Promise<Answer | null> {
+    const key = `${qtype}:${name.toLowerCase()}`;
     const cached = this.#cache.get(key);
-    if (cached) return { ok: true, answer: cached };
-    const encoded = encodeName(name);
-    if (!encoded || this.#spec.servers.length === 0) return { ok: false, code: 1 };
-    const question = Buffer.concat([encoded, Buffer.from([type >> 8, type & 0xff, 0, 1])]);
-    const answer = await this.#exchange(question, deadline);
-    if (!answer) return { ok: false, code: RESOLVE_TIMEDOUT };
-    const found = answer.records.filter((x) => x.type === type);
-    if (answer.rcode === 0 && found.length > 0) {
-      const ttl = this.#spec.valid ?? Math.min(...found.map((x) => x.ttl));
-      this.#cache.set(key, answer, ttl * 1000);
+    if (cached) return Promise.resolve(cached);
+    let query = this.#pending.get(key);
+    if (!query) {
+      const encoded = encodeName(name);
+      if (!encoded || this.#spec.servers.length === 0) return Promise.resolve(qtype === TYPE_PTR ? { code: 1 } : { kind: "code", code: 1 });
+      query = this.#start(key, name.toLowerCase(), qtype, Buffer.concat([encoded, Buffer.from([qtype >> 8, qtype & 0xff, 0, 1])]));
     }
-    return { ok: true, answer };
+    const q = query;
+    return new Promise((resolve) => {
+      const waiter = (answer: Answer | null): void => {
+        clearTimeout(timer);
+        q.waiters.delete(waiter);
+        // nobody waits any more: forget the question (a late answer is then "unexpected")
+        if (q.waiters.size === 0) this.#forget(q, true);
+        resolve(answer);
+      };
+      const timer = setTimeout(() => waiter(null), Math.max(0, deadline - Date.now()));
+      q.waiters.add(waiter);
+    });
   }
 
-  /** Sends the question until an answer arrives or the deadline passes (then null). */
-  #exchange(question: Buffer, deadline: number): Promise<Answer | null> {
+  /** Sends a new question, resent to the next server every RESEND_MS while it is pending. */
+  #start(key: string, name: string, qtype: number, question: Buffer): Query {
     let id: number;
     // unpredictable ids (and a fresh source port per burst, see below): no cheap spoofing
     do id = randomInt(0x10000);
-    while (this.#pending.has(id));
+    while ([...this.#pending.values()].some((q) => q.id === id));
     const header = Buffer.alloc(12);
     header.writeUInt16BE(id, 0);
     header.writeUInt16BE(0x0100, 2); // RD
     header.writeUInt16BE(1, 4);
     const packet = Buffer.concat([header, question]);
-    return new Promise((resolve) => {
-      let resend: NodeJS.Timeout | undefined;
-      const finish = (answer: Answer | null): void => {
-        clearTimeout(timer);
-        clearTimeout(resend);
-        this.#pending.delete(id);
-        // idle: close the sockets, so a resolver dropped on reload leaves nothing open
-        if (this.#pending.size === 0) this.close();
-        resolve(answer);
-      };
-      const timer = setTimeout(() => finish(null), Math.max(0, deadline - Date.now()));
-      const send = (): void => {
-        this.#send(packet);
-        resend = setTimeout(send, RESEND_MS);
-      };
-      this.#pending.set(id, { question, resolve: finish });
-      send();
-    });
+    const query: Query = { key, name, qtype, id, waiters: new Set() };
+    this.#pending.set(key, query);
+    const send = (): void => {
+      this.#send(packet);
+      query.resend = setTimeout(send, RESEND_MS);
+    };
+    send();
+    return query;
+  }
+
+  /**
+   * Ends a question. One given up (its lookups timed out) is remembered
+   * until its resend would have been due: nginx keeps the node that long and
+   * takes a late answer without a word, so a late answer is no
+   * "unexpected DNS response" here either (it is dropped, not cached).
+   */
+  #forget(query: Query, givenUp = false): void {
+    clearTimeout(query.resend);
+    if (this.#pending.get(query.key) === query) this.#pending.delete(query.key);
+    if (givenUp) {
+      this.#givenUp.set(query.key, query.id);
+      setTimeout(() => {
+        if (this.#givenUp.get(query.key) === query.id) this.#givenUp.delete(query.key);
+      }, RESEND_MS).unref();
+    }
+    // idle: close the sockets, so a resolver dropped on reload leaves nothing open
+    if (this.#pending.size === 0) this.close();
+  }
+
+  /** Hands an answer to every lookup waiting for it; a good answer is cached by TTL (or `valid=`). */
+  #answer(query: Query, answer: Answer): void {
+    const ttl = "ttl" in answer && (!("addresses" in answer) || answer.addresses.length > 0) ? answer.ttl : undefined;
+    if (ttl !== undefined) this.#cache.set(query.key, answer, (this.#spec.valid ?? ttl) * 1000);
+    for (const waiter of [...query.waiters]) waiter(answer);
   }
 
   #send(packet: Buffer): void {
@@ -343,12 +351,33 @@ export class Resolver {
     return this.#spec.servers.some((s) => s.port === peer.port && (!isIP(s.host) || canonicalAddress(s.host) === canonicalAddress(peer.address)));
   }
 
+  /** nginx's ngx_resolver_process_response and the per-type handlers: each check, in nginx's order, with its line. */
   #receive(msg: Buffer, peer: RemoteInfo): void {
-    if (msg.length < 12 || !this.#fromServer(peer)) return;
-    const pending = this.#pending.get(msg.readUInt16BE(0));
-    if (!pending) return;
-    const answer = parseResponse(msg, pending.question);
-    if (answer) pending.resolve(answer);
+    if (!this.#fromServer(peer)) return;
+    const drop = (line: string): void => this.#log?.error(line);
+    const nameOfQuery = (id: number): string | undefined => [...this.#pending.values()].find((q) => q.id === id && q.qtype !== TYPE_PTR)?.name;
+    const header = readHeader(msg, nameOfQuery);
+    if (!header.ok) return drop(header.log);
+    const h = header.value;
+    const question = copyName(msg, 12);
+    if (!question.ok) return drop(question.log);
+    let key = `${h.qtype}:${question.value}`;
+    if (h.qtype === TYPE_PTR) {
+      const reverse = reverseQuestion(msg);
+      if (!reverse) return drop("invalid in-addr.arpa or ip6.arpa name in DNS response");
+      key = `${TYPE_PTR}:${reverse}`;
+    }
+    const query = this.#pending.get(key);
+    if (!query) return this.#givenUp.get(key) === h.ident ? undefined : drop(`unexpected DNS response for ${question.value}`);
+    if (h.ident !== query.id) return drop(`wrong ident ${h.ident} in DNS response for ${question.value}, expect ${query.id}`);
+    // nginx asks again over TCP; without TCP, the query waits for a resend's answer or times out
+    if (h.truncated && h.qtype !== TYPE_PTR) return;
+    const { answer, log } = h.qtype === TYPE_PTR ? readPtrAnswer(msg, h) : readAddressAnswer(msg, h);
+    for (const line of log) drop(line);
+    if (answer) {
+      this.#forget(query);
+      this.#answer(query, answer);
+    }
   }
 }
 

@@ -8,7 +8,9 @@
  * Node exposes no public "bind without listening" call; the internal one
  * node:cluster uses is wrapped in event/node-internals.ts.
  */
+import { existsSync } from "node:fs";
 import net from "node:net";
+import { dirname } from "node:path";
 import { getSystemErrorName } from "node:util";
 import { describeSystemError } from "../core/errors.js";
 import { type BoundHandle, createServerHandle, UV_TCP_IPV6ONLY } from "../event/node-internals.js";
@@ -40,10 +42,22 @@ export class BindFailedError extends Error {
 function probe(e: ListenEndpoint): Promise<NodeJS.ErrnoException | undefined> {
   return new Promise((resolve) => {
     const s = net.createServer({ pauseOnConnect: true }, (c) => c.destroy());
-    s.once("error", (err: NodeJS.ErrnoException) => resolve(err));
+    s.once("error", (err: NodeJS.ErrnoException) => resolve(e.path !== undefined ? pipeError(err, e.path) : err));
     const opts = e.path !== undefined ? { path: e.path } : { host: e.host, port: e.port, ipv6Only: e.ipv6Only, exclusive: true };
     s.listen(opts, () => s.close(() => resolve(undefined)));
   });
+}
+
+/**
+ * libuv reports a `unix:` path in a missing directory as EACCES (for
+ * Windows' sake); bind() said ENOENT, and nginx prints that.
+ */
+function pipeError(err: NodeJS.ErrnoException, path: string): NodeJS.ErrnoException {
+  if (err.code !== "EACCES" || existsSync(dirname(path))) return err;
+  const enoent: NodeJS.ErrnoException = new Error("ENOENT");
+  enoent.errno = -2;
+  enoent.code = "ENOENT";
+  return enoent;
 }
 
 /** Binds one endpoint; returns the handle or a system error. */
@@ -90,4 +104,19 @@ export async function bindAll(endpoints: readonly ListenEndpoint[], existing: Re
   for (const h of opened.values()) h.close();
   emerg("still could not bind()");
   throw new BindFailedError();
+}
+
+/**
+ * What `-t` does with the listening addresses, as nginx -t: each one is
+ * bound and listened on, then closed again (a `unix:` socket file is
+ * removed with it). "Address in use" passes, silently: the running server
+ * (or anyone else) may hold the address, and nginx -t says nothing then.
+ * Any other failure is nginx's `bind() to ADDR failed (...)`, thrown at
+ * the first one.
+ */
+export async function tryBindForTest(endpoints: readonly ListenEndpoint[]): Promise<void> {
+  for (const e of endpoints) {
+    const failed = await probe(e);
+    if (failed && failed.code !== "EADDRINUSE") throw new Error(`bind() to ${e.text} failed ${describeSystemError(failed)}`);
+  }
 }

@@ -1,11 +1,18 @@
 /** A tiny fake DNS server on 127.0.0.1 (UDP) for resolver tests. */
 import { createSocket, type Socket } from "node:dgram";
 
-/** One answer record; `data` is an address (A/AAAA) or a raw name (PTR/CNAME, any bytes). */
+/**
+ * One answer record; `data` is an address (A/AAAA), a raw name (PTR/CNAME,
+ * any bytes; MX: the exchange) or text (TXT).
+ */
 export interface FakeRecord {
-  readonly type: "A" | "AAAA" | "PTR" | "CNAME";
+  readonly type: "A" | "AAAA" | "PTR" | "CNAME" | "MX" | "TXT";
   readonly data: string;
   readonly ttl?: number;
+  /** The owner name (default: the question's, as a compression pointer). */
+  readonly owner?: string;
+  /** The record's class (default 1, IN). */
+  readonly class?: number;
 }
 
 /** What the server does for one question. */
@@ -16,11 +23,23 @@ export type FakeAnswer =
       readonly delayMs?: number;
       /** answer from another port, as a spoofer would */
       readonly fromOtherPort?: true;
+      /** the header flags as sent (default: QR RD RA and the rcode) */
+      readonly flags?: number;
+      /** answer with another id than the query's, as a blind spoofer would */
+      readonly wrongId?: true;
+      /** answer another question (the same type, this name) */
+      readonly question?: string;
+      /** QDCOUNT as sent (the question is still sent once) */
+      readonly questions?: number;
+      /** drop this many bytes from the end of the packet */
+      readonly cut?: number;
+      /** a second packet sent right after this one */
+      readonly then?: FakeAnswer;
     }
   /** never answer */
   | "drop";
 
-const TYPES = { A: 1, CNAME: 5, PTR: 12, AAAA: 28 } as const;
+const TYPES = { A: 1, CNAME: 5, PTR: 12, MX: 15, TXT: 16, AAAA: 28 } as const;
 const NAMES: Record<number, string> = { 1: "A", 5: "CNAME", 12: "PTR", 28: "AAAA" };
 
 function encodeName(name: string): Buffer {
@@ -45,6 +64,8 @@ function rdata(r: FakeRecord): Buffer {
     groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
     return out;
   }
+  if (r.type === "MX") return Buffer.concat([Buffer.from([0, 10]), encodeName(r.data)]);
+  if (r.type === "TXT") return Buffer.concat([Buffer.from([r.data.length]), Buffer.from(r.data, "latin1")]);
   return encodeName(r.data);
 }
 
@@ -85,26 +106,35 @@ export class FakeDns {
     const key = `${NAMES[qtype] ?? qtype} ${labels.join(".")}`;
     this.queries.push(key);
     const answer = this.answers.get(key) ?? this.fallback?.(key) ?? { rcode: 3 };
+    this.#answer(answer, msg.readUInt16BE(0), question, port, address);
+  }
+
+  #answer(answer: FakeAnswer, id: number, asked: Buffer, port: number, address: string): void {
     if (answer === "drop") return;
     const records = answer.records ?? [];
+    const question = answer.question === undefined ? asked : Buffer.concat([encodeName(answer.question), asked.subarray(-4)]);
     const header = Buffer.alloc(12);
-    header.writeUInt16BE(msg.readUInt16BE(0), 0);
-    header.writeUInt16BE(0x8180 | (answer.rcode ?? 0), 2);
-    header.writeUInt16BE(1, 4);
+    header.writeUInt16BE(answer.wrongId ? id ^ 0x5a5a : id, 0);
+    header.writeUInt16BE(answer.flags ?? (0x8180 | (answer.rcode ?? 0)), 2);
+    header.writeUInt16BE(answer.questions ?? 1, 4);
     header.writeUInt16BE(records.length, 6);
     const rrs = records.map((r) => {
       const data = rdata(r);
-      const fixed = Buffer.alloc(12);
-      fixed.writeUInt16BE(0xc00c, 0); // owner: the question name
-      fixed.writeUInt16BE(TYPES[r.type], 2);
-      fixed.writeUInt16BE(1, 4);
-      fixed.writeUInt32BE(r.ttl ?? 60, 6);
-      fixed.writeUInt16BE(data.length, 10);
-      return Buffer.concat([fixed, data]);
+      const owner = r.owner === undefined ? Buffer.from([0xc0, 0x0c]) : encodeName(r.owner);
+      const fixed = Buffer.alloc(10);
+      fixed.writeUInt16BE(TYPES[r.type], 0);
+      fixed.writeUInt16BE(r.class ?? 1, 2);
+      fixed.writeUInt32BE(r.ttl ?? 60, 4);
+      fixed.writeUInt16BE(data.length, 8);
+      return Buffer.concat([owner, fixed, data]);
     });
-    const packet = Buffer.concat([header, question, ...rrs]);
+    const whole = Buffer.concat([header, question, ...rrs]);
+    const packet = whole.subarray(0, whole.length - (answer.cut ?? 0));
     const from = answer.fromOtherPort ? this.#other : this.#socket;
-    const send = () => from.send(packet, port, address);
+    const send = (): void => {
+      from.send(packet, port, address);
+      if (answer.then) this.#answer(answer.then, id, asked, port, address);
+    };
     if (answer.delayMs) setTimeout(send, answer.delayMs);
     else send();
   }

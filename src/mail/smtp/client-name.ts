@@ -12,7 +12,11 @@ import { RESOLVE_NXDOMAIN, canonicalAddress, resolverFor, resolverStrerror } fro
 
 /** No name: no resolver, NXDOMAIN, or the forward lookup does not match. */
 export const UNAVAILABLE = "[UNAVAILABLE]";
-/** A temporary failure: timeout, SERVFAIL and the like, a bad PTR name, a UNIX-socket client. */
+/**
+ * A temporary failure: timeout, SERVFAIL and the like, a bad PTR name, a
+ * UNIX-socket client. A response nginx drops (a PTR answered with records
+ * of another type, a malformed packet) ends here too, through the timeout.
+ */
 export const TEMPUNAVAIL = "[TEMPUNAVAIL]";
 
 /**
@@ -39,7 +43,8 @@ export async function resolveClientName(session: SessionPort): Promise<string> {
   const log = session.log;
 
   log.action = "in resolving client address";
-  const ptr = await resolver.reverse(addr, timeout);
+  // the resolver's own lines (a dropped response) go to the log without this connection, as nginx's
+  const ptr = await resolver.reverse(addr, timeout, log.log);
   if (!ptr.ok) {
     log.error(`${addr} could not be resolved (${ptr.code}: ${resolverStrerror(ptr.code)})`);
     return failure(ptr.code);
@@ -50,7 +55,7 @@ export async function resolveClientName(session: SessionPort): Promise<string> {
   }
 
   log.action = "in resolving client hostname";
-  const forward = await resolver.lookup(ptr.name, timeout);
+  const forward = await resolver.lookup(ptr.name, timeout, log.log);
   if (!forward.ok) {
     log.error(`"${ptr.name}" could not be resolved (${forward.code}: ${resolverStrerror(forward.code)})`);
     return failure(forward.code);

@@ -61,6 +61,8 @@ export interface RunOptions {
   auth?: (env: PairEnv) => AuthHandler;
   /** Error-log levels to record (default none). */
   logLevels?: string[];
+  /** Record lines without a connection too (the resolver's own, e.g. `no PTR type in DNS response`). */
+  processLines?: boolean;
   /** Extra log files (relative to the prefix, e.g. a server's `error_log own.log`) to record like errorLog. */
   logFiles?: string[];
   /** Pause after the scenario so in-flight bytes and log lines are recorded (default 150 ms). */
@@ -257,7 +259,7 @@ class Side {
     const logText = this.proxy!.errorLog().slice(logStart);
     const levels = options.logLevels ?? [];
     const sessionLines = (text: string): string[] => logLines(text)
-      .filter((l) => levels.some((lv) => l.includes(` [${lv}] `)) && / \d+#\d+: \*\d+ /.test(l))
+      .filter((l) => levels.some((lv) => l.includes(` [${lv}] `)) && (options.processLines === true || / \d+#\d+: \*\d+ /.test(l)))
       .map((l) => normalizeRefused(normalizeLogLine(l, this.names)));
     const errorLog = sessionLines(logText);
     const logFiles: Record<string, string[]> = {};
