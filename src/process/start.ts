@@ -22,6 +22,7 @@ import { errorText, loadConfiguration } from "./load-configuration.js";
 import { type Reporter, setStderrRedirect } from "./startup-log.js";
 import { inspectorWarning, nodeOptionsWithoutDebug, withoutDebugSwitches } from "./inspector.js";
 import { Master } from "./master.js";
+import { inheritedSockets } from "./binary-upgrade.js";
 import { osLine, rlimitLine } from "./os-info.js";
 import { runSingle } from "./single.js";
 
@@ -41,6 +42,9 @@ export async function startServer(errorLog: string, source: ConfSource, reporter
     delete process.env[DAEMON_ENV];
     setStderrRedirect((text) => process.send?.({ t: "stderr", text } satisfies DaemonMessage));
   }
+  // a new master started by USR2: the old one sends its listening sockets
+  const inherited = isDaemon ? undefined : inheritedSockets();
+  if (inherited) reporter.report("notice", `using inherited sockets from "${inherited.text}"`);
   let conf;
   let targets: readonly LogTarget[];
   try {
@@ -64,7 +68,8 @@ export async function startServer(errorLog: string, source: ConfSource, reporter
     reporter.report("notice", osLine());
     const rl = rlimitLine();
     if (rl) reporter.report("notice", rl);
-    if (core.daemon) return launchDaemon(argv, targets);
+    // a new binary is already detached from any terminal: nginx does not daemonize it again
+    if (core.daemon && !inherited) return launchDaemon(argv, targets);
   }
   const up = (): void => {
     reporter.stopEcho();
@@ -74,7 +79,9 @@ export async function startServer(errorLog: string, source: ConfSource, reporter
     process.disconnect();
   };
   try {
-    return core.masterProcess ? await new Master(conf, errorLog, reporter).run(argv, up) : await runSingle(conf, errorLog, reporter, argv, up);
+    if (!core.masterProcess) return await runSingle(conf, errorLog, reporter, argv, up);
+    const handles = inherited ? await inherited.handles : undefined;
+    return await new Master(conf, errorLog, reporter, isDaemon || inherited !== undefined).run(argv, up, handles);
   } catch (err) {
     if (!(err instanceof Error && err.message === "bind failed")) reporter.report("emerg", errorText(err));
     return 1;
