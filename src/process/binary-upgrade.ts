@@ -57,6 +57,8 @@ export function inheritedSockets(): InheritedSockets | undefined {
   const raw = process.env[INHERITED_ENV];
   if (raw === undefined) return undefined;
   delete process.env[INHERITED_ENV];
+  // only an old master (our parent, over the IPC channel it opened) can hand sockets over
+  if (typeof process.send !== "function") return undefined;
   let keys: string[] = [];
   try {
     const parsed: unknown = JSON.parse(raw);
@@ -68,7 +70,7 @@ export function inheritedSockets(): InheritedSockets | undefined {
   const expected = new Set(keys);
   const handles = new Promise<Map<string, BoundHandle>>((resolve) => {
     const got = new Map<string, BoundHandle>();
-    if (expected.size === 0 || typeof process.send !== "function") {
+    if (expected.size === 0) {
       if (process.connected) process.disconnect();
       resolve(got);
       return;

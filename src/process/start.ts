@@ -79,7 +79,7 @@ export async function startServer(errorLog: string, source: ConfSource, reporter
     process.disconnect();
   };
   try {
-    if (!core.masterProcess) return await runSingle(conf, errorLog, reporter, argv, up);
+    if (!core.masterProcess) return await runSingle(conf, errorLog, reporter, argv, up, isDaemon);
     const handles = inherited ? await inherited.handles : undefined;
     return await new Master(conf, errorLog, reporter, isDaemon || inherited !== undefined).run(argv, up, handles);
   } catch (err) {

@@ -15,7 +15,8 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { NGINX_BIN, nginxAvailable } from "../support/nginx.js";
+import { NGINX_BIN, nginxAvailable, startNginx } from "../support/nginx.js";
+import { startPostern } from "../support/postern.js";
 import { startFakeAuth, okTo } from "../support/fake-auth.js";
 import { startFakeImap } from "../support/fake-backend.js";
 import { Client, POSTERN, freePort, waitFor } from "./harness.js";
@@ -147,6 +148,12 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The parent pid field of /proc/PID/stat. */
+function parentOf(pid: number): number | undefined {
+  const m = /^\d+ \(.*\) \S+ (\d+)/.exec(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  return m ? Number(m[1]) : undefined;
+}
+
 /** USR2 → second USR2 (both masters) → WINCH → QUIT old → USR2 with a broken configuration → QUIT new. */
 async function upgradePath(kind: Kind): Promise<unknown> {
   const port = await freePort();
@@ -167,6 +174,8 @@ async function upgradePath(kind: Kind): Promise<unknown> {
     (await Client.connect(port)).close(); // the new workers serve
     d.signal(old, "SIGQUIT");
     await waitFor("old master gone", () => !alive(old));
+    // a multi-threaded process shows as a zombie before its last thread ends and its children are re-parented
+    await waitFor("new master re-parented", () => parentOf(fresh) !== old);
     files.push(d.files(roles));
     // the new master's parent is gone: USR2 is taken; the new binary fails on a broken configuration
     appendFileSync(join(d.dir, "nginx.conf"), "bogus_directive;\n");
@@ -183,6 +192,8 @@ async function upgradePath(kind: Kind): Promise<unknown> {
     await waitFor("new master gone", () => !alive(fresh));
     files.push(d.files(roles));
     return { files, lines: d.lines(roles) };
+  } catch (err) {
+    throw new Error(`${kind}: ${String(err)}\n${d.log()}`, { cause: err });
   } finally {
     await d.cleanup();
   }
@@ -243,6 +254,41 @@ test("rollback: HUP brings the old workers back, QUIT to the new master restores
     { "nginx.pid": "old" },
     {},
   ]);
+});
+
+/** USR2 and WINCH to a foreground process (its parent, the test, still runs): the lines logged, and whether it still serves. */
+async function foreground(kind: Kind, masterProcess: boolean): Promise<unknown> {
+  const port = await freePort();
+  const block = `server { listen 127.0.0.1:${port}; protocol imap; auth_http 127.0.0.1:9/auth; }`;
+  const p = await (kind === "nginx" ? startNginx : startPostern)(block, { masterProcess });
+  try {
+    const mine = (): string[] => p.errorLog().split("\n").filter((l) => new RegExp(`\\] ${p.pid}#`).test(l) && /signal (12|28)|changing binary/.test(l))
+      .map((l) => l.replace(/^.*?\[/, "[").replace(/ \d+#\d+: /, " ").replace(/ received from \d+/, " received"));
+    // one at a time: the order two pending signals are taken in is the kernel's
+    p.signal("SIGUSR2");
+    await waitFor("USR2 logged", () => mine().some((l) => /SIGUSR2/.test(l)));
+    p.signal("SIGWINCH");
+    await waitFor("WINCH logged", () => mine().some((l) => /SIGWINCH/.test(l)));
+    await sleep(300);
+    const c = await Client.connect(port);
+    const greeting = await c.line();
+    c.close();
+    return { lines: mine(), greeting, oldbin: existsSync(`${p.prefix}nginx.pid.oldbin`) };
+  } catch (err) {
+    throw new Error(`${kind}: ${String(err)}\n${p.errorLog().split("\n").filter((l) => !/\[debug\]/.test(l)).join("\n")}`, { cause: err });
+  } finally {
+    await p.stop();
+  }
+}
+
+test("USR2 and WINCH to a foreground master or single process: refused and logged as nginx does, serving goes on", { timeout: 60000 }, async () => {
+  assert.ok(nginxAvailable(), "nginx is the oracle");
+  for (const masterProcess of [true, false]) {
+    const nginx = await foreground("nginx", masterProcess);
+    const postern = await foreground("postern", masterProcess);
+    assert.deepEqual(postern, nginx, `master_process ${masterProcess ? "on" : "off"}`);
+    assert.deepEqual((nginx as { lines: string[] }).lines.length, 3);
+  }
 });
 
 test("upgrade under load: clients run full sessions through USR2, WINCH and QUIT; none refused, none failed", { timeout: 60000 }, async () => {
