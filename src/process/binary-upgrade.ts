@@ -4,13 +4,12 @@
  * serves on the same sockets without a refused connection.
  *
  * nginx passes the sockets as inherited descriptors named in its `NGINX`
- * environment variable. Here they go over an IPC channel instead: a
- * descriptor inherited through spawn's stdio is not close-on-exec in the new
- * master (Node has no fcntl), so every worker it forks would keep a copy, and
- * a socket a later reload removes would stay in LISTEN, queueing clients
- * nobody accepts. Descriptors received over IPC are close-on-exec (libuv
- * passes MSG_CMSG_CLOEXEC). `POSTERN_INHERITED` names the sockets sent, as
- * `NGINX` does, and tells the new master it is one.
+ * environment variable and finds each one's address with getsockname().
+ * Here they go over an IPC channel, each with its `listen` key, the way the
+ * master already hands them to its workers: Node can ask a bare descriptor
+ * for its address only if it is TCP (not for `listen unix:`), and a key
+ * needs no guessing. `POSTERN_INHERITED` names the sockets sent, as `NGINX`
+ * does, and tells the new master it is one.
  *
  * Rules: docs/behaviour/cli.md#cli-5-signals-to-the-master.
  */
