@@ -11,7 +11,7 @@
  * needs no guessing. `POSTERN_INHERITED` names the sockets sent, as `NGINX`
  * does, and tells the new master it is one.
  *
- * Rules: docs/behaviour/cli.md#cli-5-signals-to-the-master.
+ * Rules: docs/behaviour/cli.md#cli-9-binary-upgrade.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { renameSync } from "node:fs";

@@ -3,7 +3,7 @@
  * and supervises workers, and turns signals into reload, shutdown and
  * log reopening.
  *
- * Rules: docs/behaviour/cli.md#cli-5-signals-to-the-master, #cli-6-processes.
+ * Rules: docs/behaviour/cli.md#cli-5-signals-to-the-master, #cli-6-processes, #cli-9-binary-upgrade.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { closeSync } from "node:fs";

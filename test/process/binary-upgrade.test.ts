@@ -7,7 +7,7 @@
  * Both servers run with `daemon on`: nginx refuses USR2 while the process
  * that started it is still its parent (a foreground child of a test), and
  * WINCH stops workers only when daemonized. Rules:
- * docs/behaviour/cli.md#cli-5-signals-to-the-master.
+ * docs/behaviour/cli.md#cli-9-binary-upgrade.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
