@@ -12,7 +12,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, appendFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NGINX_BIN, nginxAvailable, startNginx } from "../support/nginx.js";
@@ -130,13 +130,27 @@ class Daemon {
     for (const p of this.masters) if (alive(p)) try { process.kill(p, "SIGQUIT"); } catch { /* gone */ }
     const end = Date.now() + 3000;
     while ([...this.masters].some(alive) && Date.now() < end) await sleep(50);
-    for (const p of [...this.masters, ...workers]) if (alive(p)) try { process.kill(p, "SIGKILL"); } catch { /* gone */ }
+    for (const p of [...this.masters, ...workers, ...runningIn(this.dir)]) if (alive(p)) try { process.kill(p, "SIGKILL"); } catch { /* gone */ }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Every process whose command line names `dir` (a master this test started but did not see, after a failure). */
+function runningIn(dir: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, "latin1").includes(dir)) out.push(Number(name));
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return out;
 }
 
 /** Running (not a zombie: in a container nobody may reap a reparented master). */
