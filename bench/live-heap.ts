@@ -7,8 +7,9 @@
  * Writing a snapshot starts with a full garbage collection, so the sum of
  * the snapshot's node sizes is what is really reachable: unlike RSS, it does
  * not include the heap space V8 keeps after a peak. Workers do not handle
- * SIGUSR2 otherwise; the master logs a notice ("binary upgrade is not
- * supported") and writes its snapshot too.
+ * SIGUSR2 otherwise, and a master whose node takes SIGUSR2 for snapshots
+ * leaves it to node (no binary upgrade: src/process/binary-upgrade.ts,
+ * usr2TakenByNode) and writes its snapshot too.
  */
 import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
 import path from "node:path";

@@ -3,7 +3,7 @@
  * and supervises workers, and turns signals into reload, shutdown and
  * log reopening.
  *
- * Rules: docs/behaviour/cli.md#cli-5-signals-to-the-master, #cli-6-processes.
+ * Rules: docs/behaviour/cli.md#cli-5-signals-to-the-master, #cli-6-processes, #cli-9-binary-upgrade.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { closeSync } from "node:fs";
@@ -22,6 +22,7 @@ import type { ConfSource } from "../conf/engine.js";
 import { type BoundHandle, BindFailedError, bindAll } from "./listeners.js";
 import { withoutDebugSwitches } from "./inspector.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
+import { CHANGE_BINARY_IGNORED, execNewBinary, oldPidPath, renameBack, usr2TakenByNode } from "./binary-upgrade.js";
 import { applyNofile } from "./rlimit.js";
 import { type ToWorker, workerMessage, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
 
@@ -62,21 +63,40 @@ export class Master {
   #onUp: (() => void) | undefined;
   #pidWritten = false;
   #exitCode = 0;
+  /** nginx's ngx_parent: USR2 is refused while this process is still our parent (a supervisor, or the old master). */
+  readonly #startParent = process.ppid;
+  /** nginx's ngx_daemonized (`daemon on`, or a new binary): WINCH stops the workers only then. */
+  readonly #daemonized: boolean;
+  /** The new master started by USR2, while it runs. */
+  #newBinary: ChildProcess | undefined;
+  /** WINCH stopped the workers; they come back if the new binary exits. */
+  #noAccepting = false;
 
-  constructor(conf: ParsedConf, errorLog: string, reporter: Reporter) {
+  constructor(conf: ParsedConf, errorLog: string, reporter: Reporter, daemonized = false) {
     this.#source = conf.source;
     this.#errorLog = errorLog;
     this.#reporter = reporter;
+    this.#daemonized = daemonized;
     this.#cycle = { conf, core: coreSettings(conf), endpoints: listenEndpoints(conf), generation: 1 };
   }
 
-  /** Binds, starts workers, writes the pid file (then calls onUp), and runs until exit. Rejects if start-up fails. */
-  async run(argv: readonly string[], onUp?: () => void): Promise<number> {
+  /**
+   * Binds (or adopts the sockets an upgrading master handed over), starts
+   * workers, writes the pid file (then calls onUp), and runs until exit.
+   * Rejects if start-up fails.
+   */
+  async run(argv: readonly string[], onUp?: () => void, inherited?: ReadonlyMap<string, BoundHandle>): Promise<number> {
     const log = this.#reporter;
+    const wanted = new Set(this.#cycle.endpoints.map((e) => e.key));
+    for (const [k, h] of inherited ?? []) {
+      // a socket the new configuration no longer lists is closed, as nginx does
+      if (wanted.has(k)) this.#handles.set(k, h);
+      else h.close();
+    }
     const opened = await bindAll(this.#cycle.endpoints, this.#handles, (m) => log.report("emerg", m));
     for (const [k, h] of opened) this.#handles.set(k, h);
     process.title = `postern: master process ${argv.join(" ")}`.trimEnd();
-    this.#installSignals();
+    this.#installSignals(argv);
     this.#onUp = onUp;
     const exited = new Promise<number>((r) => (this.#resolve = r));
     this.#startWorkers(this.#cycle);
@@ -87,14 +107,58 @@ export class Master {
     return this.#reporter;
   }
 
-  #installSignals(): void {
+  #installSignals(argv: readonly string[]): void {
     process.on("SIGHUP", () => void this.#reload());
     process.on("SIGQUIT", () => this.#quit());
     process.on("SIGTERM", () => this.#terminate("SIGTERM"));
     process.on("SIGINT", () => this.#terminate("SIGINT"));
     process.on("SIGUSR1", () => this.#reopen());
-    process.on("SIGUSR2", () => this.#log().report("notice", `${signalText("SIGUSR2")} received, ignored: binary upgrade is not supported`));
-    process.on("SIGWINCH", () => {}); // optional in nginx; ignored here
+    // node's own heap snapshots on USR2 (the soak) win over the upgrade
+    if (!usr2TakenByNode()) process.on("SIGUSR2", () => this.#changeBinary(argv));
+    process.on("SIGWINCH", () => this.#noAccept());
+  }
+
+  /** USR2: nginx's binary upgrade (binary-upgrade.ts), refused while an upgrade runs or our first parent lives. */
+  #changeBinary(argv: readonly string[]): void {
+    const log = this.#log();
+    if (process.ppid === this.#startParent || this.#newBinary !== undefined) {
+      log.report("notice", `${signalText("SIGUSR2")} received, ignoring`);
+      log.report("crit", CHANGE_BINARY_IGNORED);
+      return;
+    }
+    log.report("notice", `${signalText("SIGUSR2")} received, changing binary`);
+    if (this.#terminating !== "no") return;
+    log.report("notice", "changing binary");
+    const pidPath = this.#cycle.core.pidPath;
+    const report = (level: "notice" | "alert", m: string): void => log.report(level, m);
+    const child = execNewBinary({ argv, pidPath, handles: this.#handles, report });
+    if (child === undefined) return;
+    this.#newBinary = child;
+    log.report("notice", `start new binary process ${child.pid}`);
+    child.on("exit", (code, signal) => {
+      if (signal) log.report("alert", `new binary process ${child.pid} exited on signal ${constants.signals[signal]}`);
+      else log.report("notice", `new binary process ${child.pid} exited with code ${code}`);
+      this.#newBinary = undefined;
+      if (this.#terminating !== "no") return;
+      // the new master is gone (rolled back, or it failed to start): this one is the server again
+      renameBack({ pidPath, report }, "the exit of");
+      if (this.#noAccepting) {
+        this.#noAccepting = false;
+        this.#startWorkers(this.#cycle);
+      }
+    });
+  }
+
+  /** WINCH: the old master's workers finish gracefully, the master stays (only daemonized, as in nginx). */
+  #noAccept(): void {
+    if (!this.#daemonized) {
+      this.#log().report("notice", signalText("SIGWINCH") + " received");
+      return;
+    }
+    this.#log().report("notice", `${signalText("SIGWINCH")} received, stop accepting connections`);
+    if (this.#terminating !== "no") return;
+    this.#noAccepting = true;
+    for (const w of this.#workers) this.#quitWorker(w);
   }
 
   #startWorkers(cycle: Cycle): void {
@@ -208,6 +272,12 @@ export class Master {
     if (this.#terminating !== "no") return;
     const log = this.#log();
     log.report("notice", `${signalText("SIGHUP")} received, reconfiguring`);
+    if (this.#newBinary !== undefined) {
+      // rolling back an upgrade: workers again, with the configuration as it was (nginx rereads nothing here)
+      this.#startWorkers(this.#cycle);
+      this.#noAccepting = false;
+      return;
+    }
     log.report("notice", "reconfiguring");
     let conf: ParsedConf;
     let next: Cycle;
@@ -370,7 +440,9 @@ export class Master {
 
   #exit(): void {
     if (this.#pidWritten) {
-      const problem = removePidFile(this.#cycle.core.pidPath);
+      // while a new binary runs, this master's file is the `.oldbin` one
+      const path = this.#newBinary !== undefined ? oldPidPath(this.#cycle.core.pidPath) : this.#cycle.core.pidPath;
+      const problem = removePidFile(path);
       if (problem) this.#log().report("alert", problem);
     }
     this.#log().report("notice", "exit");

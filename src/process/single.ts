@@ -15,13 +15,18 @@ import type { Reporter } from "./startup-log.js";
 import { type BoundHandle, BindFailedError, bindAll } from "./listeners.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 import { Serving } from "./serving.js";
+import { CHANGE_BINARY_IGNORED, usr2TakenByNode } from "./binary-upgrade.js";
 
 function signalText(sig: NodeJS.Signals): string {
   return `signal ${constants.signals[sig]} (${sig})`;
 }
 
-/** Runs the single process (`errorLog`: the `-e` log, "stderr" when not given); resolves with the exit code. */
-export async function runSingle(conf: ParsedConf, errorLog: string, reporter: Reporter, argv: readonly string[], onUp?: () => void): Promise<number> {
+/**
+ * Runs the single process (`errorLog`: the `-e` log, "stderr" when not
+ * given; `daemonized`: `daemon on`); resolves with the exit code.
+ */
+export async function runSingle(conf: ParsedConf, errorLog: string, reporter: Reporter, argv: readonly string[], onUp?: () => void, daemonized = false): Promise<number> {
+  const startParent = process.ppid;
   let core = coreSettings(conf);
   const handles = new Map<string, BoundHandle>();
   let endpoints = listenEndpoints(conf);
@@ -54,6 +59,18 @@ export async function runSingle(conf: ParsedConf, errorLog: string, reporter: Re
         exit();
       });
     });
+    // nginx's single process logs USR2 and WINCH as a master would, and acts on neither
+    if (!usr2TakenByNode()) {
+      process.on("SIGUSR2", () => {
+        if (process.ppid !== startParent) {
+          reporter.report("notice", `${signalText("SIGUSR2")} received, changing binary`);
+          return;
+        }
+        reporter.report("notice", `${signalText("SIGUSR2")} received, ignoring`);
+        reporter.report("crit", CHANGE_BINARY_IGNORED);
+      });
+    }
+    process.on("SIGWINCH", () => reporter.report("notice", `${signalText("SIGWINCH")} received${daemonized ? ", stop accepting connections" : ""}`));
     process.on("SIGUSR1", () => {
       reporter.report("notice", `${signalText("SIGUSR1")} received, reopening logs`);
       reporter.report("notice", "reopening logs");

@@ -25,6 +25,7 @@ import { type Reporter, setStderrRedirect } from "./startup-log.js";
 import { inspectorWarning, nodeOptionsWithoutDebug, withoutDebugSwitches } from "./inspector.js";
 import { BindFailedError } from "./listeners.js";
 import { Master } from "./master.js";
+import { inheritedSockets } from "./binary-upgrade.js";
 import { osLine, rlimitLine } from "./os-info.js";
 import { runSingle } from "./single.js";
 
@@ -44,6 +45,9 @@ export async function startServer(errorLog: string, source: ConfSource, reporter
     delete process.env[DAEMON_ENV];
     setStderrRedirect((text) => process.send?.({ t: "stderr", text } satisfies DaemonMessage));
   }
+  // a new master started by USR2: the old one sends its listening sockets
+  const inherited = isDaemon ? undefined : inheritedSockets();
+  if (inherited) reporter.report("notice", `using inherited sockets from "${inherited.text}"`);
   let conf;
   let targets: readonly LogTarget[];
   try {
@@ -67,7 +71,8 @@ export async function startServer(errorLog: string, source: ConfSource, reporter
     reporter.report("notice", osLine());
     const rl = rlimitLine();
     if (rl) reporter.report("notice", rl);
-    if (core.daemon) return launchDaemon(argv, targets);
+    // a new binary is already detached from any terminal: nginx does not daemonize it again
+    if (core.daemon && !inherited) return launchDaemon(argv, targets);
   }
   const up = (): void => {
     reporter.stopEcho();
@@ -77,7 +82,9 @@ export async function startServer(errorLog: string, source: ConfSource, reporter
     process.disconnect();
   };
   try {
-    return core.masterProcess ? await new Master(conf, errorLog, reporter).run(argv, up) : await runSingle(conf, errorLog, reporter, argv, up);
+    if (!core.masterProcess) return await runSingle(conf, errorLog, reporter, argv, up, isDaemon);
+    const handles = inherited ? await inherited.handles : undefined;
+    return await new Master(conf, errorLog, reporter, isDaemon || inherited !== undefined).run(argv, up, handles);
   } catch (err) {
     if (errorCode(err) !== BindFailedError.code) reporter.report("emerg", errorText(err));
     return 1;
