@@ -442,7 +442,7 @@ export class Session implements SessionPort {
     this.#deadline = armTimer(this.log, "timeout", ms, () => {
       // a handshake that times out is closed without a line, as nginx's handshake handler does
       if (this.#stage !== "tlsHandshake" && this.#stage !== "starttls") this.log.info("client timed out (110: Connection timed out)");
-      this.#destroy("timed out");
+      this.#destroy("timeout expired");
     });
   }
 

@@ -171,7 +171,7 @@ describe('error_log debug: the session events', () => {
   before(async () => {
     rig = await startRig('debug');
     clients = await playSessions(rig);
-    await logHas(rig, /close mail connection: timed out/);
+    await logHas(rig, /close mail connection: timeout expired/);
     // four relays: IMAP LOGIN, IMAPS AUTHENTICATE, POP3, SMTP
     await logHas(rig, /close mail proxy connection/, 4);
     log = rig.mailLog();
@@ -243,7 +243,7 @@ describe('error_log debug: the session events', () => {
 
   test('a timer that fires and the close reason', () => {
     const idle = debugLines(log, connectionOf(log, clients.idle));
-    assertHas(idle, ['event timer add: timeout: 300', 'event timer expired: timeout', 'close mail connection: timed out', 'mail stage: auth -> closed'], 'timeout');
+    assertHas(idle, ['event timer add: timeout: 300', 'event timer expired: timeout', 'close mail connection: timeout expired', 'mail stage: auth -> closed'], 'timeout');
   });
 
   test('no secret reaches any log: password, SASL responses, auth_http key, Auth-Pass', () => {
