@@ -53,8 +53,7 @@ export class Session implements SessionPort {
   #frontEnd!: FrontEnd;
   #current: SessionStage = "greeting";
   get #stage(): SessionStage { return this.#current; }
-  /** Every stage change is a debug line. */
-  set #stage(stage: SessionStage) { debugStage(this.log, this.#current, stage); this.#current = stage; }
+  set #stage(stage: SessionStage) { debugStage(this.log, this.#current, stage); this.#current = stage; } // a debug line per change
   #secure = false;
   #clientAddr: string;
   #clientPort: number;
