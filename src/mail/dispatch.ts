@@ -23,6 +23,7 @@
  * #session-12-sasl-mechanisms-and-steps.
  */
 import type { SessionPort } from "./front-end.js";
+import { debugCommand, debugCommandState, debugSaslResponse } from "./debug-log.js";
 import { asciiUpper } from "./line-bytes.js";
 import { SASL_MECHANISMS, SASL_STEPS, type SaslOption, type SaslStep, type SaslStepResult } from "./sasl.js";
 import type { Credentials } from "./types.js";
@@ -121,12 +122,15 @@ export class Dispatcher<Cx, Name extends string, State extends string> {
 
   /** A command line: the table's checks, then its handler or the SASL exchange. */
   command(cx: Cx, name: Name, args: readonly Buffer[]): void {
+    // the name only: the arguments of LOGIN, USER, PASS, APOP and AUTH are credentials
+    debugCommand(this.#session.log, this.#session.server.protocol, name);
     this.apply(this.#decide(cx, name, args));
   }
 
   /** A SASL response line (its first word): the step table decides. */
   response(line: Buffer): void {
     const step = this.#step;
+    debugSaslResponse(this.#session.log, this.#session.server.protocol, step);
     if (step === undefined) {
       this.apply(INVALID);
       return;
@@ -157,7 +161,10 @@ export class Dispatcher<Cx, Name extends string, State extends string> {
     const replies = this.#replies;
     switch (outcome.kind) {
       case "reply":
-        if (outcome.next !== undefined) this.#state = outcome.next;
+        if (outcome.next !== undefined) {
+          debugCommandState(session.log, session.server.protocol, this.#state, outcome.next);
+          this.#state = outcome.next;
+        }
         if (outcome.login) this.#takeLogin(outcome.login);
         session.send(replies.reply(outcome.text));
         return;
@@ -172,7 +179,7 @@ export class Dispatcher<Cx, Name extends string, State extends string> {
         return;
       case "quit":
         session.send(replies.quit());
-        session.close();
+        session.close("client quit");
         return;
       case "starttls":
         this.reset();

@@ -45,8 +45,8 @@ export interface SessionPort {
   readonly serverName: string;
   /** Queues bytes for the client. */
   send(data: string | Buffer): void;
-  /** Closes the connection once everything queued is written. */
-  close(): void;
+  /** Closes the connection once everything queued is written; `reason` is for the debug log. */
+  close(reason?: string): void;
   /** Starts the `timeout` deadline (nginx arms it when the greeting is queued). */
   armDeadline(): void;
   /**

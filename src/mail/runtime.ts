@@ -13,6 +13,7 @@ import type { ListenSpec } from "./listen.js";
 import type { MailServer } from "./server.js";
 import { plainAddress } from "../core/inet.js";
 import { Session, type SessionServices } from "./session.js";
+import { debugAccept } from "./debug-log.js";
 import type { MailProtocol } from "./front-end.js";
 import type { MailProtocolName } from "./types.js";
 import { MAIL_PROTOCOLS, sessionServices } from "./wiring.js";
@@ -173,6 +174,7 @@ export class MailService {
     if (keepalive) socket.setKeepAlive(keepalive.on, (keepalive.idle ?? 0) * 1000);
     const log = this.#serverLogs.get(binding.server) ?? this.#log;
     const session = new Session(socket, binding.server, binding.spec, protocol, this.#services, log);
+    debugAccept(session.log, socket, binding.spec.unixPath !== undefined, binding.spec.text);
     this.#sessions.add(session);
     void session.finished.then(() => {
       this.#sessions.delete(session);

@@ -25,6 +25,7 @@ import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-
 import type { ListenSpec } from "./listen.js";
 import { makeSalt } from "./sasl.js";
 import { tooLongLogLine } from "./too-long-log.js";
+import { armTimer, debugClose, debugHandshake, debugStage, disarmTimer } from "./debug-log.js";
 import { startAuthWait } from "./auth-wait.js";
 import { Cancellation } from "./cancel.js";
 import type { MailServer } from "./server.js";
@@ -50,7 +51,9 @@ export class Session implements SessionPort {
   readonly #id: number;
   #socket: Socket;
   #frontEnd!: FrontEnd;
-  #stage: SessionStage = "greeting";
+  #current: SessionStage = "greeting";
+  get #stage(): SessionStage { return this.#current; }
+  set #stage(stage: SessionStage) { debugStage(this.log, this.#current, stage); this.#current = stage; } // a debug line per change
   #secure = false;
   #clientAddr: string;
   #clientPort: number;
@@ -136,7 +139,7 @@ export class Session implements SessionPort {
       const header = await this.#services.readProxyProtocol(this.#socket, timeout, this.log);
       if (this.#closed) return;
       if (header.kind === "close") {
-        this.#destroy();
+        this.#destroy("PROXY protocol header not read");
         return;
       }
       this.#proxyAddresses = header.addresses;
@@ -169,8 +172,7 @@ export class Session implements SessionPort {
     this.#busy = true;
     // The PROXY/TLS deadline ends here; nginx runs no timer while an SMTP
     // front end resolves the client, and the greeting arms a fresh one.
-    if (this.#deadline) clearTimeout(this.#deadline);
-    this.#deadline = undefined;
+    this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
     await this.#frontEnd.start();
     if (this.#closed) return;
     this.#stage = "auth";
@@ -187,7 +189,7 @@ export class Session implements SessionPort {
       secure = await tls.handshake(this.#socket, initial);
     } catch (err) {
       if (!this.#closed) this.log.info(err instanceof Error ? err.message : String(err));
-      this.#destroy();
+      this.#destroy("SSL handshake failed");
       return false;
     }
     if (this.#closed) {
@@ -203,10 +205,11 @@ export class Session implements SessionPort {
     secure.on("close", this.#onEnd);
     this.#secure = true;
     const check = tls.checkClientCertificate(secure);
+    debugHandshake(this.log, secure, tls);
     if (check.result !== "ok") {
       this.log.info(check.log);
       const replies = this.#protocol.replies;
-      this.#sendAndClose(check.result === "missing" ? replies.noCert : replies.certError);
+      this.#sendAndClose(check.result === "missing" ? replies.noCert : replies.certError, check.result === "missing" ? "no client certificate" : "client certificate refused");
       return false;
     }
     return true;
@@ -234,8 +237,9 @@ export class Session implements SessionPort {
     if (!this.#closed) this.#socket.write(data);
   }
 
-  close(): void {
+  close(reason = "closed by server"): void {
     if (this.#closed) return;
+    debugClose(this.log, reason);
     this.#closed = true;
     this.#stage = "closed";
     this.#clearTimers();
@@ -257,7 +261,7 @@ export class Session implements SessionPort {
     const tooMany = ++this.#errors >= this.server.conf.get(maxErrorsDirective);
     if (tooMany) this.log.info("client sent too many invalid commands");
     this.send(reply);
-    if (tooMany || thenClose) this.close();
+    if (tooMany || thenClose) this.close(tooMany ? "too many invalid commands" : "closed after invalid command");
   }
 
   salt(): string {
@@ -312,8 +316,7 @@ export class Session implements SessionPort {
     this.#busy = true;
     // nginx stops the auth-state deadline here; auth_http_timeout and then
     // the backend login's own `timeout` take over.
-    if (this.#deadline) clearTimeout(this.#deadline);
-    this.#deadline = undefined;
+    this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
     this.#stage = "authHttp";
     this.log.action = "in http auth state";
     this.log.context.login = credentials.login.toString("latin1");
@@ -330,13 +333,13 @@ export class Session implements SessionPort {
   #authDone(outcome: AuthOutcome, info: SessionInfo): void {
     if (this.#closed) return;
     if (outcome.kind === "error") {
-      this.#sendAndClose(this.#protocol.replies.internalError);
+      this.#sendAndClose(this.#protocol.replies.internalError, "auth http error");
       return;
     }
     if (outcome.kind === "refused") {
       const reply = this.#frontEnd.authFailedReply(outcome.message, outcome.errorCode);
       if (!outcome.wait) {
-        this.#sendAndClose(reply);
+        this.#sendAndClose(reply, "authentication refused");
         return;
       }
       this.#stage = "authWait";
@@ -427,41 +430,42 @@ export class Session implements SessionPort {
   /** The buffer is full and holds no complete command. */
   #tooLong(): void {
     this.log.info(tooLongLogLine(this.#frontEnd.tooLongLogText(this.#input.contents())));
-    this.#sendAndClose(this.#frontEnd.tooLong(this.#input.unparsed()));
+    this.#sendAndClose(this.#frontEnd.tooLong(this.#input.unparsed()), "command too long");
   }
 
   // ---- endings ----------------------------------------------------------
 
   #armDeadline(): void {
-    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
     const ms = this.server.conf.get(timeoutDirective);
-    this.#deadline = setTimeout(() => {
+    this.#deadline = armTimer(this.log, "timeout", ms, () => {
       // a handshake that times out is closed without a line, as nginx's handshake handler does
       if (this.#stage !== "tlsHandshake" && this.#stage !== "starttls") this.log.info("client timed out (110: Connection timed out)");
-      this.#destroy();
-    }, ms);
+      this.#destroy("timeout expired");
+    });
   }
 
   #clearTimers(): void {
-    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
     if (this.#wait) clearTimeout(this.#wait);
-    this.#deadline = this.#wait = undefined;
+    this.#wait = undefined;
   }
 
-  #sendAndClose(reply: string): void {
+  #sendAndClose(reply: string, reason: string): void {
     this.send(reply);
-    this.close();
+    this.close(reason);
   }
 
   #socketError(err: NodeJS.ErrnoException): void {
     if (this.#stage !== "proxy" && err.code && err.code !== "EPIPE") {
       this.log.info(`recv() failed ${describeSystemError(err)}`);
     }
-    this.#destroy();
+    this.#destroy(err.code ?? "socket error");
   }
 
-  #destroy(): void {
+  #destroy(reason = "client closed connection"): void {
     if (this.#stage === "proxy") return;
+    if (!this.#closed) debugClose(this.log, reason);
     this.#closed = true;
     this.#stage = "closed";
     this.#clearTimers();
@@ -474,7 +478,7 @@ export class Session implements SessionPort {
   #fail(err: unknown): void {
     if (this.#closed) return;
     this.log.write("alert", `unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-    this.#sendAndClose(this.#protocol.replies.internalError);
+    this.#sendAndClose(this.#protocol.replies.internalError, "internal error");
   }
 
   /** worker_shutdown_timeout: a proxied session is cut (the proxy logs it). */

@@ -16,6 +16,7 @@ import { type DecisionLog, decide } from "./decision.js";
 import type { AuthHttpSettings } from "./module.js";
 import { UnsafeHeaderError, buildAuthRequest, sendsSalt } from "./request.js";
 import { startAuthWait } from "../auth-wait.js";
+import { armTimer, debugAuthRequest, debugAuthResponse, disarmTimer } from "../debug-log.js";
 import { AuthResponseParser, type AuthResponse, responseErrorMessage } from "./response.js";
 import { type AuthHttpAddress, peerName } from "./url.js";
 
@@ -68,7 +69,8 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
     // as nginx does: a repeat sends an empty Auth-Pass, and success then
     // needs Auth-Pass from the auth server.
     if (sendsSalt(params.credentials)) password = undefined;
-    const result = await exchange(params.address, peer, request, settings.timeout, signal);
+    debugAuthRequest(log, peer, request);
+    const result = await exchange(params.address, peer, request, settings.timeout, signal, log);
     if (result.kind === "failed") {
       if (result.log !== undefined) log.write(result.log.level, result.log.message);
       return { kind: "error" };
@@ -90,7 +92,7 @@ type ExchangeResult =
   | { readonly kind: "failed"; readonly log: DecisionLog | undefined };
 
 /** One connection: send `request`, read the header block, close. */
-function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeout: number, signal: CancelSignal | undefined): Promise<ExchangeResult> {
+function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeout: number, signal: CancelSignal | undefined, log: ConnectionLog): Promise<ExchangeResult> {
   return new Promise((resolve) => {
     const parser = new AuthResponseParser();
     let connected = false;
@@ -100,16 +102,16 @@ function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeo
     const finish = (result: ExchangeResult): void => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      disarmTimer(log, "auth_http_timeout", timer);
       signal?.removeEventListener("abort", onAbort);
       socket.destroy();
       resolve(result);
     };
     const onAbort = (): void => finish({ kind: "failed", log: undefined });
     // One deadline for connect, send and receive: partial reads do not extend it.
-    const timer = setTimeout(() => {
+    const timer = armTimer(log, "auth_http_timeout", timeout, () => {
       finish({ kind: "failed", log: { level: "error", message: `auth http server ${peer} timed out ${describeSystemError({ errno: 110, code: "ETIMEDOUT" })}` } });
-    }, timeout);
+    });
     signal?.addEventListener("abort", onAbort, { once: true });
 
     socket.on("connect", () => {
@@ -118,7 +120,10 @@ function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeo
     });
     socket.on("data", (chunk: Buffer) => {
       const state = parser.push(chunk);
-      if (state.kind === "done") finish({ kind: "response", response: state.response });
+      if (state.kind === "done") {
+        debugAuthResponse(log, parser.received);
+        finish({ kind: "response", response: state.response });
+      }
       else if (state.kind === "error") {
         const message = responseErrorMessage(state.error, peer);
         finish({ kind: "failed", log: message === undefined ? undefined : { level: "error", message } });

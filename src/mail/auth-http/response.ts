@@ -61,6 +61,11 @@ export class AuthResponseParser {
   #buffer: Buffer = Buffer.alloc(0);
   #state: AuthParseState = { kind: "incomplete" };
 
+  /** The bytes held so far (at most AUTH_RESPONSE_LIMIT), for the debug log. */
+  get received(): Buffer {
+    return this.#buffer;
+  }
+
   /** The current state; once done or error it no longer changes. */
   get state(): AuthParseState {
     return this.#state;

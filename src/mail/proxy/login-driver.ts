@@ -9,6 +9,7 @@ import type { Socket } from "node:net";
 import { describeSystemError } from "../../core/errors.js";
 import { type ConnectionLog, logEscape } from "../../core/log.js";
 import type { LoginStep } from "./login-step.js";
+import { debugLoginStep } from "../debug-log.js";
 
 /** How the dialogue ended. */
 export type LoginResult =
@@ -107,6 +108,7 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
       const current = steps[step]!;
       const verdict = current.check(buf, len);
       if (verdict.kind === "again") return true;
+      debugLoginStep(log, current, verdict.kind !== "invalid");
       if (verdict.kind === "invalid") {
         if (p.passErrorMessage) {
           log.info(`upstream sent invalid response: "${logEscape(buf.subarray(verdict.from, len - 2))}"`);

@@ -15,6 +15,7 @@ import { runLogin, type LoginResult } from "./login-driver.js";
 import { type LoginStep, UnsafeLineError } from "./login-step.js";
 import { proxyBuffer, proxyPassErrorMessage, proxyProtocol, proxyTimeout } from "./module.js";
 import { relay } from "./relay.js";
+import { armTimer, debugClose, debugLine, disarmTimer } from "../debug-log.js";
 
 /** Everything proxySession needs from the session that authenticated (the session core's hand-off). */
 export type ProxySessionParams = ProxyHandoff;
@@ -52,18 +53,20 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     if (!(err instanceof UnsafeLineError)) throw err;
     log.action = "sending login to upstream";
     log.error(`refused to send ${err.what} with CR, LF or NUL to upstream`);
+    debugClose(log, "unsafe login line");
     p.internalError();
     return;
   }
 
+  if (log.enabled("debug")) debugLine(log, `connect to ${log.context.upstream}`);
   const backend = connect({ host: p.backend.host, port: p.backend.port, noDelay: true });
   backend.pause();
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const timer = armTimer(log, "timeout", p.timeoutMs, () => {
     timedOut = true;
     log.info("upstream timed out (110: Connection timed out)");
     backend.destroy();
-  }, p.timeoutMs);
+  });
 
   const outcome = await new Promise<LoginResult>((resolve) => {
     const onConnectError = (err: Error): void => {
@@ -79,6 +82,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
       const header = proxyHeader(p);
       if (header) {
         log.action = "sending PROXY protocol header to upstream";
+        debugLine(log, "mail proxy send PROXY protocol header");
         backend.write(header);
       }
       runLogin({
@@ -90,9 +94,10 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
       }).then(resolve, () => resolve({ kind: "failed" }));
     });
   });
-  clearTimeout(timer);
+  disarmTimer(log, "timeout", timer);
 
   if (outcome.kind === "failed") {
+    debugClose(log, "upstream login failed");
     // The error listener stays: the client may still reset while we close it.
     backend.destroy();
     const reply = outcome.toClient;

@@ -15,6 +15,7 @@ import { TLSSocket } from "node:tls";
 import { describeSystemError } from "../../core/errors.js";
 import type { ConnectionLog } from "../../core/log.js";
 import type { CancelSignal } from "../cancel.js";
+import { debugLine, debugRelayEnd } from "../debug-log.js";
 
 /** What the relay needs. */
 export interface RelayParams {
@@ -42,6 +43,9 @@ export class Relay {
   #deadline = 0;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Bytes relayed each way, for the debug line at the end. */
+  #fromClient = 0;
+  #fromUpstream = 0;
   #resolve!: () => void;
 
   constructor(p: RelayParams) {
@@ -66,11 +70,16 @@ export class Relay {
 
     this.#touch();
     this.#timer = setTimeout(this.#onTimer, this.#timeoutMs);
+    // re-armed on client events without a line: only the start and the expiry are logged
+    debugLine(this.#log, "mail proxy relay start");
+    if (this.#log.enabled("debug")) debugLine(this.#log, `event timer add: proxy_timeout: ${this.#timeoutMs}`);
     if (c.destroyed || b.destroyed) {
       // A side died before the relay began (e.g. the client reset during login).
-      this.#sessionDone();
+      this.#sessionDone("a side closed before the relay");
       return;
     }
+    this.#fromUpstream = p.backendPending.length;
+    this.#fromClient = p.clientPending.length;
     if (p.backendPending.length > 0 && !c.write(p.backendPending)) b.pause();
     else b.resume();
     if (p.clientPending.length > 0 && !b.write(p.clientPending)) c.pause();
@@ -90,16 +99,19 @@ export class Relay {
       return;
     }
     this.#log.action = "proxying";
+    debugLine(this.#log, "event timer expired: proxy_timeout");
     this.#log.info("client timed out (110: Connection timed out)");
-    this.#close();
+    this.#close("proxy_timeout");
   };
 
   #onClientData = (chunk: Buffer): void => {
     this.#touch();
+    this.#fromClient += chunk.length;
     if (!this.#backend.write(chunk)) this.#client.pause();
   };
 
   #onBackendData = (chunk: Buffer): void => {
+    this.#fromUpstream += chunk.length;
     if (!this.#client.write(chunk)) this.#backend.pause();
   };
 
@@ -114,32 +126,28 @@ export class Relay {
 
   /** Client EOF: close both once its bytes have reached the backend's socket. */
   #onClientEnd = (): void => {
-    this.#finishAfterFlush(this.#backend);
+    this.#finishAfterFlush(this.#backend, "client closed connection");
   };
 
   #onBackendEnd = (): void => {
-    this.#finishAfterFlush(this.#client);
+    this.#finishAfterFlush(this.#client, "upstream closed connection");
   };
 
-  #finishAfterFlush(dst: Socket): void {
+  #finishAfterFlush(dst: Socket, reason: string): void {
     if (this.#closed) return;
     if (dst.writableLength === 0 || dst.destroyed) {
-      this.#sessionDone();
+      this.#sessionDone(reason);
       return;
     }
     // The callback of an empty write runs after everything queued before it.
-    dst.write(EMPTY, this.#sessionDoneCallback);
+    dst.write(EMPTY, () => this.#sessionDone(reason));
   }
 
-  #sessionDoneCallback = (): void => {
-    this.#sessionDone();
-  };
-
-  #sessionDone(): void {
+  #sessionDone(reason: string): void {
     if (this.#closed) return;
     this.#log.action = "proxying";
     this.#log.write("info", "proxied session done", { action: false });
-    this.#close();
+    this.#close(reason);
   }
 
   #onClientError = (err: NodeJS.ErrnoException): void => {
@@ -162,17 +170,17 @@ export class Relay {
     if (err.syscall === "write") {
       this.#log.action = `proxying and sending to ${side}`;
       this.#log.write(level, `send() failed ${describeSystemError(err)}`);
-      this.#close();
+      this.#close(side === "client" ? "send() to client failed" : "send() to upstream failed");
       return;
     }
     this.#log.action = `proxying and reading from ${side}`;
     this.#log.write(level, `recv() failed ${describeSystemError(err)}`);
-    this.#sessionDone();
+    this.#sessionDone(side === "client" ? "recv() from client failed" : "recv() from upstream failed");
   }
 
   #onClose = (): void => {
     // A socket closed under us (e.g. destroyed by shutdown): end the session.
-    if (!this.#closed && (this.#client.destroyed || this.#backend.destroyed)) this.#sessionDone();
+    if (!this.#closed && (this.#client.destroyed || this.#backend.destroyed)) this.#sessionDone("socket closed");
     if (this.#client.destroyed && this.#backend.destroyed) this.#resolve();
   };
 
@@ -181,11 +189,12 @@ export class Relay {
     if (this.#closed) return;
     this.#log.action = "proxying";
     this.#log.info("shutdown timeout");
-    this.#close();
+    this.#close("shutdown timeout");
   }
 
-  #close(): void {
+  #close(reason: string): void {
     if (this.#closed) return;
+    debugRelayEnd(this.#log, reason, this.#fromClient, this.#fromUpstream);
     this.#closed = true;
     clearTimeout(this.#timer);
     closeSocket(this.#client);

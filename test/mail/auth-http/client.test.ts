@@ -53,7 +53,8 @@ function setup(url: string, over: Partial<AuthenticateParams> = {}, timeout = 20
   const settings: AuthHttpSettings = { url: parsed, headers: [], timeout, passClientCert: false };
   const credentials: Credentials = { method: "plain", login: Buffer.from("user"), password: Buffer.from("pass word") };
   const params: AuthenticateParams = { settings, address: parsed.address, session: SESSION, credentials, attempt: 1, log, ...over };
-  return { params, sink, lines: () => sink.contents.trim().split("\n").filter((l) => l !== "").map((l) => l.replace(/^\S+ \S+ (\[\w+\]) \d+#\d+: /, "$1 ")) };
+  // debug lines (src/mail/debug-log.ts) are checked in test/mail/debug-log*.test.ts
+  return { params, sink, lines: () => sink.contents.trim().split("\n").filter((l) => l !== "" && !/ \[debug\] /.test(l)).map((l) => l.replace(/^\S+ \S+ (\[\w+\]) \d+#\d+: /, "$1 ")) };
 }
 
 const reply = (text: string): Handler => (socket) => socket.end(text);

@@ -166,7 +166,8 @@ test("AUTH PLAIN: challenge, initial response, errors logged and not counted", a
   assert.equal(say(s, "AUTH PLAIN !!\r\n"), INVALID);
   assert.equal(say(s, `AUTH PLAIN ${b64("a\0b")}\r\n`), INVALID);
   assert.equal(say(s, "AUTH PLAIN a b\r\n"), INVALID);
-  assert.deepEqual(s.logged().map((l) => l.replace(/, client: .*/, "")), [
+  // the commands' debug lines are test/mail/debug-log.test.ts's
+  assert.deepEqual(s.logged().filter((l) => !l.startsWith("[debug]")).map((l) => l.replace(/, client: .*/, "")), [
     "[info] *1 client sent invalid login in AUTH PLAIN command",
     "[info] *1 client sent invalid base64 encoding in AUTH PLAIN command",
     "[info] *1 client sent invalid password in AUTH PLAIN command",
