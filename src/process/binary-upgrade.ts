@@ -42,8 +42,14 @@ interface InheritMessage {
   readonly key: string;
 }
 
-/** How long a new master waits for the sockets its environment names before binding on its own. */
-const RECEIVE_TIMEOUT_MS = 5000;
+/**
+ * How long a new master waits for the sockets its environment names before
+ * binding on its own. The old master sends them as soon as the new one runs;
+ * on a loaded machine that can take seconds, and binding early fails with
+ * "address in use" (the upgrade is then abandoned), so the wait is generous.
+ * A closed channel (the old master gone) ends it at once.
+ */
+const RECEIVE_TIMEOUT_MS = 30_000;
 
 /**
  * In a new master: the sockets the old master sends, or undefined when this
@@ -77,6 +83,7 @@ export function inheritedSockets(): InheritedSockets | undefined {
     const done = (): void => {
       clearTimeout(timer);
       process.off("message", onMessage);
+      process.off("disconnect", done);
       // not from inside the message callback: Node is still reading the channel there
       setImmediate(() => {
         if (process.connected) process.disconnect();
@@ -95,6 +102,7 @@ export function inheritedSockets(): InheritedSockets | undefined {
     };
     const timer = setTimeout(done, RECEIVE_TIMEOUT_MS);
     process.on("message", onMessage);
+    process.once("disconnect", done);
   });
   return { text, handles };
 }

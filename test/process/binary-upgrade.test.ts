@@ -238,6 +238,8 @@ async function rollbackPath(kind: Kind): Promise<unknown> {
     await waitFor("old master gone", () => !alive(old));
     files.push(d.files(roles));
     return { files, lines: d.lines(roles) };
+  } catch (err) {
+    throw new Error(`${kind}: ${String(err)}\n${d.log()}`, { cause: err });
   } finally {
     await d.cleanup();
   }
