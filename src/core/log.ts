@@ -137,6 +137,7 @@ export interface SyslogTarget {
   readonly host: string;
   readonly port: number;
   readonly facility: number;
+  /** Read and checked as nginx does, but only access logs use it: an error line's severity is its level. */
   readonly severity: LogLevel | undefined;
   readonly tag: string;
   readonly nohostname: boolean;
