@@ -2,11 +2,11 @@
  * The `-v`, `-V` and `-h` texts. The facts they print (versions, default
  * paths) are in core/version.ts.
  */
-import { DEFAULT_CONF, DEFAULT_PID, DEFAULT_PREFIX, NGINX_COMPAT_VERSION, POSTERN_NAME } from "../core/version.js";
+import { DEFAULT_CONF, DEFAULT_PID, DEFAULT_PREFIX, VERSION_PAIR } from "../core/version.js";
 
 /** The `-v` line. */
 export function versionLine(): string {
-  return `nginx version: nginx/${NGINX_COMPAT_VERSION} (${POSTERN_NAME})`;
+  return `nginx version: ${VERSION_PAIR}`;
 }
 
 /** The `-h` text, after the version line. */

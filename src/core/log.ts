@@ -56,9 +56,16 @@ export function levelRank(level: LogLevel): number {
 export interface LogSink {
   /** The least severe level this sink writes. */
   readonly level: LogLevel;
-  write(level: LogLevel, line: string, message: string): void;
+  /**
+   * `line` is the whole line with its newline, `message` the part after
+   * `PID#TID: `; `time` is the moment the line is stamped with (syslog
+   * repeats it in its header).
+   */
+  write(level: LogLevel, line: string, message: string, time?: Date): void;
   reopen(): void;
   close(): void;
+  /** Called once by the ErrorLog the sink belongs to (a syslog sink reports its own failures there). */
+  attach?(log: ErrorLog): void;
 }
 
 /** A log file opened for appending; reopened on USR1. */
@@ -130,45 +137,155 @@ export interface SyslogTarget {
   readonly host: string;
   readonly port: number;
   readonly facility: number;
+  /** Read and checked as nginx does, but only access logs use it: an error line's severity is its level. */
   readonly severity: LogLevel | undefined;
   readonly tag: string;
   readonly nohostname: boolean;
 }
 
-const SYSLOG_SEVERITY: Readonly<Record<LogLevel, number>> = {
-  emerg: 0, alert: 1, crit: 2, error: 3, warn: 4, notice: 5, info: 6, debug: 7,
-};
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-/** Sends each line as an RFC 3164 datagram, as nginx's syslog writer does. */
+/** Errors of a send() nginx's ngx_connection_error logs at `error`; any other at `alert`. */
+const PEER_ERRORS = new Set(["ECONNRESET", "EPIPE", "ENOTCONN", "ETIMEDOUT", "ECONNREFUSED", "ENETDOWN", "ENETUNREACH", "EHOSTDOWN", "EHOSTUNREACH"]);
+
+/** Lines kept while a syslog socket connects (one event-loop turn); more are dropped, as a full socket would. */
+const MAX_WAITING = 256;
+
+/** The host name syslog headers carry: gethostname(), lower-cased as nginx does. */
+const SYSLOG_HOSTNAME = hostname().toLowerCase();
+
+/** `Mmm dd hh:mm:ss` in local time (RFC 3164; the day padded with a space). */
+export function syslogTimestamp(d: Date): string {
+  return `${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2, " ")} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+/**
+ * Sends each line as an RFC 3164 datagram, as nginx's ngx_syslog_writer
+ * does: `<PRI>Mmm dd hh:mm:ss HOST TAG: ` and then the whole error-log line
+ * without its newline (date, `[level]`, `PID#TID:`, `*N`, context), so a
+ * pipeline parses syslog and file lines alike.
+ *
+ * The socket is connected to the server, as nginx's is, so a peer that is
+ * down shows up: after the ICMP "port unreachable" of one datagram the next
+ * send fails with ECONNREFUSED, that message is lost, the failure is logged
+ * (`send() failed (111: Connection refused)` at error, to the process's main
+ * log, never to this sink itself) and a new socket takes over. Node reports
+ * the failure a tick later than nginx's synchronous send does, so the line
+ * can land after lines written in the same tick.
+ */
 export class SyslogSink implements LogSink {
   readonly level: LogLevel;
   readonly #target: SyslogTarget;
-  readonly #socket: UdpSocket;
-  readonly #hostname = hostname();
+  #socket: UdpSocket | undefined;
+  /** Datagrams written while the socket connects (Node refuses a send then); sent on connect. */
+  #waiting: string[] | undefined;
+  /** Set while this sink reports its own failure (nginx's peer->busy): no recursion. */
+  #busy = false;
+  #closed = false;
+  #owner: ErrorLog | undefined;
 
   constructor(target: SyslogTarget, level: LogLevel) {
     this.level = level;
     this.#target = target;
-    this.#socket = createSocket(target.host.includes(":") ? "udp6" : "udp4");
-    this.#socket.unref();
-    this.#socket.on("error", () => {
-      // syslog is best effort, as in nginx
-    });
+    // connected now, so that lines written just before an exit are not left waiting
+    this.#connect();
   }
 
-  write(level: LogLevel, _line: string, message: string): void {
+  attach(log: ErrorLog): void {
+    this.#owner ??= log;
+  }
+
+  write(level: LogLevel, line: string, _message: string, time: Date = new Date()): void {
+    if (this.#busy || this.#closed) return;
     const t = this.#target;
-    const pri = t.facility * 8 + SYSLOG_SEVERITY[t.severity ?? level];
-    const d = new Date();
-    const stamp = `${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2, " ")} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-    const host = t.nohostname ? "" : `${this.#hostname} `;
-    this.#socket.send(`<${pri}>${stamp} ${host}${t.tag}: ${message}`, t.port, t.host);
+    // the error log's own level decides the severity; `severity=` is for access logs only (nginx ignores it here)
+    const pri = t.facility * 8 + levelRank(level);
+    const host = t.nohostname ? "" : `${SYSLOG_HOSTNAME} `;
+    const text = line.endsWith("\n") ? line.slice(0, -1) : line;
+    const datagram = `<${pri}>${syslogTimestamp(time)} ${host}${t.tag}: ${text}`;
+    const socket = this.#socket ?? this.#connect();
+    if (this.#waiting) {
+      if (this.#waiting.length < MAX_WAITING) this.#waiting.push(datagram);
+      return;
+    }
+    this.#send(socket, datagram);
   }
+
+  #send(socket: UdpSocket, datagram: string): void {
+    try {
+      socket.send(datagram, (err) => {
+        if (err) this.#failed(socket, err);
+      });
+    } catch (err) {
+      this.#failed(socket, err);
+    }
+  }
+
+  #connect(): UdpSocket {
+    const t = this.#target;
+    const socket = createSocket(t.host.includes(":") ? "udp6" : "udp4");
+    socket.unref();
+    socket.on("error", (err) => this.#failed(socket, err));
+    this.#socket = socket;
+    this.#waiting = [];
+    socket.connect(t.port, t.host, () => {
+      if (this.#socket !== socket) return;
+      const waiting = this.#waiting ?? [];
+      this.#waiting = undefined;
+      for (const d of waiting) this.#send(socket, d);
+    });
+    return socket;
+  }
+
+  /** Drops the socket (the next line opens another) and logs why, as ngx_syslog_send does. */
+  #failed(socket: UdpSocket, err: unknown): void {
+    if (this.#socket !== socket) return; // already replaced: one report per socket
+    this.#socket = undefined;
+    this.#waiting = undefined;
+    try {
+      socket.close();
+    } catch {
+      // already closed
+    }
+    if (this.#closed) return;
+    const e = err as NodeJS.ErrnoException;
+    const syscall = e?.syscall === "connect" ? "connect" : "send";
+    const level: LogLevel = syscall === "send" && PEER_ERRORS.has(e?.code ?? "") ? "error" : "alert";
+    const log = mainLog ?? this.#owner;
+    if (!log) return;
+    this.#busy = true;
+    try {
+      log.write(level, `${syscall}() failed ${describeSystemError(err)}`);
+    } finally {
+      this.#busy = false;
+    }
+  }
+
   reopen(): void {}
+
   close(): void {
-    this.#socket.close();
+    // nginx's cleanup marks the peer busy: a closed log sends nothing more
+    this.#closed = true;
+    const socket = this.#socket;
+    this.#socket = undefined;
+    this.#waiting = undefined;
+    try {
+      socket?.close();
+    } catch {
+      // already closed
+    }
   }
+}
+
+let mainLog: ErrorLog | undefined;
+
+/**
+ * Names the process's main log (nginx's ngx_cycle->log), where a syslog sink
+ * of any level reports that it cannot send; until then a sink reports to
+ * the log it belongs to.
+ */
+export function useAsMainLog(log: ErrorLog): void {
+  mainLog = log;
 }
 
 /** An in-memory ring buffer (`memory:SIZE`), readable with a debugger or tests. */
@@ -195,9 +312,27 @@ function pad2(n: number): string {
 }
 
 /** `YYYY/MM/DD HH:MM:SS` in local time, as nginx writes it. */
-function logTimestamp(): string {
-  const d = new Date();
+function logTimestamp(d: Date): string {
   return `${d.getFullYear()}/${pad2(d.getMonth() + 1)}/${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+/** nginx's NGX_MAX_ERROR_STR: a line and its newline fit in 2048 bytes. */
+export const MAX_LINE_BYTES = 2047;
+
+/**
+ * Cuts a line to MAX_LINE_BYTES bytes of UTF-8, as nginx's fixed buffer
+ * does (for files, stderr and syslog alike: syslog's buffer has room for
+ * the header plus such a line).
+ */
+function capLine(line: string): string {
+  // a UTF-8 character takes at most 3 bytes per UTF-16 unit: shorter lines fit
+  if (line.length * 3 <= MAX_LINE_BYTES) return line;
+  const bytes = Buffer.from(line, "utf8");
+  if (bytes.length <= MAX_LINE_BYTES) return line;
+  // never half a character: back off to the start of the one that does not fit
+  let end = MAX_LINE_BYTES;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8");
 }
 
 /** A set of sinks; the process-wide or per-server error log. */
@@ -211,6 +346,7 @@ export class ErrorLog {
     this.sinks = sinks;
     this.#rank = sinks.reduce((r, s) => Math.max(r, levelRank(s.level)), -1);
     this.level = LOG_LEVELS[Math.max(this.#rank, 0)]!;
+    for (const s of sinks) s.attach?.(this);
   }
 
   /** True when a line at `level` would be written anywhere. */
@@ -222,8 +358,9 @@ export class ErrorLog {
   write(level: LogLevel, message: string): void {
     const rank = levelRank(level);
     if (rank > this.#rank) return;
-    const line = `${logTimestamp()} [${level}] ${process.pid}#${process.pid}: ${message}\n`;
-    for (const s of this.sinks) if (rank <= levelRank(s.level)) s.write(level, line, message);
+    const time = new Date();
+    const line = `${capLine(`${logTimestamp(time)} [${level}] ${process.pid}#${process.pid}: ${message}`)}\n`;
+    for (const s of this.sinks) if (rank <= levelRank(s.level)) s.write(level, line, message, time);
   }
 
   emerg(message: string): void { this.write("emerg", message); }

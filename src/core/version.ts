@@ -2,10 +2,11 @@
  * What Postern is and where it is installed: its version, the nginx release
  * whose behaviour it follows, and the default prefix, configuration and pid
  * paths. Facts of the product, below every layer that reports or uses them
- * (the start-up notice, `-v`, the `pid` default). Postern prints `nginx
- * version: nginx/1.22.1 (postern/X)`: tools that match `nginx version:
- * nginx/([0-9.]+)` see the nginx release whose behaviour Postern follows,
- * and a human sees what is really running (docs/compat.md).
+ * (the start-up notice, `-v`, the `pid` default). Postern names itself
+ * `nginx/1.22.1 (postern/X)`, in `-v` (`nginx version: ...`) and in the
+ * start-up notice alike: tools that match `nginx/([0-9.]+)` see the nginx
+ * release whose behaviour Postern follows, and a human sees what is really
+ * running (docs/compat.md).
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -20,8 +21,11 @@ export const POSTERN_VERSION: string = (JSON.parse(readFileSync(join(PACKAGE_ROO
 /** The nginx release whose behaviour Postern reproduces. */
 export const NGINX_COMPAT_VERSION = "1.22.1";
 
-/** What the startup notice and `-v` name: `postern/0.1.0`. */
+/** Postern's own name and version: `postern/0.1.0`. */
 export const POSTERN_NAME = `postern/${POSTERN_VERSION}`;
+
+/** What `-v` and the start-up notice name: `nginx/1.22.1 (postern/0.1.0)`, nginx's pair first. */
+export const VERSION_PAIR = `nginx/${NGINX_COMPAT_VERSION} (${POSTERN_NAME})`;
 
 /** Default prefix: the package root, with a trailing slash. */
 export const DEFAULT_PREFIX = PACKAGE_ROOT.endsWith("/") ? PACKAGE_ROOT : PACKAGE_ROOT + "/";

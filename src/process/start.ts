@@ -19,7 +19,7 @@ import { type LogTarget, checkLogFiles, logsToStderr, mainLogTargets, openErrorL
 import { errorCode } from "../core/errors.js";
 import { openAppend } from "../core/safe-open.js";
 import { listenEndpoints } from "../mail/runtime.js";
-import { POSTERN_NAME } from "../core/version.js";
+import { VERSION_PAIR } from "../core/version.js";
 import { errorText, loadConfiguration } from "./load-configuration.js";
 import { type Reporter, setStderrRedirect } from "./startup-log.js";
 import { inspectorWarning, nodeOptionsWithoutDebug, withoutDebugSwitches } from "./inspector.js";
@@ -67,7 +67,7 @@ export async function startServer(errorLog: string, source: ConfSource, reporter
   }
   const core = coreSettings(conf);
   if (!isDaemon) {
-    reporter.report("notice", POSTERN_NAME);
+    reporter.report("notice", VERSION_PAIR); // nginx's `nginx/1.22.1` notice, with what is really running
     reporter.report("notice", osLine());
     const rl = rlimitLine();
     if (rl) reporter.report("notice", rl);

@@ -6,7 +6,7 @@
  * Rule: docs/behaviour/cli.md#cli-2-prefix-configuration-file-and-start-up-log.
  */
 import { writeSync } from "node:fs";
-import { ErrorLog, type LogLevel } from "../core/log.js";
+import { ErrorLog, type LogLevel, useAsMainLog } from "../core/log.js";
 import { type LogTarget, openErrorLog } from "../core/error-log-conf.js";
 import { describeSystemError } from "../core/errors.js";
 
@@ -36,6 +36,7 @@ export class Reporter {
   /** Switches to another log (the configured main log); `isStderr` if it writes to stderr. */
   use(log: ErrorLog, isStderr: boolean): void {
     this.log = log;
+    useAsMainLog(log);
     if (!this.#echoStopped) this.#toStderr = isStderr;
   }
 

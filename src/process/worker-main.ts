@@ -8,7 +8,7 @@
  */
 import { type UserSetting, coreSettings } from "../core/core-module.js";
 import { mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
-import type { ErrorLog } from "../core/log.js";
+import { type ErrorLog, useAsMainLog } from "../core/log.js";
 import { describeSystemError } from "../core/errors.js";
 import { loadValidatedConfiguration, errorText } from "./load-configuration.js";
 import { type ConfSnapshot, snapshotFrom } from "../core/conf-inputs.js";
@@ -83,6 +83,7 @@ function serve(snapshot: ConfSnapshot | undefined, ready: (handler: (m: ToWorker
     const conf = loadValidatedConfiguration(wc.source, snapshot, () => {});
     const core = coreSettings(conf);
     log = openErrorLog(mainLogTargets(conf, startupLogTarget(wc.errorLog, wc.source.prefix)));
+    useAsMainLog(log); // where a syslog target of any level reports that it cannot send
     // every file (logs of each server too) is open before the privileges go
     serving = new Serving(conf, log, core.workerShutdownTimeout);
     if (core.user !== undefined && process.geteuid?.() === 0) dropPrivileges(core.user);

@@ -16,7 +16,9 @@ test("start with 2 workers: notices, pid file, process titles, clients served", 
     assert.equal(inst.pidText(), `${pid}\n`);
     assert.equal(pid, inst.child!.pid, "daemon off: the foreground process is the master");
     const log = await waitFor("two workers", () => (workerPids(inst.log()).length === 2 ? inst.log() : undefined));
-    assert.match(log, new RegExp(`\\[notice\\] ${pid}#${pid}: postern/0\\.1\\.0\\n`));
+    // nginx's notice is `nginx/1.22.1`; Postern adds what is really running, as -v does
+    assert.match(log, new RegExp(`\\[notice\\] ${pid}#${pid}: nginx/1\\.22\\.1 \\(postern/0\\.1\\.0\\)\\n`));
+    assert.equal(/\[notice\] \d+#\d+: nginx\/([0-9.]+)/.exec(log)?.[1], "1.22.1", "what tooling matches on nginx's notice");
     assert.match(log, /\[notice\] \d+#\d+: OS: Linux \S+\n/);
     assert.match(log, /\[notice\] \d+#\d+: getrlimit\(RLIMIT_NOFILE\): \d+:\d+\n/);
     assert.match(log, /\[notice\] \d+#\d+: start worker processes\n/);
