@@ -194,6 +194,11 @@ export class Session implements SessionPort {
       secure.destroy();
       return false;
     }
+    // the client left while the TLS 1.3 tickets were being sent (ssl/accept.ts)
+    if (secure.destroyed) {
+      this.#destroy();
+      return false;
+    }
     this.#socket.off("error", this.#onError);
     this.#socket.off("close", this.#onEnd);
     // TCP_NODELAY is already on the descriptor (set on the plain socket):
