@@ -112,7 +112,7 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
       // The handshake timeout keeps running while a chain is checked again.
       void settleVerifyResult(tlsSocket, setup).then(() => {
         done = true;
-        afterServerTickets(tlsSocket, () => finish(undefined));
+        afterServerTickets(tlsSocket, setup, () => finish(undefined));
       });
     };
     const onError = (err: Error): void => {
@@ -139,12 +139,14 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
  * and writes the tickets only after that report, in the same read; Node
  * sends them when the read returns. A write made from 'secure', or from a
  * promise it settles, is encrypted first; one turn of the event loop later
- * the tickets are already queued on the socket. TLS 1.2 sends its ticket
- * inside the handshake: nothing to wait for.
+ * the tickets are already queued on the socket.
+ * Nothing to wait for with TLS 1.2 (its ticket is inside the handshake) nor
+ * with tickets off (the TLS 1.3 tickets OpenSSL still sends then name a
+ * session Postern never resumes: docs/compat-tls.md row 9).
  * Rule: docs/behaviour/tls.md#tls-5-sessions-and-tickets.
  */
-function afterServerTickets(tlsSocket: tls.TLSSocket, next: () => void): void {
-  if (tlsSocket.getProtocol() === "TLSv1.3") setImmediate(next);
+function afterServerTickets(tlsSocket: tls.TLSSocket, setup: TlsServerSetup, next: () => void): void {
+  if (setup.tickets && tlsSocket.getProtocol() === "TLSv1.3") setImmediate(next);
   else next();
 }
 
