@@ -194,11 +194,6 @@ export class Session implements SessionPort {
       secure.destroy();
       return false;
     }
-    // the client left while the TLS 1.3 tickets were being sent (ssl/accept.ts)
-    if (secure.destroyed) {
-      this.#destroy();
-      return false;
-    }
     this.#socket.off("error", this.#onError);
     this.#socket.off("close", this.#onEnd);
     // TCP_NODELAY is already on the descriptor (set on the plain socket):
@@ -214,7 +209,11 @@ export class Session implements SessionPort {
       this.#sendAndClose(check.result === "missing" ? replies.noCert : replies.certError);
       return false;
     }
-    return true;
+    // The TLS 1.3 tickets before the first protocol byte, as nginx sends them
+    // (docs/behaviour/tls.md#tls-5-sessions-and-tickets); a client leaving
+    // meanwhile meets the listeners above, as it would after the greeting.
+    await tls.ticketsSent(secure);
+    return !this.#closed;
   }
 
   // ---- SessionPort ------------------------------------------------------

@@ -63,11 +63,8 @@ function alpnList(name: string): Buffer {
  * STARTTLS). Plaintext already buffered by the stream is discarded, never
  * fed into TLS, and no earlier `data` listener can take the ClientHello
  * (every `data`/`readable` listener is removed). Resolves after the
- * handshake and, with TLS 1.3, once the session tickets are sent
- * (afterServerTickets), before any client-certificate decision; the caller
- * attaches its own `error` listener to the returned socket at once, and
- * ends the session if the socket is already destroyed (the client left
- * while the tickets went out).
+ * handshake, before any client-certificate decision; the caller attaches
+ * its own `error` listener to the returned socket at once.
  */
 export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartTlsOptions = {}): Promise<tls.TLSSocket> {
   socket.removeAllListeners("data");
@@ -104,50 +101,40 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
         resolve(tlsSocket);
       }
     };
-    // Set once the handshake and the certificate verdict are complete: an
-    // error or close while the tickets go out is no handshake failure (the
-    // caller finds the socket destroyed and ends the session without a line).
-    let done = false;
     const onSecure = (): void => {
       // The handshake timeout keeps running while a chain is checked again.
-      void settleVerifyResult(tlsSocket, setup).then(() => {
-        done = true;
-        afterServerTickets(tlsSocket, setup, () => finish(undefined));
-      });
+      void settleVerifyResult(tlsSocket, setup).then(() => finish(undefined));
     };
     const onError = (err: Error): void => {
-      if (done) return;
       const reason = errorCode(err) === "ECONNRESET" ? "(104: Connection reset by peer)" : `(SSL: ${opensslReason(err.message)})`;
       finish(new TlsHandshakeError(`SSL_do_handshake() failed ${reason}`));
     };
-    const onClose = (): void => {
-      if (!done) finish(new TlsHandshakeError("peer closed connection in SSL handshake"));
-    };
+    const onClose = (): void => finish(new TlsHandshakeError("peer closed connection in SSL handshake"));
     tlsSocket.once("secure", onSecure);
-    tlsSocket.on("error", onError);
-    tlsSocket.on("close", onClose);
+    tlsSocket.once("error", onError);
+    tlsSocket.once("close", onClose);
   });
 }
 
 /**
- * Runs `next` once the server's TLS 1.3 NewSessionTicket messages are on
- * their way, so that nothing the caller writes (the greeting, a reply) goes
- * out ahead of them: a client that reads the greeting and closes then holds
- * a ticket, as it does with nginx, whose SSL_do_handshake writes the tickets
- * before the greeting is sent. OpenSSL reports a TLS 1.3 handshake done
- * (Node's 'secure') from inside the read that took the client's Finished,
- * and writes the tickets only after that report, in the same read; Node
- * sends them when the read returns. A write made from 'secure', or from a
- * promise it settles, is encrypted first; one turn of the event loop later
- * the tickets are already queued on the socket.
+ * Settles once the server's TLS 1.3 NewSessionTicket messages are on their
+ * way, so that nothing the session writes next (the greeting, a reply)
+ * goes out ahead of them: a client that reads the greeting and closes then
+ * holds a ticket, as it does with nginx, whose SSL_do_handshake writes the
+ * tickets before the greeting is sent. OpenSSL reports a TLS 1.3 handshake
+ * done (Node's 'secure') from inside the read that took the client's
+ * Finished, and writes the tickets only after that report, in the same
+ * read; Node sends them when the read returns. A write made from 'secure',
+ * or from a promise it settles, is encrypted first; one turn of the event
+ * loop later the tickets are already queued on the socket.
  * Nothing to wait for with TLS 1.2 (its ticket is inside the handshake) nor
  * with tickets off (the TLS 1.3 tickets OpenSSL still sends then name a
  * session Postern never resumes: docs/compat-tls.md row 9).
  * Rule: docs/behaviour/tls.md#tls-5-sessions-and-tickets.
  */
-function afterServerTickets(tlsSocket: tls.TLSSocket, setup: TlsServerSetup, next: () => void): void {
-  if (setup.tickets && tlsSocket.getProtocol() === "TLSv1.3") setImmediate(next);
-  else next();
+export function serverTicketsSent(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): Promise<void> {
+  if (setup.tickets && tlsSocket.getProtocol() === "TLSv1.3") return new Promise((resolve) => setImmediate(resolve));
+  return Promise.resolve();
 }
 
 /**

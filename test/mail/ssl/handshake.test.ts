@@ -11,7 +11,7 @@ import net from "node:net";
 import { join } from "node:path";
 import tls from "node:tls";
 import type { TlsServerSetup } from "../../../src/mail/ssl/context.js";
-import { startTls } from "../../../src/mail/ssl/accept.js";
+import { serverTicketsSent, startTls } from "../../../src/mail/ssl/accept.js";
 import { echoLine, echoServer, freePort, makePki, type Pki, sClient, sessionLine, setupFrom, startNginx, tempDir } from "./helpers.js";
 import { startNginx as startNginxProxy } from "../../support/nginx.js";
 import { startPostern } from "../../support/postern.js";
@@ -278,8 +278,10 @@ describe("startTls on an existing connection (STARTTLS)", () => {
 async function ticketsAndGreeting(setup: TlsServerSetup, version: tls.SecureVersion): Promise<string[]> {
   const srv = net.createServer((sock) => {
     sock.on("error", () => undefined);
-    startTls(sock, setup).then((t) => {
+    // as the session does: the greeting once the handshake and the tickets are done
+    startTls(sock, setup).then(async (t) => {
       t.on("error", () => undefined);
+      await serverTicketsSent(t, setup);
       t.end("* OK greeting\r\n");
     }, () => sock.destroy());
   });
