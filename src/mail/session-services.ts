@@ -31,6 +31,11 @@ export interface SessionTls {
   handshake(socket: Socket, initial?: Buffer): Promise<TLSSocket>;
   /** ssl_verify_client's decision right after the handshake: go on, or refuse with the protocol's error. */
   checkClientCertificate(socket: TLSSocket): CertificateCheck;
+  /**
+   * Settles once the TLS 1.3 session tickets have left, after a handshake
+   * the session goes on with: nothing it writes may overtake them.
+   */
+  ticketsSent(socket: TLSSocket): Promise<void>;
   /** What auth_http is told about TLS. */
   describe(socket: TLSSocket): ClientTlsInfo;
 }

@@ -212,7 +212,11 @@ export class Session implements SessionPort {
       this.#sendAndClose(check.result === "missing" ? replies.noCert : replies.certError, check.result === "missing" ? "no client certificate" : "client certificate refused");
       return false;
     }
-    return true;
+    // The TLS 1.3 tickets before the first protocol byte, as nginx sends them
+    // (docs/behaviour/tls.md#tls-5-sessions-and-tickets); a client leaving
+    // meanwhile meets the listeners above, as it would after the greeting.
+    await tls.ticketsSent(secure);
+    return !this.#closed;
   }
 
   // ---- SessionPort ------------------------------------------------------

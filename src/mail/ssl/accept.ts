@@ -117,6 +117,27 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
 }
 
 /**
+ * Settles once the server's TLS 1.3 NewSessionTicket messages are on their
+ * way, so that nothing the session writes next (the greeting, a reply)
+ * goes out ahead of them: a client that reads the greeting and closes then
+ * holds a ticket, as it does with nginx, whose SSL_do_handshake writes the
+ * tickets before the greeting is sent. OpenSSL reports a TLS 1.3 handshake
+ * done (Node's 'secure') from inside the read that took the client's
+ * Finished, and writes the tickets only after that report, in the same
+ * read; Node sends them when the read returns. A write made from 'secure',
+ * or from a promise it settles, is encrypted first; one turn of the event
+ * loop later the tickets are already queued on the socket.
+ * Nothing to wait for with TLS 1.2 (its ticket is inside the handshake) nor
+ * with tickets off (the TLS 1.3 tickets OpenSSL still sends then name a
+ * session Postern never resumes: docs/compat-tls.md row 9).
+ * Rule: docs/behaviour/tls.md#tls-5-sessions-and-tickets.
+ */
+export function serverTicketsSent(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): Promise<void> {
+  if (setup.tickets && tlsSocket.getProtocol() === "TLSv1.3") return new Promise((resolve) => setImmediate(resolve));
+  return Promise.resolve();
+}
+
+/**
  * OpenSSL's verify result per socket (0 = verified), final once startTls
  * resolves; `rechecked` when it came from the second check against both CA lists.
  */

@@ -35,6 +35,11 @@ export interface TlsServerSetup {
   readonly chainCheck: ChainCheck | undefined;
   readonly sessionIdContext: string;
   readonly sessions: SessionResumption;
+  /**
+   * OpenSSL issues stateless (resumable) tickets: ssl_session_tickets on,
+   * unless ssl_conf_command turned them off.
+   */
+  readonly tickets: boolean;
 }
 
 /** What the caller knows about how the server uses TLS. */
@@ -227,5 +232,6 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   return {
     protocol: opts.protocol, secureContext, alpn: opts.protocol, verifyClient, verifyDepth,
     clientCas, trustedCas, chainCheck, sessionIdContext: sidContext, sessions,
+    tickets: (knobs.secureOptions & constants.SSL_OP_NO_TICKET) === 0,
   };
 }

@@ -9,7 +9,7 @@ import type { TLSSocket } from "node:tls";
 import { authHttpPassClientCert } from "../auth-http/module.js";
 import type { MailServer, MailModule } from "../server.js";
 import type { SessionTls } from "../session.js";
-import { clientCertificateCheck, clientTlsInfo, startTls, TlsHandshakeError } from "./accept.js";
+import { clientCertificateCheck, clientTlsInfo, serverTicketsSent, startTls, TlsHandshakeError } from "./accept.js";
 import { type TlsServerSetup, buildTlsContext } from "./context.js";
 import { sslModule, starttls } from "./module.js";
 
@@ -30,6 +30,7 @@ function sessionTls(server: MailServer, setup: TlsServerSetup): SessionTls {
       if (r.result === "ok") return { result: "ok" };
       return { result: r.result, log: r.logMessage ?? "client SSL certificate verify error" };
     },
+    ticketsSent: (socket) => serverTicketsSent(socket, setup),
     describe: (socket) => clientTlsInfo(socket, setup, passCert),
   };
 }

@@ -216,6 +216,7 @@ async function startPostern(): Promise<void> {
         return secure;
       },
       checkClientCertificate: () => ({ result: "ok" }),
+      ticketsSent: () => Promise.resolve(),
       describe: (socket) => ({ protocol: socket.getProtocol() ?? "", cipher: socket.getCipher().name }),
     };
     const services: SessionServices = {

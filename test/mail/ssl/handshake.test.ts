@@ -11,7 +11,7 @@ import net from "node:net";
 import { join } from "node:path";
 import tls from "node:tls";
 import type { TlsServerSetup } from "../../../src/mail/ssl/context.js";
-import { startTls } from "../../../src/mail/ssl/accept.js";
+import { serverTicketsSent, startTls } from "../../../src/mail/ssl/accept.js";
 import { echoLine, echoServer, freePort, makePki, type Pki, sClient, sessionLine, setupFrom, startNginx, tempDir } from "./helpers.js";
 import { startNginx as startNginxProxy } from "../../support/nginx.js";
 import { startPostern } from "../../support/postern.js";
@@ -267,6 +267,52 @@ describe("startTls on an existing connection (STARTTLS)", () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+/**
+ * The order in which a Node client sees the server's session tickets
+ * ('session' events) and the first line the server writes once startTls
+ * has resolved, as the session writes its greeting; the server then closes.
+ */
+async function ticketsAndGreeting(setup: TlsServerSetup, version: tls.SecureVersion): Promise<string[]> {
+  const srv = net.createServer((sock) => {
+    sock.on("error", () => undefined);
+    // as the session does: the greeting once the handshake and the tickets are done
+    startTls(sock, setup).then(async (t) => {
+      t.on("error", () => undefined);
+      await serverTicketsSent(t, setup);
+      t.end("* OK greeting\r\n");
+    }, () => sock.destroy());
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  try {
+    const port = (srv.address() as net.AddressInfo).port;
+    return await new Promise<string[]>((resolve, reject) => {
+      const seen: string[] = [];
+      const c = tls.connect({ port, host: "127.0.0.1", rejectUnauthorized: false, minVersion: version, maxVersion: version });
+      c.on("session", () => seen.push("ticket"));
+      c.on("data", () => seen.push("greeting"));
+      c.on("error", reject);
+      c.on("close", () => resolve(seen));
+    });
+  } finally {
+    await new Promise((r) => srv.close(r));
+  }
+}
+
+describe("session tickets and the first line (TLS-5)", () => {
+  test("TLS 1.3 with ssl_session_tickets on: both tickets reach the client before the greeting, as nginx sends them", async () => {
+    assert.deepEqual(await ticketsAndGreeting(setupFrom(rsa()), "TLSv1.3"), ["ticket", "ticket", "greeting"]);
+  });
+
+  test("TLS 1.3 with ssl_session_tickets off: the greeting is not held for OpenSSL's unresumable tickets", async () => {
+    const seen = await ticketsAndGreeting(setupFrom([...rsa(), ["ssl_session_tickets", "off"]]), "TLSv1.3");
+    assert.equal(seen[0], "greeting");
+  });
+
+  test("TLS 1.2: the ticket is part of the handshake, before the greeting", async () => {
+    assert.deepEqual(await ticketsAndGreeting(setupFrom(rsa()), "TLSv1.2"), ["ticket", "greeting"]);
   });
 });
 
