@@ -34,6 +34,21 @@ export async function freePorts(count: number): Promise<number[]> {
   }
 }
 
+/**
+ * `count` ports on 127.0.0.1 where nothing listens, for "server down" cases.
+ * A port from `freePorts` is free only for a moment: a concurrent test file
+ * may listen on it next (the kernel hands out the same ephemeral range), and
+ * a "down" auth server then answers. Ports below 1024 come from no listen(0)
+ * and no connect(), so one that nothing listens on now stays refused.
+ */
+export function closedPorts(count: number): number[] {
+  const listening = listeningPorts();
+  const ports: number[] = [];
+  for (let p = 987; p < 1024 && ports.length < count; p++) if (!listening.has(p)) ports.push(p);
+  if (ports.length < count) throw new Error(`no ${count} closed ports below 1024`);
+  return ports;
+}
+
 /** Ports in LISTEN state on any local address, read from /proc (no connection is made, so no session is logged). */
 export function listeningPorts(): Set<number> {
   const ports = new Set<number>();

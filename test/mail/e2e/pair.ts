@@ -17,7 +17,7 @@ import { startFakeAuth, type AuthHandler, type FakeAuth } from '../../support/fa
 import { startFakeImap, startFakePop3, startFakeSmtp, type FakeBackend, type FakeBackendOptions } from '../../support/fake-backend.js';
 import type { MailProxyOptions, MailProxyProcess } from '../../support/mail-proxy.js';
 import { nginxAvailable, startNginx } from '../../support/nginx.js';
-import { freePorts } from '../../support/ports.js';
+import { closedPorts, freePorts } from '../../support/ports.js';
 import { startPostern } from '../../support/postern.js';
 
 /** A named fake backend of a pair set-up. */
@@ -308,11 +308,12 @@ async function startSide(kind: 'nginx' | 'postern', start: ProxyStarter, setup: 
   }
   const auth = await startFakeAuth(() => ({ headers: [['Auth-Status', 'no handler set']] }));
   const closedNames = setup.closed ?? [];
-  const allocated = await freePorts(setup.listen.length + closedNames.length);
+  const allocated = await freePorts(setup.listen.length);
   const ports: Record<string, number> = {};
   setup.listen.forEach((n, i) => { ports[n] = allocated[i]!; });
   const closed: Record<string, number> = {};
-  closedNames.forEach((n, i) => { closed[n] = allocated[setup.listen.length + i]!; });
+  const down = closedPorts(closedNames.length);
+  closedNames.forEach((n, i) => { closed[n] = down[i]!; });
   const env: PairEnv = { ports, authUrl: auth.url, backends, closed };
   const side = new Side(kind, env, auth, fakes, readers);
   try {
