@@ -65,7 +65,10 @@ export function liveHeapOfSnapshot(text: string): LiveHeap {
     // objects and closures by constructor/function name; strings, code, arrays and the rest by type only
     const kind = type === "object" || type === "closure" ? `${type}:${s.strings[s.nodes[i + nameAt]!]}` : type;
     const k = byKind.get(kind);
-    if (k) { k.bytes += size; k.count++; } else byKind.set(kind, { bytes: size, count: 1 });
+    if (k) {
+      k.bytes += size;
+      k.count++;
+    } else byKind.set(kind, { bytes: size, count: 1 });
   }
   return { bytes, code, objects: s.nodes.length / width, byKind };
 }

@@ -19,7 +19,15 @@ import net from "node:net";
 import tls from "node:tls";
 import { join } from "node:path";
 
-interface FloorConfig { imaps: number; imapsRsa: number; imap: number; auth: number; backend: number; dir: string; pidFile: string }
+interface FloorConfig {
+  imaps: number;
+  imapsRsa: number;
+  imap: number;
+  auth: number;
+  backend: number;
+  dir: string;
+  pidFile: string;
+}
 
 const conf = JSON.parse(process.argv[2]!) as FloorConfig;
 const GREETING = "* OK IMAP4 ready\r\n";
@@ -162,6 +170,9 @@ function tlsServer(name: "ec" | "rsa"): tls.Server {
 
 await listen(tlsServer("ec"), conf.imaps);
 await listen(tlsServer("rsa"), conf.imapsRsa);
-await listen(net.createServer((s) => serve(s, false)), conf.imap);
+await listen(
+  net.createServer((s) => serve(s, false)),
+  conf.imap,
+);
 writeFileSync(conf.pidFile, `${process.pid}\n`);
 process.on("SIGTERM", () => process.exit(0));

@@ -67,28 +67,75 @@ const WORKLOADS: readonly Workload[] = [
   { name: "NOOP round trip (latency)", port: "imaps", load: ["--mode", "command", "--tls", "--conns", "16"] },
   { name: "latency: connect to greeting, TLSv1.3 (4 clients)", port: "imaps", load: ["--mode", "handshake", "--tls1.3", "--conns", "4"] },
   { name: "latency: STARTTLS to CAPABILITY (4 clients)", port: "imap", load: ["--mode", "starttls", "--conns", "4"] },
-  { name: `idle TLS sessions held (${HOLD_SESSIONS}), KiB each`, port: "imaps", load: ["--mode", "hold", "--tls", "--conns", String(HOLD_SESSIONS)], measure: "hold" },
+  {
+    name: `idle TLS sessions held (${HOLD_SESSIONS}), KiB each`,
+    port: "imaps",
+    load: ["--mode", "hold", "--tls", "--conns", String(HOLD_SESSIONS)],
+    measure: "hold",
+  },
 ];
 
 type ServerKind = "nginx" | "floor" | "postern";
 const SERVERS: readonly ServerKind[] = ["nginx", "floor", "postern"];
 
-interface Ports { imaps: number; imap: number; imapsRsa: number; auth: number; backend: number }
+interface Ports {
+  imaps: number;
+  imap: number;
+  imapsRsa: number;
+  auth: number;
+  backend: number;
+}
 
 function freePorts(n: number): Promise<number[]> {
-  return Promise.all(Array.from({ length: n }, () => new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  })));
+  return Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<number>((resolve) => {
+          const s = createServer();
+          s.listen(0, "127.0.0.1", () => {
+            const port = (s.address() as { port: number }).port;
+            s.close(() => resolve(port));
+          });
+        }),
+    ),
+  );
 }
 
 function makeCerts(dir: string): void {
   const run = (a: string[]) => execFileSync("openssl", a, { stdio: "ignore" });
-  run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, "ec.key"), "-out", join(dir, "ec.crt"), "-days", "30", "-subj", "/CN=localhost"]);
-  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "rsa.key"), "-out", join(dir, "rsa.crt"), "-days", "30", "-subj", "/CN=localhost"]);
+  run([
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    join(dir, "ec.key"),
+    "-out",
+    join(dir, "ec.crt"),
+    "-days",
+    "30",
+    "-subj",
+    "/CN=localhost",
+  ]);
+  run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    join(dir, "rsa.key"),
+    "-out",
+    join(dir, "rsa.crt"),
+    "-days",
+    "30",
+    "-subj",
+    "/CN=localhost",
+  ]);
 }
 
 function mailConfig(dir: string, p: Ports, bin: "nginx" | "postern"): string {
@@ -156,11 +203,20 @@ function startBackend(port: number): Server {
         const [tag, verb = ""] = command.split(" ");
         command = "";
         switch (verb.toUpperCase()) {
-          case "LOGIN": s.write(`${tag} OK LOGIN completed\r\n`); break;
-          case "FETCH": s.write(fetch); break;
-          case "NOOP": s.write(`${tag} OK NOOP completed\r\n`); break;
-          case "LOGOUT": s.end(`* BYE\r\n${tag} OK LOGOUT completed\r\n`); break;
-          default: s.write(`${tag} BAD unknown\r\n`);
+          case "LOGIN":
+            s.write(`${tag} OK LOGIN completed\r\n`);
+            break;
+          case "FETCH":
+            s.write(fetch);
+            break;
+          case "NOOP":
+            s.write(`${tag} OK NOOP completed\r\n`);
+            break;
+          case "LOGOUT":
+            s.end(`* BYE\r\n${tag} OK LOGOUT completed\r\n`);
+            break;
+          default:
+            s.write(`${tag} BAD unknown\r\n`);
         }
       }
     });
@@ -199,7 +255,12 @@ async function startServer(bin: ServerKind, dir: string, ports: Ports): Promise<
   rmSync(pidFile, { force: true });
   let argv: string[];
   if (bin === "floor") {
-    argv = [process.execPath, ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/floor`] : []), join(root, "dist", "bench", "node-floor.js"), JSON.stringify({ ...ports, dir, pidFile })];
+    argv = [
+      process.execPath,
+      ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}/floor`] : []),
+      join(root, "dist", "bench", "node-floor.js"),
+      JSON.stringify({ ...ports, dir, pidFile }),
+    ];
   } else {
     const cmd = bin === "nginx" ? ["/usr/sbin/nginx"] : [process.execPath, join(root, "bin", "postern.js")];
     // --cpu-prof is refused in NODE_OPTIONS; forked workers inherit execArgv.
@@ -218,7 +279,16 @@ async function stopServer(child: ChildProcess): Promise<void> {
   await new Promise((r) => child.once("exit", r));
 }
 
-interface Sample { rate: number; perCpu: number; genCpu: number; p50: number; p99: number; mbs: number; errors: number; kibPerSession: number }
+interface Sample {
+  rate: number;
+  perCpu: number;
+  genCpu: number;
+  p50: number;
+  p99: number;
+  mbs: number;
+  errors: number;
+  kibPerSession: number;
+}
 
 /** Resident memory of a process and its children, in bytes. */
 function rssOfTree(pid: number): number {
@@ -278,9 +348,27 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
   const cpu1 = cpuOfTree(child.pid!);
   await stopServer(child);
   if (process.env.BENCH_DEBUG) console.error(bin, w.name, out.trim());
-  const r = JSON.parse(out.trim().split("\n").pop()!) as { ops: number; errors: number; seconds: number; rate: number; bytes: number; client_cpu: number; p50_ms: number; p99_ms: number };
+  const r = JSON.parse(out.trim().split("\n").pop()!) as {
+    ops: number;
+    errors: number;
+    seconds: number;
+    rate: number;
+    bytes: number;
+    client_cpu: number;
+    p50_ms: number;
+    p99_ms: number;
+  };
   const serverCpu = Math.max(cpu1 - cpu0, 0.01);
-  return { rate: r.rate, perCpu: r.ops / serverCpu, genCpu: r.client_cpu / r.seconds, p50: r.p50_ms, p99: r.p99_ms, mbs: r.bytes / r.seconds / 1e6, errors: r.errors, kibPerSession: 0 };
+  return {
+    rate: r.rate,
+    perCpu: r.ops / serverCpu,
+    genCpu: r.client_cpu / r.seconds,
+    p50: r.p50_ms,
+    p99: r.p99_ms,
+    mbs: r.bytes / r.seconds / 1e6,
+    errors: r.errors,
+    kibPerSession: 0,
+  };
 }
 
 function runLoad(argv: string[]): Promise<string> {
@@ -335,7 +423,9 @@ async function main(): Promise<void> {
       const [ca, cf, cb] = SERVERS.map((bin) => m(bin, "perCpu")) as [number, number, number];
       const gen = SERVERS.map((bin) => `${f0(m(bin, "genCpu") * 100)}%`).join(" / ");
       const lat = SERVERS.map((bin) => `${f1(m(bin, "p50"))}/${f1(m(bin, "p99"))}`).join("; ");
-      rows.push(`| ${w.name} | ${f1(a)} | ${f1(f)} | ${f1(b)} | ${f2(b / a)} | ${f0(ca)} | ${f0(cf)} | ${f0(cb)} | ${f2(cb / ca)} | ${f2(cb / cf)} | ${gen} | ${lat} |`);
+      rows.push(
+        `| ${w.name} | ${f1(a)} | ${f1(f)} | ${f1(b)} | ${f2(b / a)} | ${f0(ca)} | ${f0(cf)} | ${f0(cb)} | ${f2(cb / ca)} | ${f2(cb / cf)} | ${gen} | ${lat} |`,
+      );
     }
     console.log(rows[rows.length - 1]);
   }

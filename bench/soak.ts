@@ -49,7 +49,17 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { mode: "soak", sessions: 100000, concurrency: 32, faultRate: 0.02, size: 65536, hups: 20, intervalMs: 500, nginx: false, keepSnapshots: false };
+  const a: Args = {
+    mode: "soak",
+    sessions: 100000,
+    concurrency: 32,
+    faultRate: 0.02,
+    size: 65536,
+    hups: 20,
+    intervalMs: 500,
+    nginx: false,
+    keepSnapshots: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = (): number => Number(argv[++i]);
@@ -152,7 +162,10 @@ async function goodSession(bed: Bed, name: PortName, size: number, stats: Stats,
       const len = Number(/\{(\d+)\}\r\n$/.exec(head)![1]);
       const body = await c.read(new RegExp(`^[\\s\\S]{${len}}`));
       await c.read(/^a2 .*\r\n/m);
-      if (sha(body) !== sha(expected)) { stats.corrupted++; throw new Error("IMAP body checksum mismatch"); }
+      if (sha(body) !== sha(expected)) {
+        stats.corrupted++;
+        throw new Error("IMAP body checksum mismatch");
+      }
       stats.bytes += len;
       await c.send("a3 LOGOUT\r\n");
       await c.read(/^a3 .*\r\n/m);
@@ -165,7 +178,10 @@ async function goodSession(bed: Bed, name: PortName, size: number, stats: Stats,
       await c.readLine();
       const raw = await c.read(/\r\n\.\r\n/);
       const body = raw.slice(0, -3).replace(/^\.\./gm, ".");
-      if (sha(body) !== sha(expected)) { stats.corrupted++; throw new Error("POP3 body checksum mismatch"); }
+      if (sha(body) !== sha(expected)) {
+        stats.corrupted++;
+        throw new Error("POP3 body checksum mismatch");
+      }
       stats.bytes += body.length;
       await c.send("QUIT\r\n");
       await c.readLine();
@@ -221,12 +237,16 @@ async function faultSession(bed: Bed, rand: number, stats: Stats): Promise<boole
     }
     const login = kind;
     if (protocol === "imap") await c.send(`f1 LOGIN ${login} x\r\n`);
-    else if (protocol === "pop3") { await c.send(`USER ${login}\r\n`); await c.readLine(); await c.send("PASS x\r\n"); }
-    else await c.send(`AUTH PLAIN ${b64(`\0${login}\0x`)}\r\n`);
+    else if (protocol === "pop3") {
+      await c.send(`USER ${login}\r\n`);
+      await c.readLine();
+      await c.send("PASS x\r\n");
+    } else await c.send(`AUTH PLAIN ${b64(`\0${login}\0x`)}\r\n`);
     const reply = await c.readLine();
-    const want = kind === "refused"
-      ? { imap: /^f1 NO /, pop3: /^-ERR /, smtp: /^535 / }[protocol]
-      : { imap: /^\* BAD internal server error/, pop3: /^-ERR internal server error/, smtp: /^451 4\.3\.2 / }[protocol];
+    const want =
+      kind === "refused"
+        ? { imap: /^f1 NO /, pop3: /^-ERR /, smtp: /^535 / }[protocol]
+        : { imap: /^\* BAD internal server error/, pop3: /^-ERR internal server error/, smtp: /^451 4\.3\.2 / }[protocol];
     return want.test(reply);
   } finally {
     c.close();
@@ -260,16 +280,30 @@ async function startSoakBed(args: Args, heapDir?: string): Promise<{ bed: Bed; d
   const bed = await startBed({
     start: args.nginx ? startNginx : heapDir ? posternWithSnapshots(heapDir) : startPostern,
     timeout: "30s",
-    ...(args.mode === "soak" ? { extra: `  ssl_session_cache shared:SOAK:32k;\n  ssl_session_tickets off;\n  ssl_session_timeout ${SESSION_TIMEOUT_S}s;` } : {}),
+    ...(args.mode === "soak"
+      ? { extra: `  ssl_session_cache shared:SOAK:32k;\n  ssl_session_tickets off;\n  ssl_session_timeout ${SESSION_TIMEOUT_S}s;` }
+      : {}),
     proxyOptions: { workerProcesses: 2, events: "worker_connections 4096;" },
     backends: { imap: { message: args.size }, pop3: { message: args.size } },
     auth: (fakes) => (request) => {
       const user = request.header("Auth-User");
-      if (user === "refused") return { headers: [["Auth-Status", "Invalid login or password"], ["Auth-Wait", "0"]] };
+      if (user === "refused")
+        return {
+          headers: [
+            ["Auth-Status", "Invalid login or password"],
+            ["Auth-Wait", "0"],
+          ],
+        };
       if (user === "auth-garbage") return "\x00garbage\r\n\r\n";
       const protocol = request.header("Auth-Protocol") as Protocol;
       const port = user === "backend-down" ? downPort : fakes[protocol].port;
-      return { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(port)]] };
+      return {
+        headers: [
+          ["Auth-Status", "OK"],
+          ["Auth-Server", "127.0.0.1"],
+          ["Auth-Port", String(port)],
+        ],
+      };
     },
   });
   return { bed, downPort };
@@ -279,10 +313,17 @@ function summary(title: string, stats: Stats, bed: Bed, secs: number, extra: Rec
   const severe = severeLines(bed.proxy.errorLog(), bed.proxy.kind);
   console.log(`\n== ${title} (${bed.proxy.kind}) ==`);
   const rows: Record<string, string | number> = {
-    "sessions ok": stats.ok, "sessions failed": stats.failed, "connections refused": stats.refused,
-    "corrupted transfers": stats.corrupted, "faults injected": stats.faults, "faults answered as expected": stats.faultsAsExpected,
-    "payload bytes checked": stats.bytes, "duration s": secs.toFixed(1), "sessions/s": ((stats.ok + stats.faults) / secs).toFixed(1),
-    "alert/crit log lines": severe.length, ...extra,
+    "sessions ok": stats.ok,
+    "sessions failed": stats.failed,
+    "connections refused": stats.refused,
+    "corrupted transfers": stats.corrupted,
+    "faults injected": stats.faults,
+    "faults answered as expected": stats.faultsAsExpected,
+    "payload bytes checked": stats.bytes,
+    "duration s": secs.toFixed(1),
+    "sessions/s": ((stats.ok + stats.faults) / secs).toFixed(1),
+    "alert/crit log lines": severe.length,
+    ...extra,
   };
   for (const [k, v] of Object.entries(rows)) console.log(`${k.padEnd(30)} ${v}`);
   for (const [msg, n] of stats.errors) console.log(`  error x${n}: ${msg}`);
@@ -333,7 +374,10 @@ async function soak(args: Args): Promise<boolean> {
   if (heapDir) chmodSync(heapDir, 0o1777);
   const { bed } = await startSoakBed(args, heapDir);
   const stats = newStats();
-  const rss = (): string => workerPids(bed.proxy.pid).map((p) => `${(rssBytes(p) / MiB).toFixed(0)}M`).join("/");
+  const rss = (): string =>
+    workerPids(bed.proxy.pid)
+      .map((p) => `${(rssBytes(p) / MiB).toFixed(0)}M`)
+      .join("/");
   const rssTotal = (): number => workerPids(bed.proxy.pid).reduce((t, p) => t + rssBytes(p), 0);
   // open descriptors of the workers: the same when idle at the end as at the start
   const fds = (): number => workerPids(bed.proxy.pid).reduce((t, p) => t + readdirSync(`/proc/${p}/fd`).length, 0);
@@ -345,8 +389,8 @@ async function soak(args: Args): Promise<boolean> {
     return out;
   };
   // "total (data + code)" of each worker, then the master's
-  const showHeaps = (m: Map<number, LiveHeap>): string => [...m].map(([pid, h]) =>
-    `${pid === bed.proxy.pid ? "master " : ""}${mib(h.bytes)} (${mib(h.bytes - h.code)} + ${mib(h.code)} code)`).join(" / ");
+  const showHeaps = (m: Map<number, LiveHeap>): string =>
+    [...m].map(([pid, h]) => `${pid === bed.proxy.pid ? "master " : ""}${mib(h.bytes)} (${mib(h.bytes - h.code)} + ${mib(h.code)} code)`).join(" / ");
   // the start: Postern up, no session yet (descriptors and RSS before the first snapshot)
   const rssStart = rss();
   const fdStart = fds();
@@ -429,28 +473,40 @@ async function soak(args: Args): Promise<boolean> {
       const tag = who === "master" ? "master " : "";
       dataDelta.push(`${tag}${signed(end.bytes - end.code - (start.bytes - start.code))}${v.dataOk ? "" : " GREW"}`);
       codeDelta.push(`${tag}${signed(end.code - start.code)}${v.codeOk ? "" : " GREW"}`);
-      const top = heapGrowth(start, end, v.dataOk ? 6 : 15).filter((g) => g.bytes > 0 && g.kind !== "code")
+      const top = heapGrowth(start, end, v.dataOk ? 6 : 15)
+        .filter((g) => g.bytes > 0 && g.kind !== "code")
         .map((g) => `${g.kind} +${(g.bytes / 1024).toFixed(0)} KiB (${g.count >= 0 ? "+" : ""}${g.count})`);
       growth.push(`  ${who} ${pid}, data grown from start to end: ${top.join(", ") || "nothing"}`);
     }
-    const heapRows: Record<string, string> = heapDir ? {
-      "live heap start (after GC)": showHeaps(heapStart),
-      ...(warmup > 0 ? { [`live heap after ${warmup} sessions`]: showHeaps(heapWarm) } : {}),
-      "live heap end (idle, after GC)": showHeaps(heapEnd),
-      "live heap end - start, data": `${dataDelta.join(" / ")} (limit: + max(10%, 1 MiB))`,
-      "live heap end - start, code": `${codeDelta.join(" / ")} (limit: + ${mib(CODE_ALLOWANCE)})`,
-    } : {};
+    const heapRows: Record<string, string> = heapDir
+      ? {
+          "live heap start (after GC)": showHeaps(heapStart),
+          ...(warmup > 0 ? { [`live heap after ${warmup} sessions`]: showHeaps(heapWarm) } : {}),
+          "live heap end (idle, after GC)": showHeaps(heapEnd),
+          "live heap end - start, data": `${dataDelta.join(" / ")} (limit: + max(10%, 1 MiB))`,
+          "live heap end - start, code": `${codeDelta.join(" / ")} (limit: + ${mib(CODE_ALLOWANCE)})`,
+        }
+      : {};
     summary("soak", stats, bed, loadMs / 1000, {
       "TLS 1.2 sessions resumed": `${stats.resumed} of ${stats.resumeOffered} offered`,
-      "worker RSS start": rssStart, "worker RSS after warm-up": `${(rssWarm / MiB).toFixed(0)}M (total)`,
+      "worker RSS start": rssStart,
+      "worker RSS after warm-up": `${(rssWarm / MiB).toFixed(0)}M (total)`,
       "worker RSS end (idle)": `${rssEndText}${heapDir ? "" : rssVerdict}`,
       ...heapRows,
       ...(heapDir ? { "worker RSS end, after GC": `${rssAfterGc}${rssVerdict}` } : {}),
       "worker fds start / end (idle)": `${fdStart} / ${fdEnd}${fdEnd > fdStart + 2 ? " LEAK" : ""}`,
     });
     for (const g of growth) console.log(g);
-    return stats.failed === 0 && stats.corrupted === 0 && stats.refused === 0 && stats.faults === stats.faultsAsExpected
-      && severeLines(bed.proxy.errorLog(), bed.proxy.kind).length === 0 && fdEnd <= fdStart + 2 && memoryOk && heapOk;
+    return (
+      stats.failed === 0 &&
+      stats.corrupted === 0 &&
+      stats.refused === 0 &&
+      stats.faults === stats.faultsAsExpected &&
+      severeLines(bed.proxy.errorLog(), bed.proxy.kind).length === 0 &&
+      fdEnd <= fdStart + 2 &&
+      memoryOk &&
+      heapOk
+    );
   } finally {
     await bed.stop();
     if (heapDir && !args.keepSnapshots) rmSync(heapDir, { recursive: true, force: true });
@@ -487,10 +543,18 @@ async function reload(args: Args): Promise<boolean> {
     await load;
     await new Promise((r) => setTimeout(r, 500));
     checkSmtpBackend(bed, stats);
-    const reconfiguring = bed.proxy.errorLog().split("\n").filter((l) => /: reconfiguring$/.test(l)).length;
+    const reconfiguring = bed.proxy
+      .errorLog()
+      .split("\n")
+      .filter((l) => /: reconfiguring$/.test(l)).length;
     summary("reload under load", stats, bed, (Date.now() - started) / 1000, { "HUPs sent": hups, "`reconfiguring` log lines": reconfiguring });
-    return stats.failed === 0 && stats.corrupted === 0 && stats.refused === 0 && reconfiguring === hups
-      && severeLines(bed.proxy.errorLog(), bed.proxy.kind).length === 0;
+    return (
+      stats.failed === 0 &&
+      stats.corrupted === 0 &&
+      stats.refused === 0 &&
+      reconfiguring === hups &&
+      severeLines(bed.proxy.errorLog(), bed.proxy.kind).length === 0
+    );
   } finally {
     await bed.stop();
   }

@@ -22,11 +22,29 @@ const crt = join(conf, "ssl", "postern.crt");
 const key = join(conf, "ssl", "postern.key");
 if (!existsSync(crt) || !existsSync(key)) {
   console.log("postern: creating a self-signed certificate in conf/ssl/ (first start)");
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-    "-keyout", key, "-out", crt, "-days", "825", "-subj", "/CN=localhost",
-    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-  ], { stdio: ["ignore", "ignore", "inherit"] });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      crt,
+      "-days",
+      "825",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
 }
 
 // The demo mail backend's addresses; conf/users points the demo user at
@@ -34,14 +52,19 @@ if (!existsSync(crt) || !existsSync(key)) {
 const demo = { imap: "127.0.0.1:10143", pop3: "127.0.0.1:10110", smtp: "127.0.0.1:10025" };
 const users = join(conf, "users");
 if (!existsSync(users)) {
-  console.log(`postern: creating conf/users with the user demo@localhost (password: demo), mailbox on the demo mail backend (${demo.imap}, ${demo.pop3}, ${demo.smtp})`);
+  console.log(
+    `postern: creating conf/users with the user demo@localhost (password: demo), mailbox on the demo mail backend (${demo.imap}, ${demo.pop3}, ${demo.smtp})`,
+  );
   execFileSync(process.execPath, [bin, "passwd", users, "demo@localhost", `imap=${demo.imap}`, `pop3=${demo.pop3}`, `smtp=${demo.smtp}`], {
-    input: "demo\n", stdio: ["pipe", "inherit", "inherit"],
+    input: "demo\n",
+    stdio: ["pipe", "inherit", "inherit"],
   });
 } else {
   // conf/users made before the demo backend existed points the demo user at
   // 127.0.0.1:143/110/25; say how to move it rather than rewrite the file
-  const old = readFileSync(users, "latin1").split("\n").find((l) => l.startsWith("demo@localhost:"));
+  const old = readFileSync(users, "latin1")
+    .split("\n")
+    .find((l) => l.startsWith("demo@localhost:"));
   if (old?.split(":").slice(2).join(":").startsWith("imap=127.0.0.1:143,pop3=127.0.0.1:110,smtp=127.0.0.1:25")) {
     console.log(`postern: conf/users points demo@localhost at 127.0.0.1:143/110/25 (made by an older npm start); for the demo mailbox run:
   node bin/postern.js passwd conf/users demo@localhost imap=${demo.imap} pop3=${demo.pop3} smtp=${demo.smtp}`);
@@ -66,7 +89,11 @@ if (!/^[0-9a-f]{64}$/.test(secret)) {
 writeFileSync(join(conf, "auth-http-key.conf"), `# made by npm start from conf/auth-http-key\nauth_http_header X-Auth-Key "${secret}";\n`, { mode: 0o600 });
 
 const children = [
-  spawn(process.execPath, [join(root, "dist", "src", "demo", "main.js"), "--imap", demo.imap, "--pop3", demo.pop3, "--smtp", demo.smtp, "--user", "demo@localhost"], { stdio: "inherit" }),
+  spawn(
+    process.execPath,
+    [join(root, "dist", "src", "demo", "main.js"), "--imap", demo.imap, "--pop3", demo.pop3, "--smtp", demo.smtp, "--user", "demo@localhost"],
+    { stdio: "inherit" },
+  ),
   spawn(process.execPath, [bin, "auth-server", "--listen", "127.0.0.1:9180", "--users", users, "--secret-file", secretFile], { stdio: "inherit" }),
   spawn(process.execPath, [bin, "-p", `${root}/`, "-c", "conf/postern.conf"], { stdio: "inherit" }),
 ];
@@ -79,10 +106,11 @@ function stop(signal) {
 }
 process.on("SIGINT", () => stop("SIGINT"));
 process.on("SIGTERM", () => stop("SIGTERM"));
-for (const c of children) c.on("exit", (code) => {
-  if (!stopping) {
-    console.error(`postern: a process exited (${code}); stopping`);
-    stop("SIGTERM");
-  }
-  if (children.every((x) => x.exitCode !== null || x.signalCode !== null)) process.exit(code ?? 0);
-});
+for (const c of children)
+  c.on("exit", (code) => {
+    if (!stopping) {
+      console.error(`postern: a process exited (${code}); stopping`);
+      stop("SIGTERM");
+    }
+    if (children.every((x) => x.exitCode !== null || x.signalCode !== null)) process.exit(code ?? 0);
+  });

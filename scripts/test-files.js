@@ -62,7 +62,9 @@ function heavy(file) {
 const unitOnly = process.argv.includes("--unit");
 /** The TypeScript source of a compiled test; a build left in dist/ may hold tests since deleted. */
 const source = (f) => join(root, relative(join(root, "dist"), f)).replace(/\.js$/, ".ts");
-const files = walk(testDir).filter((f) => f.endsWith(".test.js") && existsSync(source(f))).sort();
+const files = walk(testDir)
+  .filter((f) => f.endsWith(".test.js") && existsSync(source(f)))
+  .sort();
 for (const f of files) {
   if (unitOnly && heavy(f)) continue;
   console.log(relative(root, f));

@@ -8,7 +8,15 @@ import { Writable } from "node:stream";
 import { replaceFileAtomically } from "./atomic-file.js";
 import { SECRET_HEADER, startAuthServer } from "./server.js";
 import {
-  type Backend, DEFAULT_SCRYPT, type ScryptParams, UsersFileError, hashPasswordAsync, parseBackend, parseBackends, parseUsers, upsertUser,
+  type Backend,
+  DEFAULT_SCRYPT,
+  type ScryptParams,
+  UsersFileError,
+  hashPasswordAsync,
+  parseBackend,
+  parseBackends,
+  parseUsers,
+  upsertUser,
 } from "./users.js";
 
 const AUTH_SERVER_USAGE = "usage: postern auth-server --users FILE [--listen ADDR:PORT] [--wait N] [--relay ADDR:PORT] [--secret-file FILE] [--scrypt-n N]";
@@ -142,7 +150,9 @@ export async function runAuthServer(argv: readonly string[], io: CliIo = default
     }
     secret = got;
   } else {
-    io.stderr.write(`postern auth-server: warning: no --secret-file: anyone who can reach ${listen} may ask, and the Client-IP used to limit failures is taken on trust\n`);
+    io.stderr.write(
+      `postern auth-server: warning: no --secret-file: anyone who can reach ${listen} may ask, and the Client-IP used to limit failures is taken on trust\n`,
+    );
   }
   let server;
   try {

@@ -21,8 +21,18 @@ import type { AddressInfo } from "node:net";
 import { readFile, realpath, stat } from "node:fs/promises";
 import { replaceFileAtomically } from "./atomic-file.js";
 import {
-  type Backend, DEFAULT_SCRYPT, type ScryptParams, type UserEntry, backendFor, hashPasswordAsync, needsRehash, parseUsers, replaceHash,
-  verifyApop, verifyCramMd5, verifyPasswordAsync,
+  type Backend,
+  DEFAULT_SCRYPT,
+  type ScryptParams,
+  type UserEntry,
+  backendFor,
+  hashPasswordAsync,
+  needsRehash,
+  parseUsers,
+  replaceHash,
+  verifyApop,
+  verifyCramMd5,
+  verifyPasswordAsync,
 } from "./users.js";
 
 /** The request header that carries the shared secret (nginx's documented example name). */
@@ -125,7 +135,10 @@ class UsersStore {
       await replaceFileAtomically(path, updated, mode);
       return true;
     });
-    this.#writes = run.then(() => {}, () => {});
+    this.#writes = run.then(
+      () => {},
+      () => {},
+    );
     return run;
   }
 }
@@ -255,7 +268,8 @@ export class AuthService {
 
     if (!verified || user === undefined) return this.#refuse(who, user ? "wrong password" : "unknown user", protocol, ip, attempt, true);
     const backend = backendFor(user, protocol);
-    if (!backend) return this.#refuse(who, `no backend for protocol "${protocol}"`, protocol, ip, attempt, false, "No mail server for this account", "454 4.7.0");
+    if (!backend)
+      return this.#refuse(who, `no backend for protocol "${protocol}"`, protocol, ip, attempt, false, "No mail server for this account", "454 4.7.0");
     return this.#ok(who, backend, clearForBackend);
   }
 
@@ -278,13 +292,27 @@ export class AuthService {
 
   #ok(who: string, backend: Backend, pass: Buffer | undefined): AuthReply {
     this.#log(`${who}: accepted, backend ${backend.host}:${backend.port}`);
-    const reply: [string, string][] = [["Auth-Status", "OK"], ["Auth-Server", backend.host], ["Auth-Port", String(backend.port)]];
+    const reply: [string, string][] = [
+      ["Auth-Status", "OK"],
+      ["Auth-Server", backend.host],
+      ["Auth-Port", String(backend.port)],
+    ];
     // After APOP / CRAM-MD5 nginx has no password for the backend: it must come from here.
     if (pass) reply.push(["Auth-Pass", pass.toString("latin1")]);
     return reply;
   }
 
-  #refuse(who: string, reason: string, protocol: string, ip: string, attempt: number, counts: boolean, message = INVALID_LOGIN, smtpCode = "535 5.7.8", wait?: number): AuthReply {
+  #refuse(
+    who: string,
+    reason: string,
+    protocol: string,
+    ip: string,
+    attempt: number,
+    counts: boolean,
+    message = INVALID_LOGIN,
+    smtpCode = "535 5.7.8",
+    wait?: number,
+  ): AuthReply {
     if (counts) this.#limiter.fail(ip);
     this.#log(`${who}: refused, ${reason}`);
     const reply: [string, string][] = [["Auth-Status", message]];
@@ -355,9 +383,10 @@ export async function startAuthServer(options: AuthServerOptions, host: string, 
   });
   return {
     address: server.address() as AddressInfo,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

@@ -62,8 +62,18 @@ export interface ScryptHash extends ScryptParams {
 /** True for parameters scrypt accepts and that stay within memory bounds (N a power of 2, 2..2^20). */
 export function validScryptParams(x: ScryptParams): boolean {
   const { N, r, p } = x;
-  return Number.isInteger(N) && N >= 2 && N <= MAX_SCRYPT_N && (N & (N - 1)) === 0
-    && Number.isInteger(r) && r >= 1 && r <= 32 && Number.isInteger(p) && p >= 1 && p <= 16;
+  return (
+    Number.isInteger(N) &&
+    N >= 2 &&
+    N <= MAX_SCRYPT_N &&
+    (N & (N - 1)) === 0 &&
+    Number.isInteger(r) &&
+    r >= 1 &&
+    r <= 32 &&
+    Number.isInteger(p) &&
+    p >= 1 &&
+    p <= 16
+  );
 }
 
 /** Node refuses to use more than maxmem (32 MiB by default); scrypt needs 128*N*r plus 128*r*p. */

@@ -8,7 +8,10 @@
 
 /** The signals `-s` knows, with the signal each sends. */
 export const SIGNAL_NAMES: Readonly<Record<string, NodeJS.Signals>> = {
-  stop: "SIGTERM", quit: "SIGQUIT", reopen: "SIGUSR1", reload: "SIGHUP",
+  stop: "SIGTERM",
+  quit: "SIGQUIT",
+  reopen: "SIGUSR1",
+  reload: "SIGHUP",
 };
 
 /** What the command line asked for. */
@@ -29,8 +32,17 @@ export interface Options {
 /** Parses the switches; returns the message nginx prints (after `nginx: `) on error. */
 export function parseOptions(argv: readonly string[]): Options | { error: string } {
   const o: Options = {
-    help: false, version: false, configure: false, test: false, dump: false, quiet: false,
-    signal: undefined, prefix: undefined, errorLog: undefined, conf: undefined, globals: undefined,
+    help: false,
+    version: false,
+    configure: false,
+    test: false,
+    dump: false,
+    quiet: false,
+    signal: undefined,
+    prefix: undefined,
+    errorLog: undefined,
+    conf: undefined,
+    globals: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -39,16 +51,35 @@ export function parseOptions(argv: readonly string[]): Options | { error: string
     while (p < arg.length) {
       const ch = arg[p++]!;
       switch (ch) {
-        case "?": case "h": o.help = true; o.version = true; continue;
-        case "v": o.version = true; continue;
-        case "V": o.version = true; o.configure = true; continue;
-        case "t": o.test = true; continue;
-        case "T": o.test = true; o.dump = true; continue;
-        case "q": o.quiet = true; continue;
+        case "?":
+        case "h":
+          o.help = true;
+          o.version = true;
+          continue;
+        case "v":
+          o.version = true;
+          continue;
+        case "V":
+          o.version = true;
+          o.configure = true;
+          continue;
+        case "t":
+          o.test = true;
+          continue;
+        case "T":
+          o.test = true;
+          o.dump = true;
+          continue;
+        case "q":
+          o.quiet = true;
+          continue;
       }
       const takes: Record<string, [keyof Options, string]> = {
-        p: ["prefix", "directory name"], e: ["errorLog", "file name"], c: ["conf", "file name"],
-        g: ["globals", "parameter"], s: ["signal", "parameter"],
+        p: ["prefix", "directory name"],
+        e: ["errorLog", "file name"],
+        c: ["conf", "file name"],
+        g: ["globals", "parameter"],
+        s: ["signal", "parameter"],
       };
       const t = takes[ch];
       if (!t) return { error: `invalid option: "${ch}"` };

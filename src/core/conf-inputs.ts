@@ -47,14 +47,20 @@ export function confInput<T>(key: string, compute: () => T): T {
     return value;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    m?.inputs.push({ key, error: { message: e?.message ?? String(err), ...(e?.code ? { code: e.code } : {}), ...(typeof e?.errno === "number" ? { errno: e.errno } : {}) } });
+    m?.inputs.push({
+      key,
+      error: { message: e?.message ?? String(err), ...(e?.code ? { code: e.code } : {}), ...(typeof e?.errno === "number" ? { errno: e.errno } : {}) },
+    });
     throw err;
   }
 }
 
 /** A file read at configuration time (its bytes travel as base64). */
 export function readConfFile(path: string): Buffer {
-  return Buffer.from(confInput(`file:${path}`, () => readFileSync(path).toString("base64")), "base64");
+  return Buffer.from(
+    confInput(`file:${path}`, () => readFileSync(path).toString("base64")),
+    "base64",
+  );
 }
 
 /** Runs `parse` while recording its inputs. */

@@ -22,8 +22,13 @@ const loadedModules = new WeakMap<Level, Set<string>>();
 
 /** `worker_processes number | auto` (undefined value = auto). */
 const workerProcesses = custom<number | "auto">({
-  name: "worker_processes", contexts: ["main"], args: take(1), syntax: "number | auto",
-  defaultValue: 1, defaultText: "1", doc: "How many worker processes serve connections.",
+  name: "worker_processes",
+  contexts: ["main"],
+  args: take(1),
+  syntax: "number | auto",
+  defaultValue: 1,
+  defaultText: "1",
+  doc: "How many worker processes serve connections.",
   parse([arg]) {
     if (arg === "auto") return "auto";
     const n = parseNumber(arg!);
@@ -35,14 +40,28 @@ const workerProcesses = custom<number | "auto">({
 const daemon = flag("daemon", true, { contexts: ["main"], doc: "Whether the master detaches from the terminal." });
 const masterProcess = flag("master_process", true, { contexts: ["main"], doc: "Whether a master supervises worker processes (off: one process serves)." });
 const pid = string("pid", "logs/nginx.pid", { contexts: ["main"], syntax: "file", doc: "File receiving the master's process ID." });
-const workerShutdownTimeout = msec("worker_shutdown_timeout", undefined, { contexts: ["main"], defaultText: "—", doc: "Upper bound for a graceful shutdown; remaining sessions are then closed." });
+const workerShutdownTimeout = msec("worker_shutdown_timeout", undefined, {
+  contexts: ["main"],
+  defaultText: "—",
+  doc: "Upper bound for a graceful shutdown; remaining sessions are then closed.",
+});
 const workerRlimitNofile = number("worker_rlimit_nofile", undefined, { contexts: ["main"], doc: "Open-file limit (soft and hard) of each worker process." });
 
 /** `user user [group]`: applied only when running as root. */
-export interface UserSetting { readonly user: string; readonly group: string; readonly uid?: number; readonly gid?: number }
+export interface UserSetting {
+  readonly user: string;
+  readonly group: string;
+  readonly uid?: number;
+  readonly gid?: number;
+}
 const user = custom<UserSetting | undefined>({
-  name: "user", contexts: ["main"], args: take(1, 2), syntax: "user [group]",
-  defaultValue: undefined, defaultText: "nobody nobody", doc: "The user and group the workers run as when the master is root; without it nobody, with group nobody or else nogroup.",
+  name: "user",
+  contexts: ["main"],
+  args: take(1, 2),
+  syntax: "user [group]",
+  defaultValue: undefined,
+  defaultText: "nobody nobody",
+  doc: "The user and group the workers run as when the master is root; without it nobody, with group nobody or else nogroup.",
   parse(args, _prev, cx) {
     const name = args[0]!;
     const group = args[1] ?? name;
@@ -87,8 +106,14 @@ function defaultUser(): UserSetting {
 
 /** `env VAR[=value]`: variables the workers keep (TZ always); NODE_* are refused with a warning. */
 const env = custom<readonly string[]>({
-  name: "env", contexts: ["main"], args: take(1), syntax: "variable[=value]",
-  defaultValue: [], defaultText: "env TZ;", merge: "none", duplicates: "accumulate",
+  name: "env",
+  contexts: ["main"],
+  args: take(1),
+  syntax: "variable[=value]",
+  defaultValue: [],
+  defaultText: "env TZ;",
+  merge: "none",
+  duplicates: "accumulate",
   doc: "Environment variables the workers keep or get; all others are removed (NODE_* never reach workers).",
   parse(args, prev, cx) {
     const name = args[0]!.split("=")[0]!;
@@ -102,8 +127,14 @@ const env = custom<readonly string[]>({
 
 /** `load_module file`: Postern has the mail modules built in. */
 const loadModule = custom<readonly string[]>({
-  name: "load_module", contexts: ["main"], args: take(1), syntax: "file",
-  defaultValue: [], defaultText: "—", merge: "none", duplicates: "accumulate",
+  name: "load_module",
+  contexts: ["main"],
+  args: take(1),
+  syntax: "file",
+  defaultValue: [],
+  defaultText: "—",
+  merge: "none",
+  duplicates: "accumulate",
   doc: "Accepted for ngx_mail_module.so (built in); any other module is an error.",
   parse(args, prev, cx) {
     if (modulesUsed.has(cx.level)) throw directiveMessage("load_module", "is specified too late");
@@ -126,8 +157,14 @@ export function markModulesUsed(cx: SetContext): void {
 
 /** The parsed `events {}` block. */
 const events = custom<Level | undefined>({
-  name: "events", contexts: ["main"], args: noArgs, block: true, syntax: "{ ... }",
-  defaultValue: undefined, defaultText: "—", doc: "Connection processing settings (required).",
+  name: "events",
+  contexts: ["main"],
+  args: noArgs,
+  block: true,
+  syntax: "{ ... }",
+  defaultValue: undefined,
+  defaultText: "—",
+  doc: "Connection processing settings (required).",
   parse(_args, _prev, cx) {
     markModulesUsed(cx);
     const level = new Level("events", cx.location);
@@ -139,8 +176,14 @@ const events = custom<Level | undefined>({
 /** `http {}` / `stream {}`: Postern serves mail only. */
 function refusedBlock(name: string): AnyDirective {
   return custom<undefined>({
-    name, contexts: ["main"], args: noArgs, block: true, syntax: "{ ... }",
-    defaultValue: undefined, defaultText: "—", doc: `Refused: Postern serves mail only.`,
+    name,
+    contexts: ["main"],
+    args: noArgs,
+    block: true,
+    syntax: "{ ... }",
+    defaultValue: undefined,
+    defaultText: "—",
+    doc: `Refused: Postern serves mail only.`,
     parse() {
       throw new ConfError(`"${name}" directive is not supported: Postern is a mail proxy only`);
     },
@@ -148,8 +191,13 @@ function refusedBlock(name: string): AnyDirective {
 }
 
 const workerConnections = custom<number>({
-  name: "worker_connections", contexts: ["events"], args: take(1), syntax: "number",
-  defaultValue: 512, defaultText: "512", doc: "Connections a worker may have open at once.",
+  name: "worker_connections",
+  contexts: ["events"],
+  args: take(1),
+  syntax: "number",
+  defaultValue: 512,
+  defaultText: "512",
+  doc: "Connections a worker may have open at once.",
   parse([arg]) {
     const n = parseNumber(arg!);
     if (n === null) throw new ConfError(`invalid number "${arg}"`);
@@ -158,17 +206,33 @@ const workerConnections = custom<number>({
 });
 
 const sslEngine = custom<undefined>({
-  name: "ssl_engine", contexts: ["main"], args: take(1), syntax: "device",
-  defaultValue: undefined, defaultText: "—", doc: "Refused: OpenSSL engines are not available to Node.js.",
+  name: "ssl_engine",
+  contexts: ["main"],
+  args: take(1),
+  syntax: "device",
+  defaultValue: undefined,
+  defaultText: "—",
+  doc: "Refused: OpenSSL engines are not available to Node.js.",
   parse([arg]) {
     throw new ConfError(`ENGINE_by_id("${arg}") failed: OpenSSL engines are not available in Postern (Node.js TLS)`);
   },
 });
 
 /** A directive that is syntax-checked and otherwise has no effect in Postern (docs/compat.md). */
-function accepted(name: string, contexts: ("main" | "events")[], args: AnyDirective["args"], syntax: string, check?: (args: readonly string[]) => void): AnyDirective {
+function accepted(
+  name: string,
+  contexts: ("main" | "events")[],
+  args: AnyDirective["args"],
+  syntax: string,
+  check?: (args: readonly string[]) => void,
+): AnyDirective {
   return custom<readonly string[] | undefined>({
-    name, contexts, args, syntax, defaultValue: undefined, defaultText: "—",
+    name,
+    contexts,
+    args,
+    syntax,
+    defaultValue: undefined,
+    defaultText: "—",
     doc: "Accepted for compatibility; no effect in Postern.",
     parse(a) {
       check?.(a);
@@ -221,9 +285,22 @@ const noEffect: AnyDirective[] = [
 export const coreModule: ConfModule = {
   name: "ngx_core_module",
   directives: [
-    daemon, masterProcess, pid, workerProcesses, user, workerRlimitNofile,
-    workerShutdownTimeout, env, loadModule, errorLog, events, workerConnections, sslEngine,
-    refusedBlock("http"), refusedBlock("stream"), ...noEffect,
+    daemon,
+    masterProcess,
+    pid,
+    workerProcesses,
+    user,
+    workerRlimitNofile,
+    workerShutdownTimeout,
+    env,
+    loadModule,
+    errorLog,
+    events,
+    workerConnections,
+    sslEngine,
+    refusedBlock("http"),
+    refusedBlock("stream"),
+    ...noEffect,
   ],
 };
 
@@ -264,4 +341,3 @@ export function checkCoreConf(conf: ParsedConf): void {
   if (conf.main.own(events) === undefined) throw ConfError.unlocated('no "events" section in configuration');
   if (conf.main.get(user) === undefined && process.geteuid?.() === 0) defaultUsers.set(conf, defaultUser());
 }
-

@@ -44,7 +44,32 @@ function parseLevels(words: readonly string[]): LogLevel {
   return level ?? "debug";
 }
 
-const FACILITIES = ["kern", "user", "mail", "daemon", "auth", "intern", "lpr", "news", "uucp", "clock", "authpriv", "ftp", "ntp", "audit", "alert", "cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"];
+const FACILITIES = [
+  "kern",
+  "user",
+  "mail",
+  "daemon",
+  "auth",
+  "intern",
+  "lpr",
+  "news",
+  "uucp",
+  "clock",
+  "authpriv",
+  "ftp",
+  "ntp",
+  "audit",
+  "alert",
+  "cron",
+  "local0",
+  "local1",
+  "local2",
+  "local3",
+  "local4",
+  "local5",
+  "local6",
+  "local7",
+];
 
 /** `syslog:server=...,facility=...,severity=...,tag=...,nohostname`. */
 function parseSyslog(spec: string): SyslogTarget {
@@ -111,9 +136,14 @@ export function parseLogTarget(args: readonly string[], prefix: string): LogTarg
 
 /** `error_log file [level];` in main, mail and server: several per level add sinks. */
 export const errorLog: Directive<readonly LogTarget[]> = custom<readonly LogTarget[]>({
-  name: "error_log", contexts: ["main", "mail", "server"], args: oneOrMore,
-  syntax: "file [level]", defaultValue: [], defaultText: "stderr error",
-  merge: "list", duplicates: "accumulate",
+  name: "error_log",
+  contexts: ["main", "mail", "server"],
+  args: oneOrMore,
+  syntax: "file [level]",
+  defaultValue: [],
+  defaultText: "stderr error",
+  merge: "list",
+  duplicates: "accumulate",
   doc: "Where error messages go and from which level; several directives at one level add destinations.",
   parse: (args, previous, cx) => [...(previous ?? []), parseLogTarget(args, cx.prefix)],
 });
@@ -123,10 +153,18 @@ export function openErrorLog(targets: readonly LogTarget[]): ErrorLog {
   const sinks: LogSink[] = [];
   for (const t of targets) {
     switch (t.kind) {
-      case "stderr": sinks.push(new StderrSink(t.level)); break;
-      case "memory": sinks.push(new MemorySink(t.size, t.level)); break;
-      case "syslog": sinks.push(new SyslogSink(t.syslog, t.level)); break;
-      case "file": sinks.push(new FileSink(t.path, t.level)); break;
+      case "stderr":
+        sinks.push(new StderrSink(t.level));
+        break;
+      case "memory":
+        sinks.push(new MemorySink(t.size, t.level));
+        break;
+      case "syslog":
+        sinks.push(new SyslogSink(t.syslog, t.level));
+        break;
+      case "file":
+        sinks.push(new FileSink(t.path, t.level));
+        break;
     }
   }
   return new ErrorLog(sinks);

@@ -23,7 +23,7 @@ export function parseIpv6(text: string): Buffer | null {
     if (tail4 === null) return null;
     head = text.slice(0, lastColon + 1) + "0:0";
   }
-  const [left, right] = head.includes("::") ? head.split("::") as [string, string] : [head, undefined];
+  const [left, right] = head.includes("::") ? (head.split("::") as [string, string]) : [head, undefined];
   const l = left === "" ? [] : left.split(":");
   const r = right === undefined || right === "" ? [] : right.split(":");
   const groups = right === undefined ? l : [...l, ...Array<string>(8 - l.length - r.length).fill("0"), ...r];
@@ -52,17 +52,30 @@ export function formatIp(b: Buffer): string {
   const g: number[] = [];
   for (let i = 0; i < 16; i += 2) g.push(b.readUInt16BE(i));
   // The longest run of zero groups (at least two) becomes "::".
-  let best = -1, bestLen = 0;
+  let best = -1,
+    bestLen = 0;
   for (let i = 0; i < 8;) {
-    if (g[i] !== 0) { i++; continue; }
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   if (bestLen < 2) return g.map((x) => x.toString(16)).join(":");
-  const left = g.slice(0, best).map((x) => x.toString(16)).join(":");
-  const right = g.slice(best + bestLen).map((x) => x.toString(16)).join(":");
+  const left = g
+    .slice(0, best)
+    .map((x) => x.toString(16))
+    .join(":");
+  const right = g
+    .slice(best + bestLen)
+    .map((x) => x.toString(16))
+    .join(":");
   return `${left}::${right}`;
 }
 

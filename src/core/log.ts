@@ -363,13 +363,27 @@ export class ErrorLog {
     for (const s of this.sinks) if (rank <= levelRank(s.level)) s.write(level, line, message, time);
   }
 
-  emerg(message: string): void { this.write("emerg", message); }
-  alert(message: string): void { this.write("alert", message); }
-  error(message: string): void { this.write("error", message); }
-  warn(message: string): void { this.write("warn", message); }
-  notice(message: string): void { this.write("notice", message); }
-  info(message: string): void { this.write("info", message); }
-  debug(message: string): void { this.write("debug", message); }
+  emerg(message: string): void {
+    this.write("emerg", message);
+  }
+  alert(message: string): void {
+    this.write("alert", message);
+  }
+  error(message: string): void {
+    this.write("error", message);
+  }
+  warn(message: string): void {
+    this.write("warn", message);
+  }
+  notice(message: string): void {
+    this.write("notice", message);
+  }
+  info(message: string): void {
+    this.write("info", message);
+  }
+  debug(message: string): void {
+    this.write("debug", message);
+  }
 
   /** Reopens every sink; returns the failures (each sink that failed keeps its old file). */
   reopen(): string[] {
@@ -438,7 +452,13 @@ export class ConnectionLog {
     this.log.write(level, text);
   }
 
-  error(message: string): void { this.write("error", message); }
-  info(message: string): void { this.write("info", message); }
-  debug(message: string): void { this.write("debug", message); }
+  error(message: string): void {
+    this.write("error", message);
+  }
+  info(message: string): void {
+    this.write("info", message);
+  }
+  debug(message: string): void {
+    this.write("debug", message);
+  }
 }

@@ -96,11 +96,13 @@ export async function startDemoBackend(options: DemoOptions, log: DemoLog = cons
   const shared = { mailbox, user: options.user, log };
   const servers: Server[] = [];
   const sockets = new Set<Socket>();
-  const track = (serve: (s: Socket, o: typeof shared) => void) => (socket: Socket): void => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    serve(socket, shared);
-  };
+  const track =
+    (serve: (s: Socket, o: typeof shared) => void) =>
+    (socket: Socket): void => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      serve(socket, shared);
+    };
   try {
     servers.push(await listen(track(serveImap), options.imap, log));
     servers.push(await listen(track(servePop3), options.pop3, log));

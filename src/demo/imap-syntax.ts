@@ -33,16 +33,16 @@ export function tokenize(line: string): Token[] {
     } else if (c === ")") {
       tokens.push({ kind: "close" });
       i++;
-    } else if (c === "\"") {
+    } else if (c === '"') {
       let value = "";
       i++;
       for (;;) {
         if (i >= line.length) throw new ImapSyntaxError("unterminated quoted string");
         const q = line[i]!;
-        if (q === "\"") break;
+        if (q === '"') break;
         if (q === "\\") {
           const e = line[i + 1];
-          if (e !== "\\" && e !== "\"") throw new ImapSyntaxError("bad escape in quoted string");
+          if (e !== "\\" && e !== '"') throw new ImapSyntaxError("bad escape in quoted string");
           value += e;
           i += 2;
         } else {
@@ -112,14 +112,14 @@ export function inSequenceSet(set: SequenceSet, n: number, max: number): boolean
 export type FetchItem =
   | { readonly kind: "flags" | "uid" | "size" | "internaldate" }
   | {
-    readonly kind: "body";
-    /** "", "HEADER" or "TEXT". */
-    readonly section: string;
-    /** The name the answer carries (`BODY[]`, `RFC822`, ...), partial origin included. */
-    readonly name: string;
-    readonly peek: boolean;
-    readonly partial?: readonly [number, number];
-  };
+      readonly kind: "body";
+      /** "", "HEADER" or "TEXT". */
+      readonly section: string;
+      /** The name the answer carries (`BODY[]`, `RFC822`, ...), partial origin included. */
+      readonly name: string;
+      readonly peek: boolean;
+      readonly partial?: readonly [number, number];
+    };
 
 const SIMPLE: Readonly<Record<string, FetchItem>> = {
   FLAGS: { kind: "flags" },
@@ -174,6 +174,10 @@ export function listMatches(pattern: string, name: string): boolean {
   if (pattern.length > 256) return false;
   pattern = pattern.replace(/[*%]*\*[*%]*/g, "*").replace(/%+/g, "%");
   if (pattern.length > 64) return false;
-  const re = pattern.toUpperCase().replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/%/g, "[^/]*");
+  const re = pattern
+    .toUpperCase()
+    .replace(/[.+?^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/%/g, "[^/]*");
   return new RegExp(`^${re}$`).test(name.toUpperCase());
 }

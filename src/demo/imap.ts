@@ -9,7 +9,17 @@ import type { Socket } from "node:net";
 import { LineConnection } from "./connection.js";
 import { type DemoMailbox, type DemoMessage, sameLogin } from "./mailbox.js";
 import {
-  type FetchItem, ImapSyntaxError, type Token, astring, inSequenceSet, internalDate, listMatches, parseFetchItems, parseSequenceSet, splitLiteral, tokenize,
+  type FetchItem,
+  ImapSyntaxError,
+  type Token,
+  astring,
+  inSequenceSet,
+  internalDate,
+  listMatches,
+  parseFetchItems,
+  parseSequenceSet,
+  splitLiteral,
+  tokenize,
 } from "./imap-syntax.js";
 import type { DemoLog } from "./log.js";
 
@@ -206,16 +216,18 @@ class ImapSession {
     this.#view = [...box.messages];
     this.#readOnly = name === "EXAMINE";
     const unseen = this.#view.findIndex((m) => !m.flags.has("\\Seen"));
-    this.#conn.write([
-      "* FLAGS (\\Seen)",
-      `* ${this.#view.length} EXISTS`,
-      "* 0 RECENT",
-      ...(unseen >= 0 ? [`* OK [UNSEEN ${unseen + 1}] first unseen`] : []),
-      `* OK [UIDVALIDITY ${box.uidValidity}] UIDs valid`,
-      `* OK [UIDNEXT ${box.uidNext}] predicted next UID`,
-      "* OK [PERMANENTFLAGS ()] no flags can be set by the client",
-      "",
-    ].join("\r\n"));
+    this.#conn.write(
+      [
+        "* FLAGS (\\Seen)",
+        `* ${this.#view.length} EXISTS`,
+        "* 0 RECENT",
+        ...(unseen >= 0 ? [`* OK [UNSEEN ${unseen + 1}] first unseen`] : []),
+        `* OK [UIDVALIDITY ${box.uidValidity}] UIDs valid`,
+        `* OK [UIDNEXT ${box.uidNext}] predicted next UID`,
+        "* OK [PERMANENTFLAGS ()] no flags can be set by the client",
+        "",
+      ].join("\r\n"),
+    );
     reply(`OK [${this.#readOnly ? "READ-ONLY" : "READ-WRITE"}] ${name} completed`);
   }
 
@@ -229,7 +241,8 @@ class ImapSession {
   #status(args: Token[], reply: (text: string) => void): void {
     const mailbox = astring(args[0]);
     const items = args.slice(1);
-    if (mailbox === null || items[0]?.kind !== "open" || items[items.length - 1]?.kind !== "close") throw new ImapSyntaxError("STATUS takes a mailbox and a list of items");
+    if (mailbox === null || items[0]?.kind !== "open" || items[items.length - 1]?.kind !== "close")
+      throw new ImapSyntaxError("STATUS takes a mailbox and a list of items");
     if (mailbox.toUpperCase() !== "INBOX") return reply("NO the demo mailbox has only INBOX");
     const box = this.#options.mailbox;
     const values: Readonly<Record<string, number>> = {
@@ -269,7 +282,7 @@ class ImapSession {
     const items = parseFetchItems(args.slice(1));
     if (byUid && !items.some((i) => i.kind === "uid")) items.unshift({ kind: "uid" });
     if (!byUid && set.some(([a, b]) => a > view.length || b > view.length)) return reply("BAD message number out of range");
-    const max = byUid ? view[view.length - 1]?.uid ?? 0 : view.length;
+    const max = byUid ? (view[view.length - 1]?.uid ?? 0) : view.length;
     view.forEach((message, index) => {
       if (!inSequenceSet(set, byUid ? message.uid : index + 1, max)) return;
       this.#conn.write(Buffer.concat([Buffer.from(`* ${index + 1} FETCH (`, "latin1"), this.#fetchData(message, items), Buffer.from(")\r\n", "latin1")]));

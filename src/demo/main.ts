@@ -23,8 +23,10 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const at = (l: Listen, p: number): string => `${l.host.includes(":") ? `[${l.host}]` : l.host}:${p}`;
-  consoleLog(`IMAP ${at(options.imap, demo.ports.imap)}, POP3 ${at(options.pop3, demo.ports.pop3)}, SMTP ${at(options.smtp, demo.ports.smtp)}: `
-    + `an in-memory mailbox for ${options.user} with a welcome message (a demo for npm start, not a mail server)`);
+  consoleLog(
+    `IMAP ${at(options.imap, demo.ports.imap)}, POP3 ${at(options.pop3, demo.ports.pop3)}, SMTP ${at(options.smtp, demo.ports.smtp)}: ` +
+      `an in-memory mailbox for ${options.user} with a welcome message (a demo for npm start, not a mail server)`,
+  );
   const stop = (): void => {
     void demo.close().then(() => process.exit(0));
   };

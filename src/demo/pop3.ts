@@ -100,7 +100,11 @@ class Pop3Session {
           if (m) ok(show(drop.indexOf(m) + 1, m));
           return;
         }
-        return this.#conn.write(`+OK\r\n${live().map((x) => `${show(x.n, x.m)}\r\n`).join("")}.\r\n`);
+        return this.#conn.write(
+          `+OK\r\n${live()
+            .map((x) => `${show(x.n, x.m)}\r\n`)
+            .join("")}.\r\n`,
+        );
       }
       case "RETR": {
         const m = pick(first);

@@ -63,7 +63,9 @@ class SmtpSession {
         if (!/^[\x21-\x7e]{1,255}$/.test(name)) return err("501 5.5.4 a domain name, please");
         this.#helo = name;
         this.#reset();
-        return reply(verb === "HELO" ? "250 localhost" : `250-localhost\r\n250-XCLIENT ADDR LOGIN NAME\r\n250-SIZE ${MAX_MESSAGE_BYTES}\r\n250-8BITMIME\r\n250 PIPELINING`);
+        return reply(
+          verb === "HELO" ? "250 localhost" : `250-localhost\r\n250-XCLIENT ADDR LOGIN NAME\r\n250-SIZE ${MAX_MESSAGE_BYTES}\r\n250-8BITMIME\r\n250 PIPELINING`,
+        );
       }
       case "XCLI":
         // XCLIENT (Postfix): Postern names the client and the transaction

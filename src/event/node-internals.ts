@@ -51,7 +51,15 @@ export function tlsVerifyError(socket: tls.TLSSocket): VerifyError | undefined {
 export function checkNodeInternals(): void {
   const missing: string[] = [];
   if (typeof (net as unknown as HandleFactory)._createServerHandle !== "function") missing.push("net._createServerHandle()");
-  const probe = new tls.TLSSocket(new Duplex({ read() {}, write(_c, _e, done) { done(); } }), { isServer: true, secureContext: tls.createSecureContext({}) });
+  const probe = new tls.TLSSocket(
+    new Duplex({
+      read() {},
+      write(_c, _e, done) {
+        done();
+      },
+    }),
+    { isServer: true, secureContext: tls.createSecureContext({}) },
+  );
   const handle = (probe as unknown as { _handle?: VerifyHandle | null })._handle;
   if (typeof handle?.verifyError !== "function") missing.push("TLSSocket._handle.verifyError()");
   probe.destroy();

@@ -191,7 +191,13 @@ function* records(msg: Buffer, h: ResponseHeader): Generator<Record, string | un
       i += 1 + msg[i]!;
     }
     if (!owner || i + RR_FIXED >= n) return "short DNS response";
-    const record = { type: msg.readUInt16BE(i), cls: msg.readUInt16BE(i + 2), ttl: Math.max(0, msg.readInt32BE(i + 4)), len: msg.readUInt16BE(i + 8), data: i + RR_FIXED };
+    const record = {
+      type: msg.readUInt16BE(i),
+      cls: msg.readUInt16BE(i + 2),
+      ttl: Math.max(0, msg.readInt32BE(i + 4)),
+      len: msg.readUInt16BE(i + 8),
+      data: i + RR_FIXED,
+    };
     yield record;
     i = record.data + record.len;
   }

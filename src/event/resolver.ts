@@ -24,8 +24,17 @@ import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { isIP, isIPv4, isIPv6 } from "node:net";
 import { DEFAULT_CACHE_ENTRIES, ExpiringLruCache } from "./resolver-cache.js";
 import {
-  type AddressAnswer, type PtrAnswer, TYPE_A, TYPE_AAAA, TYPE_PTR,
-  copyName, readAddressAnswer, readHeader, readPtrAnswer, resolverStrerror, reverseQuestion,
+  type AddressAnswer,
+  type PtrAnswer,
+  TYPE_A,
+  TYPE_AAAA,
+  TYPE_PTR,
+  copyName,
+  readAddressAnswer,
+  readHeader,
+  readPtrAnswer,
+  resolverStrerror,
+  reverseQuestion,
 } from "./resolver-response.js";
 
 export { resolverStrerror };
@@ -120,7 +129,7 @@ function ipv6Bytes(addr: string): Buffer | null {
     const o = v4[1]!.split(".").map(Number);
     text = text.slice(0, -v4[1]!.length) + `${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
   }
-  const [head, tail] = text.includes("::") ? text.split("::") as [string, string] : [text, undefined];
+  const [head, tail] = text.includes("::") ? (text.split("::") as [string, string]) : [text, undefined];
   const h = head ? head.split(":") : [];
   const t = tail ? tail.split(":") : [];
   const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
@@ -167,7 +176,7 @@ export class Resolver {
     if (log) this.#log = log;
     const name = reverseName(addr);
     if (!name) return { ok: false, code: 1 };
-    const answer = await this.#ask(name, TYPE_PTR, Date.now() + timeoutMs) as PtrAnswer | null;
+    const answer = (await this.#ask(name, TYPE_PTR, Date.now() + timeoutMs)) as PtrAnswer | null;
     if (!answer) return { ok: false, code: RESOLVE_TIMEDOUT };
     return "code" in answer ? { ok: false, code: answer.code as ResolveErrorCode } : { ok: true, name: answer.name };
   }

@@ -81,10 +81,10 @@ function clientHello(): Buffer {
     extension(0x0017, Buffer.alloc(0)),
     extension(0xff01, Buffer.from([0])),
   ]);
-  return handshake(0x01, Buffer.concat([
-    Buffer.from([0x03, 0x03]), randomBytes(32), Buffer.from([0]),
-    list16(SUITES), Buffer.from([1, 0]), u16(extensions.length), extensions,
-  ]));
+  return handshake(
+    0x01,
+    Buffer.concat([Buffer.from([0x03, 0x03]), randomBytes(32), Buffer.from([0]), list16(SUITES), Buffer.from([1, 0]), u16(extensions.length), extensions]),
+  );
 }
 
 function certificateMessage(chain: readonly Buffer[]): Buffer {
@@ -94,7 +94,12 @@ function certificateMessage(chain: readonly Buffer[]): Buffer {
 
 /** One end of an in-memory pipe: what OpenSSL writes is dropped, what we push is read. */
 function sink(): Duplex {
-  return new Duplex({ read() {}, write(_chunk, _enc, done) { done(); } });
+  return new Duplex({
+    read() {},
+    write(_chunk, _enc, done) {
+      done();
+    },
+  });
 }
 
 /** Verifies client chains with OpenSSL against `ca`, as a server handshake would. */
@@ -103,9 +108,14 @@ export class ChainCheck {
 
   constructor(opts: ChainCheckOptions) {
     this.#context = tls.createSecureContext({
-      cert: [...opts.cert], key: [...opts.key], ca: [...opts.ca], ...(opts.crl ? { crl: [...opts.crl] } : {}),
-      minVersion: "TLSv1.2", maxVersion: "TLSv1.2",
-      ciphers: "AES128-GCM-SHA256:AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
+      cert: [...opts.cert],
+      key: [...opts.key],
+      ca: [...opts.ca],
+      ...(opts.crl ? { crl: [...opts.crl] } : {}),
+      minVersion: "TLSv1.2",
+      maxVersion: "TLSv1.2",
+      ciphers:
+        "AES128-GCM-SHA256:AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
     });
   }
 

@@ -43,8 +43,15 @@ export interface IpcEndpoint {
 const HEX_ID = /^[0-9a-f]{2,64}$/;
 
 function isWireEntry(e: unknown): e is WireEntry {
-  return Array.isArray(e) && e.length === 3 && typeof e[0] === "string" && HEX_ID.test(e[0])
-    && typeof e[1] === "string" && typeof e[2] === "number" && Number.isFinite(e[2]);
+  return (
+    Array.isArray(e) &&
+    e.length === 3 &&
+    typeof e[0] === "string" &&
+    HEX_ID.test(e[0]) &&
+    typeof e[1] === "string" &&
+    typeof e[2] === "number" &&
+    Number.isFinite(e[2])
+  );
 }
 
 /**
@@ -56,14 +63,20 @@ export function isCacheMessage(m: unknown): m is SessionCacheMessage {
   const x = m as Record<string, unknown>;
   if (x.type !== SESSION_CACHE_MESSAGE) return false;
   const str = (k: string): boolean => typeof x[k] === "string";
-  const num = (k: string, min: number): boolean => typeof x[k] === "number" && Number.isFinite(x[k]) && (x[k]) >= min;
+  const num = (k: string, min: number): boolean => typeof x[k] === "number" && Number.isFinite(x[k]) && x[k] >= min;
   switch (x.op) {
-    case "subscribe": return str("cache") && num("size", 1);
-    case "put": return str("cache") && num("size", 1) && Array.isArray(x.entries) && x.entries.every(isWireEntry);
-    case "drop": return str("cache") && num("size", 1) && Array.isArray(x.ids) && x.ids.every((i) => typeof i === "string" && HEX_ID.test(i));
-    case "ticketKey": return str("cache") && num("size", 1) && num("rotateSec", 1);
-    case "key": return str("cache") && str("key");
-    default: return false;
+    case "subscribe":
+      return str("cache") && num("size", 1);
+    case "put":
+      return str("cache") && num("size", 1) && Array.isArray(x.entries) && x.entries.every(isWireEntry);
+    case "drop":
+      return str("cache") && num("size", 1) && Array.isArray(x.ids) && x.ids.every((i) => typeof i === "string" && HEX_ID.test(i));
+    case "ticketKey":
+      return str("cache") && num("size", 1) && num("rotateSec", 1);
+    case "key":
+      return str("cache") && str("key");
+    default:
+      return false;
   }
 }
 

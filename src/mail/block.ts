@@ -17,8 +17,13 @@ export interface MailConf {
 
 /** `mail { ... }`. */
 export const mailDirective: Directive<MailConf | undefined> = custom<MailConf | undefined>({
-  name: "mail", contexts: ["main"], args: noArgs, block: true, syntax: "{ ... }",
-  defaultValue: undefined, defaultText: "—",
+  name: "mail",
+  contexts: ["main"],
+  args: noArgs,
+  block: true,
+  syntax: "{ ... }",
+  defaultValue: undefined,
+  defaultText: "—",
   doc: "Provides the configuration file context in which the mail server directives are specified.",
   parse(_args, _previous, cx) {
     markModulesUsed(cx);

@@ -55,6 +55,8 @@ export class CommandBuffer {
   #backlogBytes = 0;
   /** Set by `dropAfterCommand`: the command being consumed is the last one read. */
   #dropAfterCommand = false;
+  /** Who waits for the next bytes (`arrived`). */
+  #waiters: (() => void)[] = [];
 
   constructor(size: number, flow: InputFlow) {
     this.size = size;
@@ -67,6 +69,13 @@ export class CommandBuffer {
     this.#backlogBytes += chunk.length;
     // a client that pipelines faster than we answer is throttled, not buffered
     if (this.#backlogBytes > this.size) this.#flow.pause();
+    if (this.#waiters.length > 0) for (const w of this.#waiters.splice(0)) w();
+  }
+
+  /** Settles when bytes are pending (at once if some already are): SMTP's greeting delay waits on it. */
+  arrived(): Promise<void> {
+    if (this.hasPending()) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
   /** True when bytes were received and not yet consumed. */

@@ -22,9 +22,15 @@ const BOTH = ["mail", "server"] as const;
 
 /** `listen`: repeatable, server only; value = every address of every listen line. */
 export const listenDirective: Directive<readonly ListenSpec[]> = custom<readonly ListenSpec[]>({
-  name: "listen", contexts: ["server"], args: oneOrMore,
-  syntax: "address[:port] [ssl] [proxy_protocol] [backlog=number] [rcvbuf=size] [sndbuf=size] [bind] [ipv6only=on|off] [so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]]",
-  defaultValue: [], defaultText: "—", merge: "none", duplicates: "accumulate",
+  name: "listen",
+  contexts: ["server"],
+  args: oneOrMore,
+  syntax:
+    "address[:port] [ssl] [proxy_protocol] [backlog=number] [rcvbuf=size] [sndbuf=size] [bind] [ipv6only=on|off] [so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]]",
+  defaultValue: [],
+  defaultText: "—",
+  merge: "none",
+  duplicates: "accumulate",
   doc: "Sets the address and port on which the server accepts connections.",
   parse(args, previous, cx) {
     const specs = parseListen(args, cx.location);
@@ -41,8 +47,14 @@ export const listenDirective: Directive<readonly ListenSpec[]> = custom<readonly
 
 /** `protocol imap | pop3 | smtp`: repeatable, the last wins. */
 export const protocolDirective: Directive<MailProtocolName | undefined> = custom({
-  name: "protocol", contexts: ["server"], args: take(1), syntax: "imap | pop3 | smtp",
-  defaultValue: undefined, defaultText: "inferred from the port", merge: "none", duplicates: "lastWins",
+  name: "protocol",
+  contexts: ["server"],
+  args: take(1),
+  syntax: "imap | pop3 | smtp",
+  defaultValue: undefined,
+  defaultText: "inferred from the port",
+  merge: "none",
+  duplicates: "lastWins",
   doc: "Sets the protocol of the server; without it, a listen port of 143/993, 110/995 or 25/465/587 decides.",
   parse(args) {
     const p = args[0]!;
@@ -53,8 +65,15 @@ export const protocolDirective: Directive<MailProtocolName | undefined> = custom
 
 /** `server { ... }`: value = the server blocks of this mail block, in order. */
 export const serverDirective: Directive<readonly Level[]> = custom<readonly Level[]>({
-  name: "server", contexts: ["mail"], args: noArgs, block: true, syntax: "{ ... }",
-  defaultValue: [], defaultText: "—", merge: "none", duplicates: "accumulate",
+  name: "server",
+  contexts: ["mail"],
+  args: noArgs,
+  block: true,
+  syntax: "{ ... }",
+  defaultValue: [],
+  defaultText: "—",
+  merge: "none",
+  duplicates: "accumulate",
   doc: "Sets the configuration for a server.",
   parse(_args, previous, cx) {
     const level = new Level("server", cx.location, cx.level);
@@ -73,7 +92,8 @@ export const serverDirective: Directive<readonly Level[]> = custom<readonly Leve
 function warnUnsupported(spec: ListenSpec | undefined, args: readonly string[], warn: (m: string) => void): void {
   if (!spec) return;
   for (const p of args.slice(1)) {
-    if (p.startsWith("rcvbuf=") || p.startsWith("sndbuf=")) warn(`the "${p.slice(0, 6)}" parameter of "listen" is not supported by Postern (Node.js cannot set it), ignored`);
+    if (p.startsWith("rcvbuf=") || p.startsWith("sndbuf="))
+      warn(`the "${p.slice(0, 6)}" parameter of "listen" is not supported by Postern (Node.js cannot set it), ignored`);
     if (p === "multipath") warn("multipath is not supported on this platform, ignored");
   }
   const k = spec.keepalive;
@@ -90,24 +110,34 @@ function allListens(mail: Level | undefined): ListenSpec[] {
 
 /** `server_name`: SMTP greeting, HELO replies, salts; "" means the host name. */
 export const serverNameDirective = string("server_name", undefined, {
-  contexts: BOTH, syntax: "name", defaultText: "hostname",
+  contexts: BOTH,
+  syntax: "name",
+  defaultText: "hostname",
   doc: "Sets the server name used in the SMTP greeting, SASL challenges and the HELO sent to SMTP backends.",
 });
-export const timeoutDirective = msec("timeout", 60_000, { contexts: BOTH, defaultText: "60s", doc: "Sets the timeout used before proxying to the backend starts." });
+export const timeoutDirective = msec("timeout", 60_000, {
+  contexts: BOTH,
+  defaultText: "60s",
+  doc: "Sets the timeout used before proxying to the backend starts.",
+});
 export const resolverTimeoutDirective = msec("resolver_timeout", 30_000, { contexts: BOTH, defaultText: "30s", doc: "Sets the timeout for DNS operations." });
 export const maxErrorsDirective = number("max_errors", 5, { contexts: BOTH, doc: "Sets the number of protocol errors after which the connection is closed." });
 
 /** `resolver address ... [valid=time] [ipv4=on|off] [ipv6=on|off] | off`. */
 export const resolverDirective: Directive<ResolverSpec | null> = custom({
-  name: "resolver", contexts: BOTH, args: oneOrMore,
+  name: "resolver",
+  contexts: BOTH,
+  args: oneOrMore,
   syntax: "address ... [valid=time] [ipv4=on|off] [ipv6=on|off] | off",
-  defaultValue: null, defaultText: "off",
+  defaultValue: null,
+  defaultText: "off",
   doc: "Configures DNS servers used to resolve SMTP client names.",
   parse(args) {
     if (args.length === 1 && args[0] === "off") return null;
     const servers: ResolverAddress[] = [];
     let valid: number | undefined;
-    let ipv4 = true, ipv6 = true;
+    let ipv4 = true,
+      ipv6 = true;
     for (const a of args) {
       if (a.startsWith("valid=")) {
         const t = parseTime(a.slice(6), true);
@@ -169,7 +199,16 @@ export function resolveProtocol(level: Level): MailProtocolName {
 /** The module: its table and its finalize step. */
 export const mailCoreModule: MailModule = {
   name: "ngx_mail_core_module",
-  directives: [serverDirective, listenDirective, protocolDirective, serverNameDirective, timeoutDirective, resolverDirective, resolverTimeoutDirective, maxErrorsDirective],
+  directives: [
+    serverDirective,
+    listenDirective,
+    protocolDirective,
+    serverNameDirective,
+    timeoutDirective,
+    resolverDirective,
+    resolverTimeoutDirective,
+    maxErrorsDirective,
+  ],
   finalize(_server: MailServer) {
     // protocol is decided when the MailServer is built (block.ts); nothing else spans directives here
   },

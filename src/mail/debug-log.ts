@@ -92,7 +92,6 @@ export function armTimer(log: ConnectionLog, name: string, ms: number, fire: () 
   return timer;
 }
 
-
 /** Clears a timer armed by armTimer (`event timer del: NAME`); returns undefined for the caller's field. */
 export function disarmTimer(log: ConnectionLog, name: string, timer: NodeJS.Timeout | undefined): undefined {
   if (timer === undefined) return undefined;

@@ -52,7 +52,8 @@ function urlError(reason: string, url: string): ConfError {
 function parsePort(text: string, url: string): number[] {
   const range = /^(\d+)-(\d+)$/.exec(text);
   if (range) {
-    const lo = Number(range[1]), hi = Number(range[2]);
+    const lo = Number(range[1]),
+      hi = Number(range[2]);
     if (lo < 1 || hi > 65535 || lo > hi) throw urlError("invalid port range", url);
     return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
   }
@@ -115,7 +116,7 @@ function parseKeepalive(value: string): KeepaliveSpec {
   };
   const idle = time(idleText);
   const interval = time(intervalText);
-  const count = countText === "" ? undefined : parseNumber(countText) ?? bad();
+  const count = countText === "" ? undefined : (parseNumber(countText) ?? bad());
   if (!idle && !interval && !count) bad();
   return { on: true, idle, interval, count };
 }
@@ -130,7 +131,10 @@ export function formatListenAddress(host: string, port: number, unixPath?: strin
 export function parseListen(args: readonly string[], location: SourceLocation): ListenSpec[] {
   const url = args[0]!;
   const address = parseAddress(url);
-  let ssl = false, proxyProtocol = false, bind = false, ipv6only = true;
+  let ssl = false,
+    proxyProtocol = false,
+    bind = false,
+    ipv6only = true;
   let backlog = DEFAULT_BACKLOG;
   let rcvbuf: number | undefined, sndbuf: number | undefined;
   let keepalive: KeepaliveSpec | undefined;
@@ -165,10 +169,20 @@ export function parseListen(args: readonly string[], location: SourceLocation): 
   for (const host of address.hosts) {
     for (const port of address.ports) {
       specs.push({
-        host, port, unixPath: address.unixPath,
+        host,
+        port,
+        unixPath: address.unixPath,
         text: formatListenAddress(host, port, address.unixPath),
         wildcard: address.unixPath === undefined && (host === "0.0.0.0" || host === "::"),
-        ssl, proxyProtocol, backlog, rcvbuf, sndbuf, bind, ipv6only, keepalive, location,
+        ssl,
+        proxyProtocol,
+        backlog,
+        rcvbuf,
+        sndbuf,
+        bind,
+        ipv6only,
+        keepalive,
+        location,
       });
     }
   }

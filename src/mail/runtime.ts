@@ -48,8 +48,13 @@ interface EndpointRoute {
 
 function endpointOf(spec: ListenSpec): ListenEndpoint {
   return {
-    key: spec.text, host: spec.host, port: spec.port, path: spec.unixPath,
-    backlog: spec.backlog, ipv6Only: spec.ipv6only, text: spec.text,
+    key: spec.text,
+    host: spec.host,
+    port: spec.port,
+    path: spec.unixPath,
+    backlog: spec.backlog,
+    ipv6Only: spec.ipv6only,
+    text: spec.text,
   };
 }
 

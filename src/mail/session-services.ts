@@ -71,11 +71,23 @@ export interface SessionServices {
   /** null when the server uses no TLS. */
   tls(server: MailServer): SessionTls | null;
   /** One auth_http attempt (including WAIT repeats). */
-  authenticate(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: CancelSignal): Promise<AuthOutcome>;
+  authenticate(
+    server: MailServer,
+    info: SessionInfo,
+    credentials: Credentials,
+    attempt: number,
+    log: ConnectionLog,
+    signal: CancelSignal,
+  ): Promise<AuthOutcome>;
   /** Reads a PROXY protocol header (logs failures itself); `close` ends the session silently. */
   readProxyProtocol(socket: Socket, timeoutMs: number, log: ConnectionLog): Promise<ProxyReadOutcome>;
   /** The client address realip yields for a PROXY header, if the peer is trusted. */
-  realClientAddress(server: MailServer, peerAddr: string, unix: boolean, header: ProxyProtocolAddresses | undefined): { readonly addr: string; readonly port: number } | undefined;
+  realClientAddress(
+    server: MailServer,
+    peerAddr: string,
+    unix: boolean,
+    header: ProxyProtocolAddresses | undefined,
+  ): { readonly addr: string; readonly port: number } | undefined;
   /** Takes the connection over for backend login and relay; settles when both sides are closed. */
   proxy(handoff: ProxyHandoff): Promise<void>;
 }

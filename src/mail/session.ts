@@ -17,8 +17,8 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { describeSystemError } from "../core/errors.js";
-import { addressWithPort, plainAddress } from "../core/inet.js";
-import { ConnectionLog } from "../core/log.js";
+import { addressWithPort } from "../core/inet.js";
+import { ConnectionLog, type ErrorLog } from "../core/log.js";
 import { CommandBuffer, type CommandReader } from "./command-buffer.js";
 import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.js";
 import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-end.js";
@@ -30,7 +30,8 @@ import { startAuthWait } from "./auth-wait.js";
 import { Cancellation } from "./cancel.js";
 import type { MailServer } from "./server.js";
 import type { SessionServices, SessionTls } from "./session-services.js";
-import type { AuthMethod, AuthOutcome, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
+import { type SessionPeer, socketPeer } from "./session-peer.js";
+import type { AuthMethod, AuthOutcome, ClientTlsInfo, Credentials, SessionInfo } from "./types.js";
 
 /** The stages a session moves through, for logs and tests. */
 export type SessionStage = "proxyProtocol" | "tlsHandshake" | "greeting" | "auth" | "starttls" | "authHttp" | "authWait" | "proxy" | "closed";
@@ -52,22 +53,21 @@ export class Session implements SessionPort {
   #socket: Socket;
   #frontEnd!: FrontEnd;
   #current: SessionStage = "greeting";
-  get #stage(): SessionStage { return this.#current; }
-  set #stage(stage: SessionStage) { debugStage(this.log, this.#current, stage); this.#current = stage; } // a debug line per change
+  get #stage(): SessionStage {
+    return this.#current;
+  }
+  /** Every change of stage writes a debug line. */
+  set #stage(stage: SessionStage) {
+    debugStage(this.log, this.#current, stage);
+    this.#current = stage;
+  }
   #secure = false;
-  #clientAddr: string;
-  #clientPort: number;
-  readonly #localAddr: string;
-  readonly #localPort: number;
-  readonly #unix: boolean;
-  #proxyAddresses: ProxyProtocolAddresses | undefined;
+  readonly #peer: SessionPeer;
   #tlsInfo: ClientTlsInfo | undefined;
 
   /** Client bytes not yet consumed; dropped at hand-off. */
   readonly #input: CommandBuffer;
   #busy = false;
-  /** Front ends waiting for input while the session is busy (SMTP's greeting delay). */
-  #inputWaiters: (() => void)[] = [];
   #closed = false;
   #errors = 0;
   #attempt = 0;
@@ -96,7 +96,7 @@ export class Session implements SessionPort {
     tooLong: () => this.#tooLong(),
   };
 
-  constructor(socket: Socket, server: MailServer, listen: ListenSpec, protocol: MailProtocol, services: SessionServices, log: import("../core/log.js").ErrorLog) {
+  constructor(socket: Socket, server: MailServer, listen: ListenSpec, protocol: MailProtocol, services: SessionServices, log: ErrorLog) {
     this.server = server;
     this.#socket = socket;
     this.#listen = listen;
@@ -104,11 +104,7 @@ export class Session implements SessionPort {
     this.#services = services;
     this.#tls = services.tls(server);
     this.#id = ++connectionCounter;
-    this.#unix = listen.unixPath !== undefined;
-    this.#clientAddr = this.#unix ? "unix:" : plainAddress(socket.remoteAddress);
-    this.#clientPort = socket.remotePort ?? 0;
-    this.#localAddr = this.#unix ? "unix:" : plainAddress(socket.localAddress);
-    this.#localPort = socket.localPort ?? 0;
+    this.#peer = socketPeer(socket, listen.unixPath !== undefined);
     this.serverName = serverName(server.conf);
     this.#input = new CommandBuffer(protocol.bufferSize(server), {
       pause: () => this.#socket.pause(),
@@ -116,13 +112,14 @@ export class Session implements SessionPort {
         if (this.#socket.isPaused() && this.#stage !== "proxy") this.#socket.resume();
       },
     });
-    this.log = new ConnectionLog(log, this.#id, { client: this.#clientAddr, server: listen.text });
+    this.log = new ConnectionLog(log, this.#id, { client: this.#peer.clientAddr, server: listen.text });
   }
 
   /** Runs the session's opening stages; never throws. */
   start(): void {
     if (this.log.enabled("info")) {
-      const peer = this.#unix ? "unix:" : addressWithPort(this.#clientAddr, this.#clientPort);
+      const { unixClient, clientAddr, clientPort } = this.#peer;
+      const peer = unixClient ? "unix:" : addressWithPort(clientAddr, clientPort);
       this.log.plain("info", `client ${peer} connected to ${this.#listen.text}`);
     }
     this.#socket.setNoDelay(true);
@@ -142,11 +139,12 @@ export class Session implements SessionPort {
         this.#destroy("PROXY protocol header not read");
         return;
       }
-      this.#proxyAddresses = header.addresses;
-      const real = this.#services.realClientAddress(this.server, this.#clientAddr, this.#unix, header.addresses);
+      const peer = this.#peer;
+      peer.proxyProtocol = header.addresses;
+      const real = this.#services.realClientAddress(this.server, peer.clientAddr, peer.unixClient, header.addresses);
       if (real) {
-        this.#clientAddr = real.addr;
-        this.#clientPort = real.port;
+        peer.clientAddr = real.addr;
+        peer.clientPort = real.port;
         this.log.context.client = real.addr;
       }
       // What followed the header: TLS bytes go back to the stream for the
@@ -209,7 +207,10 @@ export class Session implements SessionPort {
     if (check.result !== "ok") {
       this.log.info(check.log);
       const replies = this.#protocol.replies;
-      this.#sendAndClose(check.result === "missing" ? replies.noCert : replies.certError, check.result === "missing" ? "no client certificate" : "client certificate refused");
+      this.#sendAndClose(
+        check.result === "missing" ? replies.noCert : replies.certError,
+        check.result === "missing" ? "no client certificate" : "client certificate refused",
+      );
       return false;
     }
     // The TLS 1.3 tickets before the first protocol byte, as nginx sends them
@@ -230,11 +231,11 @@ export class Session implements SessionPort {
   }
 
   get clientAddr(): string {
-    return this.#clientAddr;
+    return this.#peer.clientAddr;
   }
 
   get unixClient(): boolean {
-    return this.#unix;
+    return this.#peer.unixClient;
   }
 
   send(data: string | Buffer): void {
@@ -278,8 +279,7 @@ export class Session implements SessionPort {
   }
 
   inputArrived(): Promise<void> {
-    if (this.hasPendingInput()) return Promise.resolve();
-    return new Promise((resolve) => this.#inputWaiters.push(resolve));
+    return this.#input.arrived();
   }
 
   pendingInput(): Buffer {
@@ -375,26 +375,31 @@ export class Session implements SessionPort {
     this.#input.discard();
     this.log.context.login = outcome.login.toString("latin1");
     this.#shutdown = new Cancellation();
-    const frontEnd = this.#frontEnd;
-    const login = {
-      login: outcome.login, password: outcome.password, authMethod: this.#authMethod, conf: this.server.conf,
-      serverName: this.serverName, clientAddr: this.#clientAddr, unixClient: this.#unix,
-    };
-    void this.#services.proxy({
-      client: socket, pending, session: info, backend: outcome.backend, conf: this.server.conf,
-      timeoutMs: this.server.conf.get(timeoutDirective), log: this.log, shutdown: this.#shutdown,
-      loginSteps: () => frontEnd.backendLogin(login),
-      internalError: () => {
-        if (!socket.destroyed) socket.end(this.#protocol.replies.internalError);
-      },
-    }).catch((err: unknown) => {
-      this.log.write("alert", `unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-      socket.destroy();
-    }).finally(() => {
-      this.#closed = true;
-      this.#stage = "closed";
-      this.#resolveFinished();
-    });
+    const login = { login: outcome.login, password: outcome.password, authMethod: this.#authMethod, conf: this.server.conf, session: info };
+    void this.#services
+      .proxy({
+        client: socket,
+        pending,
+        session: info,
+        backend: outcome.backend,
+        conf: this.server.conf,
+        timeoutMs: this.server.conf.get(timeoutDirective),
+        log: this.log,
+        shutdown: this.#shutdown,
+        loginSteps: () => this.#frontEnd.backendLogin(login),
+        internalError: () => {
+          if (!socket.destroyed) socket.end(this.#protocol.replies.internalError);
+        },
+      })
+      .catch((err: unknown) => {
+        this.log.write("alert", `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        socket.destroy();
+      })
+      .finally(() => {
+        this.#closed = true;
+        this.#stage = "closed";
+        this.#resolveFinished();
+      });
   }
 
   #info(): SessionInfo {
@@ -403,12 +408,7 @@ export class Session implements SessionPort {
     return {
       id: this.#id,
       protocol: this.server.protocol,
-      clientAddr: this.#clientAddr,
-      clientPort: this.#clientPort,
-      localAddr: this.#localAddr,
-      localPort: this.#localPort,
-      unixClient: this.#unix,
-      proxyProtocol: this.#proxyAddresses,
+      ...this.#peer,
       tls: this.#tlsInfo,
       smtp: this.#frontEnd.authFacts?.(),
     };
@@ -418,7 +418,6 @@ export class Session implements SessionPort {
 
   #receive(chunk: Buffer): void {
     this.#input.push(chunk);
-    if (this.#inputWaiters.length > 0) for (const w of this.#inputWaiters.splice(0)) w();
     this.#process();
   }
 
@@ -461,9 +460,7 @@ export class Session implements SessionPort {
   }
 
   #socketError(err: NodeJS.ErrnoException): void {
-    if (this.#stage !== "proxy" && err.code && err.code !== "EPIPE") {
-      this.log.info(`recv() failed ${describeSystemError(err)}`);
-    }
+    if (this.#stage !== "proxy" && err.code && err.code !== "EPIPE") this.log.info(`recv() failed ${describeSystemError(err)}`);
     this.#destroy(err.code ?? "socket error");
   }
 
@@ -481,7 +478,7 @@ export class Session implements SessionPort {
   /** An exception inside the session: internal error to the client, never a crash. */
   #fail(err: unknown): void {
     if (this.#closed) return;
-    this.log.write("alert", `unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    this.log.write("alert", `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     this.#sendAndClose(this.#protocol.replies.internalError, "internal error");
   }
 

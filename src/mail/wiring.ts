@@ -27,7 +27,14 @@ export const MAIL_PROTOCOLS: ReadonlyMap<MailProtocolName, MailProtocol> = new M
   ["smtp", smtpProtocol],
 ]);
 
-function runAuthHttp(server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: CancelSignal): Promise<AuthOutcome> {
+function runAuthHttp(
+  server: MailServer,
+  info: SessionInfo,
+  credentials: Credentials,
+  attempt: number,
+  log: ConnectionLog,
+  signal: CancelSignal,
+): Promise<AuthOutcome> {
   const settings = authHttpSettings(server.conf);
   return authenticate({ settings, address: authHttpAddress(settings.url), session: info, credentials, attempt, log, signal });
 }

@@ -71,4 +71,3 @@ export function nodeOptionsWithoutDebug(value: string | undefined): string | und
   const kept = withoutDebugSwitches(value.split(/\s+/).filter(Boolean)).join(" ");
   return kept === "" ? undefined : kept;
 }
-

@@ -64,9 +64,10 @@ function pipeError(err: NodeJS.ErrnoException, path: string): NodeJS.ErrnoExcept
 export async function bindEndpoint(e: ListenEndpoint): Promise<BoundHandle | NodeJS.ErrnoException> {
   const failed = await probe(e);
   if (failed) return failed;
-  const r = e.path !== undefined
-    ? createServerHandle(e.path, -1, -1, 0)
-    : createServerHandle(e.host, e.port, net.isIPv6(e.host) ? 6 : 4, e.ipv6Only ? UV_TCP_IPV6ONLY : 0);
+  const r =
+    e.path !== undefined
+      ? createServerHandle(e.path, -1, -1, 0)
+      : createServerHandle(e.host, e.port, net.isIPv6(e.host) ? 6 : 4, e.ipv6Only ? UV_TCP_IPV6ONLY : 0);
   if (typeof r !== "number") return r;
   const code = getSystemErrorName(r);
   const err: NodeJS.ErrnoException = new Error(code);
@@ -79,7 +80,11 @@ export async function bindEndpoint(e: ListenEndpoint): Promise<BoundHandle | Nod
  * Binds every endpoint not already in `existing`, with nginx's retries.
  * Logs each failure at emerg through `emerg`; throws after the last round.
  */
-export async function bindAll(endpoints: readonly ListenEndpoint[], existing: ReadonlyMap<string, BoundHandle>, emerg: (msg: string) => void): Promise<Map<string, BoundHandle>> {
+export async function bindAll(
+  endpoints: readonly ListenEndpoint[],
+  existing: ReadonlyMap<string, BoundHandle>,
+  emerg: (msg: string) => void,
+): Promise<Map<string, BoundHandle>> {
   const opened = new Map<string, BoundHandle>();
   for (let round = 0; round < 5; round++) {
     let failed = false;

@@ -218,7 +218,12 @@ export class Master {
     }
     // never the master's --inspect*/--debug* switches (fork would pass them all on)
     const execArgv = withoutDebugSwitches(process.execArgv);
-    const child = fork(new URL("./worker-entry.js", import.meta.url), [], { env, execArgv, stdio: ["ignore", "ignore", "inherit", "ipc"], serialization: "json" });
+    const child = fork(new URL("./worker-entry.js", import.meta.url), [], {
+      env,
+      execArgv,
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+      serialization: "json",
+    });
     const w: Worker = { child, generation: cycle.generation, exiting: false, listening: false, reopenPending: false };
     this.#workers.add(w);
     this.#log().report("notice", `start worker process ${child.pid}`);

@@ -25,7 +25,14 @@ function signalText(sig: NodeJS.Signals): string {
  * Runs the single process (`errorLog`: the `-e` log, "stderr" when not
  * given; `daemonized`: `daemon on`); resolves with the exit code.
  */
-export async function runSingle(conf: ParsedConf, errorLog: string, reporter: Reporter, argv: readonly string[], onUp?: () => void, daemonized = false): Promise<number> {
+export async function runSingle(
+  conf: ParsedConf,
+  errorLog: string,
+  reporter: Reporter,
+  argv: readonly string[],
+  onUp?: () => void,
+  daemonized = false,
+): Promise<number> {
   const startParent = process.ppid;
   let core = coreSettings(conf);
   const handles = new Map<string, BoundHandle>();

@@ -30,8 +30,14 @@ function dropPrivileges(user: UserSetting): void {
   if (uid === undefined || gid === undefined) throw new Error(`no uid or gid for "${user.user}"`);
   // POSIX-only methods (the @types mark them optional; initgroups is missing)
   const p = process as unknown as {
-    setgid(g: number): void; setuid(u: number): void; initgroups(u: string, g: number): void;
-    getuid(): number; geteuid(): number; getgid(): number; getegid(): number; getgroups(): number[];
+    setgid(g: number): void;
+    setuid(u: number): void;
+    initgroups(u: string, g: number): void;
+    getuid(): number;
+    geteuid(): number;
+    getgid(): number;
+    getegid(): number;
+    getgroups(): number[];
   };
   const step = (what: string, f: () => void): void => {
     try {

@@ -29,11 +29,22 @@ export async function passwd(args: string[], password: string): Promise<void> {
 export const plain = (login: string, password: string): Credentials => ({ method: "plain", login: Buffer.from(login), password: Buffer.from(password) });
 
 /** The raw bytes of an nginx-shaped request (HTTP/1.0, Client-IP `clientAddr`, `headers` as auth_http_header, Auth-Login-Attempt `attempt`). */
-export function authRequest(protocol: MailProtocolName, credentials: Credentials, clientAddr = "127.0.0.1", headers: readonly AuthHttpHeader[] = [], attempt = 1): Buffer {
+export function authRequest(
+  protocol: MailProtocolName,
+  credentials: Credentials,
+  clientAddr = "127.0.0.1",
+  headers: readonly AuthHttpHeader[] = [],
+  attempt = 1,
+): Buffer {
   const smtp = protocol === "smtp" ? { helo: "c", esmtp: true, clientHost: "[UNAVAILABLE]" } : undefined;
   return buildAuthRequest({
     session: { id: 1, protocol, clientAddr, clientPort: 1, localAddr: "127.0.0.1", localPort: 1, unixClient: false, smtp },
-    credentials, attempt, uri: "/auth", hostHeader: "127.0.0.1", headers, passClientCert: false,
+    credentials,
+    attempt,
+    uri: "/auth",
+    hostHeader: "127.0.0.1",
+    headers,
+    passClientCert: false,
   });
 }
 
@@ -51,7 +62,14 @@ export function exchange(port: number, request: Buffer): Promise<string> {
 }
 
 /** As nginx would ask; the parsed answer plus the raw text. */
-export async function ask(port: number, protocol: MailProtocolName, credentials: Credentials, clientAddr = "127.0.0.1", headers: readonly AuthHttpHeader[] = [], attempt = 1): Promise<AuthResponse & { raw: string }> {
+export async function ask(
+  port: number,
+  protocol: MailProtocolName,
+  credentials: Credentials,
+  clientAddr = "127.0.0.1",
+  headers: readonly AuthHttpHeader[] = [],
+  attempt = 1,
+): Promise<AuthResponse & { raw: string }> {
   const raw = await exchange(port, authRequest(protocol, credentials, clientAddr, headers, attempt));
   const state = parseAuthResponse(Buffer.from(raw, "latin1"));
   assert.equal(state.kind, "done", raw);

@@ -82,12 +82,19 @@ before(async () => {
   await new Promise<void>((resolve) => backend!.listen(0, "127.0.0.1", resolve));
   const backendPort = (backend.address() as AddressInfo).port;
   const usersFile = join(dir, "users");
-  writeFileSync(usersFile, formatUserLine({
-    login: "alice@example.com", hash: await hashPasswordAsync("pa ss%word", { N: 1024, r: 8, p: 1 }), backends: { pop3: { host: "127.0.0.1", port: backendPort } },
-  }) + "\n");
+  writeFileSync(
+    usersFile,
+    formatUserLine({
+      login: "alice@example.com",
+      hash: await hashPasswordAsync("pa ss%word", { N: 1024, r: 8, p: 1 }),
+      backends: { pop3: { host: "127.0.0.1", port: backendPort } },
+    }) + "\n",
+  );
   auth = await startAuthServer({ usersFile, wait: 0, scrypt: { N: 1024, r: 8, p: 1 }, log: () => {} }, "127.0.0.1", 0);
   pop3Port = await freePort();
-  writeFileSync(join(dir, "nginx.conf"), `
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `
 load_module /usr/lib/nginx/modules/ngx_mail_module.so;
 daemon off;
 master_process off;
@@ -98,7 +105,8 @@ mail {
     auth_http 127.0.0.1:${auth.address.port}/auth;
     server { listen 127.0.0.1:${pop3Port}; protocol pop3; }
 }
-`);
+`,
+  );
   nginx = spawn("/usr/sbin/nginx", ["-p", `${dir}/`, "-c", "nginx.conf", "-e", `${dir}/error.log`], { stdio: "ignore" });
   const deadline = Date.now() + 5000;
   for (;;) {

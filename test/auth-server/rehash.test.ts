@@ -23,7 +23,12 @@ const OLD = { N: 16384, r: 8, p: 1 };
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "postern-rehash-"));
   usersFile = join(dir, "users");
-  const old = formatUserLine({ login: "olduser", hash: await hashPasswordAsync("old secret", OLD), backends: { default: { host: "127.0.0.1", port: 1143 } }, clear: Buffer.from("old secret") });
+  const old = formatUserLine({
+    login: "olduser",
+    hash: await hashPasswordAsync("old secret", OLD),
+    backends: { default: { host: "127.0.0.1", port: 1143 } },
+    clear: Buffer.from("old secret"),
+  });
   const other = formatUserLine({ login: "other", hash: await hashPasswordAsync("other pw", OLD), backends: { imap: { host: "127.0.0.2", port: 143 } } });
   writeFileSync(usersFile, `# comment kept\n${old}\n\n${other}\n`);
   chmodSync(usersFile, 0o640);
@@ -56,7 +61,10 @@ test("an old N=2^14 entry logs in and is rewritten with N=2^17, r=8, p=1; the re
   assert.deepEqual(changed(after), changed(before));
   assert.equal(statSync(usersFile).mode & 0o777, 0o640, "the file's mode is kept");
   assert.deepEqual(readdirSync(dir), ["users"], "no temporary file left");
-  assert.ok(logLines.some((l) => /^login "olduser": password hash upgraded to scrypt N=131072 r=8 p=1$/.test(l)), logLines.join("\n"));
+  assert.ok(
+    logLines.some((l) => /^login "olduser": password hash upgraded to scrypt N=131072 r=8 p=1$/.test(l)),
+    logLines.join("\n"),
+  );
   for (const l of logLines) assert.doesNotMatch(l, /old secret/);
 
   // the new entry logs in, and is not rewritten again

@@ -33,12 +33,25 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), "postern-authkey-"));
   backend = await startFakePop3();
   const usersFile = join(dir, "users");
-  writeFileSync(usersFile, formatUserLine({
-    login: "alice", hash: await hashPasswordAsync("right pw", TEST_SCRYPT), backends: { pop3: { host: "127.0.0.1", port: backend.port } },
-  }) + "\n");
-  server = await startAuthServer({
-    usersFile, wait: 0, scrypt: TEST_SCRYPT, secret: Buffer.from(SECRET), log: (l) => logLines.push(l),
-  }, "127.0.0.1", 0);
+  writeFileSync(
+    usersFile,
+    formatUserLine({
+      login: "alice",
+      hash: await hashPasswordAsync("right pw", TEST_SCRYPT),
+      backends: { pop3: { host: "127.0.0.1", port: backend.port } },
+    }) + "\n",
+  );
+  server = await startAuthServer(
+    {
+      usersFile,
+      wait: 0,
+      scrypt: TEST_SCRYPT,
+      secret: Buffer.from(SECRET),
+      log: (l) => logLines.push(l),
+    },
+    "127.0.0.1",
+    0,
+  );
 });
 
 after(async () => {
@@ -64,7 +77,10 @@ test("without the right X-Auth-Key: 403, and nothing of the request is used", as
   const ok = await ask(port, "pop3", plain("alice", "right pw"), "192.0.2.7", key(SECRET));
   assert.equal(ok.failure, undefined, "192.0.2.7 was not blocked by requests without the key");
   assert.equal(text(ok.port), String(backend!.port));
-  assert.ok(logLines.some((l) => new RegExp(`^request from 127\\.0\\.0\\.1 refused: missing or wrong ${SECRET_HEADER} `).test(l)), logLines.join("\n"));
+  assert.ok(
+    logLines.some((l) => new RegExp(`^request from 127\\.0\\.0\\.1 refused: missing or wrong ${SECRET_HEADER} `).test(l)),
+    logLines.join("\n"),
+  );
   for (const l of logLines) assert.doesNotMatch(l, new RegExp(SECRET));
 });
 

@@ -18,7 +18,6 @@ let usersFile = "";
 let server: RunningAuthServer | undefined;
 const logLines: string[] = [];
 
-
 /** Test entries use a low scrypt cost, so the suite stays fast (the default is tested in passwd.test.ts). */
 const TEST_SCRYPT = { N: 1024, r: 8, p: 1 };
 
@@ -29,7 +28,13 @@ async function passwd(args: string[], password: string): Promise<void> {
 }
 
 /** Sends a request exactly as nginx would (one connection, HTTP/1.0, read to close). */
-function ask(port: number, protocol: MailProtocolName, credentials: Credentials, attempt = 1, clientAddr = "127.0.0.1"): Promise<AuthResponse & { raw: string }> {
+function ask(
+  port: number,
+  protocol: MailProtocolName,
+  credentials: Credentials,
+  attempt = 1,
+  clientAddr = "127.0.0.1",
+): Promise<AuthResponse & { raw: string }> {
   return askAs(port, protocol, credentials, clientAddr, [], attempt);
 }
 
@@ -52,7 +57,10 @@ after(async () => {
 test("passwd writes a documented line per user, keeps comments, hashes with scrypt", () => {
   const text = readFileSync(usersFile, "utf8");
   assert.ok(text.startsWith("# Postern users\n"));
-  assert.match(text, /^alice@example\.com:scrypt\$1024\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:127\.0\.0\.1:1025,imap=127\.0\.0\.1:1143,pop3=127\.0\.0\.1:1110$/m);
+  assert.match(
+    text,
+    /^alice@example\.com:scrypt\$1024\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:127\.0\.0\.1:1025,imap=127\.0\.0\.1:1143,pop3=127\.0\.0\.1:1110$/m,
+  );
   assert.match(text, /^bob:scrypt\$[^:]+:127\.0\.0\.2:1110:clear=Ym9ic2VjcmV0$/m);
   assert.doesNotMatch(text, /pa ss%word/);
   assert.equal(parseUsers(text).size, 2);
@@ -90,7 +98,9 @@ test("wrong passwords and unknown users get the same refusal with Auth-Wait; SMT
 test("APOP and CRAM-MD5 work only for users with a stored clear-text secret, which is returned as Auth-Pass", async () => {
   const port = server!.address.port;
   const salt = "<1896.697170952@mx.example.test>";
-  const apop = createHash("md5").update(salt + "bobsecret").digest("hex");
+  const apop = createHash("md5")
+    .update(salt + "bobsecret")
+    .digest("hex");
   const ok = await ask(port, "pop3", { method: "apop", login: Buffer.from("bob"), password: Buffer.from(apop), salt });
   assert.deepEqual([ok.failure, s(ok.server), s(ok.port), s(ok.pass)], [undefined, "127.0.0.2", "1110", "bobsecret"]);
   const cram = createHmac("md5", "bobsecret").update(salt).digest("hex");
@@ -164,10 +174,13 @@ test("runAuthServer() serves until stopped; bad options exit 2", async () => {
 });
 
 test("unescapeAuthValue() inverts nginx's escaping of any bytes", () => {
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
-    const b = Buffer.from(bytes);
-    assert.deepEqual(unescapeAuthValue(escapeAuthValue(b).toString("latin1")), b);
-  }), { numRuns: 1000 });
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+      const b = Buffer.from(bytes);
+      assert.deepEqual(unescapeAuthValue(escapeAuthValue(b).toString("latin1")), b);
+    }),
+    { numRuns: 1000 },
+  );
 });
 
 test("users file lines: per-protocol backends, IPv6 in brackets, errors name the line", () => {

@@ -42,7 +42,10 @@ const CASES: readonly Case[] = [
   { name: "duplicate timeout", conf: mail("  timeout 5s;\n  timeout 6s;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
   { name: "bad max_errors", conf: mail("  max_errors -1;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
   { name: "resolver twice", conf: mail("  resolver 127.0.0.1;\n  resolver 127.0.0.2;\n  server { listen 127.0.0.1:23001; protocol smtp; }") },
-  { name: "resolver status_zone (commercial nginx only)", conf: mail("  resolver 127.0.0.1 status_zone=x;\n  server { listen 127.0.0.1:23001; protocol smtp; }") },
+  {
+    name: "resolver status_zone (commercial nginx only)",
+    conf: mail("  resolver 127.0.0.1 status_zone=x;\n  server { listen 127.0.0.1:23001; protocol smtp; }"),
+  },
   { name: "resolver host not found", conf: mail("  resolver nosuchhost.invalid;\n  server { listen 127.0.0.1:23001; protocol smtp; }") },
   { name: "no auth_http", conf: `${HEAD}mail {\n  server {\n    listen 127.0.0.1:23001;\n    protocol imap;\n  }\n}\n` },
   { name: "auth_http https", conf: mail("  auth_http https://127.0.0.1/x;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
@@ -58,19 +61,29 @@ const CASES: readonly Case[] = [
   { name: "session cache too small", conf: mail("  ssl_session_cache shared:X:1k;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
   { name: "set_real_ip_from bad CIDR", conf: mail("  set_real_ip_from 1.2.3.4/40;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
   // configurations that must pass
-  { name: "protocols inferred from ports (fine)", ok: true, conf: mail("  server { listen 127.0.0.1:143; }\n  server { listen 127.0.0.1:110; }\n  server { listen 127.0.0.1:25; }\n  server { listen 127.0.0.1:993; }") },
-  { name: "every mail directive at both levels (fine)", ok: true, conf: mail([
-    "  server_name mx.example.test; timeout 30s; max_errors 3; resolver 127.0.0.1 valid=30s; resolver_timeout 5s;",
-    "  auth_http_header X-Auth-Key secret; auth_http_timeout 5s; auth_http_pass_client_cert off;",
-    "  proxy on; proxy_buffer 8k; proxy_pass_error_message on; proxy_timeout 10m; xclient off; proxy_smtp_auth on;",
-    "  imap_capabilities IMAP4rev1 IDLE; imap_auth plain login cram-md5; imap_client_buffer 8k;",
-    "  pop3_capabilities TOP USER; pop3_auth plain apop cram-md5;",
-    '  smtp_capabilities "SIZE 10485760" 8BITMIME; smtp_auth login plain none; smtp_client_buffer 8k; smtp_greeting_delay 1s;',
-    "  set_real_ip_from 127.0.0.1; set_real_ip_from 10.0.0.0/8;",
-    "  server { listen 127.0.0.1:23001; protocol imap; imap_auth plain; timeout 10s; }",
-    "  server { listen 127.0.0.1:23002 proxy_protocol; protocol pop3; }",
-    "  server { listen 127.0.0.1:23003 backlog=64 so_keepalive=on; protocol smtp; proxy_protocol on; }",
-  ].join("\n")) },
+  {
+    name: "protocols inferred from ports (fine)",
+    ok: true,
+    conf: mail("  server { listen 127.0.0.1:143; }\n  server { listen 127.0.0.1:110; }\n  server { listen 127.0.0.1:25; }\n  server { listen 127.0.0.1:993; }"),
+  },
+  {
+    name: "every mail directive at both levels (fine)",
+    ok: true,
+    conf: mail(
+      [
+        "  server_name mx.example.test; timeout 30s; max_errors 3; resolver 127.0.0.1 valid=30s; resolver_timeout 5s;",
+        "  auth_http_header X-Auth-Key secret; auth_http_timeout 5s; auth_http_pass_client_cert off;",
+        "  proxy on; proxy_buffer 8k; proxy_pass_error_message on; proxy_timeout 10m; xclient off; proxy_smtp_auth on;",
+        "  imap_capabilities IMAP4rev1 IDLE; imap_auth plain login cram-md5; imap_client_buffer 8k;",
+        "  pop3_capabilities TOP USER; pop3_auth plain apop cram-md5;",
+        '  smtp_capabilities "SIZE 10485760" 8BITMIME; smtp_auth login plain none; smtp_client_buffer 8k; smtp_greeting_delay 1s;',
+        "  set_real_ip_from 127.0.0.1; set_real_ip_from 10.0.0.0/8;",
+        "  server { listen 127.0.0.1:23001; protocol imap; imap_auth plain; timeout 10s; }",
+        "  server { listen 127.0.0.1:23002 proxy_protocol; protocol pop3; }",
+        "  server { listen 127.0.0.1:23003 backlog=64 so_keepalive=on; protocol smtp; proxy_protocol on; }",
+      ].join("\n"),
+    ),
+  },
 ];
 
 for (const c of CASES) {
@@ -178,9 +191,12 @@ mail {
 }
 `;
     writeFiles(dir, { "nginx.conf": examples });
-    const key = join(dir, "cert.key"), cert = join(dir, "cert.pem");
-    
-    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=mail.example.com"], { stdio: "ignore" });
+    const key = join(dir, "cert.key"),
+      cert = join(dir, "cert.pem");
+
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=mail.example.com"], {
+      stdio: "ignore",
+    });
     const r = both(dir, ["-t"]);
     assert.equal(r.nginx.status, 0, r.nginx.stderr);
     assert.equal(r.postern.status, 0, r.postern.stderr);

@@ -79,7 +79,8 @@ const CASES: readonly Case[] = [
   { name: "user arguments", conf: `${M}user a b c;\nevents {}\n` },
   {
     name: "everything accepted",
-    conf: `${M}pid nginx.pid;\nuser nobody nogroup;\nworker_processes auto;\ndaemon off;\nmaster_process on;\nerror_log e.log info;\nerror_log stderr;\n` +
+    conf:
+      `${M}pid nginx.pid;\nuser nobody nogroup;\nworker_processes auto;\ndaemon off;\nmaster_process on;\nerror_log e.log info;\nerror_log stderr;\n` +
       `worker_rlimit_nofile 1024;\nworker_rlimit_core 10m;\nworker_priority -5;\nworker_cpu_affinity auto;\nworking_directory /tmp;\n` +
       `lock_file lock;\ntimer_resolution 100ms;\npcre_jit on;\ndebug_points abort;\nworker_shutdown_timeout 10s;\nenv TZ;\nenv FOO=bar;\n` +
       `events {\n  worker_connections 100;\n  use epoll;\n  multi_accept on;\n  accept_mutex off;\n  accept_mutex_delay 100ms;\n  debug_connection 127.0.0.1;\n  worker_aio_requests 32;\n}\n`,

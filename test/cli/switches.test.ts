@@ -9,7 +9,19 @@ import { join } from "node:path";
 import { MAIL_MODULE, NGINX, POSTERN, both, postern, run, tempDir, writeFiles } from "./run-helpers.js";
 
 const OPTION_ERRORS: readonly (readonly string[])[] = [
-  ["-x"], ["foo"], ["-s", "foo"], ["-sfoo"], ["-s"], ["-c"], ["-e"], ["-p"], ["-g"], ["-tx"], ["-tqp"], ["-", "-x"], ["-vx"],
+  ["-x"],
+  ["foo"],
+  ["-s", "foo"],
+  ["-sfoo"],
+  ["-s"],
+  ["-c"],
+  ["-e"],
+  ["-p"],
+  ["-g"],
+  ["-tx"],
+  ["-tqp"],
+  ["-", "-x"],
+  ["-vx"],
 ];
 
 for (const args of OPTION_ERRORS) {
@@ -36,7 +48,10 @@ test("-V: OpenSSL, SNI and the mail configure flags harnesses look for", () => {
   assert.match(lines[0]!, /^nginx version: nginx\/([0-9.]+)/);
   assert.equal(lines[1], `built with OpenSSL ${process.versions.openssl} (Node.js ${process.version})`);
   assert.equal(lines[2], "TLS SNI support enabled");
-  assert.match(lines[3]!, /^configure arguments: --with-mail --with-mail_ssl_module --with-debug --prefix=\S+ --conf-path=conf\/nginx.conf --pid-path=logs\/nginx.pid --error-log-path=stderr/);
+  assert.match(
+    lines[3]!,
+    /^configure arguments: --with-mail --with-mail_ssl_module --with-debug --prefix=\S+ --conf-path=conf\/nginx.conf --pid-path=logs\/nginx.pid --error-log-path=stderr/,
+  );
   assert.doesNotMatch(p.stderr, /--without-mail_(imap|pop3|smtp)_module/);
 });
 
@@ -45,7 +60,11 @@ test("-h and -? print the usage with the same option lines as nginx", () => {
     const p = postern([sw]);
     const n = run(NGINX, [sw]);
     assert.equal(p.status, 0);
-    const optionLines = (s: string): string[] => s.split("\n").filter((l) => /^ {2}-/.test(l)).map((l) => l.replace(/\(default: .*\)/, ""));
+    const optionLines = (s: string): string[] =>
+      s
+        .split("\n")
+        .filter((l) => /^ {2}-/.test(l))
+        .map((l) => l.replace(/\(default: .*\)/, ""));
     assert.deepEqual(optionLines(p.stderr), optionLines(n.stderr));
     assert.match(p.stderr, /^nginx version: nginx\/1\.22\.1 \(postern\/0\.1\.0\)\nUsage: postern \[-\?hvVtTq\]/);
   }
@@ -101,10 +120,26 @@ test("missing configuration file and -e log creation, like nginx", () => {
 });
 
 const OWN: readonly [string, string, RegExp][] = [
-  ["http block", `${MAIL_MODULE}events {}\nhttp {\n}\n`, /^nginx: \[emerg\] "http" directive is not supported: Postern is a mail proxy only in \S+nginx.conf:3\n/],
-  ["stream block", `${MAIL_MODULE}events {}\nstream {}\n`, /^nginx: \[emerg\] "stream" directive is not supported: Postern is a mail proxy only in \S+nginx.conf:3\n/],
-  ["other module", `load_module modules/ngx_stream_module.so;\nevents {}\n`, /^nginx: \[emerg\] cannot load module "\/\S+\/modules\/ngx_stream_module.so": Postern has only the mail modules built in \(ngx_mail_module.so\) in \S+nginx.conf:1\n/],
-  ["ssl_engine", `ssl_engine pkcs11;\nevents {}\n`, /^nginx: \[emerg\] ENGINE_by_id\("pkcs11"\) failed: OpenSSL engines are not available in Postern \(Node.js TLS\) in \S+nginx.conf:1\n/],
+  [
+    "http block",
+    `${MAIL_MODULE}events {}\nhttp {\n}\n`,
+    /^nginx: \[emerg\] "http" directive is not supported: Postern is a mail proxy only in \S+nginx.conf:3\n/,
+  ],
+  [
+    "stream block",
+    `${MAIL_MODULE}events {}\nstream {}\n`,
+    /^nginx: \[emerg\] "stream" directive is not supported: Postern is a mail proxy only in \S+nginx.conf:3\n/,
+  ],
+  [
+    "other module",
+    `load_module modules/ngx_stream_module.so;\nevents {}\n`,
+    /^nginx: \[emerg\] cannot load module "\/\S+\/modules\/ngx_stream_module.so": Postern has only the mail modules built in \(ngx_mail_module.so\) in \S+nginx.conf:1\n/,
+  ],
+  [
+    "ssl_engine",
+    `ssl_engine pkcs11;\nevents {}\n`,
+    /^nginx: \[emerg\] ENGINE_by_id\("pkcs11"\) failed: OpenSSL engines are not available in Postern \(Node.js TLS\) in \S+nginx.conf:1\n/,
+  ],
 ];
 
 for (const [name, conf, re] of OWN) {

@@ -24,7 +24,10 @@ function conf(...listens: string[]): string {
 /** The -e log's lines without date and pid. */
 function logLines(path: string): string[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, "utf8").split("\n").filter(Boolean).map((l) => l.replace(/^\S+ \S+ (\[\w+\]) \d+#\d+: /, "$1 "));
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => l.replace(/^\S+ \S+ (\[\w+\]) \d+#\d+: /, "$1 "));
 }
 
 /** Runs `switches` on both, asserts they agree; returns nginx's result. */

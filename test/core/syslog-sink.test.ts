@@ -54,8 +54,10 @@ test("every level: PRI is facility*8 + the line's level (severity= ignored), the
   try {
     for (const level of LOG_LEVELS) log.write(level, `message at ${level}`);
     const got = await rx.next(LOG_LEVELS.length);
-    assert.deepEqual(got, LOG_LEVELS.map((level, i) =>
-      `<${2 * 8 + i}>Dec  2 03:04:13 ${HOST} mail_tag: 2026/12/02 03:04:13 [${level}] ${PID}: message at ${level}`));
+    assert.deepEqual(
+      got,
+      LOG_LEVELS.map((level, i) => `<${2 * 8 + i}>Dec  2 03:04:13 ${HOST} mail_tag: 2026/12/02 03:04:13 [${level}] ${PID}: message at ${level}`),
+    );
   } finally {
     log.close();
     rx.socket.close();
@@ -91,7 +93,10 @@ test("a session line carries *N and the context, as in the file", async (t) => {
     conn.error("auth http server 127.0.0.1:9000 did not send server or port");
     const [got] = await rx.next(1);
     const fileLine = memory.contents.trimEnd();
-    assert.equal(fileLine, `2026/12/02 03:04:13 [error] ${PID}: *7 auth http server 127.0.0.1:9000 did not send server or port while in http auth state, client: 127.0.0.1, server: 0.0.0.0:993, login: "bob"`);
+    assert.equal(
+      fileLine,
+      `2026/12/02 03:04:13 [error] ${PID}: *7 auth http server 127.0.0.1:9000 did not send server or port while in http auth state, client: 127.0.0.1, server: 0.0.0.0:993, login: "bob"`,
+    );
     assert.equal(got, `<187>Dec  2 03:04:13 ${HOST} nginx: ${fileLine}`);
   } finally {
     log.close();
@@ -129,7 +134,10 @@ test("a peer that is down: the failure is logged at error in the other sinks, th
       log.notice(`line ${i}`);
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    assert.match(memory.contents, new RegExp(`^\\d{4}/\\d\\d/\\d\\d \\d\\d:\\d\\d:\\d\\d \\[error\\] ${PID}: send\\(\\) failed \\(111: Connection refused\\)$`, "m"));
+    assert.match(
+      memory.contents,
+      new RegExp(`^\\d{4}/\\d\\d/\\d\\d \\d\\d:\\d\\d:\\d\\d \\[error\\] ${PID}: send\\(\\) failed \\(111: Connection refused\\)$`, "m"),
+    );
     const failures = memory.contents.split("\n").filter((l) => l.includes("send() failed"));
     assert.equal(failures.length, 1, "one failure, one line; the failing sink does not log to itself");
     // the peer comes back: the next line goes out on a new socket

@@ -32,7 +32,13 @@ before(async () => {
   auth = await startFakeAuth((req) => {
     const protocol = req.header("Auth-Protocol");
     const port = protocol === "imap" ? demo.ports.imap : protocol === "pop3" ? demo.ports.pop3 : demo.ports.smtp;
-    return { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(port)]] };
+    return {
+      headers: [
+        ["Auth-Status", "OK"],
+        ["Auth-Server", "127.0.0.1"],
+        ["Auth-Port", String(port)],
+      ],
+    };
   });
   const [imap, pop3, smtp] = (await freePorts(3)) as [number, number, number];
   ports = { imap, pop3, smtp };
@@ -115,5 +121,8 @@ test("nodemailer submits through Postern (EHLO, XCLIENT to the demo, AUTH at Pos
   const source = await imapflowFetch(uid);
   assert.match(source, /^Subject: Sent with nodemailer\r$/m);
   assert.match(source, /^Received: from .* \(Postern demo mail backend\);/m);
-  assert.ok(demoLog.some((l) => l.startsWith("SMTP: a session from Postern (ADDR=127.0.0.1 LOGIN=demo@localhost")), demoLog.join("\n"));
+  assert.ok(
+    demoLog.some((l) => l.startsWith("SMTP: a session from Postern (ADDR=127.0.0.1 LOGIN=demo@localhost")),
+    demoLog.join("\n"),
+  );
 });

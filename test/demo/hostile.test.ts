@@ -34,7 +34,11 @@ async function imap(login = false): Promise<MailClient> {
 
 /** The backend still greets a new client on every port. */
 async function stillServing(): Promise<void> {
-  for (const [port, greeting] of [[demo.ports.imap, /^\* OK /], [demo.ports.pop3, /^\+OK /], [demo.ports.smtp, /^220 /]] as const) {
+  for (const [port, greeting] of [
+    [demo.ports.imap, /^\* OK /],
+    [demo.ports.pop3, /^\+OK /],
+    [demo.ports.smtp, /^220 /],
+  ] as const) {
     const c = await MailClient.connect({ port });
     await c.read(greeting);
     c.close();
@@ -82,7 +86,7 @@ test("IMAP: LOGIN in literals (as Postern sends it) and with LITERAL+ works; a w
 
 test("IMAP: malformed syntax and binary bytes get BAD, commands out of state get BAD, a wrong user NO", async () => {
   const c = await imap();
-  await c.send("a LOGIN \"demo\r\n");
+  await c.send('a LOGIN "demo\r\n');
   await c.read(/^a BAD unterminated quoted string\r\n/);
   await c.send(Buffer.from([0x00, 0xff, 0x20, 0x01, 0x0d, 0x0a]));
   await c.read(/^\* BAD .*\r\n/);
@@ -90,7 +94,7 @@ test("IMAP: malformed syntax and binary bytes get BAD, commands out of state get
   await c.read(/^b BAD log in first\r\n/);
   await c.send("c LOGIN nobody@localhost x\r\n");
   await c.read(/^c NO \[AUTHENTICATIONFAILED\] .*\r\n/);
-  await c.send("d LOGIN demo@localhost \"\"\r\n");
+  await c.send('d LOGIN demo@localhost ""\r\n');
   await c.read(/^d NO .*\r\n/);
 });
 
@@ -142,7 +146,10 @@ test("POP3: a long line closes, bad numbers get -ERR, DELE takes effect at QUIT 
   const n = before + 1;
   await c.send(`DELE ${n}\r\nRETR ${n}\r\n`);
   await c.read(/^\+OK marked .*\r\n-ERR no such message\r\n/);
-  assert.ok(demo.mailbox.messages.some((m) => m.uid === uid), "deleted before QUIT");
+  assert.ok(
+    demo.mailbox.messages.some((m) => m.uid === uid),
+    "deleted before QUIT",
+  );
   await c.send("QUIT\r\n");
   await c.expectClosed();
   assert.ok(!demo.mailbox.messages.some((m) => m.uid === uid), "not deleted at QUIT");

@@ -84,7 +84,7 @@ export class FakeDns {
     this.#socket.on("message", (msg, peer) => this.#reply(msg, peer.port, peer.address));
     await new Promise<void>((r) => this.#socket.bind(0, "127.0.0.1", () => r()));
     await new Promise<void>((r) => this.#other.bind(0, "127.0.0.1", () => r()));
-    this.port = (this.#socket.address()).port;
+    this.port = this.#socket.address().port;
     return this;
   }
 
@@ -115,7 +115,7 @@ export class FakeDns {
     const question = answer.question === undefined ? asked : Buffer.concat([encodeName(answer.question), asked.subarray(-4)]);
     const header = Buffer.alloc(12);
     header.writeUInt16BE(answer.wrongId ? id ^ 0x5a5a : id, 0);
-    header.writeUInt16BE(answer.flags ?? (0x8180 | (answer.rcode ?? 0)), 2);
+    header.writeUInt16BE(answer.flags ?? 0x8180 | (answer.rcode ?? 0), 2);
     header.writeUInt16BE(answer.questions ?? 1, 4);
     header.writeUInt16BE(records.length, 6);
     const rrs = records.map((r) => {

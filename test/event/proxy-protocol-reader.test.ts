@@ -18,8 +18,13 @@ async function openConnection(timeoutMs: number): Promise<Connection> {
   const log = new ConnectionLog(new ErrorLog([sink]), 3, { client: "127.0.0.1", server: "127.0.0.1:143" });
   let side: Socket | undefined;
   let started!: (reader: { outcome: Promise<ProxyReadOutcome> }) => void;
-  const reading = new Promise<{ outcome: Promise<ProxyReadOutcome> }>((r) => { started = r; });
-  const server = createServer({ pauseOnConnect: true }, (s) => { side = s; started({ outcome: readProxyProtocol(s, timeoutMs, log) }); });
+  const reading = new Promise<{ outcome: Promise<ProxyReadOutcome> }>((r) => {
+    started = r;
+  });
+  const server = createServer({ pauseOnConnect: true }, (s) => {
+    side = s;
+    started({ outcome: readProxyProtocol(s, timeoutMs, log) });
+  });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const client = connect((server.address() as { port: number }).port, "127.0.0.1");
@@ -28,7 +33,9 @@ async function openConnection(timeoutMs: number): Promise<Connection> {
   // Resolves once the reader runs (its timer is then armed), to the reader's outcome.
   const { outcome } = await reading;
   return {
-    client, outcome, sink,
+    client,
+    outcome,
+    sink,
     async close(): Promise<void> {
       client.destroy();
       side?.destroy();
@@ -50,7 +57,12 @@ const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 test("v1 header with pipelined bytes: addresses and the rest", async () => {
   const { outcome } = await withConnection((c) => c.write("PROXY TCP4 192.0.2.1 127.0.0.1 5000 143\r\na1 CAPABILITY\r\n"));
-  assert.deepEqual(outcome, { kind: "ok", addresses: { srcAddr: "192.0.2.1", dstAddr: "127.0.0.1", srcPort: 5000, dstPort: 143 }, tlvs: undefined, rest: Buffer.from("a1 CAPABILITY\r\n") });
+  assert.deepEqual(outcome, {
+    kind: "ok",
+    addresses: { srcAddr: "192.0.2.1", dstAddr: "127.0.0.1", srcPort: 5000, dstPort: 143 },
+    tlvs: undefined,
+    rest: Buffer.from("a1 CAPABILITY\r\n"),
+  });
 });
 
 test("UNKNOWN: no addresses", async () => {
@@ -81,7 +93,9 @@ test("nothing sent: client timed out, after the timeout and not before", async (
   t.mock.timers.enable({ apis: ["setTimeout"] });
   const conn = await openConnection(200);
   let settled = false;
-  void conn.outcome.then(() => { settled = true; });
+  void conn.outcome.then(() => {
+    settled = true;
+  });
   t.mock.timers.tick(199);
   await settle();
   assert.equal(settled, false, "still waiting 1 ms before the timeout");

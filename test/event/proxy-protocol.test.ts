@@ -51,13 +51,31 @@ function v2(verCmd: number, famTrans: number, body: Buffer): Buffer {
 test("v2 INET and INET6 PROXY headers, TLVs kept", () => {
   const body4 = Buffer.from([192, 0, 2, 1, 127, 0, 0, 1, 0x30, 0x39, 0x00, 0x8f, 0x03, 0x00, 0x04, 1, 2, 3, 4]);
   const r4 = parseProxyHeader(Buffer.concat([v2(0x21, 0x11, body4), b("rest")]));
-  assert.deepEqual(r4, { kind: "proxy", length: 16 + 19, addresses: { srcAddr: "192.0.2.1", dstAddr: "127.0.0.1", srcPort: 12345, dstPort: 143 }, tlvs: Buffer.from([0x03, 0x00, 0x04, 1, 2, 3, 4]) });
+  assert.deepEqual(r4, {
+    kind: "proxy",
+    length: 16 + 19,
+    addresses: { srcAddr: "192.0.2.1", dstAddr: "127.0.0.1", srcPort: 12345, dstPort: 143 },
+    tlvs: Buffer.from([0x03, 0x00, 0x04, 1, 2, 3, 4]),
+  });
   const body6 = Buffer.alloc(36);
-  body6[0] = 0x20; body6[1] = 0x01; body6[2] = 0x0d; body6[3] = 0xb8; body6[15] = 1;
-  body6[16 + 10] = 0xff; body6[16 + 11] = 0xff; body6[16 + 12] = 10; body6[16 + 15] = 7;
-  body6.writeUInt16BE(1, 32); body6.writeUInt16BE(2, 34);
+  body6[0] = 0x20;
+  body6[1] = 0x01;
+  body6[2] = 0x0d;
+  body6[3] = 0xb8;
+  body6[15] = 1;
+  body6[16 + 10] = 0xff;
+  body6[16 + 11] = 0xff;
+  body6[16 + 12] = 10;
+  body6[16 + 15] = 7;
+  body6.writeUInt16BE(1, 32);
+  body6.writeUInt16BE(2, 34);
   const r6 = parseProxyHeader(v2(0x21, 0x21, body6));
-  assert.deepEqual(r6, { kind: "proxy", length: 52, addresses: { srcAddr: "2001:db8::1", dstAddr: "::ffff:10.0.0.7", srcPort: 1, dstPort: 2 }, tlvs: undefined });
+  assert.deepEqual(r6, {
+    kind: "proxy",
+    length: 52,
+    addresses: { srcAddr: "2001:db8::1", dstAddr: "::ffff:10.0.0.7", srcPort: 1, dstPort: 2 },
+    tlvs: undefined,
+  });
 });
 
 test("v2 LOCAL, UDP and UNIX are skipped; bad version and short data are errors", () => {
@@ -70,7 +88,10 @@ test("v2 LOCAL, UDP and UNIX are skipped; bad version and short data are errors"
 });
 
 test("outgoing v1 header", () => {
-  assert.equal(buildProxyHeaderV1({ addr: "127.0.0.1", port: 54504 }, { addr: "127.0.0.1", port: 23243 }).toString(), "PROXY TCP4 127.0.0.1 127.0.0.1 54504 23243\r\n");
+  assert.equal(
+    buildProxyHeaderV1({ addr: "127.0.0.1", port: 54504 }, { addr: "127.0.0.1", port: 23243 }).toString(),
+    "PROXY TCP4 127.0.0.1 127.0.0.1 54504 23243\r\n",
+  );
   assert.equal(buildProxyHeaderV1({ addr: "::1", port: 5 }, { addr: "::1", port: 143 }).toString(), "PROXY TCP6 ::1 ::1 5 143\r\n");
   assert.equal(buildProxyHeaderV1({ addr: undefined, port: 0 }, { addr: "127.0.0.1", port: 143 }).toString(), "PROXY UNKNOWN\r\n");
 });
@@ -113,11 +134,22 @@ test("outgoing v2 header: mixed families go INET6, both mapped go INET, UNIX is 
 });
 
 test("outgoing v2 header with TLS TLVs", () => {
-  const h = buildProxyHeaderV2({ addr: "127.0.0.1", port: 1 }, { addr: "127.0.0.1", port: 993 }, {
-    serverName: "mail.example", alpn: "imap", version: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384",
-    certInSession: true, certOnConnection: true, verifyResult: 0, commonName: "alice",
-    signatureAlgorithm: "RSA-SHA256", keyAlgorithm: "RSA2048",
-  });
+  const h = buildProxyHeaderV2(
+    { addr: "127.0.0.1", port: 1 },
+    { addr: "127.0.0.1", port: 993 },
+    {
+      serverName: "mail.example",
+      alpn: "imap",
+      version: "TLSv1.3",
+      cipher: "TLS_AES_256_GCM_SHA384",
+      certInSession: true,
+      certOnConnection: true,
+      verifyResult: 0,
+      commonName: "alice",
+      signatureAlgorithm: "RSA-SHA256",
+      keyAlgorithm: "RSA2048",
+    },
+  );
   let p = 28;
   const tlvs: Array<[number, Buffer]> = [];
   while (p < h.length) {
@@ -125,7 +157,10 @@ test("outgoing v2 header with TLS TLVs", () => {
     tlvs.push([h[p]!, h.subarray(p + 3, p + 3 + len)]);
     p += 3 + len;
   }
-  assert.deepEqual(tlvs.map((t) => t[0]), [0x02, 0x01, 0x20, 0x03]);
+  assert.deepEqual(
+    tlvs.map((t) => t[0]),
+    [0x02, 0x01, 0x20, 0x03],
+  );
   assert.equal(tlvs[0]![1].toString(), "mail.example");
   assert.equal(tlvs[1]![1].toString(), "imap");
   const ssl = tlvs[2]![1];
@@ -140,9 +175,17 @@ test("outgoing v2 header with TLS TLVs", () => {
   assert.deepEqual(subs, ["21=TLSv1.3", "22=alice", "23=TLS_AES_256_GCM_SHA384", "24=RSA-SHA256", "25=RSA2048"]);
   assert.equal(h.readUInt16BE(14), h.length - 16);
   checkCrc(h);
-  const noCert = buildProxyHeaderV2({ addr: "127.0.0.1", port: 1 }, { addr: "127.0.0.1", port: 993 }, {
-    version: "TLSv1.2", cipher: "X", certInSession: false, certOnConnection: false, verifyResult: 0,
-  });
+  const noCert = buildProxyHeaderV2(
+    { addr: "127.0.0.1", port: 1 },
+    { addr: "127.0.0.1", port: 993 },
+    {
+      version: "TLSv1.2",
+      cipher: "X",
+      certInSession: false,
+      certOnConnection: false,
+      verifyResult: 0,
+    },
+  );
   const sslAt = 28;
   assert.equal(noCert[sslAt], 0x20);
   assert.equal(noCert[sslAt + 3], 0x01);
@@ -150,29 +193,44 @@ test("outgoing v2 header with TLS TLVs", () => {
 });
 
 test("property: arbitrary bytes never throw and lengths stay in range", () => {
-  fc.assert(fc.property(fc.uint8Array({ maxLength: PROXY_PROTOCOL_READ_SIZE }), (bytes) => {
-    const r = parseProxyHeader(Buffer.from(bytes));
-    if (r.kind !== "error") assert.ok(r.length > 0 && r.length <= bytes.length);
-  }), { numRuns: 2000 });
-  fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (tail) => {
-    const r = parseProxyHeader(Buffer.concat([SIG, Buffer.from(tail)]));
-    if (r.kind !== "error") assert.ok(r.length <= 12 + tail.length);
-  }), { numRuns: 2000 });
-  fc.assert(fc.property(fc.string({ maxLength: 80 }), (text) => {
-    parseProxyHeader(b(`PROXY ${text}`));
-  }), { numRuns: 2000 });
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: PROXY_PROTOCOL_READ_SIZE }), (bytes) => {
+      const r = parseProxyHeader(Buffer.from(bytes));
+      if (r.kind !== "error") assert.ok(r.length > 0 && r.length <= bytes.length);
+    }),
+    { numRuns: 2000 },
+  );
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (tail) => {
+      const r = parseProxyHeader(Buffer.concat([SIG, Buffer.from(tail)]));
+      if (r.kind !== "error") assert.ok(r.length <= 12 + tail.length);
+    }),
+    { numRuns: 2000 },
+  );
+  fc.assert(
+    fc.property(fc.string({ maxLength: 80 }), (text) => {
+      parseProxyHeader(b(`PROXY ${text}`));
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 test("property: built v1/v2 headers parse back to the same addresses", () => {
   const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join("."));
-  fc.assert(fc.property(v4, v4, fc.nat(65535), fc.nat(65535), (src, dst, sp, dp) => {
-    for (const h of [buildProxyHeaderV1({ addr: src, port: sp }, { addr: dst, port: dp }), buildProxyHeaderV2({ addr: src, port: sp }, { addr: dst, port: dp })]) {
-      const r = parseProxyHeader(h);
-      assert.equal(r.kind, "proxy");
-      if (r.kind === "proxy") {
-        assert.deepEqual(r.addresses, { srcAddr: src, srcPort: sp, dstAddr: dst, dstPort: dp });
-        assert.equal(r.length, h.length);
+  fc.assert(
+    fc.property(v4, v4, fc.nat(65535), fc.nat(65535), (src, dst, sp, dp) => {
+      for (const h of [
+        buildProxyHeaderV1({ addr: src, port: sp }, { addr: dst, port: dp }),
+        buildProxyHeaderV2({ addr: src, port: sp }, { addr: dst, port: dp }),
+      ]) {
+        const r = parseProxyHeader(h);
+        assert.equal(r.kind, "proxy");
+        if (r.kind === "proxy") {
+          assert.deepEqual(r.addresses, { srcAddr: src, srcPort: sp, dstAddr: dst, dstPort: dp });
+          assert.equal(r.length, h.length);
+        }
       }
-    }
-  }), { numRuns: 500 });
+    }),
+    { numRuns: 500 },
+  );
 });

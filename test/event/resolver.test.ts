@@ -36,7 +36,12 @@ test("reverse names for IPv4 and IPv6", () => {
 
 test("PTR answer, lowercased; then A and AAAA of the name", async () => {
   dns.answers.set("PTR 5.0.0.127.in-addr.arpa", { records: [{ type: "PTR", data: "Client.Example" }] });
-  dns.answers.set("A client.example", { records: [{ type: "A", data: "127.0.0.5" }, { type: "A", data: "127.0.0.6" }] });
+  dns.answers.set("A client.example", {
+    records: [
+      { type: "A", data: "127.0.0.5" },
+      { type: "A", data: "127.0.0.6" },
+    ],
+  });
   dns.answers.set("AAAA client.example", { records: [{ type: "AAAA", data: "2001:db8::5" }] });
   const r = resolver();
   assert.deepEqual(await r.reverse("127.0.0.5", 2000), { ok: true, name: "client.example" });
@@ -155,7 +160,8 @@ function asked(a: string): number {
 }
 
 test("the cache is bounded: of thousands of distinct PTR answers, only the latest DEFAULT_CACHE_ENTRIES are answered without asking again", async () => {
-  dns.fallback = (key) => (key.startsWith("PTR ") && key.endsWith(".ip6.arpa") ? { records: [{ type: "PTR", data: `h${key.length}.zone.example`, ttl: 3600 }] } : undefined);
+  dns.fallback = (key) =>
+    key.startsWith("PTR ") && key.endsWith(".ip6.arpa") ? { records: [{ type: "PTR", data: `h${key.length}.zone.example`, ttl: 3600 }] } : undefined;
   try {
     const r = resolver();
     // two batches more than the bound (reverseAll's batches of 256 finish in order)
@@ -165,7 +171,11 @@ test("the cache is bounded: of thousands of distinct PTR answers, only the lates
     await reverseAll(r, kept);
     const counts = new Map<string, number>();
     for (const q of dns.queries) counts.set(q, (counts.get(q) ?? 0) + 1);
-    assert.deepEqual(kept.filter((a) => counts.get(`PTR ${reverseName(a)}`) !== 1), [], "the latest DEFAULT_CACHE_ENTRIES answers come from the cache");
+    assert.deepEqual(
+      kept.filter((a) => counts.get(`PTR ${reverseName(a)}`) !== 1),
+      [],
+      "the latest DEFAULT_CACHE_ENTRIES answers come from the cache",
+    );
     await r.reverse(all[511]!, 5000);
     assert.equal(asked(all[511]!), 2, "not one entry more was kept: asked again");
   } finally {

@@ -39,21 +39,27 @@ function run(chunks: readonly Buffer[]): AuthParseState {
 }
 
 test("auth_http response: arbitrary reads of mutated responses give the one-read outcome, never an exception", () => {
-  fc.assert(fc.property(splitStream(mutatedStream(CORPUS)), ({ whole, chunks }) => {
-    const split = run(chunks);
-    assert.equal(show(split), show(run([whole])));
-    // the one-shot parser agrees on anything that fits the buffer
-    if (whole.length < AUTH_RESPONSE_LIMIT) assert.equal(show(split), show(parseAuthResponse(whole)));
-    if (split.kind === "done") assert.ok(whole.length > 0);
-  }), budget(3));
+  fc.assert(
+    fc.property(splitStream(mutatedStream(CORPUS)), ({ whole, chunks }) => {
+      const split = run(chunks);
+      assert.equal(show(split), show(run([whole])));
+      // the one-shot parser agrees on anything that fits the buffer
+      if (whole.length < AUTH_RESPONSE_LIMIT) assert.equal(show(split), show(parseAuthResponse(whole)));
+      if (split.kind === "done") assert.ok(whole.length > 0);
+    }),
+    budget(3),
+  );
 });
 
 test("auth_http response: a header block that does not end within 1024 bytes is refused as too large", () => {
-  fc.assert(fc.property(fc.integer({ min: 0, max: 4000 }), fc.integer({ min: 1, max: 97 }), (extra, step) => {
-    const head = `HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nX-Pad: ${"p".repeat(AUTH_RESPONSE_LIMIT + extra)}\r\n\r\n`;
-    const bytes = Buffer.from(head, "latin1");
-    const chunks: Buffer[] = [];
-    for (let i = 0; i < bytes.length; i += step) chunks.push(bytes.subarray(i, i + step));
-    assert.deepEqual(run(chunks), { kind: "error", error: { kind: "tooLarge" } });
-  }), budget(1));
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 4000 }), fc.integer({ min: 1, max: 97 }), (extra, step) => {
+      const head = `HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nX-Pad: ${"p".repeat(AUTH_RESPONSE_LIMIT + extra)}\r\n\r\n`;
+      const bytes = Buffer.from(head, "latin1");
+      const chunks: Buffer[] = [];
+      for (let i = 0; i < bytes.length; i += step) chunks.push(bytes.subarray(i, i + step));
+      assert.deepEqual(run(chunks), { kind: "error", error: { kind: "tooLarge" } });
+    }),
+    budget(1),
+  );
 });

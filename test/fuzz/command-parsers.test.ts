@@ -15,19 +15,63 @@ import { SmtpParser } from "../../src/mail/smtp/parser.js";
 import { budget, mutatedStream, splitStream } from "./fuzz-support.js";
 
 const IMAP_CORPUS = [
-  "a1 CAPABILITY\r\n", "a2 LOGIN user secret\r\n", 'a3 LOGIN "us er" "pa\\"ss"\r\n', "a4 LOGIN {4}\r\nuser {6}\r\nsecret\r\n",
-  "a5 LOGIN {4+}\r\nuser {6+}\r\nsecret\r\n", "a6 AUTHENTICATE PLAIN\r\n", "AHVzZXIAc2VjcmV0\r\n", "a7 AUTHENTICATE PLAIN AHVzZXIAc2VjcmV0\r\n",
-  "a8 AUTHENTICATE LOGIN\r\n", "dXNlcg==\r\n", "a9 STARTTLS\r\n", "b1 NOOP\r\n", "b2 LOGOUT\r\n", "b3 ID (\"name\" \"x\")\r\n",
-  "b4 LOGIN {0}\r\n\r\n", "* BAD\r\n", "\r\n", "b5 AUTHENTICATE CRAM-MD5\r\n", "dXNlciA0ZTk4ZmZmYjBiZjQ3ZGY4ZGE5Yzg4ZWU4ZmE3ZTVhZQ==\r\n",
+  "a1 CAPABILITY\r\n",
+  "a2 LOGIN user secret\r\n",
+  'a3 LOGIN "us er" "pa\\"ss"\r\n',
+  "a4 LOGIN {4}\r\nuser {6}\r\nsecret\r\n",
+  "a5 LOGIN {4+}\r\nuser {6+}\r\nsecret\r\n",
+  "a6 AUTHENTICATE PLAIN\r\n",
+  "AHVzZXIAc2VjcmV0\r\n",
+  "a7 AUTHENTICATE PLAIN AHVzZXIAc2VjcmV0\r\n",
+  "a8 AUTHENTICATE LOGIN\r\n",
+  "dXNlcg==\r\n",
+  "a9 STARTTLS\r\n",
+  "b1 NOOP\r\n",
+  "b2 LOGOUT\r\n",
+  'b3 ID ("name" "x")\r\n',
+  "b4 LOGIN {0}\r\n\r\n",
+  "* BAD\r\n",
+  "\r\n",
+  "b5 AUTHENTICATE CRAM-MD5\r\n",
+  "dXNlciA0ZTk4ZmZmYjBiZjQ3ZGY4ZGE5Yzg4ZWU4ZmE3ZTVhZQ==\r\n",
 ];
 const POP3_CORPUS = [
-  "CAPA\r\n", "USER user\r\n", "PASS sec ret\r\n", "APOP user 0123456789abcdef0123456789abcdef\r\n", "AUTH PLAIN\r\n", "AHVzZXIAc2VjcmV0\r\n",
-  "AUTH LOGIN dXNlcg==\r\n", "c2VjcmV0\r\n", "AUTH CRAM-MD5\r\n", "STLS\r\n", "NOOP\r\n", "QUIT\r\n", "AUTH\r\n", "*\r\n", "\r\n", "RETR 1\n",
+  "CAPA\r\n",
+  "USER user\r\n",
+  "PASS sec ret\r\n",
+  "APOP user 0123456789abcdef0123456789abcdef\r\n",
+  "AUTH PLAIN\r\n",
+  "AHVzZXIAc2VjcmV0\r\n",
+  "AUTH LOGIN dXNlcg==\r\n",
+  "c2VjcmV0\r\n",
+  "AUTH CRAM-MD5\r\n",
+  "STLS\r\n",
+  "NOOP\r\n",
+  "QUIT\r\n",
+  "AUTH\r\n",
+  "*\r\n",
+  "\r\n",
+  "RETR 1\n",
 ];
 const SMTP_CORPUS = [
-  "EHLO client.example\r\n", "HELO x\r\n", "AUTH PLAIN AHVzZXIAc2VjcmV0\r\n", "AUTH LOGIN\r\n", "dXNlcg==\r\n", "c2VjcmV0\r\n", "AUTH CRAM-MD5\r\n",
-  "MAIL FROM:<a@example.com> SIZE=100\r\n", "RCPT TO:<b@example.com>\r\n", "DATA\r\n", "RSET\r\n", "NOOP\r\n", "VRFY x\r\n", "STARTTLS\r\n",
-  "QUIT\r\n", "*\r\n", "\r\n", "EHLO a b c d e f g h i j k l m n\r\n",
+  "EHLO client.example\r\n",
+  "HELO x\r\n",
+  "AUTH PLAIN AHVzZXIAc2VjcmV0\r\n",
+  "AUTH LOGIN\r\n",
+  "dXNlcg==\r\n",
+  "c2VjcmV0\r\n",
+  "AUTH CRAM-MD5\r\n",
+  "MAIL FROM:<a@example.com> SIZE=100\r\n",
+  "RCPT TO:<b@example.com>\r\n",
+  "DATA\r\n",
+  "RSET\r\n",
+  "NOOP\r\n",
+  "VRFY x\r\n",
+  "STARTTLS\r\n",
+  "QUIT\r\n",
+  "*\r\n",
+  "\r\n",
+  "EHLO a b c d e f g h i j k l m n\r\n",
 ];
 
 /** A result as comparable text (arguments in hex so every byte counts). */
@@ -42,9 +86,12 @@ function checkLength(length: number, buffered: number): void {
 
 function imapShow(r: Exclude<ImapParse, { kind: "incomplete" } | { kind: "literal" }>): string {
   switch (r.kind) {
-    case "command": return show("command", [r.length, r.tag, r.name, ...r.args]);
-    case "response": return show("response", [r.length, ...r.args]);
-    case "invalid": return show("invalid", [r.length, r.tag, r.quit]);
+    case "command":
+      return show("command", [r.length, r.tag, r.name, ...r.args]);
+    case "response":
+      return show("response", [r.length, ...r.args]);
+    case "invalid":
+      return show("invalid", [r.length, r.tag, r.quit]);
   }
 }
 
@@ -151,25 +198,34 @@ for (const [name, corpus, run] of [
 ] as const) {
   test(`${name} parser: mutated transcripts in arbitrary reads parse as the whole, without exceptions`, () => {
     let runs = 0;
-    fc.assert(fc.property(splitStream(mutatedStream(corpus)), ({ whole, chunks }) => {
-      runs++;
-      assert.deepEqual(run(chunks), run([whole]));
-    }), budget(3));
+    fc.assert(
+      fc.property(splitStream(mutatedStream(corpus)), ({ whole, chunks }) => {
+        runs++;
+        assert.deepEqual(run(chunks), run([whole]));
+      }),
+      budget(3),
+    );
     assert.ok(runs >= 200, `only ${runs} runs in the budget`);
   });
 
   test(`${name} parser: byte-at-a-time reads of a long hostile stream`, () => {
-    fc.assert(fc.property(fc.array(mutatedStream(corpus), { minLength: 4, maxLength: 12 }), (streams) => {
-      const whole = Buffer.concat(streams);
-      const bytes = [...whole].map((b) => Buffer.from([b]));
-      assert.deepEqual(run(bytes), run([whole]));
-    }), budget(0.5));
+    fc.assert(
+      fc.property(fc.array(mutatedStream(corpus), { minLength: 4, maxLength: 12 }), (streams) => {
+        const whole = Buffer.concat(streams);
+        const bytes = [...whole].map((b) => Buffer.from([b]));
+        assert.deepEqual(run(bytes), run([whole]));
+      }),
+      budget(0.5),
+    );
   });
 }
 
 test("IMAP parser: an enormous literal length neither throws nor consumes what it has not got", () => {
   for (const len of ["18446744073709551615", "18446744073709551616", "99999999999999999999999", "4294967296"]) {
     const out = runImap([Buffer.from(`a LOGIN {${len}}\r\n`, "latin1"), Buffer.alloc(4096, 0x41)]);
-    assert.ok(out.every((r) => r === "literal" || r.startsWith("invalid") || r.startsWith("rest")), out.join("\n"));
+    assert.ok(
+      out.every((r) => r === "literal" || r.startsWith("invalid") || r.startsWith("rest")),
+      out.join("\n"),
+    );
   }
 });

@@ -27,7 +27,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const CORPUS = [
   "mail {\n",
   "  auth_http 127.0.0.1:9/auth;\n",
-  "  auth_http_header X-Auth-Key \"secret value\";\n",
+  '  auth_http_header X-Auth-Key "secret value";\n',
   "  auth_http_timeout 5s;\n",
   "  proxy_pass_error_message on;\n",
   "  imap_capabilities IMAP4rev1 \"SASL-IR\" 'ID';\n",
@@ -45,23 +45,27 @@ const CORPUS = [
   "  # a comment {\n",
   "  proxy_timeout 1m;\n  proxy_buffer 8k;\n",
   "}\n",
-  "${var} \\\" ;;; {{ }}\n",
+  '${var} \\" ;;; {{ }}\n',
 ];
 
 test("configuration parser: arbitrary text throws nothing but ConfError", () => {
   const file = join(dir, "nginx.conf");
   let confErrors = 0;
   let parsed = 0;
-  fc.assert(fc.property(mutatedStream(CORPUS), (text) => {
-    writeFileSync(file, text);
-    try {
-      parseConfiguration({ prefix: `${dir}/`, file }, [mailBlockModule, ...MAIL_MODULES], () => undefined);
-      parsed++;
-    } catch (e) {
-      if (!(e instanceof ConfError)) throw new Error(`not a ConfError for ${JSON.stringify(text.toString("latin1"))}: ${(e as Error).stack ?? String(e)}`, { cause: e });
-      assert.ok(e.text.length > 0);
-      confErrors++;
-    }
-  }), budget(4));
+  fc.assert(
+    fc.property(mutatedStream(CORPUS), (text) => {
+      writeFileSync(file, text);
+      try {
+        parseConfiguration({ prefix: `${dir}/`, file }, [mailBlockModule, ...MAIL_MODULES], () => undefined);
+        parsed++;
+      } catch (e) {
+        if (!(e instanceof ConfError))
+          throw new Error(`not a ConfError for ${JSON.stringify(text.toString("latin1"))}: ${(e as Error).stack ?? String(e)}`, { cause: e });
+        assert.ok(e.text.length > 0);
+        confErrors++;
+      }
+    }),
+    budget(4),
+  );
   assert.ok(confErrors > 0 && parsed > 0, `parsed ${parsed}, errors ${confErrors}: the corpus should reach both`);
 });

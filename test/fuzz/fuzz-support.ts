@@ -72,10 +72,8 @@ function mutation(): fc.Arbitrary<Mutation> {
 
 /** A transcript from `corpus` (several lines joined) with 0..6 random edits, or pure noise one time in eight. */
 export function mutatedStream(corpus: readonly string[]): fc.Arbitrary<Buffer> {
-  const base = fc.array(fc.constantFrom(...corpus), { minLength: 1, maxLength: 8 })
-    .map((lines) => Buffer.from(lines.join(""), "latin1"));
-  const mutated = fc.tuple(base, fc.array(mutation(), { maxLength: 6 }))
-    .map(([b, ms]) => ms.reduce<Buffer>((acc, m) => m(acc), b));
+  const base = fc.array(fc.constantFrom(...corpus), { minLength: 1, maxLength: 8 }).map((lines) => Buffer.from(lines.join(""), "latin1"));
+  const mutated = fc.tuple(base, fc.array(mutation(), { maxLength: 6 })).map(([b, ms]) => ms.reduce<Buffer>((acc, m) => m(acc), b));
   const noise = fc.uint8Array({ maxLength: 512 }).map((u) => Buffer.from(u));
   return fc.oneof({ arbitrary: mutated, weight: 7 }, { arbitrary: noise, weight: 1 });
 }
@@ -88,7 +86,8 @@ export function splitStream(stream: fc.Arbitrary<Buffer>): fc.Arbitrary<{ whole:
       const chunks: Buffer[] = [];
       for (let i = 1; i < points.length; i++) chunks.push(whole.subarray(points[i - 1], points[i]));
       return { whole, chunks: chunks.length > 0 ? chunks : [whole] };
-    }));
+    }),
+  );
 }
 
 /** Applies the same mutations outside fast-check (for the live campaign): `rand` in [0,1). */
@@ -100,11 +99,20 @@ export function mutateBytes(b: Buffer, rand: () => number): Buffer {
   for (let e = 0; e < edits; e++) {
     const at = out.length === 0 ? 0 : pick(out.length + 1);
     switch (pick(5)) {
-      case 0: if (out.length > 0) out[Math.min(at, out.length - 1)] = byte(); break;
-      case 1: out = Buffer.concat([out.subarray(0, at), Buffer.from([byte(), byte()]), out.subarray(at)]); break;
-      case 2: out = Buffer.concat([out.subarray(0, at), out.subarray(at + 1 + pick(8))]); break;
-      case 3: out = Buffer.concat([out.subarray(0, at), Buffer.alloc(1 + pick(300), byte()), out.subarray(at)]); break;
-      default: out = Buffer.concat([out.subarray(0, at), out.subarray(Math.max(0, at - 20), at), out.subarray(at)]);
+      case 0:
+        if (out.length > 0) out[Math.min(at, out.length - 1)] = byte();
+        break;
+      case 1:
+        out = Buffer.concat([out.subarray(0, at), Buffer.from([byte(), byte()]), out.subarray(at)]);
+        break;
+      case 2:
+        out = Buffer.concat([out.subarray(0, at), out.subarray(at + 1 + pick(8))]);
+        break;
+      case 3:
+        out = Buffer.concat([out.subarray(0, at), Buffer.alloc(1 + pick(300), byte()), out.subarray(at)]);
+        break;
+      default:
+        out = Buffer.concat([out.subarray(0, at), out.subarray(Math.max(0, at - 20), at), out.subarray(at)]);
     }
   }
   return out;

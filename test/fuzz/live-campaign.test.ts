@@ -31,8 +31,15 @@ const TRANSCRIPTS: Record<Protocol, string[][]> = {
     ["NOOP\r\n", "STLS\r\n", "QUIT\r\n"],
   ],
   smtp: [
-    ["EHLO client.example\r\n", `AUTH PLAIN ${b64(`\0${USER}\0${PASSWORD}`)}\r\n`, "MAIL FROM:<a@example.com>\r\n",
-      "RCPT TO:<b@example.com>\r\n", "DATA\r\n", "Subject: x\r\n\r\nhello\r\n.\r\n", "QUIT\r\n"],
+    [
+      "EHLO client.example\r\n",
+      `AUTH PLAIN ${b64(`\0${USER}\0${PASSWORD}`)}\r\n`,
+      "MAIL FROM:<a@example.com>\r\n",
+      "RCPT TO:<b@example.com>\r\n",
+      "DATA\r\n",
+      "Subject: x\r\n\r\nhello\r\n.\r\n",
+      "QUIT\r\n",
+    ],
     ["HELO client.example\r\n", "AUTH LOGIN\r\n", `${b64(USER)}\r\n`, `${b64(PASSWORD)}\r\n`, "RSET\r\n", "QUIT\r\n"],
     ["EHLO x\r\n", "STARTTLS\r\n", "QUIT\r\n"],
     ["EHLO x\r\n", "MAIL FROM:<a@example.com> SIZE=10\r\n", "VRFY root\r\n", "NOOP\r\n", "QUIT\r\n"],
@@ -58,9 +65,10 @@ async function hostileClient(bed: Bed, rand: () => number): Promise<void> {
   try {
     client = await MailClient.connect({ port: bed.ports[port.name], timeoutMs: 2000, ...(port.tls ? { tls: {} } : {}) });
     const sessions = TRANSCRIPTS[port.protocol];
-    const writes = rand() < 0.1
-      ? [Buffer.from(Array.from({ length: 1 + Math.floor(rand() * 2000) }, () => Math.floor(rand() * 256)))]
-      : sessions[Math.floor(rand() * sessions.length)]!.map((w) => (rand() < 0.35 ? mutateBytes(Buffer.from(w, "latin1"), rand) : Buffer.from(w, "latin1")));
+    const writes =
+      rand() < 0.1
+        ? [Buffer.from(Array.from({ length: 1 + Math.floor(rand() * 2000) }, () => Math.floor(rand() * 256)))]
+        : sessions[Math.floor(rand() * sessions.length)]!.map((w) => (rand() < 0.35 ? mutateBytes(Buffer.from(w, "latin1"), rand) : Buffer.from(w, "latin1")));
     for (const w of writes) {
       // cut each write into up to three pieces
       const cut = Math.floor(rand() * (w.length + 1));
@@ -80,8 +88,8 @@ async function hostileClient(bed: Bed, rand: () => number): Promise<void> {
 
 test("live campaign: mutated sessions on every port leave the proxy alive, serving and with a clean log", async () => {
   const seconds = fuzzSeconds(10);
-  const seed = Number.isInteger(Number(process.env.POSTERN_FUZZ_SEED)) && process.env.POSTERN_FUZZ_SEED
-    ? Number(process.env.POSTERN_FUZZ_SEED) : (Date.now() & 0x7fffffff);
+  const seed =
+    Number.isInteger(Number(process.env.POSTERN_FUZZ_SEED)) && process.env.POSTERN_FUZZ_SEED ? Number(process.env.POSTERN_FUZZ_SEED) : Date.now() & 0x7fffffff;
   const bed = await startBed({ timeout: "3s" });
   let clients = 0;
   try {

@@ -23,26 +23,29 @@ const CORPUS = [
 ];
 
 test("PROXY header: mutated headers and noise never throw; lengths stay inside the read", () => {
-  fc.assert(fc.property(mutatedStream(CORPUS), (input) => {
-    const buf = input.subarray(0, PROXY_PROTOCOL_READ_SIZE);
-    const r = parseProxyHeader(buf);
-    if (r.kind === "proxy" || r.kind === "skip") {
-      assert.ok(r.length >= 8 && r.length <= buf.length, `length ${r.length} of ${buf.length}`);
-    }
-    if (r.kind === "proxy") {
-      assert.ok(r.addresses.srcPort >= 0 && r.addresses.srcPort <= 65535);
-      assert.ok(r.addresses.dstPort >= 0 && r.addresses.dstPort <= 65535);
-    }
-    if (r.kind === "error" && r.message !== undefined) {
-      // the broken header is quoted up to the first line end only
-      assert.ok(!/[\r\n]/.test(r.message), JSON.stringify(r.message));
-    }
-  }), budget(2));
+  fc.assert(
+    fc.property(mutatedStream(CORPUS), (input) => {
+      const buf = input.subarray(0, PROXY_PROTOCOL_READ_SIZE);
+      const r = parseProxyHeader(buf);
+      if (r.kind === "proxy" || r.kind === "skip") {
+        assert.ok(r.length >= 8 && r.length <= buf.length, `length ${r.length} of ${buf.length}`);
+      }
+      if (r.kind === "proxy") {
+        assert.ok(r.addresses.srcPort >= 0 && r.addresses.srcPort <= 65535);
+        assert.ok(r.addresses.dstPort >= 0 && r.addresses.dstPort <= 65535);
+      }
+      if (r.kind === "error" && r.message !== undefined) {
+        // the broken header is quoted up to the first line end only
+        assert.ok(!/[\r\n]/.test(r.message), JSON.stringify(r.message));
+      }
+    }),
+    budget(2),
+  );
 });
 
 test("PROXY header: built v1 and v2 headers parse back, with whatever follows left alone", () => {
-  fc.assert(fc.property(fc.oneof(fc.tuple(v4, v4), fc.tuple(v6, v6)), port, port, fc.uint8Array({ maxLength: 64 }),
-    ([src, dst], sp, dp, tail) => {
+  fc.assert(
+    fc.property(fc.oneof(fc.tuple(v4, v4), fc.tuple(v6, v6)), port, port, fc.uint8Array({ maxLength: 64 }), ([src, dst], sp, dp, tail) => {
       for (const build of [buildProxyHeaderV1, buildProxyHeaderV2]) {
         const header = build({ addr: src, port: sp }, { addr: dst, port: dp });
         const r = parseProxyHeader(Buffer.concat([header, Buffer.from(tail)]));
@@ -56,5 +59,7 @@ test("PROXY header: built v1 and v2 headers parse back, with whatever follows le
           assert.equal(r.addresses.dstAddr, dst);
         }
       }
-    }), budget(1));
+    }),
+    budget(1),
+  );
 });

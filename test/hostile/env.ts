@@ -25,9 +25,12 @@ export type Protocol = "imap" | "pop3" | "smtp";
 export type PortName = "imap" | "imaps" | "pop3" | "pop3s" | "smtp" | "smtps";
 /** Every port name with its protocol and whether it is implicit TLS. */
 export const PORTS: ReadonlyArray<{ name: PortName; protocol: Protocol; tls: boolean }> = [
-  { name: "imap", protocol: "imap", tls: false }, { name: "imaps", protocol: "imap", tls: true },
-  { name: "pop3", protocol: "pop3", tls: false }, { name: "pop3s", protocol: "pop3", tls: true },
-  { name: "smtp", protocol: "smtp", tls: false }, { name: "smtps", protocol: "smtp", tls: true },
+  { name: "imap", protocol: "imap", tls: false },
+  { name: "imaps", protocol: "imap", tls: true },
+  { name: "pop3", protocol: "pop3", tls: false },
+  { name: "pop3s", protocol: "pop3", tls: true },
+  { name: "smtp", protocol: "smtp", tls: false },
+  { name: "smtps", protocol: "smtp", tls: true },
 ];
 
 /** The login every well-formed session uses (distinctive, so a leak is findable). */
@@ -69,8 +72,9 @@ export interface Bed {
 /** The mail block for the bed's ports. */
 export function bedConfig(ports: Record<PortName, number>, authUrl: string, options: BedOptions = {}): string {
   const c = certs();
-  const servers = PORTS.map(({ name, protocol, tls }) =>
-    `  server { listen 127.0.0.1:${ports[name]}${tls ? " ssl" : ""}; protocol ${protocol};${tls ? "" : " starttls on;"} }`).join("\n");
+  const servers = PORTS.map(
+    ({ name, protocol, tls }) => `  server { listen 127.0.0.1:${ports[name]}${tls ? " ssl" : ""}; protocol ${protocol};${tls ? "" : " starttls on;"} }`,
+  ).join("\n");
   return [
     `  auth_http ${authUrl};`,
     "  proxy_pass_error_message on;",
@@ -94,7 +98,13 @@ export async function startBed(options: BedOptions = {}): Promise<Bed> {
   const defaultAuth: AuthHandler = (request) => {
     const protocol = request.header("Auth-Protocol") as Protocol | undefined;
     const port = protocol && protocol in fakes ? fakes[protocol].port : 0;
-    return { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(port)]] };
+    return {
+      headers: [
+        ["Auth-Status", "OK"],
+        ["Auth-Server", "127.0.0.1"],
+        ["Auth-Port", String(port)],
+      ],
+    };
   };
   const auth = await startFakeAuth(options.auth ? options.auth(fakes) : defaultAuth);
   let proxy: MailProxyProcess | undefined;
@@ -114,7 +124,12 @@ export async function startBed(options: BedOptions = {}): Promise<Bed> {
   }
   const started = proxy;
   return {
-    proxy: started, auth, imap, pop3, smtp, ports,
+    proxy: started,
+    auth,
+    imap,
+    pop3,
+    smtp,
+    ports,
     async stop(): Promise<void> {
       await started.stop();
       await auth.close();
@@ -178,7 +193,9 @@ export async function goodSession(bed: Bed, name: PortName, password = PASSWORD)
  * 828fb94e1), so that one line is not held against nginx.
  */
 export function severeLines(log: string, kind: "nginx" | "postern" = "postern"): string[] {
-  return log.split("\n").filter((l) => / \[(alert|crit|emerg)\] /.test(l))
+  return log
+    .split("\n")
+    .filter((l) => / \[(alert|crit|emerg)\] /.test(l))
     .filter((l) => !(kind === "nginx" && l.includes("application data after close notify")));
 }
 
@@ -200,7 +217,10 @@ export function processAlive(pid: number): boolean {
 
 /** Lines of the error log at `level` containing `text`. */
 export function logLines(bed: Bed, level: string, text: string | RegExp): string[] {
-  return bed.proxy.errorLog().split("\n").filter((l) => l.includes(` [${level}] `) && (typeof text === "string" ? l.includes(text) : text.test(l)));
+  return bed.proxy
+    .errorLog()
+    .split("\n")
+    .filter((l) => l.includes(` [${level}] `) && (typeof text === "string" ? l.includes(text) : text.test(l)));
 }
 
 /** Waits until `check` holds (polling every 20 ms) or fails after `timeoutMs`. */

@@ -42,7 +42,14 @@ async function startInjectionBed(start: ProxyStarter = startPostern, auth?: (b: 
   const backends = { imap: await startFakeImap(), pop3: await startFakePop3(), smtp: await startFakeSmtp() };
   const acceptAll: AuthHandler = (request) => {
     const protocol = request.header("Auth-Protocol") as Protocol;
-    return { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(backends[protocol].port)], ["Auth-Pass", "backend-pass"]] };
+    return {
+      headers: [
+        ["Auth-Status", "OK"],
+        ["Auth-Server", "127.0.0.1"],
+        ["Auth-Port", String(backends[protocol].port)],
+        ["Auth-Pass", "backend-pass"],
+      ],
+    };
   };
   const fakeAuth = await startFakeAuth(auth ? auth(backends) : acceptAll);
   const [imap, pop3, smtp, smtpNone] = await freePorts(4);
@@ -61,7 +68,10 @@ async function startInjectionBed(start: ProxyStarter = startPostern, auth?: (b: 
   ].join("\n");
   const proxy = await start(block);
   return {
-    proxy, auth: fakeAuth, backends, ports,
+    proxy,
+    auth: fakeAuth,
+    backends,
+    ports,
     async stop(): Promise<void> {
       await proxy.stop();
       await fakeAuth.close();
@@ -110,31 +120,190 @@ const SMUGGLED_WORD = "user\r\nQUIT";
 
 const CREDENTIAL_CASES: readonly CredentialCase[] = [
   // POP3
-  { name: "POP3 AUTH PLAIN (initial response), CR LF in the login", port: "pop3", turns: [[`AUTH PLAIN ${b64(`\0${SMUGGLED}\0pass`)}\r\n`, POP3_ERR]], log: "client sent invalid login in AUTH PLAIN command" },
-  { name: "POP3 AUTH PLAIN (continuation), CR LF in the password", port: "pop3", turns: [["AUTH PLAIN\r\n", "+ \r\n"], [`${b64("\0user\0pass\r\nDELE 1")}\r\n`, POP3_ERR]], log: "client sent invalid password in AUTH PLAIN command" },
-  { name: "POP3 AUTH PLAIN, NUL in the password", port: "pop3", turns: [[`AUTH PLAIN ${b64("\0user\0pa\0ss")}\r\n`, POP3_ERR]], log: "client sent invalid password in AUTH PLAIN command" },
-  { name: "POP3 AUTH LOGIN, CR LF in the user name", port: "pop3", turns: [["AUTH LOGIN\r\n", "+ VXNlcm5hbWU6\r\n"], [`${b64(SMUGGLED)}\r\n`, POP3_ERR]], log: "client sent invalid login in AUTH LOGIN command" },
-  { name: "POP3 AUTH LOGIN, LF in the password", port: "pop3", turns: [[`AUTH LOGIN ${b64("user")}\r\n`, "+ UGFzc3dvcmQ6\r\n"], [`${b64("pass\nDELE 1")}\r\n`, POP3_ERR]], log: "client sent invalid password in AUTH LOGIN command" },
-  { name: "POP3 AUTH CRAM-MD5, CR LF in the login", port: "pop3", turns: [["AUTH CRAM-MD5\r\n", /^\+ \S+\r\n/], [`${b64(`${SMUGGLED_WORD} ${DIGEST}`)}\r\n`, POP3_ERR]], log: "client sent invalid login in AUTH CRAM-MD5 command" },
-  { name: "POP3 AUTH EXTERNAL, CR LF in the identity", port: "pop3", turns: [[`AUTH EXTERNAL ${b64(SMUGGLED)}\r\n`, POP3_ERR]], log: "client sent invalid login in AUTH EXTERNAL command" },
+  {
+    name: "POP3 AUTH PLAIN (initial response), CR LF in the login",
+    port: "pop3",
+    turns: [[`AUTH PLAIN ${b64(`\0${SMUGGLED}\0pass`)}\r\n`, POP3_ERR]],
+    log: "client sent invalid login in AUTH PLAIN command",
+  },
+  {
+    name: "POP3 AUTH PLAIN (continuation), CR LF in the password",
+    port: "pop3",
+    turns: [
+      ["AUTH PLAIN\r\n", "+ \r\n"],
+      [`${b64("\0user\0pass\r\nDELE 1")}\r\n`, POP3_ERR],
+    ],
+    log: "client sent invalid password in AUTH PLAIN command",
+  },
+  {
+    name: "POP3 AUTH PLAIN, NUL in the password",
+    port: "pop3",
+    turns: [[`AUTH PLAIN ${b64("\0user\0pa\0ss")}\r\n`, POP3_ERR]],
+    log: "client sent invalid password in AUTH PLAIN command",
+  },
+  {
+    name: "POP3 AUTH LOGIN, CR LF in the user name",
+    port: "pop3",
+    turns: [
+      ["AUTH LOGIN\r\n", "+ VXNlcm5hbWU6\r\n"],
+      [`${b64(SMUGGLED)}\r\n`, POP3_ERR],
+    ],
+    log: "client sent invalid login in AUTH LOGIN command",
+  },
+  {
+    name: "POP3 AUTH LOGIN, LF in the password",
+    port: "pop3",
+    turns: [
+      [`AUTH LOGIN ${b64("user")}\r\n`, "+ UGFzc3dvcmQ6\r\n"],
+      [`${b64("pass\nDELE 1")}\r\n`, POP3_ERR],
+    ],
+    log: "client sent invalid password in AUTH LOGIN command",
+  },
+  {
+    name: "POP3 AUTH CRAM-MD5, CR LF in the login",
+    port: "pop3",
+    turns: [
+      ["AUTH CRAM-MD5\r\n", /^\+ \S+\r\n/],
+      [`${b64(`${SMUGGLED_WORD} ${DIGEST}`)}\r\n`, POP3_ERR],
+    ],
+    log: "client sent invalid login in AUTH CRAM-MD5 command",
+  },
+  {
+    name: "POP3 AUTH EXTERNAL, CR LF in the identity",
+    port: "pop3",
+    turns: [[`AUTH EXTERNAL ${b64(SMUGGLED)}\r\n`, POP3_ERR]],
+    log: "client sent invalid login in AUTH EXTERNAL command",
+  },
   { name: "POP3 USER with NUL", port: "pop3", turns: [["USER us\0er\r\n", POP3_ERR]], log: "client sent invalid login in USER command" },
-  { name: "POP3 PASS with NUL", port: "pop3", turns: [["USER user\r\n", "+OK\r\n"], ["PASS pa\0ss\r\n", POP3_ERR]], log: "client sent invalid password in PASS command" },
+  {
+    name: "POP3 PASS with NUL",
+    port: "pop3",
+    turns: [
+      ["USER user\r\n", "+OK\r\n"],
+      ["PASS pa\0ss\r\n", POP3_ERR],
+    ],
+    log: "client sent invalid password in PASS command",
+  },
   { name: "POP3 APOP with NUL in the login", port: "pop3", turns: [[`APOP us\0er ${DIGEST}\r\n`, POP3_ERR]], log: "client sent invalid login in APOP command" },
   // IMAP
-  { name: "IMAP LOGIN, CR LF inside a literal login", port: "imap", turns: [["a1 LOGIN {12}\r\n", "+ OK\r\n"], ["user\r\na2 XYZ {4}\r\n", "+ OK\r\n"], ["pass\r\n", IMAP_BAD]], log: "client sent invalid login in LOGIN command" },
-  { name: "IMAP LOGIN, CR LF inside a literal password", port: "imap", turns: [["a1 LOGIN user {17}\r\n", "+ OK\r\n"], ["pass\r\na2 DELETE x\r\n", IMAP_BAD]], log: "client sent invalid password in LOGIN command" },
-  { name: "IMAP LOGIN, NUL inside a quoted login", port: "imap", turns: [['a1 LOGIN "us\0er" pass\r\n', IMAP_BAD]], log: "client sent invalid login in LOGIN command" },
-  { name: "IMAP AUTHENTICATE PLAIN, CR LF in the login", port: "imap", turns: [[`a1 AUTHENTICATE PLAIN ${b64(`\0${SMUGGLED}\0pass`)}\r\n`, IMAP_BAD]], log: "client sent invalid login in AUTH PLAIN command" },
-  { name: "IMAP AUTHENTICATE LOGIN, CR LF in the password", port: "imap", turns: [["a1 AUTHENTICATE LOGIN\r\n", "+ VXNlcm5hbWU6\r\n"], [`${b64("user")}\r\n`, "+ UGFzc3dvcmQ6\r\n"], [`${b64("pass\r\nx")}\r\n`, IMAP_BAD]], log: "client sent invalid password in AUTH LOGIN command" },
-  { name: "IMAP AUTHENTICATE CRAM-MD5, CR LF in the login", port: "imap", turns: [["a1 AUTHENTICATE CRAM-MD5\r\n", /^\+ \S+\r\n/], [`${b64(`${SMUGGLED_WORD} ${DIGEST}`)}\r\n`, IMAP_BAD]], log: "client sent invalid login in AUTH CRAM-MD5 command" },
-  { name: "IMAP AUTHENTICATE EXTERNAL, NUL in the identity", port: "imap", turns: [["a1 AUTHENTICATE EXTERNAL\r\n", "+ VXNlcm5hbWU6\r\n"], [`${b64("us\0er")}\r\n`, IMAP_BAD]], log: "client sent invalid login in AUTH EXTERNAL command" },
+  {
+    name: "IMAP LOGIN, CR LF inside a literal login",
+    port: "imap",
+    turns: [
+      ["a1 LOGIN {12}\r\n", "+ OK\r\n"],
+      ["user\r\na2 XYZ {4}\r\n", "+ OK\r\n"],
+      ["pass\r\n", IMAP_BAD],
+    ],
+    log: "client sent invalid login in LOGIN command",
+  },
+  {
+    name: "IMAP LOGIN, CR LF inside a literal password",
+    port: "imap",
+    turns: [
+      ["a1 LOGIN user {17}\r\n", "+ OK\r\n"],
+      ["pass\r\na2 DELETE x\r\n", IMAP_BAD],
+    ],
+    log: "client sent invalid password in LOGIN command",
+  },
+  {
+    name: "IMAP LOGIN, NUL inside a quoted login",
+    port: "imap",
+    turns: [['a1 LOGIN "us\0er" pass\r\n', IMAP_BAD]],
+    log: "client sent invalid login in LOGIN command",
+  },
+  {
+    name: "IMAP AUTHENTICATE PLAIN, CR LF in the login",
+    port: "imap",
+    turns: [[`a1 AUTHENTICATE PLAIN ${b64(`\0${SMUGGLED}\0pass`)}\r\n`, IMAP_BAD]],
+    log: "client sent invalid login in AUTH PLAIN command",
+  },
+  {
+    name: "IMAP AUTHENTICATE LOGIN, CR LF in the password",
+    port: "imap",
+    turns: [
+      ["a1 AUTHENTICATE LOGIN\r\n", "+ VXNlcm5hbWU6\r\n"],
+      [`${b64("user")}\r\n`, "+ UGFzc3dvcmQ6\r\n"],
+      [`${b64("pass\r\nx")}\r\n`, IMAP_BAD],
+    ],
+    log: "client sent invalid password in AUTH LOGIN command",
+  },
+  {
+    name: "IMAP AUTHENTICATE CRAM-MD5, CR LF in the login",
+    port: "imap",
+    turns: [
+      ["a1 AUTHENTICATE CRAM-MD5\r\n", /^\+ \S+\r\n/],
+      [`${b64(`${SMUGGLED_WORD} ${DIGEST}`)}\r\n`, IMAP_BAD],
+    ],
+    log: "client sent invalid login in AUTH CRAM-MD5 command",
+  },
+  {
+    name: "IMAP AUTHENTICATE EXTERNAL, NUL in the identity",
+    port: "imap",
+    turns: [
+      ["a1 AUTHENTICATE EXTERNAL\r\n", "+ VXNlcm5hbWU6\r\n"],
+      [`${b64("us\0er")}\r\n`, IMAP_BAD],
+    ],
+    log: "client sent invalid login in AUTH EXTERNAL command",
+  },
   // SMTP
-  { name: "SMTP AUTH PLAIN, CR LF in the login", port: "smtp", turns: [["EHLO c\r\n", /^250 .*\r\n/m], [`AUTH PLAIN ${b64(`\0${SMUGGLED}\0pass`)}\r\n`, SMTP_500]], log: "client sent invalid login in AUTH PLAIN command" },
-  { name: "SMTP AUTH PLAIN (continuation), NUL in the password", port: "smtp", turns: [["EHLO c\r\n", /^250 .*\r\n/m], ["AUTH PLAIN\r\n", "334 \r\n"], [`${b64("\0user\0pa\0ss")}\r\n`, SMTP_500]], log: "client sent invalid password in AUTH PLAIN command" },
-  { name: "SMTP AUTH LOGIN, CR LF in the user name", port: "smtp", turns: [["EHLO c\r\n", /^250 .*\r\n/m], ["AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"], [`${b64(SMUGGLED)}\r\n`, SMTP_500]], log: "client sent invalid login in AUTH LOGIN command" },
-  { name: "SMTP AUTH LOGIN, CR in the password", port: "smtp", turns: [["EHLO c\r\n", /^250 .*\r\n/m], [`AUTH LOGIN ${b64("user")}\r\n`, "334 UGFzc3dvcmQ6\r\n"], [`${b64("pass\rx")}\r\n`, SMTP_500]], log: "client sent invalid password in AUTH LOGIN command" },
-  { name: "SMTP AUTH CRAM-MD5, NUL in the login", port: "smtp", turns: [["EHLO c\r\n", /^250 .*\r\n/m], ["AUTH CRAM-MD5\r\n", /^334 \S+\r\n/], [`${b64(`us\0er ${DIGEST}`)}\r\n`, SMTP_500]], log: "client sent invalid login in AUTH CRAM-MD5 command" },
-  { name: "SMTP AUTH EXTERNAL, CR LF in the identity", port: "smtp", turns: [["EHLO c\r\n", /^250 .*\r\n/m], [`AUTH EXTERNAL ${b64(SMUGGLED)}\r\n`, SMTP_500]], log: "client sent invalid login in AUTH EXTERNAL command" },
+  {
+    name: "SMTP AUTH PLAIN, CR LF in the login",
+    port: "smtp",
+    turns: [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      [`AUTH PLAIN ${b64(`\0${SMUGGLED}\0pass`)}\r\n`, SMTP_500],
+    ],
+    log: "client sent invalid login in AUTH PLAIN command",
+  },
+  {
+    name: "SMTP AUTH PLAIN (continuation), NUL in the password",
+    port: "smtp",
+    turns: [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      ["AUTH PLAIN\r\n", "334 \r\n"],
+      [`${b64("\0user\0pa\0ss")}\r\n`, SMTP_500],
+    ],
+    log: "client sent invalid password in AUTH PLAIN command",
+  },
+  {
+    name: "SMTP AUTH LOGIN, CR LF in the user name",
+    port: "smtp",
+    turns: [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      ["AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"],
+      [`${b64(SMUGGLED)}\r\n`, SMTP_500],
+    ],
+    log: "client sent invalid login in AUTH LOGIN command",
+  },
+  {
+    name: "SMTP AUTH LOGIN, CR in the password",
+    port: "smtp",
+    turns: [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      [`AUTH LOGIN ${b64("user")}\r\n`, "334 UGFzc3dvcmQ6\r\n"],
+      [`${b64("pass\rx")}\r\n`, SMTP_500],
+    ],
+    log: "client sent invalid password in AUTH LOGIN command",
+  },
+  {
+    name: "SMTP AUTH CRAM-MD5, NUL in the login",
+    port: "smtp",
+    turns: [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      ["AUTH CRAM-MD5\r\n", /^334 \S+\r\n/],
+      [`${b64(`us\0er ${DIGEST}`)}\r\n`, SMTP_500],
+    ],
+    log: "client sent invalid login in AUTH CRAM-MD5 command",
+  },
+  {
+    name: "SMTP AUTH EXTERNAL, CR LF in the identity",
+    port: "smtp",
+    turns: [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      [`AUTH EXTERNAL ${b64(SMUGGLED)}\r\n`, SMTP_500],
+    ],
+    log: "client sent invalid login in AUTH EXTERNAL command",
+  },
 ];
 
 describe("CR, LF and NUL in credentials never reach the auth server or a backend", () => {
@@ -163,7 +332,10 @@ describe("CR, LF and NUL in credentials never reach the auth server or a backend
       assert.equal(bed.auth.requests.length, requestsBefore, `the auth server got a request:\n${bed.auth.requests.slice(requestsBefore).join("\n")}`);
       assert.equal(bed.backends[c.port].connections.length, connectionsBefore, "a backend was connected to");
       const log = bed.proxy.errorLog();
-      assert.ok(log.split("\n").some((l) => l.includes(` [info] `) && l.includes(c.log)), `no info line "${c.log}":\n${log.slice(-1500)}`);
+      assert.ok(
+        log.split("\n").some((l) => l.includes(` [info] `) && l.includes(c.log)),
+        `no info line "${c.log}":\n${log.slice(-1500)}`,
+      );
       assertNoForgedLine(log);
     });
   }
@@ -192,17 +364,31 @@ describe("Auth-User / Auth-Pass from the auth server with NUL never reach a back
   ] as const) {
     test(`${protocol}: ${header} ${JSON.stringify(value)} -> internal error, logged, no backend connection`, async () => {
       const bed = await startInjectionBed(startPostern, (backends) => (request) => ({
-        headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(backends[request.header("Auth-Protocol") as Protocol].port)], [header, value]],
+        headers: [
+          ["Auth-Status", "OK"],
+          ["Auth-Server", "127.0.0.1"],
+          ["Auth-Port", String(backends[request.header("Auth-Protocol") as Protocol].port)],
+          [header, value],
+        ],
       }));
       try {
-        const login = protocol === "pop3" ? [["USER user\r\n", "+OK\r\n"], ["PASS pass\r\n", internal]] as const : [["a1 LOGIN user pass\r\n", internal]] as const;
+        const login =
+          protocol === "pop3"
+            ? ([
+                ["USER user\r\n", "+OK\r\n"],
+                ["PASS pass\r\n", internal],
+              ] as const)
+            : ([["a1 LOGIN user pass\r\n", internal]] as const);
         const c = await talk(bed.ports[protocol], login);
         await c.expectClosed();
         c.close();
         assert.equal(bed.auth.requests.length, 1);
         assert.equal(bed.backends[protocol].connections.length, 0, "the backend was connected to");
         const field = header === "Auth-User" ? "login" : "password";
-        assert.match(bed.proxy.errorLog(), new RegExp(`\\[error\\] .*auth http server 127\\.0\\.0\\.1:\\d+ sent invalid ${field} with CR, LF or NUL while in http auth state`));
+        assert.match(
+          bed.proxy.errorLog(),
+          new RegExp(`\\[error\\] .*auth http server 127\\.0\\.0\\.1:\\d+ sent invalid ${field} with CR, LF or NUL while in http auth state`),
+        );
       } finally {
         await bed.stop();
       }
@@ -257,7 +443,10 @@ describe("log lines never carry a forged line, a raw control byte or a password"
   test("a login with CR LF (kept by nginx's CRAM-MD5 quirk) is escaped in the log context, not written as a new line", async () => {
     // the CRAM-MD5 login ends at its first space: the forged line has none, and the bad digest keeps the login in the log context
     const forged = "2031/01/01\t00:00:00\t[emerg]\t1#1:\tFORGED";
-    const c = await talk(bed.ports.imap, [["a1 AUTHENTICATE CRAM-MD5\r\n", /^\+ \S+\r\n/], [`${b64(`x\r\n${forged} short`)}\r\n`, IMAP_BAD]]);
+    const c = await talk(bed.ports.imap, [
+      ["a1 AUTHENTICATE CRAM-MD5\r\n", /^\+ \S+\r\n/],
+      [`${b64(`x\r\n${forged} short`)}\r\n`, IMAP_BAD],
+    ]);
     c.close();
     await sleep(100);
     const log = bed.proxy.errorLog();
@@ -267,9 +456,15 @@ describe("log lines never carry a forged line, a raw control byte or a password"
   });
 
   test("a quote in a login cannot close the log's quoted field", async () => {
-    const c = await talk(bed.ports.pop3, [['USER a", upstream: 6.6.6.6:25\r\n', "+OK\r\n"], ["QUIT\r\n", "+OK\r\n"]]);
+    const c = await talk(bed.ports.pop3, [
+      ['USER a", upstream: 6.6.6.6:25\r\n', "+OK\r\n"],
+      ["QUIT\r\n", "+OK\r\n"],
+    ]);
     c.close();
-    const c2 = await talk(bed.ports.pop3, [['USER b"x\r\n', "+OK\r\n"], [`PASS ${"p".repeat(200)}\r\n`, POP3_ERR]]);
+    const c2 = await talk(bed.ports.pop3, [
+      ['USER b"x\r\n', "+OK\r\n"],
+      [`PASS ${"p".repeat(200)}\r\n`, POP3_ERR],
+    ]);
     await c2.expectClosed();
     c2.close();
     await sleep(100);
@@ -279,7 +474,10 @@ describe("log lines never carry a forged line, a raw control byte or a password"
   });
 
   test("SMTP: a rejected MAIL line and an early talker's bytes are logged escaped", async () => {
-    const c = await talk(bed.ports.smtp, [["EHLO c\r\n", /^250 .*\r\n/m], [`MAIL FROM:<\x1b[31m${FORGED}>\r\n`, /^530 /]]);
+    const c = await talk(bed.ports.smtp, [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      [`MAIL FROM:<\x1b[31m${FORGED}>\r\n`, /^530 /],
+    ]);
     c.close();
     await sleep(100);
     const log = bed.proxy.errorLog();
@@ -289,7 +487,13 @@ describe("log lines never carry a forged line, a raw control byte or a password"
   });
 
   test("no alert or crit line (the forged text stays inside info lines)", () => {
-    assert.deepEqual(bed.proxy.errorLog().split("\n").filter((l) => /^\S+ \S+ \[(alert|crit|emerg)\] /.test(l)), []);
+    assert.deepEqual(
+      bed.proxy
+        .errorLog()
+        .split("\n")
+        .filter((l) => /^\S+ \S+ \[(alert|crit|emerg)\] /.test(l)),
+      [],
+    );
   });
 });
 

@@ -160,7 +160,8 @@ test("many idle connections: worker RSS grows by a bounded amount per connection
     for (const { name } of PORTS) await goodSession(bed, name);
     await sleep(300);
     const base = rssBytes(pid);
-    const plain = 300, secure = 100;
+    const plain = 300,
+      secure = 100;
     const opens: Array<Promise<MailClient>> = [];
     for (let i = 0; i < plain; i++) opens.push(connectTo(bed, (["imap", "pop3", "smtp"] as const)[i % 3]!, 10000));
     for (let i = 0; i < secure; i++) opens.push(connectTo(bed, (["imaps", "pop3s", "smtps"] as const)[i % 3]!, 10000));
@@ -168,14 +169,18 @@ test("many idle connections: worker RSS grows by a bounded amount per connection
     await Promise.all(held.map((c) => c.readLine(10000)));
     await sleep(500);
     const perConnection = (rssBytes(pid) - base) / (plain + secure);
-    console.log(`# idle connections: ${plain} plain + ${secure} TLS, worker RSS ${(base / 1048576).toFixed(1)} MiB -> +${(perConnection / 1024).toFixed(1)} KiB per connection`);
+    console.log(
+      `# idle connections: ${plain} plain + ${secure} TLS, worker RSS ${(base / 1048576).toFixed(1)} MiB -> +${(perConnection / 1024).toFixed(1)} KiB per connection`,
+    );
     assert.ok(perConnection < 256 * 1024, `${(perConnection / 1024).toFixed(1)} KiB per idle connection`);
     // and every held connection still answers
-    await Promise.all(held.slice(0, 30).map(async (c, i) => {
-      const name = i < 300 ? (["imap", "pop3", "smtp"] as const)[i % 3]! : "imap";
-      await c.send(name === "imap" ? "n1 NOOP\r\n" : "NOOP\r\n");
-      assert.match(await c.readLine(), name === "imap" ? /^n1 OK/ : name === "pop3" ? /^\+OK/ : /^250 /);
-    }));
+    await Promise.all(
+      held.slice(0, 30).map(async (c, i) => {
+        const name = i < 300 ? (["imap", "pop3", "smtp"] as const)[i % 3]! : "imap";
+        await c.send(name === "imap" ? "n1 NOOP\r\n" : "NOOP\r\n");
+        assert.match(await c.readLine(), name === "imap" ? /^n1 OK/ : name === "pop3" ? /^\+OK/ : /^250 /);
+      }),
+    );
     assertHealthy(bed);
   } finally {
     for (const c of held) c.close();

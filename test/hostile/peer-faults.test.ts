@@ -37,27 +37,74 @@ interface FaultCase {
 }
 
 const INTERNAL_ERROR: Record<Protocol, string> = {
-  imap: "* BAD internal server error\r\n", pop3: "-ERR internal server error\r\n", smtp: "451 4.3.2 Internal server error\r\n",
+  imap: "* BAD internal server error\r\n",
+  pop3: "-ERR internal server error\r\n",
+  smtp: "451 4.3.2 Internal server error\r\n",
 };
 
 const CASES: FaultCase[] = [
   { name: "auth service closes without answering", auth: { headers: [], close: "beforeReply" } },
-  { name: "auth service slower than auth_http_timeout", auth: { headers: [["Auth-Status", "OK"]], delayMs: 2500 }, extra: "  auth_http_timeout 1s;",
-    log: { level: "error", text: /auth http server 127\.0\.0\.1:\d+ timed out \(110: Connection timed out\) while in http auth state/ } },
-  { name: "auth service sends garbage", auth: "\x16\x03\x01 garbage \x00\xff\r\n\r\n",
-    log: { level: "error", text: /auth http server 127\.0\.0\.1:\d+ sent invalid (response|header in response)/ } },
-  { name: "auth service sends a header block over 1024 bytes", auth: { headers: [["Auth-Status", "OK"], ["X-Pad", "p".repeat(1100)]] }, expect: INTERNAL_ERROR },
-  { name: "auth service names a bad Auth-Server", auth: { headers: [["Auth-Status", "OK"], ["Auth-Server", "localhost"], ["Auth-Port", "143"]] },
-    log: { level: "error", text: /auth http server 127\.0\.0\.1:\d+ sent invalid server address:"localhost"/ } },
-  { name: "auth service names a bad Auth-Port", auth: { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", "0"]] },
-    log: { level: "error", text: /auth http server 127\.0\.0\.1:\d+ sent invalid server port:"0"/ } },
+  {
+    name: "auth service slower than auth_http_timeout",
+    auth: { headers: [["Auth-Status", "OK"]], delayMs: 2500 },
+    extra: "  auth_http_timeout 1s;",
+    log: { level: "error", text: /auth http server 127\.0\.0\.1:\d+ timed out \(110: Connection timed out\) while in http auth state/ },
+  },
+  {
+    name: "auth service sends garbage",
+    auth: "\x16\x03\x01 garbage \x00\xff\r\n\r\n",
+    log: { level: "error", text: /auth http server 127\.0\.0\.1:\d+ sent invalid (response|header in response)/ },
+  },
+  {
+    name: "auth service sends a header block over 1024 bytes",
+    auth: {
+      headers: [
+        ["Auth-Status", "OK"],
+        ["X-Pad", "p".repeat(1100)],
+      ],
+    },
+    expect: INTERNAL_ERROR,
+  },
+  {
+    name: "auth service names a bad Auth-Server",
+    auth: {
+      headers: [
+        ["Auth-Status", "OK"],
+        ["Auth-Server", "localhost"],
+        ["Auth-Port", "143"],
+      ],
+    },
+    log: { level: "error", text: /auth http server 127\.0\.0\.1:\d+ sent invalid server address:"localhost"/ },
+  },
+  {
+    name: "auth service names a bad Auth-Port",
+    auth: {
+      headers: [
+        ["Auth-Status", "OK"],
+        ["Auth-Server", "127.0.0.1"],
+        ["Auth-Port", "0"],
+      ],
+    },
+    log: { level: "error", text: /auth http server 127\.0\.0\.1:\d+ sent invalid server port:"0"/ },
+  },
   { name: "backend down", backend: "down", log: { level: "error", text: /(connect|recv)\(\) failed \(111: Connection refused\)/ } },
   { name: "backend accepts and closes at once", backend: "reset" },
-  { name: "backend never greets (past timeout)", backend: { neverGreet: true }, log: { level: "info", text: /upstream timed out \(110: Connection timed out\) while connecting to upstream/ } },
+  {
+    name: "backend never greets (past timeout)",
+    backend: { neverGreet: true },
+    log: { level: "info", text: /upstream timed out \(110: Connection timed out\) while connecting to upstream/ },
+  },
   { name: "backend closes during login", backend: { closeDuringLogin: true } },
-  { name: "backend greets with garbage", backend: { garbage: "\x00\x01garbage from the backend\r\n" },
-    log: { level: "info", text: /upstream sent invalid response: "/ } },
-  { name: "backend slower than timeout", backend: { delayMs: 2600 }, log: { level: "info", text: /upstream timed out \(110: Connection timed out\) while connecting to upstream/ } },
+  {
+    name: "backend greets with garbage",
+    backend: { garbage: "\x00\x01garbage from the backend\r\n" },
+    log: { level: "info", text: /upstream sent invalid response: "/ },
+  },
+  {
+    name: "backend slower than timeout",
+    backend: { delayMs: 2600 },
+    log: { level: "info", text: /upstream timed out \(110: Connection timed out\) while connecting to upstream/ },
+  },
 ];
 
 /** The login dialogue of the client whose login is `fault`; returns everything it received after the greeting. */
@@ -113,15 +160,31 @@ async function runCase(start: ProxyStarter, fc: FaultCase): Promise<Run> {
     }
   }
   const bed = await startBed({
-    start, timeout: "2s", extra: fc.extra ?? "",
-    auth: (fakes) => (request: AuthRequest): AuthReply => {
-      const protocol = request.header("Auth-Protocol") as Protocol;
-      if (request.header("Auth-User") === "fault") {
-        if (fc.auth !== undefined) return fc.auth;
-        return { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(ports[protocol])]] };
-      }
-      return { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(fakes[protocol].port)]] };
-    },
+    start,
+    timeout: "2s",
+    extra: fc.extra ?? "",
+    auth:
+      (fakes) =>
+      (request: AuthRequest): AuthReply => {
+        const protocol = request.header("Auth-Protocol") as Protocol;
+        if (request.header("Auth-User") === "fault") {
+          if (fc.auth !== undefined) return fc.auth;
+          return {
+            headers: [
+              ["Auth-Status", "OK"],
+              ["Auth-Server", "127.0.0.1"],
+              ["Auth-Port", String(ports[protocol])],
+            ],
+          };
+        }
+        return {
+          headers: [
+            ["Auth-Status", "OK"],
+            ["Auth-Server", "127.0.0.1"],
+            ["Auth-Port", String(fakes[protocol].port)],
+          ],
+        };
+      },
   });
   try {
     const replies = {} as Record<Protocol, string>;
@@ -153,8 +216,14 @@ describe("faults behind the proxy, compared with nginx", () => {
         assert.deepEqual(severeLines(run.log, run.kind), []);
         if (fc.log) {
           const lines = run.log.split("\n").filter((l) => l.includes(` [${fc.log!.level}] `) && fc.log!.text.test(l));
-          assert.equal(lines.length >= 3, true,
-            `${run.kind}: expected [${fc.log.level}] ${fc.log.text} for each protocol; log:\n${run.log.split("\n").filter((l) => /\[(error|info|warn)\]/.test(l)).join("\n")}`);
+          assert.equal(
+            lines.length >= 3,
+            true,
+            `${run.kind}: expected [${fc.log.level}] ${fc.log.text} for each protocol; log:\n${run.log
+              .split("\n")
+              .filter((l) => /\[(error|info|warn)\]/.test(l))
+              .join("\n")}`,
+          );
         }
       }
     });
@@ -167,13 +236,21 @@ test("auth service down, then back: the client gets the internal error and the e
   try {
     await bed.auth.close();
     for (const p of PROTOCOLS) assert.equal(await faultClient(bed, p), INTERNAL_ERROR[p]);
-    const refused = bed.proxy.errorLog().split("\n")
+    const refused = bed.proxy
+      .errorLog()
+      .split("\n")
       .filter((l) => / \[error\] .*(connect|recv)\(\) failed \(111: Connection refused\) while in http auth state/.test(l));
     assert.equal(refused.length, 3, bed.proxy.errorLog().slice(-3000));
-    const back = await startFakeAuth((request) => ({
-      headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"],
-        ["Auth-Port", String(bed[request.header("Auth-Protocol") as Protocol].port)]],
-    }), authPort);
+    const back = await startFakeAuth(
+      (request) => ({
+        headers: [
+          ["Auth-Status", "OK"],
+          ["Auth-Server", "127.0.0.1"],
+          ["Auth-Port", String(bed[request.header("Auth-Protocol") as Protocol].port)],
+        ],
+      }),
+      authPort,
+    );
     try {
       for (const p of PROTOCOLS) await goodSession(bed, p);
     } finally {
@@ -184,4 +261,3 @@ test("auth service down, then back: the client gets the internal error and the e
     await bed.stop();
   }
 });
-

@@ -30,8 +30,22 @@ const CASES: Array<[string, Buffer | [Buffer, Buffer]]> = [
   ["mail command without header", Buffer.from("a1 LOGIN user pass\r\n")],
   ["binary noise", Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00, 0x0d, 0x0a])],
   ["v2 TCP4", buildProxyHeaderV2({ addr: "192.0.2.1", port: 5000 }, { addr: "192.0.2.2", port: 143 })],
-  ["v2 bad version", (() => { const b = buildProxyHeaderV2({ addr: "192.0.2.1", port: 5000 }, { addr: "192.0.2.2", port: 143 }); b[12] = 0x31; return b; })()],
-  ["v2 length past the read", (() => { const b = buildProxyHeaderV2({ addr: "192.0.2.1", port: 5000 }, { addr: "192.0.2.2", port: 143 }); b.writeUInt16BE(3000, 14); return b; })()],
+  [
+    "v2 bad version",
+    (() => {
+      const b = buildProxyHeaderV2({ addr: "192.0.2.1", port: 5000 }, { addr: "192.0.2.2", port: 143 });
+      b[12] = 0x31;
+      return b;
+    })(),
+  ],
+  [
+    "v2 length past the read",
+    (() => {
+      const b = buildProxyHeaderV2({ addr: "192.0.2.1", port: 5000 }, { addr: "192.0.2.2", port: 143 });
+      b.writeUInt16BE(3000, 14);
+      return b;
+    })(),
+  ],
   ["v1 split across two packets", [Buffer.from("PROXY TCP4 192.0.2.1 "), Buffer.from("192.0.2.2 5000 143\r\n")]],
 ];
 
@@ -42,10 +56,18 @@ type Mode = "plain" | "tls-same-packet" | "tls-later";
 async function probe(port: number, data: Buffer | [Buffer, Buffer], mode: Mode): Promise<string> {
   const socket = net.connect(port, "127.0.0.1");
   socket.on("error", () => undefined);
-  await new Promise<void>((r, j) => { socket.once("connect", () => r()); socket.once("error", j); });
+  await new Promise<void>((r, j) => {
+    socket.once("connect", () => r());
+    socket.once("error", j);
+  });
   let received = "";
   let closed = false;
-  const done = new Promise<void>((r) => socket.once("close", () => { closed = true; r(); }));
+  const done = new Promise<void>((r) =>
+    socket.once("close", () => {
+      closed = true;
+      r();
+    }),
+  );
   const parts = Array.isArray(data) ? data : [data];
   for (const [i, part] of parts.entries()) {
     if (i > 0) await new Promise((r) => setTimeout(r, 150));
@@ -67,7 +89,9 @@ async function probe(port: number, data: Buffer | [Buffer, Buffer], mode: Mode):
     ]);
     if (handshake) received += "<tls>";
   }
-  stream.on("data", (d: Buffer) => { received += d.toString("latin1"); });
+  stream.on("data", (d: Buffer) => {
+    received += d.toString("latin1");
+  });
   await Promise.race([done, new Promise((r) => setTimeout(r, 800))]);
   socket.destroy();
   return `${received}${closed ? "<closed>" : "<open>"}`;
@@ -77,14 +101,15 @@ test("hostile PROXY headers: the client sees what nginx shows it, broken ones ar
   const c = certs();
   const setup: DifferentialSetup = {
     listen: ["plain", "secure"],
-    config: (env) => [
-      `  auth_http ${env.authUrl};`,
-      `  ssl_certificate ${c.serverRsa.cert};`,
-      `  ssl_certificate_key ${c.serverRsa.key};`,
-      "  timeout 3s;",
-      `  server { listen 127.0.0.1:${env.ports.plain} proxy_protocol; protocol imap; }`,
-      `  server { listen 127.0.0.1:${env.ports.secure} ssl proxy_protocol; protocol imap; }`,
-    ].join("\n"),
+    config: (env) =>
+      [
+        `  auth_http ${env.authUrl};`,
+        `  ssl_certificate ${c.serverRsa.cert};`,
+        `  ssl_certificate_key ${c.serverRsa.key};`,
+        "  timeout 3s;",
+        `  server { listen 127.0.0.1:${env.ports.plain} proxy_protocol; protocol imap; }`,
+        `  server { listen 127.0.0.1:${env.ports.secure} ssl proxy_protocol; protocol imap; }`,
+      ].join("\n"),
     logLevels: ["error"],
   };
   const scenario = async (ports: Record<string, number>): Promise<Record<string, string>> => {

@@ -48,22 +48,57 @@ test("passwords, SASL responses, backend passwords and a data: key never appear 
     extra: `  error_log mail-debug.log debug;\n  auth_http_header X-Auth-Key ${SECRETS.authHeader};`,
     auth: (fakes) => (request) => {
       const pass = request.header("Auth-Pass") ?? "";
-      if (pass === SECRETS.refused) return { headers: [["Auth-Status", "Invalid login or password"], ["Auth-Wait", "0"]] };
+      if (pass === SECRETS.refused)
+        return {
+          headers: [
+            ["Auth-Status", "Invalid login or password"],
+            ["Auth-Wait", "0"],
+          ],
+        };
       const protocol = request.header("Auth-Protocol") as "imap" | "pop3" | "smtp";
       // the auth server may hand out another password for the backend: a secret too
-      return { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(fakes[protocol].port)], ["Auth-Pass", SECRETS.backendPass]] };
+      return {
+        headers: [
+          ["Auth-Status", "OK"],
+          ["Auth-Server", "127.0.0.1"],
+          ["Auth-Port", String(fakes[protocol].port)],
+          ["Auth-Pass", SECRETS.backendPass],
+        ],
+      };
     },
   });
   try {
-    await dialogue(bed, "imap", [[`a1 LOGIN user1 ${SECRETS.imapLogin}\r\n`, /^a1 OK.*\r\n/m], ["a2 LOGOUT\r\n", /^a2 OK.*\r\n/m]]);
-    await dialogue(bed, "imaps", [["a1 AUTHENTICATE PLAIN\r\n", /^\+ \r\n/], [`${b64(`\0user2\0${SECRETS.imapPlain}`)}\r\n`, /^a1 OK.*\r\n/m]]);
-    await dialogue(bed, "imap", [[`a1 LOGIN {5}\r\n`, /^\+ OK\r\n/], [`user3 {${SECRETS.imapLiteral.length}}\r\n`, /^\+ OK\r\n/],
-      [`${SECRETS.imapLiteral}\r\n`, /^a1 OK.*\r\n/m]]);
-    await dialogue(bed, "pop3", [["USER user4\r\n", /^\+OK\r\n/], [`PASS ${SECRETS.pop3Pass}\r\n`, /^\+OK.*\r\n/]]);
-    await dialogue(bed, "pop3", [["AUTH PLAIN\r\n", /^\+ \r\n/], [`${b64(`\0user5\0${SECRETS.pop3Login}`)}\r\n`, /^\+OK.*\r\n/]]);
-    await dialogue(bed, "smtps", [["EHLO c\r\n", /^250 .*\r\n/m], [`AUTH PLAIN ${b64(`\0user6\0${SECRETS.smtpPlain}`)}\r\n`, /^235 .*\r\n/]]);
-    await dialogue(bed, "smtp", [["EHLO c\r\n", /^250 .*\r\n/m], ["AUTH LOGIN\r\n", /^334 VXNlcm5hbWU6\r\n/], [`${b64("user7")}\r\n`, /^334 UGFzc3dvcmQ6\r\n/],
-      [`${b64(SECRETS.smtpLogin)}\r\n`, /^235 .*\r\n/]]);
+    await dialogue(bed, "imap", [
+      [`a1 LOGIN user1 ${SECRETS.imapLogin}\r\n`, /^a1 OK.*\r\n/m],
+      ["a2 LOGOUT\r\n", /^a2 OK.*\r\n/m],
+    ]);
+    await dialogue(bed, "imaps", [
+      ["a1 AUTHENTICATE PLAIN\r\n", /^\+ \r\n/],
+      [`${b64(`\0user2\0${SECRETS.imapPlain}`)}\r\n`, /^a1 OK.*\r\n/m],
+    ]);
+    await dialogue(bed, "imap", [
+      [`a1 LOGIN {5}\r\n`, /^\+ OK\r\n/],
+      [`user3 {${SECRETS.imapLiteral.length}}\r\n`, /^\+ OK\r\n/],
+      [`${SECRETS.imapLiteral}\r\n`, /^a1 OK.*\r\n/m],
+    ]);
+    await dialogue(bed, "pop3", [
+      ["USER user4\r\n", /^\+OK\r\n/],
+      [`PASS ${SECRETS.pop3Pass}\r\n`, /^\+OK.*\r\n/],
+    ]);
+    await dialogue(bed, "pop3", [
+      ["AUTH PLAIN\r\n", /^\+ \r\n/],
+      [`${b64(`\0user5\0${SECRETS.pop3Login}`)}\r\n`, /^\+OK.*\r\n/],
+    ]);
+    await dialogue(bed, "smtps", [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      [`AUTH PLAIN ${b64(`\0user6\0${SECRETS.smtpPlain}`)}\r\n`, /^235 .*\r\n/],
+    ]);
+    await dialogue(bed, "smtp", [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      ["AUTH LOGIN\r\n", /^334 VXNlcm5hbWU6\r\n/],
+      [`${b64("user7")}\r\n`, /^334 UGFzc3dvcmQ6\r\n/],
+      [`${b64(SECRETS.smtpLogin)}\r\n`, /^235 .*\r\n/],
+    ]);
     await dialogue(bed, "imap", [[`a1 LOGIN user8 ${SECRETS.refused}\r\n`, /^a1 NO .*\r\n/m]]);
     // every session reached the backend with the auth server's password, so the secrets went through the proxy
     const backendSaw = [bed.imap, bed.pop3, bed.smtp].flatMap((f) => f.connections.map((c) => c.received.toString("latin1"))).join("\n");
@@ -73,11 +108,20 @@ test("passwords, SASL responses, backend passwords and a data: key never appear 
     assert.ok(files.includes("mail-debug.log"), `log files: ${files.join(", ")}`);
     const texts: Array<[string, string]> = files.map((f) => [f, readFileSync(path.join(bed.proxy.prefix, f), "latin1")]);
     texts.push(["stderr", bed.proxy.stderr()]);
-    assert.ok(texts.some(([, t]) => / \[debug\] /.test(t) || / \[info\] /.test(t)), "nothing was logged: the test would prove nothing");
+    assert.ok(
+      texts.some(([, t]) => / \[debug\] /.test(t) || / \[info\] /.test(t)),
+      "nothing was logged: the test would prove nothing",
+    );
     // the key's base64 body, a line of it, must not be logged either
     const keyLine = keyPem.split("\n")[3]!;
-    const needles: Array<[string, string]> = [...Object.entries(SECRETS).flatMap(([k, v]): Array<[string, string]> => [[k, v], [`${k} (base64)`, b64(v)]]),
-      ["SASL PLAIN response", b64(`\0user2\0${SECRETS.imapPlain}`)], ["data: key line", keyLine]];
+    const needles: Array<[string, string]> = [
+      ...Object.entries(SECRETS).flatMap(([k, v]): Array<[string, string]> => [
+        [k, v],
+        [`${k} (base64)`, b64(v)],
+      ]),
+      ["SASL PLAIN response", b64(`\0user2\0${SECRETS.imapPlain}`)],
+      ["data: key line", keyLine],
+    ];
     for (const [file, text] of texts) {
       for (const [what, needle] of needles) assert.ok(!text.includes(needle), `${what} found in ${file}`);
     }
@@ -122,10 +166,22 @@ test("a too long authentication command is logged by tag and command name only: 
     await tooLong("pop3", [], `AUTH PLAIN ${plain(secret.pop3Auth)}${"A".repeat(200)}`, /^-ERR invalid command\r\n$/);
     await tooLong("pop3", [["AUTH PLAIN\r\n", /^\+ \r\n/]], `${plain(secret.pop3Auth)}${"A".repeat(200)}`, /^-ERR invalid command\r\n$/);
     await tooLong("smtp", [["EHLO c\r\n", /^250 .*\r\n/m]], `AUTH PLAIN ${plain(secret.smtpAuth)}${"A".repeat(5000)}`, /^500 5\.5\.1 Invalid command\r\n$/);
-    await tooLong("smtp", [["EHLO c\r\n", /^250 .*\r\n/m], ["AUTH LOGIN\r\n", /^334 .*\r\n/], [`${b64("user")}\r\n`, /^334 .*\r\n/]], `${b64(secret.smtpLogin)}${"A".repeat(5000)}`, /^500 5\.5\.1 Invalid command\r\n$/);
+    await tooLong(
+      "smtp",
+      [
+        ["EHLO c\r\n", /^250 .*\r\n/m],
+        ["AUTH LOGIN\r\n", /^334 .*\r\n/],
+        [`${b64("user")}\r\n`, /^334 .*\r\n/],
+      ],
+      `${b64(secret.smtpLogin)}${"A".repeat(5000)}`,
+      /^500 5\.5\.1 Invalid command\r\n$/,
+    );
     await new Promise((r) => setTimeout(r, 200));
     const log = bed.proxy.errorLog();
-    const quoted = log.split("\n").map((l) => /client sent too long command "([^"]*)"/.exec(l)?.[1]).filter((q) => q !== undefined);
+    const quoted = log
+      .split("\n")
+      .map((l) => /client sent too long command "([^"]*)"/.exec(l)?.[1])
+      .filter((q) => q !== undefined);
     assert.deepEqual(quoted, ["a1 LOGIN", "a0 NOOP\\x0D\\x0Aa2 login", "a3 AUTHENTICATE", "PASS", "AUTH", "AUTH", "AUTH", "AUTH"], log);
     for (const [what, value] of Object.entries(secret)) {
       for (const needle of [value, b64(value), plain(value).slice(0, 16)]) assert.ok(!log.includes(needle), `${what} (${needle}) in the error log`);

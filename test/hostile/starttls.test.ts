@@ -37,19 +37,40 @@ interface Dialect {
 
 const DIALECTS: Record<Protocol, Dialect> = {
   imap: {
-    plain: "imap", secure: "imaps", starttls: "s1 STARTTLS\r\n", starttlsOk: "s1 OK completed\r\n",
-    inject: `x1 LOGIN ${USER} ${PASSWORD}\r\n`, probe: "p1 NOOP\r\n", probeReply: "p1 OK completed\r\n",
-    again: "s2 BAD invalid command\r\n", badLogin: [`f1 LOGIN ${USER} ${WRONG}\r\n`], badLoginReply: /^f1 NO /,
+    plain: "imap",
+    secure: "imaps",
+    starttls: "s1 STARTTLS\r\n",
+    starttlsOk: "s1 OK completed\r\n",
+    inject: `x1 LOGIN ${USER} ${PASSWORD}\r\n`,
+    probe: "p1 NOOP\r\n",
+    probeReply: "p1 OK completed\r\n",
+    again: "s2 BAD invalid command\r\n",
+    badLogin: [`f1 LOGIN ${USER} ${WRONG}\r\n`],
+    badLoginReply: /^f1 NO /,
   },
   pop3: {
-    plain: "pop3", secure: "pop3s", starttls: "STLS\r\n", starttlsOk: "+OK\r\n",
-    inject: `USER ${USER}\r\nPASS ${PASSWORD}\r\n`, probe: "NOOP\r\n", probeReply: "+OK\r\n",
-    again: "-ERR invalid command\r\n", badLogin: [`USER ${USER}\r\n`, `PASS ${WRONG}\r\n`], badLoginReply: /^-ERR /,
+    plain: "pop3",
+    secure: "pop3s",
+    starttls: "STLS\r\n",
+    starttlsOk: "+OK\r\n",
+    inject: `USER ${USER}\r\nPASS ${PASSWORD}\r\n`,
+    probe: "NOOP\r\n",
+    probeReply: "+OK\r\n",
+    again: "-ERR invalid command\r\n",
+    badLogin: [`USER ${USER}\r\n`, `PASS ${WRONG}\r\n`],
+    badLoginReply: /^-ERR /,
   },
   smtp: {
-    plain: "smtp", secure: "smtps", starttls: "STARTTLS\r\n", starttlsOk: "220 2.0.0 Start TLS\r\n",
-    inject: `AUTH PLAIN ${Buffer.from(`\0${USER}\0${PASSWORD}`).toString("base64")}\r\n`, probe: "NOOP\r\n", probeReply: "250 2.0.0 OK\r\n",
-    again: "500 5.5.1 Invalid command\r\n", badLogin: [`AUTH PLAIN ${Buffer.from(`\0${USER}\0${WRONG}`).toString("base64")}\r\n`], badLoginReply: /^535 /,
+    plain: "smtp",
+    secure: "smtps",
+    starttls: "STARTTLS\r\n",
+    starttlsOk: "220 2.0.0 Start TLS\r\n",
+    inject: `AUTH PLAIN ${Buffer.from(`\0${USER}\0${PASSWORD}`).toString("base64")}\r\n`,
+    probe: "NOOP\r\n",
+    probeReply: "250 2.0.0 OK\r\n",
+    again: "500 5.5.1 Invalid command\r\n",
+    badLogin: [`AUTH PLAIN ${Buffer.from(`\0${USER}\0${WRONG}`).toString("base64")}\r\n`],
+    badLoginReply: /^535 /,
   },
 };
 const PROTOCOLS: Protocol[] = ["imap", "pop3", "smtp"];
@@ -58,9 +79,21 @@ let bed: Bed;
 before(async () => {
   bed = await startBed({
     // refuse WRONG (Auth-Wait 1: the session goes on after a second; without it nginx closes); everything else to the fake backend
-    auth: (fakes) => (request) => request.header("Auth-Pass") === WRONG
-      ? { headers: [["Auth-Status", "Invalid login or password"], ["Auth-Wait", "1"]] }
-      : { headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(fakes[request.header("Auth-Protocol") as Protocol].port)]] },
+    auth: (fakes) => (request) =>
+      request.header("Auth-Pass") === WRONG
+        ? {
+            headers: [
+              ["Auth-Status", "Invalid login or password"],
+              ["Auth-Wait", "1"],
+            ],
+          }
+        : {
+            headers: [
+              ["Auth-Status", "OK"],
+              ["Auth-Server", "127.0.0.1"],
+              ["Auth-Port", String(fakes[request.header("Auth-Protocol") as Protocol].port)],
+            ],
+          },
   });
 });
 after(async () => {
@@ -84,7 +117,14 @@ async function clientHello(alpn?: string[]): Promise<Buffer> {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   try {
     const port = (server.address() as net.AddressInfo).port;
-    const got = new Promise<Buffer>((resolve) => server.once("connection", (s) => s.once("data", (d: Buffer) => { resolve(d); s.destroy(); })));
+    const got = new Promise<Buffer>((resolve) =>
+      server.once("connection", (s) =>
+        s.once("data", (d: Buffer) => {
+          resolve(d);
+          s.destroy();
+        }),
+      ),
+    );
     const client = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...(alpn ? { ALPNProtocols: alpn } : {}) });
     client.on("error", () => undefined);
     const hello = await got;
@@ -192,8 +232,10 @@ for (const protocol of PROTOCOLS) {
 
     test("ALPN naming another protocol is refused at the handshake (implicit TLS and STARTTLS); its own name is accepted", async () => {
       const other = protocol === "imap" ? "pop3" : "imap";
-      await assert.rejects(MailClient.connect({ port: bed.ports[d.secure], timeoutMs: 4000, tls: { alpn: [other] } }),
-        /no.application.protocol|alert number 120/i);
+      await assert.rejects(
+        MailClient.connect({ port: bed.ports[d.secure], timeoutMs: 4000, tls: { alpn: [other] } }),
+        /no.application.protocol|alert number 120/i,
+      );
       const c = await plainClient(d, protocol);
       try {
         await c.send(d.starttls);

@@ -44,7 +44,11 @@ test("a worker killed with SIGKILL mid-session is replaced; sessions on the othe
     await eventually(() => workerPids(bed.proxy.pid).length === 2 && !workerPids(bed.proxy.pid).includes(victim), 5000, "a replacement worker");
     await eventually(() => logLines(bed, "alert", `worker process ${victim} exited on signal 9`).length === 1, 3000, "the alert line for the killed worker");
     const replacement = workerPids(bed.proxy.pid).find((p) => p !== survivor)!;
-    await eventually(() => logLines(bed, "notice", `start worker process ${replacement}`).length === 1, 3000, "the `start worker process` line of the replacement");
+    await eventually(
+      () => logLines(bed, "notice", `start worker process ${replacement}`).length === 1,
+      3000,
+      "the `start worker process` line of the replacement",
+    );
     // the victim's sessions are gone, the survivor's go on
     for (const s of byWorker.get(victim)!) await s.client.expectClosed(3000);
     for (const s of byWorker.get(survivor)!) {
@@ -56,14 +60,19 @@ test("a worker killed with SIGKILL mid-session is replaced; sessions on the othe
     await sleep(100);
     for (let i = 0; i < 6; i++) await goodSession(bed, (["imap", "pop3s", "smtp"] as const)[i % 3]!);
     // the only alert is the one for the killed worker
-    assert.deepEqual(bed.proxy.errorLog().split("\n").filter((l) => / \[(alert|crit|emerg)\] /.test(l) && !l.includes(`worker process ${victim} exited on signal 9`)), []);
+    assert.deepEqual(
+      bed.proxy
+        .errorLog()
+        .split("\n")
+        .filter((l) => / \[(alert|crit|emerg)\] /.test(l) && !l.includes(`worker process ${victim} exited on signal 9`)),
+      [],
+    );
     assert.equal(processAlive(bed.proxy.pid), true);
   } finally {
     for (const s of sessions) s.client.close();
     await bed.stop();
   }
 });
-
 
 test("rapid reloads (6 HUPs 300 ms apart) during logins: no worker dies on a signal, every session succeeds", async () => {
   const bed = await startBed({ proxyOptions: { workerProcesses: 2 } });
@@ -91,7 +100,13 @@ test("rapid reloads (6 HUPs 300 ms apart) during logins: no worker dies on a sig
     assert.deepEqual(failures, []);
     assert.ok(sessions > 0);
     // nginx: old workers get QUIT and leave with `exited with code 0` (notice); a death by signal is an [alert]
-    assert.deepEqual(bed.proxy.errorLog().split("\n").filter((l) => / \[(alert|crit|emerg)\] /.test(l)), []);
+    assert.deepEqual(
+      bed.proxy
+        .errorLog()
+        .split("\n")
+        .filter((l) => / \[(alert|crit|emerg)\] /.test(l)),
+      [],
+    );
     assert.equal(processAlive(bed.proxy.pid), true);
   } finally {
     await bed.stop();

@@ -155,7 +155,6 @@ export class FakeSession implements SessionPort {
   readonly calls: FakeCall[] = [];
   /** What the core (not the front end) logged: too long, too many invalid commands. */
   readonly coreLog: string[] = [];
-  readonly inputWaiters: (() => void)[] = [];
   /** How often the front end asked for the salt (POP3 makes it only when needed). */
   saltCalls = 0;
   readonly #salt: string;
@@ -217,7 +216,7 @@ export class FakeSession implements SessionPort {
     return this.input.hasPending();
   }
   inputArrived(): Promise<void> {
-    return this.hasPendingInput() ? Promise.resolve() : new Promise((resolve) => this.inputWaiters.push(resolve));
+    return this.input.arrived();
   }
   pendingInput(): Buffer {
     return this.input.pending();
@@ -241,7 +240,6 @@ export class FakeSession implements SessionPort {
   receive(data: string | Buffer): string {
     const before = this.#sent.length;
     this.input.push(typeof data === "string" ? Buffer.from(data, "latin1") : data);
-    for (const w of this.inputWaiters.splice(0)) w();
     this.process();
     return this.#sent.slice(before);
   }

@@ -45,7 +45,11 @@ test("AUTH CRAM-MD5 splits at the first space and wants a 32-byte digest", () =>
   const ok = saslCramMd5(enc(`user ${"0".repeat(32)}`));
   assert.ok(ok.ok && ok.value.login.toString() === "user");
   // nginx has taken the name before it looks at the digest: its log line shows it
-  assert.deepEqual(saslCramMd5(enc("nospace")), { ok: false, log: "client sent invalid CRAM-MD5 hash in AUTH CRAM-MD5 command", login: Buffer.from("nospace") });
+  assert.deepEqual(saslCramMd5(enc("nospace")), {
+    ok: false,
+    log: "client sent invalid CRAM-MD5 hash in AUTH CRAM-MD5 command",
+    login: Buffer.from("nospace"),
+  });
 });
 
 test("salts look like nginx's", () => {

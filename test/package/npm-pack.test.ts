@@ -21,7 +21,11 @@ import { dirname, join, relative } from "node:path";
 import { repoRoot } from "../support/postern.js";
 import { freePort } from "../support/ports.js";
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 /**
  * The environment npm runs in here: none of the npm_* variables of an
@@ -98,13 +102,24 @@ test("npm pack: the tarball installs offline into an empty directory and `npx po
     // what is in it, read from the tarball itself
     const listed = await run("tar", ["-tzf", tarball], work);
     assert.equal(listed.code, 0, listed.stderr);
-    const files = listed.stdout.split("\n").filter((l) => l !== "" && !l.endsWith("/")).map((l) => l.replace(/^package\//, "")).sort();
+    const files = listed.stdout
+      .split("\n")
+      .filter((l) => l !== "" && !l.endsWith("/"))
+      .map((l) => l.replace(/^package\//, ""))
+      .sort();
     const allowed = /^(package\.json|README\.md|LICENSE|bin\/postern\.js|dist\/src\/(?!tools\/|demo\/)[\w/-]+\.js|contrib\/.+)$/;
-    assert.deepEqual(files.filter((f) => !allowed.test(f)), [], "files the package does not need");
+    assert.deepEqual(
+      files.filter((f) => !allowed.test(f)),
+      [],
+      "files the package does not need",
+    );
     assert.ok(!files.includes("dist/src/removed-module.js"), "prepack builds dist/src/ from an empty directory");
     // every module of src/ is in it, compiled from the sources being packed
     const modules = listFiles(join(root, "src")).filter((f) => f.endsWith(".ts") && !f.startsWith("tools/") && !f.startsWith("demo/"));
-    assert.deepEqual(modules.map((f) => `dist/src/${f.replace(/\.ts$/, ".js")}`).filter((f) => !files.includes(f)), []);
+    assert.deepEqual(
+      modules.map((f) => `dist/src/${f.replace(/\.ts$/, ".js")}`).filter((f) => !files.includes(f)),
+      [],
+    );
     for (const f of ["LICENSE", "contrib/systemd/postern.service", "contrib/logrotate/postern"]) assert.ok(files.includes(f), f);
 
     // installed into an empty project, offline: no registry, no repository
@@ -127,14 +142,17 @@ test("npm pack: the tarball installs offline into an empty directory and `npx po
     const prefix = join(work, "mail");
     mkdirSync(prefix);
     const port = await freePort();
-    writeFileSync(join(prefix, "mail.conf"), [
-      "load_module /usr/lib/nginx/modules/ngx_mail_module.so;",
-      "pid postern.pid;",
-      "error_log error.log info;",
-      "events { worker_connections 64; }",
-      `mail { server { listen 127.0.0.1:${port}; protocol imap; auth_http 127.0.0.1:9/auth; } }`,
-      "",
-    ].join("\n"));
+    writeFileSync(
+      join(prefix, "mail.conf"),
+      [
+        "load_module /usr/lib/nginx/modules/ngx_mail_module.so;",
+        "pid postern.pid;",
+        "error_log error.log info;",
+        "events { worker_connections 64; }",
+        `mail { server { listen 127.0.0.1:${port}; protocol imap; auth_http 127.0.0.1:9/auth; } }`,
+        "",
+      ].join("\n"),
+    );
     const t = await run("npx", ["postern", "-p", `${prefix}/`, "-c", "mail.conf", "-t"], clean);
     const conf = join(prefix, "mail.conf");
     assert.equal(t.stderr, `nginx: the configuration file ${conf} syntax is ok\nnginx: configuration file ${conf} test is successful\n`);

@@ -27,7 +27,10 @@ const LOGROTATE = "/usr/sbin/logrotate";
 /** A process's parent, process group and session, from /proc/PID/stat. */
 function procStat(pid: number): { ppid: number; pgrp: number; session: number } {
   const text = readFileSync(`/proc/${pid}/stat`, "latin1");
-  const [, ppid, pgrp, session] = text.slice(text.lastIndexOf(")") + 2).split(" ").map(Number);
+  const [, ppid, pgrp, session] = text
+    .slice(text.lastIndexOf(")") + 2)
+    .split(" ")
+    .map(Number);
   return { ppid: ppid!, pgrp: pgrp!, session: session! };
 }
 
@@ -57,20 +60,26 @@ class Layout {
 
   /** One path of the shipped files, as it is here. */
   path(p: string): string {
-    return p.replace(/^\/etc\/postern\//, `${this.etc}/`).replace(/^\/run\/postern\.pid$/, this.pidFile).replace(/^\/var\/log\/postern\//, `${this.logDir}/`);
+    return p
+      .replace(/^\/etc\/postern\//, `${this.etc}/`)
+      .replace(/^\/run\/postern\.pid$/, this.pidFile)
+      .replace(/^\/var\/log\/postern\//, `${this.logDir}/`);
   }
 
   /** An operator's /etc/postern/postern.conf: pid where the unit looks, no daemon or master_process line. */
   writeConf(port: number, capability: string): void {
-    writeFileSync(join(this.etc, "postern.conf"), [
-      "load_module /usr/lib/nginx/modules/ngx_mail_module.so;",
-      `pid ${this.pidFile};`,
-      `error_log ${this.errorLog} info;`,
-      "worker_processes 2;",
-      "events { worker_connections 64; }",
-      `mail { imap_capabilities IMAP4rev1 ${capability}; server { listen 127.0.0.1:${port}; protocol imap; auth_http 127.0.0.1:9/auth; } }`,
-      "",
-    ].join("\n"));
+    writeFileSync(
+      join(this.etc, "postern.conf"),
+      [
+        "load_module /usr/lib/nginx/modules/ngx_mail_module.so;",
+        `pid ${this.pidFile};`,
+        `error_log ${this.errorLog} info;`,
+        "worker_processes 2;",
+        "events { worker_connections 64; }",
+        `mail { imap_capabilities IMAP4rev1 ${capability}; server { listen 127.0.0.1:${port}; protocol imap; auth_http 127.0.0.1:9/auth; } }`,
+        "",
+      ].join("\n"),
+    );
   }
 
   /** The Exec line's command: the installed `postern` becomes this build, run by this Node. */
@@ -168,13 +177,17 @@ test("systemd unit: systemd accepts it; ExecStartPre checks, ExecStart forks a d
   assert.equal(only(service, "PIDFile"), "/run/postern.pid");
   assert.equal(only(service, "KillMode"), "mixed");
   assert.deepEqual(parseExec(only(service, "ExecStop")), {
-    prefixes: "-", argv: ["/sbin/start-stop-daemon", "--quiet", "--stop", "--retry", "QUIT/5", "--pidfile", "/run/postern.pid"],
+    prefixes: "-",
+    argv: ["/sbin/start-stop-daemon", "--quiet", "--stop", "--retry", "QUIT/5", "--pidfile", "/run/postern.pid"],
   });
   const layout = new Layout();
   try {
     // systemd's own reading of the unit, with the command where it is here
     const verified = join(layout.dir, "postern.service");
-    const installed = text.replaceAll("/usr/local/bin/postern", `${process.execPath} ${POSTERN}`).replaceAll("/etc/postern/", `${layout.etc}/`).replaceAll("/run/postern.pid", layout.pidFile);
+    const installed = text
+      .replaceAll("/usr/local/bin/postern", `${process.execPath} ${POSTERN}`)
+      .replaceAll("/etc/postern/", `${layout.etc}/`)
+      .replaceAll("/run/postern.pid", layout.pidFile);
     writeFileSync(verified, installed);
     const verify = await layout.run({ prefixes: "", argv: ["/usr/bin/systemd-analyze", "verify", verified] });
     assert.equal(verify.output, "", "systemd-analyze verify has no remark");

@@ -41,7 +41,10 @@ class Daemon {
   readonly dir = mkdtempSync(join(tmpdir(), "postern-usr2-"));
   readonly masters = new Set<number>();
 
-  constructor(readonly kind: Kind, readonly text: string) {
+  constructor(
+    readonly kind: Kind,
+    readonly text: string,
+  ) {
     chmodSync(this.dir, 0o755);
     writeFileSync(join(this.dir, "nginx.conf"), text);
   }
@@ -78,10 +81,14 @@ class Daemon {
 
   /** Waits for the new master started by USR2 to serve; returns its pid. */
   async newMaster(old: number): Promise<number> {
-    const pid = await waitFor("new master's pid file", () => {
-      const p = this.pid("nginx.pid");
-      return p !== undefined && p !== old && this.pid("nginx.pid.oldbin") === old ? p : undefined;
-    }, 15000);
+    const pid = await waitFor(
+      "new master's pid file",
+      () => {
+        const p = this.pid("nginx.pid");
+        return p !== undefined && p !== old && this.pid("nginx.pid.oldbin") === old ? p : undefined;
+      },
+      15000,
+    );
     this.masters.add(pid);
     await waitFor("new master's worker", () => this.said(pid, "start worker process \\d+$"), 15000);
     return pid;
@@ -112,8 +119,9 @@ class Daemon {
       const msg = m[3]!
         .replace(/ received from \d+/, " received")
         .replace(/(new binary process|worker process) \d+/, "$1 N")
-        .replace(/inherited sockets from ".*"/, "inherited sockets from \"...\"")
-        .split(this.dir).join("DIR");
+        .replace(/inherited sockets from ".*"/, 'inherited sockets from "..."')
+        .split(this.dir)
+        .join("DIR");
       if (/^(using the "\w+" event method|signal (17|29) |nginx\/|postern\/|OS: |getrlimit)/.test(msg)) continue;
       (out[role] ??= []).push(`[${m[1]}] ${msg}`);
     }
@@ -127,10 +135,22 @@ class Daemon {
   /** QUIT to every master still running, then KILL (a zombie counts as gone). */
   async cleanup(): Promise<void> {
     const workers = [...this.log().matchAll(/start worker process (\d+)/g)].map((m) => Number(m[1]));
-    for (const p of this.masters) if (alive(p)) try { process.kill(p, "SIGQUIT"); } catch { /* gone */ }
+    for (const p of this.masters)
+      if (alive(p))
+        try {
+          process.kill(p, "SIGQUIT");
+        } catch {
+          /* gone */
+        }
     const end = Date.now() + 3000;
     while ([...this.masters].some(alive) && Date.now() < end) await sleep(50);
-    for (const p of [...this.masters, ...workers, ...runningIn(this.dir)]) if (alive(p)) try { process.kill(p, "SIGKILL"); } catch { /* gone */ }
+    for (const p of [...this.masters, ...workers, ...runningIn(this.dir)])
+      if (alive(p))
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {
+          /* gone */
+        }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -265,11 +285,7 @@ test("rollback: HUP brings the old workers back, QUIT to the new master restores
   const nginx = await rollbackPath("nginx");
   const postern = await rollbackPath("postern");
   assert.deepEqual(postern, nginx);
-  assert.deepEqual((nginx as { files: unknown[] }).files, [
-    { "nginx.pid": "new", "nginx.pid.oldbin": "old" },
-    { "nginx.pid": "old" },
-    {},
-  ]);
+  assert.deepEqual((nginx as { files: unknown[] }).files, [{ "nginx.pid": "new", "nginx.pid.oldbin": "old" }, { "nginx.pid": "old" }, {}]);
 });
 
 /** USR2 and WINCH to a foreground process (its parent, the test, still runs): the lines logged, and whether it still serves. */
@@ -278,8 +294,17 @@ async function foreground(kind: Kind, masterProcess: boolean): Promise<unknown> 
   const block = `server { listen 127.0.0.1:${port}; protocol imap; auth_http 127.0.0.1:9/auth; }`;
   const p = await (kind === "nginx" ? startNginx : startPostern)(block, { masterProcess });
   try {
-    const mine = (): string[] => p.errorLog().split("\n").filter((l) => new RegExp(`\\] ${p.pid}#`).test(l) && /signal (12|28)|changing binary/.test(l))
-      .map((l) => l.replace(/^.*?\[/, "[").replace(/ \d+#\d+: /, " ").replace(/ received from \d+/, " received"));
+    const mine = (): string[] =>
+      p
+        .errorLog()
+        .split("\n")
+        .filter((l) => new RegExp(`\\] ${p.pid}#`).test(l) && /signal (12|28)|changing binary/.test(l))
+        .map((l) =>
+          l
+            .replace(/^.*?\[/, "[")
+            .replace(/ \d+#\d+: /, " ")
+            .replace(/ received from \d+/, " received"),
+        );
     // one at a time: the order two pending signals are taken in is the kernel's
     p.signal("SIGUSR2");
     await waitFor("USR2 logged", () => mine().some((l) => /SIGUSR2/.test(l)));
@@ -291,7 +316,14 @@ async function foreground(kind: Kind, masterProcess: boolean): Promise<unknown> 
     c.close();
     return { lines: mine(), greeting, oldbin: existsSync(`${p.prefix}nginx.pid.oldbin`) };
   } catch (err) {
-    throw new Error(`${kind}: ${String(err)}\n${p.errorLog().split("\n").filter((l) => !/\[debug\]/.test(l)).join("\n")}`, { cause: err });
+    throw new Error(
+      `${kind}: ${String(err)}\n${p
+        .errorLog()
+        .split("\n")
+        .filter((l) => !/\[debug\]/.test(l))
+        .join("\n")}`,
+      { cause: err },
+    );
   } finally {
     await p.stop();
   }

@@ -105,7 +105,12 @@ export class Instance {
   /** Stops whatever is left and removes the directory. */
   async cleanup(): Promise<void> {
     const pid = Number(this.pidText()?.trim());
-    if (pid > 0) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+    if (pid > 0)
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
     if (this.child && this.child.exitCode === null) this.child.kill("SIGKILL");
     // workers notice the master's death through their IPC channel and exit
     await new Promise((r) => setTimeout(r, 100));

@@ -113,7 +113,11 @@ test("--inspect in NODE_OPTIONS, on node's command line or passed by `env`: work
     });
     for (const w of workers) {
       const environ = readFileSync(`/proc/${w}/environ`, "latin1").split("\0");
-      assert.deepEqual(environ.filter((e) => e.startsWith("NODE_") && !e.startsWith("NODE_CHANNEL_")), [], `worker ${w} environment`);
+      assert.deepEqual(
+        environ.filter((e) => e.startsWith("NODE_") && !e.startsWith("NODE_CHANNEL_")),
+        [],
+        `worker ${w} environment`,
+      );
       assert.doesNotMatch(readFileSync(`/proc/${w}/cmdline`, "latin1"), /--inspect/);
       assert.deepEqual(strayPorts(w, [port]).length, 0, `worker ${w} listens on an inspector port`);
     }
@@ -140,7 +144,10 @@ test("daemon on, started with --inspect in NODE_OPTIONS and on node's command li
     await waitFor("two workers", () => childPids(master).length === 2);
     const environ = readFileSync(`/proc/${master}/environ`, "latin1").split("\0");
     // memory settings stay, debugger switches go
-    assert.deepEqual(environ.filter((e) => e.startsWith("NODE_OPTIONS=")), ["NODE_OPTIONS=--max-old-space-size=256"]);
+    assert.deepEqual(
+      environ.filter((e) => e.startsWith("NODE_OPTIONS=")),
+      ["NODE_OPTIONS=--max-old-space-size=256"],
+    );
     for (const p of [master, ...childPids(master)]) assert.doesNotMatch(readFileSync(`/proc/${p}/cmdline`, "latin1"), /--inspect/);
     await waitFor("the workers listening", () => childPids(master).every((w) => listeningPortsOf([w]).has(port)));
     assert.deepEqual(strayPorts(master, [port]), []);

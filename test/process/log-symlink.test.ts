@@ -69,7 +69,9 @@ test("USR1 after a worker swapped error.log for a symlink to a root file: the fi
     const logs = workerOwnedLogs(inst);
     inst.write(conf(port));
     const master = await inst.up();
-    await waitFor("the worker", () => /start worker process \d+/.test(existsSync(join(logs, "error.log")) ? readFileSync(join(logs, "error.log"), "utf8") : ""));
+    await waitFor("the worker", () =>
+      /start worker process \d+/.test(existsSync(join(logs, "error.log")) ? readFileSync(join(logs, "error.log"), "utf8") : ""),
+    );
     // a normal USR1 first: the master gives the logs (the server's own too) to the workers' user
     process.kill(master, "SIGUSR1");
     await waitFor("the log given to nobody", () => statSync(join(logs, "error.log")).uid === NOBODY);
@@ -81,7 +83,9 @@ test("USR1 after a worker swapped error.log for a symlink to a root file: the fi
     await waitFor("the second USR1 handled", () => (rotated().match(/received, reopening logs/g) ?? []).length >= 2);
     await new Promise((r) => setTimeout(r, 300));
     target.untouched();
-    await waitFor("the refused reopen in the master's log", () => new RegExp(`${master}#${master}: open\\(\\) "${logs}/error\\.log" failed \\(40: Too many levels of symbolic links\\)`).test(rotated()));
+    await waitFor("the refused reopen in the master's log", () =>
+      new RegExp(`${master}#${master}: open\\(\\) "${logs}/error\\.log" failed \\(40: Too many levels of symbolic links\\)`).test(rotated()),
+    );
     assert.match(rotated(), new RegExp(`\\[emerg\\] ${master}#${master}: open\\(\\) "${logs}/error\\.log" failed \\(40: Too many levels of symbolic links\\)`));
     target.untouched();
     // still serving, still logging into the file it had
@@ -111,7 +115,10 @@ test("a pid file path that is a symlink in a directory the workers' user can wri
     inst.start();
     const code = await Promise.race([inst.exit, new Promise<string>((r) => setTimeout(() => r("still running after 8 s"), 8000))]);
     assert.equal(code, 1);
-    assert.match(readFileSync(join(logs, "error.log"), "utf8"), new RegExp(`\\[emerg\\] \\d+#\\d+: open\\(\\) "${logs}/nginx\\.pid" failed \\(40: Too many levels of symbolic links\\)`));
+    assert.match(
+      readFileSync(join(logs, "error.log"), "utf8"),
+      new RegExp(`\\[emerg\\] \\d+#\\d+: open\\(\\) "${logs}/nginx\\.pid" failed \\(40: Too many levels of symbolic links\\)`),
+    );
     target.untouched();
   } finally {
     await inst.cleanup();

@@ -54,7 +54,10 @@ async function compare(mainExtra: string): Promise<{ nginx: ReturnType<typeof pr
   const { dir, key } = rootOnlyKey();
   const ids: Partial<Record<"nginx" | "postern", ReturnType<typeof procIds>>> = {};
   try {
-    for (const [kind, start] of [["nginx", startNginx], ["postern", startPostern]] as const) {
+    for (const [kind, start] of [
+      ["nginx", startNginx],
+      ["postern", startPostern],
+    ] as const) {
       const [port] = await freePorts(1);
       const block = `server { listen 127.0.0.1:${port} ssl; protocol imap; auth_http 127.0.0.1:9/auth;
         ssl_certificate ${certs().serverEcdsa.cert}; ssl_certificate_key ${key}; }`;

@@ -6,7 +6,6 @@ import net from "node:net";
 import { join } from "node:path";
 import { Client, Instance, config, freePort, waitFor, workerPids } from "./harness.js";
 
-
 test("start with 2 workers: notices, pid file, process titles, clients served", async () => {
   const inst = new Instance();
   try {
@@ -140,7 +139,11 @@ for (const master of [true, false]) {
       await waitFor("bind given up", () => /still could not bind\(\)/.test(inst.log()));
       // as nginx's ngx_open_listening_sockets: five tries, then the summary line; the
       // failure is not reported a second time by whoever started the reload
-      const emerg = inst.log().split("\n").filter((l) => l.includes("[emerg]")).map((l) => l.replace(/^.*\[emerg\] \d+#\d+: /, ""));
+      const emerg = inst
+        .log()
+        .split("\n")
+        .filter((l) => l.includes("[emerg]"))
+        .map((l) => l.replace(/^.*\[emerg\] \d+#\d+: /, ""));
       assert.deepEqual(emerg, [...Array<string>(5).fill(`bind() to 127.0.0.1:${busy} failed (98: Address already in use)`), "still could not bind()"]);
       const c = await Client.connect(port);
       assert.equal(await c.line(), "* OK IMAP4 ready");
@@ -249,7 +252,11 @@ test("worker_rlimit_nofile is applied to workers, not to the master", async () =
     inst.write(config({ ports: [port], workers: 1, extra: "worker_rlimit_nofile 777;" }));
     const pid = await inst.up();
     const [w] = await waitFor("worker", () => (workerPids(inst.log()).length === 1 ? workerPids(inst.log()) : undefined));
-    const nofile = (p: number): string => /^Max open files\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${p}/limits`, "utf8"))!.slice(1).join(":");
+    const nofile = (p: number): string =>
+      /^Max open files\s+(\d+)\s+(\d+)/m
+        .exec(readFileSync(`/proc/${p}/limits`, "utf8"))!
+        .slice(1)
+        .join(":");
     await waitFor("limit applied", () => nofile(w!) === "777:777");
     assert.notEqual(nofile(pid), "777:777");
     assert.doesNotMatch(inst.log(), /\[alert\]/);

@@ -87,21 +87,24 @@ function normalise(kind: MailProxyProcess["kind"], datagrams: Map<string, string
   };
   const out = new Map<string, string[]>();
   for (const [name, list] of datagrams) {
-    out.set(name, list.map((d) => {
-      let s = d;
-      // nginx 1.22.1 sends an empty host before its new cycle is current (the
-      // start-up notices); nginx 1.23.4 fixed it ("incorrect logging"), Postern sends the host
-      if (kind === "nginx" && !nohostname.has(name)) s = s.replace(/^(<\d+>\w{3} [ \d]\d \d\d:\d\d:\d\d) ( \w+: )/, `$1 ${HOST}$2`);
-      // the documented pair: `nginx/1.22.1 (postern/X)` where nginx says `nginx/1.22.1`
-      if (kind === "postern") s = s.replace(/: (nginx\/[0-9.]+) \(postern\/[0-9.]+[^)]*\)$/, ": $1");
-      s = s.replace(/^(<\d+>)\w{3} [ \d]\d \d\d:\d\d:\d\d/, "$1TIME");
-      s = s.replace(/\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d/, "DATE");
-      s = s.replace(/(\d+)#(\d+): /, (_m, a: string, b: string) => `${pid(a)}#${pid(b)}: `);
-      s = s.replace(/start worker process (\d+)$/, (_m, a: string) => `start worker process ${pid(a)}`);
-      s = s.replace(/client 127\.0\.0\.1:\d+ connected/, "client 127.0.0.1:CPORT connected");
-      s = s.replace(/(#PID\d+: )\*(\d+) /, (_m, head: string, n: string) => `${head}${connection(n)} `);
-      return s;
-    }));
+    out.set(
+      name,
+      list.map((d) => {
+        let s = d;
+        // nginx 1.22.1 sends an empty host before its new cycle is current (the
+        // start-up notices); nginx 1.23.4 fixed it ("incorrect logging"), Postern sends the host
+        if (kind === "nginx" && !nohostname.has(name)) s = s.replace(/^(<\d+>\w{3} [ \d]\d \d\d:\d\d:\d\d) ( \w+: )/, `$1 ${HOST}$2`);
+        // the documented pair: `nginx/1.22.1 (postern/X)` where nginx says `nginx/1.22.1`
+        if (kind === "postern") s = s.replace(/: (nginx\/[0-9.]+) \(postern\/[0-9.]+[^)]*\)$/, ": $1");
+        s = s.replace(/^(<\d+>)\w{3} [ \d]\d \d\d:\d\d:\d\d/, "$1TIME");
+        s = s.replace(/\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d/, "DATE");
+        s = s.replace(/(\d+)#(\d+): /, (_m, a: string, b: string) => `${pid(a)}#${pid(b)}: `);
+        s = s.replace(/start worker process (\d+)$/, (_m, a: string) => `start worker process ${pid(a)}`);
+        s = s.replace(/client 127\.0\.0\.1:\d+ connected/, "client 127.0.0.1:CPORT connected");
+        s = s.replace(/(#PID\d+: )\*(\d+) /, (_m, head: string, n: string) => `${head}${connection(n)} `);
+        return s;
+      }),
+    );
   }
   return out;
 }
@@ -141,8 +144,13 @@ interface Ports {
 }
 
 /** Starts one server, runs the sessions, stops it; returns what the receivers got and its file log. */
-async function run(kind: MailProxyProcess["kind"], mailBlock: string, options: MailProxyOptions, rx: Receivers,
-  sessions: () => Promise<void>): Promise<{ datagrams: Map<string, string[]>; fileLog: string }> {
+async function run(
+  kind: MailProxyProcess["kind"],
+  mailBlock: string,
+  options: MailProxyOptions,
+  rx: Receivers,
+  sessions: () => Promise<void>,
+): Promise<{ datagrams: Map<string, string[]>; fileLog: string }> {
   rx.take();
   const proxy = await (kind === "nginx" ? startNginx : startPostern)(mailBlock, options);
   try {
@@ -207,10 +215,22 @@ test("syslog datagrams carry the whole error-log line, as nginx's: notices, sess
     const n = compared.get("nginx")!;
     const p = compared.get("postern")!;
     // the scenario reaches what it means to compare
-    assert.ok(n.get("main")!.some((d) => /: nginx\/1\.22\.1$/.test(d)), "nginx's start-up notice");
-    assert.ok(n.get("mail")!.some((d) => /\[info\] PID\d#PID\d: \*C\d+ client 127\.0\.0\.1:CPORT connected/.test(d)), "an info session line");
-    assert.ok(n.get("mail")!.some((d) => /^<35>.*\[error\] .*login: "x{100,}$/.test(d)), "a truncated error line");
-    assert.ok(n.get("server")!.some((d) => /^<155>TIME nginx: DATE \[error\] .*login: "carol"$/.test(d)), "a server-level error line");
+    assert.ok(
+      n.get("main")!.some((d) => /: nginx\/1\.22\.1$/.test(d)),
+      "nginx's start-up notice",
+    );
+    assert.ok(
+      n.get("mail")!.some((d) => /\[info\] PID\d#PID\d: \*C\d+ client 127\.0\.0\.1:CPORT connected/.test(d)),
+      "an info session line",
+    );
+    assert.ok(
+      n.get("mail")!.some((d) => /^<35>.*\[error\] .*login: "x{100,}$/.test(d)),
+      "a truncated error line",
+    );
+    assert.ok(
+      n.get("server")!.some((d) => /^<155>TIME nginx: DATE \[error\] .*login: "carol"$/.test(d)),
+      "a server-level error line",
+    );
     for (const name of names) assert.deepEqual(p.get(name), n.get(name), `receiver "${name}"`);
   } finally {
     rx.close();
@@ -237,7 +257,11 @@ for (const level of ["main", "mail"] as const) {
         const got = r.datagrams.get("alive")!.filter((d) => failure.test(d));
         assert.ok(file.length > 0, `${kind}: no send() failure in the file log:\n${r.fileLog}`);
         assert.ok(got.length > 0, `${kind}: no send() failure at the live syslog server`);
-        const strip = (s: string): string => s.replace(/^<(\d+)>.*?: \d{4}\/\S+ \S+ /, "<$1> ").replace(/^\d{4}\/\S+ \S+ /, "").replace(/\d+#\d+/, "PID#PID");
+        const strip = (s: string): string =>
+          s
+            .replace(/^<(\d+)>.*?: \d{4}\/\S+ \S+ /, "<$1> ")
+            .replace(/^\d{4}\/\S+ \S+ /, "")
+            .replace(/\d+#\d+/, "PID#PID");
         shapes.set(kind, { file: new Set(file.map(strip)), alive: new Set(got.map(strip)) });
       }
       assert.deepEqual(shapes.get("postern"), shapes.get("nginx"));

@@ -80,18 +80,20 @@ test("sessions in a shared cache survive a reload, as in nginx's shared memory",
 test("HUP picks up a new certificate: an open TLS session continues, new ones get the new certificate", async () => {
   const inst = new Instance();
   const c = certs();
-  const conf = (cert: { cert: string; key: string }, port: number): string => [
-    "daemon off; master_process on; worker_processes 1; pid nginx.pid; error_log error.log info;",
-    "events { worker_connections 64; }",
-    `mail { auth_http 127.0.0.1:9/auth; ssl_certificate ${cert.cert}; ssl_certificate_key ${cert.key};`,
-    `  server { listen 127.0.0.1:${port} ssl; protocol imap; } }`,
-    "",
-  ].join("\n");
-  const open = (port: number): Promise<tls.TLSSocket> => new Promise((resolve, reject) => {
-    const s = tls.connect({ port, host: "127.0.0.1", rejectUnauthorized: false });
-    s.once("data", () => resolve(s));
-    s.once("error", reject);
-  });
+  const conf = (cert: { cert: string; key: string }, port: number): string =>
+    [
+      "daemon off; master_process on; worker_processes 1; pid nginx.pid; error_log error.log info;",
+      "events { worker_connections 64; }",
+      `mail { auth_http 127.0.0.1:9/auth; ssl_certificate ${cert.cert}; ssl_certificate_key ${cert.key};`,
+      `  server { listen 127.0.0.1:${port} ssl; protocol imap; } }`,
+      "",
+    ].join("\n");
+  const open = (port: number): Promise<tls.TLSSocket> =>
+    new Promise((resolve, reject) => {
+      const s = tls.connect({ port, host: "127.0.0.1", rejectUnauthorized: false });
+      s.once("data", () => resolve(s));
+      s.once("error", reject);
+    });
   try {
     const port = await freePort();
     inst.write(conf(c.serverRsa, port));

@@ -14,7 +14,8 @@ import { certs } from "../support/certs.js";
 import { Client, Instance, childPids, freePort, waitFor } from "./harness.js";
 
 function mainConf(port: number, tlsPort?: number): string {
-  const ssl = tlsPort === undefined ? "" : `server { listen 127.0.0.1:${tlsPort} ssl; protocol imap; ssl_certificate server.crt; ssl_certificate_key server.key; }`;
+  const ssl =
+    tlsPort === undefined ? "" : `server { listen 127.0.0.1:${tlsPort} ssl; protocol imap; ssl_certificate server.crt; ssl_certificate_key server.key; }`;
   return [
     "load_module /usr/lib/nginx/modules/ngx_mail_module.so;",
     "daemon off; master_process on; worker_processes 1; pid nginx.pid; error_log error.log info;",

@@ -11,8 +11,17 @@ import { workerMessage } from "../../src/process/worker-config.js";
 
 const T = SESSION_CACHE_MESSAGE;
 const GARBAGE: unknown[] = [
-  null, undefined, 0, "listening", [], {}, { t: 1 }, { t: "failed", message: 7 },
-  { type: T }, { type: T, op: "subscribe" }, { type: T, op: "subscribe", cache: "c", size: 0 },
+  null,
+  undefined,
+  0,
+  "listening",
+  [],
+  {},
+  { t: 1 },
+  { t: "failed", message: 7 },
+  { type: T },
+  { type: T, op: "subscribe" },
+  { type: T, op: "subscribe", cache: "c", size: 0 },
   { type: T, op: "put", cache: "c", size: 1024, entries: [["0102", null, 1]] },
   { type: T, op: "put", cache: "c", size: 1024, entries: [["not hex", "AA==", 1]] },
   { type: T, op: "put", cache: "c", size: 1024, entries: [["0102", "AA==", Number.NaN]] },

@@ -1,6 +1,6 @@
 /** A line-oriented mail protocol client over TCP or TLS, with STARTTLS and a transcript. */
-import net from 'node:net';
-import tls from 'node:tls';
+import net from "node:net";
+import tls from "node:tls";
 
 /** TLS settings for implicit TLS or startTls(). Defaults: no verification, servername unset. */
 export interface ClientTlsOptions {
@@ -21,7 +21,7 @@ export interface ClientTlsOptions {
 export interface ClientOptions {
   port: number;
   /** Always loopback; only 127.0.0.1 is allowed in tests. */
-  host?: '127.0.0.1';
+  host?: "127.0.0.1";
   /** Implicit TLS: handshake right after connecting. */
   tls?: ClientTlsOptions;
   /** Default timeout for each read, in ms (default 5000). */
@@ -30,7 +30,7 @@ export interface ClientOptions {
 
 /** One transcript entry: `C` = sent by the client, `S` = received from the server. */
 export interface TranscriptEntry {
-  dir: 'C' | 'S';
+  dir: "C" | "S";
   data: string;
 }
 
@@ -39,7 +39,7 @@ export class MailClient {
   /** Everything sent and received, in order (latin1 text). */
   readonly transcript: TranscriptEntry[] = [];
   #socket: net.Socket | tls.TLSSocket;
-  #buffer = '';
+  #buffer = "";
   #ended = false;
   #error: NodeJS.ErrnoException | undefined;
   #wake: Array<() => void> = [];
@@ -55,13 +55,11 @@ export class MailClient {
   /** Connects (and with `tls`, completes the handshake) to 127.0.0.1:port. */
   static async connect(options: ClientOptions): Promise<MailClient> {
     const timeoutMs = options.timeoutMs ?? 5000;
-    const host = options.host ?? '127.0.0.1';
-    const socket = options.tls
-      ? tls.connect({ host, port: options.port, ...tlsOptions(options.tls) })
-      : net.connect({ host, port: options.port });
+    const host = options.host ?? "127.0.0.1";
+    const socket = options.tls ? tls.connect({ host, port: options.port, ...tlsOptions(options.tls) }) : net.connect({ host, port: options.port });
     // Listeners go on before the handshake ends: a TLS 1.3 ticket can arrive together with it.
     const client = new MailClient(socket, timeoutMs);
-    await waitForEvent(socket, options.tls ? 'secureConnect' : 'connect', timeoutMs, `connect to ${host}:${options.port}`);
+    await waitForEvent(socket, options.tls ? "secureConnect" : "connect", timeoutMs, `connect to ${host}:${options.port}`);
     return client;
   }
 
@@ -82,15 +80,15 @@ export class MailClient {
 
   /** The transcript as text, one `C: ...`/`S: ...` line per entry (CR/LF shown escaped). */
   transcriptText(): string {
-    return this.transcript.map((e) => `${e.dir}: ${JSON.stringify(e.data)}`).join('\n');
+    return this.transcript.map((e) => `${e.dir}: ${JSON.stringify(e.data)}`).join("\n");
   }
 
   /** Sends bytes (strings are sent as latin1, so every char is one byte). */
   async send(data: string | Buffer): Promise<void> {
-    const text = typeof data === 'string' ? data : data.toString('latin1');
-    this.transcript.push({ dir: 'C', data: text });
+    const text = typeof data === "string" ? data : data.toString("latin1");
+    this.transcript.push({ dir: "C", data: text });
     await new Promise<void>((resolve, reject) => {
-      this.#socket.write(text, 'latin1', (err) => (err ? reject(err) : resolve()));
+      this.#socket.write(text, "latin1", (err) => (err ? reject(err) : resolve()));
     });
   }
 
@@ -103,7 +101,7 @@ export class MailClient {
   async read(until: RegExp, timeoutMs = this.#timeoutMs): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     // A global or sticky regex would carry lastIndex between calls.
-    const re = until.global || until.sticky ? new RegExp(until.source, until.flags.replace(/[gy]/g, '')) : until;
+    const re = until.global || until.sticky ? new RegExp(until.source, until.flags.replace(/[gy]/g, "")) : until;
     for (;;) {
       const m = re.exec(this.#buffer);
       if (m) {
@@ -126,7 +124,7 @@ export class MailClient {
     const deadline = Date.now() + ms;
     while (!this.#ended && !this.#error && (await this.#waitData(deadline)));
     const out = this.#buffer;
-    this.#buffer = '';
+    this.#buffer = "";
     return out;
   }
 
@@ -139,7 +137,7 @@ export class MailClient {
       }
     }
     const out = this.#buffer;
-    this.#buffer = '';
+    this.#buffer = "";
     return out;
   }
 
@@ -149,7 +147,7 @@ export class MailClient {
    * and replies still in flight may never be read.
    */
   get reset(): boolean {
-    return this.#error?.code === 'ECONNRESET';
+    return this.#error?.code === "ECONNRESET";
   }
 
   /** True once the server side has closed (EOF or error). */
@@ -160,13 +158,13 @@ export class MailClient {
   /** Upgrades the same TCP connection to TLS (after the protocol's STARTTLS reply has been read). */
   async startTls(options: ClientTlsOptions = {}): Promise<void> {
     const plain = this.#socket;
-    plain.removeAllListeners('data');
-    plain.removeAllListeners('end');
-    plain.removeAllListeners('close');
+    plain.removeAllListeners("data");
+    plain.removeAllListeners("end");
+    plain.removeAllListeners("close");
     const secure = tls.connect({ socket: plain, ...tlsOptions(options) });
     this.#socket = secure;
     this.#attach(secure);
-    await waitForEvent(secure, 'secureConnect', this.#timeoutMs, 'STARTTLS handshake');
+    await waitForEvent(secure, "secureConnect", this.#timeoutMs, "STARTTLS handshake");
   }
 
   /** Closes the connection from the client side. */
@@ -175,16 +173,28 @@ export class MailClient {
   }
 
   #attach(socket: net.Socket | tls.TLSSocket): void {
-    socket.on('data', (chunk: Buffer) => {
-      const text = chunk.toString('latin1');
-      this.transcript.push({ dir: 'S', data: text });
+    socket.on("data", (chunk: Buffer) => {
+      const text = chunk.toString("latin1");
+      this.transcript.push({ dir: "S", data: text });
       this.#buffer += text;
       this.#notify();
     });
-    socket.on('end', () => { this.#ended = true; this.#notify(); });
-    socket.on('close', () => { this.#ended = true; this.#notify(); });
-    socket.on('error', (err: Error) => { this.#error = err; this.#notify(); });
-    if (socket instanceof tls.TLSSocket) socket.on('session', (s: Buffer) => { this.#session = s; });
+    socket.on("end", () => {
+      this.#ended = true;
+      this.#notify();
+    });
+    socket.on("close", () => {
+      this.#ended = true;
+      this.#notify();
+    });
+    socket.on("error", (err: Error) => {
+      this.#error = err;
+      this.#notify();
+    });
+    if (socket instanceof tls.TLSSocket)
+      socket.on("session", (s: Buffer) => {
+        this.#session = s;
+      });
   }
 
   #notify(): void {
@@ -197,7 +207,10 @@ export class MailClient {
     if (left <= 0) return Promise.resolve(false);
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), left);
-      this.#wake.push(() => { clearTimeout(timer); resolve(true); });
+      this.#wake.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
     });
   }
 }
@@ -217,9 +230,19 @@ function tlsOptions(o: ClientTlsOptions): tls.ConnectionOptions {
 
 function waitForEvent(socket: net.Socket, event: string, timeoutMs: number, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`${what}: timed out after ${timeoutMs} ms`)); }, timeoutMs);
-    socket.once(event, () => { clearTimeout(timer); socket.removeListener('error', onError); resolve(); });
-    const onError = (err: Error): void => { clearTimeout(timer); reject(new Error(`${what}: ${err.message}`)); };
-    socket.once('error', onError);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`${what}: timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once(event, () => {
+      clearTimeout(timer);
+      socket.removeListener("error", onError);
+      resolve();
+    });
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      reject(new Error(`${what}: ${err.message}`));
+    };
+    socket.once("error", onError);
   });
 }

@@ -3,12 +3,12 @@
  * config, fresh fake auth server and fresh fake backends per run, and returns
  * comparable, normalised records.
  */
-import { startFakeAuth, type AuthHandler } from './fake-auth.js';
-import { startFakeImap, startFakePop3, startFakeSmtp, type FakeBackend, type FakeBackendOptions } from './fake-backend.js';
-import type { MailProxyOptions, MailProxyProcess } from './mail-proxy.js';
-import { startNginx } from './nginx.js';
-import { startPostern } from './postern.js';
-import { freePorts } from './ports.js';
+import { startFakeAuth, type AuthHandler } from "./fake-auth.js";
+import { startFakeImap, startFakePop3, startFakeSmtp, type FakeBackend, type FakeBackendOptions } from "./fake-backend.js";
+import type { MailProxyOptions, MailProxyProcess } from "./mail-proxy.js";
+import { startNginx } from "./nginx.js";
+import { startPostern } from "./postern.js";
+import { freePorts } from "./ports.js";
 
 /** Ports of the fake backends of one run. */
 export interface BackendPorts {
@@ -69,9 +69,15 @@ export interface DifferentialResult<T> {
 /** Routes each auth request to the fake backend of its `Auth-Protocol`. */
 export function routeByProtocol(backends: BackendPorts): AuthHandler {
   return (request) => {
-    const protocol = request.header('Auth-Protocol') as keyof BackendPorts | undefined;
+    const protocol = request.header("Auth-Protocol") as keyof BackendPorts | undefined;
     const port = protocol && protocol in backends ? backends[protocol] : 0;
-    return { headers: [['Auth-Status', 'OK'], ['Auth-Server', '127.0.0.1'], ['Auth-Port', String(port)]] };
+    return {
+      headers: [
+        ["Auth-Status", "OK"],
+        ["Auth-Server", "127.0.0.1"],
+        ["Auth-Port", String(port)],
+      ],
+    };
   };
 }
 
@@ -86,17 +92,17 @@ export function routeByProtocol(backends: BackendPorts): AuthHandler {
  */
 export function normalizeText(text: string, portNames: Map<number, string>): string {
   let out = text.replace(/\b\d{2,5}\b/g, (digits) => portNames.get(Number(digits)) ?? digits);
-  out = out.replace(/<\d+\.\d+@([^>\s]*)>/g, '<SALT@$1>');
+  out = out.replace(/<\d+\.\d+@([^>\s]*)>/g, "<SALT@$1>");
   // A CRAM-MD5 challenge is the base64 of the salt: decode candidates and replace matching ones.
   out = out.replace(/[A-Za-z0-9+/]{20,}={0,2}/g, (b64) => {
-    const decoded = Buffer.from(b64, 'base64').toString('latin1');
+    const decoded = Buffer.from(b64, "base64").toString("latin1");
     const m = /^<\d+\.\d+@([^>\s]*)>$/.exec(decoded);
     if (m) return `<base64 salt@${m[1]}>`;
     const cram = /^(\S+) [0-9a-f]{32}$/.exec(decoded);
     return cram ? `<base64 ${cram[1]} <digest>>` : b64;
   });
-  out = out.replace(/\b(APOP \S+ )[0-9a-f]{32}\b/gi, '$1<digest>');
-  if (/^Auth-Salt:/m.test(out)) out = out.replace(/^Auth-Pass: [0-9a-f]{32}\r?$/m, (line) => line.replace(/[0-9a-f]{32}/, '<digest>'));
+  out = out.replace(/\b(APOP \S+ )[0-9a-f]{32}\b/gi, "$1<digest>");
+  if (/^Auth-Salt:/m.test(out)) out = out.replace(/^Auth-Pass: [0-9a-f]{32}\r?$/m, (line) => line.replace(/[0-9a-f]{32}/, "<digest>"));
   return out;
 }
 
@@ -107,18 +113,18 @@ export function normalizeText(text: string, portNames: Map<number, string>): str
  */
 export function normalizeLogLine(line: string, portNames: Map<number, string>): string {
   const out = line
-    .replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, '<time> ')
-    .replace(/ \d+#\d+: /, ' <pid>: ')
-    .replace(/: \*\d+ /, ': *<conn> ')
-    .replace(/client 127\.0\.0\.1:\d+ connected/, 'client 127.0.0.1:<client-port> connected');
+    .replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "<time> ")
+    .replace(/ \d+#\d+: /, " <pid>: ")
+    .replace(/: \*\d+ /, ": *<conn> ")
+    .replace(/client 127\.0\.0\.1:\d+ connected/, "client 127.0.0.1:<client-port> connected");
   return normalizeText(out, portNames);
 }
 
 /** Applies normalizeText to every string inside a value (arrays and plain objects walked). */
 export function normalizeDeep<T>(value: T, portNames: Map<number, string>): T {
-  if (typeof value === 'string') return normalizeText(value, portNames) as T;
+  if (typeof value === "string") return normalizeText(value, portNames) as T;
   if (Array.isArray(value)) return (value as unknown[]).map((v) => normalizeDeep(v, portNames)) as T;
-  if (value !== null && typeof value === 'object' && !Buffer.isBuffer(value)) {
+  if (value !== null && typeof value === "object" && !Buffer.isBuffer(value)) {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = normalizeDeep(v, portNames);
     return out as T;
@@ -138,7 +144,9 @@ export async function runScenario<T>(start: ProxyStarter, setup: DifferentialSet
   try {
     const allocated = await freePorts(setup.listen.length);
     const ports: Record<string, number> = {};
-    setup.listen.forEach((name, i) => { ports[name] = allocated[i]!; });
+    setup.listen.forEach((name, i) => {
+      ports[name] = allocated[i]!;
+    });
     proxy = await start(setup.config({ ports, authUrl: auth.url, backends }), setup.proxyOptions);
     const transcript = await scenario(ports);
     await new Promise((r) => setTimeout(r, setup.settleMs ?? 100));
@@ -148,19 +156,23 @@ export async function runScenario<T>(start: ProxyStarter, setup: DifferentialSet
 
     const names = new Map<number, string>();
     for (const [name, port] of Object.entries(ports)) names.set(port, `<port:${name}>`);
-    names.set(auth.port, '<auth-port>');
+    names.set(auth.port, "<auth-port>");
     for (const f of fakes) names.set(f.port, `<backend-port:${f.protocol}>`);
-    const received = (f: FakeBackend): string[] => f.connections.map((c) => c.received.toString('latin1'));
+    const received = (f: FakeBackend): string[] => f.connections.map((c) => c.received.toString("latin1"));
     const levels = setup.logLevels ?? [];
     // Session lines only (they carry `*N`): start-up and shutdown notices differ by design.
-    const errorLog = logText.split('\n')
+    const errorLog = logText
+      .split("\n")
       .filter((l) => levels.some((lv) => l.includes(` [${lv}] `)) && / \d+#\d+: \*\d+ /.test(l))
       .map((l) => normalizeLogLine(l, names));
-    const record = normalizeDeep({
-      transcript,
-      authRequests: [...auth.requests],
-      backendReceived: { imap: received(imap), pop3: received(pop3), smtp: received(smtp) },
-    }, names);
+    const record = normalizeDeep(
+      {
+        transcript,
+        authRequests: [...auth.requests],
+        backendReceived: { imap: received(imap), pop3: received(pop3), smtp: received(smtp) },
+      },
+      names,
+    );
     return { ...record, errorLog };
   } finally {
     await proxy?.stop();

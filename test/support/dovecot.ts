@@ -19,12 +19,12 @@
  * same address by about 2 s (auth penalty; auth_failure_delay is set to 0
  * but does not cover this); order tests so failures come last.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { makeMessage } from './fake-backend.js';
-import { listeningPorts } from './ports.js';
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { makeMessage } from "./fake-backend.js";
+import { listeningPorts } from "./ports.js";
 
 /** A mailbox user; the login is `name` (e.g. `test@example.com`). */
 export interface DovecotUser {
@@ -62,10 +62,10 @@ const AS_ROOT = process.getuid?.() === 0;
 const MAIL_UID = AS_ROOT ? 8 : process.getuid!();
 const MAIL_GID = AS_ROOT ? 8 : process.getgid!();
 /** Not root: Dovecot cannot switch users, so every service runs as the current user. */
-const LOGIN_USER = AS_ROOT ? 'dovenull' : os.userInfo().username;
-const INTERNAL_USER = AS_ROOT ? 'dovecot' : os.userInfo().username;
+const LOGIN_USER = AS_ROOT ? "dovenull" : os.userInfo().username;
+const INTERNAL_USER = AS_ROOT ? "dovecot" : os.userInfo().username;
 /** Group given to Dovecot's unix sockets; it must be one of ours when not root. */
-const INTERNAL_GROUP = AS_ROOT ? 'dovecot' : execFileSync('id', ['-gn']).toString().trim();
+const INTERNAL_GROUP = AS_ROOT ? "dovecot" : execFileSync("id", ["-gn"]).toString().trim();
 
 /** chown that is skipped when not root (the files are ours already). */
 function chownMail(file: string): void {
@@ -73,14 +73,16 @@ function chownMail(file: string): void {
 }
 
 const live = new Set<ChildProcess>();
-process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
+process.on("exit", () => {
+  for (const c of live) c.kill("SIGKILL");
+});
 
 function userHome(dir: string, user: string): string {
-  return path.join(dir, 'home', user.replace(/[^A-Za-z0-9.@_-]/g, '_'));
+  return path.join(dir, "home", user.replace(/[^A-Za-z0-9.@_-]/g, "_"));
 }
 
 /** Only root may chroot; otherwise the login and anvil services run unchrooted. */
-const CHROOT = AS_ROOT ? '' : '\n  chroot =';
+const CHROOT = AS_ROOT ? "" : "\n  chroot =";
 
 /** Builds the dovecot.conf text for a temp dir. */
 export function dovecotConfig(dir: string, imapPort: number, pop3Port: number): string {
@@ -144,35 +146,53 @@ service stats {
 
 /** Starts Dovecot in the foreground with its own config and waits until both ports listen. */
 export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-dovecot-'));
+  const dir = mkdtempSync(path.join(os.tmpdir(), "postern-dovecot-"));
   chmodSync(dir, 0o755);
-  const users = options.users ?? [{ name: 'test@example.com', password: 'secret' }];
-  mkdirSync(path.join(dir, 'run'));
-  mkdirSync(path.join(dir, 'state'));
-  mkdirSync(path.join(dir, 'home'));
+  const users = options.users ?? [{ name: "test@example.com", password: "secret" }];
+  mkdirSync(path.join(dir, "run"));
+  mkdirSync(path.join(dir, "state"));
+  mkdirSync(path.join(dir, "home"));
   const lines: string[] = [];
   for (const u of users) {
     const home = userHome(dir, u.name);
-    for (const sub of ['', 'Maildir', 'Maildir/new', 'Maildir/cur', 'Maildir/tmp']) {
+    for (const sub of ["", "Maildir", "Maildir/new", "Maildir/cur", "Maildir/tmp"]) {
       mkdirSync(path.join(home, sub), { recursive: true });
       chownMail(path.join(home, sub));
     }
     lines.push(`${u.name}:{PLAIN}${u.password}:${MAIL_UID}:${MAIL_GID}::${home}::`);
   }
-  writeFileSync(path.join(dir, 'users'), lines.join('\n') + '\n', { mode: 0o644 });
-  const conf = path.join(dir, 'dovecot.conf');
+  writeFileSync(path.join(dir, "users"), lines.join("\n") + "\n", { mode: 0o644 });
+  const conf = path.join(dir, "dovecot.conf");
   writeFileSync(conf, dovecotConfig(dir, options.imapPort, options.pop3Port));
 
-  const child = spawn('dovecot', ['-F', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn("dovecot", ["-F", "-c", conf], { stdio: ["ignore", "pipe", "pipe"] });
   live.add(child);
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+  let output = "";
+  child.stdout.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
   let exited = false;
-  const done = new Promise<void>((resolve) => child.on('exit', () => { exited = true; live.delete(child); resolve(); }));
-  const log = (): string => { try { return readFileSync(path.join(dir, 'dovecot.log'), 'utf8'); } catch { return ''; } };
+  const done = new Promise<void>((resolve) =>
+    child.on("exit", () => {
+      exited = true;
+      live.delete(child);
+      resolve();
+    }),
+  );
+  const log = (): string => {
+    try {
+      return readFileSync(path.join(dir, "dovecot.log"), "utf8");
+    } catch {
+      return "";
+    }
+  };
 
-  const cleanup = (): void => { if (!process.env.POSTERN_KEEP_TMP) rmSync(dir, { recursive: true, force: true }); };
+  const cleanup = (): void => {
+    if (!process.env.POSTERN_KEEP_TMP) rmSync(dir, { recursive: true, force: true });
+  };
   const deadline = Date.now() + (options.startTimeoutMs ?? 10000);
   for (;;) {
     if (exited) {
@@ -183,7 +203,7 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
     const listening = listeningPorts();
     if (listening.has(options.imapPort) && listening.has(options.pop3Port)) break;
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
+      child.kill("SIGKILL");
       const text = log();
       await done;
       cleanup();
@@ -201,9 +221,9 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
     log,
     deliver(user: string, message: string | Buffer): string {
       const name = `${Date.now()}.P${process.pid}Q${seq++}.postern-test`;
-      const tmp = path.join(userHome(dir, user), 'Maildir', 'tmp', name);
-      const dest = path.join(userHome(dir, user), 'Maildir', 'new', name);
-      writeFileSync(tmp, typeof message === 'string' ? message : message.toString('latin1'), 'latin1');
+      const tmp = path.join(userHome(dir, user), "Maildir", "tmp", name);
+      const dest = path.join(userHome(dir, user), "Maildir", "new", name);
+      writeFileSync(tmp, typeof message === "string" ? message : message.toString("latin1"), "latin1");
       chownMail(tmp);
       // Maildir delivery: write in tmp/, then rename into new/, so Dovecot never sees a partial file.
       renameSync(tmp, dest);
@@ -216,8 +236,8 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
     },
     async stop(): Promise<void> {
       if (!exited) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
         await done;
         clearTimeout(timer);
       }

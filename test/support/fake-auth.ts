@@ -1,5 +1,5 @@
 /** A fake auth_http server on a raw `net` server, so the exact request bytes are captured. */
-import net from 'node:net';
+import net from "node:net";
 
 /** One auth_http request as received. */
 export interface AuthRequest {
@@ -23,7 +23,7 @@ export interface AuthReplySpec {
   /** Wait this long before answering. */
   delayMs?: number;
   /** `beforeReply`: close without answering; `afterHeaders`: send the headers but not the blank line, then close. */
-  close?: 'beforeReply' | 'afterHeaders';
+  close?: "beforeReply" | "afterHeaders";
   /** Extra raw bytes written after the header lines and before the blank line (e.g. an invalid header). */
   garbage?: string;
 }
@@ -54,39 +54,38 @@ export interface FakeAuth {
 /** A handler that accepts every login and points to 127.0.0.1:`backendPort`; `extra` headers are appended. */
 export function okTo(backendPort: number, extra: Array<[string, string]> = []): AuthHandler {
   return () => ({
-    headers: [['Auth-Status', 'OK'], ['Auth-Server', '127.0.0.1'], ['Auth-Port', String(backendPort)], ...extra],
+    headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(backendPort)], ...extra],
   });
 }
 
 /** A handler that refuses every login with `message`, with `Auth-Wait: wait` if given. */
 export function refuse(message: string, wait?: number): AuthHandler {
   return () => ({
-    headers: [['Auth-Status', message], ...(wait === undefined ? [] : [['Auth-Wait', String(wait)] as [string, string]])],
+    headers: [["Auth-Status", message], ...(wait === undefined ? [] : [["Auth-Wait", String(wait)] as [string, string]])],
   });
 }
 
 /** Parses a raw header block into an AuthRequest. */
 export function parseAuthRequest(raw: string, index: number): AuthRequest {
   const lines = raw.split(/\r?\n/);
-  const requestLine = lines.shift() ?? '';
+  const requestLine = lines.shift() ?? "";
   const headers: Array<[string, string]> = [];
   for (const line of lines) {
-    if (line === '') continue;
-    const colon = line.indexOf(':');
-    if (colon < 0) headers.push([line, '']);
-    else headers.push([line.slice(0, colon), line.slice(colon + 1).replace(/^ +/, '')]);
+    if (line === "") continue;
+    const colon = line.indexOf(":");
+    if (colon < 0) headers.push([line, ""]);
+    else headers.push([line.slice(0, colon), line.slice(colon + 1).replace(/^ +/, "")]);
   }
-  const header = (name: string): string | undefined =>
-    headers.find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
+  const header = (name: string): string | undefined => headers.find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
   return { raw, requestLine, headers, header, index };
 }
 
 /** Serialises a structured reply up to (not including) the terminating blank line. */
 function renderHead(spec: AuthReplySpec): string {
-  const status = spec.status ?? 'HTTP/1.0 200 OK';
-  let text = status === '' ? '' : `${status}\r\n`;
+  const status = spec.status ?? "HTTP/1.0 200 OK";
+  let text = status === "" ? "" : `${status}\r\n`;
   for (const [k, v] of spec.headers) text += `${k}: ${v}\r\n`;
-  return text + (spec.garbage ?? '');
+  return text + (spec.garbage ?? "");
 }
 
 function sleep(ms: number): Promise<void> {
@@ -103,13 +102,15 @@ export async function startFakeAuth(handler: AuthHandler, port = 0): Promise<Fak
 
   const server = net.createServer((socket) => {
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => { /* the proxy may reset the connection: not our concern */ });
-    let buffer = '';
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {
+      /* the proxy may reset the connection: not our concern */
+    });
+    let buffer = "";
     let answered = false;
-    socket.on('data', (chunk) => {
+    socket.on("data", (chunk) => {
       if (answered) return;
-      buffer += chunk.toString('latin1');
+      buffer += chunk.toString("latin1");
       const end = buffer.search(/\r?\n\r?\n/);
       if (end < 0) return;
       answered = true;
@@ -131,20 +132,20 @@ export async function startFakeAuth(handler: AuthHandler, port = 0): Promise<Fak
       socket.destroy();
       return;
     }
-    if (typeof answer === 'string') {
-      socket.end(answer, 'latin1');
+    if (typeof answer === "string") {
+      socket.end(answer, "latin1");
       return;
     }
     if (answer.delayMs) await sleep(answer.delayMs);
     if (socket.destroyed) return;
-    if (answer.close === 'beforeReply') socket.end();
-    else if (answer.close === 'afterHeaders') socket.end(renderHead(answer), 'latin1');
-    else socket.end(renderHead(answer) + '\r\n', 'latin1');
+    if (answer.close === "beforeReply") socket.end();
+    else if (answer.close === "afterHeaders") socket.end(renderHead(answer), "latin1");
+    else socket.end(renderHead(answer) + "\r\n", "latin1");
   }
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve());
   });
   const address = server.address() as net.AddressInfo;
 
@@ -153,7 +154,9 @@ export async function startFakeAuth(handler: AuthHandler, port = 0): Promise<Fak
     url: `127.0.0.1:${address.port}/auth`,
     requests,
     parsed,
-    setHandler(h: AuthHandler): void { current = h; },
+    setHandler(h: AuthHandler): void {
+      current = h;
+    },
     async waitForRequests(count: number, timeoutMs = 5000): Promise<AuthRequest[]> {
       const deadline = Date.now() + timeoutMs;
       while (parsed.length < count) {
@@ -161,7 +164,10 @@ export async function startFakeAuth(handler: AuthHandler, port = 0): Promise<Fak
         if (left <= 0) throw new Error(`fake auth: expected ${count} request(s), got ${parsed.length} within ${timeoutMs} ms`);
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, left);
-          waiters.push(() => { clearTimeout(t); resolve(); });
+          waiters.push(() => {
+            clearTimeout(t);
+            resolve();
+          });
         });
       }
       return parsed;

@@ -1,5 +1,5 @@
 /** The small part of nodemailer's API the tests use (the package ships no type declarations). */
-declare module 'nodemailer' {
+declare module "nodemailer" {
   /** SMTP transport options (subset). */
   export interface SmtpTransportOptions {
     host: string;

@@ -1,6 +1,6 @@
 /** Free loopback TCP ports for tests. */
-import { existsSync, readFileSync } from 'node:fs';
-import net from 'node:net';
+import { existsSync, readFileSync } from "node:fs";
+import net from "node:net";
 
 /** Returns one free TCP port on 127.0.0.1 (bound with port 0, read, then released). */
 export async function freePort(): Promise<number> {
@@ -21,11 +21,11 @@ export async function freePorts(count: number): Promise<number[]> {
       const server = net.createServer();
       servers.push(server);
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve());
+        server.once("error", reject);
+        server.listen(0, "127.0.0.1", () => resolve());
       });
       const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no TCP address');
+      if (address === null || typeof address === "string") throw new Error("no TCP address");
       if (!ports.includes(address.port)) ports.push(address.port);
     }
     return ports;
@@ -52,11 +52,11 @@ export function closedPorts(count: number): number[] {
 /** Ports in LISTEN state on any local address, read from /proc (no connection is made, so no session is logged). */
 export function listeningPorts(): Set<number> {
   const ports = new Set<number>();
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     if (!existsSync(file)) continue;
-    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+    for (const line of readFileSync(file, "utf8").split("\n").slice(1)) {
       const f = line.trim().split(/\s+/);
-      if (f[3] === '0A' && f[1]) ports.add(parseInt(f[1].split(':')[1] ?? '0', 16));
+      if (f[3] === "0A" && f[1]) ports.add(parseInt(f[1].split(":")[1] ?? "0", 16));
     }
   }
   return ports;

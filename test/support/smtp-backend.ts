@@ -5,8 +5,8 @@
  * `220` greeting, and passes `LOGIN=` to onAuth as method `XCLIENT` without
  * a password. We enable it and record the attributes it received.
  */
-import type { AddressInfo } from 'node:net';
-import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
+import type { AddressInfo } from "node:net";
+import { SMTPServer, type SMTPServerAuthentication, type SMTPServerSession } from "smtp-server";
 
 /** One accepted message. */
 export interface SmtpRecord {
@@ -45,47 +45,49 @@ export interface SmtpBackend {
 /** Starts smtp-server on 127.0.0.1 (ephemeral port unless `port` is given), XCLIENT enabled. */
 export async function startSmtpBackend(options: SmtpBackendOptions = {}, port = 0): Promise<SmtpBackend> {
   const messages: SmtpRecord[] = [];
-  const auths: SmtpBackend['auths'] = [];
+  const auths: SmtpBackend["auths"] = [];
   const server = new SMTPServer({
-    name: options.name ?? 'smtp.backend.test',
+    name: options.name ?? "smtp.backend.test",
     authOptional: !options.requireAuth,
     useXClient: true,
-    disabledCommands: ['STARTTLS'],
-    authMethods: ['PLAIN', 'LOGIN'],
+    disabledCommands: ["STARTTLS"],
+    authMethods: ["PLAIN", "LOGIN"],
     logger: false,
     onAuth(auth: SMTPServerAuthentication, _session: SMTPServerSession, callback) {
-      const username = auth.username ?? '';
+      const username = auth.username ?? "";
       const password = auth.password ?? null;
-      const accepted = auth.method === 'XCLIENT' || !options.users || options.users[username] === password;
+      const accepted = auth.method === "XCLIENT" || !options.users || options.users[username] === password;
       auths.push({ method: auth.method, username, password, accepted });
-      if (!accepted) callback(new Error('Invalid username or password'));
+      if (!accepted) callback(new Error("Invalid username or password"));
       else callback(null, { user: username });
     },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
         const xclient: Record<string, string> = {};
         for (const [k, v] of session.xClient ?? new Map<string, unknown>()) {
-          if (!k.includes(':')) xclient[k] = String(v);
+          if (!k.includes(":")) xclient[k] = String(v);
         }
         messages.push({
-          mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
           rcptTo: session.envelope.rcptTo.map((r) => r.address),
           data: Buffer.concat(chunks),
-          user: typeof session.user === 'string' ? session.user : undefined,
+          user: typeof session.user === "string" ? session.user : undefined,
           xclient,
-          helo: session.hostNameAppearsAs ?? '',
+          helo: session.hostNameAppearsAs ?? "",
         });
         callback();
       });
     },
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve());
   });
-  server.on('error', () => { /* client resets are not test failures */ });
+  server.on("error", () => {
+    /* client resets are not test failures */
+  });
   return {
     port: (server.server.address() as AddressInfo).port,
     messages,

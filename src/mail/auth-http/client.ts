@@ -92,7 +92,14 @@ type ExchangeResult =
   | { readonly kind: "failed"; readonly log: DecisionLog | undefined };
 
 /** One connection: send `request`, read the header block, close. */
-function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeout: number, signal: CancelSignal | undefined, log: ConnectionLog): Promise<ExchangeResult> {
+function exchange(
+  address: AuthHttpAddress,
+  peer: string,
+  request: Buffer,
+  timeout: number,
+  signal: CancelSignal | undefined,
+  log: ConnectionLog,
+): Promise<ExchangeResult> {
   return new Promise((resolve) => {
     const parser = new AuthResponseParser();
     let connected = false;
@@ -110,7 +117,10 @@ function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeo
     const onAbort = (): void => finish({ kind: "failed", log: undefined });
     // One deadline for connect, send and receive: partial reads do not extend it.
     const timer = armTimer(log, "auth_http_timeout", timeout, () => {
-      finish({ kind: "failed", log: { level: "error", message: `auth http server ${peer} timed out ${describeSystemError({ errno: 110, code: "ETIMEDOUT" })}` } });
+      finish({
+        kind: "failed",
+        log: { level: "error", message: `auth http server ${peer} timed out ${describeSystemError({ errno: 110, code: "ETIMEDOUT" })}` },
+      });
     });
     signal?.addEventListener("abort", onAbort, { once: true });
 
@@ -123,8 +133,7 @@ function exchange(address: AuthHttpAddress, peer: string, request: Buffer, timeo
       if (state.kind === "done") {
         debugAuthResponse(log, parser.received);
         finish({ kind: "response", response: state.response });
-      }
-      else if (state.kind === "error") {
+      } else if (state.kind === "error") {
         const message = responseErrorMessage(state.error, peer);
         finish({ kind: "failed", log: message === undefined ? undefined : { level: "error", message } });
       }

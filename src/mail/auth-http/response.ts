@@ -30,9 +30,7 @@ export type AuthResponseError =
 
 /** Result of feeding bytes: still waiting, done, or failed. */
 export type AuthParseState =
-  | { readonly kind: "incomplete" }
-  | { readonly kind: "done"; readonly response: AuthResponse }
-  | { readonly kind: "error"; readonly error: AuthResponseError };
+  { readonly kind: "incomplete" } | { readonly kind: "done"; readonly response: AuthResponse } | { readonly kind: "error"; readonly error: AuthResponseError };
 
 /** nginx's response buffer size. */
 export const AUTH_RESPONSE_LIMIT = 1024;
@@ -235,8 +233,14 @@ class Accumulator {
 
   result(): AuthResponse {
     return {
-      failure: this.#failure, wait: this.#wait, server: this.#server, port: this.#port,
-      user: this.#user, pass: this.#pass, sleep: this.#sleep, errorCode: this.#errorCode,
+      failure: this.#failure,
+      wait: this.#wait,
+      server: this.#server,
+      port: this.#port,
+      user: this.#user,
+      pass: this.#pass,
+      sleep: this.#sleep,
+      errorCode: this.#errorCode,
     };
   }
 }

@@ -10,9 +10,7 @@ import { ConfError, type SourceLocation } from "../../core/errors.js";
 import { resolveHostSync } from "../../core/resolve-sync.js";
 
 /** Where the auth server listens, once known. */
-export type AuthHttpAddress =
-  | { readonly kind: "inet"; readonly host: string; readonly port: number }
-  | { readonly kind: "unix"; readonly path: string };
+export type AuthHttpAddress = { readonly kind: "inet"; readonly host: string; readonly port: number } | { readonly kind: "unix"; readonly path: string };
 
 /** A parsed `auth_http` value. */
 export interface AuthHttpUrl {

@@ -92,9 +92,16 @@ export class ImapFrontEnd implements FrontEnd {
     this.#session = session;
     this.#parser = new ImapParser(session.server.conf.get(imapClientBufferDirective));
     const wire = imapWire(session.server);
-    this.#dispatcher = new Dispatcher(session, {
-      commands: COMMANDS, start: "start", badArguments: INVALID_OUTCOME, enabled: (m) => wire.authMethods.has(m),
-    }, this.#replies());
+    this.#dispatcher = new Dispatcher(
+      session,
+      {
+        commands: COMMANDS,
+        start: "start",
+        badArguments: INVALID_OUTCOME,
+        enabled: (m) => wire.authMethods.has(m),
+      },
+      this.#replies(),
+    );
   }
 
   /** IMAP's wording of the dispatcher's outcomes: tagged with the command's tag. */

@@ -19,13 +19,17 @@ const DEFAULT_CAPABILITIES = ["IMAP4", "IMAP4rev1", "UIDPLUS"] as const;
 
 /** `imap_client_buffer size`: the command buffer (a command and its literals must fit). */
 export const imapClientBufferDirective = size("imap_client_buffer", 4096, {
-  contexts: BOTH, defaultText: "4k",
+  contexts: BOTH,
+  defaultText: "4k",
   doc: "Sets the size of the buffer used for reading IMAP commands.",
 });
 
 /** `imap_capabilities extension ...`: empty means nginx's default list. */
 export const imapCapabilitiesDirective = list<string>("imap_capabilities", {
-  contexts: BOTH, syntax: "extension ...", args: oneOrMore, defaultText: DEFAULT_CAPABILITIES.join(" "),
+  contexts: BOTH,
+  syntax: "extension ...",
+  args: oneOrMore,
+  defaultText: DEFAULT_CAPABILITIES.join(" "),
   doc: "Sets the IMAP protocol extensions list that is passed to the client in response to the CAPABILITY command.",
   entry: (args) => [...args],
 });
@@ -37,7 +41,10 @@ export const imapAuthDirective = bitmask("imap_auth", IMAP_AUTH_METHODS, ["plain
 });
 
 const AUTH_NAMES: Readonly<Record<ImapAuthMethod, string>> = {
-  plain: "AUTH=PLAIN", login: "AUTH=LOGIN", "cram-md5": "AUTH=CRAM-MD5", external: "AUTH=EXTERNAL",
+  plain: "AUTH=PLAIN",
+  login: "AUTH=LOGIN",
+  "cram-md5": "AUTH=CRAM-MD5",
+  external: "AUTH=EXTERNAL",
 };
 
 /** What a server's IMAP sessions need, computed once per server. */
@@ -59,7 +66,9 @@ export function buildImapStrings(capabilities: readonly string[], methods: Reado
   const caps = capabilities.length > 0 ? capabilities : DEFAULT_CAPABILITIES;
   const head = "* CAPABILITY" + caps.map((c) => ` ${c}`).join("");
   // the fixed bit order decides the AUTH= order, not the order in imap_auth
-  const auth = IMAP_AUTH_METHODS.filter((m) => methods.has(m)).map((m) => ` ${AUTH_NAMES[m]}`).join("");
+  const auth = IMAP_AUTH_METHODS.filter((m) => methods.has(m))
+    .map((m) => ` ${AUTH_NAMES[m]}`)
+    .join("");
   return {
     capability: `${head}${auth}\r\n`,
     starttlsCapability: `${head}${auth} STARTTLS\r\n`,

@@ -37,11 +37,29 @@ export type ImapParse =
   | { readonly kind: "invalid"; readonly length: number; readonly tag: string | undefined; readonly quit: boolean };
 
 type State =
-  | "start" | "tag" | "invalid" | "spacesBeforeCommand" | "command" | "spacesBeforeArgument"
-  | "argument" | "backslash" | "literal" | "noSyncLiteral" | "startLiteralArgument"
-  | "literalArgument" | "endLiteralArgument" | "almostDone";
+  | "start"
+  | "tag"
+  | "invalid"
+  | "spacesBeforeCommand"
+  | "command"
+  | "spacesBeforeArgument"
+  | "argument"
+  | "backslash"
+  | "literal"
+  | "noSyncLiteral"
+  | "startLiteralArgument"
+  | "literalArgument"
+  | "endLiteralArgument"
+  | "almostDone";
 
-const SP = 0x20, CR = 0x0d, LF = 0x0a, QUOTE = 0x22, BACKSLASH = 0x5c, LBRACE = 0x7b, RBRACE = 0x7d, PLUS = 0x2b;
+const SP = 0x20,
+  CR = 0x0d,
+  LF = 0x0a,
+  QUOTE = 0x22,
+  BACKSLASH = 0x5c,
+  LBRACE = 0x7b,
+  RBRACE = 0x7d,
+  PLUS = 0x2b;
 const MAX_TAG = 32;
 const MAX_ARGS = 3;
 /** `imap_client_buffer`'s default, for parsers made without a size (unit tests). */
@@ -50,8 +68,12 @@ const DEFAULT_BUFFER_SIZE = 4096;
 const NO_SYNC_CHECK_FROM = 4;
 
 const COMMANDS: ReadonlyMap<string, ImapCommandName> = new Map([
-  ["NOOP", "noop"], ["LOGIN", "login"], ["LOGOUT", "logout"], ["STARTTLS", "starttls"],
-  ["CAPABILITY", "capability"], ["AUTHENTICATE", "authenticate"],
+  ["NOOP", "noop"],
+  ["LOGIN", "login"],
+  ["LOGOUT", "logout"],
+  ["STARTTLS", "starttls"],
+  ["CAPABILITY", "capability"],
+  ["AUTHENTICATE", "authenticate"],
 ]);
 
 function isTagChar(c: number): boolean {
@@ -321,9 +343,7 @@ export class ImapParser {
 
   #done(length: number): ImapParse {
     const args = this.#args;
-    const result: ImapParse = this.#response
-      ? { kind: "response", length, args }
-      : { kind: "command", length, tag: this.#tag ?? "", name: this.#name!, args };
+    const result: ImapParse = this.#response ? { kind: "response", length, args } : { kind: "command", length, tag: this.#tag ?? "", name: this.#name!, args };
     this.#finish();
     return result;
   }

@@ -111,9 +111,16 @@ export class Pop3FrontEnd implements FrontEnd {
     this.#session = session;
     const wire = pop3Wire(session.server);
     this.#wire = wire;
-    this.#dispatcher = new Dispatcher(session, {
-      commands: COMMANDS, start: "start", badArguments: INVALID, enabled: (m) => wire.authMethods.has(m),
-    }, REPLIES);
+    this.#dispatcher = new Dispatcher(
+      session,
+      {
+        commands: COMMANDS,
+        start: "start",
+        badArguments: INVALID,
+        enabled: (m) => wire.authMethods.has(m),
+      },
+      REPLIES,
+    );
   }
 
   start(): void {

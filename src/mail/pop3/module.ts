@@ -25,7 +25,10 @@ export const pop3AuthDirective = bitmask("pop3_auth", POP3_AUTH_WORDS, ["plain"]
 
 /** `pop3_capabilities extension ...` (default TOP USER UIDL). */
 export const pop3CapabilitiesDirective = list<string>("pop3_capabilities", {
-  contexts: BOTH, args: oneOrMore, syntax: "extension ...", defaultText: "TOP USER UIDL",
+  contexts: BOTH,
+  args: oneOrMore,
+  syntax: "extension ...",
+  defaultText: "TOP USER UIDL",
   doc: "Sets the POP3 protocol extensions list that is passed to the client in response to the CAPA command.",
   entry: (args) => [...args],
 });
@@ -67,7 +70,10 @@ export function buildPop3Wire(auth: ReadonlySet<Pop3AuthWord>, capabilities: rea
   const lines = caps.map((c) => `${c}\r\n`).join("");
   const body = `${CAPA_HEADER}${lines}${["SASL", ...names].join(" ")}\r\n`;
   // starttls only hides USER (plaintext login is refused until TLS) and the SASL line.
-  const notUser = caps.filter((c) => c.toLowerCase() !== "user").map((c) => `${c}\r\n`).join("");
+  const notUser = caps
+    .filter((c) => c.toLowerCase() !== "user")
+    .map((c) => `${c}\r\n`)
+    .join("");
   return {
     authMethods: auth,
     saltedGreeting: auth.has("apop") || auth.has("cram-md5"),

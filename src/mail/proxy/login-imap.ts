@@ -15,7 +15,6 @@ export interface ImapLoginInput {
   readonly password: Buffer;
 }
 
-
 /**
  * `<tag> OK`, after at most one untagged line (latest nginx: Gmail and
  * SmarterMail send CAPABILITY first). nginx quotes a wrong reply from after
@@ -28,7 +27,10 @@ export function taggedOk(tag: string): ReplyCheck {
     if (buf[0] === 0x2a && buf[1] === 0x20) {
       p = 2;
       while (p < len - 1) {
-        if (buf[p] === 0x0d && buf[p + 1] === 0x0a) { p += 2; break; }
+        if (buf[p] === 0x0d && buf[p + 1] === 0x0a) {
+          p += 2;
+          break;
+        }
         p++;
       }
       if (len - p < 4) return AGAIN;
@@ -45,8 +47,16 @@ export function taggedOk(tag: string): ReplyCheck {
 export function imapLoginSteps(input: ImapLoginInput): LoginStep[] {
   const cont = startsWith("+");
   return [
-    { state: "start", check: startsWith("* OK"), next: { kind: "send", action: "sending LOGIN command to upstream", line: commandLine("tag", `${input.tag} LOGIN {${input.login.length}}`) } },
-    { state: "login", check: cont, next: { kind: "send", action: "sending user name to upstream", line: commandLine("login", input.login, ` {${input.password.length}}`) } },
+    {
+      state: "start",
+      check: startsWith("* OK"),
+      next: { kind: "send", action: "sending LOGIN command to upstream", line: commandLine("tag", `${input.tag} LOGIN {${input.login.length}}`) },
+    },
+    {
+      state: "login",
+      check: cont,
+      next: { kind: "send", action: "sending user name to upstream", line: commandLine("login", input.login, ` {${input.password.length}}`) },
+    },
     { state: "user", check: cont, next: { kind: "send", action: "sending password to upstream", line: commandLine("password", input.password) } },
     { state: "passwd", check: taggedOk(input.tag), next: { kind: "done", reply: "relay" } },
   ];

@@ -7,6 +7,7 @@
 import { AGAIN, OK, type LoginStep, type ReplyCheck, type StepNext, UnsafeLineError, commandLine, startsWith } from "./login-step.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";
 import type { SmtpInfo } from "../types.js";
+import { serverName } from "../core-module.js";
 import { proxySmtpAuth, xclient } from "./module.js";
 import type { BackendLoginInput } from "./login-step.js";
 
@@ -37,7 +38,6 @@ export interface SmtpLoginInput {
 
 /** nginx's own reply to an authenticated client at the switch to proxying. */
 export const SMTP_AUTH_OK = Buffer.from("235 2.0.0 OK\r\n", "latin1");
-
 
 /**
  * SMTP replies may be multi-line (`250-...`); only a reply whose last line
@@ -93,7 +93,7 @@ function authPlainLine(input: SmtpLoginInput): Buffer {
 /** The SMTP login for a session: the proxy's directives, auth_http's answer, and what the client said. */
 export function smtpBackendLogin(input: BackendLoginInput, dialogue: SmtpInfo): LoginStep[] {
   return smtpLoginSteps({
-    serverName: input.serverName,
+    serverName: serverName(input.conf),
     xclient: input.conf.get(xclient),
     smtpAuth: input.conf.get(proxySmtpAuth),
     helo: dialogue.helo,
@@ -101,8 +101,8 @@ export function smtpBackendLogin(input: BackendLoginInput, dialogue: SmtpInfo): 
     authNone: input.authMethod === "none",
     from: dialogue.from ?? "",
     to: dialogue.to ?? "",
-    clientAddr: input.unixClient ? "unix:" : input.clientAddr,
-    clientIpv6: !input.unixClient && input.clientAddr.includes(":"),
+    clientAddr: input.session.unixClient ? "unix:" : input.session.clientAddr,
+    clientIpv6: !input.session.unixClient && input.session.clientAddr.includes(":"),
     clientHost: dialogue.clientHost,
     login: input.login,
     password: input.password,
@@ -129,13 +129,18 @@ export function smtpLoginSteps(input: SmtpLoginInput): LoginStep[] {
     }
   }
   if (input.authNone) {
-    steps.push({ state: `${pendingState}_from`, check: pending, next: { kind: "send", action: "sending MAIL FROM to upstream", line: commandLine("MAIL", input.from) } });
+    steps.push({
+      state: `${pendingState}_from`,
+      check: pending,
+      next: { kind: "send", action: "sending MAIL FROM to upstream", line: commandLine("MAIL", input.from) },
+    });
     steps.push({ state: "from", check: code250, next: { kind: "send", action: "sending RCPT TO to upstream", line: commandLine("RCPT", input.to) } });
     steps.push({ state: "to", check: anyReply, next: { kind: "done", reply: "relay" } });
   } else if (input.smtpAuth) {
-    const next: StepNext = input.password.length === 0
-      ? { kind: "fail", action: "sending AUTH to upstream", message: "no password available" }
-      : { kind: "send", action: "sending AUTH to upstream", line: authPlainLine(input) };
+    const next: StepNext =
+      input.password.length === 0
+        ? { kind: "fail", action: "sending AUTH to upstream", message: "no password available" }
+        : { kind: "send", action: "sending AUTH to upstream", line: authPlainLine(input) };
     steps.push({ state: `${pendingState}_auth`, check: pending, next });
     steps.push({ state: "auth_plain", check: code235, next: { kind: "done", reply: SMTP_AUTH_OK } });
   } else {

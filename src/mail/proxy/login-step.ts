@@ -10,7 +10,7 @@
  */
 import type { ServerConf } from "../../conf/directive.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";
-import type { AuthMethod } from "../types.js";
+import type { AuthMethod, SessionInfo } from "../types.js";
 
 /**
  * What every protocol's backend login is built from once auth_http has
@@ -26,11 +26,8 @@ export interface BackendLoginInput {
   readonly authMethod: AuthMethod;
   /** The merged server configuration (the proxy module's directives). */
   readonly conf: ServerConf;
-  /** `server_name` of this server. */
-  readonly serverName: string;
-  /** Client address text (after realip); `unix:` for a UNIX-socket client. */
-  readonly clientAddr: string;
-  readonly unixClient: boolean;
+  /** The session's addresses (after realip) and what else auth_http was told. */
+  readonly session: SessionInfo;
 }
 
 /** A value for a backend line held CR, LF or NUL; `what` names it for the log. */

@@ -116,12 +116,15 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
   client.off("error", ignore);
   log.action = undefined;
   log.write("info", "client logged in", { action: false });
-  await relay({
-    client,
-    backend,
-    clientPending: p.pending,
-    backendPending: Buffer.concat([outcome.toClient, outcome.backendPending]),
-    timeoutMs: p.conf.get(proxyTimeout),
-    log,
-  }, p.shutdown);
+  await relay(
+    {
+      client,
+      backend,
+      clientPending: p.pending,
+      backendPending: Buffer.concat([outcome.toClient, outcome.backendPending]),
+      timeoutMs: p.conf.get(proxyTimeout),
+      log,
+    },
+    p.shutdown,
+  );
 }

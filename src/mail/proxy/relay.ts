@@ -53,7 +53,9 @@ export class Relay {
     this.#backend = p.backend;
     this.#log = p.log;
     this.#timeoutMs = p.timeoutMs;
-    this.done = new Promise<void>((r) => { this.#resolve = r; });
+    this.done = new Promise<void>((r) => {
+      this.#resolve = r;
+    });
 
     const c = this.#client;
     const b = this.#backend;

@@ -13,9 +13,7 @@ import { formatIp, isV4Mapped, parseIp } from "../../core/inet.js";
 import type { ProxyProtocolAddresses } from "../types.js";
 
 /** One trusted source: all UNIX-socket peers, or an address with a mask. */
-export type TrustedSource =
-  | { readonly kind: "unix" }
-  | { readonly kind: "cidr"; readonly addr: Buffer; readonly mask: Buffer };
+export type TrustedSource = { readonly kind: "unix" } | { readonly kind: "cidr"; readonly addr: Buffer; readonly mask: Buffer };
 
 function maskOf(bits: number, bytes: number): Buffer {
   const m = Buffer.alloc(bytes);
@@ -65,7 +63,10 @@ function resolveHost(name: string): Buffer[] {
       const [a, type] = line.trim().split(/\s+/);
       if (!a || type !== "STREAM" || seen.has(a)) continue;
       const b = parseIp(a);
-      if (b) { seen.add(a); addrs.push(b); }
+      if (b) {
+        seen.add(a);
+        addrs.push(b);
+      }
     }
     return addrs;
   } catch {
@@ -88,8 +89,11 @@ function entry(args: readonly string[], cx: SetContext): TrustedSource[] {
 
 /** `set_real_ip_from address | CIDR | unix:` (a list; a server with any replaces the mail level's). */
 export const setRealIpFrom = list<TrustedSource>("set_real_ip_from", {
-  contexts: ["mail", "server"], args: take(1), syntax: "address | CIDR | unix:",
-  doc: "Trust PROXY protocol addresses sent by these peers.", entry,
+  contexts: ["mail", "server"],
+  args: take(1),
+  syntax: "address | CIDR | unix:",
+  doc: "Trust PROXY protocol addresses sent by these peers.",
+  entry,
 });
 
 /** The module as the configuration engine loads it. */
@@ -122,7 +126,9 @@ export function trustsPeer(server: { get(d: typeof setRealIpFrom): readonly Trus
  */
 export function realClientAddress(
   server: { get(d: typeof setRealIpFrom): readonly TrustedSource[] },
-  peerAddr: string, unix: boolean, header: ProxyProtocolAddresses | undefined,
+  peerAddr: string,
+  unix: boolean,
+  header: ProxyProtocolAddresses | undefined,
 ): { readonly addr: string; readonly port: number } | undefined {
   if (header === undefined || !trustsPeer(server, peerAddr, unix)) return undefined;
   const bytes = parseIp(header.srcAddr);

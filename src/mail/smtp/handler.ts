@@ -192,9 +192,16 @@ export class SmtpFrontEnd implements FrontEnd {
     this.#session = session;
     const wire = smtpWire(session.server);
     this.#cx = { session, wire, helo: EMPTY, esmtp: false, from: undefined, to: undefined, clientHost: "", command: { line: EMPTY, raw: EMPTY } };
-    this.#dispatcher = new Dispatcher(session, {
-      commands: COMMANDS, start: "start", badArguments: reply(SMTP_REPLY.invalidArgument), enabled: (m) => wire.authMethods.has(m),
-    }, REPLIES);
+    this.#dispatcher = new Dispatcher(
+      session,
+      {
+        commands: COMMANDS,
+        start: "start",
+        badArguments: reply(SMTP_REPLY.invalidArgument),
+        enabled: (m) => wire.authMethods.has(m),
+      },
+      REPLIES,
+    );
   }
 
   async start(): Promise<void> {

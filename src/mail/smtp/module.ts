@@ -24,20 +24,25 @@ export const smtpAuthDirective = bitmask("smtp_auth", SMTP_AUTH_METHODS, ["plain
 
 /** `smtp_capabilities`: one EHLO line per argument. */
 export const smtpCapabilitiesDirective = list<string>("smtp_capabilities", {
-  contexts: BOTH, syntax: "extension ...", args: oneOrMore, defaultText: "—",
+  contexts: BOTH,
+  syntax: "extension ...",
+  args: oneOrMore,
+  defaultText: "—",
   doc: "Sets the SMTP protocol extensions list that is passed to the client in response to the EHLO command.",
   entry: (args) => [...args],
 });
 
 /** `smtp_client_buffer`: the command buffer. */
 export const smtpClientBufferDirective = size("smtp_client_buffer", 4096, {
-  contexts: BOTH, defaultText: "4k|8k",
+  contexts: BOTH,
+  defaultText: "4k|8k",
   doc: "Sets the size of the buffer used for reading SMTP commands.",
 });
 
 /** `smtp_greeting_delay`: wait before greeting, refusing early talkers. */
 export const smtpGreetingDelayDirective = msec("smtp_greeting_delay", 0, {
-  contexts: BOTH, defaultText: "0",
+  contexts: BOTH,
+  defaultText: "0",
   doc: "Allows setting a delay before sending an SMTP greeting in order to reject clients who fail to wait for the greeting before sending SMTP commands.",
 });
 
@@ -59,7 +64,10 @@ export interface SmtpWire {
 }
 
 const AUTH_NAMES: ReadonlyArray<readonly [SmtpAuthMethod, string]> = [
-  ["plain", "PLAIN"], ["login", "LOGIN"], ["cram-md5", "CRAM-MD5"], ["external", "EXTERNAL"],
+  ["plain", "PLAIN"],
+  ["login", "LOGIN"],
+  ["cram-md5", "CRAM-MD5"],
+  ["external", "EXTERNAL"],
 ];
 
 const wires = new WeakMap<MailServer, SmtpWire>();

@@ -234,10 +234,20 @@ function decide(tlsSocket: tls.TLSSocket, setup: TlsServerSetup): ClientCertific
 
 /** OpenSSL's RFC 2253 form from Node's multi-line, forward-order name. */
 export function rfc2253(nodeName: string): string {
-  const rdns = nodeName.split("\n").filter((l) => l.length > 0).reverse();
-  const out = rdns.map((rdn) => rdn.split(/ \+ (?=[A-Za-z0-9.]+=)/).reverse().join("+"));
+  const rdns = nodeName
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .reverse();
+  const out = rdns.map((rdn) =>
+    rdn
+      .split(/ \+ (?=[A-Za-z0-9.]+=)/)
+      .reverse()
+      .join("+"),
+  );
   // ESC_MSB: every byte >= 0x80 of the UTF-8 text as \XX.
-  return Array.from(Buffer.from(out.join(","), "utf8")).map((b) => (b >= 0x80 ? `\\${b.toString(16).toUpperCase().padStart(2, "0")}` : String.fromCharCode(b))).join("");
+  return Array.from(Buffer.from(out.join(","), "utf8"))
+    .map((b) => (b >= 0x80 ? `\\${b.toString(16).toUpperCase().padStart(2, "0")}` : String.fromCharCode(b)))
+    .join("");
 }
 
 /** PEM text of a DER certificate: 64-column base64 and a final newline. */
@@ -256,7 +266,9 @@ export function clientTlsInfo(tlsSocket: tls.TLSSocket, setup: TlsServerSetup, p
   if (!peer || !peer.raw) return { protocol, cipher, verify };
   const x = new X509Certificate(peer.raw);
   return {
-    protocol, cipher, verify,
+    protocol,
+    cipher,
+    verify,
     subject: rfc2253(x.subject),
     issuer: rfc2253(x.issuer),
     serial: x.serialNumber.toUpperCase(),

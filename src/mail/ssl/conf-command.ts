@@ -40,8 +40,17 @@ const OPTION_FLAGS: Readonly<Record<string, readonly [number, boolean]>> = {
 
 /** Commands OpenSSL knows that have no Node equivalent. */
 const UNSUPPORTED = new Set([
-  "serverinfofile", "chaincafile", "chaincapath", "verifycapath", "requestcapath", "clientsignaturealgorithms",
-  "ecdhparameters", "recordpadding", "numtickets", "verifymode", "clientcapath",
+  "serverinfofile",
+  "chaincafile",
+  "chaincapath",
+  "verifycapath",
+  "requestcapath",
+  "clientsignaturealgorithms",
+  "ecdhparameters",
+  "recordpadding",
+  "numtickets",
+  "verifymode",
+  "clientcapath",
 ]);
 
 function failed(c: ConfCommand, reason: string): ConfError {
@@ -90,11 +99,16 @@ export function applyConfCommands(start: TlsKnobs, commands: readonly ConfComman
       }
       case "protocol": {
         const set = new Set(k.protocols);
-        for (const raw of c.value.split(",").map((s) => s.trim()).filter(Boolean)) {
+        for (const raw of c.value
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)) {
           const off = raw.startsWith("-");
           const word = raw.replace(/^[-+]/, "");
           const names = word.toLowerCase() === "all" ? PROTOCOL_NAMES : [PROTOCOL_NAMES[protocolIndex(c, word)]!];
-          for (const p of names) if (off) set.delete(p); else set.add(p);
+          for (const p of names)
+            if (off) set.delete(p);
+            else set.add(p);
         }
         k = { ...k, protocols: set };
         break;
@@ -102,7 +116,10 @@ export function applyConfCommands(start: TlsKnobs, commands: readonly ConfComman
       case "options": {
         let honor = k.honorCipherOrder;
         let opts = k.secureOptions;
-        for (const raw of c.value.split(",").map((s) => s.trim()).filter(Boolean)) {
+        for (const raw of c.value
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)) {
           const off = raw.startsWith("-");
           const word = raw.replace(/^[-+]/, "").toLowerCase();
           if (word === "serverpreference") {
@@ -112,7 +129,8 @@ export function applyConfCommands(start: TlsKnobs, commands: readonly ConfComman
           const flag = OPTION_FLAGS[word];
           if (!flag) throw failed(c, `error:0A000180:SSL routines::bad value:cmd=${c.name}, value=${c.value}`);
           const [bit, inverted] = flag;
-          if (off !== inverted) opts &= ~bit; else opts |= bit;
+          if (off !== inverted) opts &= ~bit;
+          else opts |= bit;
         }
         k = { ...k, honorCipherOrder: honor, secureOptions: opts };
         break;
@@ -138,7 +156,10 @@ export function applyConfCommands(start: TlsKnobs, commands: readonly ConfComman
   }
   if (k.ciphersuites !== undefined) {
     // Node splits one list into TLS 1.3 suites (TLS_*) and the TLS 1.2 cipher string.
-    const legacy = k.ciphers.split(":").filter((s) => !s.startsWith("TLS_")).join(":");
+    const legacy = k.ciphers
+      .split(":")
+      .filter((s) => !s.startsWith("TLS_"))
+      .join(":");
     k = { ...k, ciphers: `${k.ciphersuites}:${legacy}` };
   }
   return k;

@@ -13,9 +13,22 @@ import { ChainCheck } from "../../event/tls-chain-check.js";
 import { applyConfCommands, type TlsKnobs } from "./conf-command.js";
 import { checkKeyMatches, loadCaFile, loadCertificate, loadCrl, loadDhparam, loadPrivateKey } from "./load.js";
 import {
-  type ProtocolName, sslCertificate, sslCertificateCompression, sslCertificateKey, sslCiphers, sslClientCertificate,
-  sslConfCommand, sslCrl, sslDhparam, sslEcdhCurve, sslPasswordFile, sslPreferServerCiphers, sslProtocols,
-  sslTrustedCertificate, sslVerifyClient, sslVerifyDepth,
+  type ProtocolName,
+  sslCertificate,
+  sslCertificateCompression,
+  sslCertificateKey,
+  sslCiphers,
+  sslClientCertificate,
+  sslConfCommand,
+  sslCrl,
+  sslDhparam,
+  sslEcdhCurve,
+  sslPasswordFile,
+  sslPreferServerCiphers,
+  sslProtocols,
+  sslTrustedCertificate,
+  sslVerifyClient,
+  sslVerifyDepth,
 } from "./module.js";
 import { type SessionResumption, setupResumption, ticketSettings } from "./sessions.js";
 
@@ -91,15 +104,18 @@ function checkCurves(list: string): void {
     tls.createSecureContext({ ecdhCurve: list });
     return;
   } catch {
-    const bad = list.split(":").find((c) => {
-      try {
-        tls.createSecureContext({ ecdhCurve: c });
-        return false;
-      } catch {
-        return true;
-      }
-    }) ?? list;
-    throw ConfError.unlocated(`SSL_CTX_set1_curves_list("${list}") failed (SSL: error:0A080106:SSL routines::passed invalid argument:group '${bad}' cannot be set)`);
+    const bad =
+      list.split(":").find((c) => {
+        try {
+          tls.createSecureContext({ ecdhCurve: c });
+          return false;
+        } catch {
+          return true;
+        }
+      }) ?? list;
+    throw ConfError.unlocated(
+      `SSL_CTX_set1_curves_list("${list}") failed (SSL: error:0A080106:SSL routines::passed invalid argument:group '${bad}' cannot be set)`,
+    );
   }
 }
 
@@ -195,9 +211,15 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   const tickets = ticketSettings(server, warn);
   const proto = protocolOptions(server.get(sslProtocols));
   let knobs: TlsKnobs = {
-    cert: certs, key: keys.map((k) => k.export({ type: "pkcs8", format: "pem" }) as string),
-    protocols: new Set(server.get(sslProtocols)), ciphers, honorCipherOrder: server.get(sslPreferServerCiphers),
-    ecdhCurve, dhparam, clientCaPem, sigalgs: undefined,
+    cert: certs,
+    key: keys.map((k) => k.export({ type: "pkcs8", format: "pem" }) as string),
+    protocols: new Set(server.get(sslProtocols)),
+    ciphers,
+    honorCipherOrder: server.get(sslPreferServerCiphers),
+    ecdhCurve,
+    dhparam,
+    clientCaPem,
+    sigalgs: undefined,
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_NO_COMPRESSION | tickets.secureOptions | proto.secureOptions,
   };
   knobs = applyConfCommands(knobs, server.get(sslConfCommand));
@@ -208,10 +230,16 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   const sidContext = sessionIdContext(leaves, clientCas, policy);
 
   const options: tls.SecureContextOptions = {
-    cert: [...knobs.cert], key: [...knobs.key], ciphers: knobs.ciphers, honorCipherOrder: knobs.honorCipherOrder,
-    ecdhCurve: knobs.ecdhCurve, minVersion: finalProto.minVersion, maxVersion: finalProto.maxVersion,
+    cert: [...knobs.cert],
+    key: [...knobs.key],
+    ciphers: knobs.ciphers,
+    honorCipherOrder: knobs.honorCipherOrder,
+    ecdhCurve: knobs.ecdhCurve,
+    minVersion: finalProto.minVersion,
+    maxVersion: finalProto.maxVersion,
     secureOptions: (knobs.secureOptions & ~gapOptions) | finalProto.secureOptions,
-    sessionIdContext: sidContext, sessionTimeout: tickets.sessionTimeout,
+    sessionIdContext: sidContext,
+    sessionTimeout: tickets.sessionTimeout,
     // An empty list keeps Node from trusting its bundled public roots.
     ca: verifyClient !== "off" && knobs.clientCaPem ? [knobs.clientCaPem] : [],
   };
@@ -226,12 +254,21 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
     throw ConfError.unlocated(`SSL_CTX_new() failed (SSL: ${(err as Error).message})`);
   }
   const sessions = setupResumption(server, secureContext, tickets);
-  const chainCheck = verifyClient !== "off" && trustedCaPem !== undefined
-    ? new ChainCheck({ cert: knobs.cert, key: knobs.key, ca: [...(options.ca as string[]), trustedCaPem], crl })
-    : undefined;
+  const chainCheck =
+    verifyClient !== "off" && trustedCaPem !== undefined
+      ? new ChainCheck({ cert: knobs.cert, key: knobs.key, ca: [...(options.ca as string[]), trustedCaPem], crl })
+      : undefined;
   return {
-    protocol: opts.protocol, secureContext, alpn: opts.protocol, verifyClient, verifyDepth,
-    clientCas, trustedCas, chainCheck, sessionIdContext: sidContext, sessions,
+    protocol: opts.protocol,
+    secureContext,
+    alpn: opts.protocol,
+    verifyClient,
+    verifyDepth,
+    clientCas,
+    trustedCas,
+    chainCheck,
+    sessionIdContext: sidContext,
+    sessions,
     tickets: (knobs.secureOptions & constants.SSL_OP_NO_TICKET) === 0,
   };
 }

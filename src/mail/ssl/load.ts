@@ -33,7 +33,14 @@ export function pemBlocks(text: string, types: readonly string[]): string[] {
 
 function bioError(path: string, err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
-  const text = code === "ENOENT" ? "No such file or directory" : code === "EACCES" ? "Permission denied" : code === "EISDIR" ? "Is a directory" : String((err as Error).message);
+  const text =
+    code === "ENOENT"
+      ? "No such file or directory"
+      : code === "EACCES"
+        ? "Permission denied"
+        : code === "EISDIR"
+          ? "Is a directory"
+          : String((err as Error).message);
   const errno = code === "ENOENT" ? 2 : code === "EACCES" ? 13 : code === "EISDIR" ? 21 : 0;
   const bio = code === "ENOENT" ? " error:10000080:BIO routines::no such file" : " error:10080002:BIO routines::system lib";
   return `(SSL: error:${(0x80000000 + errno).toString(16).toUpperCase()}:system library::${text}:calling fopen(${path}, r)${bio})`;
@@ -124,7 +131,8 @@ export function loadCaFile(ref: FileRef, what: string): { pem: string; certs: X5
 
 /** Loads `ssl_crl`. */
 export function loadCrl(ref: FileRef): string[] {
-  const fail = (reason: string): ConfError => ConfError.unlocated(`X509_LOOKUP_load_file("${ref.path}") failed ${reason.replace(/^BIO_new_file\(\) failed /, "")}`);
+  const fail = (reason: string): ConfError =>
+    ConfError.unlocated(`X509_LOOKUP_load_file("${ref.path}") failed ${reason.replace(/^BIO_new_file\(\) failed /, "")}`);
   const text = readSource(ref, fail);
   const blocks = pemBlocks(text, ["X509 CRL"]);
   if (blocks.length === 0) throw fail("(SSL: error:05880009:x509 certificate routines::PEM lib)");

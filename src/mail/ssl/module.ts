@@ -42,7 +42,13 @@ export function resolveFile(raw: string, cx: SetContext, special = false): FileR
 
 function fileDirective(name: string, doc: string, special = false): Directive<FileRef | undefined> {
   return custom<FileRef | undefined>({
-    name, contexts: ["mail", "server"], args: take(1), syntax: "file", defaultValue: undefined, defaultText: "—", doc,
+    name,
+    contexts: ["mail", "server"],
+    args: take(1),
+    syntax: "file",
+    defaultValue: undefined,
+    defaultText: "—",
+    doc,
     parse: (args, _prev, cx) => resolveFile(args[0]!, cx, special),
   });
 }
@@ -66,7 +72,8 @@ export function parsePasswordFile(text: Buffer, path: string): Buffer[] {
 
 /** `starttls on | off | only`. */
 export const starttls = enumeration("starttls", ["off", "on", "only"] as const, "off", {
-  contexts: ["mail", "server"], doc: "Allows (on) or requires (only) STARTTLS/STLS before authentication.",
+  contexts: ["mail", "server"],
+  doc: "Allows (on) or requires (only) STARTTLS/STLS before authentication.",
 });
 
 /**
@@ -74,7 +81,12 @@ export const starttls = enumeration("starttls", ["off", "on", "only"] as const, 
  * name the replacement instead (docs/compat-tls.md).
  */
 export const sslRemoved = custom<undefined>({
-  name: "ssl", contexts: ["mail", "server"], args: take(1), syntax: "on | off", defaultValue: undefined, defaultText: "—",
+  name: "ssl",
+  contexts: ["mail", "server"],
+  args: take(1),
+  syntax: "on | off",
+  defaultValue: undefined,
+  defaultText: "—",
   doc: "Removed in nginx 1.25.1; use the ssl parameter of listen.",
   parse() {
     throw new ConfError(`the "ssl" directive is no longer supported, use the "listen ... ssl" directive instead`);
@@ -83,19 +95,30 @@ export const sslRemoved = custom<undefined>({
 
 /** `ssl_certificate file` (repeatable; `data:` accepted). */
 export const sslCertificate = list<FileRef>("ssl_certificate", {
-  contexts: ["mail", "server"], syntax: "file", args: take(1), doc: "Certificate chain in PEM; repeat for RSA and ECDSA certificates.",
+  contexts: ["mail", "server"],
+  syntax: "file",
+  args: take(1),
+  doc: "Certificate chain in PEM; repeat for RSA and ECDSA certificates.",
   entry: (args, cx) => resolveFile(args[0]!, cx, true),
 });
 
 /** `ssl_certificate_key file` (repeatable; `data:` and `engine:` accepted). */
 export const sslCertificateKey = list<FileRef>("ssl_certificate_key", {
-  contexts: ["mail", "server"], syntax: "file", args: take(1), doc: "Private key in PEM, one per certificate, in the same order.",
+  contexts: ["mail", "server"],
+  syntax: "file",
+  args: take(1),
+  doc: "Private key in PEM, one per certificate, in the same order.",
   entry: (args, cx) => resolveFile(args[0]!, cx, true),
 });
 
 /** `ssl_password_file file`: read at parse time, like nginx. */
 export const sslPasswordFile = custom<readonly Buffer[] | undefined>({
-  name: "ssl_password_file", contexts: ["mail", "server"], args: take(1), syntax: "file", defaultValue: undefined, defaultText: "—",
+  name: "ssl_password_file",
+  contexts: ["mail", "server"],
+  args: take(1),
+  syntax: "file",
+  defaultValue: undefined,
+  defaultText: "—",
   doc: "Passphrases for the keys, one per line, tried in order.",
   parse(args, _prev, cx) {
     const ref = resolveFile(args[0]!, cx);
@@ -111,12 +134,15 @@ export const sslPasswordFile = custom<readonly Buffer[] | undefined>({
 
 /** `ssl_ciphers`. */
 export const sslCiphers = string("ssl_ciphers", "HIGH:!aNULL:!MD5", {
-  contexts: ["mail", "server"], syntax: "ciphers", doc: "OpenSSL cipher list for TLS 1.2 and older.",
+  contexts: ["mail", "server"],
+  syntax: "ciphers",
+  doc: "OpenSSL cipher list for TLS 1.2 and older.",
 });
 
 /** `ssl_prefer_server_ciphers`. */
 export const sslPreferServerCiphers = flag("ssl_prefer_server_ciphers", false, {
-  contexts: ["mail", "server"], doc: "Server cipher order wins over the client's.",
+  contexts: ["mail", "server"],
+  doc: "Server cipher order wins over the client's.",
 });
 
 /** The protocol names `ssl_protocols` knows. */
@@ -126,7 +152,8 @@ export type ProtocolName = (typeof PROTOCOL_NAMES)[number];
 
 /** `ssl_protocols` (latest default: TLSv1.2 TLSv1.3). */
 export const sslProtocols = bitmask("ssl_protocols", PROTOCOL_NAMES, ["TLSv1.2", "TLSv1.3"], {
-  contexts: ["mail", "server"], doc: "Enabled protocol versions.",
+  contexts: ["mail", "server"],
+  doc: "Enabled protocol versions.",
 });
 
 /** `ssl_dhparam file`. */
@@ -134,7 +161,9 @@ export const sslDhparam = fileDirective("ssl_dhparam", "DH parameters enabling D
 
 /** `ssl_ecdh_curve`. */
 export const sslEcdhCurve = string("ssl_ecdh_curve", "auto", {
-  contexts: ["mail", "server"], syntax: "curve", doc: "ECDHE groups, colon-separated, or auto.",
+  contexts: ["mail", "server"],
+  syntax: "curve",
+  doc: "ECDHE groups, colon-separated, or auto.",
 });
 
 function parseSessionCache(args: readonly string[], previous: SessionCacheConf | undefined): SessionCacheConf {
@@ -172,36 +201,49 @@ function parseSessionCache(args: readonly string[], previous: SessionCacheConf |
 
 /** `ssl_session_cache off | none | [builtin[:size]] [shared:name:size]`. */
 export const sslSessionCache = custom<SessionCacheConf>({
-  name: "ssl_session_cache", contexts: ["mail", "server"], args: { kind: "atLeast", min: 1 },
-  syntax: "off | none | [builtin[:size]] [shared:name:size]", defaultValue: { mode: "unset" }, defaultText: "none",
-  duplicates: "accumulate", doc: "Session cache kind and size.",
+  name: "ssl_session_cache",
+  contexts: ["mail", "server"],
+  args: { kind: "atLeast", min: 1 },
+  syntax: "off | none | [builtin[:size]] [shared:name:size]",
+  defaultValue: { mode: "unset" },
+  defaultText: "none",
+  duplicates: "accumulate",
+  doc: "Session cache kind and size.",
   parse: (args, previous) => parseSessionCache(args, previous),
 });
 
 /** `ssl_session_tickets`. */
 export const sslSessionTickets = flag("ssl_session_tickets", true, {
-  contexts: ["mail", "server"], doc: "Session resumption with TLS tickets.",
+  contexts: ["mail", "server"],
+  doc: "Session resumption with TLS tickets.",
 });
 
 /** `ssl_session_ticket_key file` (repeatable; the first key encrypts). */
 export const sslSessionTicketKey = list<FileRef>("ssl_session_ticket_key", {
-  contexts: ["mail", "server"], syntax: "file", args: take(1), doc: "48- or 80-byte ticket key files; the first encrypts.",
+  contexts: ["mail", "server"],
+  syntax: "file",
+  args: take(1),
+  doc: "48- or 80-byte ticket key files; the first encrypts.",
   entry: (args, cx) => resolveFile(args[0]!, cx),
 });
 
 /** `ssl_session_timeout` in seconds. */
 export const sslSessionTimeout = sec("ssl_session_timeout", 300, {
-  contexts: ["mail", "server"], defaultText: "5m", doc: "Lifetime of cached sessions and tickets.",
+  contexts: ["mail", "server"],
+  defaultText: "5m",
+  doc: "Lifetime of cached sessions and tickets.",
 });
 
 /** `ssl_verify_client`. */
 export const sslVerifyClient = enumeration("ssl_verify_client", ["off", "on", "optional", "optional_no_ca"] as const, "off", {
-  contexts: ["mail", "server"], doc: "Requests and verifies client certificates.",
+  contexts: ["mail", "server"],
+  doc: "Requests and verifies client certificates.",
 });
 
 /** `ssl_verify_depth`. */
 export const sslVerifyDepth = number("ssl_verify_depth", 1, {
-  contexts: ["mail", "server"], doc: "Maximum number of intermediate CAs in a client chain.",
+  contexts: ["mail", "server"],
+  doc: "Maximum number of intermediate CAs in a client chain.",
 });
 
 /** `ssl_client_certificate file`: trusted and advertised CAs. */
@@ -221,22 +263,43 @@ export interface ConfCommand {
 
 /** `ssl_conf_command name value` (list; inherited only when the server has none). */
 export const sslConfCommand = list<ConfCommand>("ssl_conf_command", {
-  contexts: ["mail", "server"], syntax: "name value", args: take(2), doc: "OpenSSL configuration commands, applied last.",
+  contexts: ["mail", "server"],
+  syntax: "name value",
+  args: take(2),
+  doc: "OpenSSL configuration commands, applied last.",
   entry: (args, cx) => ({ name: args[0]!, value: args[1]!, path: resolveFile(args[1]!, cx).path }),
 });
 
 /** `ssl_certificate_compression` (Node cannot compress: a warning when on). */
 export const sslCertificateCompression = flag("ssl_certificate_compression", false, {
-  contexts: ["mail", "server"], doc: "TLS 1.3 certificate compression (not available in Node; ignored with a warning).",
+  contexts: ["mail", "server"],
+  doc: "TLS 1.3 certificate compression (not available in Node; ignored with a warning).",
 });
 
 /** The module, for the configuration engine. */
 export const sslModule: ConfModule = {
   name: "ngx_mail_ssl_module",
   directives: [
-    sslRemoved, starttls, sslCertificate, sslCertificateKey, sslCertificateCompression, sslPasswordFile, sslDhparam,
-    sslEcdhCurve, sslProtocols, sslCiphers, sslPreferServerCiphers, sslSessionCache, sslSessionTickets,
-    sslSessionTicketKey, sslSessionTimeout, sslVerifyClient, sslVerifyDepth, sslClientCertificate,
-    sslTrustedCertificate, sslCrl, sslConfCommand,
+    sslRemoved,
+    starttls,
+    sslCertificate,
+    sslCertificateKey,
+    sslCertificateCompression,
+    sslPasswordFile,
+    sslDhparam,
+    sslEcdhCurve,
+    sslProtocols,
+    sslCiphers,
+    sslPreferServerCiphers,
+    sslSessionCache,
+    sslSessionTickets,
+    sslSessionTicketKey,
+    sslSessionTimeout,
+    sslVerifyClient,
+    sslVerifyDepth,
+    sslClientCertificate,
+    sslTrustedCertificate,
+    sslCrl,
+    sslConfCommand,
   ],
 };

@@ -71,7 +71,8 @@ export function ticketSettings(server: ServerConf, warn: (message: string) => vo
     }
     if (data.length !== 48 && data.length !== 80) throw new ConfError(`"${ref.path}" must be 48 or 80 bytes`, location);
     if (i === 0) {
-      if (data.length === 80) warn(`"${ref.path}" is an 80-byte ticket key: Node.js has no AES-256 tickets, a derived AES-128 key is used (not interoperable with nginx)`);
+      if (data.length === 80)
+        warn(`"${ref.path}" is an 80-byte ticket key: Node.js has no AES-256 tickets, a derived AES-128 key is used (not interoperable with nginx)`);
       first = data.length === 48 ? nodeTicketKey(data) : derivedTicketKey(data);
     } else {
       warn(`"${ref.path}" is not used: Node.js decrypts tickets with the first ssl_session_ticket_key only`);

@@ -34,16 +34,25 @@ async function fakeAuthServer(handler: Handler, path?: string): Promise<{ server
   await new Promise<void>((resolve) => (path ? server.listen(path, resolve) : server.listen(0, "127.0.0.1", resolve)));
   const port = path ? 0 : (server.address() as AddressInfo).port;
   return {
-    server, port, requests,
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    server,
+    port,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 
 const SESSION: SessionInfo = {
-  id: 7, protocol: "imap", clientAddr: "127.0.0.1", clientPort: 40000, localAddr: "127.0.0.1", localPort: 143, unixClient: false,
+  id: 7,
+  protocol: "imap",
+  clientAddr: "127.0.0.1",
+  clientPort: 40000,
+  localAddr: "127.0.0.1",
+  localPort: 143,
+  unixClient: false,
 };
 
 function setup(url: string, over: Partial<AuthenticateParams> = {}, timeout = 2000) {
@@ -54,10 +63,22 @@ function setup(url: string, over: Partial<AuthenticateParams> = {}, timeout = 20
   const credentials: Credentials = { method: "plain", login: Buffer.from("user"), password: Buffer.from("pass word") };
   const params: AuthenticateParams = { settings, address: parsed.address, session: SESSION, credentials, attempt: 1, log, ...over };
   // debug lines (src/mail/debug-log.ts) are checked in test/mail/debug-log*.test.ts
-  return { params, sink, lines: () => sink.contents.trim().split("\n").filter((l) => l !== "" && !/ \[debug\] /.test(l)).map((l) => l.replace(/^\S+ \S+ (\[\w+\]) \d+#\d+: /, "$1 ")) };
+  return {
+    params,
+    sink,
+    lines: () =>
+      sink.contents
+        .trim()
+        .split("\n")
+        .filter((l) => l !== "" && !/ \[debug\] /.test(l))
+        .map((l) => l.replace(/^\S+ \S+ (\[\w+\]) \d+#\d+: /, "$1 ")),
+  };
 }
 
-const reply = (text: string): Handler => (socket) => socket.end(text);
+const reply =
+  (text: string): Handler =>
+  (socket) =>
+    socket.end(text);
 
 test("authenticate() returns the backend and the request goes over a fresh connection", async () => {
   const fake = await fakeAuthServer(reply("HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 1143\r\n\r\n"));
@@ -78,7 +99,9 @@ test("a refusal is logged at info and returned with its wait", async () => {
   try {
     const { params, lines } = setup(`127.0.0.1:${fake.port}/auth`);
     assert.deepEqual(await authenticate(params), { kind: "refused", message: "Invalid login or password", errorCode: undefined, wait: 3 });
-    assert.deepEqual(lines(), ['[info] *7 client login failed: "Invalid login or password" while in http auth state, client: 127.0.0.1, server: 127.0.0.1:143, login: "user"']);
+    assert.deepEqual(lines(), [
+      '[info] *7 client login failed: "Invalid login or password" while in http auth state, client: 127.0.0.1, server: 127.0.0.1:143, login: "user"',
+    ]);
   } finally {
     await fake.close();
   }
@@ -90,7 +113,9 @@ test("a refused connection is an internal error logged as recv() failed", async 
   await fake.close();
   const { params, lines } = setup(`127.0.0.1:${port}/auth`);
   assert.deepEqual(await authenticate(params), { kind: "error" });
-  assert.deepEqual(lines(), ['[error] *7 recv() failed (111: Connection refused) while in http auth state, client: 127.0.0.1, server: 127.0.0.1:143, login: "user"']);
+  assert.deepEqual(lines(), [
+    '[error] *7 recv() failed (111: Connection refused) while in http auth state, client: 127.0.0.1, server: 127.0.0.1:143, login: "user"',
+  ]);
 });
 
 test("a missing unix socket is logged as connect() to unix:PATH failed", async () => {
@@ -98,7 +123,10 @@ test("a missing unix socket is logged as connect() to unix:PATH failed", async (
   try {
     const { params, lines } = setup(`unix:${dir}/none.sock:/auth`);
     assert.deepEqual(await authenticate(params), { kind: "error" });
-    assert.match(lines()[0]!, new RegExp(`^\\[crit\\] \\*7 connect\\(\\) to unix:${dir}/none\\.sock failed \\(2: No such file or directory\\) while in http auth state`));
+    assert.match(
+      lines()[0]!,
+      new RegExp(`^\\[crit\\] \\*7 connect\\(\\) to unix:${dir}/none\\.sock failed \\(2: No such file or directory\\) while in http auth state`),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -128,7 +156,9 @@ test("auth_http_timeout is one deadline: trickled bytes do not extend it", async
     assert.deepEqual(await authenticate(params), { kind: "error" });
     const took = Date.now() - started;
     assert.ok(took >= 290 && took < 1500, `took ${took} ms`);
-    assert.deepEqual(lines(), [`[error] *7 auth http server 127.0.0.1:${fake.port} timed out (110: Connection timed out) while in http auth state, client: 127.0.0.1, server: 127.0.0.1:143, login: "user"`]);
+    assert.deepEqual(lines(), [
+      `[error] *7 auth http server 127.0.0.1:${fake.port} timed out (110: Connection timed out) while in http auth state, client: 127.0.0.1, server: 127.0.0.1:143, login: "user"`,
+    ]);
   } finally {
     await fake.close();
   }
@@ -157,12 +187,17 @@ test("a header block over 1024 bytes is an internal error with nothing logged", 
 });
 
 test("garbage is logged as an invalid header, a bad status line as an invalid response", async () => {
-  for (const [text, what] of [["<html>\r\n\r\n", "sent invalid header in response"], ["HTTP/1.0 200\rOK\r\n\r\n", "sent invalid response"]] as const) {
+  for (const [text, what] of [
+    ["<html>\r\n\r\n", "sent invalid header in response"],
+    ["HTTP/1.0 200\rOK\r\n\r\n", "sent invalid response"],
+  ] as const) {
     const fake = await fakeAuthServer(reply(text));
     try {
       const { params, lines } = setup(`127.0.0.1:${fake.port}/auth`);
       assert.deepEqual(await authenticate(params), { kind: "error" });
-      assert.deepEqual(lines(), [`[error] *7 auth http server 127.0.0.1:${fake.port} ${what} while in http auth state, client: 127.0.0.1, server: 127.0.0.1:143, login: "user"`]);
+      assert.deepEqual(lines(), [
+        `[error] *7 auth http server 127.0.0.1:${fake.port} ${what} while in http auth state, client: 127.0.0.1, server: 127.0.0.1:143, login: "user"`,
+      ]);
     } finally {
       await fake.close();
     }
@@ -178,7 +213,12 @@ test("Auth-Status: WAIT repeats the request after Auth-Wait with the same attemp
     else socket.end("HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: 110\r\nAuth-Pass: clear\r\n\r\n");
   });
   try {
-    const credentials: Credentials = { method: "apop", login: Buffer.from("user"), password: Buffer.from("0123456789abcdef0123456789abcdef"), salt: "<1.2@mx>" };
+    const credentials: Credentials = {
+      method: "apop",
+      login: Buffer.from("user"),
+      password: Buffer.from("0123456789abcdef0123456789abcdef"),
+      salt: "<1.2@mx>",
+    };
     const { params } = setup(`127.0.0.1:${fake.port}/auth`, { credentials, attempt: 4, session: { ...SESSION, protocol: "pop3" } });
     const out = await authenticate(params);
     assert.deepEqual(out, { kind: "ok", backend: { host: "127.0.0.1", port: 110 }, login: Buffer.from("renamed"), password: Buffer.from("clear") });

@@ -7,14 +7,19 @@ import { ConfError } from "../../../src/core/errors.js";
 import { type ConfModule, Level, ServerConf, noArgs } from "../../../src/conf/directive.js";
 import { custom } from "../../../src/conf/slots.js";
 import { parseConfiguration } from "../../../src/conf/engine.js";
-import {
-  authHttp, authHttpModule, authHttpSettings, checkAuthHttp,
-} from "../../../src/mail/auth-http/module.js";
+import { authHttp, authHttpModule, authHttpSettings, checkAuthHttp } from "../../../src/mail/auth-http/module.js";
 
 // Minimal stand-ins for the mail and server blocks (owned by the core module),
 // so the directive table runs through the real engine.
 const mailBlock = custom<Level | undefined>({
-  name: "mail", contexts: ["main"], args: noArgs, block: true, syntax: "{ ... }", defaultValue: undefined, defaultText: "—", doc: "test",
+  name: "mail",
+  contexts: ["main"],
+  args: noArgs,
+  block: true,
+  syntax: "{ ... }",
+  defaultValue: undefined,
+  defaultText: "—",
+  doc: "test",
   parse(_args, _prev, cx) {
     const level = new Level("mail", cx.location);
     cx.parseBlock("mail", level);
@@ -22,7 +27,14 @@ const mailBlock = custom<Level | undefined>({
   },
 });
 const serverBlock = custom<readonly Level[]>({
-  name: "server", contexts: ["mail"], args: noArgs, block: true, syntax: "{ ... }", defaultValue: [], defaultText: "—", doc: "test",
+  name: "server",
+  contexts: ["mail"],
+  args: noArgs,
+  block: true,
+  syntax: "{ ... }",
+  defaultValue: [],
+  defaultText: "—",
+  doc: "test",
   duplicates: "accumulate",
   parse(_args, prev, cx) {
     const level = new Level("server", cx.location);
@@ -62,11 +74,15 @@ test("auth_http set twice at one level is accepted and the last wins", () => {
 
 test("auth_http_header lists replace, scalars inherit, timeout parses as msec", () => {
   const [a, b] = load(
-    "mail {\n auth_http 127.0.0.1:9000;\n auth_http_header X-A 1;\n auth_http_header X-B \"two words\";\n auth_http_timeout 5s;\n" +
-    " server { }\n server { auth_http_header X-C 3; auth_http_timeout 250ms; auth_http_pass_client_cert on; }\n}\n");
+    'mail {\n auth_http 127.0.0.1:9000;\n auth_http_header X-A 1;\n auth_http_header X-B "two words";\n auth_http_timeout 5s;\n' +
+      " server { }\n server { auth_http_header X-C 3; auth_http_timeout 250ms; auth_http_pass_client_cert on; }\n}\n",
+  );
   const sa = authHttpSettings(a!);
   const sb = authHttpSettings(b!);
-  assert.deepEqual(sa.headers, [{ name: "X-A", value: "1" }, { name: "X-B", value: "two words" }]);
+  assert.deepEqual(sa.headers, [
+    { name: "X-A", value: "1" },
+    { name: "X-B", value: "two words" },
+  ]);
   assert.deepEqual([sa.timeout, sa.passClientCert, sa.url.uri], [5000, false, "/"]);
   assert.deepEqual(sb.headers, [{ name: "X-C", value: "3" }]);
   assert.deepEqual([sb.timeout, sb.passClientCert], [250, true]);
@@ -78,18 +94,25 @@ test("errors carry nginx's wording and the directive's location", () => {
   assert.equal(loadError("mail {\n auth_http_timeout 5s;\n auth_http_timeout 6s;\n}\n"), `"auth_http_timeout" directive is duplicate in ${dir}/nginx.conf:3`);
   assert.equal(loadError("mail {\n auth_http_timeout 5x;\n}\n"), `"auth_http_timeout" directive invalid value in ${dir}/nginx.conf:2`);
   assert.equal(loadError("mail {\n auth_http_header X;\n}\n"), `invalid number of arguments in "auth_http_header" directive in ${dir}/nginx.conf:2`);
-  assert.equal(loadError("mail {\n auth_http_pass_client_cert yes;\n}\n"),
-    `invalid value "yes" in "auth_http_pass_client_cert" directive, it must be "on" or "off" in ${dir}/nginx.conf:2`);
+  assert.equal(
+    loadError("mail {\n auth_http_pass_client_cert yes;\n}\n"),
+    `invalid value "yes" in "auth_http_pass_client_cert" directive, it must be "on" or "off" in ${dir}/nginx.conf:2`,
+  );
 });
 
 test("a server without auth_http is reported with the server block's line", () => {
   const [, s] = load("mail {\n server { auth_http 127.0.0.1:1; }\n\n server {\n }\n}\n");
-  assert.throws(() => checkAuthHttp(s!), (e: unknown) => e instanceof ConfError && e.text === `no "auth_http" is defined for server in ${dir}/nginx.conf:4`);
+  assert.throws(
+    () => checkAuthHttp(s!),
+    (e: unknown) => e instanceof ConfError && e.text === `no "auth_http" is defined for server in ${dir}/nginx.conf:4`,
+  );
 });
 
 test("host names resolve while parsing; an unknown one is reported at its directive", () => {
-  assert.equal(loadError("mail {\n auth_http localhost:9000/a;\n server { }\n server {\n  auth_http nosuchhost.invalid/x;\n }\n}\n"),
-    `host not found in auth_http "nosuchhost.invalid/x" in ${dir}/nginx.conf:5`);
+  assert.equal(
+    loadError("mail {\n auth_http localhost:9000/a;\n server { }\n server {\n  auth_http nosuchhost.invalid/x;\n }\n}\n"),
+    `host not found in auth_http "nosuchhost.invalid/x" in ${dir}/nginx.conf:5`,
+  );
   const ok = load("mail {\n auth_http localhost:9000/a;\n server { }\n}\n");
   assert.deepEqual(ok[0]!.get(authHttp)!.address, { kind: "inet", host: "127.0.0.1", port: 9000 });
 });

@@ -65,7 +65,10 @@ test("success needs server and port, and for IMAP/POP3 a password", () => {
 
 test("success without Auth-Status proxies, with the response's login and password", () => {
   const d = decide(response("Auth-Server: ::1\nAuth-Port: 65535\nAuth-Pass: clear\n"), input("pop3", null));
-  assert.deepEqual(d, { kind: "final", outcome: { kind: "ok", backend: { host: "::1", port: 65535 }, login: Buffer.from("user"), password: Buffer.from("clear") } });
+  assert.deepEqual(d, {
+    kind: "final",
+    outcome: { kind: "ok", backend: { host: "::1", port: 65535 }, login: Buffer.from("user"), password: Buffer.from("clear") },
+  });
   // SMTP needs no password
   const s = decide(response("Auth-Status: OK\nAuth-Server: 10.0.0.1\nAuth-Port: 25\n"), input("smtp", null));
   assert.ok(s.kind === "final" && s.outcome.kind === "ok" && s.outcome.password.length === 0);

@@ -2,9 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfError } from "../../../src/core/errors.js";
 import { Level, ServerConf } from "../../../src/conf/directive.js";
-import {
-  authHttp, authHttpHeader, authHttpModule, authHttpSettings, authHttpTimeout, checkAuthHttp,
-} from "../../../src/mail/auth-http/module.js";
+import { authHttp, authHttpHeader, authHttpModule, authHttpSettings, authHttpTimeout, checkAuthHttp } from "../../../src/mail/auth-http/module.js";
 import { parseAuthHttpUrl, peerName } from "../../../src/mail/auth-http/url.js";
 
 function confError(fn: () => unknown): string {
@@ -19,7 +17,10 @@ function confError(fn: () => unknown): string {
 
 test("auth_http URL forms: host, port, uri, Host header", () => {
   const u = parseAuthHttpUrl("127.0.0.1:23080/auth");
-  assert.deepEqual([u.host, u.port, u.uri, u.hostHeader, u.address], ["127.0.0.1", 23080, "/auth", "127.0.0.1", { kind: "inet", host: "127.0.0.1", port: 23080 }]);
+  assert.deepEqual(
+    [u.host, u.port, u.uri, u.hostHeader, u.address],
+    ["127.0.0.1", 23080, "/auth", "127.0.0.1", { kind: "inet", host: "127.0.0.1", port: 23080 }],
+  );
   const h = parseAuthHttpUrl("http://localhost/a/b?x=1");
   assert.deepEqual([h.host, h.port, h.uri, h.hostHeader, h.address], ["localhost", 80, "/a/b?x=1", "localhost", { kind: "inet", host: "127.0.0.1", port: 80 }]);
   assert.equal(parseAuthHttpUrl("127.0.0.1").uri, "/");
@@ -34,16 +35,43 @@ test("auth_http URL forms: host, port, uri, Host header", () => {
 });
 
 test("auth_http URL errors use nginx's words (http:// stripped from the quote)", () => {
-  assert.equal(confError(() => parseAuthHttpUrl("https://127.0.0.1/x")), 'invalid port in auth_http "https://127.0.0.1/x"');
-  assert.equal(confError(() => parseAuthHttpUrl("http://:80/x")), 'no host in auth_http ":80/x"');
-  assert.equal(confError(() => parseAuthHttpUrl("/auth")), 'no host in auth_http "/auth"');
-  assert.equal(confError(() => parseAuthHttpUrl("127.0.0.1:0")), 'invalid port in auth_http "127.0.0.1:0"');
-  assert.equal(confError(() => parseAuthHttpUrl("127.0.0.1:65536/a")), 'invalid port in auth_http "127.0.0.1:65536/a"');
-  assert.equal(confError(() => parseAuthHttpUrl("unix:")), 'no path in the unix domain socket in auth_http "unix:"');
+  assert.equal(
+    confError(() => parseAuthHttpUrl("https://127.0.0.1/x")),
+    'invalid port in auth_http "https://127.0.0.1/x"',
+  );
+  assert.equal(
+    confError(() => parseAuthHttpUrl("http://:80/x")),
+    'no host in auth_http ":80/x"',
+  );
+  assert.equal(
+    confError(() => parseAuthHttpUrl("/auth")),
+    'no host in auth_http "/auth"',
+  );
+  assert.equal(
+    confError(() => parseAuthHttpUrl("127.0.0.1:0")),
+    'invalid port in auth_http "127.0.0.1:0"',
+  );
+  assert.equal(
+    confError(() => parseAuthHttpUrl("127.0.0.1:65536/a")),
+    'invalid port in auth_http "127.0.0.1:65536/a"',
+  );
+  assert.equal(
+    confError(() => parseAuthHttpUrl("unix:")),
+    'no path in the unix domain socket in auth_http "unix:"',
+  );
   // checked against nginx 1.22.1 -t
-  assert.equal(confError(() => parseAuthHttpUrl("[::1/x")), 'invalid host in auth_http "[::1/x"');
-  assert.equal(confError(() => parseAuthHttpUrl("[::1]x")), 'invalid host in auth_http "[::1]x"');
-  assert.equal(confError(() => parseAuthHttpUrl("http://127.0.0.1:/x")), 'invalid port in auth_http "127.0.0.1:/x"');
+  assert.equal(
+    confError(() => parseAuthHttpUrl("[::1/x")),
+    'invalid host in auth_http "[::1/x"',
+  );
+  assert.equal(
+    confError(() => parseAuthHttpUrl("[::1]x")),
+    'invalid host in auth_http "[::1]x"',
+  );
+  assert.equal(
+    confError(() => parseAuthHttpUrl("http://127.0.0.1:/x")),
+    'invalid port in auth_http "127.0.0.1:/x"',
+  );
 });
 
 test("the directive table declares the four directives with nginx's merge rules", () => {
@@ -77,9 +105,12 @@ test("checkAuthHttp() names the server block; settings merge from the mail level
 
 test("host names are resolved when parsed, IPv4 first; unknown hosts fail there", () => {
   assert.deepEqual(parseAuthHttpUrl("localhost:9000/x").address, { kind: "inet", host: "127.0.0.1", port: 9000 });
-  assert.throws(() => parseAuthHttpUrl("http://nosuchhost.invalid:80/x"), (e: unknown) => {
-    assert.ok(e instanceof ConfError);
-    assert.equal(e.message, 'host not found in auth_http "nosuchhost.invalid:80/x"');
-    return true;
-  });
+  assert.throws(
+    () => parseAuthHttpUrl("http://nosuchhost.invalid:80/x"),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfError);
+      assert.equal(e.message, 'host not found in auth_http "nosuchhost.invalid:80/x"');
+      return true;
+    },
+  );
 });

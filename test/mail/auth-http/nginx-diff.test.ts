@@ -16,7 +16,10 @@ import { buildAuthRequest, type AuthRequestInput } from "../../../src/mail/auth-
 import type { Credentials, SessionInfo } from "../../../src/mail/types.js";
 
 const NGINX = "/usr/sbin/nginx";
-const HEADERS = [{ name: "X-Secret", value: "s3 cr%et" }, { name: "X-Second", value: "two" }];
+const HEADERS = [
+  { name: "X-Secret", value: "s3 cr%et" },
+  { name: "X-Second", value: "two" },
+];
 
 let dir = "";
 let nginx: ChildProcess | undefined;
@@ -123,7 +126,9 @@ before(async () => {
   ports.imap = await freePort();
   ports.pop3 = await freePort();
   ports.smtp = await freePort();
-  writeFileSync(join(dir, "nginx.conf"), `
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `
 load_module /usr/lib/nginx/modules/ngx_mail_module.so;
 daemon off;
 master_process off;
@@ -139,7 +144,8 @@ mail {
     server { listen 127.0.0.1:${ports.pop3}; protocol pop3; pop3_auth plain apop external; }
     server { listen 127.0.0.1:${ports.smtp}; protocol smtp; smtp_auth none; }
 }
-`);
+`,
+  );
   nginx = spawn(NGINX, ["-p", `${dir}/`, "-c", "nginx.conf", "-e", `${dir}/error.log`], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   nginx.stderr!.on("data", (d) => (stderr += d));
@@ -179,7 +185,13 @@ function session(protocol: SessionInfo["protocol"], over: Partial<SessionInfo> =
 
 function ours(s: SessionInfo, credentials: Credentials): string {
   const input: AuthRequestInput = {
-    session: s, credentials, attempt: 1, uri: "/auth?v=1", hostHeader: "127.0.0.1", headers: HEADERS, passClientCert: false,
+    session: s,
+    credentials,
+    attempt: 1,
+    uri: "/auth?v=1",
+    hostHeader: "127.0.0.1",
+    headers: HEADERS,
+    passClientCert: false,
   };
   return buildAuthRequest(input).toString("latin1");
 }
@@ -206,7 +218,9 @@ test("POP3 APOP sends the digest and the greeting's salt", async () => {
     const greeting = await c.expect(/^\+OK/);
     const salt = /(<[^>]+>)$/.exec(greeting)?.[1];
     assert.ok(salt, greeting);
-    const digest = createHash("md5").update(salt + "secret").digest("hex");
+    const digest = createHash("md5")
+      .update(salt + "secret")
+      .digest("hex");
     const request = nextRequest();
     c.send(`APOP user@example.com ${digest}\r\n`);
     const got = await request;
@@ -281,5 +295,8 @@ test("POP3 AUTH EXTERNAL with APOP enabled: 1.22.1 adds the salt, latest nginx a
 
 test("nginx logged the refusals as Postern does", () => {
   const log = readFileSync(join(dir, "error.log"), "utf8");
-  assert.match(log, /\[info\] \d+#\d+: \*\d+ client login failed: "Invalid login or password" while in http auth state, client: 127\.0\.0\.1, server: 127\.0\.0\.1:\d+, login: "us er"/);
+  assert.match(
+    log,
+    /\[info\] \d+#\d+: \*\d+ client login failed: "Invalid login or password" while in http auth state, client: 127\.0\.0\.1, server: 127\.0\.0\.1:\d+, login: "us er"/,
+  );
 });

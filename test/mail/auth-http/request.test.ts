@@ -4,14 +4,24 @@ import { buildAuthRequest, escapeAuthValue, type AuthRequestInput } from "../../
 import type { Credentials, SessionInfo } from "../../../src/mail/types.js";
 
 const IMAP: SessionInfo = {
-  id: 1, protocol: "imap", clientAddr: "127.0.0.1", clientPort: 50000, localAddr: "127.0.0.1", localPort: 143, unixClient: false,
+  id: 1,
+  protocol: "imap",
+  clientAddr: "127.0.0.1",
+  clientPort: 50000,
+  localAddr: "127.0.0.1",
+  localPort: 143,
+  unixClient: false,
 };
 
 function input(over: Partial<AuthRequestInput> & { credentials?: Credentials; session?: SessionInfo }): AuthRequestInput {
   return {
     session: IMAP,
     credentials: { method: "plain", login: Buffer.from("test@example.com"), password: Buffer.from("secret") },
-    attempt: 1, uri: "/auth", hostHeader: "127.0.0.1", headers: [], passClientCert: false,
+    attempt: 1,
+    uri: "/auth",
+    hostHeader: "127.0.0.1",
+    headers: [],
+    passClientCert: false,
     ...over,
   };
 }
@@ -29,9 +39,11 @@ test("escapeAuthValue() escapes controls, space and % only, upper-case hex", () 
 
 test("buildAuthRequest() writes the request nginx writes for a POP3 USER/PASS login", () => {
   const pop3: SessionInfo = { ...IMAP, protocol: "pop3" };
-  assert.equal(text({ session: pop3 }),
+  assert.equal(
+    text({ session: pop3 }),
     "GET /auth HTTP/1.0\r\nHost: 127.0.0.1\r\nAuth-Method: plain\r\nAuth-User: test@example.com\r\nAuth-Pass: secret\r\n" +
-    "Auth-Protocol: pop3\r\nAuth-Login-Attempt: 1\r\nClient-IP: 127.0.0.1\r\n\r\n");
+      "Auth-Protocol: pop3\r\nAuth-Login-Attempt: 1\r\nClient-IP: 127.0.0.1\r\n\r\n",
+  );
 });
 
 test("buildAuthRequest() escapes Auth-User and Auth-Pass and keeps an empty login's space", () => {
@@ -61,40 +73,57 @@ test("buildAuthRequest() writes attempt, Client-IP, and Client-Host for SMTP onl
 
 test("buildAuthRequest() writes the SMTP none example with TLS, unescaped", () => {
   const smtp: SessionInfo = {
-    ...IMAP, protocol: "smtp",
+    ...IMAP,
+    protocol: "smtp",
     smtp: { helo: "c2", esmtp: true, clientHost: "[UNAVAILABLE]", from: "MAIL FROM:<a@example.com> SIZE=10", to: "RCPT TO:<b@example.com>" },
     tls: { protocol: "TLSv1.2", cipher: "ECDHE-RSA-AES256-GCM-SHA384" },
   };
-  assert.equal(text({ session: smtp, credentials: { method: "none", login: Buffer.alloc(0), password: Buffer.alloc(0) } }),
+  assert.equal(
+    text({ session: smtp, credentials: { method: "none", login: Buffer.alloc(0), password: Buffer.alloc(0) } }),
     "GET /auth HTTP/1.0\r\nHost: 127.0.0.1\r\nAuth-Method: none\r\nAuth-User: \r\nAuth-Pass: \r\nAuth-Protocol: smtp\r\n" +
-    "Auth-Login-Attempt: 1\r\nClient-IP: 127.0.0.1\r\nClient-Host: [UNAVAILABLE]\r\nAuth-SMTP-Helo: c2\r\n" +
-    "Auth-SMTP-From: MAIL FROM:<a@example.com> SIZE=10\r\nAuth-SMTP-To: RCPT TO:<b@example.com>\r\n" +
-    "Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv1.2\r\nAuth-SSL-Cipher: ECDHE-RSA-AES256-GCM-SHA384\r\n\r\n");
+      "Auth-Login-Attempt: 1\r\nClient-IP: 127.0.0.1\r\nClient-Host: [UNAVAILABLE]\r\nAuth-SMTP-Helo: c2\r\n" +
+      "Auth-SMTP-From: MAIL FROM:<a@example.com> SIZE=10\r\nAuth-SMTP-To: RCPT TO:<b@example.com>\r\n" +
+      "Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv1.2\r\nAuth-SSL-Cipher: ECDHE-RSA-AES256-GCM-SHA384\r\n\r\n",
+  );
   // SMTP AUTH sends no Auth-SMTP-* lines
   assert.doesNotMatch(text({ session: smtp }), /Auth-SMTP/);
 });
 
 test("buildAuthRequest() writes PROXY protocol addresses after Client-IP", () => {
   const s: SessionInfo = { ...IMAP, clientAddr: "192.0.2.10", proxyProtocol: { srcAddr: "192.0.2.10", srcPort: 51000, dstAddr: "198.51.100.5", dstPort: 143 } };
-  assert.match(text({ session: s }),
-    /\r\nClient-IP: 192\.0\.2\.10\r\nProxy-Protocol-Addr: 192\.0\.2\.10\r\nProxy-Protocol-Port: 51000\r\nProxy-Protocol-Server-Addr: 198\.51\.100\.5\r\nProxy-Protocol-Server-Port: 143\r\n\r\n$/);
+  assert.match(
+    text({ session: s }),
+    /\r\nClient-IP: 192\.0\.2\.10\r\nProxy-Protocol-Addr: 192\.0\.2\.10\r\nProxy-Protocol-Port: 51000\r\nProxy-Protocol-Server-Addr: 198\.51\.100\.5\r\nProxy-Protocol-Server-Port: 143\r\n\r\n$/,
+  );
 });
 
 test("buildAuthRequest() writes certificate headers only with ssl_verify_client, the PEM only when passed", () => {
   const pem = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n";
   const tls = {
-    protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", verify: "SUCCESS", subject: "C=US,O=Example\\, Inc.,CN=client one",
-    issuer: "O=Test Org,CN=Test CA", serial: "C07AD56B846B5BFF", fingerprint: "cf2898f24232aee6e9ac032580c45895a03d2bac", certPem: pem,
+    protocol: "TLSv1.3",
+    cipher: "TLS_AES_256_GCM_SHA384",
+    verify: "SUCCESS",
+    subject: "C=US,O=Example\\, Inc.,CN=client one",
+    issuer: "O=Test Org,CN=Test CA",
+    serial: "C07AD56B846B5BFF",
+    fingerprint: "cf2898f24232aee6e9ac032580c45895a03d2bac",
+    certPem: pem,
   };
   const s: SessionInfo = { ...IMAP, tls };
   const headers = [{ name: "X-Secret", value: "s3 cr%et" }];
-  assert.match(text({ session: s, passClientCert: true, headers }),
-    /\r\nClient-IP: 127\.0\.0\.1\r\nAuth-SSL: on\r\nAuth-SSL-Protocol: TLSv1\.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\nAuth-SSL-Verify: SUCCESS\r\n/);
+  assert.match(
+    text({ session: s, passClientCert: true, headers }),
+    /\r\nClient-IP: 127\.0\.0\.1\r\nAuth-SSL: on\r\nAuth-SSL-Protocol: TLSv1\.3\r\nAuth-SSL-Cipher: TLS_AES_256_GCM_SHA384\r\nAuth-SSL-Verify: SUCCESS\r\n/,
+  );
   const full = text({ session: s, passClientCert: true, headers });
-  assert.ok(full.endsWith(
-    "Auth-SSL-Subject: C=US,O=Example\\, Inc.,CN=client one\r\nAuth-SSL-Issuer: O=Test Org,CN=Test CA\r\nAuth-SSL-Serial: C07AD56B846B5BFF\r\n" +
-    "Auth-SSL-Fingerprint: cf2898f24232aee6e9ac032580c45895a03d2bac\r\n" +
-    "Auth-SSL-Cert: -----BEGIN%20CERTIFICATE-----%0AMIIC%0A-----END%20CERTIFICATE-----%0A\r\nX-Secret: s3 cr%et\r\n\r\n"), full);
+  assert.ok(
+    full.endsWith(
+      "Auth-SSL-Subject: C=US,O=Example\\, Inc.,CN=client one\r\nAuth-SSL-Issuer: O=Test Org,CN=Test CA\r\nAuth-SSL-Serial: C07AD56B846B5BFF\r\n" +
+        "Auth-SSL-Fingerprint: cf2898f24232aee6e9ac032580c45895a03d2bac\r\n" +
+        "Auth-SSL-Cert: -----BEGIN%20CERTIFICATE-----%0AMIIC%0A-----END%20CERTIFICATE-----%0A\r\nX-Secret: s3 cr%et\r\n\r\n",
+    ),
+    full,
+  );
   assert.doesNotMatch(text({ session: s, passClientCert: false }), /Auth-SSL-Cert/);
   // ssl_verify_client off: no verify, no DN lines, no certificate
   const off = text({ session: { ...IMAP, tls: { ...tls, verify: undefined } }, passClientCert: true });
@@ -106,7 +135,14 @@ test("buildAuthRequest() writes certificate headers only with ssl_verify_client,
 });
 
 test("buildAuthRequest() appends auth_http_header lines in order, unescaped", () => {
-  const t = text({ headers: [{ name: "X-A", value: "1 %" }, { name: "X-B", value: "2" }], uri: "/a?b=c", hostHeader: "auth.example" });
+  const t = text({
+    headers: [
+      { name: "X-A", value: "1 %" },
+      { name: "X-B", value: "2" },
+    ],
+    uri: "/a?b=c",
+    hostHeader: "auth.example",
+  });
   assert.ok(t.startsWith("GET /a?b=c HTTP/1.0\r\nHost: auth.example\r\n"));
   assert.ok(t.endsWith("Client-IP: 127.0.0.1\r\nX-A: 1 %\r\nX-B: 2\r\n\r\n"));
 });

@@ -109,29 +109,35 @@ test("the header block must fit in 1024 bytes", () => {
 });
 
 test("arbitrary bytes never throw and always give a typed state", () => {
-  fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 8 }), (chunks) => {
-    const p = new AuthResponseParser();
-    let state: AuthParseState = p.state;
-    let total = 0;
-    for (const c of chunks) {
-      total += c.length;
-      state = p.push(Buffer.from(c));
-    }
-    assert.ok(["incomplete", "done", "error"].includes(state.kind));
-    if (state.kind === "incomplete") assert.ok(total < AUTH_RESPONSE_LIMIT);
-    if (state.kind === "error") assert.ok(["invalidResponse", "invalidHeader", "tooLarge"].includes(state.error.kind));
-  }), { numRuns: 2000 });
+  fc.assert(
+    fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 8 }), (chunks) => {
+      const p = new AuthResponseParser();
+      let state: AuthParseState = p.state;
+      let total = 0;
+      for (const c of chunks) {
+        total += c.length;
+        state = p.push(Buffer.from(c));
+      }
+      assert.ok(["incomplete", "done", "error"].includes(state.kind));
+      if (state.kind === "incomplete") assert.ok(total < AUTH_RESPONSE_LIMIT);
+      if (state.kind === "error") assert.ok(["invalidResponse", "invalidHeader", "tooLarge"].includes(state.error.kind));
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 test("header-like input is parsed consistently with its lines", () => {
   const name = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9-]{0,10}$/);
   const value = fc.stringMatching(/^[!-~]([ -~]{0,20}[!-~])?$/);
-  fc.assert(fc.property(fc.array(fc.tuple(name, value), { maxLength: 10 }), fc.boolean(), (headers, crlf) => {
-    const eol = crlf ? "\r\n" : "\n";
-    const r = parse(headers.map(([n, v]) => `${n}: ${v}${eol}`).join("") + eol);
-    assert.equal(r.kind, "done");
-    if (r.kind !== "done") return;
-    const servers = headers.filter(([n]) => n.toLowerCase() === "auth-server");
-    assert.equal(str(r.response.server), servers.length ? servers[servers.length - 1]![1] : undefined);
-  }), { numRuns: 500 });
+  fc.assert(
+    fc.property(fc.array(fc.tuple(name, value), { maxLength: 10 }), fc.boolean(), (headers, crlf) => {
+      const eol = crlf ? "\r\n" : "\n";
+      const r = parse(headers.map(([n, v]) => `${n}: ${v}${eol}`).join("") + eol);
+      assert.equal(r.kind, "done");
+      if (r.kind !== "done") return;
+      const servers = headers.filter(([n]) => n.toLowerCase() === "auth-server");
+      assert.equal(str(r.response.server), servers.length ? servers[servers.length - 1]![1] : undefined);
+    }),
+    { numRuns: 500 },
+  );
 });

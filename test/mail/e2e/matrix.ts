@@ -5,10 +5,10 @@
  * row for each protocol that has data for it, against nginx 1.22.1 and
  * Postern with the same config.
  */
-import { after, before, describe, test } from 'node:test';
-import { Pair } from './pair.js';
-import { MATRIX_PROTOCOLS, type MatrixProtocol, type Protocol } from './matrix-protocols.js';
-import { b64, type Talk } from './talk.js';
+import { after, before, describe, test } from "node:test";
+import { Pair } from "./pair.js";
+import { MATRIX_PROTOCOLS, type MatrixProtocol, type Protocol } from "./matrix-protocols.js";
+import { b64, type Talk } from "./talk.js";
 
 /** A row of the table: its scenario, run for each protocol that has data for it. */
 export interface Row {
@@ -18,8 +18,11 @@ export interface Row {
 }
 
 /** A row whose per-protocol data is typed by its scenario. */
-export function row<D>(title: (p: MatrixProtocol) => string, data: Partial<Record<Protocol, D>>,
-  scenario: (pair: Pair, p: MatrixProtocol, d: D) => Promise<void>): Row {
+export function row<D>(
+  title: (p: MatrixProtocol) => string,
+  data: Partial<Record<Protocol, D>>,
+  scenario: (pair: Pair, p: MatrixProtocol, d: D) => Promise<void>,
+): Row {
   return {
     title,
     protocols: Object.keys(data) as Protocol[],
@@ -47,8 +50,12 @@ export function runMatrix(rows: readonly Row[]): void {
     describe(protocol.label, () => {
       let pair: Pair;
       // at most two proxies run at a time
-      before(async () => { pair = await Pair.start(protocol.setup); });
-      after(async () => { await pair?.stop(); });
+      before(async () => {
+        pair = await Pair.start(protocol.setup);
+      });
+      after(async () => {
+        await pair?.stop();
+      });
       for (const r of mine) test(r.title(protocol), () => r.run(pair, protocol));
     });
   }

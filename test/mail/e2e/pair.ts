@@ -7,23 +7,23 @@
  * `POSTERN_E2E_SECOND=nginx` replaces Postern with a second nginx: a development
  * switch that proves a scenario is deterministic before Postern can run it.
  */
-import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
-import { normalizeDeep, normalizeLogLine, type ProxyStarter } from '../../support/differential.js';
-import { startFakeAuth, type AuthHandler, type FakeAuth } from '../../support/fake-auth.js';
-import { startFakeImap, startFakePop3, startFakeSmtp, type FakeBackend, type FakeBackendOptions } from '../../support/fake-backend.js';
-import type { MailProxyOptions, MailProxyProcess } from '../../support/mail-proxy.js';
-import { nginxAvailable, startNginx } from '../../support/nginx.js';
-import { closedPorts, freePorts } from '../../support/ports.js';
-import { startPostern } from '../../support/postern.js';
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { normalizeDeep, normalizeLogLine, type ProxyStarter } from "../../support/differential.js";
+import { startFakeAuth, type AuthHandler, type FakeAuth } from "../../support/fake-auth.js";
+import { startFakeImap, startFakePop3, startFakeSmtp, type FakeBackend, type FakeBackendOptions } from "../../support/fake-backend.js";
+import type { MailProxyOptions, MailProxyProcess } from "../../support/mail-proxy.js";
+import { nginxAvailable, startNginx } from "../../support/nginx.js";
+import { closedPorts, freePorts } from "../../support/ports.js";
+import { startPostern } from "../../support/postern.js";
 
 /** A named fake backend of a pair set-up. */
 export interface BackendSpec {
   /** `scripted`: a raw server answering by `script` (for replies the fakes cannot produce). */
-  protocol: 'imap' | 'pop3' | 'smtp' | 'scripted';
+  protocol: "imap" | "pop3" | "smtp" | "scripted";
   options?: FakeBackendOptions;
   /** For `scripted`: the greeting, then for each received line the first matching rule's reply. */
   script?: { greeting: string; rules: Array<[RegExp, string]> };
@@ -95,19 +95,19 @@ export type PairScenario<T> = (ports: Record<string, number>, env: PairEnv) => P
 /** Replaces long strings by their size and SHA-256, so huge transfers compare cheaply. */
 export function digestLong(text: string, limit = 65536): string {
   if (text.length <= limit) return text;
-  return `<${text.length} bytes sha256:${createHash('sha256').update(text, 'latin1').digest('hex')}>`;
+  return `<${text.length} bytes sha256:${createHash("sha256").update(text, "latin1").digest("hex")}>`;
 }
 
 /** Splits an error log into entries; a line without a timestamp continues the previous entry (logged CR/LF). */
 export function logLines(text: string): string[] {
   const out: string[] = [];
-  for (const line of text.split('\n')) {
+  for (const line of text.split("\n")) {
     // The empty string after the final newline (or a log written in pieces) is no entry.
-    if (line === '') continue;
+    if (line === "") continue;
     if (/^\d{4}\/\d\d\/\d\d /.test(line) || out.length === 0) out.push(line);
     else out[out.length - 1] += `\n${line}`;
   }
-  return out.filter((l) => l !== '');
+  return out.filter((l) => l !== "");
 }
 
 /**
@@ -116,10 +116,14 @@ export function logLines(text: string): string[] {
  */
 export function normalizeRefused(line: string): string {
   return line
-    .replace(/(?:connect|recv)\(\) failed \(111: Connection refused\) while (?:connecting to|reading response from) upstream/,
-      '<connect|recv>() failed (111: Connection refused) while <connecting to|reading response from> upstream')
-    .replace(/(?:connect|recv)\(\) failed \(111: Connection refused\) while in http auth state/,
-      '<connect|recv>() failed (111: Connection refused) while in http auth state');
+    .replace(
+      /(?:connect|recv)\(\) failed \(111: Connection refused\) while (?:connecting to|reading response from) upstream/,
+      "<connect|recv>() failed (111: Connection refused) while <connecting to|reading response from> upstream",
+    )
+    .replace(
+      /(?:connect|recv)\(\) failed \(111: Connection refused\) while in http auth state/,
+      "<connect|recv>() failed (111: Connection refused) while in http auth state",
+    );
 }
 
 /** A TCP relay that records the first line (a PROXY header) and strips it before the fake backend. */
@@ -134,32 +138,41 @@ async function startProxyReader(target: number): Promise<ProxyReader> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     sockets.add(client);
-    const upstream = net.connect({ host: '127.0.0.1', port: target });
+    const upstream = net.connect({ host: "127.0.0.1", port: target });
     sockets.add(upstream);
-    client.on('close', () => { sockets.delete(client); upstream.destroy(); });
-    upstream.on('close', () => { sockets.delete(upstream); client.end(); });
-    client.on('error', () => undefined);
-    upstream.on('error', () => undefined);
+    client.on("close", () => {
+      sockets.delete(client);
+      upstream.destroy();
+    });
+    upstream.on("close", () => {
+      sockets.delete(upstream);
+      client.end();
+    });
+    client.on("error", () => undefined);
+    upstream.on("error", () => undefined);
     upstream.pipe(client);
     let buffer = Buffer.alloc(0);
     let done = false;
-    client.on('data', (chunk: Buffer) => {
-      if (done) { upstream.write(chunk); return; }
+    client.on("data", (chunk: Buffer) => {
+      if (done) {
+        upstream.write(chunk);
+        return;
+      }
       buffer = Buffer.concat([buffer, chunk]);
-      const lf = buffer.indexOf('\n');
+      const lf = buffer.indexOf("\n");
       if (lf < 0) return;
       done = true;
-      const line = buffer.subarray(0, lf + 1).toString('latin1');
-      if (line.startsWith('PROXY ')) {
+      const line = buffer.subarray(0, lf + 1).toString("latin1");
+      if (line.startsWith("PROXY ")) {
         headers.push(line);
         buffer = buffer.subarray(lf + 1);
       } else {
-        headers.push('<no PROXY header>');
+        headers.push("<no PROXY header>");
       }
       if (buffer.length > 0) upstream.write(buffer);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
   return {
     port: (server.address() as net.AddressInfo).port,
     headers,
@@ -171,24 +184,33 @@ async function startProxyReader(target: number): Promise<ProxyReader> {
 }
 
 /** A raw line server: greets, then answers each received line with the first matching rule (else nothing). */
-async function startScripted(script: NonNullable<BackendSpec['script']>): Promise<FakeBackend> {
-  const connections: FakeBackend['connections'] = [];
+async function startScripted(script: NonNullable<BackendSpec["script"]>): Promise<FakeBackend> {
+  const connections: FakeBackend["connections"] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     let done!: () => void;
-    const conn: FakeBackend['connections'][number] = {
-      received: Buffer.alloc(0), sent: Buffer.alloc(0), loggedIn: false, commands: [], messages: [],
-      closed: new Promise<void>((resolve) => { done = resolve; }),
+    const conn: FakeBackend["connections"][number] = {
+      received: Buffer.alloc(0),
+      sent: Buffer.alloc(0),
+      loggedIn: false,
+      commands: [],
+      messages: [],
+      closed: new Promise<void>((resolve) => {
+        done = resolve;
+      }),
     };
     connections.push(conn);
-    socket.on('close', () => { sockets.delete(socket); done(); });
-    socket.on('error', () => undefined);
-    let buffer = '';
-    socket.on('data', (chunk: Buffer) => {
+    socket.on("close", () => {
+      sockets.delete(socket);
+      done();
+    });
+    socket.on("error", () => undefined);
+    let buffer = "";
+    socket.on("data", (chunk: Buffer) => {
       conn.received = Buffer.concat([conn.received, chunk]);
-      buffer += chunk.toString('latin1');
-      for (let lf = buffer.indexOf('\n'); lf >= 0; lf = buffer.indexOf('\n')) {
+      buffer += chunk.toString("latin1");
+      for (let lf = buffer.indexOf("\n"); lf >= 0; lf = buffer.indexOf("\n")) {
         const line = buffer.slice(0, lf + 1);
         buffer = buffer.slice(lf + 1);
         conn.commands.push(line);
@@ -196,16 +218,19 @@ async function startScripted(script: NonNullable<BackendSpec['script']>): Promis
         for (const [re, reply] of script.rules) {
           const m = re.exec(line);
           if (!m) continue;
-          socket.write(reply.replace(/\$(\d)/g, (_s, d: string) => m[Number(d)] ?? ''), 'latin1');
+          socket.write(
+            reply.replace(/\$(\d)/g, (_s, d: string) => m[Number(d)] ?? ""),
+            "latin1",
+          );
           break;
         }
       }
     });
-    socket.write(script.greeting, 'latin1');
+    socket.write(script.greeting, "latin1");
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
   return {
-    protocol: 'imap',
+    protocol: "imap",
     port: (server.address() as net.AddressInfo).port,
     connections,
     waitForConnections: () => Promise.resolve(connections),
@@ -217,12 +242,14 @@ async function startScripted(script: NonNullable<BackendSpec['script']>): Promis
 }
 
 const STARTERS: Record<string, (o: FakeBackendOptions) => Promise<FakeBackend>> = {
-  imap: startFakeImap, pop3: startFakePop3, smtp: startFakeSmtp,
+  imap: startFakeImap,
+  pop3: startFakePop3,
+  smtp: startFakeSmtp,
 };
 
 /** One proxy with its own fakes. */
 class Side {
-  readonly kind: 'nginx' | 'postern';
+  readonly kind: "nginx" | "postern";
   readonly env: PairEnv;
   readonly auth: FakeAuth;
   readonly fakes: Record<string, FakeBackend>;
@@ -231,8 +258,7 @@ class Side {
   proxy: MailProxyProcess | undefined;
   startError: string | undefined;
 
-  constructor(kind: 'nginx' | 'postern', env: PairEnv, auth: FakeAuth, fakes: Record<string, FakeBackend>,
-    readers: Record<string, ProxyReader>) {
+  constructor(kind: "nginx" | "postern", env: PairEnv, auth: FakeAuth, fakes: Record<string, FakeBackend>, readers: Record<string, ProxyReader>) {
     this.kind = kind;
     this.env = env;
     this.auth = auth;
@@ -240,7 +266,7 @@ class Side {
     this.readers = readers;
     this.names = new Map();
     for (const [n, p] of Object.entries(env.ports)) this.names.set(p, `<port:${n}>`);
-    this.names.set(auth.port, '<auth-port>');
+    this.names.set(auth.port, "<auth-port>");
     for (const [n, f] of Object.entries(fakes)) this.names.set(f.port, `<backend-port:${n}>`);
     for (const [n, r] of Object.entries(readers)) this.names.set(r.port, `<backend-port:${n}>`);
     for (const [n, p] of Object.entries(env.closed)) this.names.set(p, `<closed-port:${n}>`);
@@ -258,30 +284,37 @@ class Side {
     await new Promise((r) => setTimeout(r, options.settleMs ?? 150));
     const logText = this.proxy!.errorLog().slice(logStart);
     const levels = options.logLevels ?? [];
-    const sessionLines = (text: string): string[] => logLines(text)
-      .filter((l) => levels.some((lv) => l.includes(` [${lv}] `)) && (options.processLines === true || / \d+#\d+: \*\d+ /.test(l)))
-      .map((l) => normalizeRefused(normalizeLogLine(l, this.names)));
+    const sessionLines = (text: string): string[] =>
+      logLines(text)
+        .filter((l) => levels.some((lv) => l.includes(` [${lv}] `)) && (options.processLines === true || / \d+#\d+: \*\d+ /.test(l)))
+        .map((l) => normalizeRefused(normalizeLogLine(l, this.names)));
     const errorLog = sessionLines(logText);
     const logFiles: Record<string, string[]> = {};
     for (const [f, start] of Object.entries(fileStart)) logFiles[f] = sessionLines(this.#readLog(f).slice(start));
     const backendReceived: Record<string, string[]> = {};
     for (const [n, f] of Object.entries(this.fakes)) {
-      backendReceived[n] = f.connections.slice(connStart[n]).map((c) => digestLong(c.received.toString('latin1')));
+      backendReceived[n] = f.connections.slice(connStart[n]).map((c) => digestLong(c.received.toString("latin1")));
     }
     const proxyHeaders: Record<string, string[]> = {};
     for (const [n, r] of Object.entries(this.readers)) proxyHeaders[n] = r.headers.slice(hdrStart[n]);
-    const record = normalizeDeep({
-      transcript, authRequests: this.auth.requests.slice(authStart), backendReceived, proxyHeaders,
-    }, this.names);
+    const record = normalizeDeep(
+      {
+        transcript,
+        authRequests: this.auth.requests.slice(authStart),
+        backendReceived,
+        proxyHeaders,
+      },
+      this.names,
+    );
     return { ...record, errorLog, logFiles };
   }
 
   /** A file in the proxy's prefix ('' when missing). */
   #readLog(name: string): string {
     try {
-      return readFileSync(path.join(this.proxy!.prefix, name), 'utf8');
+      return readFileSync(path.join(this.proxy!.prefix, name), "utf8");
     } catch {
-      return '';
+      return "";
     }
   }
 
@@ -292,12 +325,12 @@ class Side {
   }
 }
 
-async function startSide(kind: 'nginx' | 'postern', start: ProxyStarter, setup: PairSetup): Promise<Side> {
+async function startSide(kind: "nginx" | "postern", start: ProxyStarter, setup: PairSetup): Promise<Side> {
   const fakes: Record<string, FakeBackend> = {};
   const readers: Record<string, ProxyReader> = {};
   const backends: Record<string, number> = {};
   for (const [name, spec] of Object.entries(setup.backends)) {
-    const fake = spec.protocol === 'scripted' ? await startScripted(spec.script!) : await STARTERS[spec.protocol]!(spec.options ?? {});
+    const fake = spec.protocol === "scripted" ? await startScripted(spec.script!) : await STARTERS[spec.protocol]!(spec.options ?? {});
     fakes[name] = fake;
     backends[name] = fake.port;
     if (spec.proxyProtocol) {
@@ -306,14 +339,18 @@ async function startSide(kind: 'nginx' | 'postern', start: ProxyStarter, setup: 
       backends[name] = reader.port;
     }
   }
-  const auth = await startFakeAuth(() => ({ headers: [['Auth-Status', 'no handler set']] }));
+  const auth = await startFakeAuth(() => ({ headers: [["Auth-Status", "no handler set"]] }));
   const closedNames = setup.closed ?? [];
   const allocated = await freePorts(setup.listen.length);
   const ports: Record<string, number> = {};
-  setup.listen.forEach((n, i) => { ports[n] = allocated[i]!; });
+  setup.listen.forEach((n, i) => {
+    ports[n] = allocated[i]!;
+  });
   const closed: Record<string, number> = {};
   const down = closedPorts(closedNames.length);
-  closedNames.forEach((n, i) => { closed[n] = down[i]!; });
+  closedNames.forEach((n, i) => {
+    closed[n] = down[i]!;
+  });
   const env: PairEnv = { ports, authUrl: auth.url, backends, closed };
   const side = new Side(kind, env, auth, fakes, readers);
   try {
@@ -338,12 +375,9 @@ export class Pair {
 
   /** Starts both sides; nginx must start (it is the oracle), a Postern failure is reported by every run. */
   static async start(setup: PairSetup): Promise<Pair> {
-    assert.ok(nginxAvailable(), 'nginx with the mail module is required (the oracle)');
-    const secondIsNginx = process.env.POSTERN_E2E_SECOND === 'nginx';
-    const [nginx, postern] = await Promise.all([
-      startSide('nginx', startNginx, setup),
-      startSide('postern', secondIsNginx ? startNginx : startPostern, setup),
-    ]);
+    assert.ok(nginxAvailable(), "nginx with the mail module is required (the oracle)");
+    const secondIsNginx = process.env.POSTERN_E2E_SECOND === "nginx";
+    const [nginx, postern] = await Promise.all([startSide("nginx", startNginx, setup), startSide("postern", secondIsNginx ? startNginx : startPostern, setup)]);
     if (nginx.startError) {
       await Promise.all([nginx.stop(), postern.stop()]);
       throw new Error(nginx.startError);
@@ -374,7 +408,7 @@ export class Pair {
 
 /** Returns Postern's record, failing the test when Postern could not run. */
 export function posternRecord<T>(r: PairResult<T>): SideRecord<T> {
-  if (!r.postern) assert.fail(r.posternError ?? 'no Postern record');
+  if (!r.postern) assert.fail(r.posternError ?? "no Postern record");
   return r.postern;
 }
 

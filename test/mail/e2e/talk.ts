@@ -3,10 +3,10 @@
  * was read, in reading units (lines, replies), so the record does not depend on
  * how the proxy split its writes into TCP segments.
  */
-import { createHmac } from 'node:crypto';
-import { MailClient, type ClientTlsOptions } from '../../support/client.js';
-import type { AuthHandler, AuthReply, AuthRequest } from '../../support/fake-auth.js';
-import type { PairEnv } from './pair.js';
+import { createHmac } from "node:crypto";
+import { MailClient, type ClientTlsOptions } from "../../support/client.js";
+import type { AuthHandler, AuthReply, AuthRequest } from "../../support/fake-auth.js";
+import type { PairEnv } from "./pair.js";
 
 /** A client conversation with a readable log: `C: ...` sent, `S: ...` read, `closed: ...` EOF. */
 export class Talk {
@@ -59,14 +59,14 @@ export class Talk {
   /** Records whatever arrives within `ms` without expecting a close. */
   async quiet(ms: number): Promise<string> {
     const data = await this.client.readAll(ms);
-    this.log.push(`within ${ms} ms: ${JSON.stringify(data)}${this.client.closed ? ' (closed)' : ''}`);
+    this.log.push(`within ${ms} ms: ${JSON.stringify(data)}${this.client.closed ? " (closed)" : ""}`);
     return data;
   }
 
   /** Upgrades to TLS (after the STARTTLS reply was read). */
   async startTls(options: ClientTlsOptions = {}): Promise<void> {
     await this.client.startTls(options);
-    this.log.push('-- TLS --');
+    this.log.push("-- TLS --");
   }
 
   /** Notes something in the log (e.g. an elapsed-time bucket). */
@@ -87,12 +87,12 @@ export function firstThen(n: number, first: AuthHandler, then: AuthHandler): Aut
 
 /** An OK reply pointing to 127.0.0.1:port, with extra headers. */
 export function ok(port: number, extra: Array<[string, string]> = []): AuthHandler {
-  return () => ({ headers: [['Auth-Status', 'OK'], ['Auth-Server', '127.0.0.1'], ['Auth-Port', String(port)], ...extra] });
+  return () => ({ headers: [["Auth-Status", "OK"], ["Auth-Server", "127.0.0.1"], ["Auth-Port", String(port)], ...extra] });
 }
 
 /** base64 of a latin1 string. */
 export function b64(text: string): string {
-  return Buffer.from(text, 'latin1').toString('base64');
+  return Buffer.from(text, "latin1").toString("base64");
 }
 
 /**
@@ -101,21 +101,20 @@ export function b64(text: string): string {
  */
 export function okToBackend(name: string, extra: Array<[string, string]> = []): (env: PairEnv) => AuthHandler {
   return (env) => (req) => {
-    const pass: Array<[string, string]> = ['cram-md5', 'apop', 'external'].includes(req.header('Auth-Method') ?? '')
-      ? [['Auth-Pass', 'secret']] : [];
+    const pass: Array<[string, string]> = ["cram-md5", "apop", "external"].includes(req.header("Auth-Method") ?? "") ? [["Auth-Pass", "secret"]] : [];
     return ok(env.backends[name]!, [...pass, ...extra])(req);
   };
 }
 
 /** A failure reply with an optional Auth-Wait (and Auth-Error-Code). */
 export function refusal(message: string, wait?: number, code?: string): AuthHandler {
-  const headers: Array<[string, string]> = [['Auth-Status', message]];
-  if (wait !== undefined) headers.push(['Auth-Wait', String(wait)]);
-  if (code !== undefined) headers.push(['Auth-Error-Code', code]);
+  const headers: Array<[string, string]> = [["Auth-Status", message]];
+  if (wait !== undefined) headers.push(["Auth-Wait", String(wait)]);
+  if (code !== undefined) headers.push(["Auth-Error-Code", code]);
   return () => ({ headers });
 }
 
 /** The CRAM-MD5 response digest: HMAC-MD5 of the challenge keyed with the password. */
 export function cramDigest(password: string, challenge: string): string {
-  return createHmac('md5', password).update(challenge, 'latin1').digest('hex');
+  return createHmac("md5", password).update(challenge, "latin1").digest("hex");
 }

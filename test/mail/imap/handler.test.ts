@@ -21,8 +21,11 @@ function exchange(s: FakeSession, bytes: string): string {
 /** The first line the backend login would send for this session (it carries the client's tag). */
 function backendLoginLine(s: FakeSession): string {
   const steps = s.frontEnd.backendLogin({
-    login: Buffer.from("u"), password: Buffer.from("p"), authMethod: "plain", conf: s.server.conf,
-    serverName: "x", clientAddr: "127.0.0.1", unixClient: false,
+    login: Buffer.from("u"),
+    password: Buffer.from("p"),
+    authMethod: "plain",
+    conf: s.server.conf,
+    session: { id: 1, protocol: "imap", clientAddr: "127.0.0.1", clientPort: 1, localAddr: "127.0.0.1", localPort: 143, unixClient: false },
   });
   const next = steps[0]?.next;
   return next?.kind === "send" ? next.line.toString("latin1") : "";
@@ -49,18 +52,26 @@ test("the empty tag of a line starting with a space is echoed (nginx's quirk)", 
 
 test("CAPABILITY has three variants, AUTH= in nginx's fixed order", () => {
   const all = { auth: ["external", "cram-md5", "login", "plain"] as const };
-  assert.equal(exchange(session(all), "a CAPABILITY\r\n"),
-    "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5 AUTH=EXTERNAL\r\na OK completed\r\n");
-  assert.equal(exchange(session({ starttls: "on" }), "a CAPABILITY\r\n"),
-    "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN STARTTLS\r\na OK completed\r\n");
-  assert.equal(exchange(session({ ...all, starttls: "only" }), "a CAPABILITY\r\n"),
-    "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS STARTTLS LOGINDISABLED\r\na OK completed\r\n");
-  assert.equal(exchange(session({ capabilities: ["IMAP4rev1", "ID", "LITERAL+"], auth: ["cram-md5"] }), "a CAPABILITY\r\n"),
-    "* CAPABILITY IMAP4rev1 ID LITERAL+ AUTH=CRAM-MD5\r\na OK completed\r\n");
+  assert.equal(
+    exchange(session(all), "a CAPABILITY\r\n"),
+    "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5 AUTH=EXTERNAL\r\na OK completed\r\n",
+  );
+  assert.equal(exchange(session({ starttls: "on" }), "a CAPABILITY\r\n"), "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN STARTTLS\r\na OK completed\r\n");
+  assert.equal(
+    exchange(session({ ...all, starttls: "only" }), "a CAPABILITY\r\n"),
+    "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS STARTTLS LOGINDISABLED\r\na OK completed\r\n",
+  );
+  assert.equal(
+    exchange(session({ capabilities: ["IMAP4rev1", "ID", "LITERAL+"], auth: ["cram-md5"] }), "a CAPABILITY\r\n"),
+    "* CAPABILITY IMAP4rev1 ID LITERAL+ AUTH=CRAM-MD5\r\na OK completed\r\n",
+  );
 });
 
 test("module: nginx defaults and directive table", () => {
-  assert.deepEqual(imapProtocol.module.directives.map((d) => d.name), ["imap_client_buffer", "imap_capabilities", "imap_auth"]);
+  assert.deepEqual(
+    imapProtocol.module.directives.map((d) => d.name),
+    ["imap_client_buffer", "imap_capabilities", "imap_auth"],
+  );
   assert.equal(imapClientBufferDirective.defaultValue, 4096);
   assert.deepEqual([...imapAuthDirective.defaultValue], ["plain"]);
   assert.equal(imapCapabilitiesDirective.defaultText, "IMAP4 IMAP4rev1 UIDPLUS");
@@ -145,11 +156,14 @@ test("AUTHENTICATE PLAIN: bad responses get the tagged BAD and are not counted",
   assert.equal(exchange(s, `c AUTHENTICATE PLAIN ${b64("nonul")}\r\n`), "c BAD invalid command\r\n");
   assert.equal(exchange(s, "d AUTHENTICATE PLAIN x y\r\n"), "d BAD invalid command\r\n");
   assert.equal(s.closed, false);
-  assert.deepEqual(s.infoLog.map((l) => l.replace(/^\*1 /, "").replace(/ while.*/, "")), [
-    "client sent invalid base64 encoding in AUTH PLAIN command",
-    "client sent invalid password in AUTH PLAIN command",
-    "client sent invalid login in AUTH PLAIN command",
-  ]);
+  assert.deepEqual(
+    s.infoLog.map((l) => l.replace(/^\*1 /, "").replace(/ while.*/, "")),
+    [
+      "client sent invalid base64 encoding in AUTH PLAIN command",
+      "client sent invalid password in AUTH PLAIN command",
+      "client sent invalid login in AUTH PLAIN command",
+    ],
+  );
   assert.match(s.infoLog[0]!, / while in auth state, client: 127\.0\.0\.1, server: 127\.0\.0\.1:143$/);
 });
 

@@ -14,14 +14,20 @@ function cx(warnings: string[] = []): SetContext {
 test("imap_auth takes plain, login, cram-md5, external; apop is an invalid value", () => {
   const warnings: string[] = [];
   assert.deepEqual([...imapAuthDirective.parse(["CRAM-MD5", "plain"], undefined, cx(warnings))].sort(), ["cram-md5", "plain"]);
-  assert.throws(() => imapAuthDirective.parse(["apop"], undefined, cx()), (e) => e instanceof ConfError && e.message === 'invalid value "apop"');
+  assert.throws(
+    () => imapAuthDirective.parse(["apop"], undefined, cx()),
+    (e) => e instanceof ConfError && e.message === 'invalid value "apop"',
+  );
   imapAuthDirective.parse(["login", "login"], undefined, cx(warnings));
   assert.deepEqual(warnings, ['duplicate value "login"']);
 });
 
 test("imap_client_buffer is a size; imap_capabilities accumulates words", () => {
   assert.equal(imapClientBufferDirective.parse(["8k"], undefined, cx()), 8192);
-  assert.throws(() => imapClientBufferDirective.parse(["big"], undefined, cx()), (e) => e instanceof ConfError && e.message === '"imap_client_buffer" directive invalid value');
+  assert.throws(
+    () => imapClientBufferDirective.parse(["big"], undefined, cx()),
+    (e) => e instanceof ConfError && e.message === '"imap_client_buffer" directive invalid value',
+  );
   const first = imapCapabilitiesDirective.parse(["IMAP4rev1", "ID"], undefined, cx());
   assert.deepEqual(imapCapabilitiesDirective.parse(['"SORT"'], first, cx()), ["IMAP4rev1", "ID", '"SORT"']);
 });

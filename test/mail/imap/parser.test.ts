@@ -59,7 +59,14 @@ test("tags: 1 to 32 characters of A-Z a-z 0-9 - . _, then one or more spaces", (
 });
 
 test("command words: letters only, case-insensitive, six known words", () => {
-  for (const [word, name] of [["noop", "noop"], ["LOGIN", "login"], ["LogOut", "logout"], ["starttls", "starttls"], ["CAPABILITY", "capability"], ["authenticate", "authenticate"]]) {
+  for (const [word, name] of [
+    ["noop", "noop"],
+    ["LOGIN", "login"],
+    ["LogOut", "logout"],
+    ["starttls", "starttls"],
+    ["CAPABILITY", "capability"],
+    ["authenticate", "authenticate"],
+  ]) {
     assert.equal(command(`a ${word}\r\n`).name, name);
   }
   assert.equal(invalid("a ID\r\n").tag, "a", "unknown words keep the tag");
@@ -98,10 +105,16 @@ test("an unclosed quote ends at CRLF and stays open for the next command (nginx'
 
 test("an error clears an open quote", () => {
   const { results } = parseAll('a LOGIN "user\r\n!\r\nb LOGIN user pass\r\n');
-  assert.deepEqual(results.map((r) => r.kind), ["command", "invalid", "command"]);
+  assert.deepEqual(
+    results.map((r) => r.kind),
+    ["command", "invalid", "command"],
+  );
   const last = results[2]!;
   assert.ok(last.kind === "command");
-  assert.deepEqual(last.args.map((a) => a.toString()), ["user", "pass"]);
+  assert.deepEqual(
+    last.args.map((a) => a.toString()),
+    ["user", "pass"],
+  );
 });
 
 test("synchronizing literals ask for continuation; non-synchronizing ones do not", () => {
@@ -111,7 +124,10 @@ test("synchronizing literals ask for continuation; non-synchronizing ones do not
   assert.deepEqual(p.feed(input.subarray(0, 13)), { kind: "incomplete" });
   const r = p.feed(input);
   assert.ok(r.kind === "command");
-  assert.deepEqual(r.args.map((a) => a.toString()), ["user", "pass"]);
+  assert.deepEqual(
+    r.args.map((a) => a.toString()),
+    ["user", "pass"],
+  );
   assert.equal(r.length, input.length);
   const { results, literals } = parseAll("a LOGIN {4}\r\nuser {4}\r\npass\r\n");
   assert.equal(literals, 2);
@@ -176,7 +192,10 @@ test("an invalid line ending in +} closes the connection", () => {
   assert.equal(invalid("xx+}\r\n").quit, true);
   // ... counted from the buffer start, so a pipelined "+}\r\n" after another command does close
   const { results } = parseAll("a NOOP\r\n+}\r\n");
-  assert.deepEqual(results.map((r) => (r.kind === "invalid" ? r.quit : r.kind)), ["command", true]);
+  assert.deepEqual(
+    results.map((r) => (r.kind === "invalid" ? r.quit : r.kind)),
+    ["command", true],
+  );
 });
 
 test("an invalid command is answered only at its LF", () => {
@@ -192,16 +211,26 @@ test("after awaitResponse the next line is a bare SASL response", () => {
   p.awaitResponse();
   const r = p.feed(b("dGVzdA== more\r\n"));
   assert.ok(r.kind === "response");
-  assert.deepEqual(r.args.map((a) => a.toString()), ["dGVzdA==", "more"]);
+  assert.deepEqual(
+    r.args.map((a) => a.toString()),
+    ["dGVzdA==", "more"],
+  );
   assert.equal(p.awaitingResponse, false);
   p.awaitResponse();
   const empty = p.feed(b("\r\n"));
   assert.ok(empty.kind === "response");
-  assert.deepEqual(empty.args.map((a) => a.toString()), [""]);
+  assert.deepEqual(
+    empty.args.map((a) => a.toString()),
+    [""],
+  );
   p.awaitResponse();
   const quoted = p.feed(b('"abc"\r\n'));
   assert.ok(quoted.kind === "response");
-  assert.deepEqual(quoted.args.map((a) => a.toString()), ['"abc"'], "a leading quote is ordinary in a response");
+  assert.deepEqual(
+    quoted.args.map((a) => a.toString()),
+    ['"abc"'],
+    "a leading quote is ordinary in a response",
+  );
   p.awaitResponse();
   assert.equal(p.feed(b("a b c d\r\n")).kind, "invalid", "four words");
 });
@@ -223,25 +252,39 @@ function summary(input: Buffer, chunks: number[]): string {
         out.push("+");
         continue;
       }
-      out.push(JSON.stringify(r.kind === "command"
-        ? [r.kind, r.length, r.tag, r.name, r.args.map((a) => a.toString("latin1"))]
-        : r.kind === "invalid" ? [r.kind, r.length, r.tag, r.quit] : [r.kind, r.length]));
+      out.push(
+        JSON.stringify(
+          r.kind === "command"
+            ? [r.kind, r.length, r.tag, r.name, r.args.map((a) => a.toString("latin1"))]
+            : r.kind === "invalid"
+              ? [r.kind, r.length, r.tag, r.quit]
+              : [r.kind, r.length],
+        ),
+      );
       start += r.length;
     }
   }
   return out.join("\n");
 }
 
-const imapish = fc.array(
-  fc.constantFrom("a", "1", " ", "\r", "\n", "\r\n", '"', "\\", "{", "}", "+", "0", "3", "{2}\r\n", "{1+}\r\n", "NOOP", "LOGIN", "x", "\u00ff", "\t"),
-  { maxLength: 60 },
-).map((parts) => b(parts.join("")));
+const imapish = fc
+  .array(fc.constantFrom("a", "1", " ", "\r", "\n", "\r\n", '"', "\\", "{", "}", "+", "0", "3", "{2}\r\n", "{1+}\r\n", "NOOP", "LOGIN", "x", "\u00ff", "\t"), {
+    maxLength: 60,
+  })
+  .map((parts) => b(parts.join("")));
 
 test("property: arbitrary bytes never throw, and any split parses as the whole", () => {
   fc.assert(
-    fc.property(fc.oneof(imapish, fc.uint8Array({ maxLength: 80 }).map((u) => Buffer.from(u))), fc.array(fc.nat(100), { maxLength: 6 }), (input, cuts) => {
-      assert.equal(summary(input, cuts), summary(input, []));
-    }),
+    fc.property(
+      fc.oneof(
+        imapish,
+        fc.uint8Array({ maxLength: 80 }).map((u) => Buffer.from(u)),
+      ),
+      fc.array(fc.nat(100), { maxLength: 6 }),
+      (input, cuts) => {
+        assert.equal(summary(input, cuts), summary(input, []));
+      },
+    ),
     { numRuns: 2000 },
   );
 });

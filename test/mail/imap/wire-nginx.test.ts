@@ -56,7 +56,10 @@ const CASES: readonly Case[] = [
   { server: "all", send: ["a CAPABILITY\r\n"] },
   { server: "caps", send: ["a CAPABILITY\r\n"] },
   { server: "tlsOn", send: ["a CAPABILITY\r\n", "b STARTTLS\r\nc NOOP\r\n"] },
-  { server: "tlsOnly", send: ["a CAPABILITY\r\n", "b LOGIN user pass\r\n", "c AUTHENTICATE PLAIN\r\n", "d AUTHENTICATE LOGIN\r\n", "e NOOP\r\n", "f STARTTLS\r\n"] },
+  {
+    server: "tlsOnly",
+    send: ["a CAPABILITY\r\n", "b LOGIN user pass\r\n", "c AUTHENTICATE PLAIN\r\n", "d AUTHENTICATE LOGIN\r\n", "e NOOP\r\n", "f STARTTLS\r\n"],
+  },
   { server: "plain", send: ["a STARTTLS\r\n"] },
   // 3.2 tags
   { server: "plain", send: [" NOOP\r\n", "A-z.9_ NOOP\r\n", "a    NOOP\r\n"] },
@@ -72,23 +75,77 @@ const CASES: readonly Case[] = [
   { server: "plain", send: ["a NOOP {3}\r\nabc\r\n", "b NOOP {3+}\r\nabc {1+}\r\nX\r\n"] },
   { server: "plain", send: ["a NOOP {4x}\r\n", "b NOOP {4+x\r\n", "c NOOP {4}x\r\n"] },
   // Postern's stricter literal grammar (parser.ts): nginx reads {}, {+} as {0}, and {0} takes one byte
-  { server: "plain", send: ["b NOOP {3+}\r\nabc {0+}\r\nX\r\n"], latest: { replies: ["b BAD invalid command\r\n"], why: "Postern: {0+} is an empty literal, so X is no literal data; nginx took X as the data" } },
-  { server: "plain", send: ["a NOOP {0}\r\n", "X\r\n"], latest: { replies: ["+ OK\r\n", "a BAD invalid command\r\n"], why: "Postern: {0} is an empty literal, so X is no literal data (only SP or CRLF may follow); nginx took X as the data" } },
-  { server: "plain", send: ["d NOOP {+}\r\nZ\r\n"], latest: { replies: ["d BAD invalid command\r\n"], why: "Postern: {+} has no length, a syntax error (and a line ending in +} closes); nginx read {0+} and took Z" } },
-  { server: "plain", send: ["e NOOP {}\r\n", "E\r\n"], latest: { replies: ["e BAD invalid command\r\n", "* BAD invalid command\r\n"], why: "Postern: {} has no length, a syntax error; nginx read {0}, sent + OK and took E" } },
-  { server: "plain", send: ["a NOOP {3+}\r\nabcX y\r\n"], latest: { replies: ["a BAD invalid command\r\n"], why: "latest requires SP or CRLF after literal data; 1.22.1 swallowed the X" } },
-  { server: "plain", send: ["a NOOP {1+}\r\na{1+}\r\nb\r\n"], latest: { replies: ["a BAD invalid command\r\n"], why: "latest refuses a literal right after a literal; 1.22.1 accepted it" } },
-  { server: "plain", send: ["a NOOP {99999999999999999999+}\r\nx\r\n"], latest: { replies: ["a BAD invalid command\r\n"], why: "latest refuses literal lengths past size_t/10; 1.22.1 wrapped around" } },
+  {
+    server: "plain",
+    send: ["b NOOP {3+}\r\nabc {0+}\r\nX\r\n"],
+    latest: { replies: ["b BAD invalid command\r\n"], why: "Postern: {0+} is an empty literal, so X is no literal data; nginx took X as the data" },
+  },
+  {
+    server: "plain",
+    send: ["a NOOP {0}\r\n", "X\r\n"],
+    latest: {
+      replies: ["+ OK\r\n", "a BAD invalid command\r\n"],
+      why: "Postern: {0} is an empty literal, so X is no literal data (only SP or CRLF may follow); nginx took X as the data",
+    },
+  },
+  {
+    server: "plain",
+    send: ["d NOOP {+}\r\nZ\r\n"],
+    latest: {
+      replies: ["d BAD invalid command\r\n"],
+      why: "Postern: {+} has no length, a syntax error (and a line ending in +} closes); nginx read {0+} and took Z",
+    },
+  },
+  {
+    server: "plain",
+    send: ["e NOOP {}\r\n", "E\r\n"],
+    latest: {
+      replies: ["e BAD invalid command\r\n", "* BAD invalid command\r\n"],
+      why: "Postern: {} has no length, a syntax error; nginx read {0}, sent + OK and took E",
+    },
+  },
+  {
+    server: "plain",
+    send: ["a NOOP {3+}\r\nabcX y\r\n"],
+    latest: { replies: ["a BAD invalid command\r\n"], why: "latest requires SP or CRLF after literal data; 1.22.1 swallowed the X" },
+  },
+  {
+    server: "plain",
+    send: ["a NOOP {1+}\r\na{1+}\r\nb\r\n"],
+    latest: { replies: ["a BAD invalid command\r\n"], why: "latest refuses a literal right after a literal; 1.22.1 accepted it" },
+  },
+  {
+    server: "plain",
+    send: ["a NOOP {99999999999999999999+}\r\nx\r\n"],
+    latest: { replies: ["a BAD invalid command\r\n"], why: "latest refuses literal lengths past size_t/10; 1.22.1 wrapped around" },
+  },
   // 3.2 +} quirk
   { server: "plain", send: ["a FOO {5+}\r\nhello\r\n"] },
   { server: "plain", send: ["+}\r\n", "a NOOP\r\n+}\r\n"] },
   // 3.3 LOGIN (auth_http unreachable -> internal error)
   { server: "plain", send: ["a LOGIN\r\n", "b LOGIN u\r\n", "c LOGIN u p x\r\n", 'd LOGIN "" p\r\n', "e LOGIN user pass\r\n"] },
   { server: "plain", send: ['a LOGIN "us er" {4+}\r\np "s\r\n'] },
-  { server: "plain", send: ['a LOGIN "us er" {4+}\r\np\r\ns\r\n'], latest: { replies: ["a BAD invalid command\r\n"], why: "Postern refuses CR, LF or NUL in a login or password (logged); nginx passed it to auth_http" } },
+  {
+    server: "plain",
+    send: ['a LOGIN "us er" {4+}\r\np\r\ns\r\n'],
+    latest: { replies: ["a BAD invalid command\r\n"], why: "Postern refuses CR, LF or NUL in a login or password (logged); nginx passed it to auth_http" },
+  },
   // AUTHENTICATE
-  { server: "plain", send: ["a AUTHENTICATE\r\n", "b AUTHENTICATE FOO\r\n", "c AUTHENTICATE CRAM-MD5\r\n", "d AUTHENTICATE EXTERNAL\r\n", "e AUTHENTICATE PLAIN x y\r\n", "f AUTHENTICATE LOGIN x y\r\n"] },
-  { server: "plain", send: ["a AUTHENTICATE PLAIN\r\n", "*\r\n", "b AUTHENTICATE PLAIN\r\n", `${b64("user\0pass")}\r\n`, `c AUTHENTICATE PLAIN ${b64("nonul")}\r\n`] },
+  {
+    server: "plain",
+    send: [
+      "a AUTHENTICATE\r\n",
+      "b AUTHENTICATE FOO\r\n",
+      "c AUTHENTICATE CRAM-MD5\r\n",
+      "d AUTHENTICATE EXTERNAL\r\n",
+      "e AUTHENTICATE PLAIN x y\r\n",
+      "f AUTHENTICATE LOGIN x y\r\n",
+    ],
+  },
+  {
+    server: "plain",
+    send: ["a AUTHENTICATE PLAIN\r\n", "*\r\n", "b AUTHENTICATE PLAIN\r\n", `${b64("user\0pass")}\r\n`, `c AUTHENTICATE PLAIN ${b64("nonul")}\r\n`],
+  },
   { server: "plain", send: ["a AUTHENTICATE plain\r\n", `${b64("\0user\0pass")} junk\r\n`] },
   { server: "plain", send: [`a AUTHENTICATE PLAIN ${b64("z\0user\0pass")}\r\n`] },
   { server: "plain", send: ["a AUTHENTICATE LOGIN\r\n", "!!!\r\n", "b AUTHENTICATE LOGIN\r\n", `${b64("user")}\r\n`, "!!!\r\n"] },
@@ -96,16 +153,39 @@ const CASES: readonly Case[] = [
   { server: "plain", send: [`a AUTHENTICATE LOGIN ${b64("user")}\r\n`, `${b64("pass")}\r\n`] },
   { server: "plain", send: ["a AUTHENTICATE LOGIN !!!\r\n", "b AUTHENTICATE PLAIN\r\n", "x {3}\r\n", "abc\r\n"] },
   { server: "plain", send: ["a AUTHENTICATE PLAIN\r\n", "x\ry\r\n", "b AUTHENTICATE PLAIN\r\n", "1 2 3 4\r\n"] },
-  { server: "all", send: ["a AUTHENTICATE CRAM-MD5 x\r\n", "b AUTHENTICATE CRAM-MD5\r\n", `${b64("user short")}\r\n`, "c AUTHENTICATE CRAM-MD5\r\n", `${b64(`user ${"0".repeat(32)}`)}\r\n`] },
+  {
+    server: "all",
+    send: [
+      "a AUTHENTICATE CRAM-MD5 x\r\n",
+      "b AUTHENTICATE CRAM-MD5\r\n",
+      `${b64("user short")}\r\n`,
+      "c AUTHENTICATE CRAM-MD5\r\n",
+      `${b64(`user ${"0".repeat(32)}`)}\r\n`,
+    ],
+  },
   { server: "all", send: ["a AUTHENTICATE EXTERNAL a b\r\n", "b AUTHENTICATE EXTERNAL\r\n", "!!!\r\n", "c AUTHENTICATE EXTERNAL\r\n", `${b64("id")}\r\n`] },
   { server: "all", send: [`a AUTHENTICATE EXTERNAL ${b64("id")}\r\n`] },
-  { server: "plain", send: [`a AUTHENTICATE EXTERNAL ${b64("test")}\r\n`], latest: { replies: ["a BAD invalid command\r\n"], why: "Postern refuses EXTERNAL with an initial response unless imap_auth has external; nginx accepts it" } },
+  {
+    server: "plain",
+    send: [`a AUTHENTICATE EXTERNAL ${b64("test")}\r\n`],
+    latest: {
+      replies: ["a BAD invalid command\r\n"],
+      why: "Postern refuses EXTERNAL with an initial response unless imap_auth has external; nginx accepts it",
+    },
+  },
   // 8: max_errors, too long
   { server: "maxerr", send: ["a FOO\r\n", "\r\n", "b AUTHENTICATE FOO\r\n", "c BAR\r\n"] },
   { server: "maxerr", send: ["a FOO\r\nb FOO\r\nc FOO\r\nd NOOP\r\n"] },
   { server: "small", send: [`a LOGIN ${LONG}\r\n`] },
   { server: "small", send: ["y".repeat(70)] },
-  { server: "small", send: ["a LOGIN {100}\r\n", "z".repeat(100)], latest: { replies: ["a BAD invalid command\r\n", "* BAD invalid command\r\n"], why: "Postern: a literal longer than the buffer is a syntax error at once (no + OK; the z's then overflow as a line of their own); nginx said + OK and overflowed" } },
+  {
+    server: "small",
+    send: ["a LOGIN {100}\r\n", "z".repeat(100)],
+    latest: {
+      replies: ["a BAD invalid command\r\n", "* BAD invalid command\r\n"],
+      why: "Postern: a literal longer than the buffer is a syntax error at once (no + OK; the z's then overflow as a line of their own); nginx said + OK and overflowed",
+    },
+  },
   { server: "small", send: [`a NOOP ${"x".repeat(55)}\r\n`] },
   { server: "small", send: ["a AUTHENTICATE PLAIN\r\n", "A".repeat(50)] },
   { server: "small", send: ["a NOOP\r\nb NOOP x", "x".repeat(60)] },
@@ -151,8 +231,11 @@ async function waitForPort(port: number): Promise<void> {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "postern-imap-nginx-"));
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
-    "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")],
+    { stdio: "ignore" },
+  );
   auth = createHttpServer((_req, res) => {
     res.writeHead(200, { "Auth-Status": REFUSAL, "Auth-Wait": "1" });
     res.end();
@@ -165,13 +248,25 @@ before(async () => {
     ports.set(name, port);
     servers.push(`  server { listen 127.0.0.1:${port}; protocol imap; ${SERVERS[name].conf.replace("HTTP_PORT", String(httpPort))} }`);
   }
-  writeFileSync(join(dir, "nginx.conf"), [
-    `load_module ${MODULE};`, "daemon off;", "master_process off;", `pid ${join(dir, "nginx.pid")};`,
-    `error_log ${join(dir, "error.log")} info;`, "events { worker_connections 512; }",
-    "mail {", "  auth_http 127.0.0.1:1/auth;", "  server_name mx.example.test;",
-    `  ssl_certificate ${join(dir, "cert.pem")};`, `  ssl_certificate_key ${join(dir, "key.pem")};`,
-    ...servers, "}", "",
-  ].join("\n"));
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    [
+      `load_module ${MODULE};`,
+      "daemon off;",
+      "master_process off;",
+      `pid ${join(dir, "nginx.pid")};`,
+      `error_log ${join(dir, "error.log")} info;`,
+      "events { worker_connections 512; }",
+      "mail {",
+      "  auth_http 127.0.0.1:1/auth;",
+      "  server_name mx.example.test;",
+      `  ssl_certificate ${join(dir, "cert.pem")};`,
+      `  ssl_certificate_key ${join(dir, "key.pem")};`,
+      ...servers,
+      "}",
+      "",
+    ].join("\n"),
+  );
   nginx = spawn(NGINX, ["-p", `${dir}/`, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { stdio: "ignore" });
   for (const port of ports.values()) await waitForPort(port);
 });
@@ -262,7 +357,11 @@ test("the front end answers every transcript byte for byte like nginx", async ()
     if (c.latest) {
       // nginx 1.22.1 answers differently here; latest nginx (and Postern) send c.latest
       assert.notDeepEqual(nginxReplies.slice(1), c.latest.replies, `1.22.1 really differs: ${c.latest.why}`);
-      assert.deepEqual(ours.slice(1).map((r) => r.replace(/<close>$/, "")), c.latest.replies, c.latest.why);
+      assert.deepEqual(
+        ours.slice(1).map((r) => r.replace(/<close>$/, "")),
+        c.latest.replies,
+        c.latest.why,
+      );
     } else {
       assert.deepEqual(ours, nginxReplies, `transcript ${i} (${c.server}): ${JSON.stringify(table[i])}`);
     }

@@ -108,7 +108,10 @@ test("AUTH PLAIN with and without initial response, always accepted", () => {
 test("AUTH PLAIN errors: invalid reply and log line, not counted, back to the start state", () => {
   const s = session();
   assert.equal(s.receive("AUTH PLAIN\r\n*\r\n"), "+ \r\n" + INVALID, "* does not cancel, it is bad base64");
-  assert.match(s.sink.contents, /client sent invalid base64 encoding in AUTH PLAIN command while|client sent invalid base64 encoding in AUTH PLAIN command, client/);
+  assert.match(
+    s.sink.contents,
+    /client sent invalid base64 encoding in AUTH PLAIN command while|client sent invalid base64 encoding in AUTH PLAIN command, client/,
+  );
   assert.equal(s.receive(`AUTH PLAIN ${b64("nonul")}\r\n`), INVALID);
   assert.match(s.sink.contents, /client sent invalid login in AUTH PLAIN command/);
   assert.equal(s.receive(`AUTH PLAIN ${b64("\0onlyone")}\r\n`), INVALID);

@@ -64,33 +64,88 @@ const DIGEST = "0123456789abcdef0123456789abcdef";
 
 const CASES: readonly Case[] = [
   { name: "NOOP, CAPA, AUTH list, QUIT", server: "plain", steps: ["NOOP\r\n", "CAPA\r\n", "AUTH\r\n", "noop\n", "QUIT\r\n"] },
-  { name: "syntax errors and refusals", server: "plain", steps: ["STAT\r\n", "PASS x\r\n", "USER\r\n", "STLS\r\n", "APOP a b\r\n", "AUTH CRAM-MD5\r\n", "AUTH FOO\r\n", "NOOP\r\n"] },
+  {
+    name: "syntax errors and refusals",
+    server: "plain",
+    steps: ["STAT\r\n", "PASS x\r\n", "USER\r\n", "STLS\r\n", "APOP a b\r\n", "AUTH CRAM-MD5\r\n", "AUTH FOO\r\n", "NOOP\r\n"],
+  },
   { name: "unknown commands", server: "errors", steps: ["LIST\r\n", "CAPA\r\n", "RETR 1\r\n", "UIDL\r\n"] },
-  { name: "max_errors counts syntax errors only", server: "errors", steps: ["PASS a\r\nUSER\r\nAPOP x y\r\n", "noop a b c d\r\nTOP 1 2\r\n", "NOOP\r\n", "x\r\n"] },
+  {
+    name: "max_errors counts syntax errors only",
+    server: "errors",
+    steps: ["PASS a\r\nUSER\r\nAPOP x y\r\n", "noop a b c d\r\nTOP 1 2\r\n", "NOOP\r\n", "x\r\n"],
+  },
   { name: "max_errors pipelined", server: "errors", steps: ["A\r\nB\r\nC\r\nNOOP\r\n"] },
   { name: "CR not followed by LF, empty line, leading space", server: "plain", steps: ["NOOP\rx\r\n", "\r\n", " NOOP\r\n", "NOOP\r\n"] },
   { name: "split command and pipelining", server: "plain", steps: ["NO", "OP\r", "\nCAPA\nNOOP\r\nUS", "ER bob\r\n", "CAPA\r\n"] },
-  { name: "USER state quirk", server: "plain", steps: ["USER a\r\n", "NOOP\r\n", "CAPA\r\n", "STAT\r\n", "PASS x\r\n", "USER a\r\nUSER b\r\nPASS y\r\n", "USER c\r\nAUTH\r\n", "PASS z\r\n"] },
+  {
+    name: "USER state quirk",
+    server: "plain",
+    steps: ["USER a\r\n", "NOOP\r\n", "CAPA\r\n", "STAT\r\n", "PASS x\r\n", "USER a\r\nUSER b\r\nPASS y\r\n", "USER c\r\nAUTH\r\n", "PASS z\r\n"],
+  },
   { name: "USER/PASS with spaces", server: "plain", steps: ["USER  bob smith \r\n", "PASS  secret with space\r\n"] },
-  { name: "USER/PASS with escaped bytes", server: "plain", steps: ["USER a%b+c:d\r\n", "PASS \x01\xff\"\r\n"] },
+  { name: "USER/PASS with escaped bytes", server: "plain", steps: ["USER a%b+c:d\r\n", 'PASS \x01\xff"\r\n'] },
   { name: "USER then QUIT", server: "plain", steps: ["USER a\r\n", "QUIT\r\n"] },
   { name: "128-byte command fits", server: "plain", steps: [`USER ${"x".repeat(121)}\r\n`, "PASS p\r\n"] },
   { name: "129-byte command is too long", server: "plain", steps: [`USER ${"x".repeat(122)}\r\n`] },
   { name: "a pipelined command must fit in what is left of the buffer", server: "plain", steps: [`NOOP\r\nUSER ${"x".repeat(120)}\r\n`], socketOnly: true },
   { name: "AUTH PLAIN with challenge", server: "plain", steps: ["AUTH PLAIN\r\n", `${b64("zid\0bob\0pw")}\r\n`] },
   { name: "AUTH PLAIN initial response", server: "apopOnly", steps: [`auth plain ${b64("\0al\0p w")}\r\n`] },
-  { name: "AUTH PLAIN errors", server: "plain", steps: ["AUTH PLAIN\r\n", "*\r\n", `AUTH PLAIN ${b64("nonul")}\r\n`, `AUTH PLAIN ${b64("\0one")}\r\n`, "AUTH PLAIN a b\r\n", "AUTH PLAIN a b c d\r\n", "CAPA\r\n"] },
+  {
+    name: "AUTH PLAIN errors",
+    server: "plain",
+    steps: [
+      "AUTH PLAIN\r\n",
+      "*\r\n",
+      `AUTH PLAIN ${b64("nonul")}\r\n`,
+      `AUTH PLAIN ${b64("\0one")}\r\n`,
+      "AUTH PLAIN a b\r\n",
+      "AUTH PLAIN a b c d\r\n",
+      "CAPA\r\n",
+    ],
+  },
   { name: "AUTH LOGIN two steps", server: "plain", steps: ["AUTH LOGIN\r\n", `${b64("bob")} junk\r\n`, `${b64("secret")}\r\n`] },
   { name: "AUTH LOGIN initial response, empty password", server: "plain", steps: [`AUTH login ${b64("al")}\r\n`, "\r\n"] },
-  { name: "AUTH LOGIN errors", server: "plain", steps: ["AUTH LOGIN a b\r\n", "AUTH LOGIN\r\n", "!!\r\n", "AUTH LOGIN\r\n", "YQ==\r\n", "a b c d\r\n", "PASS x\r\n", "AUTH LOGIN !\r\n", "NOOP\r\n"] },
+  {
+    name: "AUTH LOGIN errors",
+    server: "plain",
+    steps: ["AUTH LOGIN a b\r\n", "AUTH LOGIN\r\n", "!!\r\n", "AUTH LOGIN\r\n", "YQ==\r\n", "a b c d\r\n", "PASS x\r\n", "AUTH LOGIN !\r\n", "NOOP\r\n"],
+  },
   { name: "CAPA and AUTH with every method", server: "all", steps: ["CAPA\r\n", "AUTH\r\n", "USER u\r\n", "CAPA\r\n", "QUIT\r\n"] },
   { name: "CAPA and AUTH with apop only", server: "apopOnly", steps: ["CAPA\r\n", "AUTH\r\n", "AUTH CRAM-MD5\r\n", "AUTH EXTERNAL\r\n"] },
   { name: "APOP", server: "all", steps: ["APOP bob\r\n", "APOP a b c\r\n", `APOP bob ${DIGEST}\r\n`] },
-  { name: "AUTH CRAM-MD5", server: "all", steps: ["AUTH CRAM-MD5 x\r\n", "AUTH CRAM-MD5\r\n", `${b64("bob short")}\r\n`, "auth cram-md5\r\n", `${b64(`bob ${DIGEST}`)}\r\n`] },
+  {
+    name: "AUTH CRAM-MD5",
+    server: "all",
+    steps: ["AUTH CRAM-MD5 x\r\n", "AUTH CRAM-MD5\r\n", `${b64("bob short")}\r\n`, "auth cram-md5\r\n", `${b64(`bob ${DIGEST}`)}\r\n`],
+  },
   { name: "AUTH EXTERNAL with challenge", server: "all", steps: ["AUTH EXTERNAL\r\n", "*\r\n", "AUTH EXTERNAL\r\n", `${b64("cn=bob")}\r\n`] },
   { name: "AUTH EXTERNAL initial response, enabled", server: "all", steps: [`AUTH EXTERNAL ${b64("ext")}\r\n`] },
-  { name: "starttls on: CAPA, STLS refused in USER state, STLS, CAPA after TLS", server: "on", steps: ["CAPA\r\n", "USER a\r\n", "CAPA\r\n", "STLS\r\n", "STLS\r\nCAPA\r\n", TLS, "CAPA\r\n", "STLS\r\n", "USER b\r\n", "PASS c\r\n"] },
-  { name: "starttls only: refusals, CAPA, STLS, then login", server: "only", steps: ["USER bob\r\n", "APOP bob d\r\n", "AUTH\r\n", "AUTH PLAIN\r\n", `AUTH EXTERNAL ${b64("x")}\r\n`, "CAPA\r\n", "PASS x\r\n", "STLS\r\n", TLS, "CAPA\r\n", "AUTH\r\n", "AUTH LOGIN\r\n", `${b64("tls user")}\r\n`, `${b64("pw")}\r\n`] },
+  {
+    name: "starttls on: CAPA, STLS refused in USER state, STLS, CAPA after TLS",
+    server: "on",
+    steps: ["CAPA\r\n", "USER a\r\n", "CAPA\r\n", "STLS\r\n", "STLS\r\nCAPA\r\n", TLS, "CAPA\r\n", "STLS\r\n", "USER b\r\n", "PASS c\r\n"],
+  },
+  {
+    name: "starttls only: refusals, CAPA, STLS, then login",
+    server: "only",
+    steps: [
+      "USER bob\r\n",
+      "APOP bob d\r\n",
+      "AUTH\r\n",
+      "AUTH PLAIN\r\n",
+      `AUTH EXTERNAL ${b64("x")}\r\n`,
+      "CAPA\r\n",
+      "PASS x\r\n",
+      "STLS\r\n",
+      TLS,
+      "CAPA\r\n",
+      "AUTH\r\n",
+      "AUTH LOGIN\r\n",
+      `${b64("tls user")}\r\n`,
+      `${b64("pw")}\r\n`,
+    ],
+  },
 ];
 
 /**
@@ -128,7 +183,10 @@ const posternLog = new MemorySink(1 << 20, "info");
 
 /** nginx's %XX escaping undone, bytes as latin1. */
 function unescape(value: string): string {
-  return Buffer.from(value.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), "latin1").toString("latin1");
+  return Buffer.from(
+    value.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))),
+    "latin1",
+  ).toString("latin1");
 }
 
 function header(h: IncomingHttpHeaders, name: string): string | undefined {
@@ -148,7 +206,10 @@ async function waitForPort(port: number, deadline: number): Promise<void> {
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect(port, "127.0.0.1");
-      s.once("connect", () => { s.destroy(); resolve(true); });
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
       s.once("error", () => resolve(false));
     });
     if (ok) return;
@@ -159,7 +220,25 @@ async function waitForPort(port: number, deadline: number): Promise<void> {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "postern-pop3-nginx-"));
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=mx.example.test"], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=mx.example.test",
+    ],
+    { stdio: "ignore" },
+  );
   authServer = createServer((req, res) => {
     authRequests.push({
       method: header(req.headers, "auth-method") ?? "",
@@ -178,12 +257,25 @@ before(async () => {
     ports.set(name, port);
     servers += `server { listen 127.0.0.1:${port}; protocol pop3; ${spec.directives} starttls ${spec.starttls}; }\n`;
   }
-  writeFileSync(join(dir, "nginx.conf"), [
-    `load_module ${MAIL_MODULE};`, "daemon off;", "master_process off;", `pid ${dir}/nginx.pid;`, `error_log ${dir}/error.log debug;`,
-    "events { worker_connections 64; }",
-    "mail {", `auth_http 127.0.0.1:${authPort}/auth;`, "server_name mx.example.test;",
-    `ssl_certificate ${dir}/cert.pem;`, `ssl_certificate_key ${dir}/key.pem;`, servers, "}", "",
-  ].join("\n"));
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    [
+      `load_module ${MAIL_MODULE};`,
+      "daemon off;",
+      "master_process off;",
+      `pid ${dir}/nginx.pid;`,
+      `error_log ${dir}/error.log debug;`,
+      "events { worker_connections 64; }",
+      "mail {",
+      `auth_http 127.0.0.1:${authPort}/auth;`,
+      "server_name mx.example.test;",
+      `ssl_certificate ${dir}/cert.pem;`,
+      `ssl_certificate_key ${dir}/key.pem;`,
+      servers,
+      "}",
+      "",
+    ].join("\n"),
+  );
   await startPostern();
   nginx = spawn(NGINX, ["-p", `${dir}/`, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { stdio: "ignore" });
   const deadline = Date.now() + 10_000;
@@ -212,7 +304,10 @@ async function startPostern(): Promise<void> {
       starttls: spec.starttls,
       async handshake(socket) {
         const secure = new TLSSocket(socket, { isServer: true, secureContext });
-        await new Promise<void>((resolve, reject) => { secure.once("secure", resolve); secure.once("error", reject); });
+        await new Promise<void>((resolve, reject) => {
+          secure.once("secure", resolve);
+          secure.once("error", reject);
+        });
         return secure;
       },
       checkClientCertificate: () => ({ result: "ok" }),
@@ -254,15 +349,27 @@ class WireClient {
 
   static async open(port: number): Promise<WireClient> {
     const socket = connect(port, "127.0.0.1");
-    await new Promise<void>((resolve, reject) => { socket.once("connect", resolve); socket.once("error", reject); });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
     return new WireClient(socket);
   }
 
   #listen(socket: Socket): void {
-    socket.on("data", (d: Buffer) => { this.#data += d.toString("latin1"); this.#last = Date.now(); });
-    socket.on("close", () => { this.closed = true; });
-    socket.on("end", () => { this.closed = true; });
-    socket.on("error", () => { this.closed = true; });
+    socket.on("data", (d: Buffer) => {
+      this.#data += d.toString("latin1");
+      this.#last = Date.now();
+    });
+    socket.on("close", () => {
+      this.closed = true;
+    });
+    socket.on("end", () => {
+      this.closed = true;
+    });
+    socket.on("error", () => {
+      this.closed = true;
+    });
   }
 
   send(text: string): void {
@@ -290,7 +397,10 @@ class WireClient {
     const plain = this.#socket;
     plain.removeAllListeners("data");
     const secure = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: "mx.example.test" });
-    await new Promise<void>((resolve, reject) => { secure.once("secureConnect", resolve); secure.once("error", reject); });
+    await new Promise<void>((resolve, reject) => {
+      secure.once("secureConnect", resolve);
+      secure.once("error", reject);
+    });
     this.#socket = secure;
     this.#listen(secure);
   }
@@ -400,8 +510,19 @@ test(`deliberate difference: ${EXTERNAL_DEVIATION.name}`, async () => {
   const ours = playPostern(EXTERNAL_DEVIATION, "<0.0@mx.example.test>");
   const live = await playPosternSocket(EXTERNAL_DEVIATION, "<0.0@mx.example.test>");
   assert.deepEqual(live.table, ours.table);
-  assert.deepEqual(theirs.table.map((r) => r.received), [`-ERR ${REFUSAL}\r\n`], "nginx goes to auth_http although external is not enabled");
-  assert.deepEqual(theirs.auths.map((a) => a.method), ["external"]);
-  assert.deepEqual(ours.table.map((r) => r.received), ["-ERR invalid command\r\n"], "Postern refuses it");
+  assert.deepEqual(
+    theirs.table.map((r) => r.received),
+    [`-ERR ${REFUSAL}\r\n`],
+    "nginx goes to auth_http although external is not enabled",
+  );
+  assert.deepEqual(
+    theirs.auths.map((a) => a.method),
+    ["external"],
+  );
+  assert.deepEqual(
+    ours.table.map((r) => r.received),
+    ["-ERR invalid command\r\n"],
+    "Postern refuses it",
+  );
   assert.equal(ours.credentials.length, 0);
 });

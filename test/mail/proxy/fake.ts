@@ -2,6 +2,7 @@
  * Test helpers for the proxy: a scripted raw-TCP backend, a front server that
  * hands each accepted client to proxySession, and a small line client.
  */
+import { serverNameDirective } from "../../../src/mail/core-module.js";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { once } from "node:events";
 import { ServerConf, Level, type Directive } from "../../../src/conf/directive.js";
@@ -138,40 +139,62 @@ export async function runProxy(o: RunOptions): Promise<ProxyRun> {
   const logs = new MemorySink(1 << 20, "debug");
   const errorLog = new ErrorLog([logs]);
   let finishedResolve!: () => void;
-  const finished = new Promise<void>((r) => { finishedResolve = r; });
+  const finished = new Promise<void>((r) => {
+    finishedResolve = r;
+  });
   let sideResolve!: (s: Socket) => void;
-  const serverSide = new Promise<Socket>((r) => { sideResolve = r; });
+  const serverSide = new Promise<Socket>((r) => {
+    sideResolve = r;
+  });
   const front = createServer({ pauseOnConnect: true }, (s) => {
     sideResolve(s);
     s.on("error", () => {});
     const local = s.localAddress ?? "127.0.0.1";
     const session: SessionInfo = {
-      id: 1, protocol: o.protocol,
-      clientAddr: o.clientAddr ?? s.remoteAddress ?? "127.0.0.1", clientPort: s.remotePort ?? 0,
-      localAddr: local, localPort: s.localPort ?? 0, unixClient: false,
+      id: 1,
+      protocol: o.protocol,
+      clientAddr: o.clientAddr ?? s.remoteAddress ?? "127.0.0.1",
+      clientPort: s.remotePort ?? 0,
+      localAddr: local,
+      localPort: s.localPort ?? 0,
+      unixClient: false,
       smtp: o.smtp,
     };
-    const log = new ConnectionLog(errorLog, 1, { client: session.clientAddr, server: `${local}:${s.localPort}`, login: typeof o.login === "string" ? o.login : Buffer.isBuffer(o.login) ? o.login.toString("latin1") : "user" });
+    const log = new ConnectionLog(errorLog, 1, {
+      client: session.clientAddr,
+      server: `${local}:${s.localPort}`,
+      login: typeof o.login === "string" ? o.login : Buffer.isBuffer(o.login) ? o.login.toString("latin1") : "user",
+    });
     const start = (): void => {
       const conf = o.conf ?? serverConf();
+      // the backend login reads server_name from the configuration, as the session's does
+      if (!conf.own.has(serverNameDirective)) conf.own.set(serverNameDirective, o.serverName ?? "proxy.test", { file: "test.conf", line: 1 });
       const login: BackendLoginInput = {
         login: Buffer.isBuffer(o.login) ? o.login : Buffer.from(o.login ?? "user", "latin1"),
         password: Buffer.isBuffer(o.password) ? o.password : Buffer.from(o.password ?? "secret", "latin1"),
-        authMethod: o.authMethod ?? "plain", conf, serverName: o.serverName ?? "proxy.test",
-        clientAddr: session.clientAddr, unixClient: false,
+        authMethod: o.authMethod ?? "plain",
+        conf,
+        session,
       };
       const params: ProxySessionParams = {
-        client: s, pending: Buffer.from(o.pending ?? "", "latin1"), session,
+        client: s,
+        pending: Buffer.from(o.pending ?? "", "latin1"),
+        session,
         backend: { host: o.backendHost ?? "127.0.0.1", port: o.backendPort },
-        conf, timeoutMs: o.timeoutMs ?? 5000, log,
+        conf,
+        timeoutMs: o.timeoutMs ?? 5000,
+        log,
         loginSteps: () => loginStepsFor(o, login),
-        internalError: () => { s.end(INTERNAL[o.protocol]); },
+        internalError: () => {
+          s.end(INTERNAL[o.protocol]);
+        },
         shutdown: o.shutdown,
       };
       proxySession(params).then(finishedResolve, finishedResolve);
     };
     // Give early client bytes time to arrive before the login starts.
-    if (o.early) setTimeout(start, 50); else start();
+    if (o.early) setTimeout(start, 50);
+    else start();
   });
   front.listen(0, "127.0.0.1");
   await once(front, "listening");
@@ -184,7 +207,11 @@ export async function runProxy(o: RunOptions): Promise<ProxyRun> {
   await once(client, "connect");
   if (o.early) client.write(o.early);
   return {
-    client, logs, finished, clientClosed, serverSide,
+    client,
+    logs,
+    finished,
+    clientClosed,
+    serverSide,
     text: () => Buffer.concat(chunks).toString("latin1"),
     bytes: () => Buffer.concat(chunks),
     async close(): Promise<void> {

@@ -2,7 +2,16 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { AnyDirective, SetContext } from "../../../src/conf/directive.js";
 import { ConfError } from "../../../src/core/errors.js";
-import { proxyModule, proxyBuffer, proxyFlag, proxyPassErrorMessage, proxyProtocol, proxySmtpAuth, proxyTimeout, xclient } from "../../../src/mail/proxy/module.js";
+import {
+  proxyModule,
+  proxyBuffer,
+  proxyFlag,
+  proxyPassErrorMessage,
+  proxyProtocol,
+  proxySmtpAuth,
+  proxyTimeout,
+  xclient,
+} from "../../../src/mail/proxy/module.js";
 
 const cx = { name: "x", location: { file: "t.conf", line: 1 }, warn: () => {} } as unknown as SetContext;
 
@@ -20,15 +29,18 @@ function error(d: AnyDirective, arg: string): string {
 }
 
 test("the table has the seven directives with nginx's defaults", () => {
-  assert.deepEqual(proxyModule.directives.map((d): unknown[] => [d.name, d.defaultValue, d.merge, d.duplicates]), [
-    ["proxy", false, "scalar", "error"],
-    ["proxy_buffer", 4096, "scalar", "error"],
-    ["proxy_pass_error_message", false, "scalar", "error"],
-    ["proxy_protocol", "off", "scalar", "error"],
-    ["proxy_smtp_auth", false, "scalar", "error"],
-    ["proxy_timeout", 86400000, "scalar", "error"],
-    ["xclient", true, "scalar", "error"],
-  ]);
+  assert.deepEqual(
+    proxyModule.directives.map((d): unknown[] => [d.name, d.defaultValue, d.merge, d.duplicates]),
+    [
+      ["proxy", false, "scalar", "error"],
+      ["proxy_buffer", 4096, "scalar", "error"],
+      ["proxy_pass_error_message", false, "scalar", "error"],
+      ["proxy_protocol", "off", "scalar", "error"],
+      ["proxy_smtp_auth", false, "scalar", "error"],
+      ["proxy_timeout", 86400000, "scalar", "error"],
+      ["xclient", true, "scalar", "error"],
+    ],
+  );
   for (const d of proxyModule.directives) assert.deepEqual(d.contexts, ["mail", "server"]);
 });
 

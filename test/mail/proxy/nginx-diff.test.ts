@@ -38,7 +38,9 @@ before(async () => {
   await once(auth, "listening");
   const authPort = (auth.address() as { port: number }).port;
   for (const k of Object.keys(ports) as (keyof typeof ports)[]) ports[k] = await closedPort();
-  writeFileSync(join(dir, "nginx.conf"), `
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `
 load_module /usr/lib/nginx/modules/ngx_mail_module.so;
 daemon off;
 master_process off;
@@ -55,13 +57,17 @@ mail {
   server { listen 127.0.0.1:${ports.smtpAuth}; protocol smtp; smtp_auth login plain; xclient on; proxy_smtp_auth on; }
   server { listen 127.0.0.1:${ports.smtpNone}; protocol smtp; smtp_auth none; }
 }
-`);
+`,
+  );
   nginx = spawn("/usr/sbin/nginx", ["-p", `${dir}/`, "-c", "nginx.conf", "-e", `${dir}/error.log`], { stdio: "ignore" });
   // Wait until nginx accepts on the last listener.
   const deadline = Date.now() + 5000;
   for (;;) {
     const ok = await new Promise<boolean>((r) => {
-      const s = connect(ports.smtpAuth, "127.0.0.1", () => { s.destroy(); r(true); });
+      const s = connect(ports.smtpAuth, "127.0.0.1", () => {
+        s.destroy();
+        r(true);
+      });
       s.on("error", () => r(false));
     });
     if (ok) break;
@@ -81,7 +87,9 @@ after(async () => {
 async function nginxClient(port: number, lines: string[], until_: string): Promise<string> {
   const s = connect(port, "127.0.0.1");
   let text = "";
-  s.on("data", (c: Buffer) => { text += c.toString("latin1"); });
+  s.on("data", (c: Buffer) => {
+    text += c.toString("latin1");
+  });
   s.on("error", () => {});
   await once(s, "connect");
   await until(() => text.includes("\n"), 3000, "greeting");
@@ -107,17 +115,18 @@ const IMAP_SCRIPT: Script = ["+ go\r\n", "+ go\r\n", "a1 OK logged\r\n"];
 
 test("IMAP login bytes: identical to nginx 1.22.1", async () => {
   const be1 = await withBackend("* OK hi\r\n", IMAP_SCRIPT);
-  const seen = await nginxClient(ports.imap, ['a1 LOGIN "us er" {3}\r\n', "p\"w\r\n"], "a1 OK logged");
+  const seen = await nginxClient(ports.imap, ['a1 LOGIN "us er" {3}\r\n', 'p"w\r\n'], "a1 OK logged");
   assert.ok(seen.endsWith("a1 OK logged\r\n"));
-  await until(() => be1.received[0]?.toString().includes("p\"w\r\n") === true);
+  await until(() => be1.received[0]?.toString().includes('p"w\r\n') === true);
   const theirs = be1.received[0]!.toString("latin1");
   await be1.close();
   const be2 = await fakeBackend("* OK hi\r\n", IMAP_SCRIPT);
-  const run = await runProxy({ protocol: "imap", backendPort: be2.port, imapTag: "a1", login: "us er", password: "p\"w" });
+  const run = await runProxy({ protocol: "imap", backendPort: be2.port, imapTag: "a1", login: "us er", password: 'p"w' });
   await until(() => run.text().includes("a1 OK logged"));
   assert.equal(be2.received[0]!.toString("latin1"), theirs);
-  assert.equal(theirs, "a1 LOGIN {5}\r\nus er {3}\r\np\"w\r\n");
-  await run.close(); await be2.close();
+  assert.equal(theirs, 'a1 LOGIN {5}\r\nus er {3}\r\np"w\r\n');
+  await run.close();
+  await be2.close();
 });
 
 test("IMAP tagged NO: same client bytes and log text as nginx 1.22.1 (pass_error_message on and off)", async () => {
@@ -137,7 +146,8 @@ test("IMAP tagged NO: same client bytes and log text as nginx 1.22.1 (pass_error
     assert.equal(run.text(), greetingLess);
     const ours = /upstream sent invalid response: "[^"]*"/.exec(run.logs.contents)![0];
     assert.ok(log.includes(ours), `nginx logged ${ours}`);
-    await run.close(); await be.close();
+    await run.close();
+    await be.close();
   }
 });
 
@@ -151,7 +161,8 @@ test("POP3 login bytes: identical to nginx 1.22.1", async () => {
   const run = await runProxy({ protocol: "pop3", backendPort: be2.port, login: "bob", password: "pw x" });
   await until(() => run.text().includes("+OK in"));
   assert.equal(be2.received[0]!.toString("latin1"), theirs);
-  await run.close(); await be2.close();
+  await run.close();
+  await be2.close();
 });
 
 const SMTP_SCRIPT: Script = ["250-mx\r\n250 XCLIENT NAME ADDR LOGIN\r\n", "220 mx\r\n", "250-mx\r\n250 OK\r\n"];
@@ -167,7 +178,11 @@ test("SMTP xclient on: nginx 1.22.1 bytes, except latest's xtext LOGIN", async (
   await be1.close();
   const be2 = await fakeBackend("220 mx\r\n", SMTP_SCRIPT);
   const run = await runProxy({
-    protocol: "smtp", backendPort: be2.port, login: LOGIN, password: "pw", serverName: "front.example",
+    protocol: "smtp",
+    backendPort: be2.port,
+    login: LOGIN,
+    password: "pw",
+    serverName: "front.example",
     smtp: { helo: "client.example", esmtp: true, clientHost: "[UNAVAILABLE]" },
   });
   await until(() => run.text().includes("235"));
@@ -177,7 +192,8 @@ test("SMTP xclient on: nginx 1.22.1 bytes, except latest's xtext LOGIN", async (
   const expected = theirs.replace(`LOGIN=${LOGIN}`, `LOGIN=${xtext(Buffer.from(LOGIN)).toString()}`);
   assert.equal(be2.received[0]!.toString("latin1"), expected);
   assert.equal(expected, "EHLO front.example\r\nXCLIENT ADDR=127.0.0.1 LOGIN=us+20er+2B+3Dx NAME=[UNAVAILABLE]\r\nEHLO client.example\r\n");
-  await run.close(); await be2.close();
+  await run.close();
+  await be2.close();
 });
 
 test("SMTP xclient on + proxy_smtp_auth: identical to nginx 1.22.1 (no LOGIN=, AUTH PLAIN)", async () => {
@@ -191,14 +207,20 @@ test("SMTP xclient on + proxy_smtp_auth: identical to nginx 1.22.1 (no LOGIN=, A
   await be1.close();
   const be2 = await fakeBackend("220 mx\r\n", script);
   const run = await runProxy({
-    protocol: "smtp", backendPort: be2.port, login: LOGIN, password: "pw", serverName: "front.example",
-    smtp: { helo: "client.example", esmtp: false, clientHost: "[UNAVAILABLE]" }, conf: serverConf([d(proxySmtpAuth, true)]),
+    protocol: "smtp",
+    backendPort: be2.port,
+    login: LOGIN,
+    password: "pw",
+    serverName: "front.example",
+    smtp: { helo: "client.example", esmtp: false, clientHost: "[UNAVAILABLE]" },
+    conf: serverConf([d(proxySmtpAuth, true)]),
   });
   await until(() => run.text().includes("235"));
   assert.equal(run.text(), "235 2.0.0 OK\r\n");
   assert.equal(be2.received[0]!.toString("latin1"), theirs);
   assert.equal(theirs, `EHLO front.example\r\nXCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]\r\nHELO client.example\r\nAUTH PLAIN ${plain}\r\n`);
-  await run.close(); await be2.close();
+  await run.close();
+  await be2.close();
 });
 
 test("SMTP smtp_auth none: MAIL/RCPT replay and the relayed RCPT reply match nginx 1.22.1", async () => {
@@ -210,7 +232,12 @@ test("SMTP smtp_auth none: MAIL/RCPT replay and the relayed RCPT reply match ngi
   await be1.close();
   const be2 = await fakeBackend("220 mx\r\n", script);
   const run = await runProxy({
-    protocol: "smtp", backendPort: be2.port, authMethod: "none", login: "", password: "", serverName: "front.example",
+    protocol: "smtp",
+    backendPort: be2.port,
+    authMethod: "none",
+    login: "",
+    password: "",
+    serverName: "front.example",
     smtp: { helo: "c.example", esmtp: true, clientHost: "[UNAVAILABLE]", from: "MAIL FROM:<a@b> SIZE=10", to: "RCPT TO:<x@y>" },
   });
   await until(() => run.text().includes("550"));
@@ -218,7 +245,8 @@ test("SMTP smtp_auth none: MAIL/RCPT replay and the relayed RCPT reply match ngi
   assert.ok(seen.endsWith("250 2.0.0 OK\r\n550 5.1.1 unknown\r\n"), seen);
   assert.equal(be2.received[0]!.toString("latin1"), theirs);
   assert.equal(theirs, "EHLO front.example\r\nXCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]\r\nEHLO c.example\r\nMAIL FROM:<a@b> SIZE=10\r\nRCPT TO:<x@y>\r\n");
-  await run.close(); await be2.close();
+  await run.close();
+  await be2.close();
 });
 
 test("IMAP untagged line before the tagged OK: 1.22.1 fails, latest (and we) relay it", async () => {
@@ -233,5 +261,6 @@ test("IMAP untagged line before the tagged OK: 1.22.1 fails, latest (and we) rel
   const run = await runProxy({ protocol: "imap", backendPort: be2.port, login: "u", password: "p" });
   await until(() => run.text().includes("a1 OK in"));
   assert.equal(run.text(), "* CAPABILITY IMAP4rev1\r\na1 OK in\r\n");
-  await run.close(); await be2.close();
+  await run.close();
+  await be2.close();
 });

@@ -34,7 +34,10 @@ test("CIDR parsing: prefixes, masks, low bits", () => {
 test("warning for host bits, host-not-found error for bad values", () => {
   assert.deepEqual(entries(["1.2.3.4/24"]).warnings, ["low address bits of 1.2.3.4/24 are meaningless"]);
   for (const bad of ["1.2.3.4/40", "no-such-host.invalid"]) {
-    assert.throws(() => entries([bad]), (e: unknown) => e instanceof ConfError && e.message === `host not found in set_real_ip_from "${bad}"`);
+    assert.throws(
+      () => entries([bad]),
+      (e: unknown) => e instanceof ConfError && e.message === `host not found in set_real_ip_from "${bad}"`,
+    );
   }
 });
 

@@ -53,7 +53,8 @@ async function resolve(addr: string, answers: Record<string, FakeAnswer>, timeou
 
 test("host name characters accepted by latest nginx", () => {
   assert.equal(isValidHostName("Client-1.Example.test"), true);
-  for (const bad of ["", "bad_name.example", "a b", "evil\r\nx", "x\0", "caf\xe9.example", "a/b"]) assert.equal(isValidHostName(bad), false, JSON.stringify(bad));
+  for (const bad of ["", "bad_name.example", "a b", "evil\r\nx", "x\0", "caf\xe9.example", "a/b"])
+    assert.equal(isValidHostName(bad), false, JSON.stringify(bad));
 });
 
 test("no resolver: [UNAVAILABLE] without any query; UNIX-socket client: [TEMPUNAVAIL]", async () => {
@@ -103,10 +104,14 @@ test("A pointing elsewhere: [UNAVAILABLE]", async () => {
 test("PTR NXDOMAIN: [UNAVAILABLE]; SERVFAIL: [TEMPUNAVAIL]; each logged", async () => {
   const nx = await resolve("127.0.0.24", { "PTR 24.0.0.127.in-addr.arpa": { rcode: 3 } });
   assert.equal(nx.host, "[UNAVAILABLE]");
-  assert.deepEqual(nx.errors, ["*1 127.0.0.24 could not be resolved (3: Host not found) while in resolving client address, client: 127.0.0.1, server: 127.0.0.1:25"]);
+  assert.deepEqual(nx.errors, [
+    "*1 127.0.0.24 could not be resolved (3: Host not found) while in resolving client address, client: 127.0.0.1, server: 127.0.0.1:25",
+  ]);
   const fail = await resolve("127.0.0.25", { "PTR 25.0.0.127.in-addr.arpa": { rcode: 2 } });
   assert.equal(fail.host, "[TEMPUNAVAIL]");
-  assert.deepEqual(fail.errors, ["*1 127.0.0.25 could not be resolved (2: Server failure) while in resolving client address, client: 127.0.0.1, server: 127.0.0.1:25"]);
+  assert.deepEqual(fail.errors, [
+    "*1 127.0.0.25 could not be resolved (2: Server failure) while in resolving client address, client: 127.0.0.1, server: 127.0.0.1:25",
+  ]);
 });
 
 test("resolver_timeout: [TEMPUNAVAIL] after the timeout", async () => {
@@ -130,7 +135,9 @@ test("PTR names with bytes outside A-Za-z0-9.- are [TEMPUNAVAIL], never passed o
     n++;
     const r = await resolve(`127.0.0.${n}`, { [`PTR ${n}.0.0.127.in-addr.arpa`]: { records: [{ type: "PTR", data: name }] } });
     assert.equal(r.host, "[TEMPUNAVAIL]", JSON.stringify(name));
-    assert.deepEqual(r.errors, [`*1 127.0.0.${n} resolved to invalid host name ${shown} while in resolving client address, client: 127.0.0.1, server: 127.0.0.1:25`]);
+    assert.deepEqual(r.errors, [
+      `*1 127.0.0.${n} resolved to invalid host name ${shown} while in resolving client address, client: 127.0.0.1, server: 127.0.0.1:25`,
+    ]);
     assert.deepEqual(r.queries, [`PTR ${n}.0.0.127.in-addr.arpa`], "no forward lookup of a bad name");
   }
 });
@@ -142,7 +149,9 @@ test("forward lookup failures: NXDOMAIN [UNAVAILABLE], SERVFAIL [TEMPUNAVAIL]", 
     "AAAA gone.example": { rcode: 3 },
   });
   assert.equal(nx.host, "[UNAVAILABLE]");
-  assert.deepEqual(nx.errors, ['*1 "gone.example" could not be resolved (3: Host not found) while in resolving client hostname, client: 127.0.0.1, server: 127.0.0.1:25']);
+  assert.deepEqual(nx.errors, [
+    '*1 "gone.example" could not be resolved (3: Host not found) while in resolving client hostname, client: 127.0.0.1, server: 127.0.0.1:25',
+  ]);
   const fail = await resolve("127.0.0.42", {
     "PTR 42.0.0.127.in-addr.arpa": { records: [{ type: "PTR", data: "flaky.example" }] },
     "A flaky.example": { records: [{ type: "A", data: "127.0.0.42" }] },

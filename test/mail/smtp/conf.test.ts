@@ -33,7 +33,10 @@ function write(name: string, mail: string): string {
 /** nginx -t's first [emerg]/[warn] lines, without the `nginx: [level] ` prefix. */
 function nginxSays(file: string): string[] {
   const r = spawnSync("/usr/sbin/nginx", ["-t", "-p", `${dir}/`, "-c", file, "-e", join(dir, "error.log")], { encoding: "latin1" });
-  return r.stderr.split("\n").filter((l) => /\[(emerg|warn)\]/.test(l)).map((l) => l.replace(/^nginx: \[\w+\] /, ""));
+  return r.stderr
+    .split("\n")
+    .filter((l) => /\[(emerg|warn)\]/.test(l))
+    .map((l) => l.replace(/^nginx: \[\w+\] /, ""));
 }
 
 /** Our parse of the same file: the error text, or the warnings; plus the servers. */
@@ -69,7 +72,9 @@ for (const [name, body] of BAD) {
   test(`config error as nginx: ${name}`, () => {
     const theirs = nginxSays(write(`${name}.conf`, body)).map((l) => l.replace(`${dir}/${name}.conf:`, "FILE:"));
     // our file has no load_module, events and auth_http lines: shift line numbers by three
-    const ours = weSay(mailOnly(name, body)).lines.map((l) => l.replace(new RegExp(`${dir}/${name}\\.ours:(\\d+)`), (_m, n: string) => `FILE:${Number(n) + 2}`));
+    const ours = weSay(mailOnly(name, body)).lines.map((l) =>
+      l.replace(new RegExp(`${dir}/${name}\\.ours:(\\d+)`), (_m, n: string) => `FILE:${Number(n) + 2}`),
+    );
     assert.ok(theirs.length > 0, "nginx reports something");
     assert.deepEqual(ours, theirs);
   });
@@ -78,17 +83,24 @@ for (const [name, body] of BAD) {
 test("duplicate smtp_auth words warn as nginx", () => {
   const body = "  smtp_auth plain plain login;\n  server { listen 127.0.0.1:2525; protocol smtp; }";
   const theirs = nginxSays(write("dup-word.conf", body)).map((l) => l.replace(`${dir}/dup-word.conf:`, "FILE:"));
-  const ours = weSay(mailOnly("dup-word", body)).lines.map((l) => l.replace(new RegExp(`${dir}/dup-word\\.ours:(\\d+)`), (_m, n: string) => `FILE:${Number(n) + 2}`));
+  const ours = weSay(mailOnly("dup-word", body)).lines.map((l) =>
+    l.replace(new RegExp(`${dir}/dup-word\\.ours:(\\d+)`), (_m, n: string) => `FILE:${Number(n) + 2}`),
+  );
   assert.deepEqual(ours, theirs);
 });
 
 test("values merge from mail to server; a server's smtp_auth replaces the mail level's", () => {
-  const { servers } = weSay(mailOnly("merge", [
-    "  server_name mx.example.test;",
-    '  smtp_auth cram-md5;\n  smtp_auth none;\n  smtp_capabilities "SIZE 100" 8BITMIME;\n  smtp_greeting_delay 1s;',
-    "  server { listen 127.0.0.1:2525; protocol smtp; }",
-    "  server { listen 127.0.0.1:2526; protocol smtp; smtp_auth login; smtp_capabilities X; smtp_client_buffer 8k; }",
-  ].join("\n")));
+  const { servers } = weSay(
+    mailOnly(
+      "merge",
+      [
+        "  server_name mx.example.test;",
+        '  smtp_auth cram-md5;\n  smtp_auth none;\n  smtp_capabilities "SIZE 100" 8BITMIME;\n  smtp_greeting_delay 1s;',
+        "  server { listen 127.0.0.1:2525; protocol smtp; }",
+        "  server { listen 127.0.0.1:2526; protocol smtp; smtp_auth login; smtp_capabilities X; smtp_client_buffer 8k; }",
+      ].join("\n"),
+    ),
+  );
   assert.equal(servers.length, 2);
   const [a, b] = servers.map((s) => smtpWire(s));
   assert.equal(a!.ehlo, "250-mx.example.test\r\n250-SIZE 100\r\n250-8BITMIME\r\n250 AUTH CRAM-MD5\r\n");

@@ -1,7 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SmtpFrontEnd } from "../../../src/mail/smtp/handler.js";
-import { smtpAuthDirective, smtpCapabilitiesDirective, smtpClientBufferDirective, smtpGreetingDelayDirective, smtpModule, smtpWire } from "../../../src/mail/smtp/module.js";
+import {
+  smtpAuthDirective,
+  smtpCapabilitiesDirective,
+  smtpClientBufferDirective,
+  smtpGreetingDelayDirective,
+  smtpModule,
+  smtpWire,
+} from "../../../src/mail/smtp/module.js";
 import { smtpProtocol } from "../../../src/mail/smtp/protocol.js";
 import { maxErrorsDirective, serverNameDirective } from "../../../src/mail/core-module.js";
 import type { StarttlsMode } from "../../../src/mail/front-end.js";
@@ -80,9 +87,15 @@ test("server_name comes from the mail block; directives merge as nginx's", () =>
   const server = smtpServer([], [set(serverNameDirective, "outer.example"), set(smtpCapabilitiesDirective, ["X-OUTER"])]);
   assert.equal(smtpWire(server).greeting, "220 outer.example ESMTP ready\r\n");
   assert.equal(smtpWire(server).ehlo, "250-outer.example\r\n250-X-OUTER\r\n250 AUTH PLAIN LOGIN\r\n");
-  assert.deepEqual(smtpModule.directives.map((d) => [d.name, d.defaultText]), [
-    ["smtp_client_buffer", "4k|8k"], ["smtp_greeting_delay", "0"], ["smtp_capabilities", "—"], ["smtp_auth", "plain login"],
-  ]);
+  assert.deepEqual(
+    smtpModule.directives.map((d) => [d.name, d.defaultText]),
+    [
+      ["smtp_client_buffer", "4k|8k"],
+      ["smtp_greeting_delay", "0"],
+      ["smtp_capabilities", "—"],
+      ["smtp_auth", "plain login"],
+    ],
+  );
 });
 
 test("HELO/EHLO need exactly one argument and forget MAIL", async () => {
@@ -120,7 +133,10 @@ test("MAIL without smtp_auth none: 530, logged with CR/LF as _", async () => {
   const { s } = await open();
   s.output();
   assert.equal(say(s, "MAIL FROM:<a@example.com>\r\n"), "530 5.7.1 Authentication required\r\n");
-  assert.ok(s.logged().some((l) => l.includes('[info] *1 client was rejected: "MAIL FROM:<a@example.com>__", client: 127.0.0.1')), s.logged().join("\n"));
+  assert.ok(
+    s.logged().some((l) => l.includes('[info] *1 client was rejected: "MAIL FROM:<a@example.com>__", client: 127.0.0.1')),
+    s.logged().join("\n"),
+  );
 });
 
 test("smtp_auth none: MAIL, RCPT -> authenticate with method none, raw lines kept", async () => {
@@ -133,8 +149,17 @@ test("smtp_auth none: MAIL, RCPT -> authenticate with method none, raw lines kep
   assert.equal(say(s, "MAIL FROM:<c>\r\n"), "503 5.5.1 Bad sequence of commands\r\n");
   assert.equal(say(s, "RCPT\r\n"), "501 5.5.4 Invalid argument\r\n");
   assert.equal(say(s, "RCPT TO:<b@example.com>\r\nNOOP\r\n"), "");
-  assert.deepEqual(s.credentials.map((c) => [c.method, c.login.length, c.password.length]), [["none", 0, 0]]);
-  assert.deepEqual(fe.authFacts(), { helo: "mta.example", esmtp: true, from: "mail FROM:<a@example.com>  SIZE=10", to: "RCPT TO:<b@example.com>", clientHost: "[UNAVAILABLE]" });
+  assert.deepEqual(
+    s.credentials.map((c) => [c.method, c.login.length, c.password.length]),
+    [["none", 0, 0]],
+  );
+  assert.deepEqual(fe.authFacts(), {
+    helo: "mta.example",
+    esmtp: true,
+    from: "mail FROM:<a@example.com>  SIZE=10",
+    to: "RCPT TO:<b@example.com>",
+    clientHost: "[UNAVAILABLE]",
+  });
   // refused with Auth-Wait: HELO and MAIL kept, a new RCPT is enough; the pipelined NOOP runs first
   s.refuse("Temporary failure", "451 4.3.0");
   assert.equal(s.output(), "451 4.3.0 Temporary failure\r\n" + OK);
@@ -167,11 +192,17 @@ test("AUTH PLAIN: challenge, initial response, errors logged and not counted", a
   assert.equal(say(s, `AUTH PLAIN ${b64("a\0b")}\r\n`), INVALID);
   assert.equal(say(s, "AUTH PLAIN a b\r\n"), INVALID);
   // the commands' debug lines are test/mail/debug-log.test.ts's
-  assert.deepEqual(s.logged().filter((l) => !l.startsWith("[debug]")).map((l) => l.replace(/, client: .*/, "")), [
-    "[info] *1 client sent invalid login in AUTH PLAIN command",
-    "[info] *1 client sent invalid base64 encoding in AUTH PLAIN command",
-    "[info] *1 client sent invalid password in AUTH PLAIN command",
-  ]);
+  assert.deepEqual(
+    s
+      .logged()
+      .filter((l) => !l.startsWith("[debug]"))
+      .map((l) => l.replace(/, client: .*/, "")),
+    [
+      "[info] *1 client sent invalid login in AUTH PLAIN command",
+      "[info] *1 client sent invalid base64 encoding in AUTH PLAIN command",
+      "[info] *1 client sent invalid password in AUTH PLAIN command",
+    ],
+  );
   assert.equal(s.errors, 0);
   assert.equal(say(s, "auth plain\r\n"), "334 \r\n");
   assert.equal(say(s, `${b64("authz\0us er\0pa ss")}\r\n`), "");
@@ -217,7 +248,10 @@ test("AUTH CRAM-MD5 and EXTERNAL only when enabled; the salt challenge", async (
   assert.equal(say(s, "AUTH CRAM-MD5\r\n"), challenge);
   assert.equal(say(s, `${b64("user 0123456789abcdef0123456789abcdef")}\r\n`), "");
   let c = s.credentials.at(-1)!;
-  assert.deepEqual([c.method, c.login.toString(), c.password.toString(), c.salt], ["cram-md5", "user", "0123456789abcdef0123456789abcdef", "<1216429426.1795804744@mx.example.test>"]);
+  assert.deepEqual(
+    [c.method, c.login.toString(), c.password.toString(), c.salt],
+    ["cram-md5", "user", "0123456789abcdef0123456789abcdef", "<1216429426.1795804744@mx.example.test>"],
+  );
   s.refuse("No");
   s.output();
   assert.equal(say(s, "AUTH EXTERNAL\r\n"), "334 VXNlcm5hbWU6\r\n");
@@ -284,7 +318,9 @@ test("greeting delay: an early talker gets 503 and is closed, logged with CR/LF 
   s.frontEnd = fe;
   s.busy = true;
   let finished = false;
-  const done = fe.start().then(() => { finished = true; });
+  const done = fe.start().then(() => {
+    finished = true;
+  });
   await settle();
   t.mock.timers.tick(50);
   await settle();
@@ -296,7 +332,10 @@ test("greeting delay: an early talker gets 503 and is closed, logged with CR/LF 
   assert.equal(s.output(), "503 5.5.0 Improper use of SMTP command pipelining\r\n");
   assert.equal(s.closed, true);
   assert.equal(s.deadlineArmed, 0);
-  assert.ok(s.logged().some((l) => l.includes('[info] *1 client was rejected before greeting: "EHLO early__NOOP__" while in delay pipelining state')), s.logged().join("\n"));
+  assert.ok(
+    s.logged().some((l) => l.includes('[info] *1 client was rejected before greeting: "EHLO early__NOOP__" while in delay pipelining state')),
+    s.logged().join("\n"),
+  );
 });
 
 test("greeting delay: a patient client gets the greeting after the delay, then the deadline starts", async (t) => {
@@ -305,7 +344,9 @@ test("greeting delay: a patient client gets the greeting after the delay, then t
   const fe = new SmtpFrontEnd(s);
   s.frontEnd = fe;
   let finished = false;
-  const done = fe.start().then(() => { finished = true; });
+  const done = fe.start().then(() => {
+    finished = true;
+  });
   await settle();
   t.mock.timers.tick(149);
   await settle();
@@ -333,7 +374,16 @@ test("rejection logs never carry SASL data pipelined with them", async () => {
   await fe.start();
   assert.equal(early.output(), "503 5.5.0 Improper use of SMTP command pipelining\r\n");
   const lines = [...s.logged(), ...early.logged()];
-  assert.ok(lines.some((l) => l.includes('client was rejected: "MAIL FROM:<a>__"')), lines.join("\n"));
-  assert.ok(lines.some((l) => l.includes('client was rejected before greeting: "EHLO x__auth plain" while in delay pipelining state')), lines.join("\n"));
-  assert.equal(lines.some((l) => l.includes(secret)), false);
+  assert.ok(
+    lines.some((l) => l.includes('client was rejected: "MAIL FROM:<a>__"')),
+    lines.join("\n"),
+  );
+  assert.ok(
+    lines.some((l) => l.includes('client was rejected before greeting: "EHLO x__auth plain" while in delay pipelining state')),
+    lines.join("\n"),
+  );
+  assert.equal(
+    lines.some((l) => l.includes(secret)),
+    false,
+  );
 });

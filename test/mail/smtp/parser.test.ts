@@ -8,10 +8,14 @@ const b = (s: string) => Buffer.from(s, "latin1");
 /** A plain view of a result, for deep equality. */
 function view(r: SmtpParseResult): unknown {
   switch (r.kind) {
-    case "incomplete": return { kind: r.kind };
-    case "invalid": return { kind: r.kind, consumed: r.consumed };
-    case "command": return { kind: r.kind, verb: r.verb, args: r.args.map((a) => a.toString("latin1")), line: r.line.toString("latin1"), consumed: r.consumed };
-    case "response": return { kind: r.kind, args: r.args.map((a) => a.toString("latin1")), consumed: r.consumed };
+    case "incomplete":
+      return { kind: r.kind };
+    case "invalid":
+      return { kind: r.kind, consumed: r.consumed };
+    case "command":
+      return { kind: r.kind, verb: r.verb, args: r.args.map((a) => a.toString("latin1")), line: r.line.toString("latin1"), consumed: r.consumed };
+    case "response":
+      return { kind: r.kind, args: r.args.map((a) => a.toString("latin1")), consumed: r.consumed };
   }
 }
 
@@ -31,7 +35,20 @@ test("the command words nginx knows, case-insensitive", () => {
 });
 
 test("anything else is a syntax error, skipped through its LF", () => {
-  for (const line of ["DATA\r\n", "BDAT 10\r\n", "XCLIENT NAME=x\r\n", "HELOO x\r\n", "HEL x\r\n", "STARTTL\r\n", "\r\n", "\n", " HELO x\r\n", "HE1O x\r\n", "HELO\tx\r\n", "NOOP\rX\r\n"]) {
+  for (const line of [
+    "DATA\r\n",
+    "BDAT 10\r\n",
+    "XCLIENT NAME=x\r\n",
+    "HELOO x\r\n",
+    "HEL x\r\n",
+    "STARTTL\r\n",
+    "\r\n",
+    "\n",
+    " HELO x\r\n",
+    "HE1O x\r\n",
+    "HELO\tx\r\n",
+    "NOOP\rX\r\n",
+  ]) {
     assert.deepEqual(parse(line), { kind: "invalid", consumed: line.length }, JSON.stringify(line));
   }
   assert.deepEqual(parse("DATA\r\nNOOP\r\n"), { kind: "invalid", consumed: 6 }, "only the bad line is skipped");
@@ -47,9 +64,19 @@ test("arguments: separated by spaces, TAB is not a separator, trailing spaces fi
 
 test("the raw MAIL/RCPT line: command word to last argument, case kept", () => {
   assert.deepEqual(parse("mail FROM:<a@example.com>  SIZE=10  \r\n"), {
-    kind: "command", verb: "MAIL", args: ["FROM:<a@example.com>", "SIZE=10"], line: "mail FROM:<a@example.com>  SIZE=10", consumed: 38,
+    kind: "command",
+    verb: "MAIL",
+    args: ["FROM:<a@example.com>", "SIZE=10"],
+    line: "mail FROM:<a@example.com>  SIZE=10",
+    consumed: 38,
   });
-  assert.deepEqual(parse("RCPT TO:<b@example.com>\n"), { kind: "command", verb: "RCPT", args: ["TO:<b@example.com>"], line: "RCPT TO:<b@example.com>", consumed: 24 });
+  assert.deepEqual(parse("RCPT TO:<b@example.com>\n"), {
+    kind: "command",
+    verb: "RCPT",
+    args: ["TO:<b@example.com>"],
+    line: "RCPT TO:<b@example.com>",
+    consumed: 24,
+  });
 });
 
 test("up to 11 arguments; starting a 12th is a syntax error", () => {
@@ -109,11 +136,17 @@ function parseAll(input: Buffer, cuts: number[], mode: SmtpParseMode): unknown[]
 }
 
 test("property: any bytes, split anywhere, never throw and parse as the whole", () => {
-  const bytes = fc.oneof(
-    fc.uint8Array({ maxLength: 200 }),
-    fc.array(fc.constantFrom("HELO ", "EHLO", "AUTH ", "PLAIN", "LOGIN ", "MAIL FROM:<a> ", "RCPT", " ", "\r", "\n", "\r\n", "x", "dGVzdA==", "DATA", "\t", "\0"), { maxLength: 40 })
-      .map((parts) => Buffer.from(parts.join(""), "latin1")),
-  ).map((u) => Buffer.from(u));
+  const bytes = fc
+    .oneof(
+      fc.uint8Array({ maxLength: 200 }),
+      fc
+        .array(
+          fc.constantFrom("HELO ", "EHLO", "AUTH ", "PLAIN", "LOGIN ", "MAIL FROM:<a> ", "RCPT", " ", "\r", "\n", "\r\n", "x", "dGVzdA==", "DATA", "\t", "\0"),
+          { maxLength: 40 },
+        )
+        .map((parts) => Buffer.from(parts.join(""), "latin1")),
+    )
+    .map((u) => Buffer.from(u));
   fc.assert(
     fc.property(bytes, fc.array(fc.nat(250), { maxLength: 8 }), fc.constantFrom<SmtpParseMode>("command", "response"), (input, cuts, mode) => {
       const whole = parseAll(input, [], mode);

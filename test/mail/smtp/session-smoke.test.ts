@@ -50,7 +50,18 @@ async function listen(settings: readonly Setting[]): Promise<Harness> {
     proxy: () => Promise.resolve(),
   };
   const net = createServer((socket) => {
-    const spec = { host: "127.0.0.1", port: 0, text: "127.0.0.1:25", wildcard: false, ssl: false, proxyProtocol: false, backlog: 511, bind: false, ipv6only: false, location: { file: "t", line: 1 } } as ListenSpec;
+    const spec = {
+      host: "127.0.0.1",
+      port: 0,
+      text: "127.0.0.1:25",
+      wildcard: false,
+      ssl: false,
+      proxyProtocol: false,
+      backlog: 511,
+      bind: false,
+      ipv6only: false,
+      location: { file: "t", line: 1 },
+    } as ListenSpec;
     new Session(socket, server, spec, smtpProtocol, services, log).start();
   });
   servers.push(net);
@@ -67,13 +78,21 @@ async function client(port: number): Promise<{ socket: Socket; upTo: (text: stri
     data += d.toString("latin1");
     waiters.splice(0).forEach((w) => w());
   });
-  const closed = new Promise<void>((r) => socket.on("close", () => { waiters.splice(0).forEach((w) => w()); r(); }));
+  const closed = new Promise<void>((r) =>
+    socket.on("close", () => {
+      waiters.splice(0).forEach((w) => w());
+      r();
+    }),
+  );
   socket.on("error", () => undefined);
   await new Promise<void>((r) => socket.once("connect", () => r()));
   const upTo = async (text: string): Promise<string> => {
     const deadline = Date.now() + 3000;
     while (!data.includes(text) && !socket.destroyed && Date.now() < deadline) {
-      await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 100); });
+      await new Promise<void>((r) => {
+        waiters.push(r);
+        setTimeout(r, 100);
+      });
     }
     return data;
   };

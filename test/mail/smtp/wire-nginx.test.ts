@@ -94,57 +94,200 @@ const b64 = (s: string) => Buffer.from(s, "latin1").toString("base64");
 const DIGEST = "0123456789abcdef0123456789abcdef";
 
 const CASES: readonly Case[] = [
-  { name: "HELO, EHLO (defaults), NOOP, RSET, QUIT", server: "defaults", steps: [
-    { send: "HELO client.example\r\n" }, { send: "EHLO client.example\r\n" }, { send: "NOOP\r\n" }, { send: "noop with args\r\n" },
-    { send: "RSET\r\n" }, { send: "HELO\r\n" }, { send: "EHLO a b\r\n" }, { send: "QUIT\r\n" }] },
+  {
+    name: "HELO, EHLO (defaults), NOOP, RSET, QUIT",
+    server: "defaults",
+    steps: [
+      { send: "HELO client.example\r\n" },
+      { send: "EHLO client.example\r\n" },
+      { send: "NOOP\r\n" },
+      { send: "noop with args\r\n" },
+      { send: "RSET\r\n" },
+      { send: "HELO\r\n" },
+      { send: "EHLO a b\r\n" },
+      { send: "QUIT\r\n" },
+    ],
+  },
   { name: "EHLO with capabilities and every mechanism", server: "rich", steps: [{ send: "EHLO x\r\n" }, { send: "HELO y\r\n" }, { send: "quit now\r\n" }] },
-  { name: "refused commands are not syntax errors", server: "rich", steps: [
-    { send: "VRFY a\r\n" }, { send: "EXPN a\r\n" }, { send: "HELP\r\n" }, { send: "STARTTLS\r\n" }, { send: "AUTH\r\n" },
-    { send: "AUTH FOO\r\n" }, { send: "AUTH LOGIN a b\r\n" }, { send: "AUTH PLAIN a b\r\n" }, { send: "AUTH CRAM-MD5 x\r\n" }, { send: "NOOP\r\n" }] },
-  { name: "syntax errors up to max_errors 3", server: "rich", steps: [
-    { send: "DATA\r\n" }, { send: "XCLIENT NAME=x\r\n" }, { send: "NOOP\r\n" }, { send: "\r\n" }] },
-  { name: "syntax errors pipelined", server: "defaults", steps: [{ send: "DATA\r\nBDAT 1\r\nNOOP\r\nHELO\tx\r\nA\rB\r\nEHLO x y z\r\n" }, { send: "bad\r\n" }] },
-  { name: "too many arguments", server: "defaults", steps: [{ send: "NOOP 1 2 3 4 5 6 7 8 9 10 11\r\n" }, { send: "NOOP 1 2 3 4 5 6 7 8 9 10 11 12\r\n" }, { send: "NOOP\n" }] },
-  { name: "commands split across packets", server: "defaults", steps: [{ send: "HE" }, { send: "LO x" }, { send: "\r" }, { send: "\nNO" }, { send: "OP\r\n" }] },
+  {
+    name: "refused commands are not syntax errors",
+    server: "rich",
+    steps: [
+      { send: "VRFY a\r\n" },
+      { send: "EXPN a\r\n" },
+      { send: "HELP\r\n" },
+      { send: "STARTTLS\r\n" },
+      { send: "AUTH\r\n" },
+      { send: "AUTH FOO\r\n" },
+      { send: "AUTH LOGIN a b\r\n" },
+      { send: "AUTH PLAIN a b\r\n" },
+      { send: "AUTH CRAM-MD5 x\r\n" },
+      { send: "NOOP\r\n" },
+    ],
+  },
+  {
+    name: "syntax errors up to max_errors 3",
+    server: "rich",
+    steps: [{ send: "DATA\r\n" }, { send: "XCLIENT NAME=x\r\n" }, { send: "NOOP\r\n" }, { send: "\r\n" }],
+  },
+  {
+    name: "syntax errors pipelined",
+    server: "defaults",
+    steps: [{ send: "DATA\r\nBDAT 1\r\nNOOP\r\nHELO\tx\r\nA\rB\r\nEHLO x y z\r\n" }, { send: "bad\r\n" }],
+  },
+  {
+    name: "too many arguments",
+    server: "defaults",
+    steps: [{ send: "NOOP 1 2 3 4 5 6 7 8 9 10 11\r\n" }, { send: "NOOP 1 2 3 4 5 6 7 8 9 10 11 12\r\n" }, { send: "NOOP\n" }],
+  },
+  {
+    name: "commands split across packets",
+    server: "defaults",
+    steps: [{ send: "HE" }, { send: "LO x" }, { send: "\r" }, { send: "\nNO" }, { send: "OP\r\n" }],
+  },
   { name: "MAIL without smtp_auth none", server: "defaults", steps: [{ send: "MAIL FROM:<a@example.com>\r\n" }, { send: "RCPT TO:<b@example.com>\r\n" }] },
-  { name: "MAIL and RCPT sequence errors (none)", server: "rich", steps: [
-    { send: "RCPT TO:<b>\r\n" }, { send: "MAIL\r\n" }, { send: "MAIL FROM:<a> SIZE=10\r\n" }, { send: "MAIL FROM:<c>\r\n" },
-    { send: "RSET\r\n" }, { send: "MAIL FROM:<a>\r\n" }, { send: "RCPT\r\n" }, { send: "EHLO again\r\n" }, { send: "RCPT TO:<b>\r\n" }] },
-  { name: "AUTH LOGIN, step by step, bad base64", server: "defaults", steps: [
-    { send: "AUTH LOGIN\r\n" }, { send: "dXNlcg==\r\n" }, { send: "*\r\n" }, { send: "auth login\r\n" }, { send: "=\r\n" }, { send: "a\rb\r\n" }, { send: "NOOP\r\n" }] },
-  { name: "AUTH PLAIN bad responses", server: "defaults", steps: [
-    { send: "AUTH PLAIN\r\n" }, { send: `${b64("nouser")}\r\n` }, { send: "AUTH PLAIN\r\n" }, { send: `${b64("\0user")}\r\n` },
-    { send: `AUTH PLAIN ${b64("a\0b")}\r\n` }, { send: "AUTH PLAIN !!\r\n" }, { send: "AUTH CRAM-MD5\r\n" }] },
-  { name: "AUTH LOGIN with a leading space: empty user name", server: "defaults", steps: [
-    { send: "AUTH LOGIN\r\n" }, { send: " QUIT\r\n" }, { send: `${b64("secret")} trailing words\r\n`, auth: true }, { send: "NOOP\r\n" }] },
-  { name: "AUTH PLAIN initial response, refused with Auth-Wait; HELO kept", server: "defaults", steps: [
-    { send: "EHLO keep.example\r\n" }, { send: `AUTH PLAIN ${b64("authz\0user\0pass word")}\r\n`, auth: true }, { send: "NOOP\r\n" },
-    { send: "AUTH PLAIN\r\n" }, { send: `${b64("\0coded\0pw")}\r\n`, auth: true }] },
-  { name: "AUTH LOGIN with initial response", server: "defaults", steps: [{ send: `AUTH LOGIN ${b64("user")}\r\n` }, { send: `${b64("p@ss")}\r\n`, auth: true }] },
-  { name: "AUTH CRAM-MD5 and EXTERNAL", server: "rich", steps: [
-    { send: "AUTH CRAM-MD5\r\n" }, { send: `${b64("nospace")}\r\n` }, { send: "AUTH CRAM-MD5\r\n" }, { send: `${b64(`user ${DIGEST}`)}\r\n`, auth: true },
-    { send: "AUTH EXTERNAL\r\n" }, { send: `${b64("ext")}\r\n`, auth: true }, { send: `AUTH EXTERNAL ${b64("ext2")}\r\n`, auth: true }] },
-  { name: "smtp_auth none: RCPT starts auth; after Auth-Wait a new RCPT is enough", server: "rich", steps: [
-    { send: "EHLO mta.example\r\n" }, { send: "MAIL FROM:<a@example.com> BODY=8BITMIME\r\n" }, { send: "RCPT TO:<b@example.com>\r\n", auth: true },
-    { send: "RCPT TO:<c@example.com>\r\n", auth: true }] },
-  { name: "smtp_auth none after a refused AUTH: no stale credentials", server: "rich", steps: [
-    { send: `AUTH PLAIN ${b64("\0user\0secret")}\r\n`, auth: true }, { send: "MAIL FROM:<a>\r\n" }, { send: "RCPT TO:<b>\r\n", auth: true },
-    { send: "AUTH LOGIN\r\n" }, { send: `${b64("again")}\r\n` }, { send: "*\r\n" }, { send: "RCPT TO:<c>\r\n", auth: true }] },
+  {
+    name: "MAIL and RCPT sequence errors (none)",
+    server: "rich",
+    steps: [
+      { send: "RCPT TO:<b>\r\n" },
+      { send: "MAIL\r\n" },
+      { send: "MAIL FROM:<a> SIZE=10\r\n" },
+      { send: "MAIL FROM:<c>\r\n" },
+      { send: "RSET\r\n" },
+      { send: "MAIL FROM:<a>\r\n" },
+      { send: "RCPT\r\n" },
+      { send: "EHLO again\r\n" },
+      { send: "RCPT TO:<b>\r\n" },
+    ],
+  },
+  {
+    name: "AUTH LOGIN, step by step, bad base64",
+    server: "defaults",
+    steps: [
+      { send: "AUTH LOGIN\r\n" },
+      { send: "dXNlcg==\r\n" },
+      { send: "*\r\n" },
+      { send: "auth login\r\n" },
+      { send: "=\r\n" },
+      { send: "a\rb\r\n" },
+      { send: "NOOP\r\n" },
+    ],
+  },
+  {
+    name: "AUTH PLAIN bad responses",
+    server: "defaults",
+    steps: [
+      { send: "AUTH PLAIN\r\n" },
+      { send: `${b64("nouser")}\r\n` },
+      { send: "AUTH PLAIN\r\n" },
+      { send: `${b64("\0user")}\r\n` },
+      { send: `AUTH PLAIN ${b64("a\0b")}\r\n` },
+      { send: "AUTH PLAIN !!\r\n" },
+      { send: "AUTH CRAM-MD5\r\n" },
+    ],
+  },
+  {
+    name: "AUTH LOGIN with a leading space: empty user name",
+    server: "defaults",
+    steps: [{ send: "AUTH LOGIN\r\n" }, { send: " QUIT\r\n" }, { send: `${b64("secret")} trailing words\r\n`, auth: true }, { send: "NOOP\r\n" }],
+  },
+  {
+    name: "AUTH PLAIN initial response, refused with Auth-Wait; HELO kept",
+    server: "defaults",
+    steps: [
+      { send: "EHLO keep.example\r\n" },
+      { send: `AUTH PLAIN ${b64("authz\0user\0pass word")}\r\n`, auth: true },
+      { send: "NOOP\r\n" },
+      { send: "AUTH PLAIN\r\n" },
+      { send: `${b64("\0coded\0pw")}\r\n`, auth: true },
+    ],
+  },
+  {
+    name: "AUTH LOGIN with initial response",
+    server: "defaults",
+    steps: [{ send: `AUTH LOGIN ${b64("user")}\r\n` }, { send: `${b64("p@ss")}\r\n`, auth: true }],
+  },
+  {
+    name: "AUTH CRAM-MD5 and EXTERNAL",
+    server: "rich",
+    steps: [
+      { send: "AUTH CRAM-MD5\r\n" },
+      { send: `${b64("nospace")}\r\n` },
+      { send: "AUTH CRAM-MD5\r\n" },
+      { send: `${b64(`user ${DIGEST}`)}\r\n`, auth: true },
+      { send: "AUTH EXTERNAL\r\n" },
+      { send: `${b64("ext")}\r\n`, auth: true },
+      { send: `AUTH EXTERNAL ${b64("ext2")}\r\n`, auth: true },
+    ],
+  },
+  {
+    name: "smtp_auth none: RCPT starts auth; after Auth-Wait a new RCPT is enough",
+    server: "rich",
+    steps: [
+      { send: "EHLO mta.example\r\n" },
+      { send: "MAIL FROM:<a@example.com> BODY=8BITMIME\r\n" },
+      { send: "RCPT TO:<b@example.com>\r\n", auth: true },
+      { send: "RCPT TO:<c@example.com>\r\n", auth: true },
+    ],
+  },
+  {
+    name: "smtp_auth none after a refused AUTH: no stale credentials",
+    server: "rich",
+    steps: [
+      { send: `AUTH PLAIN ${b64("\0user\0secret")}\r\n`, auth: true },
+      { send: "MAIL FROM:<a>\r\n" },
+      { send: "RCPT TO:<b>\r\n", auth: true },
+      { send: "AUTH LOGIN\r\n" },
+      { send: `${b64("again")}\r\n` },
+      { send: "*\r\n" },
+      { send: "RCPT TO:<c>\r\n", auth: true },
+    ],
+  },
   { name: "pipelined MAIL and RCPT", server: "rich", steps: [{ send: "HELO h\r\nMAIL FROM:<a>\r\nRCPT TO:<b>\r\nNOOP\r\n", auth: true }] },
-  { name: "starttls on: EHLO variants, STARTTLS, then the plain list", server: "tlsOn", steps: [
-    { send: "EHLO x\r\n" }, { send: "AUTH CRAM-MD5\r\n" }, { send: "*\r\n" }, { send: "STARTTLS\r\n" }, { tls: true },
-    { send: "EHLO y\r\n" }, { send: "STARTTLS\r\n" }, { send: "QUIT\r\n" }] },
-  { name: "starttls only: AUTH refused, EHLO without AUTH", server: "tlsOnlyAuth", steps: [
-    { send: "EHLO x\r\n" }, { send: "AUTH PLAIN\r\n" }, { send: `AUTH PLAIN ${b64("\0u\0p")}\r\n` }, { send: "starttls\r\n" }, { tls: true },
-    { send: "EHLO x\r\n" }, { send: "AUTH PLAIN\r\n" }, { send: "*\r\n" }] },
-  { name: "starttls only, smtp_auth none: MAIL before STARTTLS", server: "tlsOnly", steps: [
-    { send: "EHLO x\r\n" }, { send: "MAIL FROM:<a>\r\n" }, { send: "STARTTLS\r\n" }, { tls: true }, { send: "EHLO x\r\n" }],
+  {
+    name: "starttls on: EHLO variants, STARTTLS, then the plain list",
+    server: "tlsOn",
+    steps: [
+      { send: "EHLO x\r\n" },
+      { send: "AUTH CRAM-MD5\r\n" },
+      { send: "*\r\n" },
+      { send: "STARTTLS\r\n" },
+      { tls: true },
+      { send: "EHLO y\r\n" },
+      { send: "STARTTLS\r\n" },
+      { send: "QUIT\r\n" },
+    ],
+  },
+  {
+    name: "starttls only: AUTH refused, EHLO without AUTH",
+    server: "tlsOnlyAuth",
+    steps: [
+      { send: "EHLO x\r\n" },
+      { send: "AUTH PLAIN\r\n" },
+      { send: `AUTH PLAIN ${b64("\0u\0p")}\r\n` },
+      { send: "starttls\r\n" },
+      { tls: true },
+      { send: "EHLO x\r\n" },
+      { send: "AUTH PLAIN\r\n" },
+      { send: "*\r\n" },
+    ],
+  },
+  {
+    name: "starttls only, smtp_auth none: MAIL before STARTTLS",
+    server: "tlsOnly",
+    steps: [{ send: "EHLO x\r\n" }, { send: "MAIL FROM:<a>\r\n" }, { send: "STARTTLS\r\n" }, { tls: true }, { send: "EHLO x\r\n" }],
     // Postern deliberately refuses a mail transaction in plaintext under `starttls only` (nginx: 250)
-    ours: { 1: "530 5.7.0 Must issue a STARTTLS command first\r\n" } },
+    ours: { 1: "530 5.7.0 Must issue a STARTTLS command first\r\n" },
+  },
   { name: "STARTTLS drops pipelined plaintext", server: "tlsOn", steps: [{ send: "STARTTLS\r\nNOOP\r\n" }, { tls: true }, { send: "NOOP\r\n" }] },
-  { name: "EXTERNAL with an initial response when external is not enabled", server: "defaults", steps: [{ send: `AUTH EXTERNAL ${b64("x")}\r\n`, auth: true }],
+  {
+    name: "EXTERNAL with an initial response when external is not enabled",
+    server: "defaults",
+    steps: [{ send: `AUTH EXTERNAL ${b64("x")}\r\n`, auth: true }],
     // nginx 1.22.1 (and latest) accept it; Postern refuses EXTERNAL unless enabled
-    ours: { 0: "500 5.5.1 Invalid command\r\n" } },
+    ours: { 0: "500 5.5.1 Invalid command\r\n" },
+  },
   { name: "greeting delay: on time", server: "delay", steps: [{ send: "EHLO x\r\n" }] },
   { name: "greeting delay: early talker", server: "delay", early: "EHLO early\r\nNOOP\r\n", steps: [] },
   { name: "too long command", server: "small", steps: [{ send: "NOOP\r\n" }, { send: `MAIL FROM:<${"a".repeat(70)}>\r\n` }] },
@@ -161,7 +304,11 @@ const PTR_OK = { records: [{ type: "PTR", data: "client.example" }] } as const;
 const MATCH = { "A client.example": { records: [{ type: "A", data: "127.0.0.1" }] }, "AAAA client.example": { records: [] } } as const;
 const DNS_SCENARIOS: Record<string, Record<string, FakeAnswer>> = {
   match: { [PTR]: { records: [{ type: "PTR", data: "Client.Example" }] }, ...MATCH },
-  elsewhere: { [PTR]: { records: [{ type: "PTR", data: "other.example" }] }, "A other.example": { records: [{ type: "A", data: "192.0.2.7" }] }, "AAAA other.example": { records: [] } },
+  elsewhere: {
+    [PTR]: { records: [{ type: "PTR", data: "other.example" }] },
+    "A other.example": { records: [{ type: "A", data: "192.0.2.7" }] },
+    "AAAA other.example": { records: [] },
+  },
   nxdomain: { [PTR]: { rcode: 3 } },
   servfail: { [PTR]: { rcode: 2 } },
   refused: { [PTR]: { rcode: 5 } },
@@ -170,13 +317,32 @@ const DNS_SCENARIOS: Record<string, Record<string, FakeAnswer>> = {
   rcodeAboveRefused: { [PTR]: { rcode: 6 } },
   emptyNoError: { [PTR]: { records: [] } },
   forwardNx: { [PTR]: { records: [{ type: "PTR", data: "gone.example" }] }, "A gone.example": { rcode: 3 }, "AAAA gone.example": { rcode: 3 } },
-  badName: { [PTR]: { records: [{ type: "PTR", data: "bad_name.example" }] }, "A bad_name.example": { records: [{ type: "A", data: "127.0.0.1" }] }, "AAAA bad_name.example": { records: [] } },
+  badName: {
+    [PTR]: { records: [{ type: "PTR", data: "bad_name.example" }] },
+    "A bad_name.example": { records: [{ type: "A", data: "127.0.0.1" }] },
+    "AAAA bad_name.example": { records: [] },
+  },
   timeout: { [PTR]: "drop" },
   // answers of the wrong type
   ptrAnsweredWithA: { [PTR]: { records: [{ type: "A", data: "127.0.0.1" }] }, ...MATCH },
-  ptrAnsweredWithMxAndTxt: { [PTR]: { records: [{ type: "MX", data: "mx.example" }, { type: "TXT", data: "hello" }] } },
+  ptrAnsweredWithMxAndTxt: {
+    [PTR]: {
+      records: [
+        { type: "MX", data: "mx.example" },
+        { type: "TXT", data: "hello" },
+      ],
+    },
+  },
   ptrCnameOnly: { [PTR]: { records: [{ type: "CNAME", data: "1.0/24.0.0.127.in-addr.arpa" }] } },
-  ptrCnameThenPtr: { [PTR]: { records: [{ type: "CNAME", data: "1.0/24.0.0.127.in-addr.arpa" }, { type: "PTR", data: "client.example", owner: "1.0/24.0.0.127.in-addr.arpa" }] }, ...MATCH },
+  ptrCnameThenPtr: {
+    [PTR]: {
+      records: [
+        { type: "CNAME", data: "1.0/24.0.0.127.in-addr.arpa" },
+        { type: "PTR", data: "client.example", owner: "1.0/24.0.0.127.in-addr.arpa" },
+      ],
+    },
+    ...MATCH,
+  },
   ptrAThenPtr: { [PTR]: { records: [{ type: "A", data: "127.0.0.1" }, PTR_OK.records[0]] }, ...MATCH },
   ptrWrongClass: { [PTR]: { records: [{ type: "PTR", data: "client.example", class: 3 }] }, ...MATCH },
   // malformed packets
@@ -195,7 +361,11 @@ const DNS_SCENARIOS: Record<string, Record<string, FakeAnswer>> = {
   forwardRefused: { [PTR]: PTR_OK, "A client.example": { rcode: 5 }, "AAAA client.example": { records: [] } },
   forwardTimeout: { [PTR]: PTR_OK, "A client.example": "drop", "AAAA client.example": { records: [] } },
   forwardWrongType: { [PTR]: PTR_OK, "A client.example": { records: [{ type: "MX", data: "mx.example" }] }, "AAAA client.example": { records: [] } },
-  forwardAInAaaa: { [PTR]: PTR_OK, "A client.example": { records: [{ type: "A", data: "127.0.0.1" }] }, "AAAA client.example": { records: [{ type: "A", data: "127.0.0.1" }] } },
+  forwardAInAaaa: {
+    [PTR]: PTR_OK,
+    "A client.example": { records: [{ type: "A", data: "127.0.0.1" }] },
+    "AAAA client.example": { records: [{ type: "A", data: "127.0.0.1" }] },
+  },
   forwardCnameChain: {
     [PTR]: PTR_OK,
     "A client.example": { records: [{ type: "CNAME", data: "alias.example" }] },
@@ -205,7 +375,12 @@ const DNS_SCENARIOS: Record<string, Record<string, FakeAnswer>> = {
   },
   forwardCnameWithAddress: {
     [PTR]: PTR_OK,
-    "A client.example": { records: [{ type: "CNAME", data: "alias.example" }, { type: "A", data: "127.0.0.1", owner: "alias.example" }] },
+    "A client.example": {
+      records: [
+        { type: "CNAME", data: "alias.example" },
+        { type: "A", data: "127.0.0.1", owner: "alias.example" },
+      ],
+    },
     "AAAA client.example": { records: [{ type: "CNAME", data: "alias.example" }] },
     "AAAA alias.example": { records: [] },
   },
@@ -264,7 +439,25 @@ async function freePort(): Promise<number> {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "postern-smtp-nginx-"));
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=mx.example.test"], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=mx.example.test",
+    ],
+    { stdio: "ignore" },
+  );
   authServer = createHttpServer((req, res) => {
     authRequests.push(req.headers);
     const r = authReply(req.headers);
@@ -286,23 +479,29 @@ before(async () => {
     dnsServers.set(name, pair);
     blocks.push(`  server { listen 127.0.0.1:${pair.port}; protocol smtp; smtp_auth none; resolver 127.0.0.1:${pair.nginx.port}; resolver_timeout 500ms; }`);
   }
-  writeFileSync(join(dir, "nginx.conf"), [
-    `load_module ${MODULE};`,
-    "daemon off; master_process off; worker_processes 1;",
-    `pid ${dir}/nginx.pid; error_log ${dir}/error.log info;`,
-    "events { worker_connections 128; }",
-    "mail {",
-    `  auth_http 127.0.0.1:${authPort}/auth; server_name mx.example.test; timeout 20s;`,
-    `  ssl_certificate ${dir}/cert.pem; ssl_certificate_key ${dir}/key.pem;`,
-    ...blocks,
-    "}",
-  ].join("\n"));
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    [
+      `load_module ${MODULE};`,
+      "daemon off; master_process off; worker_processes 1;",
+      `pid ${dir}/nginx.pid; error_log ${dir}/error.log info;`,
+      "events { worker_connections 128; }",
+      "mail {",
+      `  auth_http 127.0.0.1:${authPort}/auth; server_name mx.example.test; timeout 20s;`,
+      `  ssl_certificate ${dir}/cert.pem; ssl_certificate_key ${dir}/key.pem;`,
+      ...blocks,
+      "}",
+    ].join("\n"),
+  );
   nginx = spawn(NGINX, ["-p", `${dir}/`, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { stdio: "ignore" });
   // wait until every port answers
   for (const spec of Object.values(SERVERS) as ServerSpec[]) {
     for (let i = 0; ; i++) {
       const ok = await new Promise<boolean>((r) => {
-        const s = connect(spec.port!, "127.0.0.1", () => { s.destroy(); r(true); });
+        const s = connect(spec.port!, "127.0.0.1", () => {
+          s.destroy();
+          r(true);
+        });
         s.on("error", () => r(false));
       });
       if (ok) break;
@@ -325,8 +524,12 @@ class WireClient {
   socket: Socket;
   received = Buffer.alloc(0);
   closed = false;
-  #onData = (d: Buffer): void => { this.received = Buffer.concat([this.received, d]); };
-  #onClose = (): void => { this.closed = true; };
+  #onData = (d: Buffer): void => {
+    this.received = Buffer.concat([this.received, d]);
+  };
+  #onClose = (): void => {
+    this.closed = true;
+  };
 
   constructor(socket: Socket) {
     this.socket = socket;
@@ -363,7 +566,10 @@ class WireClient {
     raw.off("data", this.#onData);
     raw.off("close", this.#onClose);
     const secure = tlsConnect({ socket: raw, rejectUnauthorized: false });
-    await new Promise<void>((resolve, reject) => { secure.once("secureConnect", resolve); secure.once("error", reject); });
+    await new Promise<void>((resolve, reject) => {
+      secure.once("secureConnect", resolve);
+      secure.once("error", reject);
+    });
     this.socket = secure;
     this.#attach(secure);
   }
@@ -471,7 +677,11 @@ async function runOurs(c: Case): Promise<OurRun> {
 
 /** nginx's auth_http headers, %XX-decoded where nginx escapes (login, password). */
 function nginxAuth(h: IncomingHttpHeaders): Record<string, string> {
-  const unescape = (s: string) => Buffer.from(s.replace(/%([0-9A-Fa-f]{2})/g, (_m, x: string) => String.fromCharCode(parseInt(x, 16))), "latin1").toString("latin1");
+  const unescape = (s: string) =>
+    Buffer.from(
+      s.replace(/%([0-9A-Fa-f]{2})/g, (_m, x: string) => String.fromCharCode(parseInt(x, 16))),
+      "latin1",
+    ).toString("latin1");
   const out: Record<string, string> = {
     "auth-method": String(h["auth-method"]),
     "auth-user": unescape(String(h["auth-user"])),
@@ -551,7 +761,9 @@ function normaliseIds(line: string): string {
 
 /** nginx's error-log lines at error or above, without timestamp, pid and connection number. */
 function resolverLogLines(text: string): string[] {
-  return text.split("\n").filter((l) => /\[(error|crit|alert|emerg)\]/.test(l))
+  return text
+    .split("\n")
+    .filter((l) => /\[(error|crit|alert|emerg)\]/.test(l))
     .map((l) => normaliseIds(l.replace(/^.*?\[\w+\] \d+#\d+: (\*\d+ )?/, "").replace(/, server: .*$/, "")));
 }
 
@@ -582,11 +794,13 @@ for (const scenario of Object.keys(DNS_SCENARIOS)) {
     const pair = dnsServers.get(scenario)!;
     const { greeting, auth: theirs, log: theirLog } = await resolverRuns.get(scenario)!;
 
-    const s = new FakeSession(smtpServer([
-      set(smtpAuthDirective, new Set(["none"] as const)),
-      set(resolverDirective, { servers: [{ host: "127.0.0.1", port: pair.ours.port }], ipv4: true, ipv6: true }),
-      set(resolverTimeoutDirective, 500),
-    ]));
+    const s = new FakeSession(
+      smtpServer([
+        set(smtpAuthDirective, new Set(["none"] as const)),
+        set(resolverDirective, { servers: [{ host: "127.0.0.1", port: pair.ours.port }], ipv4: true, ipv6: true }),
+        set(resolverTimeoutDirective, 500),
+      ]),
+    );
     const fe = new SmtpFrontEnd(s);
     s.frontEnd = fe;
     await fe.start();
@@ -594,7 +808,8 @@ for (const scenario of Object.keys(DNS_SCENARIOS)) {
     s.receive(`HELO h\r\nMAIL FROM:<a>\r\nRCPT TO:<dns-${scenario}>\r\n`);
     assert.equal(theirs.length, 1);
     assert.equal(fe.authFacts().clientHost, theirs[0]!["client-host"]);
-    const ourLog = s.sink.lines.filter((l) => ["error", "crit", "alert", "emerg"].includes(l.level))
+    const ourLog = s.sink.lines
+      .filter((l) => ["error", "crit", "alert", "emerg"].includes(l.level))
       .map((l) => normaliseIds(l.text.replace(/^\*\d+ /, "").replace(/, server: .*$/, "")));
     assert.deepEqual(ourLog, theirLog);
     // both asked the same questions

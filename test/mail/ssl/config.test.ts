@@ -40,7 +40,10 @@ function nginxSays(serverBody: string): string {
   return nginxTest(ngxDir, `auth_http 127.0.0.1:1/;\nserver {\nlisten 127.0.0.1:1993 ssl;\nprotocol imap;\n${serverBody}\n}`).replace(/ in \/\S+:\d+$/, "");
 }
 
-const rsa = (): string[][] => [["ssl_certificate", pki.rsaCert], ["ssl_certificate_key", pki.rsaKey]];
+const rsa = (): string[][] => [
+  ["ssl_certificate", pki.rsaCert],
+  ["ssl_certificate_key", pki.rsaKey],
+];
 const rsaText = (): string => `ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.rsaKey};`;
 
 describe("values rejected while parsing (with location)", () => {
@@ -69,12 +72,20 @@ describe("values rejected while parsing (with location)", () => {
   test("ssl_password_file twice at one level", () => {
     const pw = join(tmp.dir, "pw");
     writeFileSync(pw, "x\n");
-    const e = confError(() => serverConf([["ssl_password_file", pw], ["ssl_password_file", pw]]));
+    const e = confError(() =>
+      serverConf([
+        ["ssl_password_file", pw],
+        ["ssl_password_file", pw],
+      ]),
+    );
     assert.equal(e.text, `"ssl_password_file" directive is duplicate in /nginx.conf:2`);
     assert.equal(nginxSays(`ssl_password_file ${pw}; ssl_password_file ${pw};`), `"ssl_password_file" directive is duplicate`);
   });
   test("the removed ssl directive names its replacement", () => {
-    assert.equal(confError(() => serverConf([["ssl", "on"]])).message, `the "ssl" directive is no longer supported, use the "listen ... ssl" directive instead`);
+    assert.equal(
+      confError(() => serverConf([["ssl", "on"]])).message,
+      `the "ssl" directive is no longer supported, use the "listen ... ssl" directive instead`,
+    );
   });
 });
 
@@ -82,16 +93,31 @@ describe("checks when a TLS server is built (nginx's merge-time messages)", () =
   const build = (lines: string[][], opts: { starttls?: boolean } = {}) => {
     const { conf } = serverConf(lines);
     return buildTlsContext(conf, {
-      protocol: "imap", usesTls: true,
-      listenSslLocations: opts.starttls ? [] : [{ file: "/etc/postern/nginx.conf", line: 5 }, { file: "/etc/postern/nginx.conf", line: 7 }],
+      protocol: "imap",
+      usesTls: true,
+      listenSslLocations: opts.starttls
+        ? []
+        : [
+            { file: "/etc/postern/nginx.conf", line: 5 },
+            { file: "/etc/postern/nginx.conf", line: 7 },
+          ],
       ...(opts.starttls ? { starttlsLocation: { file: "/etc/postern/nginx.conf", line: 9 } } : {}),
     });
   };
   test("missing certificate or key", () => {
     assert.equal(confError(() => build([])).message, `no "ssl_certificate" is defined for the "listen ... ssl" directive in /etc/postern/nginx.conf:7`);
-    assert.equal(confError(() => build([], { starttls: true })).message, `no "ssl_certificate" is defined for the "starttls" directive in /etc/postern/nginx.conf:9`);
-    assert.equal(confError(() => build([["ssl_certificate", pki.rsaCert]])).message, `no "ssl_certificate_key" is defined for the "listen ... ssl" directive in /etc/postern/nginx.conf:7`);
-    assert.equal(confError(() => build([...rsa(), ["ssl_certificate", "certs/ec.crt"]])).message, `no "ssl_certificate_key" is defined for certificate "certs/ec.crt" and the "listen ... ssl" directive in /etc/postern/nginx.conf:7`);
+    assert.equal(
+      confError(() => build([], { starttls: true })).message,
+      `no "ssl_certificate" is defined for the "starttls" directive in /etc/postern/nginx.conf:9`,
+    );
+    assert.equal(
+      confError(() => build([["ssl_certificate", pki.rsaCert]])).message,
+      `no "ssl_certificate_key" is defined for the "listen ... ssl" directive in /etc/postern/nginx.conf:7`,
+    );
+    assert.equal(
+      confError(() => build([...rsa(), ["ssl_certificate", "certs/ec.crt"]])).message,
+      `no "ssl_certificate_key" is defined for certificate "certs/ec.crt" and the "listen ... ssl" directive in /etc/postern/nginx.conf:7`,
+    );
     assert.equal(nginxSays(""), `no "ssl_certificate" is defined for the "listen ... ssl" directive`);
   });
   test("a server without TLS loads nothing", () => {
@@ -99,15 +125,48 @@ describe("checks when a TLS server is built (nginx's merge-time messages)", () =
     assert.equal(buildTlsContext(conf, { protocol: "smtp", usesTls: false, listenSslLocations: [] }), null);
   });
   test("ssl_verify_client without CA (latest wording)", () => {
-    assert.equal(confError(() => build([...rsa(), ["ssl_verify_client", "on"]])).message, "no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client");
+    assert.equal(
+      confError(() => build([...rsa(), ["ssl_verify_client", "on"]])).message,
+      "no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client",
+    );
     assert.ok(build([...rsa(), ["ssl_verify_client", "on"], ["ssl_trusted_certificate", pki.ca]]));
     assert.ok(build([...rsa(), ["ssl_verify_client", "optional_no_ca"]]));
   });
   const same: [string, string[][], string][] = [
-    ["missing certificate file", [["ssl_certificate", "/nonexist.crt"], ["ssl_certificate_key", "/nonexist.key"]], "ssl_certificate /nonexist.crt; ssl_certificate_key /nonexist.key;"],
-    ["data: garbage", [["ssl_certificate", "data:garbage"], ["ssl_certificate_key", pki.rsaKey]], `ssl_certificate data:garbage; ssl_certificate_key ${pki.rsaKey};`],
-    ["key mismatch", [["ssl_certificate", pki.ecCert], ["ssl_certificate_key", pki.clientKey]], `ssl_certificate ${pki.ecCert}; ssl_certificate_key ${pki.clientKey};`],
-    ["bad cipher list", [...[["ssl_certificate", "C"], ["ssl_certificate_key", "K"]]], "ssl_ciphers FOOBAR;"],
+    [
+      "missing certificate file",
+      [
+        ["ssl_certificate", "/nonexist.crt"],
+        ["ssl_certificate_key", "/nonexist.key"],
+      ],
+      "ssl_certificate /nonexist.crt; ssl_certificate_key /nonexist.key;",
+    ],
+    [
+      "data: garbage",
+      [
+        ["ssl_certificate", "data:garbage"],
+        ["ssl_certificate_key", pki.rsaKey],
+      ],
+      `ssl_certificate data:garbage; ssl_certificate_key ${pki.rsaKey};`,
+    ],
+    [
+      "key mismatch",
+      [
+        ["ssl_certificate", pki.ecCert],
+        ["ssl_certificate_key", pki.clientKey],
+      ],
+      `ssl_certificate ${pki.ecCert}; ssl_certificate_key ${pki.clientKey};`,
+    ],
+    [
+      "bad cipher list",
+      [
+        ...[
+          ["ssl_certificate", "C"],
+          ["ssl_certificate_key", "K"],
+        ],
+      ],
+      "ssl_ciphers FOOBAR;",
+    ],
     ["bad curve", [], "ssl_ecdh_curve nosuch;"],
     ["missing dhparam", [], "ssl_dhparam /nonexist.dh;"],
     ["dhparam not DH", [], "ssl_dhparam CERT;"],
@@ -133,20 +192,44 @@ describe("checks when a TLS server is built (nginx's merge-time messages)", () =
     assert.equal(e.location?.line, 3);
   });
   test("an RSA certificate with an EC key: refused at start (nginx -t accepts it, handshakes then fail)", () => {
-    assert.equal(confError(() => build([["ssl_certificate", pki.rsaCert], ["ssl_certificate_key", pki.ecKey]])).message,
-      `SSL_CTX_use_PrivateKey("${pki.ecKey}") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)`);
+    assert.equal(
+      confError(() =>
+        build([
+          ["ssl_certificate", pki.rsaCert],
+          ["ssl_certificate_key", pki.ecKey],
+        ]),
+      ).message,
+      `SSL_CTX_use_PrivateKey("${pki.ecKey}") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)`,
+    );
     assert.equal(nginxSays(`ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.ecKey};`), "");
   });
   test("a data: key never appears in a message", () => {
-    const e = confError(() => build([["ssl_certificate", pki.rsaCert], ["ssl_certificate_key", "data:-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n"]]));
+    const e = confError(() =>
+      build([
+        ["ssl_certificate", pki.rsaCert],
+        ["ssl_certificate_key", "data:-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n"],
+      ]),
+    );
     assert.match(e.message, /^cannot load certificate key "data:\.\.\.": PEM_read_bio_PrivateKey\(\) failed \(SSL: /);
     assert.doesNotMatch(e.message, /SECRET/);
-    const m = confError(() => build([["ssl_certificate", pki.ecCert], ["ssl_certificate_key", "data:" + readFileSync(pki.clientKey, "utf8")]]));
+    const m = confError(() =>
+      build([
+        ["ssl_certificate", pki.ecCert],
+        ["ssl_certificate_key", "data:" + readFileSync(pki.clientKey, "utf8")],
+      ]),
+    );
     assert.equal(m.message, `SSL_CTX_use_PrivateKey("data:...") failed (SSL: error:05800074:x509 certificate routines::key values mismatch)`);
   });
   test("engine: keys fail clearly", () => {
-    assert.equal(confError(() => build([["ssl_certificate", pki.rsaCert], ["ssl_certificate_key", "engine:pkcs11:id_45"]])).message,
-      `cannot load certificate key "engine:pkcs11:id_45": ENGINE_by_id("pkcs11") failed (SSL: OpenSSL engines are not available in Node.js)`);
+    assert.equal(
+      confError(() =>
+        build([
+          ["ssl_certificate", pki.rsaCert],
+          ["ssl_certificate_key", "engine:pkcs11:id_45"],
+        ]),
+      ).message,
+      `cannot load certificate key "engine:pkcs11:id_45": ENGINE_by_id("pkcs11") failed (SSL: OpenSSL engines are not available in Node.js)`,
+    );
   });
   test("ssl_certificate_compression on: nginx's warning, not silence", () => {
     const warnings: string[] = [];
@@ -157,13 +240,23 @@ describe("checks when a TLS server is built (nginx's merge-time messages)", () =
 
 describe("other values", () => {
   test("every example of the module's reference page is accepted as written", async () => {
-    const s = await echoServer(setupFrom([...rsa(), ["ssl_certificate", pki.ecCert], ["ssl_certificate_key", pki.ecKey],
-      ["ssl_protocols", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
-      ["ssl_ciphers", "ALL:!aNULL:!EXPORT56:RC4+RSA:+HIGH:+MEDIUM:+LOW:+SSLv2:+EXP"],
-      ["ssl_ecdh_curve", "prime256v1:secp384r1"],
-      ["ssl_session_cache", "builtin:1000", "shared:SSL:10m"], ["ssl_session_timeout", "10m"],
-      ["ssl_conf_command", "Options", "PrioritizeChaCha"], ["ssl_conf_command", "Ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
-      ["ssl_verify_client", "optional_no_ca"], ["ssl_verify_depth", "1"], ["starttls", "only"]]));
+    const s = await echoServer(
+      setupFrom([
+        ...rsa(),
+        ["ssl_certificate", pki.ecCert],
+        ["ssl_certificate_key", pki.ecKey],
+        ["ssl_protocols", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+        ["ssl_ciphers", "ALL:!aNULL:!EXPORT56:RC4+RSA:+HIGH:+MEDIUM:+LOW:+SSLv2:+EXP"],
+        ["ssl_ecdh_curve", "prime256v1:secp384r1"],
+        ["ssl_session_cache", "builtin:1000", "shared:SSL:10m"],
+        ["ssl_session_timeout", "10m"],
+        ["ssl_conf_command", "Options", "PrioritizeChaCha"],
+        ["ssl_conf_command", "Ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+        ["ssl_verify_client", "optional_no_ca"],
+        ["ssl_verify_depth", "1"],
+        ["starttls", "only"],
+      ]),
+    );
     try {
       assert.equal(sessionLine(await sClient(s.port, []))?.cipher, "TLS_CHACHA20_POLY1305_SHA256");
     } finally {
@@ -176,7 +269,15 @@ describe("other values", () => {
     mkdirSync(conf);
     writeFileSync(join(conf, "c.pem"), readFileSync(pki.ecCert));
     writeFileSync(join(conf, "k.pem"), readFileSync(pki.ecKey));
-    const s = await echoServer(setupFrom([["ssl_certificate", "c.pem"], ["ssl_certificate_key", "k.pem"]], { confDir: conf }));
+    const s = await echoServer(
+      setupFrom(
+        [
+          ["ssl_certificate", "c.pem"],
+          ["ssl_certificate_key", "k.pem"],
+        ],
+        { confDir: conf },
+      ),
+    );
     try {
       assert.match((await sClient(s.port, [])).stdout, /Peer signature type: ECDSA/);
     } finally {
@@ -189,15 +290,26 @@ describe("other values", () => {
   });
   test("ssl_conf_command is inherited only when the server has none", () => {
     const inherited = serverConf([], [["ssl_conf_command", "Options", "PrioritizeChaCha"]]).conf;
-    assert.deepEqual(inherited.get(sslConfCommand).map((c) => c.name), ["Options"]);
+    assert.deepEqual(
+      inherited.get(sslConfCommand).map((c) => c.name),
+      ["Options"],
+    );
     const own = serverConf([["ssl_conf_command", "Ciphersuites", "TLS_AES_128_GCM_SHA256"]], [["ssl_conf_command", "Options", "PrioritizeChaCha"]]).conf;
-    assert.deepEqual(own.get(sslConfCommand).map((c) => c.name), ["Ciphersuites"]);
+    assert.deepEqual(
+      own.get(sslConfCommand).map((c) => c.name),
+      ["Ciphersuites"],
+    );
   });
   test("ssl_conf_command overrides the other settings (Ciphersuites, Options, Protocol)", async () => {
-    const s = await echoServer(setupFrom([...rsa(),
-      ["ssl_conf_command", "Ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
-      ["ssl_session_tickets", "off"], ["ssl_conf_command", "Options", "SessionTicket"],
-      ["ssl_conf_command", "Protocol", "-TLSv1.2"]]));
+    const s = await echoServer(
+      setupFrom([
+        ...rsa(),
+        ["ssl_conf_command", "Ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+        ["ssl_session_tickets", "off"],
+        ["ssl_conf_command", "Options", "SessionTicket"],
+        ["ssl_conf_command", "Protocol", "-TLSv1.2"],
+      ]),
+    );
     try {
       const run = await sClient(s.port, ["-sess_out", join(tmp.dir, "cc.sess")]);
       assert.equal(sessionLine(run)?.cipher, "TLS_CHACHA20_POLY1305_SHA256");

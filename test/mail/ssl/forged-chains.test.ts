@@ -76,7 +76,10 @@ async function present(proxy: MailProxyProcess, port: number, c: ClientChain): P
     });
     child.stdin.on("error", () => undefined);
     const timer = setTimeout(() => child.kill(), 10_000);
-    child.on("close", () => { clearTimeout(timer); resolve(text); });
+    child.on("close", () => {
+      clearTimeout(timer);
+      resolve(text);
+    });
   });
   // The info line is written as the session closes; give the proxy a moment.
   let logged: string | undefined;
@@ -102,7 +105,8 @@ async function verdicts(kind: "nginx" | "postern", chains: readonly ClientChain[
   proxies[kind] ??= await (kind === "nginx" ? startNginx : startPostern)(block);
   const out: Record<string, Verdict> = {};
   for (const i of portIndexes) {
-    for (const c of chains) out[`${["hidden root", "advertised root", "hidden root with CRLs"][i]}: ${c.name}`] = await present(proxies[kind], ports[i + offset]!, c);
+    for (const c of chains)
+      out[`${["hidden root", "advertised root", "hidden root with CRLs"][i]}: ${c.name}`] = await present(proxies[kind], ports[i + offset]!, c);
   }
   return out;
 }

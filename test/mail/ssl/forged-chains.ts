@@ -29,7 +29,8 @@ export interface ForgedCorpus {
 }
 
 const CA_EXT = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n";
-const LEAF_EXT = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n";
+const LEAF_EXT =
+  "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n";
 
 /** Builds the corpus under `dir`. */
 export function makeForgedCorpus(dir: string): ForgedCorpus {
@@ -49,33 +50,86 @@ export function makeForgedCorpus(dir: string): ForgedCorpus {
     mkdirSync(d, { recursive: true });
     writeFileSync(join(d, "index.txt"), "");
     writeFileSync(join(d, "crlnumber"), "01\n");
-    writeFileSync(join(d, "ca.cnf"), [
-      "[ca]", "default_ca=d", "[d]", `database=${join(d, "index.txt")}`, `new_certs_dir=${d}`, `crlnumber=${join(d, "crlnumber")}`,
-      "default_md=sha256", "policy=pol", "default_crl_days=30", "unique_subject=no", "preserve=yes", "rand_serial=yes",
-      "copy_extensions=none", "[pol]", "commonName=optional", "organizationName=optional", "",
-    ].join("\n"));
+    writeFileSync(
+      join(d, "ca.cnf"),
+      [
+        "[ca]",
+        "default_ca=d",
+        "[d]",
+        `database=${join(d, "index.txt")}`,
+        `new_certs_dir=${d}`,
+        `crlnumber=${join(d, "crlnumber")}`,
+        "default_md=sha256",
+        "policy=pol",
+        "default_crl_days=30",
+        "unique_subject=no",
+        "preserve=yes",
+        "rand_serial=yes",
+        "copy_extensions=none",
+        "[pol]",
+        "commonName=optional",
+        "organizationName=optional",
+        "",
+      ].join("\n"),
+    );
     return join(d, "ca.cnf");
   };
   const selfSigned = (name: string, subj: string, extra: string[] = []): void => {
     key(name);
-    ossl(["req", "-x509", "-new", "-key", p(`${name}.key`), "-out", p(`${name}.crt`), "-subj", subj, "-days", "30",
-      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", ...extra]);
+    ossl([
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      p(`${name}.key`),
+      "-out",
+      p(`${name}.crt`),
+      "-subj",
+      subj,
+      "-days",
+      "30",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+      ...extra,
+    ]);
     caDb(name);
   };
   /** `name` signed by `issuer` through `openssl ca` (extensions from `extText`; `dates` override -days). */
   const issue = (name: string, subj: string, issuer: string, extText: string, dates: string[] = ["-days", "30"], ownKey = true): void => {
     if (ownKey) key(name);
     ossl(["req", "-new", "-key", p(`${name}.key`), "-out", p(`${name}.csr`), "-subj", subj]);
-    ossl(["ca", "-batch", "-config", p(`${issuer}.db/ca.cnf`), "-cert", p(`${issuer}.crt`), "-keyfile", p(`${issuer}.key`),
-      "-in", p(`${name}.csr`), "-out", p(`${name}.crt`), "-notext", "-extfile", ext(name, extText), ...dates]);
+    ossl([
+      "ca",
+      "-batch",
+      "-config",
+      p(`${issuer}.db/ca.cnf`),
+      "-cert",
+      p(`${issuer}.crt`),
+      "-keyfile",
+      p(`${issuer}.key`),
+      "-in",
+      p(`${name}.csr`),
+      "-out",
+      p(`${name}.crt`),
+      "-notext",
+      "-extfile",
+      ext(name, extText),
+      ...dates,
+    ]);
     if (extText.includes("CA:TRUE")) caDb(name);
   };
   const bundle = (name: string, parts: string[]): string => {
     writeFileSync(p(name), parts.map((n) => readFileSync(p(`${n}.crt`), "utf8")).join(""));
     return p(name);
   };
-  const chain = (name: string, leaf: string, sent: string[]): ClientChain =>
-    ({ name, cert: p(`${leaf}.crt`), key: p(`${leaf}.key`), ...(sent.length ? { chain: bundle(`${leaf}.chain.pem`, sent) } : {}) });
+  const chain = (name: string, leaf: string, sent: string[]): ClientChain => ({
+    name,
+    cert: p(`${leaf}.crt`),
+    key: p(`${leaf}.key`),
+    ...(sent.length ? { chain: bundle(`${leaf}.chain.pem`, sent) } : {}),
+  });
 
   selfSigned("root", "/O=Corp/CN=Corp Root", ["-addext", "subjectKeyIdentifier=hash"]);
   selfSigned("other", "/O=Elsewhere/CN=Other CA");
@@ -87,17 +141,50 @@ export function makeForgedCorpus(dir: string): ForgedCorpus {
   ossl(["x509", "-req", "-in", p("legacy.csr"), "-CA", p("inter.crt"), "-CAkey", p("inter.key"), "-CAcreateserial", "-out", p("legacy.crt"), "-days", "30"]);
 
   // Forgeries by holders of a real client certificate: their key signs a new leaf.
-  for (const [forger, as] of [["alice", "admin"], ["legacy", "admin2"]] as const) {
+  for (const [forger, as] of [
+    ["alice", "admin"],
+    ["legacy", "admin2"],
+  ] as const) {
     key(as);
     ossl(["req", "-new", "-key", p(`${as}.key`), "-out", p(`${as}.csr`), "-subj", `/O=Corp/CN=${as}`]);
-    ossl(["x509", "-req", "-in", p(`${as}.csr`), "-CA", p(`${forger}.crt`), "-CAkey", p(`${forger}.key`), "-CAcreateserial",
-      "-out", p(`${as}.crt`), "-days", "30", "-extfile", ext(as, LEAF_EXT.replace("authorityKeyIdentifier=keyid\n", ""))]);
+    ossl([
+      "x509",
+      "-req",
+      "-in",
+      p(`${as}.csr`),
+      "-CA",
+      p(`${forger}.crt`),
+      "-CAkey",
+      p(`${forger}.key`),
+      "-CAcreateserial",
+      "-out",
+      p(`${as}.crt`),
+      "-days",
+      "30",
+      "-extfile",
+      ext(as, LEAF_EXT.replace("authorityKeyIdentifier=keyid\n", "")),
+    ]);
   }
   // A proxy certificate (RFC 3820) issued by alice.
   key("proxy");
   ossl(["req", "-new", "-key", p("proxy.key"), "-out", p("proxy.csr"), "-subj", "/O=Corp/CN=alice/CN=proxy"]);
-  ossl(["x509", "-req", "-in", p("proxy.csr"), "-CA", p("alice.crt"), "-CAkey", p("alice.key"), "-CAcreateserial", "-out", p("proxy.crt"),
-    "-days", "30", "-extfile", ext("proxy", "keyUsage=critical,digitalSignature\nproxyCertInfo=critical,language:id-ppl-inheritAll\n")]);
+  ossl([
+    "x509",
+    "-req",
+    "-in",
+    p("proxy.csr"),
+    "-CA",
+    p("alice.crt"),
+    "-CAkey",
+    p("alice.key"),
+    "-CAcreateserial",
+    "-out",
+    p("proxy.crt"),
+    "-days",
+    "30",
+    "-extfile",
+    ext("proxy", "keyUsage=critical,digitalSignature\nproxyCertInfo=critical,language:id-ppl-inheritAll\n"),
+  ]);
 
   issue("pathzero", "/O=Corp/CN=Path Zero", "root", CA_EXT.replace("CA:TRUE", "CA:TRUE,pathlen:0"));
   issue("sub", "/O=Corp/CN=Sub CA", "pathzero", CA_EXT);
@@ -119,11 +206,14 @@ export function makeForgedCorpus(dir: string): ForgedCorpus {
   issue("bob", "/O=Corp/CN=bob", "revoked-inter", LEAF_EXT);
   ossl(["ca", "-config", p("root.db/ca.cnf"), "-cert", p("root.crt"), "-keyfile", p("root.key"), "-revoke", p("revoked-inter.crt")]);
   const crls = ["root", "inter", "revoked-inter"].map((ca) =>
-    ossl(["ca", "-gencrl", "-config", p(`${ca}.db/ca.cnf`), "-cert", p(`${ca}.crt`), "-keyfile", p(`${ca}.key`)]));
+    ossl(["ca", "-gencrl", "-config", p(`${ca}.db/ca.cnf`), "-cert", p(`${ca}.crt`), "-keyfile", p(`${ca}.key`)]),
+  );
   writeFileSync(p("crls.pem"), crls.join(""));
 
   return {
-    root: p("root.crt"), other: p("other.crt"), crls: p("crls.pem"),
+    root: p("root.crt"),
+    other: p("other.crt"),
+    crls: p("crls.pem"),
     chains: [
       chain("good chain", "alice", ["inter"]),
       chain("good legacy leaf", "legacy", ["inter"]),
@@ -137,9 +227,6 @@ export function makeForgedCorpus(dir: string): ForgedCorpus {
       chain("fake root with the real name and key id", "mallory", ["fake-root"]),
       chain("self-signed leaf", "lone", []),
     ],
-    revocation: [
-      chain("good chain, CRLs checked", "alice", ["inter"]),
-      chain("revoked intermediate", "bob", ["revoked-inter"]),
-    ],
+    revocation: [chain("good chain, CRLs checked", "alice", ["inter"]), chain("revoked intermediate", "bob", ["revoked-inter"])],
   };
 }

@@ -25,7 +25,10 @@ before(() => {
 });
 after(() => tmp.remove());
 
-const rsa = (): string[][] => [["ssl_certificate", pki.rsaCert], ["ssl_certificate_key", pki.rsaKey]];
+const rsa = (): string[][] => [
+  ["ssl_certificate", pki.rsaCert],
+  ["ssl_certificate_key", pki.rsaKey],
+];
 
 async function withServer<T>(setup: TlsServerSetup, fn: (port: number) => Promise<T>): Promise<T> {
   const s = await echoServer(setup);
@@ -58,7 +61,11 @@ describe("ssl_protocols", () => {
     });
   });
   test("the page's example list (TLSv1 .. TLSv1.3 with legacy ciphers) loads and serves", async () => {
-    const setup = setupFrom([...rsa(), ["ssl_protocols", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"], ["ssl_ciphers", "AES128-SHA:AES256-SHA:RC4-SHA:DES-CBC3-SHA:RC4-MD5"]]);
+    const setup = setupFrom([
+      ...rsa(),
+      ["ssl_protocols", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+      ["ssl_ciphers", "AES128-SHA:AES256-SHA:RC4-SHA:DES-CBC3-SHA:RC4-MD5"],
+    ]);
     await withServer(setup, async (port) => {
       // The client's order wins (AES256-SHA before AES128-SHA in OpenSSL's default list).
       const run = await sClient(port, ["-tls1_2"]);
@@ -81,11 +88,17 @@ describe("ssl_ciphers and ssl_prefer_server_ciphers", () => {
 
   test("off (default): the client's order wins, as with nginx 1.22.1; on: the server's", async () => {
     const off = await withServer(setupFrom([...rsa(), ["ssl_ciphers", serverList]]), async (port) => sessionLine(await sClient(port, clientArgs))?.cipher);
-    const on = await withServer(setupFrom([...rsa(), ["ssl_ciphers", serverList], ["ssl_prefer_server_ciphers", "on"]]), async (port) => sessionLine(await sClient(port, clientArgs))?.cipher);
+    const on = await withServer(
+      setupFrom([...rsa(), ["ssl_ciphers", serverList], ["ssl_prefer_server_ciphers", "on"]]),
+      async (port) => sessionLine(await sClient(port, clientArgs))?.cipher,
+    );
     assert.equal(off, "ECDHE-RSA-AES128-GCM-SHA256");
     assert.equal(on, "ECDHE-RSA-AES256-GCM-SHA384");
     const port = await freePort();
-    const ngx = await startNginx(tmp.dir, `auth_http 127.0.0.1:1/;\nserver { listen 127.0.0.1:${port} ssl; protocol imap; ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.rsaKey}; ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers ${serverList}; }`);
+    const ngx = await startNginx(
+      tmp.dir,
+      `auth_http 127.0.0.1:1/;\nserver { listen 127.0.0.1:${port} ssl; protocol imap; ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.rsaKey}; ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers ${serverList}; }`,
+    );
     try {
       assert.equal(sessionLine(await sClient(port, clientArgs, 10000, true))?.cipher, off);
     } finally {
@@ -133,14 +146,25 @@ describe("certificates and keys", () => {
     execFileSync("openssl", ["req", "-x509", "-new", "-key", key, "-passin", "pass:secondpw", "-subj", "/CN=enc", "-out", crt, "-days", "2"]);
     const pw = join(tmp.dir, "pw.txt");
     writeFileSync(pw, "wrongpw\r\n\nsecondpw\n");
-    await withServer(setupFrom([["ssl_password_file", pw], ["ssl_certificate", crt], ["ssl_certificate_key", key]]), async (port) => {
-      assert.match((await sClient(port, [])).stdout, /subject=CN = enc/);
-    });
+    await withServer(
+      setupFrom([
+        ["ssl_password_file", pw],
+        ["ssl_certificate", crt],
+        ["ssl_certificate_key", key],
+      ]),
+      async (port) => {
+        assert.match((await sClient(port, [])).stdout, /subject=CN = enc/);
+      },
+    );
     const fifo = join(tmp.dir, "pw.fifo");
     execFileSync("mkfifo", [fifo]);
     const writer = spawn("sh", ["-c", `printf 'wrongpw\\nsecondpw\\n' > '${fifo}'`], { stdio: "ignore" });
     try {
-      const setup = setupFrom([["ssl_password_file", fifo], ["ssl_certificate", crt], ["ssl_certificate_key", key]]);
+      const setup = setupFrom([
+        ["ssl_password_file", fifo],
+        ["ssl_certificate", crt],
+        ["ssl_certificate_key", key],
+      ]);
       assert.ok(setup.secureContext);
     } finally {
       writer.kill();
@@ -149,7 +173,10 @@ describe("certificates and keys", () => {
 
   test("data: certificate and key", async () => {
     const { readFileSync } = await import("node:fs");
-    const setup = setupFrom([["ssl_certificate", "data:" + readFileSync(pki.ecCert, "utf8")], ["ssl_certificate_key", "data:" + readFileSync(pki.ecKey, "utf8")]]);
+    const setup = setupFrom([
+      ["ssl_certificate", "data:" + readFileSync(pki.ecCert, "utf8")],
+      ["ssl_certificate_key", "data:" + readFileSync(pki.ecKey, "utf8")],
+    ]);
     await withServer(setup, async (port) => {
       assert.match((await sClient(port, [])).stdout, /Peer signature type: ECDSA/);
     });
@@ -200,15 +227,22 @@ describe("startTls on an existing connection (STARTTLS)", () => {
     const outcome: Promise<string>[] = [];
     const srv = net.createServer((sock) => {
       // No listener: the plaintext sits in the socket's own read buffer.
-      outcome.push(new Promise((resolve) => setTimeout(() => {
-        assert.ok(sock.readableLength > 0);
-        // as the session does: the front end's reply is queued, then the handshake starts in the same tick
-        sock.write("+OK begin TLS\r\n");
-        startTls(sock, setup).then((t) => {
-          t.end("secure\r\n");
-          resolve("ok");
-        }, (e: Error) => resolve(e.message));
-      }, 150)));
+      outcome.push(
+        new Promise((resolve) =>
+          setTimeout(() => {
+            assert.ok(sock.readableLength > 0);
+            // as the session does: the front end's reply is queued, then the handshake starts in the same tick
+            sock.write("+OK begin TLS\r\n");
+            startTls(sock, setup).then(
+              (t) => {
+                t.end("secure\r\n");
+                resolve("ok");
+              },
+              (e: Error) => resolve(e.message),
+            );
+          }, 150),
+        ),
+      );
     });
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     try {
@@ -279,11 +313,14 @@ async function ticketsAndGreeting(setup: TlsServerSetup, version: tls.SecureVers
   const srv = net.createServer((sock) => {
     sock.on("error", () => undefined);
     // as the session does: the greeting once the handshake and the tickets are done
-    startTls(sock, setup).then(async (t) => {
-      t.on("error", () => undefined);
-      await serverTicketsSent(t, setup);
-      t.end("* OK greeting\r\n");
-    }, () => sock.destroy());
+    startTls(sock, setup).then(
+      async (t) => {
+        t.on("error", () => undefined);
+        await serverTicketsSent(t, setup);
+        t.end("* OK greeting\r\n");
+      },
+      () => sock.destroy(),
+    );
   });
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
   try {
@@ -320,16 +357,21 @@ describe("fixed settings", () => {
   test("client-initiated renegotiation is refused (SSL_OP_NO_RENEGOTIATION)", async () => {
     const setup = setupFrom(rsa());
     const srv = net.createServer((sock) => {
-      startTls(sock, setup).then((t) => {
-        t.on("error", () => undefined);
-        t.write("hello\n");
-        setTimeout(() => t.end("bye\n"), 1500);
-      }, () => undefined);
+      startTls(sock, setup).then(
+        (t) => {
+          t.on("error", () => undefined);
+          t.write("hello\n");
+          setTimeout(() => t.end("bye\n"), 1500);
+        },
+        () => undefined,
+      );
     });
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     try {
       const out = await new Promise<string>((resolve) => {
-        const c = spawn("openssl", ["s_client", "-connect", `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, "-tls1_2"], { stdio: ["pipe", "pipe", "pipe"] });
+        const c = spawn("openssl", ["s_client", "-connect", `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, "-tls1_2"], {
+          stdio: ["pipe", "pipe", "pipe"],
+        });
         let acc = "";
         c.stdout.on("data", (d: Buffer) => {
           acc += d.toString();
@@ -337,7 +379,10 @@ describe("fixed settings", () => {
         });
         c.stderr.on("data", (d: Buffer) => (acc += d.toString()));
         const timer = setTimeout(() => c.kill(), 8000);
-        c.on("close", () => { clearTimeout(timer); resolve(acc); });
+        c.on("close", () => {
+          clearTimeout(timer);
+          resolve(acc);
+        });
       });
       assert.match(out, /RENEGOTIATING/);
       assert.match(out, /no renegotiation/);

@@ -61,18 +61,61 @@ export function makePki(dir: string): Pki {
   writeFileSync(p("ca.ext"), CA_EXT);
   writeFileSync(p("index.txt"), "");
   writeFileSync(p("crlnumber"), "01\n");
-  writeFileSync(p("ca.cnf"), [
-    "[ca]", "default_ca=d", "[d]", `database=${p("index.txt")}`, `new_certs_dir=${dir}`, `crlnumber=${p("crlnumber")}`,
-    "default_md=sha256", "policy=pol", "default_crl_days=30", "unique_subject=no", "preserve=yes", "rand_serial=yes",
-    "[pol]", "commonName=supplied", "",
-  ].join("\n"));
+  writeFileSync(
+    p("ca.cnf"),
+    [
+      "[ca]",
+      "default_ca=d",
+      "[d]",
+      `database=${p("index.txt")}`,
+      `new_certs_dir=${dir}`,
+      `crlnumber=${p("crlnumber")}`,
+      "default_md=sha256",
+      "policy=pol",
+      "default_crl_days=30",
+      "unique_subject=no",
+      "preserve=yes",
+      "rand_serial=yes",
+      "[pol]",
+      "commonName=supplied",
+      "",
+    ].join("\n"),
+  );
   const ec = (name: string): void => void ossl(dir, ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", p(name)]);
   const selfsign = (key: string, crt: string, subj: string, ext = true): void => {
-    ossl(dir, ["req", "-x509", "-new", "-key", p(key), "-out", p(crt), "-subj", subj, "-days", "30", ...(ext ? ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"] : [])]);
+    ossl(dir, [
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      p(key),
+      "-out",
+      p(crt),
+      "-subj",
+      subj,
+      "-days",
+      "30",
+      ...(ext ? ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"] : []),
+    ]);
   };
   const sign = (key: string, crt: string, subj: string, caCrt: string, caKey: string, isCa = false): void => {
     ossl(dir, ["req", "-new", "-key", p(key), "-out", p(crt + ".csr"), "-subj", subj]);
-    ossl(dir, ["x509", "-req", "-in", p(crt + ".csr"), "-CA", p(caCrt), "-CAkey", p(caKey), "-CAcreateserial", "-out", p(crt), "-days", "30", ...(isCa ? ["-extfile", p("ca.ext")] : [])]);
+    ossl(dir, [
+      "x509",
+      "-req",
+      "-in",
+      p(crt + ".csr"),
+      "-CA",
+      p(caCrt),
+      "-CAkey",
+      p(caKey),
+      "-CAcreateserial",
+      "-out",
+      p(crt),
+      "-days",
+      "30",
+      ...(isCa ? ["-extfile", p("ca.ext")] : []),
+    ]);
   };
   ec("ca.key");
   selfsign("ca.key", "ca.crt", "/O=Test Org/CN=Test CA");
@@ -91,7 +134,22 @@ export function makePki(dir: string): Pki {
   const caSigned = (key: string, crt: string, cn: string, dates: string[]): void => {
     ec(key);
     ossl(dir, ["req", "-new", "-key", p(key), "-out", p(crt + ".csr"), "-subj", `/CN=${cn}`]);
-    ossl(dir, ["ca", "-batch", "-config", p("ca.cnf"), "-cert", p("ca.crt"), "-keyfile", p("ca.key"), "-in", p(crt + ".csr"), "-out", p(crt), "-notext", ...dates]);
+    ossl(dir, [
+      "ca",
+      "-batch",
+      "-config",
+      p("ca.cnf"),
+      "-cert",
+      p("ca.crt"),
+      "-keyfile",
+      p("ca.key"),
+      "-in",
+      p(crt + ".csr"),
+      "-out",
+      p(crt),
+      "-notext",
+      ...dates,
+    ]);
   };
   caSigned("expired.key", "expired.crt", "expired", ["-startdate", "20200101000000Z", "-enddate", "20210101000000Z"]);
   caSigned("revoked.key", "revoked.crt", "revoked", ["-days", "30"]);
@@ -106,11 +164,29 @@ export function makePki(dir: string): Pki {
   ossl(dir, ["x509", "-in", p("inter2.crt"), "-out", p("chain.pem")]);
   writeFileSync(p("chain.pem"), ossl(dir, ["x509", "-in", p("inter2.crt")]) + ossl(dir, ["x509", "-in", p("inter1.crt")]));
   return {
-    dir, ca: p("ca.crt"), caKey: p("ca.key"), rsaCert: p("rsa.crt"), rsaKey: p("rsa.key"), ecCert: p("ec.crt"), ecKey: p("ec.key"),
-    client: p("client.crt"), clientKey: p("client.key"), selfSigned: p("self.crt"), selfSignedKey: p("self.key"),
-    untrusted: p("untrusted.crt"), untrustedKey: p("untrusted.key"), expired: p("expired.crt"), expiredKey: p("expired.key"),
-    revoked: p("revoked.crt"), revokedKey: p("revoked.key"), deep: p("deep.crt"), deepKey: p("deep.key"), deepChain: p("chain.pem"),
-    inter1: p("inter1.crt"), crl: p("ca.crl"), otherCa: p("other.crt"),
+    dir,
+    ca: p("ca.crt"),
+    caKey: p("ca.key"),
+    rsaCert: p("rsa.crt"),
+    rsaKey: p("rsa.key"),
+    ecCert: p("ec.crt"),
+    ecKey: p("ec.key"),
+    client: p("client.crt"),
+    clientKey: p("client.key"),
+    selfSigned: p("self.crt"),
+    selfSignedKey: p("self.key"),
+    untrusted: p("untrusted.crt"),
+    untrustedKey: p("untrusted.key"),
+    expired: p("expired.crt"),
+    expiredKey: p("expired.key"),
+    revoked: p("revoked.crt"),
+    revokedKey: p("revoked.key"),
+    deep: p("deep.crt"),
+    deepKey: p("deep.key"),
+    deepChain: p("chain.pem"),
+    inter1: p("inter1.crt"),
+    crl: p("ca.crl"),
+    otherCa: p("other.crt"),
   };
 }
 
@@ -122,8 +198,15 @@ function setAll(level: Level, lines: readonly (readonly string[])[], confDir: st
     if (!d) throw new Error(`unknown directive ${name}`);
     const location = { file: join(confDir, "nginx.conf"), line: i + 1 };
     const cx: SetContext = {
-      name: name!, location, confDir, prefix: confDir + "/", level, lexer: undefined as unknown as ConfLexer,
-      parseBlock: () => undefined, warn: (m) => void warnings.push(m), warnUnlocated: (m) => void warnings.push(m),
+      name: name!,
+      location,
+      confDir,
+      prefix: confDir + "/",
+      level,
+      lexer: undefined as unknown as ConfLexer,
+      parseBlock: () => undefined,
+      warn: (m) => void warnings.push(m),
+      warnUnlocated: (m) => void warnings.push(m),
     };
     if (d.duplicates === "error" && level.has(d)) throw new ConfError(`"${name}" directive is duplicate`, location);
     try {
@@ -136,7 +219,11 @@ function setAll(level: Level, lines: readonly (readonly string[])[], confDir: st
 }
 
 /** A ServerConf from `mail {}` and `server {}` directive lines (ssl module only). */
-export function serverConf(server: readonly (readonly string[])[], mail: readonly (readonly string[])[] = [], confDir = "/"): { conf: ServerConf; warnings: string[] } {
+export function serverConf(
+  server: readonly (readonly string[])[],
+  mail: readonly (readonly string[])[] = [],
+  confDir = "/",
+): { conf: ServerConf; warnings: string[] } {
   const warnings: string[] = [];
   const m = new Level("mail", { file: join(confDir, "nginx.conf"), line: 1 });
   const s = new Level("server", { file: join(confDir, "nginx.conf"), line: 2 });
@@ -146,11 +233,16 @@ export function serverConf(server: readonly (readonly string[])[], mail: readonl
 }
 
 /** Builds a setup for an implicit-TLS IMAP server from directive lines. */
-export function setupFrom(server: readonly (readonly string[])[], opts: { confDir?: string; protocol?: "imap" | "pop3" | "smtp"; warn?: (m: string) => void } = {}): TlsServerSetup {
+export function setupFrom(
+  server: readonly (readonly string[])[],
+  opts: { confDir?: string; protocol?: "imap" | "pop3" | "smtp"; warn?: (m: string) => void } = {},
+): TlsServerSetup {
   const { conf } = serverConf(server, [], opts.confDir ?? "/");
   const setup = buildTlsContext(conf, {
-    protocol: opts.protocol ?? "imap", usesTls: true,
-    listenSslLocations: [{ file: "/etc/nginx.conf", line: 3 }], ...(opts.warn ? { warn: opts.warn } : {}),
+    protocol: opts.protocol ?? "imap",
+    usesTls: true,
+    listenSslLocations: [{ file: "/etc/nginx.conf", line: 3 }],
+    ...(opts.warn ? { warn: opts.warn } : {}),
   });
   if (!setup) throw new Error("no setup");
   return setup;
@@ -166,7 +258,10 @@ export interface EchoResult {
  * A TLS echo server from our own functions: after the handshake it writes
  * one JSON line (check + info) and closes; failures are recorded.
  */
-export async function echoServer(setup: TlsServerSetup, opts: { starttls?: boolean } = {}): Promise<{ port: number; results: EchoResult[]; errors: string[]; close: () => Promise<void> }> {
+export async function echoServer(
+  setup: TlsServerSetup,
+  opts: { starttls?: boolean } = {},
+): Promise<{ port: number; results: EchoResult[]; errors: string[]; close: () => Promise<void> }> {
   const results: EchoResult[] = [];
   const errors: string[] = [];
   const sockets = new Set<net.Socket>();
@@ -177,13 +272,16 @@ export async function echoServer(setup: TlsServerSetup, opts: { starttls?: boole
     const go = (reply?: string): void => {
       // as the session does: the front end's reply is queued, then the handshake starts in the same tick
       if (reply !== undefined) sock.write(reply);
-      startTls(sock, setup).then((t) => {
-        const check = clientCertificateCheck(t, setup);
-        const info = clientTlsInfo(t, setup, true);
-        results.push({ check, info });
-        t.on("error", () => undefined);
-        t.end(JSON.stringify({ check, info }) + "\n");
-      }, (err: Error) => void errors.push(err.message));
+      startTls(sock, setup).then(
+        (t) => {
+          const check = clientCertificateCheck(t, setup);
+          const info = clientTlsInfo(t, setup, true);
+          results.push({ check, info });
+          t.on("error", () => undefined);
+          t.end(JSON.stringify({ check, info }) + "\n");
+        },
+        (err: Error) => void errors.push(err.message),
+      );
     };
     if (!opts.starttls) return go();
     // A tiny STARTTLS dialogue: greeting, then "a STARTTLS" upgrades.
@@ -199,11 +297,14 @@ export async function echoServer(setup: TlsServerSetup, opts: { starttls?: boole
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
   const port = (srv.address() as net.AddressInfo).port;
   return {
-    port, results, errors,
-    close: () => new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      srv.close(() => r());
-    }),
+    port,
+    results,
+    errors,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        srv.close(() => r());
+      }),
   };
 }
 
@@ -217,14 +318,19 @@ export interface SClientRun {
 /** Runs `openssl s_client` against 127.0.0.1:port; stdin stays open until the server closes. */
 export function sClient(port: number, args: readonly string[], timeoutMs = 10000, endInput = false): Promise<SClientRun> {
   return new Promise((resolve) => {
-    const child: ChildProcess = spawn("openssl", ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "localhost", ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const child: ChildProcess = spawn("openssl", ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "localhost", ...args], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     // Servers that wait for a command (nginx after its greeting): end stdin once the handshake is printed.
-    if (endInput) child.stdout!.on("data", () => { if (/^(New|Reused), /m.test(stdout)) child.stdin!.end(); });
+    if (endInput)
+      child.stdout!.on("data", () => {
+        if (/^(New|Reused), /m.test(stdout)) child.stdin!.end();
+      });
     child.on("close", (code) => {
       clearTimeout(timer);
       resolve({ stdout, stderr, code });
@@ -247,8 +353,15 @@ export function sessionLine(run: SClientRun): { reused: boolean; protocol: strin
 
 /** Runs `nginx -t` on a mail config and returns its emerg message (without the log prefix). */
 export function nginxTest(dir: string, mailBody: string): string {
-  writeFileSync(join(dir, "nginx.conf"), `load_module /usr/lib/nginx/modules/ngx_mail_module.so;\nerror_log stderr;\npid ${join(dir, "nginx.pid")};\nevents {}\nmail {\n${mailBody}\n}\n`);
-  const r = spawnSync("/usr/sbin/nginx", ["-t", "-p", dir + "/", "-c", join(dir, "nginx.conf"), "-e", "stderr"], { encoding: "utf8", timeout: 10000, stdio: ["ignore", "pipe", "pipe"] });
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `load_module /usr/lib/nginx/modules/ngx_mail_module.so;\nerror_log stderr;\npid ${join(dir, "nginx.pid")};\nevents {}\nmail {\n${mailBody}\n}\n`,
+  );
+  const r = spawnSync("/usr/sbin/nginx", ["-t", "-p", dir + "/", "-c", join(dir, "nginx.conf"), "-e", "stderr"], {
+    encoding: "utf8",
+    timeout: 10000,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const line = r.stderr.split("\n").find((l) => l.includes("[emerg]")) ?? "";
   return line.replace(/^.*\[emerg\] \d+#\d+: /, "");
 }
@@ -266,22 +379,29 @@ export function freePort(): Promise<number> {
 
 /** Starts the nginx 1.22.1 oracle with a mail block; returns its stop function once the port answers. */
 export async function startNginx(dir: string, mailBody: string): Promise<{ stop: () => Promise<void> }> {
-  writeFileSync(join(dir, "nginx.conf"), `load_module /usr/lib/nginx/modules/ngx_mail_module.so;\ndaemon off;\nmaster_process off;\nerror_log ${join(dir, "error.log")} info;\npid ${join(dir, "nginx.pid")};\nevents {}\nmail {\n${mailBody}\n}\n`);
+  writeFileSync(
+    join(dir, "nginx.conf"),
+    `load_module /usr/lib/nginx/modules/ngx_mail_module.so;\ndaemon off;\nmaster_process off;\nerror_log ${join(dir, "error.log")} info;\npid ${join(dir, "nginx.pid")};\nevents {}\nmail {\n${mailBody}\n}\n`,
+  );
   const child = spawn("/usr/sbin/nginx", ["-p", dir + "/", "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { stdio: "ignore" });
   const port = Number(/listen\s+127\.0\.0\.1:(\d+)/.exec(mailBody)![1]);
   for (let i = 0; i < 50; i++) {
     const ok = await new Promise<boolean>((r) => {
-      const c = net.connect(port, "127.0.0.1", () => { c.destroy(); r(true); });
+      const c = net.connect(port, "127.0.0.1", () => {
+        c.destroy();
+        r(true);
+      });
       c.on("error", () => r(false));
     });
     if (ok) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
-    stop: () => new Promise<void>((r) => {
-      if (child.exitCode !== null) return r();
-      child.on("exit", () => r());
-      child.kill("SIGTERM");
-    }),
+    stop: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null) return r();
+        child.on("exit", () => r());
+        child.kill("SIGTERM");
+      }),
   };
 }

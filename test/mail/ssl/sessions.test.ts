@@ -24,7 +24,10 @@ before(() => {
 });
 after(() => tmp.remove());
 
-const rsa = (): string[][] => [["ssl_certificate", pki.rsaCert], ["ssl_certificate_key", pki.rsaKey]];
+const rsa = (): string[][] => [
+  ["ssl_certificate", pki.rsaCert],
+  ["ssl_certificate_key", pki.rsaKey],
+];
 
 /** First connection to `a` saves the session, second (to `b`) offers it; returns whether it was reused. */
 async function resumes(a: TlsServerSetup | number, b: TlsServerSetup | number, args: string[] = [], onSecond?: (r: EchoResult) => void): Promise<boolean> {
@@ -78,12 +81,24 @@ describe("ssl_session_cache", () => {
   });
   test("a session never resumes on a server with another client-certificate policy", async () => {
     const open = setupFrom([...rsa(), ["ssl_session_cache", "shared:T2:1m"], ["ssl_session_tickets", "off"]]);
-    const strict = setupFrom([...rsa(), ["ssl_session_cache", "shared:T2:1m"], ["ssl_session_tickets", "off"], ["ssl_verify_client", "on"], ["ssl_client_certificate", pki.ca]]);
+    const strict = setupFrom([
+      ...rsa(),
+      ["ssl_session_cache", "shared:T2:1m"],
+      ["ssl_session_tickets", "off"],
+      ["ssl_verify_client", "on"],
+      ["ssl_client_certificate", pki.ca],
+    ]);
     assert.equal(await resumes(open, strict, ["-tls1_2"]), false);
     assert.equal(await resumes(open, open, ["-tls1_2"]), true);
   });
   test("a failed client certificate check removes the session", async () => {
-    const s = setupFrom([...rsa(), ["ssl_session_cache", "builtin"], ["ssl_session_tickets", "off"], ["ssl_verify_client", "on"], ["ssl_client_certificate", pki.ca]]);
+    const s = setupFrom([
+      ...rsa(),
+      ["ssl_session_cache", "builtin"],
+      ["ssl_session_tickets", "off"],
+      ["ssl_verify_client", "on"],
+      ["ssl_client_certificate", pki.ca],
+    ]);
     // A resumed session still reports the certificate and the verification result.
     const seen: EchoResult[] = [];
     assert.equal(await resumes(s, s, ["-tls1_2", "-cert", pki.client, "-key", pki.clientKey], (r) => seen.push(r)), true);
@@ -97,10 +112,19 @@ describe("ssl_session_cache", () => {
       const child = fork(script, [JSON.stringify(lines)], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
       const uninstall = installSessionCacheMaster(child);
       const port = await new Promise<number>((resolve, reject) => {
-        child.on("message", (m: { type?: string; port?: number }) => { if (m.type === "port") resolve(m.port!); });
+        child.on("message", (m: { type?: string; port?: number }) => {
+          if (m.type === "port") resolve(m.port!);
+        });
         child.on("exit", () => reject(new Error("worker exited")));
       });
-      return { port, stop: () => { uninstall(); child.disconnect(); return new Promise((r) => child.once("exit", r)); } };
+      return {
+        port,
+        stop: () => {
+          uninstall();
+          child.disconnect();
+          return new Promise((r) => child.once("exit", r));
+        },
+      };
     };
     const ids = [...rsa(), ["ssl_session_cache", "shared:W:1m"], ["ssl_session_tickets", "off"]];
     const tickets = [...rsa(), ["ssl_session_cache", "shared:WT:1m"]];

@@ -24,10 +24,13 @@ test("subject and issuer in RFC 2253 form, as openssl (and nginx) print them", (
   const key = join(tmp.dir, "k.pem");
   const crt = join(tmp.dir, "c.pem");
   execFileSync("openssl", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key]);
-  const subjects = ["/C=US/O=Example, Inc./CN=client one", "/O=Ünïcode Org/CN=a+UID=b/CN=x \"q\" <y>;z", "/CN= lead#trail /emailAddress=a@b.c"];
+  const subjects = ["/C=US/O=Example, Inc./CN=client one", '/O=Ünïcode Org/CN=a+UID=b/CN=x "q" <y>;z', "/CN= lead#trail /emailAddress=a@b.c"];
   for (const subj of subjects) {
     execFileSync("openssl", ["req", "-x509", "-new", "-key", key, "-out", crt, "-subj", subj, "-multivalue-rdn", "-utf8", "-days", "1"]);
-    const expected = execFileSync("openssl", ["x509", "-in", crt, "-noout", "-subject", "-nameopt", "RFC2253"]).toString().replace(/\n$/, "").replace(/^subject=/, "");
+    const expected = execFileSync("openssl", ["x509", "-in", crt, "-noout", "-subject", "-nameopt", "RFC2253"])
+      .toString()
+      .replace(/\n$/, "")
+      .replace(/^subject=/, "");
     const x = new X509Certificate(execFileSync("cat", [crt]));
     assert.equal(rfc2253(x.subject), expected, subj);
     assert.equal(rfc2253(x.issuer), expected, subj);
@@ -37,7 +40,11 @@ test("subject and issuer in RFC 2253 form, as openssl (and nginx) print them", (
 
 test("protocol sets become min/max plus gap options", () => {
   assert.deepEqual(protocolOptions(new Set(["TLSv1.2", "TLSv1.3"])), { minVersion: "TLSv1.2", maxVersion: "TLSv1.3", secureOptions: 0 });
-  assert.deepEqual(protocolOptions(new Set(["TLSv1", "TLSv1.3"])), { minVersion: "TLSv1", maxVersion: "TLSv1.3", secureOptions: constants.SSL_OP_NO_TLSv1_1 | constants.SSL_OP_NO_TLSv1_2 });
+  assert.deepEqual(protocolOptions(new Set(["TLSv1", "TLSv1.3"])), {
+    minVersion: "TLSv1",
+    maxVersion: "TLSv1.3",
+    secureOptions: constants.SSL_OP_NO_TLSv1_1 | constants.SSL_OP_NO_TLSv1_2,
+  });
   const none = protocolOptions(new Set(["SSLv3"]));
   assert.equal(none.secureOptions, constants.SSL_OP_NO_TLSv1_3);
   assert.doesNotThrow(() => tls.createSecureContext(none));
@@ -57,17 +64,39 @@ test("password files: LF and CRLF lines, empty lines skipped, empty file = one e
 test("the session id is read from Node's serialized session", async () => {
   const key = join(tmp.dir, "s.key");
   const crt = join(tmp.dir, "s.crt");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt, "-subj", "/CN=s", "-days", "1"]);
+  execFileSync("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    crt,
+    "-subj",
+    "/CN=s",
+    "-days",
+    "1",
+  ]);
   const ids: Buffer[] = [];
   // The server side's getSession(), as forget() reads it: a client's
   // getSession() is not plain DER on Node 24 (Node prefixes it with a
   // "nodejs:tls:session" header and the server name).
   let session: Buffer | undefined;
-  const srv = tls.createServer({ key: execFileSync("cat", [key]), cert: execFileSync("cat", [crt]), maxVersion: "TLSv1.2", secureOptions: constants.SSL_OP_NO_TICKET }, (s) => {
-    session = s.getSession();
-    s.end();
+  const srv = tls.createServer(
+    { key: execFileSync("cat", [key]), cert: execFileSync("cat", [crt]), maxVersion: "TLSv1.2", secureOptions: constants.SSL_OP_NO_TICKET },
+    (s) => {
+      session = s.getSession();
+      s.end();
+    },
+  );
+  srv.on("newSession", (id: Buffer, _d: Buffer, done: () => void) => {
+    ids.push(Buffer.from(id));
+    done();
   });
-  srv.on("newSession", (id: Buffer, _d: Buffer, done: () => void) => { ids.push(Buffer.from(id)); done(); });
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
   const c = tls.connect({ port: (srv.address() as { port: number }).port, host: "127.0.0.1", rejectUnauthorized: false });
   await new Promise((r) => c.once("secureConnect", r));
@@ -83,10 +112,31 @@ test("the session id is read from Node's serialized session", async () => {
 test("TLS 1.3 sessions are told apart: they resume by ticket only, so id-keyed caches skip them", async () => {
   const key = join(tmp.dir, "s13.key");
   const crt = join(tmp.dir, "s13.crt");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt, "-subj", "/CN=s", "-days", "1"]);
+  execFileSync("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    crt,
+    "-subj",
+    "/CN=s",
+    "-days",
+    "1",
+  ]);
   const seen: Buffer[] = [];
-  const srv = tls.createServer({ key: execFileSync("cat", [key]), cert: execFileSync("cat", [crt]), secureOptions: constants.SSL_OP_NO_TICKET }, (s) => s.end());
-  srv.on("newSession", (_id: Buffer, d: Buffer, done: () => void) => { seen.push(Buffer.from(d)); done(); });
+  const srv = tls.createServer({ key: execFileSync("cat", [key]), cert: execFileSync("cat", [crt]), secureOptions: constants.SSL_OP_NO_TICKET }, (s) =>
+    s.end(),
+  );
+  srv.on("newSession", (_id: Buffer, d: Buffer, done: () => void) => {
+    seen.push(Buffer.from(d));
+    done();
+  });
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
   for (const maxVersion of ["TLSv1.3", "TLSv1.2"] as const) {
     const c = tls.connect({ port: (srv.address() as { port: number }).port, host: "127.0.0.1", rejectUnauthorized: false, maxVersion });

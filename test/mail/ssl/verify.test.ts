@@ -45,7 +45,12 @@ describe("ssl_verify_client on", () => {
     assert.equal(info.issuer, "CN=Test CA,O=Test Org");
     const serial = execFileSync("openssl", ["x509", "-in", pki.client, "-noout", "-serial"]).toString().trim().replace("serial=", "");
     assert.equal(info.serial, serial);
-    const fp = execFileSync("openssl", ["x509", "-in", pki.client, "-noout", "-fingerprint", "-sha1"]).toString().trim().replace(/^.*=/, "").replace(/:/g, "").toLowerCase();
+    const fp = execFileSync("openssl", ["x509", "-in", pki.client, "-noout", "-fingerprint", "-sha1"])
+      .toString()
+      .trim()
+      .replace(/^.*=/, "")
+      .replace(/:/g, "")
+      .toLowerCase();
     assert.equal(info.fingerprint, fp);
     assert.equal(info.certPem, readFileSync(pki.client, "utf8"));
   });
@@ -55,7 +60,11 @@ describe("ssl_verify_client on", () => {
   });
   test("self-signed: failed with OpenSSL's number and text", async () => {
     const { result } = await connect(setup("on"), pki.selfSigned, pki.selfSignedKey);
-    assert.deepEqual(result?.check, { result: "failed", verify: "FAILED:self-signed certificate", logMessage: "client SSL certificate verify error: (18:self-signed certificate)" });
+    assert.deepEqual(result?.check, {
+      result: "failed",
+      verify: "FAILED:self-signed certificate",
+      logMessage: "client SSL certificate verify error: (18:self-signed certificate)",
+    });
   });
   test("expired", async () => {
     const { result } = await connect(setup("on"), pki.expired, pki.expiredKey);
@@ -67,9 +76,16 @@ describe("ssl_verify_client on", () => {
   });
   test("the log lines match nginx 1.22.1's", async () => {
     const port = await freePort();
-    const ngx = await startNginx(tmp.dir, `auth_http 127.0.0.1:1/;\nserver { listen 127.0.0.1:${port} ssl; protocol imap; ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.rsaKey}; ssl_verify_client on; ssl_client_certificate ${pki.ca}; }`);
+    const ngx = await startNginx(
+      tmp.dir,
+      `auth_http 127.0.0.1:1/;\nserver { listen 127.0.0.1:${port} ssl; protocol imap; ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.rsaKey}; ssl_verify_client on; ssl_client_certificate ${pki.ca}; }`,
+    );
     try {
-      for (const [c, k] of [[pki.selfSigned, pki.selfSignedKey], [pki.untrusted, pki.untrustedKey], [pki.expired, pki.expiredKey]] as const) {
+      for (const [c, k] of [
+        [pki.selfSigned, pki.selfSignedKey],
+        [pki.untrusted, pki.untrustedKey],
+        [pki.expired, pki.expiredKey],
+      ] as const) {
         await sClient(port, ["-cert", c, "-key", k]);
       }
     } finally {
@@ -78,7 +94,11 @@ describe("ssl_verify_client on", () => {
     const log = readFileSync(join(tmp.dir, "error.log"), "utf8");
     const theirs = [...log.matchAll(/(client SSL certificate verify error: \(.*?\)) while/g)].map((m) => m[1]);
     const ours: (string | undefined)[] = [];
-    for (const [c, k] of [[pki.selfSigned, pki.selfSignedKey], [pki.untrusted, pki.untrustedKey], [pki.expired, pki.expiredKey]] as const) {
+    for (const [c, k] of [
+      [pki.selfSigned, pki.selfSignedKey],
+      [pki.untrusted, pki.untrustedKey],
+      [pki.expired, pki.expiredKey],
+    ] as const) {
       ours.push((await connect(setup("on"), c, k)).result?.check.logMessage);
     }
     assert.deepEqual(ours, theirs);
@@ -91,8 +111,14 @@ describe("ssl_verify_client optional and optional_no_ca", () => {
     assert.equal((await connect(setup("optional"), pki.selfSigned, pki.selfSignedKey)).result?.check.result, "failed");
   });
   test("optional_no_ca: self-signed and untrusted continue with FAILED:reason", async () => {
-    assert.deepEqual((await connect(setup("optional_no_ca"), pki.selfSigned, pki.selfSignedKey)).result?.check, { result: "ok", verify: "FAILED:self-signed certificate" });
-    assert.deepEqual((await connect(setup("optional_no_ca", []), pki.untrusted, pki.untrustedKey)).result?.check, { result: "ok", verify: "FAILED:unable to verify the first certificate" });
+    assert.deepEqual((await connect(setup("optional_no_ca"), pki.selfSigned, pki.selfSignedKey)).result?.check, {
+      result: "ok",
+      verify: "FAILED:self-signed certificate",
+    });
+    assert.deepEqual((await connect(setup("optional_no_ca", []), pki.untrusted, pki.untrustedKey)).result?.check, {
+      result: "ok",
+      verify: "FAILED:unable to verify the first certificate",
+    });
   });
   test("optional_no_ca: expired still fails", async () => {
     const r = (await connect(setup("optional_no_ca"), pki.expired, pki.expiredKey)).result;
@@ -103,14 +129,23 @@ describe("ssl_verify_client optional and optional_no_ca", () => {
 
 describe("ssl_crl and ssl_verify_depth", () => {
   test("a revoked certificate fails; a valid one passes", async () => {
-    const s = setup("on", [["ssl_client_certificate", pki.ca], ["ssl_crl", pki.crl]]);
+    const s = setup("on", [
+      ["ssl_client_certificate", pki.ca],
+      ["ssl_crl", pki.crl],
+    ]);
     assert.equal((await connect(s, pki.revoked, pki.revokedKey)).result?.check.logMessage, "client SSL certificate verify error: (23:certificate revoked)");
     assert.deepEqual((await connect(s, pki.client, pki.clientKey)).result?.check, { result: "ok", verify: "SUCCESS" });
   });
   test("two intermediates need ssl_verify_depth 2 (default 1)", async () => {
     const chain = ["-cert_chain", pki.deepChain];
-    assert.equal((await connect(setup("on"), pki.deep, pki.deepKey, chain)).result?.check.logMessage, "client SSL certificate verify error: (20:unable to get local issuer certificate)");
-    const deeper = setup("on", [["ssl_client_certificate", pki.ca], ["ssl_verify_depth", "2"]]);
+    assert.equal(
+      (await connect(setup("on"), pki.deep, pki.deepKey, chain)).result?.check.logMessage,
+      "client SSL certificate verify error: (20:unable to get local issuer certificate)",
+    );
+    const deeper = setup("on", [
+      ["ssl_client_certificate", pki.ca],
+      ["ssl_verify_depth", "2"],
+    ]);
     assert.deepEqual((await connect(deeper, pki.deep, pki.deepKey, chain)).result?.check, { result: "ok", verify: "SUCCESS" });
   });
 });
@@ -130,14 +165,34 @@ describe("advertised and unadvertised CAs", () => {
     assert.equal(expired.result?.check.logMessage, "client SSL certificate verify error: (10:certificate has expired)");
   });
   test("ssl_crl applies to chains through unadvertised CAs too (each CA needs its CRL)", async () => {
-    const hidden = setup("on", [["ssl_trusted_certificate", pki.ca], ["ssl_crl", pki.crl]]);
-    assert.equal((await connect(hidden, pki.revoked, pki.revokedKey)).result?.check.logMessage, "client SSL certificate verify error: (23:certificate revoked)");
+    const hidden = setup("on", [
+      ["ssl_trusted_certificate", pki.ca],
+      ["ssl_crl", pki.crl],
+    ]);
+    assert.equal(
+      (await connect(hidden, pki.revoked, pki.revokedKey)).result?.check.logMessage,
+      "client SSL certificate verify error: (23:certificate revoked)",
+    );
     assert.deepEqual((await connect(hidden, pki.client, pki.clientKey)).result?.check, { result: "ok", verify: "SUCCESS" });
     // The intermediate chain has no CRL from Inter One / Inter Two: OpenSSL's 3, as nginx reports it.
-    const deep = setup("on", [["ssl_trusted_certificate", pki.ca], ["ssl_crl", pki.crl], ["ssl_verify_depth", "2"]]);
-    assert.equal((await connect(deep, pki.deep, pki.deepKey, ["-cert_chain", pki.deepChain])).result?.check.logMessage, "client SSL certificate verify error: (3:unable to get certificate CRL)");
-    const advertised = setup("on", [["ssl_client_certificate", pki.ca], ["ssl_crl", pki.crl], ["ssl_verify_depth", "2"]]);
-    assert.equal((await connect(advertised, pki.deep, pki.deepKey, ["-cert_chain", pki.deepChain])).result?.check.logMessage, "client SSL certificate verify error: (3:unable to get certificate CRL)");
+    const deep = setup("on", [
+      ["ssl_trusted_certificate", pki.ca],
+      ["ssl_crl", pki.crl],
+      ["ssl_verify_depth", "2"],
+    ]);
+    assert.equal(
+      (await connect(deep, pki.deep, pki.deepKey, ["-cert_chain", pki.deepChain])).result?.check.logMessage,
+      "client SSL certificate verify error: (3:unable to get certificate CRL)",
+    );
+    const advertised = setup("on", [
+      ["ssl_client_certificate", pki.ca],
+      ["ssl_crl", pki.crl],
+      ["ssl_verify_depth", "2"],
+    ]);
+    assert.equal(
+      (await connect(advertised, pki.deep, pki.deepKey, ["-cert_chain", pki.deepChain])).result?.check.logMessage,
+      "client SSL certificate verify error: (3:unable to get certificate CRL)",
+    );
   });
 });
 
@@ -157,7 +212,10 @@ async function nginxAuthHeaders(nginxPort: number, authRequests: http.IncomingHt
       if (out.includes("a NO")) c.kill();
     });
     const timer = setTimeout(() => c.kill(), 8000);
-    c.on("close", () => { clearTimeout(timer); resolve(); });
+    c.on("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
   });
   return authRequests[before];
 }
@@ -173,7 +231,10 @@ describe("Auth-SSL-* values against nginx 1.22.1's auth_http request", () => {
     await new Promise<void>((r) => auth.listen(0, "127.0.0.1", r));
     const authPort = (auth.address() as { port: number }).port;
     const port = await freePort();
-    const ngx = await startNginx(tmp.dir, `auth_http 127.0.0.1:${authPort}/auth;\nauth_http_pass_client_cert on;\nserver { listen 127.0.0.1:${port} ssl; protocol imap; ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.rsaKey}; ssl_protocols TLSv1.2 TLSv1.3; ssl_verify_client optional_no_ca; ssl_client_certificate ${pki.ca}; }`);
+    const ngx = await startNginx(
+      tmp.dir,
+      `auth_http 127.0.0.1:${authPort}/auth;\nauth_http_pass_client_cert on;\nserver { listen 127.0.0.1:${port} ssl; protocol imap; ssl_certificate ${pki.rsaCert}; ssl_certificate_key ${pki.rsaKey}; ssl_protocols TLSv1.2 TLSv1.3; ssl_verify_client optional_no_ca; ssl_client_certificate ${pki.ca}; }`,
+    );
     try {
       const clients: string[][] = [["-cert", pki.client, "-key", pki.clientKey], ["-cert", pki.selfSigned, "-key", pki.selfSignedKey], []];
       for (const args of clients) {

@@ -7,12 +7,12 @@
  * implicit TLS (IMAP, POP3, SMTP, SMTP with smtp_greeting_delay) and after
  * STARTTLS.
  */
-import { after, before, describe, it } from 'node:test';
-import assert from 'node:assert/strict';
-import path from 'node:path';
-import { certs } from '../../support/certs.js';
-import { repoRoot } from '../../support/postern.js';
-import { runProcess, startPair, type Pair } from './e2e.js';
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { certs } from "../../support/certs.js";
+import { repoRoot } from "../../support/postern.js";
+import { runProcess, startPair, type Pair } from "./e2e.js";
 
 /** One connection of the probe. */
 interface ProbeConnection {
@@ -21,10 +21,10 @@ interface ProbeConnection {
   ticket: boolean;
 }
 
-async function probe(port: number, protocol: 'imap' | 'pop3' | 'smtp', mode: 'ssl' | 'starttls'): Promise<ProbeConnection[]> {
-  const script = path.join(repoRoot(), 'test', 'mail', 'tls-e2e', 'ticket-probe.py');
+async function probe(port: number, protocol: "imap" | "pop3" | "smtp", mode: "ssl" | "starttls"): Promise<ProbeConnection[]> {
+  const script = path.join(repoRoot(), "test", "mail", "tls-e2e", "ticket-probe.py");
   const request = { protocol, port, mode, cafile: certs().ca.cert, connections: 3 };
-  const run = await runProcess('python3', [script], 30000, JSON.stringify(request));
+  const run = await runProcess("python3", [script], 30000, JSON.stringify(request));
   if (run.code !== 0) throw new Error(`ticket-probe.py failed (${run.code}):\n${run.stderr}`);
   return JSON.parse(run.stdout) as ProbeConnection[];
 }
@@ -35,13 +35,19 @@ function outcome(connections: ProbeConnection[]): Array<[boolean, boolean]> {
 }
 
 /** Every connection held a ticket after its first line; every reconnection resumed. */
-const RESUMED: Array<[boolean, boolean]> = [[true, false], [true, true], [true, true]];
+const RESUMED: Array<[boolean, boolean]> = [
+  [true, false],
+  [true, true],
+  [true, true],
+];
 
-describe('TLS 1.3 tickets reach a client before the first protocol line, nginx vs Postern', () => {
+describe("TLS 1.3 tickets reach a client before the first protocol line, nginx vs Postern", () => {
   let pair: Pair;
 
   before(async () => {
-    pair = await startPair(['imaps', 'pop3s', 'smtps', 'smtpsDelay', 'imap', 'pop3', 'smtp'], ({ ports, authUrl, pki }) => `
+    pair = await startPair(
+      ["imaps", "pop3s", "smtps", "smtpsDelay", "imap", "pop3", "smtp"],
+      ({ ports, authUrl, pki }) => `
       auth_http ${authUrl};
       ssl_protocols TLSv1.2 TLSv1.3;
       ssl_certificate ${pki.serverRsa.cert};
@@ -53,35 +59,36 @@ describe('TLS 1.3 tickets reach a client before the first protocol line, nginx v
       server { listen 127.0.0.1:${ports.imap}; protocol imap; starttls on; }
       server { listen 127.0.0.1:${ports.pop3}; protocol pop3; starttls on; }
       server { listen 127.0.0.1:${ports.smtp}; protocol smtp; starttls on; }
-    `);
+    `,
+    );
   });
   after(async () => {
     await pair?.stop();
   });
 
   for (const [name, protocol, greeting] of [
-    ['imaps', 'imap', /^\* OK /],
-    ['pop3s', 'pop3', /^\+OK /],
-    ['smtps', 'smtp', /^220 /],
-    ['smtpsDelay', 'smtp', /^220 /],
+    ["imaps", "imap", /^\* OK /],
+    ["pop3s", "pop3", /^\+OK /],
+    ["smtps", "smtp", /^220 /],
+    ["smtpsDelay", "smtp", /^220 /],
   ] as const) {
     it(`implicit TLS (${name}): a client that reads the greeting and closes resumes next time`, async () => {
-      const r = await pair.both((side) => probe(side.ports[name]!, protocol, 'ssl'));
+      const r = await pair.both((side) => probe(side.ports[name]!, protocol, "ssl"));
       for (const c of [...r.nginx, ...r.subject]) assert.match(c.line, greeting);
-      assert.deepEqual(outcome(r.nginx), RESUMED, 'nginx, the oracle');
+      assert.deepEqual(outcome(r.nginx), RESUMED, "nginx, the oracle");
       assert.deepEqual(outcome(r.subject), outcome(r.nginx));
     });
   }
 
   for (const [name, protocol, reply] of [
-    ['imap', 'imap', /^b OK /],
-    ['pop3', 'pop3', /^\+OK/],
-    ['smtp', 'smtp', /^250 /],
+    ["imap", "imap", /^b OK /],
+    ["pop3", "pop3", /^\+OK/],
+    ["smtp", "smtp", /^250 /],
   ] as const) {
     it(`STARTTLS (${name}): a client whose first command leaves with its Finished reads the reply, closes, and resumes next time`, async () => {
-      const r = await pair.both((side) => probe(side.ports[name]!, protocol, 'starttls'));
+      const r = await pair.both((side) => probe(side.ports[name]!, protocol, "starttls"));
       for (const c of [...r.nginx, ...r.subject]) assert.match(c.line, reply);
-      assert.deepEqual(outcome(r.nginx), RESUMED, 'nginx, the oracle');
+      assert.deepEqual(outcome(r.nginx), RESUMED, "nginx, the oracle");
       assert.deepEqual(outcome(r.subject), outcome(r.nginx));
     });
   }
