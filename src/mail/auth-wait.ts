@@ -23,7 +23,12 @@ export function parseAuthWait(value: string): number | undefined {
   return value.length > 10 ? MAX_AUTH_WAIT_SECONDS : Math.min(Number(value), MAX_AUTH_WAIT_SECONDS);
 }
 
+/** An Auth-Wait in milliseconds for a timer, clamped to MAX_AUTH_WAIT_SECONDS. */
+export function authWaitMs(seconds: number): number {
+  return Math.min(seconds, MAX_AUTH_WAIT_SECONDS) * 1000;
+}
+
 /** Runs `fn` after `seconds` (clamped to MAX_AUTH_WAIT_SECONDS). */
 export function startAuthWait(seconds: number, fn: () => void): NodeJS.Timeout {
-  return setTimeout(fn, Math.min(seconds, MAX_AUTH_WAIT_SECONDS) * 1000);
+  return setTimeout(fn, authWaitMs(seconds));
 }

@@ -26,7 +26,7 @@ import type { ListenSpec } from "./listen.js";
 import { makeSalt } from "./sasl.js";
 import { tooLongLogLine } from "./too-long-log.js";
 import { armTimer, debugClose, debugHandshake, debugStage, disarmTimer } from "./debug-log.js";
-import { startAuthWait } from "./auth-wait.js";
+import { authWaitMs } from "./auth-wait.js";
 import { Cancellation } from "./cancel.js";
 import type { MailServer } from "./server.js";
 import type { SessionServices, SessionTls } from "./session-services.js";
@@ -347,7 +347,7 @@ export class Session implements SessionPort {
         return;
       }
       this.#stage = "authWait";
-      this.#wait = startAuthWait(outcome.wait, () => {
+      this.#wait = armTimer(this.log, "Auth-Wait", authWaitMs(outcome.wait), () => {
         this.#wait = undefined;
         this.send(reply);
         this.#frontEnd.afterAuthFailure();
@@ -450,8 +450,7 @@ export class Session implements SessionPort {
 
   #clearTimers(): void {
     this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
-    if (this.#wait) clearTimeout(this.#wait);
-    this.#wait = undefined;
+    this.#wait = disarmTimer(this.log, "Auth-Wait", this.#wait);
   }
 
   #sendAndClose(reply: string, reason: string): void {
@@ -489,6 +488,7 @@ export class Session implements SessionPort {
 
   /** Ends the connection now, whatever the stage (shutdown); the proxy sees the close. */
   terminate(): void {
+    if (!this.#closed && this.#stage !== "proxy") debugClose(this.log, "shutdown");
     this.#clearTimers();
     this.#abort?.cancel();
     this.#closed = true;

@@ -37,6 +37,14 @@ async function startRig(level: "debug" | "info"): Promise<Rig> {
   const backends: FakeBackend[] = [await startFakeImap(), await startFakePop3(), await startFakeSmtp()];
   const [imapBackend, pop3Backend, smtpBackend] = backends as [FakeBackend, FakeBackend, FakeBackend];
   const auth: FakeAuth = await startFakeAuth((req) => {
+    // one user is refused with a wait: the session's Auth-Wait timer
+    if (req.header("Auth-User") === "waiter")
+      return {
+        headers: [
+          ["Auth-Status", "Try later"],
+          ["Auth-Wait", "1"],
+        ],
+      };
     const backend = { imap: imapBackend, pop3: pop3Backend, smtp: smtpBackend }[req.header("Auth-Protocol") as "imap" | "pop3" | "smtp"];
     return {
       headers: [
@@ -162,6 +170,17 @@ async function playSessions(rig: Rig): Promise<Record<string, number | undefined
   await smtp.send("QUIT\r\n");
   await smtp.expectClosed();
 
+  // POP3 refused with Auth-Wait: 1, answered after the wait, then QUIT
+  const waiter = await MailClient.connect({ port: ports.pop3 });
+  clientPorts.waiter = waiter.localPort;
+  await waiter.readLine();
+  await waiter.send("USER waiter\r\n");
+  await waiter.readLine();
+  await waiter.send(`PASS ${PASSWORD}\r\n`);
+  await waiter.read(/^-ERR Try later/m, 5000);
+  await waiter.send("QUIT\r\n");
+  await waiter.expectClosed();
+
   // a client that says nothing until `timeout` (300ms) passes
   const idle = await MailClient.connect({ port: ports.short });
   clientPorts.idle = idle.localPort;
@@ -273,6 +292,12 @@ describe("error_log debug: the session events", () => {
       idle,
       ["event timer add: timeout: 300", "event timer expired: timeout", "close mail connection: timeout expired", "mail stage: auth -> closed"],
       "timeout",
+    );
+    const waiter = debugLines(log, connectionOf(log, clients.waiter));
+    assertHas(
+      waiter,
+      ["mail stage: authHttp -> authWait", "event timer add: Auth-Wait: 1000", "event timer expired: Auth-Wait", "mail stage: authWait -> auth"],
+      "Auth-Wait",
     );
   });
 
