@@ -58,6 +58,9 @@ class Daemon {
     assert.equal(code, 0, `${this.kind} launcher: ${stderr}`);
     const pid = await waitFor("pid file", () => this.pid("nginx.pid"));
     this.masters.add(pid);
+    // nginx writes its pid file before its master loop runs: a USR2 that early is taken but
+    // never acted on (seen with nginx 1.22.1 in a CI run), so signal a master that serves
+    await waitFor("master's worker", () => this.said(pid, "start worker process \\d+$"));
     return pid;
   }
 
