@@ -12,7 +12,7 @@
  *
  * Driven byte by byte by ImapParser (parser.ts) with the same step results,
  * so a command split across reads and synchronising literals work as for
- * LOGIN. Rules: docs/behaviour/imap.md#imap-13-id.
+ * LOGIN. Rules: docs/behaviour/imap.md#imap-14-id-before-login.
  */
 
 /** One field of a client's ID; `value` undefined for NIL. */

@@ -12,7 +12,7 @@
  * Every value is checked (IP text, numbers) or quoted (the client's ID
  * strings, already limited to printable ASCII by id-syntax.ts), and
  * commandLine refuses CR, LF and NUL all the same.
- * Rules: docs/client-identity.md, docs/behaviour/imap.md#imap-13-id.
+ * Rules: docs/client-identity.md, docs/behaviour/imap.md#imap-14-id-before-login.
  */
 import { isIP } from "node:net";
 import type { IdField } from "../imap/id-syntax.js";

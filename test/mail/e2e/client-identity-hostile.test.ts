@@ -1,7 +1,7 @@
 /**
  * The client's identity, hostile and edge cases, through a real Postern to
  * fake backends that record every byte (docs/client-identity.md,
- * docs/behaviour/imap.md#imap-13-id): ID with CR/LF in a literal, quotes and
+ * docs/behaviour/imap.md#imap-14-id-before-login): ID with CR/LF in a literal, quotes and
  * backslashes, too many pairs, oversized values, bad syntax counted against
  * max_errors, ID pipelined with LOGIN, a client's own x-* fields, a backend
  * that refuses ID, and POP3 backends with and without XCLIENT.
@@ -19,6 +19,7 @@ let imap: FakeBackend;
 let imapRefusing: FakeBackend;
 let pop3: FakeBackend;
 let pop3Plain: FakeBackend;
+let pop3Refusing: FakeBackend;
 let auth: FakeAuth;
 let postern: MailProxyProcess;
 const port = { imap: 0, imapRefusing: 0, pop3: 0, pop3Plain: 0 };
@@ -28,8 +29,9 @@ before(async () => {
   imapRefusing = await startFakeImap();
   pop3 = await startFakePop3({ identity: true, greeting: "+OK [XCLIENT] fake pop3" });
   pop3Plain = await startFakePop3({ identity: true });
+  pop3Refusing = await startFakePop3({ greeting: "+OK [XCLIENT] fake pop3" });
   // the login names the backend, so one auth service serves every server
-  const backends: Record<string, FakeBackend> = { imap, refusing: imapRefusing, pop3, plain: pop3Plain };
+  const backends: Record<string, FakeBackend> = { imap, refusing: imapRefusing, pop3, plain: pop3Plain, "pop3-refusing": pop3Refusing };
   auth = await startFakeAuth((req) => ({
     headers: [
       ["Auth-Status", "OK"],
@@ -52,7 +54,7 @@ before(async () => {
 after(async () => {
   await postern?.stop();
   await auth?.close();
-  for (const b of [imap, imapRefusing, pop3, pop3Plain]) await b?.close();
+  for (const b of [imap, imapRefusing, pop3, pop3Plain, pop3Refusing]) await b?.close();
 });
 
 /** Waits (up to 3 s) for the error log to match: the worker writes it asynchronously. */
@@ -202,5 +204,17 @@ test("POP3 backend without XCLIENT in its greeting: plain USER/PASS, and a warn 
   assert.equal(pop3Plain.connections.at(-1)!.received.toString("latin1"), "USER plain\r\nPASS pw\r\n");
   await logMatches(
     /\[warn\] .*upstream does not offer XCLIENT, client address not passed while reading response from upstream, client: 127\.0\.0\.5, server: /,
+  );
+});
+
+test("POP3 backend offering XCLIENT but refusing it: the client gets the internal error, the log quotes the backend", async () => {
+  const c = await MailClient.connect({ port: port.pop3, localAddress: "127.0.0.5" });
+  assert.match(await c.readLine(), /^\+OK/);
+  await c.send("USER pop3-refusing\r\nPASS pw\r\n");
+  assert.equal(await c.read(/error\r\n/), "+OK\r\n-ERR internal server error\r\n");
+  await c.expectClosed();
+  assert.match(pop3Refusing.connections.at(-1)!.received.toString("latin1"), /^XCLIENT ADDR=127\.0\.0\.5 [^\r\n]*\r\n$/);
+  await logMatches(
+    /\[error\] .*upstream sent invalid response: "-ERR not logged in" while reading response from upstream, client: 127\.0\.0\.5, server: .*login: "pop3-refusing"/,
   );
 });
