@@ -182,6 +182,8 @@ export class ImapFrontEnd implements FrontEnd {
     // the core discarded what followed STARTTLS: parser and buffer start afresh
     this.#parser.reset();
     this.#bufferOffset = 0;
+    // and an ID from before TLS is forgotten: it could have been injected on the way (RFC 3501 6.2.1)
+    this.#clientId = [];
   }
 
   authFailedReply(message: string, _errorCode: string | undefined): string {

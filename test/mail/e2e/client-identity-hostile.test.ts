@@ -8,6 +8,7 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { certs } from "../../support/certs.js";
 import { MailClient } from "../../support/client.js";
 import { type FakeBackend, startFakeImap, startFakePop3 } from "../../support/fake-backend.js";
 import { startFakeAuth, type FakeAuth } from "../../support/fake-auth.js";
@@ -22,7 +23,7 @@ let pop3Plain: FakeBackend;
 let pop3Refusing: FakeBackend;
 let auth: FakeAuth;
 let postern: MailProxyProcess;
-const port = { imap: 0, imapRefusing: 0, pop3: 0, pop3Plain: 0 };
+const port = { imap: 0, imapTls: 0, pop3: 0 };
 
 before(async () => {
   imap = await startFakeImap({ identity: true });
@@ -39,7 +40,8 @@ before(async () => {
       ["Auth-Port", String(backends[req.header("Auth-User") ?? ""]!.port)],
     ],
   }));
-  [port.imap, port.imapRefusing, port.pop3, port.pop3Plain] = (await freePorts(4)) as [number, number, number, number];
+  [port.imap, port.imapTls, port.pop3] = (await freePorts(3)) as [number, number, number];
+  const pki = certs();
   postern = await startPostern(`
     auth_http ${auth.url};
     imap_id on;
@@ -48,6 +50,8 @@ before(async () => {
     imap_client_buffer 8k;
     server { listen 127.0.0.1:${port.imap}; protocol imap; }
     server { listen 127.0.0.1:${port.pop3}; protocol pop3; }
+    server { listen 127.0.0.1:${port.imapTls}; protocol imap; starttls on;
+             ssl_certificate ${pki.serverRsa.cert}; ssl_certificate_key ${pki.serverRsa.key}; }
   `);
 });
 
@@ -216,5 +220,23 @@ test("POP3 backend offering XCLIENT but refusing it: the client gets the interna
   assert.match(pop3Refusing.connections.at(-1)!.received.toString("latin1"), /^XCLIENT ADDR=127\.0\.0\.5 [^\r\n]*\r\n$/);
   await logMatches(
     /\[error\] .*upstream sent invalid response: "-ERR not logged in" while reading response from upstream, client: 127\.0\.0\.5, server: .*login: "pop3-refusing"/,
+  );
+});
+
+test("an ID sent before STARTTLS is forgotten: only what the client says under TLS is passed on", async () => {
+  const c = await MailClient.connect({ port: port.imapTls, localAddress: "127.0.0.5" });
+  assert.equal(await c.readLine(), "* OK IMAP4 ready\r\n");
+  await c.send('i1 ID ("name" "injected")\r\n');
+  assert.equal(await c.read(/i1 .*\r\n/), "* ID NIL\r\ni1 OK completed\r\n");
+  await c.send("s1 STARTTLS\r\n");
+  assert.equal(await c.readLine(), "s1 OK completed\r\n");
+  await c.startTls();
+  const before = imap.connections.length;
+  await c.send("l1 LOGIN imap pw\r\n");
+  assert.match(await c.readLine(), /^l1 OK LOGIN completed\r\n$/);
+  const [conn] = (await imap.waitForConnections(before + 1)).slice(before);
+  assert.match(
+    conn!.commands[0]!,
+    /^l1 ID \("x-originating-ip" "127\.0\.0\.5" "x-originating-port" "\d+" "x-connected-ip" "127\.0\.0\.1" "x-connected-port" "\d+" "x-session-id" "[0-9a-z.]+"\)$/,
   );
 });

@@ -135,3 +135,23 @@ test("property: any split of the input parses as the whole", () => {
     }),
   );
 });
+
+test("property: any bytes after ID either parse within RFC 2971's limits or are refused, never more", () => {
+  const piece = fc.constantFrom("(", ")", " ", '"', "\\", "NIL", "{3}\r\n", "{2+}\r\n", "\r", "\n", "\x00", "\xff", "name", "x-a", "v");
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 40 }), (pieces) => {
+      const { results } = run(`a ID ${pieces.join("")}\r\n`);
+      for (const r of results) {
+        if (r.kind !== "command" || r.name !== "id") continue;
+        const seen = new Set<string>();
+        assert.ok(r.id!.length <= 30);
+        for (const f of r.id!) {
+          assert.ok(f.name.length > 0 && f.name.length <= 30 && !seen.has(f.name.toLowerCase()));
+          seen.add(f.name.toLowerCase());
+          for (const text of [f.name, f.value ?? ""]) assert.match(text, /^[\x20-\x7e\t]*$/);
+        }
+      }
+    }),
+    { numRuns: 2000 },
+  );
+});
