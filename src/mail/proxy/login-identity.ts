@@ -15,7 +15,7 @@
  * Rules: docs/client-identity.md, docs/behaviour/imap.md#imap-14-id-before-login.
  */
 import { isIP } from "node:net";
-import type { IdField } from "../imap/id-syntax.js";
+import { ID_MAX_PAIRS, type IdField } from "../imap/id-syntax.js";
 import { sessionId } from "../session-id.js";
 import type { SessionInfo } from "../types.js";
 import { AGAIN, INVALID, OK, type LoginStep, type ReplyCheck, commandLine, startsWith } from "./login-step.js";
@@ -48,11 +48,28 @@ export function passedClientFields(fields: readonly IdField[]): IdField[] {
   return fields.filter((f) => !f.name.toLowerCase().startsWith("x-"));
 }
 
-/** `<tag> ID (...)`: the proxy's fields, then the client's. */
+/**
+ * The longest ID line sent: the client's fields that would make it longer
+ * are left out (whole pairs, in order). Dovecot's login process reads at
+ * most 4 KiB per command; the client's ID alone may fill imap_client_buffer.
+ */
+export const ID_LINE_MAX = 2048;
+
+function idItem(f: IdField): string {
+  return `${imapQuoted(f.name)} ${f.value === undefined ? "NIL" : imapQuoted(f.value)}`;
+}
+
+/** `<tag> ID (...)`: the proxy's fields, then the client's that fit (RFC 2971: at most 30 pairs in all). */
 export function imapIdLine(tag: string, session: SessionInfo, clientFields: readonly IdField[]): Buffer {
-  const items = [...identityFields(session), ...passedClientFields(clientFields)].map(
-    (f) => `${imapQuoted(f.name)} ${f.value === undefined ? "NIL" : imapQuoted(f.value)}`,
-  );
+  const own = identityFields(session);
+  const items = own.map(idItem);
+  let length = `${tag} ID (${items.join(" ")})\r\n`.length;
+  for (const f of passedClientFields(clientFields).slice(0, ID_MAX_PAIRS - own.length)) {
+    const item = idItem(f);
+    if (length + item.length + 1 > ID_LINE_MAX) break;
+    items.push(item);
+    length += item.length + 1;
+  }
   return commandLine("ID", `${tag} ID (${items.join(" ")})`);
 }
 

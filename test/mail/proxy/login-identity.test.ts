@@ -7,6 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  ID_LINE_MAX,
   identityFields,
   imapIdLine,
   imapQuoted,
@@ -55,6 +56,18 @@ test("IMAP ID line: the proxy's fields first, then the client's (x-* dropped), v
   );
   // never a line break: values that would carry one are refused outright
   assert.throws(() => imapIdLine("a1", info(), [{ name: "name", value: "a\r\nb" }]), UnsafeLineError);
+});
+
+test("IMAP ID line: at most 30 pairs in all and at most ID_LINE_MAX octets; whole client pairs left out, in order", () => {
+  const many = Array.from({ length: 30 }, (_, i) => ({ name: `f${i}`, value: "v" }));
+  const line = imapIdLine("a1", info(), many).toString("latin1");
+  // the proxy's 5 pairs and the client's first 25
+  assert.match(line, /"x-session-id" "[^"]+" "f0" "v" .* "f24" "v"\)\r\n$/);
+  assert.equal(line.includes('"f25"'), false);
+  const big = Array.from({ length: 4 }, (_, i) => ({ name: `b${i}`, value: "x".repeat(700) }));
+  const capped = imapIdLine("a1", info(), big).toString("latin1");
+  assert.ok(capped.length <= ID_LINE_MAX, String(capped.length));
+  assert.match(capped, /"b1" "x{700}"\)\r\n$/);
 });
 
 test("IMAP ID reply: tagged OK after untagged lines; anything else invalid; waits for the tagged line", () => {
