@@ -26,6 +26,8 @@ export interface ClientOptions {
   tls?: ClientTlsOptions;
   /** Default timeout for each read, in ms (default 5000). */
   timeoutMs?: number;
+  /** Local address to connect from (another loopback address, e.g. 127.0.0.5, so the client differs from the proxy). */
+  localAddress?: string;
 }
 
 /** One transcript entry: `C` = sent by the client, `S` = received from the server. */
@@ -56,7 +58,9 @@ export class MailClient {
   static async connect(options: ClientOptions): Promise<MailClient> {
     const timeoutMs = options.timeoutMs ?? 5000;
     const host = options.host ?? "127.0.0.1";
-    const socket = options.tls ? tls.connect({ host, port: options.port, ...tlsOptions(options.tls) }) : net.connect({ host, port: options.port });
+    const socket = options.tls
+      ? tls.connect({ host, port: options.port, ...tlsOptions(options.tls) })
+      : net.connect({ host, port: options.port, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
     // Listeners go on before the handshake ends: a TLS 1.3 ticket can arrive together with it.
     const client = new MailClient(socket, timeoutMs);
     await waitForEvent(socket, options.tls ? "secureConnect" : "connect", timeoutMs, `connect to ${host}:${options.port}`);

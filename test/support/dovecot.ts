@@ -39,6 +39,8 @@ export interface DovecotOptions {
   /** Default: one user `test@example.com` / `secret`. */
   users?: DovecotUser[];
   startTimeoutMs?: number;
+  /** Lines appended to dovecot.conf (e.g. `login_trusted_networks`, `imap_id_log`). */
+  extraConfig?: string;
 }
 
 /** A running Dovecot. */
@@ -163,7 +165,7 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
   }
   writeFileSync(path.join(dir, "users"), lines.join("\n") + "\n", { mode: 0o644 });
   const conf = path.join(dir, "dovecot.conf");
-  writeFileSync(conf, dovecotConfig(dir, options.imapPort, options.pop3Port));
+  writeFileSync(conf, dovecotConfig(dir, options.imapPort, options.pop3Port) + (options.extraConfig ?? ""));
 
   const child = spawn("dovecot", ["-F", "-c", conf], { stdio: ["ignore", "pipe", "pipe"] });
   live.add(child);

@@ -41,6 +41,8 @@ export interface FakeBackendOptions {
   delayMs?: number;
   /** Body returned by IMAP FETCH and POP3 RETR: a string, or a size (filled with a repeating pattern). */
   message?: string | number;
+  /** IMAP: answer ID before login (`* ID NIL`, tagged OK); POP3: answer XCLIENT with +OK (else both are refused as unknown). */
+  identity?: boolean;
   /** SMTP: reject RCPT TO with this reply line (without CRLF), e.g. `550 5.1.1 no such user`. */
   rcptReply?: string;
 }
@@ -236,6 +238,9 @@ function imapDriver(s: Session): Driver {
           s.send(`* BYE fake imap\r\n${tag} OK LOGOUT completed\r\n`);
           s.close();
           return;
+        case "ID":
+          s.send(o.identity ? `* ID NIL\r\n${tag} OK ID completed\r\n` : `${tag || "*"} BAD not logged in\r\n`);
+          return;
         case "LOGIN": {
           const [login = "", password = ""] = args;
           s.conn.login = login;
@@ -326,6 +331,9 @@ function pop3Driver(s: Session): Driver {
         switch (name) {
           case "CAPA":
             s.send("+OK\r\nUSER\r\n.\r\n");
+            return;
+          case "XCLIENT":
+            s.send(o.identity ? "+OK Updated\r\n" : "-ERR not logged in\r\n");
             return;
           case "USER":
             user = arg;

@@ -10,10 +10,11 @@
 import { type CommandRule, Dispatcher, type Outcome, type Replies } from "../dispatch.js";
 import type { FrontEnd, SessionPort } from "../front-end.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";
-import { imapClientBufferDirective, imapWire } from "./module.js";
+import { imapClientBufferDirective, imapIdDirective, imapWire } from "./module.js";
 import { type ImapCommandName, ImapParser } from "./parser.js";
 import { cutAtAuthCommand, taggedWord } from "../too-long-log.js";
-import { imapLoginSteps } from "../proxy/login-imap.js";
+import { imapBackendLogin } from "../proxy/login-imap.js";
+import type { IdField } from "./id-syntax.js";
 import type { BackendLoginInput, LoginStep } from "../proxy/login-step.js";
 
 /** The commands that carry credentials: a too-long one is logged as tag and name only. */
@@ -28,6 +29,8 @@ const OK_COMPLETED = "OK completed\r\n";
 const INVALID = "BAD invalid command\r\n";
 const LITERAL_CONTINUATION = "+ OK\r\n";
 const GREETING = "* OK IMAP4 ready\r\n";
+/** Postern's answer to ID: nothing about itself (RFC 2971 allows NIL). */
+const ID_REPLY = "* ID NIL\r\n";
 const EMPTY = Buffer.alloc(0);
 
 const INVALID_OUTCOME: ImapOutcome = { kind: "invalid" };
@@ -57,6 +60,8 @@ const COMMANDS: Readonly<Record<ImapCommandName, CommandRule<SessionPort, ImapSt
   starttls: { states: ["start"], args: ANY, run: (session) => (session.starttls === "off" ? INVALID_OUTCOME : { kind: "starttls" }) },
   login: { states: ["start"], tlsFirst: true, args: [2, 2], run: login },
   authenticate: { states: ["start"], tlsFirst: true, args: [1, Infinity], sasl: true },
+  // parsed only with imap_id on (parser.ts); the fields are kept by the front end
+  id: { states: ["start"], args: ANY, run: () => ({ kind: "reply", text: ID_REPLY }) },
 };
 
 /** `<tag> ` as nginx writes it before a reply; `* ` when no tag was read. */
@@ -87,10 +92,12 @@ export class ImapFrontEnd implements FrontEnd {
    * command`. These are those bytes, kept up to date as input arrives.
    */
   #staleTag: { readonly offset: number; readonly bytes: Buffer } | undefined;
+  /** The fields of the client's last ID (imap_id on), passed on to the backend. */
+  #clientId: readonly IdField[] = [];
 
   constructor(session: SessionPort) {
     this.#session = session;
-    this.#parser = new ImapParser(session.server.conf.get(imapClientBufferDirective));
+    this.#parser = new ImapParser(session.server.conf.get(imapClientBufferDirective), session.server.conf.get(imapIdDirective));
     const wire = imapWire(session.server);
     this.#dispatcher = new Dispatcher(
       session,
@@ -148,6 +155,7 @@ export class ImapFrontEnd implements FrontEnd {
         case "command":
           this.#tag = r.tag;
           this.#tagOffset = this.#bufferOffset;
+          if (r.id) this.#clientId = r.id;
           this.#dispatcher.command(this.#session, r.name, r.args);
           return this.#consumed(r.length, input.length);
         case "response":
@@ -174,6 +182,8 @@ export class ImapFrontEnd implements FrontEnd {
     // the core discarded what followed STARTTLS: parser and buffer start afresh
     this.#parser.reset();
     this.#bufferOffset = 0;
+    // and an ID from before TLS is forgotten: it could have been injected on the way (RFC 3501 6.2.1)
+    this.#clientId = [];
   }
 
   authFailedReply(message: string, _errorCode: string | undefined): string {
@@ -190,7 +200,7 @@ export class ImapFrontEnd implements FrontEnd {
 
   backendLogin(input: BackendLoginInput): LoginStep[] {
     // the backend LOGIN reuses the tag of the client's authenticating command
-    return imapLoginSteps({ tag: this.#tag ?? "", login: input.login, password: input.password });
+    return imapBackendLogin(input, this.#tag ?? "", this.#clientId);
   }
 
   #syntaxError(lineTag: string | undefined, quit: boolean): void {

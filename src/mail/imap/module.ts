@@ -5,7 +5,7 @@
  * Rules: docs/behaviour/imap.md#imap-4-noop-capability-logout.
  */
 import { oneOrMore } from "../../conf/directive.js";
-import { bitmask, list, size } from "../../conf/slots.js";
+import { bitmask, flag, list, size } from "../../conf/slots.js";
 import type { MailModule, MailServer } from "../server.js";
 
 const BOTH = ["mail", "server"] as const;
@@ -40,6 +40,17 @@ export const imapAuthDirective = bitmask("imap_auth", IMAP_AUTH_METHODS, ["plain
   doc: "Sets permitted methods of authentication for IMAP clients.",
 });
 
+/**
+ * `imap_id on|off` (Postern, not nginx): answer the client's ID before
+ * login (and advertise ID), and send the backend an ID with the client's
+ * address, port, session id and the client's own ID fields before LOGIN.
+ * Off (the default): ID is an unknown command, as in nginx.
+ */
+export const imapIdDirective = flag("imap_id", false, {
+  contexts: BOTH,
+  doc: "Answers the client's ID command before login and passes the client's address, port, session id and ID fields to the IMAP backend with ID before LOGIN (not in nginx; see docs/client-identity.md).",
+});
+
 const AUTH_NAMES: Readonly<Record<ImapAuthMethod, string>> = {
   plain: "AUTH=PLAIN",
   login: "AUTH=LOGIN",
@@ -62,8 +73,10 @@ export interface ImapWire {
 const computed = new WeakMap<MailServer, ImapWire>();
 
 /** Builds the three CAPABILITY lines exactly as nginx's merge step does. */
-export function buildImapStrings(capabilities: readonly string[], methods: ReadonlySet<ImapAuthMethod>): ImapWire {
-  const caps = capabilities.length > 0 ? capabilities : DEFAULT_CAPABILITIES;
+export function buildImapStrings(capabilities: readonly string[], methods: ReadonlySet<ImapAuthMethod>, id = false): ImapWire {
+  const listed = capabilities.length > 0 ? capabilities : DEFAULT_CAPABILITIES;
+  // imap_id on: ID is answered, so it is advertised (once, after the operator's list)
+  const caps = id && !listed.some((c) => c.toUpperCase() === "ID") ? [...listed, "ID"] : listed;
   const head = "* CAPABILITY" + caps.map((c) => ` ${c}`).join("");
   // the fixed bit order decides the AUTH= order, not the order in imap_auth
   const auth = IMAP_AUTH_METHODS.filter((m) => methods.has(m))
@@ -77,11 +90,16 @@ export function buildImapStrings(capabilities: readonly string[], methods: Reado
   };
 }
 
+function serverStrings(server: MailServer): ImapWire {
+  const conf = server.conf;
+  return buildImapStrings(conf.get(imapCapabilitiesDirective), conf.get(imapAuthDirective), conf.get(imapIdDirective));
+}
+
 /** The precomputed IMAP strings of a server (computed on demand if finalize has not run). */
 export function imapWire(server: MailServer): ImapWire {
   let s = computed.get(server);
   if (!s) {
-    s = buildImapStrings(server.conf.get(imapCapabilitiesDirective), server.conf.get(imapAuthDirective));
+    s = serverStrings(server);
     computed.set(server, s);
   }
   return s;
@@ -90,9 +108,9 @@ export function imapWire(server: MailServer): ImapWire {
 /** The module: its directive table and the CAPABILITY precomputation. */
 export const imapModule: MailModule = {
   name: "ngx_mail_imap_module",
-  directives: [imapClientBufferDirective, imapCapabilitiesDirective, imapAuthDirective],
+  directives: [imapClientBufferDirective, imapCapabilitiesDirective, imapAuthDirective, imapIdDirective],
   finalize(server: MailServer) {
     if (server.protocol !== "imap") return;
-    computed.set(server, buildImapStrings(server.conf.get(imapCapabilitiesDirective), server.conf.get(imapAuthDirective)));
+    computed.set(server, serverStrings(server));
   },
 };

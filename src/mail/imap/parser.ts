@@ -15,9 +15,10 @@
  * #imap-9-invalid-commands.
  */
 import { asciiUpper } from "../line-bytes.js";
+import { type IdField, IdScanner } from "./id-syntax.js";
 
 /** The commands nginx knows in the auth state. */
-export type ImapCommandName = "noop" | "login" | "logout" | "starttls" | "capability" | "authenticate";
+export type ImapCommandName = "noop" | "login" | "logout" | "starttls" | "capability" | "authenticate" | "id";
 
 /** The outcome of feeding bytes to the parser. */
 export type ImapParse =
@@ -26,7 +27,15 @@ export type ImapParse =
   /** a synchronizing literal `{N}` was announced: send `+ OK`, then feed the same bytes again */
   | { readonly kind: "literal" }
   /** a complete tagged command of `length` bytes */
-  | { readonly kind: "command"; readonly length: number; readonly tag: string; readonly name: ImapCommandName; readonly args: readonly Buffer[] }
+  | {
+      readonly kind: "command";
+      readonly length: number;
+      readonly tag: string;
+      readonly name: ImapCommandName;
+      readonly args: readonly Buffer[];
+      /** ID (only with `imap_id on`): the client's fields, empty for `ID NIL` */
+      readonly id?: readonly IdField[];
+    }
   /** a complete SASL response line (after `awaitResponse`): its arguments */
   | { readonly kind: "response"; readonly length: number; readonly args: readonly Buffer[] }
   /**
@@ -50,7 +59,9 @@ type State =
   | "startLiteralArgument"
   | "literalArgument"
   | "endLiteralArgument"
-  | "almostDone";
+  | "almostDone"
+  /** the argument of ID (id-syntax.ts) */
+  | "id";
 
 const SP = 0x20,
   CR = 0x0d,
@@ -108,6 +119,9 @@ export class ImapParser {
   #literalLeft = 0;
   /** Digits read in the current `{...}`: none makes `{}` and `{+}` invalid. */
   #literalDigits = 0;
+  /** The ID argument being read; the parser knows ID only when `imap_id` is on. */
+  #id: IdScanner | undefined;
+  readonly #idEnabled: boolean;
   /** The command buffer's size: a literal's data must fit in it. */
   readonly #bufferSize: number;
   /** Where the current command starts in the command buffer (from `feed`). */
@@ -118,8 +132,9 @@ export class ImapParser {
   #noSyncLiteral = false;
   #response = false;
 
-  constructor(bufferSize = DEFAULT_BUFFER_SIZE) {
+  constructor(bufferSize = DEFAULT_BUFFER_SIZE, idEnabled = false) {
     this.#bufferSize = bufferSize;
+    this.#idEnabled = idEnabled;
   }
 
   /**
@@ -147,6 +162,7 @@ export class ImapParser {
     this.#tag = undefined;
     this.#name = undefined;
     this.#args = [];
+    this.#id = undefined;
     this.#response = false;
   }
 
@@ -240,6 +256,8 @@ export class ImapParser {
         return "ok";
       case "almostDone":
         return ch === LF ? "done" : "invalid";
+      case "id":
+        return this.#id!.step(input, p, ch);
     }
   }
 
@@ -256,7 +274,16 @@ export class ImapParser {
 
   #commandByte(input: Buffer, p: number, ch: number): "ok" | "done" | "invalid" {
     if (ch !== SP && ch !== CR && ch !== LF) return isLetter(ch) ? "ok" : "invalid";
-    const name = COMMANDS.get(asciiUpper(input.subarray(this.#commandStart, p)));
+    const word = asciiUpper(input.subarray(this.#commandStart, p));
+    if (word === "ID" && this.#idEnabled) {
+      // exactly one space, then the argument (id-syntax.ts)
+      if (ch !== SP) return "invalid";
+      this.#name = "id";
+      this.#id = new IdScanner((at) => this.#bufferSize - (this.#offset + at + 1));
+      this.#state = "id";
+      return "ok";
+    }
+    const name = COMMANDS.get(word);
     if (name === undefined) return "invalid";
     this.#name = name;
     return this.#afterToken(ch);
@@ -343,7 +370,10 @@ export class ImapParser {
 
   #done(length: number): ImapParse {
     const args = this.#args;
-    const result: ImapParse = this.#response ? { kind: "response", length, args } : { kind: "command", length, tag: this.#tag ?? "", name: this.#name!, args };
+    const id = this.#id ? { id: this.#id.fields } : {};
+    const result: ImapParse = this.#response
+      ? { kind: "response", length, args }
+      : { kind: "command", length, tag: this.#tag ?? "", name: this.#name!, args, ...id };
     this.#finish();
     return result;
   }
@@ -354,6 +384,7 @@ export class ImapParser {
     this.#tag = undefined;
     this.#name = undefined;
     this.#args = [];
+    this.#id = undefined;
     this.#response = false;
   }
 

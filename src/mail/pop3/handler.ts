@@ -13,7 +13,7 @@ import { hasLineBreakOrNul } from "../line-bytes.js";
 import { type Pop3Wire, pop3Wire } from "./module.js";
 import { type Pop3Verb, Pop3Parser } from "./parser.js";
 import { cutAtAuthCommand, leadingWord } from "../too-long-log.js";
-import { pop3LoginSteps } from "../proxy/login-pop3.js";
+import { pop3BackendLogin } from "../proxy/login-pop3.js";
 import type { BackendLoginInput, LoginStep } from "../proxy/login-step.js";
 
 /** The commands that carry credentials: a too-long one is logged by name only. */
@@ -177,7 +177,7 @@ export class Pop3FrontEnd implements FrontEnd {
 
   backendLogin(input: BackendLoginInput): LoginStep[] {
     // USER and PASS, whatever the client used
-    return pop3LoginSteps(input);
+    return pop3BackendLogin(input);
   }
 
   #context(): Pop3Context {

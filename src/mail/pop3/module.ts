@@ -4,7 +4,7 @@
  * Rules: docs/behaviour/pop3.md#pop3-4-capa, #pop3-6-auth-without-a-mechanism.
  */
 import { oneOrMore } from "../../conf/directive.js";
-import { bitmask, list } from "../../conf/slots.js";
+import { bitmask, flag, list } from "../../conf/slots.js";
 import type { MailModule, MailServer } from "../server.js";
 
 const BOTH = ["mail", "server"] as const;
@@ -31,6 +31,16 @@ export const pop3CapabilitiesDirective = list<string>("pop3_capabilities", {
   defaultText: "TOP USER UIDL",
   doc: "Sets the POP3 protocol extensions list that is passed to the client in response to the CAPA command.",
   entry: (args) => [...args],
+});
+
+/**
+ * `pop3_xclient on|off` (Postern, not nginx): send the backend
+ * `XCLIENT ADDR= PORT= SESSION=` before USER when its greeting offers
+ * XCLIENT (Dovecot's `[XCLIENT]` code, shown to trusted networks only).
+ */
+export const pop3XclientDirective = flag("pop3_xclient", false, {
+  contexts: BOTH,
+  doc: "Passes the client's address, port and session id to a POP3 backend whose greeting offers XCLIENT, before USER (not in nginx; see docs/client-identity.md).",
 });
 
 /** What a POP3 session of one server needs, precomputed. */
@@ -94,7 +104,7 @@ export function pop3Wire(server: MailServer): Pop3Wire {
 /** The module: directive table and per-server precomputation. */
 export const pop3Module: MailModule = {
   name: "ngx_mail_pop3_module",
-  directives: [pop3CapabilitiesDirective, pop3AuthDirective],
+  directives: [pop3CapabilitiesDirective, pop3AuthDirective, pop3XclientDirective],
   finalize(server: MailServer) {
     // nginx merges pop3 settings for every server, whatever its protocol; only POP3 servers use them.
     wires.set(server, buildPop3Wire(server.conf.get(pop3AuthDirective), server.conf.get(pop3CapabilitiesDirective)));

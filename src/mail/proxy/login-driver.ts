@@ -119,7 +119,9 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
         }
         return false;
       }
-      const next = current.next;
+      const decision = current.decide?.(buf.subarray(0, len));
+      if (decision?.warn) log.write("warn", decision.warn);
+      const next = decision?.next ?? current.next;
       if (next.kind === "fail") {
         log.action = next.action;
         log.error(next.message);
@@ -134,7 +136,7 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
       }
       log.action = next.action;
       socket.write(next.line);
-      step++;
+      step += 1 + (decision?.skip ?? 0);
       len = 0;
       return true;
     };

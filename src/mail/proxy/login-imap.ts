@@ -5,7 +5,10 @@
  * literals exclude NUL, and no login needs the others.
  * Rules: docs/behaviour/imap.md#imap-12-backend-login.
  */
-import { AGAIN, INVALID, OK, type LoginStep, type ReplyCheck, commandLine, startsWith } from "./login-step.js";
+import { AGAIN, INVALID, OK, type BackendLoginInput, type LoginStep, type ReplyCheck, commandLine, startsWith } from "./login-step.js";
+import type { IdField } from "../imap/id-syntax.js";
+import { imapIdDirective } from "../imap/module.js";
+import { withImapId } from "./login-identity.js";
 
 /** Inputs of the IMAP dialogue. */
 export interface ImapLoginInput {
@@ -41,6 +44,12 @@ export function taggedOk(tag: string): ReplyCheck {
     }
     return p === 0 ? INVALID : { kind: "invalid", from: p };
   };
+}
+
+/** The session's login: with `imap_id on`, ID with the client's identity first (login-identity.ts). */
+export function imapBackendLogin(input: BackendLoginInput, tag: string, clientId: readonly IdField[]): LoginStep[] {
+  const steps = imapLoginSteps({ tag, login: input.login, password: input.password });
+  return input.conf.get(imapIdDirective) ? withImapId(steps, tag, input.session, clientId) : steps;
 }
 
 /** greeting -> `tag LOGIN {n}`, + -> `login {m}`, + -> password, tagged OK -> relay. */

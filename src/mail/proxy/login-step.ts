@@ -68,12 +68,26 @@ export type StepNext =
   /** logged in: give the client the backend's reply as read (`relay`) or nginx's own line */
   | { readonly kind: "done"; readonly reply: "relay" | Buffer };
 
+/** A move chosen from the reply itself (see LoginStep.decide). */
+export interface StepDecision {
+  readonly next: StepNext;
+  /** Steps after this one to leave out (the ones for a command not sent). */
+  readonly skip?: number;
+  /** Logged at warn before the move. */
+  readonly warn?: string;
+}
+
 /** One state of the dialogue. */
 export interface LoginStep {
   /** A name for debugging (nginx's mail_state). */
   readonly state: string;
   readonly check: ReplyCheck;
   readonly next: StepNext;
+  /**
+   * When present, picks the move from the accepted reply instead of `next`:
+   * a command is sent only if the backend offered it (POP3 XCLIENT).
+   */
+  readonly decide?: (reply: Buffer) => StepDecision;
 }
 
 /** The reply is the expected one. */

@@ -70,7 +70,7 @@ test("CAPABILITY has three variants, AUTH= in nginx's fixed order", () => {
 test("module: nginx defaults and directive table", () => {
   assert.deepEqual(
     imapProtocol.module.directives.map((d) => d.name),
-    ["imap_client_buffer", "imap_capabilities", "imap_auth"],
+    ["imap_client_buffer", "imap_capabilities", "imap_auth", "imap_id"],
   );
   assert.equal(imapClientBufferDirective.defaultValue, 4096);
   assert.deepEqual([...imapAuthDirective.defaultValue], ["plain"]);

@@ -67,6 +67,8 @@ const CASES: readonly Case[] = [
   { server: "plain", send: ["a+b NOOP\r\n", "a\tNOOP\r\n", "abc\r\n", "\r\n", "\n", "a \r\n"] },
   // 3.2 command words
   { server: "plain", send: ["a ID\r\n", "b SELECT INBOX\r\n", "c NOOP1\r\n", "d LoGoUt\r\n"] },
+  // RFC 2971 ID before login: latest nginx has no ID either, so without imap_id it is an unknown command (counted)
+  { server: "maxerr", send: ['a ID ("name" "x" "version" "1")\r\n', "b ID NIL\r\n", "c NOOP\r\n", 'd id ("name" {3+}\r\nabc)\r\n'] },
   { server: "plain", send: ["a NOOP\n", "b NOOP\rX\r\n", "c NOOP a b c\r\n", "d NOOP a b c d\r\n"] },
   // arguments, quoting, literals
   { server: "plain", send: ['a LOGIN "us\\\r\n', 'b LOGIN "\\x\\y"\r\n', 'c LOGIN us"er\r\n'] },
