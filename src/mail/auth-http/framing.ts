@@ -120,8 +120,7 @@ export class BodyReader {
       }
       return this.#state;
     }
-    this.#state = this.#chunked(chunk);
-    if (this.#state.kind === "more" && this.#seen > AUTH_BODY_LIMIT) this.#state = { kind: "tooLarge" };
+    this.#state = this.#seen > AUTH_BODY_LIMIT ? { kind: "tooLarge" } : this.#chunked(chunk);
     return this.#state;
   }
 

@@ -116,7 +116,7 @@ export function buildAuthTlsClient(server: ServerConf): AuthTlsClient {
       const key = loadPrivateKey(keyRef, server.get(authHttpSslPasswordFile));
       checkKeyMatches(cert, key, keyRef);
       options.cert = cert.pem;
-      options.key = key.export({ type: "pkcs8", format: "pem" }) as string;
+      options.key = key.export({ type: "pkcs8", format: "pem" });
       id.update(cert.pem);
     } catch (err) {
       throw err instanceof ConfError ? new ConfError(err.message, at(authHttpSslCertificate)) : err;
@@ -125,7 +125,7 @@ export function buildAuthTlsClient(server: ServerConf): AuthTlsClient {
   let secureContext: tls.SecureContext;
   try {
     // one context for every connection; a bad cipher list fails here, at -t
-    secureContext = tls.createSecureContext(options as tls.SecureContextOptions);
+    secureContext = tls.createSecureContext(options);
   } catch {
     throw new ConfError(`SSL_CTX_set_cipher_list("${String(options.ciphers)}") failed (SSL: no cipher match)`, at(authHttpSslCiphers));
   }
