@@ -8,6 +8,7 @@ import { connect, type Socket } from "node:net";
 import tls from "node:tls";
 import type { AuthHttpPeer } from "./target.js";
 import { peerName } from "./url.js";
+import { verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
 
 /** The TLS side of reaching an auth service (built once per server configuration). */
 export interface AuthTlsClient {
@@ -62,7 +63,10 @@ export function tlsFailureMessage(err: NodeJS.ErrnoException, peer: AuthHttpPeer
   const code = err.code ?? "";
   const who = `auth http server ${peerName(peer.address)}`;
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return `${who} SSL certificate does not match "${tlsClient?.name ?? peer.url.host}"`;
-  if (/CERT|SELF_SIGNED|UNABLE_TO|VERIFY|ISSUER/.test(code)) return `${who} SSL certificate verify error: (${code})`;
+  if (/CERT|SELF_SIGNED|UNABLE_TO|VERIFY|ISSUER/.test(code)) {
+    const n = verifyErrorNumberOf(err);
+    return `${who} SSL certificate verify error: (${n}:${verifyErrorText(n)})`;
+  }
   if (code.startsWith("ERR_SSL") || code.startsWith("ERR_TLS") || code === "ECONNRESET")
     return `SSL_do_handshake() failed (${code}) while SSL handshaking to ${who}`;
   return undefined;

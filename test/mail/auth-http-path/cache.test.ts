@@ -57,7 +57,10 @@ test("refusals are cached for fail=, and not at all with fail=0", async () => {
   assert.equal((await authenticate(a.params())).kind, "refused");
   assert.equal((await authenticate(a.params())).kind, "refused");
   assert.equal(a.auth.parsed.length, 1);
-  assert.deepEqual(a.lines(), ['[info] client login failed: "Invalid login or password" while in http auth state', '[info] client login failed: "Invalid login or password" while in http auth state']);
+  assert.deepEqual(a.lines(), [
+    '[info] client login failed: "Invalid login or password" while in http auth state',
+    '[info] client login failed: "Invalid login or password" while in http auth state',
+  ]);
   const b = await setup(refuse, { failMs: 0 });
   await authenticate(b.params());
   await authenticate(b.params());
@@ -66,8 +69,26 @@ test("refusals are cached for fail=, and not at all with fail=0", async () => {
 
 test("never cached: Auth-Wait refusals, Auth-Status: WAIT, SMTP 4xx refusals, errors and broken answers", async () => {
   const handlers: [string, AuthHandler, typeof SESSION][] = [
-    ["Auth-Wait", () => ({ headers: [["Auth-Status", "Invalid login"], ["Auth-Wait", "1"]] }), SESSION],
-    ["SMTP 4xx", () => ({ headers: [["Auth-Status", "Try later"], ["Auth-Error-Code", "451 4.3.0"]] }), { ...SESSION, protocol: "smtp" }],
+    [
+      "Auth-Wait",
+      () => ({
+        headers: [
+          ["Auth-Status", "Invalid login"],
+          ["Auth-Wait", "1"],
+        ],
+      }),
+      SESSION,
+    ],
+    [
+      "SMTP 4xx",
+      () => ({
+        headers: [
+          ["Auth-Status", "Try later"],
+          ["Auth-Error-Code", "451 4.3.0"],
+        ],
+      }),
+      { ...SESSION, protocol: "smtp" },
+    ],
     ["no server", () => ({ headers: [["Auth-Status", "OK"]] }), SESSION],
     ["invalid", () => "HTTP/1.0 200 OK\r\n:bad\r\n\r\n", SESSION],
   ];

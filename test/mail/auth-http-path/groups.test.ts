@@ -42,12 +42,18 @@ for (const keepAlive of [false, true]) {
   test(`one auth service down costs no login: failover logged at error, the peer disabled for fail_timeout${keepAlive ? " (keep-alive)" : ""}`, async () => {
     const [downPort] = await freePorts(1);
     const live = await fake(1002, keepAlive);
-    const { params, lines } = makeSetup([`127.0.0.1:${downPort}/auth`, live.url, "max_fails=1", "fail_timeout=30s"], keepAlive ? { keepalive: 4, keepaliveTimeout: 5000 } : {});
+    const { params, lines } = makeSetup(
+      [`127.0.0.1:${downPort}/auth`, live.url, "max_fails=1", "fail_timeout=30s"],
+      keepAlive ? { keepalive: 4, keepaliveTimeout: 5000 } : {},
+    );
     for (let i = 0; i < 4; i++) assert.equal((await authenticate(params())).kind, "ok", `login ${i}`);
     assert.equal(live.parsed.length, 4);
     const refused = keepAlive ? `connect() to 127.0.0.1:${downPort} failed (111: Connection refused)` : "recv() failed (111: Connection refused)";
     // tried once, then left out: one error line and one warning in four logins
-    assert.deepEqual(lines(), [`[error] ${refused} while in http auth state`, `[warn] auth http server 127.0.0.1:${downPort} temporarily disabled while in http auth state`]);
+    assert.deepEqual(lines(), [
+      `[error] ${refused} while in http auth state`,
+      `[warn] auth http server 127.0.0.1:${downPort} temporarily disabled while in http auth state`,
+    ]);
   });
 }
 
@@ -55,7 +61,10 @@ test("every auth service down: the client gets the temporary failure, each failu
   const [p1, p2] = await freePorts(2);
   const { params, lines } = makeSetup([`127.0.0.1:${p1}`, `127.0.0.1:${p2}`, "max_fails=3"]);
   assert.deepEqual(await authenticate(params()), { kind: "error" });
-  assert.deepEqual(lines(), ["[error] recv() failed (111: Connection refused) while in http auth state", "[error] recv() failed (111: Connection refused) while in http auth state"]);
+  assert.deepEqual(lines(), [
+    "[error] recv() failed (111: Connection refused) while in http auth state",
+    "[error] recv() failed (111: Connection refused) while in http auth state",
+  ]);
 });
 
 test("a refusal (Auth-Status) is an answer, not a failure: no failover, nothing disabled", async () => {
