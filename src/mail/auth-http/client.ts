@@ -105,11 +105,11 @@ async function send(params: AuthenticateParams, build: (url: AuthHttpUrl) => Buf
   const target = settings.target;
   const exchange = async (peer: AuthHttpPeer, request: Buffer): Promise<SendResult> => {
     const name = peerName(peer.address);
-    debugAuthRequest(log, name, request);
-    const p = { peer, request, timeout: settings.timeout, tls: settings.tls, signal, log };
     const keepalive = settings.keepalive ?? 0;
-    const limits = { max: keepalive, idleMs: settings.keepaliveTimeout ?? 0 };
-    const result = keepalive > 0 ? await exchangeKeepAlive({ ...p, request: keepAliveRequest(request) }, limits) : await exchangeOnce(p);
+    const wire = keepalive > 0 ? keepAliveRequest(request) : request;
+    debugAuthRequest(log, name, wire);
+    const p = { peer, request: wire, timeout: settings.timeout, tls: settings.tls, signal, log };
+    const result = keepalive > 0 ? await exchangeKeepAlive(p, { max: keepalive, idleMs: settings.keepaliveTimeout ?? 0 }) : await exchangeOnce(p);
     return result.kind === "response" ? { ...result, peer: name } : result;
   };
   if (target === undefined || !target.grouped) {
