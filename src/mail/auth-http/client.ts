@@ -76,6 +76,7 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
     if (sendsSalt(params.credentials)) password = undefined;
     const cache = settings.cache;
     const cached = cache ? await cache.lookup(request, log) : undefined;
+    if (signal?.aborted) return { kind: "error" };
     const result = cached?.response ? { kind: "response" as const, response: cached.response, peer: firstPeer } : await send(params, build, request);
     if (result.kind === "failed") {
       if (result.log !== undefined) log.write(result.log.level, result.log.message);
