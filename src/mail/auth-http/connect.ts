@@ -37,6 +37,7 @@ export function openPeerSocket(peer: AuthHttpPeer, tlsClient: AuthTlsClient | un
     return { socket, readyEvent: "connect" };
   }
   const name = tlsClient.name ?? peer.url.host;
+  const key = poolKey(peer, tlsClient);
   const where = address.kind === "unix" ? { path: address.path } : { host: address.host, port: address.port };
   const socket = tls.connect({
     ...tlsClient.options,
@@ -45,8 +46,21 @@ export function openPeerSocket(peer: AuthHttpPeer, tlsClient: AuthTlsClient | un
     servername: tlsClient.sendServerName && isHostName(name) ? name : undefined,
     rejectUnauthorized: tlsClient.verify,
     checkServerIdentity: (_host, cert) => (tlsClient.verify ? tls.checkServerIdentity(name, cert) : undefined),
+    // resume the last session with this peer and these settings (a connection per login stays cheap)
+    session: sessions.get(key),
   });
+  socket.on("session", (session: Buffer) => rememberSession(key, session));
   return { socket, readyEvent: "secureConnect" };
+}
+
+/** The last TLS session per pool key, bounded: one per peer and settings. */
+const sessions = new Map<string, Buffer>();
+const MAX_SESSIONS = 256;
+
+function rememberSession(key: string, session: Buffer): void {
+  sessions.delete(key);
+  if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value as string);
+  sessions.set(key, session);
 }
 
 function isHostName(name: string): boolean {
