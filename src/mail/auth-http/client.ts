@@ -80,6 +80,7 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
     const result = cached?.response ? { kind: "response" as const, response: cached.response, peer: firstPeer } : await send(params, build, request);
     if (result.kind === "failed") {
       if (result.log !== undefined) log.write(result.log.level, result.log.message);
+      cached?.sealKey.fill(0);
       return { kind: "error" };
     }
     const decision = decide(result.response, { protocol: session.protocol, login, password, peer: result.peer });
