@@ -5,7 +5,7 @@
 import { after, afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { authenticate } from "../../../src/mail/auth-http/client.js";
-import { closeIdle } from "../../../src/mail/auth-http/pool.js";
+import { closeIdle, idleCount } from "../../../src/mail/auth-http/pool.js";
 import { okTo, startFakeAuth, type FakeAuth } from "../../support/fake-auth.js";
 import { makeSetup } from "./helpers.js";
 
@@ -52,8 +52,9 @@ test("the auth service closing idle connections: the next login opens a fresh on
   const auth = await fake(okTo(1143), 0, { keepAlive: true, idleCloseMs: 30 });
   const { params, lines } = makeSetup([auth.url], { keepalive: 2, keepaliveTimeout: 5000 });
   assert.deepEqual(await authenticate(params()), OK);
-  // wait for the server's close to reach the pool (an event, not a guess)
-  await new Promise((resolve) => setTimeout(resolve, 150));
+  // the server closes the idle connection; the pool drops it when the close arrives
+  assert.equal(idleCount(`127.0.0.1:${auth.port}|plain`), 1);
+  while (idleCount(`127.0.0.1:${auth.port}|plain`) > 0) await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(await authenticate(params()), OK);
   assert.deepEqual(auth.connectionOf, [0, 1]);
   assert.deepEqual(lines(), []);
