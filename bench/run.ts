@@ -18,6 +18,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { AUTH_PATH_HEADER, AUTH_PATH_WORKLOADS, authPathRow } from "./auth-path.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const args = process.argv.slice(2);
@@ -45,6 +46,12 @@ interface Workload {
   readonly port: "imaps" | "imap" | "imapsRsa";
   /** rate: operations per second (default); mbs: relayed MB/s; hold: KiB of server memory per idle session. */
   readonly measure?: "rate" | "mbs" | "hold";
+  /**
+   * The auth_http path rows: nginx and Postern only, both asking the costly
+   * auth service (auth-cost-server.ts); `postern` holds Postern's extra mail
+   * directives. Their table shows logins/s and CPU per login.
+   */
+  readonly authPath?: { readonly postern: string };
 }
 
 /**
@@ -67,6 +74,7 @@ const WORKLOADS: readonly Workload[] = [
   { name: "NOOP round trip (latency)", port: "imaps", load: ["--mode", "command", "--tls", "--conns", "16"] },
   { name: "latency: connect to greeting, TLSv1.3 (4 clients)", port: "imaps", load: ["--mode", "handshake", "--tls1.3", "--conns", "4"] },
   { name: "latency: STARTTLS to CAPABILITY (4 clients)", port: "imap", load: ["--mode", "starttls", "--conns", "4"] },
+  ...AUTH_PATH_WORKLOADS.map((a) => ({ name: a.name, port: "imap" as const, load: ["--mode", "login", "--conns", "32"], authPath: { postern: a.postern } })),
   {
     name: `idle TLS sessions held (${HOLD_SESSIONS}), KiB each`,
     port: "imaps",
@@ -84,6 +92,8 @@ interface Ports {
   imapsRsa: number;
   auth: number;
   backend: number;
+  /** The costly auth service (auth_http path rows). */
+  costlyAuth: number;
 }
 
 function freePorts(n: number): Promise<number[]> {
@@ -138,13 +148,14 @@ function makeCerts(dir: string): void {
   ]);
 }
 
-function mailConfig(dir: string, p: Ports, bin: "nginx" | "postern"): string {
+function mailConfig(dir: string, p: Ports, bin: "nginx" | "postern", authPath?: Workload["authPath"]): string {
   const module = bin === "nginx" ? "load_module /usr/lib/nginx/modules/ngx_mail_module.so;\n" : "";
+  const auth = authPath ? `auth_http 127.0.0.1:${p.costlyAuth}/auth; ${bin === "postern" ? authPath.postern : ""}` : `auth_http 127.0.0.1:${p.auth}/auth;`;
   return `${module}daemon off; master_process on; worker_processes 1;
 pid ${dir}/${bin}.pid; error_log ${dir}/${bin}.error.log error;
 events { worker_connections 20000; }
 mail {
-  auth_http 127.0.0.1:${p.auth}/auth;
+  ${auth}
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:BENCH:20m;
   ssl_certificate ${dir}/ec.crt; ssl_certificate_key ${dir}/ec.key;
@@ -288,6 +299,8 @@ interface Sample {
   mbs: number;
   errors: number;
   kibPerSession: number;
+  /** auth_http path rows: CPU seconds of the auth service per login. */
+  authCpuPerOp: number;
 }
 
 /** Resident memory of a process and its children, in bytes. */
@@ -327,10 +340,11 @@ async function holdOnce(child: ChildProcess, w: Workload, ports: Ports, loadgen:
   await new Promise((r) => gen.once("exit", r));
   if (process.env.BENCH_DEBUG) console.error("hold", JSON.stringify(held), before, after);
   const kib = held.held > 0 ? (after - before) / held.held / 1024 : Number.NaN;
-  return { rate: 0, perCpu: 0, genCpu: 0, p50: 0, p99: 0, mbs: 0, errors: held.errors, kibPerSession: kib };
+  return { rate: 0, perCpu: 0, genCpu: 0, p50: 0, p99: 0, mbs: 0, errors: held.errors, kibPerSession: kib, authCpuPerOp: 0 };
 }
 
-async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, loadgen: string): Promise<Sample> {
+async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, loadgen: string, costlyAuth: ChildProcess): Promise<Sample> {
+  if (bin !== "floor") writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, ports, bin, w.authPath));
   const child = await startServer(bin, dir, ports);
   if (w.measure === "hold") {
     try {
@@ -343,9 +357,11 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
   // after V8 has compiled the hot paths (nginx has nothing to warm).
   await runLoad(["-c", "1", loadgen, "--port", String(ports[w.port]), "--seconds", String(WARMUP_SECONDS), ...w.load]);
   const cpu0 = cpuOfTree(child.pid!);
+  const auth0 = cpuOfTree(costlyAuth.pid!);
   // asynchronously: the fake auth service and backend live in this process
   const out = await runLoad(["-c", "1", loadgen, "--port", String(ports[w.port]), "--seconds", String(seconds), ...w.load]);
   const cpu1 = cpuOfTree(child.pid!);
+  const auth1 = cpuOfTree(costlyAuth.pid!);
   await stopServer(child);
   if (process.env.BENCH_DEBUG) console.error(bin, w.name, out.trim());
   const r = JSON.parse(out.trim().split("\n").pop()!) as {
@@ -368,6 +384,7 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
     mbs: r.bytes / r.seconds / 1e6,
     errors: r.errors,
     kibPerSession: 0,
+    authCpuPerOp: r.ops > 0 ? (auth1 - auth0) / r.ops : Number.NaN,
   };
 }
 
@@ -393,8 +410,17 @@ async function main(): Promise<void> {
   const loadgen = join(build, "mailload");
   execFileSync("gcc", ["-O2", "-o", loadgen, join(root, "bench", "loadgen", "mailload.c"), "-lssl", "-lcrypto"]);
   makeCerts(dir);
-  const [imaps, imap, imapsRsa, auth, backend] = await freePorts(5);
-  const ports: Ports = { imaps: imaps!, imap: imap!, imapsRsa: imapsRsa!, auth: auth!, backend: backend! };
+  const [imaps, imap, imapsRsa, auth, backend, costly] = await freePorts(6);
+  const ports: Ports = { imaps: imaps!, imap: imap!, imapsRsa: imapsRsa!, auth: auth!, backend: backend!, costlyAuth: costly! };
+  // with the load generator, on the second core
+  const costlyAuth = spawn(
+    "taskset",
+    ["-c", "1", process.execPath, join(root, "dist", "bench", "auth-cost-server.js"), JSON.stringify({ port: costly, backend })],
+    {
+      stdio: "ignore",
+    },
+  );
+  const authRows: string[] = [];
   for (const bin of ["nginx", "postern"] as const) writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, ports, bin));
   const aux = [startAuth(ports.auth, ports.backend), startBackend(ports.backend)];
   const rows: string[] = [];
@@ -410,10 +436,26 @@ async function main(): Promise<void> {
     const samples: Record<ServerKind, Sample[]> = { nginx: [], floor: [], postern: [] };
     const hold = w.measure === "hold";
     // memory is not noisy the way rates are: one round of the hold workload
+    const servers = w.authPath ? SERVERS.filter((bin) => bin !== "floor") : SERVERS;
     for (let i = 0; i < (hold ? 1 : rounds); i++) {
-      for (const bin of SERVERS) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen));
+      for (const bin of servers) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen, costlyAuth));
     }
     const m = (bin: ServerKind, k: keyof Sample) => median(samples[bin].map((s) => s[k]));
+    if (w.authPath) {
+      authRows.push(
+        authPathRow(
+          w.name,
+          m("nginx", "rate"),
+          m("postern", "rate"),
+          m("nginx", "perCpu"),
+          m("postern", "perCpu"),
+          m("nginx", "authCpuPerOp"),
+          m("postern", "authCpuPerOp"),
+        ),
+      );
+      console.log(authRows[authRows.length - 1]);
+      continue;
+    }
     if (hold) {
       const [a, f, b] = SERVERS.map((bin) => m(bin, "kibPerSession")) as [number, number, number];
       rows.push(`| ${w.name} | ${f1(a)} | ${f1(f)} | ${f1(b)} | ${f2(b / a)} (memory: lower is better, goal <= 1.5) | | | | | ${f2(b / f)} | | |`);
@@ -430,7 +472,9 @@ async function main(): Promise<void> {
     console.log(rows[rows.length - 1]);
   }
   for (const s of aux) s.close();
-  console.log(`\n${new Date().toISOString()} rounds=${rounds} seconds=${seconds}\n${rows.join("\n")}`);
+  costlyAuth.kill("SIGTERM");
+  const authTable = authRows.length > 0 ? `\n\n${AUTH_PATH_HEADER}\n${authRows.join("\n")}` : "";
+  console.log(`\n${new Date().toISOString()} rounds=${rounds} seconds=${seconds}\n${rows.join("\n")}${authTable}`);
 }
 
 await main();

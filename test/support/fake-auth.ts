@@ -1,5 +1,6 @@
 /** A fake auth_http server on a raw `net` server, so the exact request bytes are captured. */
 import net from "node:net";
+import tls from "node:tls";
 
 /** One auth_http request as received. */
 export interface AuthRequest {
@@ -26,6 +27,22 @@ export interface AuthReplySpec {
   close?: "beforeReply" | "afterHeaders";
   /** Extra raw bytes written after the header lines and before the blank line (e.g. an invalid header). */
   garbage?: string;
+  /** Keep-alive mode: raw bytes written after the blank line (a body, framing errors); no Content-Length is added then. */
+  body?: string;
+}
+
+/** How the fake treats connections. */
+export interface FakeAuthOptions {
+  /**
+   * HTTP/1.1 keep-alive: several requests per connection, structured replies
+   * sent as `HTTP/1.1 200 OK` with `Content-Length: 0` (unless `body` is given)
+   * and the connection left open; raw string replies are written as they are.
+   */
+  keepAlive?: boolean;
+  /** Keep-alive mode: close a connection idle for this long after a reply. */
+  idleCloseMs?: number;
+  /** Serve HTTPS with these options (certificate, client certificate request). */
+  tls?: tls.TlsOptions;
 }
 
 /** A reply: raw bytes written as is (then the connection is closed), or a structured reply. */
@@ -43,6 +60,10 @@ export interface FakeAuth {
   requests: string[];
   /** Parsed view of `requests`. */
   parsed: AuthRequest[];
+  /** Connections accepted so far. */
+  readonly connections: number;
+  /** For each request (same index as `parsed`), the number of the connection it came on (0-based). */
+  connectionOf: number[];
   /** Replaces the reply function for later requests. */
   setHandler(handler: AuthHandler): void;
   /** Resolves when at least `count` requests have arrived (rejects after `timeoutMs`). */
@@ -93,15 +114,22 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Starts a fake auth_http server on 127.0.0.1 (port 0 = ephemeral). */
-export async function startFakeAuth(handler: AuthHandler, port = 0): Promise<FakeAuth> {
+export async function startFakeAuth(handler: AuthHandler, port = 0, options: FakeAuthOptions = {}): Promise<FakeAuth> {
   let current = handler;
   const requests: string[] = [];
   const parsed: AuthRequest[] = [];
+  const connectionOf: number[] = [];
   const sockets = new Set<net.Socket>();
   const waiters: Array<() => void> = [];
+  let connections = 0;
 
-  const server = net.createServer((socket) => {
+  const onConnection = (socket: net.Socket): void => {
+    const connection = connections++;
     sockets.add(socket);
+    if (options.keepAlive) {
+      serveKeepAlive(socket, connection);
+      return;
+    }
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {
       /* the proxy may reset the connection: not our concern */
@@ -119,10 +147,61 @@ export async function startFakeAuth(handler: AuthHandler, port = 0): Promise<Fak
       const request = parseAuthRequest(raw, parsed.length);
       requests.push(raw);
       parsed.push(request);
+      connectionOf.push(connection);
       for (const w of waiters.splice(0)) w();
       void reply(socket, request);
     });
-  });
+  };
+  const server = options.tls ? tls.createServer(options.tls, onConnection) : net.createServer(onConnection);
+  if (options.tls) server.on("tlsClientError", () => {});
+
+  /** Keep-alive: requests one after another on the connection, each answered in turn. */
+  function serveKeepAlive(socket: net.Socket, connection: number): void {
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    let buffer = "";
+    let busy = false;
+    let idle: NodeJS.Timeout | undefined;
+    const next = async (): Promise<void> => {
+      if (busy) return;
+      const end = buffer.search(/\r?\n\r?\n/);
+      if (end < 0) return;
+      busy = true;
+      if (idle) clearTimeout(idle);
+      const blank = buffer.slice(end).match(/^\r?\n\r?\n/)![0];
+      const raw = buffer.slice(0, end + blank.length);
+      buffer = buffer.slice(end + blank.length);
+      const request = parseAuthRequest(raw, parsed.length);
+      requests.push(raw);
+      parsed.push(request);
+      connectionOf.push(connection);
+      for (const w of waiters.splice(0)) w();
+      let answer: AuthReply;
+      try {
+        answer = await current(request);
+      } catch {
+        socket.destroy();
+        return;
+      }
+      if (typeof answer === "string") socket.write(answer, "latin1");
+      else {
+        if (answer.delayMs) await sleep(answer.delayMs);
+        if (socket.destroyed) return;
+        if (answer.close === "beforeReply") return void socket.end();
+        const spec = { ...answer, status: answer.status ?? "HTTP/1.1 200 OK" };
+        if (answer.close === "afterHeaders") return void socket.end(renderHead(spec), "latin1");
+        const framing = answer.body === undefined ? "Content-Length: 0\r\n" : "";
+        socket.write(renderHead(spec) + framing + "\r\n" + (answer.body ?? ""), "latin1");
+      }
+      busy = false;
+      if (options.idleCloseMs !== undefined) idle = setTimeout(() => socket.end(), options.idleCloseMs);
+      void next();
+    };
+    socket.on("data", (chunk) => {
+      buffer += chunk.toString("latin1");
+      void next();
+    });
+  }
 
   async function reply(socket: net.Socket, request: AuthRequest): Promise<void> {
     let answer: AuthReply;
@@ -154,6 +233,10 @@ export async function startFakeAuth(handler: AuthHandler, port = 0): Promise<Fak
     url: `127.0.0.1:${address.port}/auth`,
     requests,
     parsed,
+    connectionOf,
+    get connections() {
+      return connections;
+    },
     setHandler(h: AuthHandler): void {
       current = h;
     },

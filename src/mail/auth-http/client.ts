@@ -7,18 +7,19 @@
  * Rules: docs/behaviour/auth-http.md#ah-1-the-exchange, #ah-6-auth-status-wait,
  * #ah-7-errors.
  */
-import { connect, type Socket } from "node:net";
-import { describeSystemError } from "../../core/errors.js";
 import type { ConnectionLog } from "../../core/log.js";
 import type { CancelSignal } from "../cancel.js";
 import type { AuthOutcome, Credentials, SessionInfo } from "../types.js";
-import { type DecisionLog, decide } from "./decision.js";
+import { decide } from "./decision.js";
+import { type ExchangeResult, exchangeOnce } from "./exchange.js";
+import { exchangeKeepAlive } from "./keep-alive.js";
+import { peerGroup } from "./peers.js";
+import type { AuthHttpPeer } from "./target.js";
 import type { AuthHttpSettings } from "./module.js";
-import { UnsafeHeaderError, buildAuthRequest, sendsSalt } from "./request.js";
+import { UnsafeHeaderError, buildAuthRequest, joinBuffers, sendsSalt } from "./request.js";
 import { startAuthWait } from "../auth-wait.js";
-import { armTimer, debugAuthRequest, debugAuthResponse, disarmTimer } from "../debug-log.js";
-import { AuthResponseParser, type AuthResponse, responseErrorMessage } from "./response.js";
-import { type AuthHttpAddress, peerName } from "./url.js";
+import { debugAuthRequest } from "../debug-log.js";
+import { type AuthHttpAddress, type AuthHttpUrl, peerName } from "./url.js";
 
 /** Everything one authentication needs. */
 export interface AuthenticateParams {
@@ -40,7 +41,7 @@ export const AUTH_HTTP_ACTION = "in http auth state";
 /** Runs the auth_http exchange (with WAIT repeats) and returns what to do with the client. */
 export async function authenticate(params: AuthenticateParams): Promise<AuthOutcome> {
   const { settings, session, log, signal } = params;
-  const peer = peerName(params.address);
+  const firstPeer = peerName(params.address);
   log.action = AUTH_HTTP_ACTION;
   const method = params.credentials.method;
   let login = params.credentials.login;
@@ -49,33 +50,41 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
 
   for (;;) {
     if (signal?.aborted) return { kind: "error" };
-    let request: Buffer;
-    try {
-      request = buildAuthRequest({
+    const credentials = { ...params.credentials, login, password: password ?? Buffer.alloc(0) };
+    // Each URL of a group has its own request line and Host; the rest is the same.
+    const build = (url: AuthHttpUrl): Buffer =>
+      buildAuthRequest({
         session,
-        credentials: { ...params.credentials, login, password: password ?? Buffer.alloc(0) },
+        credentials,
         attempt: params.attempt,
-        uri: settings.url.uri,
-        hostHeader: settings.url.hostHeader,
+        uri: url.uri,
+        hostHeader: url.hostHeader,
         headers: settings.headers,
         passClientCert: settings.passClientCert,
       });
+    let request: Buffer;
+    try {
+      request = build(settings.url);
     } catch (err) {
       if (!(err instanceof UnsafeHeaderError)) throw err;
-      log.error(`refused to send ${err.header} header with CR, LF or NUL to auth http server ${peer}`);
+      log.error(`refused to send ${err.header} header with CR, LF or NUL to auth http server ${firstPeer}`);
       return { kind: "error" };
     }
     // Sending the salt withdraws the digest (or a WAIT reply's Auth-Pass),
     // as nginx does: a repeat sends an empty Auth-Pass, and success then
     // needs Auth-Pass from the auth server.
     if (sendsSalt(params.credentials)) password = undefined;
-    debugAuthRequest(log, peer, request);
-    const result = await exchange(params.address, peer, request, settings.timeout, signal, log);
+    const cache = settings.cache;
+    const cached = cache ? await cache.lookup(request, log) : undefined;
+    if (signal?.aborted) return { kind: "error" };
+    const result = cached?.response ? { kind: "response" as const, response: cached.response, peer: firstPeer } : await send(params, build, request);
     if (result.kind === "failed") {
       if (result.log !== undefined) log.write(result.log.level, result.log.message);
+      cached?.sealKey.fill(0);
       return { kind: "error" };
     }
-    const decision = decide(result.response, { protocol: session.protocol, login, password, peer });
+    const decision = decide(result.response, { protocol: session.protocol, login, password, peer: result.peer });
+    if (cache && cached && !cached.response) cache.store(cached, result.response, decision, session.protocol);
     if (decision.kind === "final") {
       if (decision.log) log.write(decision.log.level, decision.log.message);
       return decision.outcome;
@@ -86,71 +95,56 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
   }
 }
 
-type ExchangeResult =
-  | { readonly kind: "response"; readonly response: AuthResponse }
-  /** `log` is the line to write, if any. */
-  | { readonly kind: "failed"; readonly log: DecisionLog | undefined };
+type SendResult = Exclude<ExchangeResult, { kind: "response" }> | (Extract<ExchangeResult, { kind: "response" }> & { readonly peer: string });
 
-/** One connection: send `request`, read the header block, close. */
-function exchange(
-  address: AuthHttpAddress,
-  peer: string,
-  request: Buffer,
-  timeout: number,
-  signal: CancelSignal | undefined,
-  log: ConnectionLog,
-): Promise<ExchangeResult> {
-  return new Promise((resolve) => {
-    const parser = new AuthResponseParser();
-    let connected = false;
-    let settled = false;
-    const socket: Socket = address.kind === "unix" ? connect({ path: address.path }) : connect({ host: address.host, port: address.port });
+/**
+ * Sends one request to the auth service: nginx's single peer, or the peers
+ * of a group in round-robin order, moving on after a failure (connect
+ * error, timeout, bad answer) and counting it toward max_fails.
+ */
+async function send(params: AuthenticateParams, build: (url: AuthHttpUrl) => Buffer, first: Buffer): Promise<SendResult> {
+  const { settings, signal, log } = params;
+  const target = settings.target;
+  const exchange = async (peer: AuthHttpPeer, request: Buffer): Promise<SendResult> => {
+    const name = peerName(peer.address);
+    const keepalive = settings.keepalive ?? 0;
+    const wire = keepalive > 0 ? keepAliveRequest(request) : request;
+    debugAuthRequest(log, name, wire);
+    const p = { peer, request: wire, timeout: settings.timeout, tls: settings.tls, signal, log };
+    const result = keepalive > 0 ? await exchangeKeepAlive(p, { max: keepalive, idleMs: settings.keepaliveTimeout ?? 0 }) : await exchangeOnce(p);
+    return result.kind === "response" ? { ...result, peer: name } : result;
+  };
+  if (target === undefined || !target.grouped) {
+    return exchange({ url: target?.urls[0] ?? settings.url, address: params.address }, first);
+  }
+  const group = peerGroup(target);
+  let last: SendResult = { kind: "failed", log: undefined, fault: false };
+  for (const peer of group.order(Date.now())) {
+    if (signal?.aborted) break;
+    group.tried(peer, Date.now());
+    last = await exchange(peer, peer.url === target.urls[0] ? first : build(peer.url));
+    if (last.kind === "response") {
+      group.succeeded(peer);
+      return last;
+    }
+    if (!last.fault) return last;
+    // the failure is logged now, at error as nginx logs it, and the next peer tried
+    if (last.log !== undefined) log.write(last.log.level, last.log.message);
+    if (group.failed(peer, Date.now())) log.write("warn", `auth http server ${peerName(peer.address)} temporarily disabled`);
+    last = { kind: "failed", log: undefined, fault: true };
+  }
+  return last;
+}
 
-    const finish = (result: ExchangeResult): void => {
-      if (settled) return;
-      settled = true;
-      disarmTimer(log, "auth_http_timeout", timer);
-      signal?.removeEventListener("abort", onAbort);
-      socket.destroy();
-      resolve(result);
-    };
-    const onAbort = (): void => finish({ kind: "failed", log: undefined });
-    // One deadline for connect, send and receive: partial reads do not extend it.
-    const timer = armTimer(log, "auth_http_timeout", timeout, () => {
-      finish({
-        kind: "failed",
-        log: { level: "error", message: `auth http server ${peer} timed out ${describeSystemError({ errno: 110, code: "ETIMEDOUT" })}` },
-      });
-    });
-    signal?.addEventListener("abort", onAbort, { once: true });
-
-    socket.on("connect", () => {
-      connected = true;
-      socket.write(request);
-    });
-    socket.on("data", (chunk: Buffer) => {
-      const state = parser.push(chunk);
-      if (state.kind === "done") {
-        debugAuthResponse(log, parser.received);
-        finish({ kind: "response", response: state.response });
-      } else if (state.kind === "error") {
-        const message = responseErrorMessage(state.error, peer);
-        finish({ kind: "failed", log: message === undefined ? undefined : { level: "error", message } });
-      }
-    });
-    socket.on("end", () => finish({ kind: "failed", log: undefined }));
-    socket.on("close", () => finish({ kind: "failed", log: undefined }));
-    socket.on("error", (err: NodeJS.ErrnoException) => {
-      // nginx's TCP connect is non-blocking, so a refusal surfaces on the
-      // first read ("recv() failed"); a unix-socket connect fails at once.
-      if (address.kind === "unix" && !connected) {
-        const level = err.code === "ECONNREFUSED" || err.code === "EAGAIN" ? "error" : "crit";
-        finish({ kind: "failed", log: { level, message: `connect() to ${peer} failed ${describeSystemError(err)}` } });
-      } else {
-        finish({ kind: "failed", log: { level: "error", message: `recv() failed ${describeSystemError(err)}` } });
-      }
-    });
-  });
+/** The request as HTTP/1.1 with `Connection: keep-alive` (the rest is byte for byte nginx's). */
+export function keepAliveRequest(request: Buffer): Buffer {
+  const head = request.subarray(0, request.length - 2);
+  const lineEnd = head.indexOf("\r\n");
+  const line = head
+    .subarray(0, lineEnd)
+    .toString("latin1")
+    .replace(/ HTTP\/1\.0$/, " HTTP/1.1");
+  return joinBuffers([Buffer.from(line, "latin1"), head.subarray(lineEnd), Buffer.from("Connection: keep-alive\r\n\r\n", "latin1")]);
 }
 
 /** Waits `seconds` (an Auth-Wait); false when aborted first. */

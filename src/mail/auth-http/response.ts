@@ -30,7 +30,9 @@ export type AuthResponseError =
 
 /** Result of feeding bytes: still waiting, done, or failed. */
 export type AuthParseState =
-  { readonly kind: "incomplete" } | { readonly kind: "done"; readonly response: AuthResponse } | { readonly kind: "error"; readonly error: AuthResponseError };
+  | { readonly kind: "incomplete" }
+  | { readonly kind: "done"; readonly response: AuthResponse; /** offset after the empty line */ readonly end: number }
+  | { readonly kind: "error"; readonly error: AuthResponseError };
 
 /** nginx's response buffer size. */
 export const AUTH_RESPONSE_LIMIT = 1024;
@@ -101,7 +103,7 @@ export function parseAuthResponse(buf: Buffer): AuthParseState {
     const line = readHeaderLine(buf, pos);
     if (line.kind === "incomplete") return line;
     if (line.kind === "invalid") return { kind: "error", error: { kind: "invalidHeader" } };
-    if (line.kind === "end") return { kind: "done", response: acc.result() };
+    if (line.kind === "end") return { kind: "done", response: acc.result(), end: buf[pos] === LF ? pos + 1 : pos + 2 };
     acc.add(line.name, line.value);
     pos = line.next;
   }

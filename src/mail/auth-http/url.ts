@@ -23,8 +23,12 @@ export interface AuthHttpUrl {
   readonly uri: string;
   /** `Host:` header value: the host without the port, `localhost` for unix sockets. */
   readonly hostHeader: string;
-  /** The address requests go to, resolved at parse time. */
+  /** The address requests go to, resolved at parse time (nginx keeps the first). */
   readonly address: AuthHttpAddress;
+  /** Every address the host resolved to (IPv4 first); a group of auth services uses them all. */
+  readonly addresses: readonly AuthHttpAddress[];
+  /** `https://`: the auth service is reached over TLS (a Postern addition; nginx 1.22.1 rejects it). */
+  readonly https: boolean;
   /** Where the directive was, for a `host not found` error found later. */
   readonly location: SourceLocation | undefined;
 }
@@ -35,7 +39,9 @@ const MAX_UNIX_PATH = 107;
 /** Parses an `auth_http` argument as nginx's ngx_parse_url does (uri allowed, default port 80). */
 export function parseAuthHttpUrl(text: string, location?: SourceLocation): AuthHttpUrl {
   // nginx strips "http://" and then quotes the rest in its messages.
-  const url = text.startsWith("http://") ? text.slice(7) : text;
+  // "https://" is Postern's addition (nginx 1.22.1 fails on it with "invalid port").
+  const https = text.startsWith("https://");
+  const url = text.startsWith("http://") ? text.slice(7) : https ? text.slice(8) : text;
   const fail = (what: string): ConfError => new ConfError(`${what} in auth_http "${url}"`);
 
   if (url.slice(0, 5).toLowerCase() === "unix:") {
@@ -48,10 +54,11 @@ export function parseAuthHttpUrl(text: string, location?: SourceLocation): AuthH
     }
     if (path.length === 0) throw fail("no path in the unix domain socket");
     if (Buffer.byteLength(path) > MAX_UNIX_PATH) throw fail("too long path in the unix domain socket");
-    return { text, host: path, port: 0, uri: uri || "/", hostHeader: "localhost", address: { kind: "unix", path }, location };
+    const address: AuthHttpAddress = { kind: "unix", path };
+    return { text, host: path, port: 0, uri: uri || "/", hostHeader: "localhost", address, addresses: [address], https, location };
   }
 
-  if (url.startsWith("[")) return parseInet6(url, text, location, fail);
+  if (url.startsWith("[")) return parseInet6(url, text, location, fail, https);
 
   const colon = url.indexOf(":");
   let slash = url.indexOf("/");
@@ -65,7 +72,7 @@ export function parseAuthHttpUrl(text: string, location?: SourceLocation): AuthH
     end = slash;
     if (slash < colon) portAt = -1;
   }
-  let port = 80;
+  let port = https ? 443 : 80;
   if (portAt >= 0) {
     port = parsePort(url.slice(portAt + 1, end));
     if (port < 1) throw fail("invalid port");
@@ -73,18 +80,18 @@ export function parseAuthHttpUrl(text: string, location?: SourceLocation): AuthH
   }
   const host = url.slice(0, end);
   if (host.length === 0) throw fail("no host");
-  const chosen = resolveHostSync(host)[0];
-  if (chosen === undefined) throw fail("host not found");
-  const address: AuthHttpAddress = { kind: "inet", host: chosen, port };
-  return { text, host, port, uri: uri || "/", hostHeader: host, address, location };
+  const resolved = resolveHostSync(host);
+  if (resolved[0] === undefined) throw fail("host not found");
+  const addresses = resolved.map((ip): AuthHttpAddress => ({ kind: "inet", host: ip, port }));
+  return { text, host, port, uri: uri || "/", hostHeader: host, address: addresses[0]!, addresses, https, location };
 }
 
-function parseInet6(url: string, text: string, location: SourceLocation | undefined, fail: (what: string) => ConfError): AuthHttpUrl {
+function parseInet6(url: string, text: string, location: SourceLocation | undefined, fail: (what: string) => ConfError, https: boolean): AuthHttpUrl {
   const close = url.indexOf("]");
   if (close < 0) throw fail("invalid host");
   const inner = url.slice(1, close);
   let rest = url.slice(close + 1);
-  let port = 80;
+  let port = https ? 443 : 80;
   let uri = "";
   if (rest.startsWith(":")) {
     rest = rest.slice(1);
@@ -99,7 +106,8 @@ function parseInet6(url: string, text: string, location: SourceLocation | undefi
     throw fail("invalid host");
   }
   if (inner.length === 0 || isIP(inner) !== 6) throw fail("invalid IPv6 address");
-  return { text, host: inner, port, uri: uri || "/", hostHeader: `[${inner}]`, address: { kind: "inet", host: inner, port }, location };
+  const address: AuthHttpAddress = { kind: "inet", host: inner, port };
+  return { text, host: inner, port, uri: uri || "/", hostHeader: `[${inner}]`, address, addresses: [address], https, location };
 }
 
 /** nginx's ngx_atoi for a port: decimal digits only, 1..65535, else -1. */

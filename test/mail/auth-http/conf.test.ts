@@ -89,7 +89,12 @@ test("auth_http_header lists replace, scalars inherit, timeout parses as msec", 
 });
 
 test("errors carry nginx's wording and the directive's location", () => {
-  assert.equal(loadError("mail {\n auth_http https://127.0.0.1/x;\n}\n"), `invalid port in auth_http "https://127.0.0.1/x" in ${dir}/nginx.conf:2`);
+  // nginx 1.22.1 rejects https:// here ("invalid port"); Postern accepts it (docs/auth-http-path.md)
+  assert.equal(loadError("mail {\n auth_http https://127.0.0.1:0/x;\n}\n"), `invalid port in auth_http "127.0.0.1:0/x" in ${dir}/nginx.conf:2`);
+  assert.equal(loadError("mail {\n auth_http 127.0.0.1/a max_fails=x;\n}\n"), `invalid parameter "max_fails=x" in ${dir}/nginx.conf:2`);
+  assert.equal(loadError("mail {\n auth_http_cache ok=1s;\n}\n"), `"auth_http_cache" must have "zone" parameter in ${dir}/nginx.conf:2`);
+  assert.equal(loadError("mail {\n auth_http_cache zone=a:1k;\n}\n"), `zone "a" is too small in ${dir}/nginx.conf:2`);
+  assert.equal(loadError("mail {\n auth_http_keepalive x;\n}\n"), `"auth_http_keepalive" directive invalid number in ${dir}/nginx.conf:2`);
   assert.equal(loadError("mail {\n\n auth_http http://:80/x;\n}\n"), `no host in auth_http ":80/x" in ${dir}/nginx.conf:3`);
   assert.equal(loadError("mail {\n auth_http_timeout 5s;\n auth_http_timeout 6s;\n}\n"), `"auth_http_timeout" directive is duplicate in ${dir}/nginx.conf:3`);
   assert.equal(loadError("mail {\n auth_http_timeout 5x;\n}\n"), `"auth_http_timeout" directive invalid value in ${dir}/nginx.conf:2`);

@@ -1,0 +1,152 @@
+/**
+ * auth_http_cache: answers of the auth service kept for a while, so a
+ * client logging in again with the same credentials skips the request.
+ *
+ *  - The key is an HMAC (per-master random key) of the auth_http target and
+ *    of the request exactly as it would be sent: every header line, so a
+ *    changed password, another client certificate, protocol, client
+ *    address or server never finds the old entry; credentials are never a
+ *    key in clear.
+ *  - The answer is sealed (AES-256-GCM) with a second key derived from the
+ *    same request: the store (master memory, later Redis) holds nothing it
+ *    can read, and an Auth-Pass override in the answer can only be opened
+ *    by a client that sends the same credentials again.
+ *  - Only final answers are kept: success for `ok=`, refusal for `fail=`;
+ *    never Auth-Status: WAIT, an answer with Auth-Wait, an SMTP 4xx
+ *    (temporary) refusal, or any failure to get an answer.
+ *
+ * Trade-offs: docs/auth-http-path.md#cache.
+ */
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
+import type { AuthAnswerStore } from "../../event/auth-answer-store.js";
+import type { ConnectionLog } from "../../core/log.js";
+import type { MailProtocolName } from "../types.js";
+import type { Decision } from "./decision.js";
+import type { AuthResponse } from "./response.js";
+
+/** The auth_http_cache settings. */
+export interface AuthCacheConf {
+  readonly zone: string;
+  readonly size: number;
+  /** Lifetime of a success, ms. */
+  readonly okMs: number;
+  /** Lifetime of a refusal, ms (0: refusals are not cached). */
+  readonly failMs: number;
+}
+
+/** One lookup: its answer if cached, and what storing the fresh answer needs. */
+export interface CacheProbe {
+  readonly response: AuthResponse | undefined;
+  readonly id: string;
+  readonly sealKey: Buffer;
+}
+
+const FIELDS = ["failure", "server", "port", "user", "pass", "errorCode"] as const;
+
+export class AuthAnswerCache {
+  readonly #store: AuthAnswerStore;
+  readonly #conf: AuthCacheConf;
+  /** Separates targets: the same request to another auth service is another question. */
+  readonly #scope: string;
+
+  constructor(store: AuthAnswerStore, conf: AuthCacheConf, scope: string) {
+    this.#store = store;
+    this.#conf = conf;
+    this.#scope = scope;
+  }
+
+  /** Looks the request up; undefined when the cache cannot be used now. */
+  async lookup(request: Buffer, log: ConnectionLog): Promise<CacheProbe | undefined> {
+    const secret = await this.#store.secret();
+    const id = derive(secret, "id", this.#scope, request).toString("hex");
+    const sealKey = derive(secret, "seal", this.#scope, request);
+    const sealed = await this.#store.get(id);
+    const response = sealed ? open(sealed, sealKey) : undefined;
+    if (response) {
+      sealKey.fill(0);
+      log.debug(`auth http cache hit`);
+    } else {
+      log.debug(`auth http cache miss`);
+    }
+    return { response, id, sealKey };
+  }
+
+  /** Keeps a fresh answer when it is final and cacheable; the seal key is wiped either way. */
+  store(probe: CacheProbe, response: AuthResponse, decision: Decision, protocol: MailProtocolName): void {
+    try {
+      const ttl = this.#lifetime(response, decision, protocol);
+      if (ttl > 0) this.#store.set(probe.id, seal(response, probe.sealKey), ttl);
+    } finally {
+      probe.sealKey.fill(0);
+    }
+  }
+
+  #lifetime(response: AuthResponse, decision: Decision, protocol: MailProtocolName): number {
+    if (decision.kind !== "final" || response.wait || response.sleep > 0) return 0;
+    const outcome = decision.outcome;
+    if (outcome.kind === "ok") return this.#conf.okMs;
+    if (outcome.kind !== "refused") return 0;
+    if (protocol === "smtp" && (outcome.errorCode ?? "").startsWith("4")) return 0;
+    return this.#conf.failMs;
+  }
+}
+
+function derive(secret: Buffer, purpose: string, scope: string, request: Buffer): Buffer {
+  return createHmac("sha256", secret).update(`${purpose}\0${scope}\0`).update(request).digest();
+}
+
+/** iv | tag | AES-256-GCM(JSON of the answer's fields, base64). */
+function seal(response: AuthResponse, key: Buffer): Buffer {
+  const plain: Record<string, string> = {};
+  for (const f of FIELDS) {
+    const v = response[f];
+    if (v !== undefined) plain[f] = v.toString("base64");
+  }
+  const iv = randomBytes(12);
+  const cipher = createCipheriv("aes-256-gcm", key, iv);
+  const text = Buffer.from(JSON.stringify(plain), "utf8");
+  const body = cipher.update(text);
+  const final = cipher.final();
+  text.fill(0);
+  return Buffer.concat([iv, cipher.getAuthTag(), body, final]);
+}
+
+/** The answer, or undefined when the value does not open with this key or is malformed. */
+function open(sealed: Buffer, key: Buffer): AuthResponse | undefined {
+  if (sealed.length < 29) return undefined;
+  let text: Buffer;
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, 12));
+    decipher.setAuthTag(sealed.subarray(12, 28));
+    text = Buffer.concat([decipher.update(sealed.subarray(28)), decipher.final()]);
+  } catch {
+    return undefined;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text.toString("utf8"));
+  } catch {
+    return undefined;
+  } finally {
+    text.fill(0);
+  }
+  if (typeof parsed !== "object" || parsed === null) return undefined;
+  const fields: Partial<Record<(typeof FIELDS)[number], Buffer>> = {};
+  for (const f of FIELDS) {
+    const v = (parsed as Record<string, unknown>)[f];
+    if (v === undefined) continue;
+    if (typeof v !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) return undefined;
+    fields[f] = Buffer.from(v, "base64");
+  }
+  return {
+    ...fields,
+    failure: fields.failure,
+    server: fields.server,
+    port: fields.port,
+    user: fields.user,
+    pass: fields.pass,
+    errorCode: fields.errorCode,
+    wait: false,
+    sleep: 0,
+  };
+}
