@@ -99,7 +99,8 @@ function sharedTls(group: SniGroup): SessionTls {
       const name = hello.raw ? validServerName(hello.raw) : undefined;
       if (hello.raw && name === undefined) log?.info("client sent an invalid SSL server name, the default server is used");
       const server = group.select(name);
-      if (log?.enabled("debug")) log.plain("debug", `SSL server name ${name === undefined ? "null" : `"${name}"`} selects server "${logEscape(serverName(server.conf))}"`);
+      if (log?.enabled("debug"))
+        log.plain("debug", `SSL server name ${name === undefined ? "null" : `"${name}"`} selects server "${logEscape(serverName(server.conf))}"`);
       const tls = tlsOf(server);
       const secure = await tls.handshake(socket, hello.bytes);
       choices.set(secure, { server, tls, name });

@@ -106,9 +106,13 @@ export function pythonSni(port: number, serverHostname: string): { greeting: str
 /** curl over implicit TLS to `imaps://NAME:PORT/` with NAME resolved to 127.0.0.1 (SNI = NAME); its exit code and stderr. */
 export function curlImaps(port: number, name: string, user: string, pass: string): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn("curl", ["-sS", "-k", "--max-time", "8", "--resolve", `${name}:${port}:127.0.0.1`, "-u", `${user}:${pass}`, `imaps://${name}:${port}/`], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      "curl",
+      ["-sS", "-k", "--max-time", "8", "--resolve", `${name}:${port}:127.0.0.1`, "-u", `${user}:${pass}`, `imaps://${name}:${port}/`],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let stderr = "";
     child.stdout.resume();
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
