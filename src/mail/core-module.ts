@@ -26,12 +26,12 @@ export const listenDirective: Directive<readonly ListenSpec[]> = custom<readonly
   contexts: ["server"],
   args: oneOrMore,
   syntax:
-    "address[:port] [ssl] [proxy_protocol] [backlog=number] [rcvbuf=size] [sndbuf=size] [bind] [ipv6only=on|off] [so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]]",
+    "address[:port] [ssl] [default_server] [proxy_protocol] [backlog=number] [rcvbuf=size] [sndbuf=size] [bind] [ipv6only=on|off] [so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]]",
   defaultValue: [],
   defaultText: "—",
   merge: "none",
   duplicates: "accumulate",
-  doc: "Sets the address and port on which the server accepts connections.",
+  doc: "Sets the address and port on which the server accepts connections; servers sharing one with TLS are chosen by the client's server name (SNI), `default_server` marking the one for other names (docs/sni.md).",
   parse(args, previous, cx) {
     const specs = parseListen(args, cx.location);
     warnUnsupported(specs[0], args, cx.warn);
