@@ -23,8 +23,12 @@ const HOST_NAME = 0;
 
 /** What the bytes so far say. */
 export type ClientHelloScan =
-  /** The ClientHello is not complete yet: read more. */
-  | { readonly kind: "more" }
+  /**
+   * The ClientHello is not complete yet: read more, at least up to `need`
+   * bytes in all (the end of the record under way), before scanning again;
+   * so a client sending a byte at a time costs a scan per record, not per byte.
+   */
+  | { readonly kind: "more"; readonly need: number }
   /** Not a TLS ClientHello (OpenSSL will say why when it reads the same bytes). */
   | { readonly kind: "invalid" }
   /** A complete ClientHello; `serverName` is the raw host_name, absent without SNI. */
@@ -34,10 +38,12 @@ export type ClientHelloScan =
  * Joins the handshake fragments of the records received so far; the first
  * handshake message must be a ClientHello (it may span records).
  */
-function handshakeBytes(data: Buffer): { bytes: Buffer; complete: boolean } | "invalid" {
+function handshakeBytes(data: Buffer): { bytes: Buffer; complete: boolean; need: number } | "invalid" {
   const parts: Buffer[] = [];
   let pos = 0;
   let joined = Buffer.alloc(0);
+  // the length the data must reach before scanning again can tell more
+  let need = RECORD_HEADER;
   while (pos + RECORD_HEADER <= data.length) {
     if (data[pos] !== HANDSHAKE || data[pos + 1] !== 3) return "invalid";
     const length = data.readUInt16BE(pos + 3);
@@ -45,15 +51,17 @@ function handshakeBytes(data: Buffer): { bytes: Buffer; complete: boolean } | "i
     const available = Math.min(length, data.length - pos - RECORD_HEADER);
     parts.push(data.subarray(pos + RECORD_HEADER, pos + RECORD_HEADER + available));
     joined = Buffer.concat(parts);
+    need = pos + RECORD_HEADER + length;
     if (available < length) break;
     pos += RECORD_HEADER + length;
+    need = pos + RECORD_HEADER;
     if (joined.length >= 4 && joined.length >= 4 + joined.readUIntBE(1, 3)) break;
   }
-  if (joined.length < 4) return { bytes: joined, complete: false };
+  if (joined.length < 4) return { bytes: joined, complete: false, need };
   if (joined[0] !== CLIENT_HELLO) return "invalid";
-  const need = 4 + joined.readUIntBE(1, 3);
-  if (need > MAX_CLIENT_HELLO) return "invalid";
-  return joined.length >= need ? { bytes: joined.subarray(4, need), complete: true } : { bytes: joined, complete: false };
+  const total = 4 + joined.readUIntBE(1, 3);
+  if (total > MAX_CLIENT_HELLO) return "invalid";
+  return joined.length >= total ? { bytes: joined.subarray(4, total), complete: true, need } : { bytes: joined, complete: false, need };
 }
 
 /** A cursor over one ClientHello body; every read is bounds-checked. */
@@ -105,7 +113,7 @@ function hostName(ext: Buffer): Buffer | undefined | "invalid" {
 export function scanClientHello(data: Buffer): ClientHelloScan {
   const hs = handshakeBytes(data);
   if (hs === "invalid") return { kind: "invalid" };
-  if (!hs.complete) return data.length > MAX_CLIENT_HELLO + 64 * RECORD_HEADER ? { kind: "invalid" } : { kind: "more" };
+  if (!hs.complete) return data.length > MAX_CLIENT_HELLO + 64 * RECORD_HEADER ? { kind: "invalid" } : { kind: "more", need: hs.need };
   const c = new Cursor(hs.bytes);
   // legacy_version, random, session id, cipher suites, compression methods
   if (!c.skip(2 + 32) || !c.vector(1) || !c.vector(2) || !c.vector(1)) return { kind: "invalid" };

@@ -47,7 +47,9 @@ test("a whole ClientHello gives its server name; without SNI none", async () => 
 
 test("cut short: more is needed, at every length", async () => {
   const hello = await clientHello("a.example");
-  for (const n of [0, 1, 4, 5, 6, 9, 50, hello.length - 1]) assert.deepEqual(scanClientHello(hello.subarray(0, n)), { kind: "more" }, `at ${n} bytes`);
+  for (const n of [0, 1, 4]) assert.deepEqual(scanClientHello(hello.subarray(0, n)), { kind: "more", need: 5 }, `at ${n} bytes`);
+  for (const n of [5, 6, 9, 50, hello.length - 1])
+    assert.deepEqual(scanClientHello(hello.subarray(0, n)), { kind: "more", need: hello.length }, `at ${n} bytes`);
 });
 
 test("spread over several records: read across them", async () => {
@@ -55,7 +57,8 @@ test("spread over several records: read across them", async () => {
   const spread = reframe(hello, 37);
   const scan = scanClientHello(spread);
   assert.equal(scan.kind === "hello" ? scan.serverName?.toString() : scan.kind, "b.example");
-  assert.deepEqual(scanClientHello(spread.subarray(0, 42 + 5)), { kind: "more" }, "the first record alone");
+  assert.deepEqual(scanClientHello(spread.subarray(0, 42)), { kind: "more", need: 47 }, "the first record alone: the next header is needed");
+  assert.deepEqual(scanClientHello(spread.subarray(0, 42 + 5)), { kind: "more", need: 42 + 42 }, "then the second record");
 });
 
 test("not a ClientHello, or damaged: invalid (OpenSSL then says why)", async () => {

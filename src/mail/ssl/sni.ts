@@ -39,10 +39,16 @@ function readClientHello(socket: Socket, initial: Buffer | undefined): Promise<H
   socket.pause();
   while (socket.read() !== null);
   const chunks: Buffer[] = initial && initial.length > 0 ? [initial] : [];
+  let total = chunks[0]?.length ?? 0;
+  let need = 0;
   const scanned = (): Hello | "more" => {
+    if (total < need) return "more";
     const bytes = Buffer.concat(chunks);
     const scan = scanClientHello(bytes);
-    if (scan.kind === "more") return "more";
+    if (scan.kind === "more") {
+      need = scan.need;
+      return "more";
+    }
     return { bytes, raw: scan.kind === "hello" ? scan.serverName : undefined };
   };
   const first = scanned();
@@ -58,7 +64,10 @@ function readClientHello(socket: Socket, initial: Buffer | undefined): Promise<H
     const onGone = (): void => done(undefined);
     const onReadable = (): void => {
       let chunk: Buffer | null;
-      while ((chunk = socket.read() as Buffer | null) !== null) chunks.push(chunk);
+      while ((chunk = socket.read() as Buffer | null) !== null) {
+        chunks.push(chunk);
+        total += chunk.length;
+      }
       const r = scanned();
       if (r !== "more") done(r);
     };
