@@ -8,6 +8,7 @@ import { markModulesUsed } from "../core/core-module.js";
 import { listenDirective, resolveProtocol, serverDirective } from "./core-module.js";
 import { MAIL_MODULES } from "./mail-modules.js";
 import type { FinalizeContext, MailServer } from "./server.js";
+import { buildSniGroups } from "./sni-groups.js";
 
 /** The parsed and finalized `mail {}` block. */
 export interface MailConf {
@@ -42,6 +43,8 @@ export function finalizeMail(level: Level, cx: FinalizeContext): MailConf {
     listens: own.own(listenDirective) ?? [],
     index,
   }));
+  // shared listen addresses first: nginx reports a duplicate address while parsing
+  buildSniGroups(servers, cx);
   for (const module of MAIL_MODULES) {
     for (const server of servers) module.finalize?.(server, cx);
   }

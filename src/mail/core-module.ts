@@ -9,7 +9,7 @@
 import { hostname } from "node:os";
 import { ConfError } from "../core/errors.js";
 import { type Directive, Level, type ServerConf, noArgs, oneOrMore, take } from "../conf/directive.js";
-import { custom, msec, number, string } from "../conf/slots.js";
+import { custom, msec, number } from "../conf/slots.js";
 import { parseTime } from "../conf/values.js";
 import { resolveHostSync } from "../core/resolve-sync.js";
 import { type ListenSpec, parseListen, sameAddress } from "./listen.js";
@@ -26,16 +26,19 @@ export const listenDirective: Directive<readonly ListenSpec[]> = custom<readonly
   contexts: ["server"],
   args: oneOrMore,
   syntax:
-    "address[:port] [ssl] [proxy_protocol] [backlog=number] [rcvbuf=size] [sndbuf=size] [bind] [ipv6only=on|off] [so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]]",
+    "address[:port] [ssl] [default_server] [proxy_protocol] [backlog=number] [rcvbuf=size] [sndbuf=size] [bind] [ipv6only=on|off] [so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]]",
   defaultValue: [],
   defaultText: "—",
   merge: "none",
   duplicates: "accumulate",
-  doc: "Sets the address and port on which the server accepts connections.",
+  doc: "Sets the address and port on which the server accepts connections; servers sharing one with TLS are chosen by the client's server name (SNI), `default_server` marking the one for other names (docs/sni.md).",
   parse(args, previous, cx) {
     const specs = parseListen(args, cx.location);
     warnUnsupported(specs[0], args, cx.warn);
-    const earlier = [...allListens(cx.level.parent), ...(previous ?? [])];
+    // Several servers may share an address (names chosen by SNI): that is
+    // checked when the mail block closes (sni-groups.ts); one server naming
+    // an address twice is nginx's error here.
+    const earlier = [...(previous ?? [])];
     for (const spec of specs) {
       const dup = earlier.find((e) => sameAddress(e, spec));
       if (dup) throw new ConfError(`duplicate "${spec.text}" address and port pair`);
@@ -102,18 +105,20 @@ function warnUnsupported(spec: ListenSpec | undefined, args: readonly string[], 
   }
 }
 
-/** Every listen of the servers already parsed in a mail block. */
-function allListens(mail: Level | undefined): ListenSpec[] {
-  if (!mail) return [];
-  return (mail.own(serverDirective) ?? []).flatMap((s) => s.own(listenDirective) ?? []);
-}
-
-/** `server_name`: SMTP greeting, HELO replies, salts; "" means the host name. */
-export const serverNameDirective = string("server_name", undefined, {
+/**
+ * `server_name name ...`: the first name is the SMTP greeting's, HELO
+ * replies' and salts' ("" means the host name); all of them are the names
+ * SNI picks the server by when servers share an address (docs/sni.md).
+ */
+export const serverNameDirective: Directive<readonly string[]> = custom<readonly string[]>({
+  name: "server_name",
   contexts: BOTH,
-  syntax: "name",
+  args: oneOrMore,
+  syntax: "name ...",
+  defaultValue: [],
   defaultText: "hostname",
-  doc: "Sets the server name used in the SMTP greeting, SASL challenges and the HELO sent to SMTP backends.",
+  doc: "Sets the server name used in the SMTP greeting, SASL challenges and the HELO sent to SMTP backends (the first name), and the names a client's TLS server name (SNI) selects the server by.",
+  parse: (args) => [...args],
 });
 export const timeoutDirective = msec("timeout", 60_000, {
   contexts: BOTH,
@@ -170,7 +175,13 @@ function parseResolverAddress(text: string): ResolverAddress[] {
 
 /** The effective `server_name` of a server. */
 export function serverName(conf: ServerConf): string {
-  return conf.get(serverNameDirective) || HOSTNAME;
+  return conf.get(serverNameDirective)[0] || HOSTNAME;
+}
+
+/** Every name of `server_name` (the host name without one). */
+export function serverNames(conf: ServerConf): readonly string[] {
+  const names = conf.get(serverNameDirective);
+  return names.length > 0 ? names : [HOSTNAME];
 }
 
 /** nginx reads the host name once at start-up, lower-cased. */

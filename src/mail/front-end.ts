@@ -101,6 +101,12 @@ export interface FrontEnd {
   tooLongLogText(buffer: Buffer): Buffer;
   /** After a successful STARTTLS: reset what the protocol forgets (SMTP: HELO, MAIL). */
   afterStartTls(): void;
+  /**
+   * Takes over the dialogue of `previous` (the front end of the server that
+   * greeted) when SNI chose another server at STARTTLS (docs/sni.md);
+   * absent: nothing to carry (IMAP, POP3 start afresh after STARTTLS anyway).
+   */
+  adopt?(previous: FrontEnd): void;
   /** The reply for an auth_http refusal (IMAP: `TAG NO msg`, POP3: `-ERR msg`, SMTP: `code msg`). */
   authFailedReply(message: string, errorCode: string | undefined): string;
   /** Back in the auth state after a refusal with Auth-Wait (POP3: start state). */

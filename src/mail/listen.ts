@@ -32,6 +32,11 @@ export interface ListenSpec {
   /** A separate socket even when a wildcard on the same port exists. */
   readonly bind: boolean;
   readonly ipv6only: boolean;
+  /**
+   * `default_server` (a Postern extension): the server for clients whose TLS
+   * server name picks no other server on this address (docs/sni.md).
+   */
+  readonly defaultServer: boolean;
   readonly keepalive?: KeepaliveSpec | undefined;
   readonly location: SourceLocation;
 }
@@ -134,12 +139,14 @@ export function parseListen(args: readonly string[], location: SourceLocation): 
   let ssl = false,
     proxyProtocol = false,
     bind = false,
+    defaultServer = false,
     ipv6only = true;
   let backlog = DEFAULT_BACKLOG;
   let rcvbuf: number | undefined, sndbuf: number | undefined;
   let keepalive: KeepaliveSpec | undefined;
   for (const p of args.slice(1)) {
     if (p === "bind") bind = true;
+    else if (p === "default_server") defaultServer = true;
     else if (p === "ssl") ssl = true;
     else if (p === "proxy_protocol") proxyProtocol = true;
     else if (p === "multipath") bind = true;
@@ -181,6 +188,7 @@ export function parseListen(args: readonly string[], location: SourceLocation): 
         sndbuf,
         bind,
         ipv6only,
+        defaultServer,
         keepalive,
         location,
       });

@@ -17,6 +17,7 @@ import { debugAccept } from "./debug-log.js";
 import type { MailProtocol } from "./front-end.js";
 import type { MailProtocolName } from "./types.js";
 import { MAIL_PROTOCOLS, sessionServices } from "./wiring.js";
+import { sniGroupOf } from "./sni-groups.js";
 
 /** One socket the master opens and workers accept on. */
 export interface ListenEndpoint {
@@ -72,6 +73,9 @@ export function routeListens(servers: readonly MailServer[]): EndpointRoute[] {
   const groups = new Map<string, Binding[]>();
   for (const server of servers) {
     for (const spec of server.listens) {
+      // an address several servers share is served by its default server's binding (SNI picks later)
+      const shared = sniGroupOf(spec);
+      if (shared && shared.defaultListen !== spec) continue;
       const key = spec.unixPath !== undefined ? `unix:${spec.unixPath}` : `${family(spec)}:${spec.port}`;
       const list = groups.get(key) ?? [];
       list.push({ spec, server });

@@ -13,6 +13,7 @@ import type { ProxyReadOutcome } from "../event/proxy-protocol-reader.js";
 import type { CancelSignal } from "./cancel.js";
 import type { StarttlsMode } from "./front-end.js";
 import type { MailServer } from "./server.js";
+import type { ListenSpec } from "./listen.js";
 import type { ServerConf } from "../conf/directive.js";
 import type { LoginStep } from "./proxy/login-step.js";
 import type { AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
@@ -28,7 +29,12 @@ export interface SessionTls {
    * Upgrades a socket (fresh or after STARTTLS); rejects when the handshake
    * fails. `initial`: handshake bytes already read (after a PROXY header).
    */
-  handshake(socket: Socket, initial?: Buffer): Promise<TLSSocket>;
+  handshake(socket: Socket, initial?: Buffer, log?: ConnectionLog): Promise<TLSSocket>;
+  /**
+   * The server block the handshake chose by the client's server name, on an
+   * address several servers share (docs/sni.md); absent otherwise.
+   */
+  serverOf?(socket: TLSSocket): MailServer | undefined;
   /** ssl_verify_client's decision right after the handshake: go on, or refuse with the protocol's error. */
   checkClientCertificate(socket: TLSSocket): CertificateCheck;
   /**
@@ -68,8 +74,8 @@ export interface ProxyHandoff {
 
 /** The services a session calls out to, wired by the runtime. */
 export interface SessionServices {
-  /** null when the server uses no TLS. */
-  tls(server: MailServer): SessionTls | null;
+  /** null when the server uses no TLS; `listen` tells an address several servers share. */
+  tls(server: MailServer, listen?: ListenSpec): SessionTls | null;
   /** One auth_http attempt (including WAIT repeats). */
   authenticate(
     server: MailServer,

@@ -42,9 +42,10 @@ let connectionCounter = 0;
 
 /** One client session. */
 export class Session implements SessionPort {
-  readonly server: MailServer;
+  /** The address's server; on an address servers share, the one SNI chose once TLS is up (docs/sni.md). */
+  server: MailServer;
   readonly log: ConnectionLog;
-  readonly serverName: string;
+  serverName: string;
   readonly #protocol: MailProtocol;
   readonly #services: SessionServices;
   readonly #listen: ListenSpec;
@@ -66,7 +67,7 @@ export class Session implements SessionPort {
   #tlsInfo: ClientTlsInfo | undefined;
 
   /** Client bytes not yet consumed; dropped at hand-off. */
-  readonly #input: CommandBuffer;
+  #input: CommandBuffer;
   #busy = false;
   #closed = false;
   #errors = 0;
@@ -102,16 +103,11 @@ export class Session implements SessionPort {
     this.#listen = listen;
     this.#protocol = protocol;
     this.#services = services;
-    this.#tls = services.tls(server);
+    this.#tls = services.tls(server, listen);
     this.#id = ++connectionCounter;
     this.#peer = socketPeer(socket, listen.unixPath !== undefined);
     this.serverName = serverName(server.conf);
-    this.#input = new CommandBuffer(protocol.bufferSize(server), {
-      pause: () => this.#socket.pause(),
-      resume: () => {
-        if (this.#socket.isPaused() && this.#stage !== "proxy") this.#socket.resume();
-      },
-    });
+    this.#input = this.#newInput();
     this.log = new ConnectionLog(log, this.#id, { client: this.#peer.clientAddr, server: listen.text });
   }
 
@@ -184,7 +180,7 @@ export class Session implements SessionPort {
     const tls = this.#tls!;
     let secure: TLSSocket;
     try {
-      secure = await tls.handshake(this.#socket, initial);
+      secure = await tls.handshake(this.#socket, initial, this.log);
     } catch (err) {
       if (!this.#closed) this.log.info(err instanceof Error ? err.message : String(err));
       this.#destroy("SSL handshake failed");
@@ -202,6 +198,8 @@ export class Session implements SessionPort {
     secure.on("error", this.#onError);
     secure.on("close", this.#onEnd);
     this.#secure = true;
+    const chosen = tls.serverOf?.(secure);
+    if (chosen && chosen !== this.server) this.#switchServer(chosen);
     const check = tls.checkClientCertificate(secure);
     debugHandshake(this.log, secure, tls);
     if (check.result !== "ok") {
@@ -218,6 +216,30 @@ export class Session implements SessionPort {
     // meanwhile meets the listeners above, as it would after the greeting.
     await tls.ticketsSent(secure);
     return !this.#closed;
+  }
+
+  #newInput(): CommandBuffer {
+    return new CommandBuffer(this.#protocol.bufferSize(this.server), {
+      pause: () => this.#socket.pause(),
+      resume: () => {
+        if (this.#socket.isPaused() && this.#stage !== "proxy") this.#socket.resume();
+      },
+    });
+  }
+
+  /**
+   * The server SNI chose governs from the handshake on; its front end takes
+   * over after STARTTLS (the plaintext before it was dropped, so the buffer
+   * starts afresh at the chosen server's size).
+   */
+  #switchServer(chosen: MailServer): void {
+    this.server = chosen;
+    this.serverName = serverName(chosen.conf);
+    this.#input = this.#newInput();
+    if (this.#stage !== "starttls") return;
+    const previous = this.#frontEnd;
+    this.#frontEnd = this.#protocol.create(this);
+    this.#frontEnd.adopt?.(previous);
   }
 
   // ---- SessionPort ------------------------------------------------------

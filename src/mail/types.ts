@@ -33,6 +33,8 @@ export interface ClientTlsInfo {
   readonly fingerprint?: string | undefined;
   /** PEM of the client certificate, for auth_http_pass_client_cert. */
   readonly certPem?: string | undefined;
+  /** The client's SNI (validated) on an address servers share (docs/sni.md); Auth-SSL-Server-Name. */
+  readonly serverName?: string | undefined;
 }
 
 /** Addresses from a PROXY protocol header (declared in event/, where the header is parsed). */

@@ -14,6 +14,8 @@ import { pop3Protocol } from "./pop3/protocol.js";
 import type { MailServer } from "./server.js";
 import { smtpProtocol } from "./smtp/protocol.js";
 import { tlsForServer } from "./ssl/server-tls.js";
+import { tlsForGroup } from "./ssl/sni.js";
+import { sniGroupOf } from "./sni-groups.js";
 import { readProxyProtocol } from "../event/proxy-protocol-reader.js";
 import { proxySession } from "./proxy/proxy.js";
 import { realClientAddress } from "./realip/module.js";
@@ -42,7 +44,10 @@ function runAuthHttp(
 /** The services every session of this process uses. */
 export function sessionServices(): SessionServices {
   return {
-    tls: tlsForServer,
+    tls: (server, listen) => {
+      const shared = listen ? sniGroupOf(listen) : undefined;
+      return shared ? tlsForGroup(shared) : tlsForServer(server);
+    },
     authenticate: runAuthHttp,
     readProxyProtocol,
     realClientAddress: (server, peer, unix, header) => realClientAddress(server.conf, peer, unix, header),

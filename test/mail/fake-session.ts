@@ -61,7 +61,7 @@ export function mailServer(protocol: MailProtocolName, settings: readonly Settin
 
 /** An SMTP server (server_name mx.example.test at the mail level). */
 export function smtpServer(settings: readonly Setting[] = [], mailSettings: readonly Setting[] = []): MailServer {
-  return mailServer("smtp", settings, [set(serverNameDirective, "mx.example.test"), ...mailSettings]);
+  return mailServer("smtp", settings, [set(serverNameDirective, ["mx.example.test"]), ...mailSettings]);
 }
 
 /** The IMAP settings the IMAP tests vary. */

@@ -122,6 +122,8 @@ export function buildAuthRequest(input: AuthRequestInput): Buffer {
     ];
     for (const [name, value] of optional) if (value) line(`${name}: ${value}`);
     if (input.passClientCert && tls.verify !== undefined && tls.certPem) raw("Auth-SSL-Cert", escapeAuthValue(tls.certPem));
+    // Postern's: only on an address several servers share (docs/sni.md), so nginx's bytes stay nginx's elsewhere
+    if (tls.serverName) line(`Auth-SSL-Server-Name: ${tls.serverName}`);
   }
   for (const h of input.headers) line(`${h.name}: ${h.value}`);
   parts.push(Buffer.from(CRLF, "latin1"));

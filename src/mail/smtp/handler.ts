@@ -240,6 +240,13 @@ export class SmtpFrontEnd implements FrontEnd {
     return SMTP_REPLY.invalidCommand;
   }
 
+  adopt(previous: FrontEnd): void {
+    // what nginx keeps across STARTTLS: the resolved client name, HELO, MAIL and RCPT
+    if (!(previous instanceof SmtpFrontEnd)) return;
+    const { clientHost, helo, esmtp, from, to } = previous.#cx;
+    Object.assign(this.#cx, { clientHost, helo, esmtp, from, to });
+  }
+
   afterStartTls(): void {
     this.#dispatcher.reset();
     this.#parser.setMode("command");

@@ -168,7 +168,7 @@ export async function runProxy(o: RunOptions): Promise<ProxyRun> {
     const start = (): void => {
       const conf = o.conf ?? serverConf();
       // the backend login reads server_name from the configuration, as the session's does
-      if (!conf.own.has(serverNameDirective)) conf.own.set(serverNameDirective, o.serverName ?? "proxy.test", { file: "test.conf", line: 1 });
+      if (!conf.own.has(serverNameDirective)) conf.own.set(serverNameDirective, [o.serverName ?? "proxy.test"], { file: "test.conf", line: 1 });
       const login: BackendLoginInput = {
         login: Buffer.isBuffer(o.login) ? o.login : Buffer.from(o.login ?? "user", "latin1"),
         password: Buffer.isBuffer(o.password) ? o.password : Buffer.from(o.password ?? "secret", "latin1"),

@@ -84,7 +84,7 @@ test("EHLO replies in every variant", async () => {
 });
 
 test("server_name comes from the mail block; directives merge as nginx's", () => {
-  const server = smtpServer([], [set(serverNameDirective, "outer.example"), set(smtpCapabilitiesDirective, ["X-OUTER"])]);
+  const server = smtpServer([], [set(serverNameDirective, ["outer.example"]), set(smtpCapabilitiesDirective, ["X-OUTER"])]);
   assert.equal(smtpWire(server).greeting, "220 outer.example ESMTP ready\r\n");
   assert.equal(smtpWire(server).ehlo, "250-outer.example\r\n250-X-OUTER\r\n250 AUTH PLAIN LOGIN\r\n");
   assert.deepEqual(
