@@ -17,6 +17,7 @@ import { tlsForServer } from "./ssl/server-tls.js";
 import { readProxyProtocol } from "../event/proxy-protocol-reader.js";
 import { proxySession } from "./proxy/proxy.js";
 import { realClientAddress } from "./realip/module.js";
+import { admitConnection } from "./limits/admission.js";
 import type { SessionServices } from "./session.js";
 import type { AuthOutcome, Credentials, MailProtocolName, SessionInfo } from "./types.js";
 
@@ -46,6 +47,7 @@ export function sessionServices(): SessionServices {
     authenticate: runAuthHttp,
     readProxyProtocol,
     realClientAddress: (server, peer, unix, header) => realClientAddress(server.conf, peer, unix, header),
+    admit: admitConnection,
     proxy: proxySession,
   };
 }

@@ -16,6 +16,7 @@ import { type CoreSettings, coreSettings, isNodeRuntimeVariable } from "../core/
 import { logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/runtime.js";
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
+import { installLimitMaster } from "../event/limit-ipc.js";
 import { errorText, loadConfiguration, validatedInputs } from "./load-configuration.js";
 import type { Reporter } from "./startup-log.js";
 import type { ConfSource } from "../conf/engine.js";
@@ -239,8 +240,11 @@ export class Master {
     });
     // the shared TLS session cache and ticket keys live in the master
     const uninstallSessionCache = installSessionCacheMaster(child);
+    // so are the limit_conn and failure counters; a worker's connections are given back when it exits
+    const uninstallLimits = installLimitMaster(child);
     child.on("exit", (code, signal) => {
       uninstallSessionCache();
+      uninstallLimits();
       this.#workerExited(w, code, signal);
     });
     child.on("error", () => {});
