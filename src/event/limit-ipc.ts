@@ -105,7 +105,7 @@ class LimitMaster {
 
   #holdings(endpoint: IpcEndpoint): Holdings {
     let h = this.#held.get(endpoint);
-    if (!h) this.#held.set(endpoint, (h = new Map()));
+    if (!h) this.#held.set(endpoint, (h = new Map() as Holdings));
     return h;
   }
 
