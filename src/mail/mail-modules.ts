@@ -13,6 +13,7 @@ import { smtpModule } from "./smtp/module.js";
 import { sslMailModule } from "./ssl/server-tls.js";
 import type { MailModule } from "./server.js";
 import { limitConnModule } from "./limits/conn-module.js";
+import { authFailModule } from "./limits/auth-fail-module.js";
 
 const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
 
@@ -27,4 +28,5 @@ export const MAIL_MODULES: readonly MailModule[] = [
   proxyModule,
   realipModule,
   limitConnModule,
+  authFailModule,
 ];

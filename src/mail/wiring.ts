@@ -18,6 +18,7 @@ import { readProxyProtocol } from "../event/proxy-protocol-reader.js";
 import { proxySession } from "./proxy/proxy.js";
 import { realClientAddress } from "./realip/module.js";
 import { admitConnection } from "./limits/admission.js";
+import { throttled } from "./limits/auth-throttle.js";
 import type { SessionServices } from "./session.js";
 import type { AuthOutcome, Credentials, MailProtocolName, SessionInfo } from "./types.js";
 
@@ -44,7 +45,7 @@ function runAuthHttp(
 export function sessionServices(): SessionServices {
   return {
     tls: tlsForServer,
-    authenticate: runAuthHttp,
+    authenticate: throttled(runAuthHttp),
     readProxyProtocol,
     realClientAddress: (server, peer, unix, header) => realClientAddress(server.conf, peer, unix, header),
     admit: admitConnection,
