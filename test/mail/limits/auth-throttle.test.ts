@@ -60,9 +60,9 @@ test("the wrapper: delays before auth_http, refuses without it, forgets after th
     `auth_fail_zone zone=unit:32k window=1m;\nauth_fail_throttle unit delay_after=2 delay=1s max_delay=2s refuse_after=4;\nserver { listen 127.0.0.1:1; protocol imap; }`,
   );
   const calls: string[] = [];
-  const authenticate = throttled(async (_s, _i, credentials) => {
+  const authenticate = throttled((_s, _i, credentials) => {
     calls.push(credentials.login.toString());
-    return REFUSED;
+    return Promise.resolve(REFUSED);
   });
   const sink = new MemorySink(1 << 16, "debug");
   const log = new ConnectionLog(new ErrorLog([sink]), 1, { client: "192.0.2.1", server: "127.0.0.1:1" });
@@ -117,7 +117,7 @@ test("a server without auth_fail_throttle (or with it off) calls auth_http strai
     `auth_fail_zone zone=off:32k;\nauth_fail_throttle off;\nserver { listen 127.0.0.1:1; protocol imap; }\nserver { listen 127.0.0.1:2; protocol pop3; auth_fail_throttle off; }`,
   );
   let calls = 0;
-  const authenticate = throttled(async () => (calls++, REFUSED));
+  const authenticate = throttled(() => (calls++, Promise.resolve(REFUSED)));
   const log = new ConnectionLog(new ErrorLog([]), 1, { client: "192.0.2.9", server: "x" });
   const info = { clientAddr: "192.0.2.9" } as SessionInfo;
   for (let i = 0; i < 30; i++) for (const s of list) await authenticate(s, info, { login: Buffer.from("u") } as never, 1, log, new Cancellation());
