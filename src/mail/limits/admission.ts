@@ -95,3 +95,14 @@ export async function admitted(session: DoorSession, pending: Promise<Admission>
   session.close(LIMIT_END_REASON);
   return false;
 }
+
+/**
+ * The handshake bytes that arrived while the store answered: the stream
+ * has buffered them, and startTls drops buffered bytes (plaintext after
+ * STARTTLS), so they go to the handshake as its initial data instead.
+ */
+export function withBytesReadMeanwhile(socket: Socket, initial: Buffer | undefined): Buffer | undefined {
+  const chunks: Buffer[] = initial ? [initial] : [];
+  for (let chunk: unknown; (chunk = socket.read()) !== null;) if (Buffer.isBuffer(chunk)) chunks.push(chunk);
+  return chunks.length > 0 ? Buffer.concat(chunks) : undefined;
+}
