@@ -5,6 +5,8 @@ set -euo pipefail
 need=()
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 [ -f /usr/lib/nginx/modules/ngx_mail_module.so ] || need+=(libnginx-mod-mail)
+# limit_conn is compared with nginx's stream module (test/mail/limits/)
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v dovecot >/dev/null || need+=(dovecot-core)
 [ -f /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
 [ -f /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)

@@ -1,6 +1,6 @@
 /**
  * The mail modules in nginx's module order (auto/modules): core, ssl, pop3,
- * imap, smtp, auth_http, proxy, realip. Their `finalize` steps run in this
+ * imap, smtp, auth_http, proxy, realip; then Postern's limits. Their `finalize` steps run in this
  * order for every server, so the first error reported is nginx's.
  */
 import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
@@ -12,8 +12,21 @@ import { realipModule } from "./realip/module.js";
 import { smtpModule } from "./smtp/module.js";
 import { sslMailModule } from "./ssl/server-tls.js";
 import type { MailModule } from "./server.js";
+import { limitConnModule } from "./limits/conn-module.js";
+import { authFailModule } from "./limits/auth-fail-module.js";
 
 const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
 
 /** Every mail module, in order. */
-export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, sslMailModule, pop3Module, imapModule, smtpModule, authHttp, proxyModule, realipModule];
+export const MAIL_MODULES: readonly MailModule[] = [
+  mailCoreModule,
+  sslMailModule,
+  pop3Module,
+  imapModule,
+  smtpModule,
+  authHttp,
+  proxyModule,
+  realipModule,
+  limitConnModule,
+  authFailModule,
+];

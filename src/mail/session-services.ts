@@ -16,6 +16,8 @@ import type { MailServer } from "./server.js";
 import type { ListenSpec } from "./listen.js";
 import type { ServerConf } from "../conf/directive.js";
 import type { LoginStep } from "./proxy/login-step.js";
+import type { Admission } from "./limits/admission.js";
+import type { SessionPeer } from "./session-peer.js";
 import type { AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
 
 /** Outcome of the client-certificate check after a handshake. */
@@ -94,6 +96,8 @@ export interface SessionServices {
     unix: boolean,
     header: ProxyProtocolAddresses | undefined,
   ): { readonly addr: string; readonly port: number } | undefined;
+  /** limit_conn after realip, before TLS (limits/admission.ts); undefined when nothing is counted. */
+  admit?(server: MailServer, peer: SessionPeer, socket: Socket, ssl: boolean, log: ConnectionLog): Promise<Admission> | undefined;
   /** Takes the connection over for backend login and relay; settles when both sides are closed. */
   proxy(handoff: ProxyHandoff): Promise<void>;
 }

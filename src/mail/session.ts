@@ -31,6 +31,7 @@ import { Cancellation } from "./cancel.js";
 import type { MailServer } from "./server.js";
 import type { SessionServices, SessionTls } from "./session-services.js";
 import { type SessionPeer, socketPeer } from "./session-peer.js";
+import { admitted, withBytesReadMeanwhile } from "./limits/admission.js";
 import type { AuthMethod, AuthOutcome, ClientTlsInfo, Credentials, SessionInfo } from "./types.js";
 
 /** The stages a session moves through, for logs and tests. */
@@ -150,6 +151,9 @@ export class Session implements SessionPort {
         else this.#input.push(header.rest);
       }
     }
+    const admission = this.#services.admit?.(this.server, this.#peer, this.#socket, this.#listen.ssl, this.log);
+    if (admission && (!(await admitted(this, admission)) || this.#closed)) return;
+    if (admission && this.#listen.ssl) tlsInitial = withBytesReadMeanwhile(this.#socket, tlsInitial);
     // the PROXY reader has its own `timeout`; the handshake runs under the deadline
     this.#armDeadline();
     if (this.#listen.ssl) {

@@ -19,6 +19,8 @@ import { sniGroupOf } from "./sni-groups.js";
 import { readProxyProtocol } from "../event/proxy-protocol-reader.js";
 import { proxySession } from "./proxy/proxy.js";
 import { realClientAddress } from "./realip/module.js";
+import { admitConnection } from "./limits/admission.js";
+import { throttled } from "./limits/auth-throttle.js";
 import type { SessionServices } from "./session.js";
 import type { AuthOutcome, Credentials, MailProtocolName, SessionInfo } from "./types.js";
 
@@ -48,9 +50,10 @@ export function sessionServices(): SessionServices {
       const shared = listen ? sniGroupOf(listen) : undefined;
       return shared ? tlsForGroup(shared) : tlsForServer(server);
     },
-    authenticate: runAuthHttp,
+    authenticate: throttled(runAuthHttp),
     readProxyProtocol,
     realClientAddress: (server, peer, unix, header) => realClientAddress(server.conf, peer, unix, header),
+    admit: admitConnection,
     proxy: proxySession,
   };
 }

@@ -17,6 +17,7 @@ import { logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "..
 import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/runtime.js";
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
 import { installAuthAnswerMaster } from "../event/auth-answer-ipc.js";
+import { installLimitMaster } from "../event/limit-ipc.js";
 import { errorText, loadConfiguration, validatedInputs } from "./load-configuration.js";
 import type { Reporter } from "./startup-log.js";
 import type { ConfSource } from "../conf/engine.js";
@@ -240,11 +241,13 @@ export class Master {
     });
     // the shared TLS session cache and ticket keys live in the master
     const uninstallSessionCache = installSessionCacheMaster(child);
-    // so is auth_http_cache
+    // so are auth_http_cache, the limit_conn and failure counters; a worker's connections are given back when it exits
     const uninstallAuthCache = installAuthAnswerMaster(child);
+    const uninstallLimits = installLimitMaster(child);
     child.on("exit", (code, signal) => {
       uninstallSessionCache();
       uninstallAuthCache();
+      uninstallLimits();
       this.#workerExited(w, code, signal);
     });
     child.on("error", () => {});

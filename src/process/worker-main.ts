@@ -16,6 +16,7 @@ import type { BoundHandle } from "./listeners.js";
 import { Serving } from "./serving.js";
 import { connectSessionCacheWorker } from "../event/tls-session-ipc.js";
 import { connectAuthAnswerWorker } from "../event/auth-answer-ipc.js";
+import { connectLimitWorker } from "../event/limit-ipc.js";
 import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
 
 function send(m: FromWorker): void {
@@ -66,6 +67,8 @@ function runWorker(): void {
   // before any TLS context is built: shared caches and ticket keys go through the master
   connectSessionCacheWorker();
   connectAuthAnswerWorker();
+  // limit counters too; attached now, as the master's first message (the login-hash key) is already on its way
+  connectLimitWorker();
   // the master's first message is the configuration it validated; nothing is read from disk
   handler = (m, h) => {
     if (m?.t !== "config") {
