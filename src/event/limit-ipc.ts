@@ -33,6 +33,13 @@ export type LimitMessage =
 
 /** At most this many limits per connection and keys per failure check: more is a broken peer. */
 const MAX_ITEMS = 64;
+/** limit_conn refuses a configuration with more limits than one message may carry. */
+export const MAX_LIMITS_PER_CONNECTION = MAX_ITEMS;
+/**
+ * A master that never answers (busy, or exiting) must not hold a session
+ * before its greeting for ever: after this long the worker goes on unlimited.
+ */
+const ANSWER_TIMEOUT_MS = 5000;
 const HEX_KEY = /^(?:[0-9a-f]{2}){1,255}$/;
 const HASH_KEY = /^[A-Za-z0-9_-]{1,128}$/;
 const BASE64 = /^[A-Za-z0-9+/]{43}=$/;
@@ -203,8 +210,17 @@ class IpcLimitStore implements LimitStore {
   #ask(build: (id: number) => LimitMessage): Promise<LimitMessage | undefined> {
     const id = this.#next++;
     return new Promise((resolve) => {
-      this.#pending.set(id, resolve);
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        resolve(undefined);
+      }, ANSWER_TIMEOUT_MS);
+      timer.unref();
+      this.#pending.set(id, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
       if (!this.#endpoint.send?.(build(id))) {
+        clearTimeout(timer);
         this.#pending.delete(id);
         resolve(undefined);
       }

@@ -112,3 +112,19 @@ test("malformed messages are dropped, never applied", () => {
   forget();
   assert.equal(limitMaster.store.connZone({ name: "z", size: MIN_ZONE_SIZE }).keys, 0);
 });
+
+test("a master that never answers: the worker goes on unlimited after 5 s instead of holding the session", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const silent: IpcEndpoint = { send: () => true, on: () => silent };
+  connectLimitWorker(silent);
+  const store = limitStore();
+  let result: unknown;
+  const asked = store.acquire([{ zone: { name: "silent", size: MIN_ZONE_SIZE }, key: "0a000001", limit: 1 }]).then((r) => (result = r));
+  await Promise.resolve();
+  t.mock.timers.tick(4999);
+  await Promise.resolve();
+  assert.equal(result, undefined);
+  t.mock.timers.tick(1);
+  await asked;
+  assert.deepEqual(result, { ok: true });
+});

@@ -9,6 +9,7 @@ import { type ConfModule, type Directive, directiveMessage, take } from "../../c
 import { custom, enumeration } from "../../conf/slots.js";
 import { parseNumber, parseSize } from "../../conf/values.js";
 import { ConfError } from "../../core/errors.js";
+import { MAX_LIMITS_PER_CONNECTION } from "../../event/limit-ipc.js";
 import { MIN_ZONE_SIZE } from "../../event/limit-store.js";
 import type { MailModule, MailServer } from "../server.js";
 import { type LimitKey, compileKey } from "./key.js";
@@ -83,6 +84,8 @@ export const limitConn: Directive<readonly ConnLimit[]> = custom<readonly ConnLi
   parse(args, previous) {
     const zone = args[0]!;
     if (previous?.some((l) => l.zone === zone)) throw directiveMessage("limit_conn", "is duplicate");
+    // one acquire message carries every limit of a server, and the master drops a message with more
+    if ((previous?.length ?? 0) >= MAX_LIMITS_PER_CONNECTION) throw new ConfError(`too many "limit_conn" directives, at most ${MAX_LIMITS_PER_CONNECTION}`);
     const n = parseNumber(args[1]!);
     if (n === null || n <= 0) throw new ConfError(`invalid number of connections "${args[1]}"`);
     if (n > 65535) throw new ConfError("connection limit must be less 65536");

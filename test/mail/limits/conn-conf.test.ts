@@ -111,3 +111,12 @@ test("limits are inherited only by a level without its own limit_conn; several p
     [["a", 3]],
   );
 });
+
+test("more limit_conn lines on one level than one store request carries: refused with file and line (nginx has no bound; Postern's master would drop the request)", () => {
+  const zones = Array.from({ length: 65 }, (_, i) => `limit_conn_zone $binary_remote_addr zone=z${i}:32k;`).join("\n");
+  const limits = Array.from({ length: 65 }, (_, i) => `limit_conn z${i} 1;`).join(" ");
+  const { ours } = files("too-many", zones, limits);
+  assert.equal(weSay(ours), `too many "limit_conn" directives, at most 64 in :${65 + 5}`);
+  const { ours: sixtyFour } = files("sixty-four", zones, Array.from({ length: 64 }, (_, i) => `limit_conn z${i} 1;`).join(" "));
+  assert.equal(weSay(sixtyFour), "ok");
+});
