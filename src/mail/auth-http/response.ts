@@ -19,6 +19,8 @@ export interface AuthResponse {
   /** The last valid `Auth-Wait` (decimal digits, clamped to MAX_AUTH_WAIT_SECONDS), else 0. */
   readonly sleep: number;
   readonly errorCode: Buffer | undefined;
+  /** `Auth-Error-SASL` (nginx PR #1590), unchecked: oauth-outcome.ts checks it for OAuth logins. */
+  readonly errorSasl?: Buffer | undefined;
 }
 
 /** Why a response is unusable; `logged` says whether nginx writes a line for it. */
@@ -192,6 +194,7 @@ class Accumulator {
   #pass: Buffer | undefined;
   #sleep = 0;
   #errorCode: Buffer | undefined;
+  #errorSasl: Buffer | undefined;
 
   add(name: string, value: Buffer): void {
     switch (name.toLowerCase()) {
@@ -226,6 +229,10 @@ class Accumulator {
       case "auth-error-code":
         this.#errorCode = copyBytes(value);
         return;
+      case "auth-error-sasl":
+        // an empty value is no header (nginx's add_header sends none for one)
+        this.#errorSasl = value.length > 0 ? copyBytes(value) : undefined;
+        return;
       default:
         return;
     }
@@ -241,6 +248,7 @@ class Accumulator {
       pass: this.#pass,
       sleep: this.#sleep,
       errorCode: this.#errorCode,
+      ...(this.#errorSasl ? { errorSasl: this.#errorSasl } : {}),
     };
   }
 }

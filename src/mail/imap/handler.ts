@@ -188,6 +188,12 @@ export class ImapFrontEnd implements FrontEnd {
     }
   }
 
+  saslError(base64: string, failureReply: string, closeAfter: boolean): void {
+    // the AUTHENTICATE line's exchange goes on: the next line is a response under the same tag
+    this.#parser.awaitResponse();
+    this.#dispatcher.saslErrorChallenge(base64, failureReply, closeAfter, () => this.afterAuthFailure());
+  }
+
   backendLogin(input: BackendLoginInput): LoginStep[] {
     // the backend LOGIN reuses the tag of the client's authenticating command
     return imapLoginSteps({ tag: this.#tag ?? "", login: input.login, password: input.password });

@@ -175,6 +175,10 @@ export class Pop3FrontEnd implements FrontEnd {
     this.#dispatcher.reset();
   }
 
+  saslError(base64: string, failureReply: string, closeAfter: boolean): void {
+    this.#dispatcher.saslErrorChallenge(base64, failureReply, closeAfter, () => this.afterAuthFailure());
+  }
+
   backendLogin(input: BackendLoginInput): LoginStep[] {
     // USER and PASS, whatever the client used
     return pop3LoginSteps(input);

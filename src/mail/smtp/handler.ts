@@ -255,6 +255,11 @@ export class SmtpFrontEnd implements FrontEnd {
     this.#parser.setMode("command");
   }
 
+  saslError(base64: string, failureReply: string, closeAfter: boolean): void {
+    this.#parser.setMode("response");
+    this.#dispatcher.saslErrorChallenge(base64, failureReply, closeAfter, () => this.afterAuthFailure());
+  }
+
   backendLogin(input: BackendLoginInput): LoginStep[] {
     return smtpBackendLogin(input, this.authFacts());
   }
