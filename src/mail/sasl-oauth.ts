@@ -9,7 +9,7 @@
  * The pairs are `auth=Bearer <token>` (required, once) and, as RFC 7628
  * and curl send them, `host=` and `port=` (optional, once each; read and
  * not used). Any other key, a repeated key, a channel-binding flag other
- * than `n`, a saslname with a bare `=` or `,`, a token outside RFC 6750's
+ * than `n`, a saslname with a bare `=` or `,`, a control byte in the user, a token outside RFC 6750's
  * b64token syntax, or a CR, LF or NUL anywhere is refused: the user name
  * reaches the auth service's Auth-User and the backend's login line.
  *
@@ -47,12 +47,17 @@ function refused(mechanism: OauthMechanism, what: string): { ok: false; log: str
   return { ok: false, log: `client sent invalid ${what} in AUTH ${mechanism.toUpperCase()} command` };
 }
 
+/** C0 controls and DEL: never part of a user name passed on. */
+function isControl(c: number): boolean {
+  return c < 0x20 || c === 0x7f;
+}
+
 /** Decodes a GS2 saslname (`=2C` is `,`, `=3D` is `=`); null when a bare `=` or `,` is in it. */
 export function decodeSaslname(raw: Buffer): Buffer | null {
   const out: number[] = [];
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i]!;
-    if (c === COMMA) return null;
+    if (c === COMMA || isControl(c)) return null;
     if (c !== EQUALS) {
       out.push(c);
       continue;
@@ -129,6 +134,7 @@ export function parseXoauth2(decoded: Buffer): SaslResult<OauthResponse> {
   const end = decoded.indexOf(SOH, prefix.length);
   if (end < 0) return refused("xoauth2", "message");
   const user = Buffer.from(decoded.subarray(prefix.length, end));
+  if (user.some(isControl)) return refused("xoauth2", "login");
   const token = bearerToken(decoded.subarray(end + 1), "xoauth2");
   return token.ok ? { ok: true, value: { user, token: token.value } } : token;
 }
