@@ -381,7 +381,8 @@ export class Session implements SessionPort {
     this.#input.discard();
     this.log.context.login = outcome.login.toString("latin1");
     this.#shutdown = new Cancellation();
-    const login = { login: outcome.login, password: outcome.password, authMethod: this.#authMethod, conf: this.server.conf, session: info };
+    const { login: user, password, backendMechanism } = outcome;
+    const login = { login: user, password, authMethod: this.#authMethod, backendMechanism, conf: this.server.conf, session: info };
     void this.#services
       .proxy({
         client: socket,

@@ -89,6 +89,10 @@ export type AuthOutcome =
       readonly password: Buffer;
       /** an Auth-Error-SASL sent with it: an error of the auth service's for OAuth logins (oauth-outcome.ts) */
       readonly authErrorSasl?: Buffer | undefined;
+      /** the answer's Auth-Method, unchecked; oauth-outcome.ts makes it `backendMechanism` */
+      readonly backendMethod?: Buffer | undefined;
+      /** log in to the backend with the token in this mechanism (docs/oauth.md) */
+      readonly backendMechanism?: "oauthbearer" | "xoauth2" | undefined;
     }
   /**
    * refused: the client gets `message` (SMTP: `errorCode message`); with

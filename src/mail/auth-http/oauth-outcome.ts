@@ -22,6 +22,7 @@ export const MAX_SASL_ERROR_LENGTH = 1000;
 
 /** The outcome with Auth-Error-SASL checked (`saslError`) or turned into an error. */
 export function applySaslError(outcome: AuthOutcome, method: AuthMethod, peer: string, log: ConnectionLog): AuthOutcome {
+  if (outcome.kind === "ok" && outcome.backendMethod !== undefined) return applyBackendMethod(outcome, peer, log);
   if (outcome.kind === "error" || outcome.authErrorSasl === undefined) return outcome;
   const { authErrorSasl: header, ...rest } = outcome;
   if (!isOauthMethod(method)) return rest;
@@ -34,4 +35,19 @@ export function applySaslError(outcome: AuthOutcome, method: AuthMethod, peer: s
     return { kind: "error" };
   }
   return { ...rest, saslError: header.toString("latin1") } as AuthOutcome;
+}
+
+/**
+ * An OK answer's `Auth-Method`: `oauthbearer` or `xoauth2` logs in to the
+ * backend with the token (Auth-Pass) in that mechanism; `plain` (or none)
+ * is the usual login; anything else is an invalid header.
+ */
+function applyBackendMethod(outcome: Extract<AuthOutcome, { kind: "ok" }>, peer: string, log: ConnectionLog): AuthOutcome {
+  const { backendMethod, ...rest } = outcome;
+  const value = backendMethod!.toString("latin1");
+  if (rest.authErrorSasl !== undefined) return applySaslError(rest, "oauthbearer", peer, log);
+  if (value === "plain") return rest;
+  if (value === "oauthbearer" || value === "xoauth2") return { ...rest, backendMechanism: value };
+  log.write("error", `auth http server ${peer} sent invalid Auth-Method:"${logEscape(backendMethod!.subarray(0, 64))}"`);
+  return { kind: "error" };
 }

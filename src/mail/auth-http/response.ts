@@ -21,6 +21,8 @@ export interface AuthResponse {
   readonly errorCode: Buffer | undefined;
   /** `Auth-Error-SASL` (nginx PR #1590), unchecked: oauth-outcome.ts checks it for OAuth logins. */
   readonly errorSasl?: Buffer | undefined;
+  /** `Auth-Method` in the answer: how to log in to the backend (oauth-outcome.ts), unchecked. */
+  readonly method?: Buffer | undefined;
 }
 
 /** Why a response is unusable; `logged` says whether nginx writes a line for it. */
@@ -195,6 +197,7 @@ class Accumulator {
   #sleep = 0;
   #errorCode: Buffer | undefined;
   #errorSasl: Buffer | undefined;
+  #method: Buffer | undefined;
 
   add(name: string, value: Buffer): void {
     switch (name.toLowerCase()) {
@@ -229,6 +232,9 @@ class Accumulator {
       case "auth-error-code":
         this.#errorCode = copyBytes(value);
         return;
+      case "auth-method":
+        this.#method = value.length > 0 ? copyBytes(value) : undefined;
+        return;
       case "auth-error-sasl":
         // an empty value is no header (nginx's add_header sends none for one)
         this.#errorSasl = value.length > 0 ? copyBytes(value) : undefined;
@@ -249,6 +255,7 @@ class Accumulator {
       sleep: this.#sleep,
       errorCode: this.#errorCode,
       ...(this.#errorSasl ? { errorSasl: this.#errorSasl } : {}),
+      ...(this.#method ? { method: this.#method } : {}),
     };
   }
 }

@@ -14,6 +14,7 @@ import { imapClientBufferDirective, imapWire } from "./module.js";
 import { type ImapCommandName, ImapParser } from "./parser.js";
 import { cutAtAuthCommand, taggedWord } from "../too-long-log.js";
 import { imapLoginSteps } from "../proxy/login-imap.js";
+import { imapOauthLoginSteps } from "../proxy/login-oauth.js";
 import type { BackendLoginInput, LoginStep } from "../proxy/login-step.js";
 
 /** The commands that carry credentials: a too-long one is logged as tag and name only. */
@@ -196,7 +197,9 @@ export class ImapFrontEnd implements FrontEnd {
 
   backendLogin(input: BackendLoginInput): LoginStep[] {
     // the backend LOGIN reuses the tag of the client's authenticating command
-    return imapLoginSteps({ tag: this.#tag ?? "", login: input.login, password: input.password });
+    const tag = this.#tag ?? "";
+    if (input.backendMechanism) return imapOauthLoginSteps(tag, input.backendMechanism, input.login, input.password);
+    return imapLoginSteps({ tag, login: input.login, password: input.password });
   }
 
   #syntaxError(lineTag: string | undefined, quit: boolean): void {

@@ -14,6 +14,7 @@ import { type Pop3Wire, pop3Wire } from "./module.js";
 import { type Pop3Verb, Pop3Parser } from "./parser.js";
 import { cutAtAuthCommand, leadingWord } from "../too-long-log.js";
 import { pop3LoginSteps } from "../proxy/login-pop3.js";
+import { pop3OauthLoginSteps } from "../proxy/login-oauth.js";
 import type { BackendLoginInput, LoginStep } from "../proxy/login-step.js";
 
 /** The commands that carry credentials: a too-long one is logged by name only. */
@@ -181,6 +182,7 @@ export class Pop3FrontEnd implements FrontEnd {
 
   backendLogin(input: BackendLoginInput): LoginStep[] {
     // USER and PASS, whatever the client used
+    if (input.backendMechanism) return pop3OauthLoginSteps(input.backendMechanism, input.login, input.password);
     return pop3LoginSteps(input);
   }
 

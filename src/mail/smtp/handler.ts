@@ -20,6 +20,7 @@ import { type SmtpParseResult, SmtpParser, type SmtpVerb } from "./parser.js";
 import { SMTP_REPLY, rejectedText, smtpAuthFailedReply } from "./replies.js";
 import { cutAtAuthCommand, leadingWord } from "../too-long-log.js";
 import { smtpBackendLogin } from "../proxy/login-smtp.js";
+import { smtpOauthLoginSteps } from "../proxy/login-oauth.js";
 import type { BackendLoginInput, LoginStep } from "../proxy/login-step.js";
 
 /** AUTH carries credentials: a too-long one is logged by name only. */
@@ -261,6 +262,7 @@ export class SmtpFrontEnd implements FrontEnd {
   }
 
   backendLogin(input: BackendLoginInput): LoginStep[] {
+    if (input.backendMechanism) return smtpOauthLoginSteps(input, this.authFacts(), input.backendMechanism);
     return smtpBackendLogin(input, this.authFacts());
   }
 
