@@ -7,6 +7,7 @@ import { createInterface } from "node:readline";
 import { Writable } from "node:stream";
 import { replaceFileAtomically } from "./atomic-file.js";
 import { SECRET_HEADER, startAuthServer } from "./server.js";
+import { OAUTH_OPTIONS, oauthSettings } from "./oauth-cli.js";
 import {
   type Backend,
   DEFAULT_SCRYPT,
@@ -19,7 +20,9 @@ import {
   upsertUser,
 } from "./users.js";
 
-const AUTH_SERVER_USAGE = "usage: postern auth-server --users FILE [--listen ADDR:PORT] [--wait N] [--relay ADDR:PORT] [--secret-file FILE] [--scrypt-n N]";
+const AUTH_SERVER_USAGE =
+  "usage: postern auth-server --users FILE [--listen ADDR:PORT] [--wait N] [--relay ADDR:PORT] [--secret-file FILE] [--scrypt-n N]" +
+  " [--jwks FILE] [--introspect URL] [--introspect-credentials-file FILE] [--issuer ISS] [--audience AUD] [--user-claim NAME]";
 const PASSWD_USAGE = "usage: postern passwd [--clear] [--scrypt-n N] FILE USER BACKEND...";
 
 /**
@@ -88,7 +91,8 @@ export async function runAuthServer(argv: readonly string[], io: CliIo = default
   let relay: Backend | undefined;
   let secretFile: string | undefined;
   let scrypt: ScryptParams | undefined;
-  const withValue = ["--listen", "--users", "--wait", "--relay", "--secret-file", "--scrypt-n"];
+  const withValue = ["--listen", "--users", "--wait", "--relay", "--secret-file", "--scrypt-n", ...OAUTH_OPTIONS];
+  const oauthArgs = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = argv[i + 1];
@@ -118,6 +122,8 @@ export async function runAuthServer(argv: readonly string[], io: CliIo = default
         io.stderr.write(`postern auth-server: invalid --scrypt-n "${value}" (a power of two from 1024 to 1048576)\n`);
         return 2;
       }
+    } else if (OAUTH_OPTIONS.includes(a)) {
+      oauthArgs.set(a, value!);
     } else {
       io.stderr.write(`postern auth-server: unknown option "${a}"\n${AUTH_SERVER_USAGE}\n`);
       return 2;
@@ -154,10 +160,15 @@ export async function runAuthServer(argv: readonly string[], io: CliIo = default
       `postern auth-server: warning: no --secret-file: anyone who can reach ${listen} may ask, and the Client-IP used to limit failures is taken on trust\n`,
     );
   }
+  const oauth = await oauthSettings(oauthArgs);
+  if (typeof oauth === "string") {
+    io.stderr.write(`postern auth-server: ${oauth}\n`);
+    return oauth.startsWith("cannot") ? 1 : 2;
+  }
   let server;
   try {
     const log = (line: string): void => void io.stderr.write(`postern auth-server: ${line}\n`);
-    server = await startAuthServer({ usersFile: users, wait, relay, secret, scrypt, log }, at.host, at.port);
+    server = await startAuthServer({ usersFile: users, wait, relay, secret, scrypt, log, oauth }, at.host, at.port);
   } catch (e) {
     io.stderr.write(`postern auth-server: cannot listen on ${listen}: ${(e as Error).message}\n`);
     return 1;

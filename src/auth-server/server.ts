@@ -34,6 +34,7 @@ import {
   verifyCramMd5,
   verifyPasswordAsync,
 } from "./users.js";
+import { type OauthSettings, answerOauth } from "./oauth.js";
 
 /** The request header that carries the shared secret (nginx's documented example name). */
 export const SECRET_HEADER = "X-Auth-Key";
@@ -57,6 +58,8 @@ export interface AuthServerOptions {
   readonly secret?: Buffer | undefined;
   /** Cost of rehashed entries and of the unknown-user decoy (default DEFAULT_SCRYPT; tests lower it). */
   readonly scrypt?: ScryptParams | undefined;
+  /** OAuth bearer tokens (oauthbearer, xoauth2): refused as unsupported when absent. */
+  readonly oauth?: OauthSettings | undefined;
 }
 
 /** The reply headers of one request, in order. */
@@ -262,6 +265,18 @@ export class AuthService {
       } else {
         return this.#refuse(who, `${method} needs a stored clear-text secret`, protocol, ip, attempt, true);
       }
+    } else if ((method === "oauthbearer" || method === "xoauth2") && this.#options.oauth) {
+      return answerOauth(this.#options.oauth, password.toString("latin1"), login, protocol, users, {
+        refuse: (reason, message, code) => this.#refuse(who, reason, protocol, ip, attempt, true, message, code),
+        ok: (backend, pass) => this.#ok(who, backend, pass),
+        temporary: (reason) => {
+          this.#log(`${who}: ${reason}`);
+          return [
+            ["Auth-Status", "Temporary server problem, try again later"],
+            ["Auth-Wait", "3"],
+          ];
+        },
+      });
     } else {
       return this.#refuse(who, `method "${method}" not supported`, protocol, ip, attempt, false, "Authentication method not supported", "504 5.5.4");
     }

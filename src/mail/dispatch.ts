@@ -26,6 +26,7 @@ import type { SessionPort } from "./front-end.js";
 import { debugCommand, debugCommandState, debugSaslResponse } from "./debug-log.js";
 import { asciiUpper } from "./line-bytes.js";
 import { SASL_MECHANISMS, SASL_STEPS, type SaslOption, type SaslStep, type SaslStepResult } from "./sasl.js";
+import { isSaslErrorAck } from "./sasl-oauth.js";
 import type { Credentials } from "./types.js";
 
 /** What one command or SASL response leads to: the result type of all three front ends. */
@@ -97,6 +98,8 @@ export class Dispatcher<Cx, Name extends string, State extends string> {
   #step: SaslStep | undefined;
   /** nginx's `s->login`: from USER, or from an exchange's earlier step. */
   #login: Buffer = EMPTY;
+  /** While an Auth-Error-SASL challenge waits for the client's dummy response: what follows it. */
+  #saslErrorAck: ((acknowledged: boolean) => void) | undefined;
 
   constructor(session: SessionPort, protocol: DispatchProtocol<Cx, Name, State>, replies: Replies) {
     this.#session = session;
@@ -131,6 +134,10 @@ export class Dispatcher<Cx, Name extends string, State extends string> {
   response(line: Buffer): void {
     const step = this.#step;
     debugSaslResponse(this.#session.log, this.#session.server.protocol, step);
+    if (step === "saslErrorAck") {
+      this.#endSaslErrorAck(isSaslErrorAck(line));
+      return;
+    }
     if (step === undefined) {
       this.apply(INVALID);
       return;
@@ -140,14 +147,55 @@ export class Dispatcher<Cx, Name extends string, State extends string> {
 
   /** A line the parser refused: the protocol's reply, counted by the core; back to the start state. */
   syntaxError(reply: string, thenClose = false): void {
+    // a broken line where the dummy response was due ends the session too
+    const ack = this.#step === "saslErrorAck";
     this.reset();
-    this.#session.syntaxError(reply, thenClose);
+    this.#session.syntaxError(reply, thenClose || ack);
+  }
+
+  /**
+   * An Auth-Error-SASL challenge was sent (session-sasl-error.ts): the next
+   * line must be the client's dummy response (RFC 7628 §3.2.3); `then` is
+   * told whether it was.
+   */
+  awaitSaslErrorAck(then: (acknowledged: boolean) => void): void {
+    this.#step = "saslErrorAck";
+    this.#saslErrorAck = then;
+  }
+
+  /**
+   * Auth-Error-SASL after a refused OAuth login: the error as the
+   * mechanism's challenge, then, on the dummy response, the refusal
+   * `failureReply` and `afterFailure` (or the close when `closeAfter`);
+   * any other line gets the refusal and ends the session.
+   */
+  saslErrorChallenge(base64: string, failureReply: string, closeAfter: boolean, afterFailure: () => void): void {
+    const session = this.#session;
+    this.awaitSaslErrorAck((acknowledged) => {
+      session.send(failureReply);
+      if (!acknowledged) {
+        session.log.info("client sent invalid response to SASL error challenge");
+        session.close("invalid response to SASL error challenge");
+      } else if (closeAfter) {
+        session.close("authentication refused");
+      } else {
+        afterFailure();
+      }
+    });
+    session.send(this.#replies.challenge(base64));
+  }
+
+  #endSaslErrorAck(acknowledged: boolean): void {
+    const then = this.#saslErrorAck;
+    this.reset();
+    then?.(acknowledged);
   }
 
   /** Back to the start state, no exchange running (STARTTLS, a refusal after Auth-Wait). */
   reset(): void {
     this.#state = this.#protocol.start;
     this.#step = undefined;
+    this.#saslErrorAck = undefined;
   }
 
   /** Forgets the exchange's name too (IMAP after a refused login). */

@@ -112,6 +112,13 @@ export interface FrontEnd {
   /** Back in the auth state after a refusal with Auth-Wait (POP3: start state). */
   afterAuthFailure(): void;
   /**
+   * A refusal with Auth-Error-SASL (after Auth-Wait): send `base64` as the
+   * mechanism's challenge, then `failureReply` once the client's dummy
+   * response came, then `afterAuthFailure` (or close when `closeAfter`).
+   * Any other line gets `failureReply` and ends the session.
+   */
+  saslError(base64: string, failureReply: string, closeAfter: boolean): void;
+  /**
    * False while the buffer must not be rewound even though everything in it
    * was consumed (nginx keeps it during a SASL exchange, so a long exchange
    * must still fit). Absent means always rewindable.

@@ -16,16 +16,17 @@
  */
 import { randomInt } from "node:crypto";
 import { hasLineBreakOrNul } from "./line-bytes.js";
+import { saslOauth } from "./sasl-oauth.js";
 import type { Credentials } from "./types.js";
 
 /** The outcome of decoding one client response; a failure may still name the login, for the log. */
 export type SaslResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly log: string; readonly login?: Buffer };
 
 /** The client response lines a SASL exchange reads, one per step. */
-export type SaslStep = "plain" | "loginUsername" | "loginPassword" | "cramMd5" | "external";
+export type SaslStep = "plain" | "loginUsername" | "loginPassword" | "cramMd5" | "external" | "oauthbearer" | "xoauth2" | "saslErrorAck";
 
 /** The mechanisms a `*_auth` directive must name before they are taken. */
-export type SaslOption = "cram-md5" | "external";
+export type SaslOption = "cram-md5" | "external" | "oauthbearer" | "xoauth2";
 
 /** One mechanism as AUTH (POP3, SMTP) and AUTHENTICATE (IMAP) offer it. */
 export interface SaslMechanism {
@@ -49,6 +50,9 @@ export const SASL_MECHANISMS: ReadonlyMap<string, SaslMechanism> = new Map<strin
   ["LOGIN", { initialResponse: true, challenge: () => USERNAME_CHALLENGE, step: "loginUsername" }],
   ["CRAM-MD5", { enabledBy: "cram-md5", initialResponse: false, challenge: (salt) => cramMd5Challenge(salt()), step: "cramMd5" }],
   ["EXTERNAL", { enabledBy: "external", initialResponse: true, challenge: () => USERNAME_CHALLENGE, step: "external" }],
+  // RFC 7628 and Google's XOAUTH2: an empty first challenge, as nginx PR #1590 sends it
+  ["OAUTHBEARER", { enabledBy: "oauthbearer", initialResponse: true, challenge: () => "", step: "oauthbearer" }],
+  ["XOAUTH2", { enabledBy: "xoauth2", initialResponse: true, challenge: () => "", step: "xoauth2" }],
 ]);
 
 /** What one response line leads to. */
@@ -84,6 +88,11 @@ export const SASL_STEPS: Readonly<Record<SaslStep, (response: Buffer, exchange: 
   loginPassword: (r, x) => decoded(saslLoginPassword(r), (password) => credentials({ method: "plain", login: x.login, password })),
   cramMd5: (r, x) => decoded(saslCramMd5(r), (v) => credentials({ method: "cram-md5", login: v.login, password: v.digest, salt: x.salt() })),
   external: (r) => decoded(saslExternal(r), (login) => credentials({ method: "external", login, password: EMPTY })),
+  // the token is the password auth_http sends (Auth-Pass), as nginx PR #1590 does
+  oauthbearer: (r) => decoded(saslOauth(r, "oauthbearer"), (v) => credentials({ method: "oauthbearer", login: v.user, password: v.token })),
+  xoauth2: (r) => decoded(saslOauth(r, "xoauth2"), (v) => credentials({ method: "xoauth2", login: v.user, password: v.token })),
+  // the dispatcher answers this step itself (the response after an Auth-Error-SASL challenge)
+  saslErrorAck: () => ({ kind: "failed", log: "unexpected SASL error acknowledgement" }),
 };
 
 /** base64("Username:"), the LOGIN and EXTERNAL first challenge. */

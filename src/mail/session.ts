@@ -368,15 +368,21 @@ export class Session implements SessionPort {
     }
     if (outcome.kind === "refused") {
       const reply = this.#frontEnd.authFailedReply(outcome.message, outcome.errorCode);
-      if (!outcome.wait) {
+      const saslError = outcome.saslError;
+      if (!outcome.wait && saslError === undefined) {
         this.#sendAndClose(reply, "authentication refused");
         return;
       }
       this.#stage = "authWait";
-      this.#wait = armTimer(this.log, "Auth-Wait", authWaitMs(outcome.wait), () => {
+      this.#wait = armTimer(this.log, "Auth-Wait", authWaitMs(outcome.wait ?? 0), () => {
         this.#wait = undefined;
-        this.send(reply);
-        this.#frontEnd.afterAuthFailure();
+        // with Auth-Error-SASL the refusal follows the client's dummy response (sasl-oauth.ts)
+        if (saslError !== undefined) {
+          this.#frontEnd.saslError(saslError, reply, !outcome.wait);
+        } else {
+          this.send(reply);
+          this.#frontEnd.afterAuthFailure();
+        }
         this.#armDeadline();
         this.#stage = "auth";
         this.log.action = "in auth state";
@@ -401,7 +407,8 @@ export class Session implements SessionPort {
     this.#input.discard();
     this.log.context.login = outcome.login.toString("latin1");
     this.#shutdown = new Cancellation();
-    const login = { login: outcome.login, password: outcome.password, authMethod: this.#authMethod, conf: this.server.conf, session: info };
+    const { login: user, password, backendMechanism } = outcome;
+    const login = { login: user, password, authMethod: this.#authMethod, backendMechanism, conf: this.server.conf, session: info };
     void this.#services
       .proxy({
         client: socket,

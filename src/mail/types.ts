@@ -8,8 +8,11 @@ import type { ProxyProtocolAddresses } from "../event/proxy-protocol.js";
 /** The three protocols of nginx's mail proxy. */
 export type MailProtocolName = "imap" | "pop3" | "smtp";
 
-/** The `Auth-Method` values nginx sends. SASL LOGIN is sent as `plain`. */
-export type AuthMethod = "plain" | "apop" | "cram-md5" | "external" | "none";
+/**
+ * The `Auth-Method` values nginx sends (SASL LOGIN is sent as `plain`), and
+ * nginx PR #1590's `oauthbearer` and `xoauth2` (the token in Auth-Pass).
+ */
+export type AuthMethod = "plain" | "apop" | "cram-md5" | "external" | "none" | "oauthbearer" | "xoauth2";
 
 /** What the client typed to authenticate. Buffers: logins and passwords are bytes. */
 export interface Credentials {
@@ -81,11 +84,31 @@ export interface BackendAddress {
 /** What auth_http decided for one attempt. */
 export type AuthOutcome =
   /** proxy to `backend`, logging in as `login` / `password` */
-  | { readonly kind: "ok"; readonly backend: BackendAddress; readonly login: Buffer; readonly password: Buffer }
+  | {
+      readonly kind: "ok";
+      readonly backend: BackendAddress;
+      readonly login: Buffer;
+      readonly password: Buffer;
+      /** an Auth-Error-SASL sent with it: an error of the auth service's for OAuth logins (oauth-outcome.ts) */
+      readonly authErrorSasl?: Buffer | undefined;
+      /** the answer's Auth-Method, unchecked; oauth-outcome.ts makes it `backendMechanism` */
+      readonly backendMethod?: Buffer | undefined;
+      /** log in to the backend with the token in this mechanism (docs/oauth.md) */
+      readonly backendMechanism?: "oauthbearer" | "xoauth2" | undefined;
+    }
   /**
    * refused: the client gets `message` (SMTP: `errorCode message`); with
    * `wait` seconds the session continues after the wait, else it closes
    */
-  | { readonly kind: "refused"; readonly message: string; readonly errorCode?: string | undefined; readonly wait?: number | undefined }
+  | {
+      readonly kind: "refused";
+      readonly message: string;
+      readonly errorCode?: string | undefined;
+      readonly wait?: number | undefined;
+      /** Auth-Error-SASL as the auth service sent it, unchecked */
+      readonly authErrorSasl?: Buffer | undefined;
+      /** Auth-Error-SASL checked (OAuth logins only): base64 sent as a challenge before the refusal (RFC 7628 §3.2.2) */
+      readonly saslError?: string | undefined;
+    }
   /** transport or protocol failure, already logged: the client gets the internal error */
   | { readonly kind: "error" };

@@ -56,6 +56,8 @@ export interface BedOptions {
   timeout?: string;
   /** The ssl_certificate_key value (default the RSA key file), e.g. `data:...` (quote it). */
   sslKey?: string;
+  /** Also enable OAUTHBEARER and XOAUTH2 in the three `*_auth` lines (Postern only). */
+  oauth?: boolean;
 }
 
 /** A running bed; stop() ends everything it started. */
@@ -80,9 +82,9 @@ export function bedConfig(ports: Record<PortName, number>, authUrl: string, opti
     "  proxy_pass_error_message on;",
     `  ssl_certificate ${c.serverRsa.cert};`,
     `  ssl_certificate_key ${options.sslKey ?? c.serverRsa.key};`,
-    "  imap_auth login plain;",
-    "  pop3_auth plain;",
-    "  smtp_auth login plain;",
+    `  imap_auth login plain${options.oauth ? " oauthbearer xoauth2" : ""};`,
+    `  pop3_auth plain${options.oauth ? " oauthbearer xoauth2" : ""};`,
+    `  smtp_auth login plain${options.oauth ? " oauthbearer xoauth2" : ""};`,
     `  timeout ${options.timeout ?? "10s"};`,
     options.extra ?? "",
     servers,

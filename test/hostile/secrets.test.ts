@@ -1,6 +1,7 @@
 /**
  * Secrets never reach a log: sessions with distinctive passwords and SASL
  * responses (IMAP LOGIN/AUTHENTICATE, POP3 PASS/AUTH, SMTP AUTH PLAIN/LOGIN),
+ * OAuth bearer tokens (OAUTHBEARER, XOAUTH2, and one refused with Auth-Error-SASL),
  * a refused login, an auth server that hands out a backend password, and a
  * `data:` private key in the configuration, all at `error_log ... debug`
  * (main and mail level). Then every log file and stderr is searched for
@@ -26,7 +27,15 @@ const SECRETS = {
   refused: "Sx-refused-c3aa",
   backendPass: "Sx-backend-pass-6e5b",
   authHeader: "Sx-auth-header-d902",
+  imapBearer: "Sx-imap-bearer-31f7",
+  pop3Xoauth2: "Sx-pop3-xoauth2-8a40",
+  smtpBearer: "Sx-smtp-bearer-c615",
+  saslRefused: "Sx-sasl-refused-02de",
 };
+
+/** OAUTHBEARER and XOAUTH2 client responses (RFC 7628, Google's XOAUTH2). */
+const bearerResponse = (user: string, token: string): string => b64(`n,a=${user},\x01auth=Bearer ${token}\x01\x01`);
+const xoauth2Response = (user: string, token: string): string => b64(`user=${user}\x01auth=Bearer ${token}\x01\x01`);
 
 async function dialogue(bed: Bed, name: "imap" | "pop3" | "smtp" | "imaps" | "smtps", steps: Array<[string, RegExp]>): Promise<void> {
   const c = await connectTo(bed, name);
@@ -46,8 +55,18 @@ test("passwords, SASL responses, backend passwords and a data: key never appear 
   const bed = await startBed({
     sslKey: `"data:${keyPem}"`,
     extra: `  error_log mail-debug.log debug;\n  auth_http_header X-Auth-Key ${SECRETS.authHeader};`,
+    oauth: true,
     auth: (fakes) => (request) => {
       const pass = request.header("Auth-Pass") ?? "";
+      // an OAuth refusal with RFC 7628's error challenge
+      if (pass === SECRETS.saslRefused)
+        return {
+          headers: [
+            ["Auth-Status", "Invalid token"],
+            ["Auth-Wait", "1"],
+            ["Auth-Error-SASL", b64('{"status":"invalid_token"}')],
+          ],
+        };
       if (pass === SECRETS.refused)
         return {
           headers: [
@@ -100,6 +119,20 @@ test("passwords, SASL responses, backend passwords and a data: key never appear 
       [`${b64(SECRETS.smtpLogin)}\r\n`, /^235 .*\r\n/],
     ]);
     await dialogue(bed, "imap", [[`a1 LOGIN user8 ${SECRETS.refused}\r\n`, /^a1 NO .*\r\n/m]]);
+    // OAuth: the bearer token is a secret like a password, with and without an initial response
+    await dialogue(bed, "imap", [[`a1 AUTHENTICATE OAUTHBEARER ${bearerResponse("user9", SECRETS.imapBearer)}\r\n`, /^a1 OK.*\r\n/m]]);
+    await dialogue(bed, "pop3", [
+      ["AUTH XOAUTH2\r\n", /^\+ \r\n/],
+      [`${xoauth2Response("user10", SECRETS.pop3Xoauth2)}\r\n`, /^\+OK.*\r\n/],
+    ]);
+    await dialogue(bed, "smtp", [
+      ["EHLO c\r\n", /^250 .*\r\n/m],
+      [`AUTH OAUTHBEARER ${bearerResponse("user11", SECRETS.smtpBearer)}\r\n`, /^235 .*\r\n/],
+    ]);
+    await dialogue(bed, "imap", [
+      [`a1 AUTHENTICATE XOAUTH2 ${xoauth2Response("user12", SECRETS.saslRefused)}\r\n`, /^\+ eyJ.*\r\n/],
+      ["AQ==\r\n", /^a1 NO Invalid token\r\n/],
+    ]);
     // every session reached the backend with the auth server's password, so the secrets went through the proxy
     const backendSaw = [bed.imap, bed.pop3, bed.smtp].flatMap((f) => f.connections.map((c) => c.received.toString("latin1"))).join("\n");
     assert.ok(backendSaw.includes(SECRETS.backendPass), "the backend password was not used: the test would prove nothing");
@@ -120,6 +153,8 @@ test("passwords, SASL responses, backend passwords and a data: key never appear 
         [`${k} (base64)`, b64(v)],
       ]),
       ["SASL PLAIN response", b64(`\0user2\0${SECRETS.imapPlain}`)],
+      ["OAUTHBEARER response", bearerResponse("user9", SECRETS.imapBearer)],
+      ["XOAUTH2 response", xoauth2Response("user10", SECRETS.pop3Xoauth2)],
       ["data: key line", keyLine],
     ];
     for (const [file, text] of texts) {

@@ -7,7 +7,8 @@ declare module "nodemailer" {
     secure?: boolean;
     ignoreTLS?: boolean;
     name?: string;
-    auth?: { user: string; pass: string };
+    /** a password login, or XOAUTH2 with a ready access token (`type: "OAuth2"`) */
+    auth?: { user: string; pass: string } | { type: "OAuth2"; user: string; accessToken: string };
     connectionTimeout?: number;
     greetingTimeout?: number;
     socketTimeout?: number;

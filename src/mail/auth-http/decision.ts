@@ -59,6 +59,7 @@ export function decide(response: AuthResponse, input: DecisionInput): Decision {
       message,
       errorCode: input.protocol === "smtp" ? code : undefined,
       wait: response.sleep > 0 ? response.sleep : undefined,
+      ...withErrorSasl(response),
     };
     return { kind: "final", outcome, log: { level: "info", message: `client login failed: "${logEscape(failure)}"` } };
   }
@@ -82,6 +83,23 @@ export function decide(response: AuthResponse, input: DecisionInput): Decision {
   }
   return {
     kind: "final",
-    outcome: { kind: "ok", backend: { host, port: portNumber }, login, password: password ?? Buffer.alloc(0) },
+    outcome: {
+      kind: "ok",
+      backend: { host, port: portNumber },
+      login,
+      password: password ?? Buffer.alloc(0),
+      ...withErrorSasl(response),
+      ...withBackendMethod(response),
+    },
   };
+}
+
+/** Auth-Error-SASL carried on unchecked, only when sent (outcome.ts checks it for OAuth logins). */
+function withErrorSasl(response: AuthResponse): { authErrorSasl?: Buffer } {
+  return response.errorSasl ? { authErrorSasl: response.errorSasl } : {};
+}
+
+/** An OK answer's Auth-Method (the backend login's mechanism), carried on unchecked only when sent. */
+function withBackendMethod(response: AuthResponse): { backendMethod?: Buffer } {
+  return response.method ? { backendMethod: response.method } : {};
 }

@@ -19,6 +19,10 @@ export interface AuthResponse {
   /** The last valid `Auth-Wait` (decimal digits, clamped to MAX_AUTH_WAIT_SECONDS), else 0. */
   readonly sleep: number;
   readonly errorCode: Buffer | undefined;
+  /** `Auth-Error-SASL` (nginx PR #1590), unchecked: oauth-outcome.ts checks it for OAuth logins. */
+  readonly errorSasl?: Buffer | undefined;
+  /** `Auth-Method` in the answer: how to log in to the backend (oauth-outcome.ts), unchecked. */
+  readonly method?: Buffer | undefined;
 }
 
 /** Why a response is unusable; `logged` says whether nginx writes a line for it. */
@@ -194,6 +198,8 @@ class Accumulator {
   #pass: Buffer | undefined;
   #sleep = 0;
   #errorCode: Buffer | undefined;
+  #errorSasl: Buffer | undefined;
+  #method: Buffer | undefined;
 
   add(name: string, value: Buffer): void {
     switch (name.toLowerCase()) {
@@ -228,6 +234,13 @@ class Accumulator {
       case "auth-error-code":
         this.#errorCode = copyBytes(value);
         return;
+      case "auth-method":
+        this.#method = value.length > 0 ? copyBytes(value) : undefined;
+        return;
+      case "auth-error-sasl":
+        // an empty value is no header (nginx's add_header sends none for one)
+        this.#errorSasl = value.length > 0 ? copyBytes(value) : undefined;
+        return;
       default:
         return;
     }
@@ -243,6 +256,8 @@ class Accumulator {
       pass: this.#pass,
       sleep: this.#sleep,
       errorCode: this.#errorCode,
+      ...(this.#errorSasl ? { errorSasl: this.#errorSasl } : {}),
+      ...(this.#method ? { method: this.#method } : {}),
     };
   }
 }

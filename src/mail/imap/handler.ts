@@ -14,6 +14,7 @@ import { imapClientBufferDirective, imapIdDirective, imapWire } from "./module.j
 import { type ImapCommandName, ImapParser } from "./parser.js";
 import { cutAtAuthCommand, taggedWord } from "../too-long-log.js";
 import { imapBackendLogin } from "../proxy/login-imap.js";
+import { imapOauthLoginSteps } from "../proxy/login-oauth.js";
 import type { IdField } from "./id-syntax.js";
 import type { BackendLoginInput, LoginStep } from "../proxy/login-step.js";
 
@@ -198,9 +199,17 @@ export class ImapFrontEnd implements FrontEnd {
     }
   }
 
+  saslError(base64: string, failureReply: string, closeAfter: boolean): void {
+    // the AUTHENTICATE line's exchange goes on: the next line is a response under the same tag
+    this.#parser.awaitResponse();
+    this.#dispatcher.saslErrorChallenge(base64, failureReply, closeAfter, () => this.afterAuthFailure());
+  }
+
   backendLogin(input: BackendLoginInput): LoginStep[] {
     // the backend LOGIN reuses the tag of the client's authenticating command
-    return imapBackendLogin(input, this.#tag ?? "", this.#clientId);
+    const tag = this.#tag ?? "";
+    const oauth = input.backendMechanism && imapOauthLoginSteps(tag, input.backendMechanism, input.login, input.password);
+    return imapBackendLogin(input, tag, this.#clientId, oauth || undefined);
   }
 
   #syntaxError(lineTag: string | undefined, quit: boolean): void {

@@ -11,7 +11,7 @@ import type { MailModule, MailServer } from "../server.js";
 const BOTH = ["mail", "server"] as const;
 
 /** The `imap_auth` method words, in nginx's bit order (which is also the AUTH= order). */
-export const IMAP_AUTH_METHODS = ["plain", "login", "cram-md5", "external"] as const;
+export const IMAP_AUTH_METHODS = ["plain", "login", "cram-md5", "external", "oauthbearer", "xoauth2"] as const;
 /** One `imap_auth` method. */
 export type ImapAuthMethod = (typeof IMAP_AUTH_METHODS)[number];
 
@@ -37,7 +37,7 @@ export const imapCapabilitiesDirective = list<string>("imap_capabilities", {
 /** `imap_auth method ...`: what CAPABILITY advertises; CRAM-MD5 and EXTERNAL also need it to be accepted. */
 export const imapAuthDirective = bitmask("imap_auth", IMAP_AUTH_METHODS, ["plain"], {
   contexts: BOTH,
-  doc: "Sets permitted methods of authentication for IMAP clients.",
+  doc: "Sets permitted methods of authentication for IMAP clients; oauthbearer and xoauth2 (nginx PR #1590) take OAuth bearer tokens, see docs/oauth.md.",
 });
 
 /**
@@ -56,6 +56,8 @@ const AUTH_NAMES: Readonly<Record<ImapAuthMethod, string>> = {
   login: "AUTH=LOGIN",
   "cram-md5": "AUTH=CRAM-MD5",
   external: "AUTH=EXTERNAL",
+  oauthbearer: "AUTH=OAUTHBEARER",
+  xoauth2: "AUTH=XOAUTH2",
 };
 
 /** What a server's IMAP sessions need, computed once per server. */

@@ -14,6 +14,7 @@ import { type Pop3Wire, pop3Wire } from "./module.js";
 import { type Pop3Verb, Pop3Parser } from "./parser.js";
 import { cutAtAuthCommand, leadingWord } from "../too-long-log.js";
 import { pop3BackendLogin } from "../proxy/login-pop3.js";
+import { pop3OauthLoginSteps } from "../proxy/login-oauth.js";
 import type { BackendLoginInput, LoginStep } from "../proxy/login-step.js";
 
 /** The commands that carry credentials: a too-long one is logged by name only. */
@@ -175,9 +176,14 @@ export class Pop3FrontEnd implements FrontEnd {
     this.#dispatcher.reset();
   }
 
+  saslError(base64: string, failureReply: string, closeAfter: boolean): void {
+    this.#dispatcher.saslErrorChallenge(base64, failureReply, closeAfter, () => this.afterAuthFailure());
+  }
+
   backendLogin(input: BackendLoginInput): LoginStep[] {
     // USER and PASS, whatever the client used
-    return pop3BackendLogin(input);
+    const oauth = input.backendMechanism && pop3OauthLoginSteps(input.backendMechanism, input.login, input.password);
+    return pop3BackendLogin(input, oauth || undefined);
   }
 
   #context(): Pop3Context {

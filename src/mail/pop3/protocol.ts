@@ -1,12 +1,12 @@
 /** The POP3 protocol descriptor the session core calls through (ngx_mail_pop3_module's protocol). */
 import type { MailProtocol } from "../front-end.js";
 import { Pop3FrontEnd } from "./handler.js";
-import { pop3Module } from "./module.js";
+import { POP3_LEGACY_BUFFER_SIZE, pop3Module, pop3Wire } from "./module.js";
 
-/** nginx reads POP3 commands into a fixed 128-byte buffer (no directive). */
-export const POP3_BUFFER_SIZE = 128;
+/** nginx 1.22.1 reads POP3 commands into a fixed 128-byte buffer (pop3_client_buffer unset, no OAuth). */
+export const POP3_BUFFER_SIZE = POP3_LEGACY_BUFFER_SIZE;
 
-/** POP3: ALPN `pop3`, fixed buffer, `-ERR` replies. */
+/** POP3: ALPN `pop3`, `pop3_client_buffer`, `-ERR` replies. */
 export const pop3Protocol: MailProtocol = {
   name: "pop3",
   alpn: "pop3",
@@ -16,6 +16,6 @@ export const pop3Protocol: MailProtocol = {
     certError: "-ERR SSL certificate error\r\n",
     noCert: "-ERR No required SSL certificate\r\n",
   },
-  bufferSize: () => POP3_BUFFER_SIZE,
+  bufferSize: (server) => pop3Wire(server).bufferSize,
   create: (session) => new Pop3FrontEnd(session),
 };

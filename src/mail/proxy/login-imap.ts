@@ -47,8 +47,12 @@ export function taggedOk(tag: string): ReplyCheck {
 }
 
 /** The session's login: with `imap_id on`, ID with the client's identity first (login-identity.ts). */
-export function imapBackendLogin(input: BackendLoginInput, tag: string, clientId: readonly IdField[]): LoginStep[] {
-  const steps = imapLoginSteps({ tag, login: input.login, password: input.password });
+export function imapBackendLogin(
+  input: BackendLoginInput,
+  tag: string,
+  clientId: readonly IdField[],
+  steps: LoginStep[] = imapLoginSteps({ tag, login: input.login, password: input.password }),
+): LoginStep[] {
   return input.conf.get(imapIdDirective) ? withImapId(steps, tag, input.session, clientId) : steps;
 }
 

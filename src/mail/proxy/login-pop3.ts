@@ -15,8 +15,7 @@ export interface Pop3LoginInput {
 const plusOk = startsWith("+OK");
 
 /** The session's login: with `pop3_xclient on`, XCLIENT first if offered (login-identity.ts). */
-export function pop3BackendLogin(input: BackendLoginInput): LoginStep[] {
-  const steps = pop3LoginSteps(input);
+export function pop3BackendLogin(input: BackendLoginInput, steps: LoginStep[] = pop3LoginSteps(input)): LoginStep[] {
   return input.conf.get(pop3XclientDirective) ? withPop3Xclient(steps, input.session) : steps;
 }
 

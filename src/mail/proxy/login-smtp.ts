@@ -43,7 +43,7 @@ export const SMTP_AUTH_OK = Buffer.from("235 2.0.0 OK\r\n", "latin1");
  * SMTP replies may be multi-line (`250-...`); only a reply whose last line
  * has a space after the code is complete. Then `inner` checks the code.
  */
-function smtpReply(inner: ReplyCheck): ReplyCheck {
+export function smtpReply(inner: ReplyCheck): ReplyCheck {
   return (buf, len) => {
     if (buf[3] === 0x2d) {
       // Find the CRLF that starts the last line (the final CRLF excluded).
@@ -60,8 +60,8 @@ function smtpReply(inner: ReplyCheck): ReplyCheck {
 
 const code220 = smtpReply(startsWith("220"));
 const code250 = smtpReply(startsWith("250"));
-const code235 = smtpReply(startsWith("235"));
-const code220or250: ReplyCheck = smtpReply((buf, len) => (startsWith("220")(buf, len).kind === "ok" ? OK : startsWith("250")(buf, len)));
+export const code235 = smtpReply(startsWith("235"));
+export const code220or250: ReplyCheck = smtpReply((buf, len) => (startsWith("220")(buf, len).kind === "ok" ? OK : startsWith("250")(buf, len)));
 const anyReply = smtpReply(() => OK);
 
 /** xtext (RFC 1891): bytes <= SP, `+`, `=` and >= DEL become `+XX`. */
@@ -92,7 +92,12 @@ function authPlainLine(input: SmtpLoginInput): Buffer {
 
 /** The SMTP login for a session: the proxy's directives, auth_http's answer, and what the client said. */
 export function smtpBackendLogin(input: BackendLoginInput, dialogue: SmtpInfo): LoginStep[] {
-  return smtpLoginSteps({
+  return smtpLoginSteps(smtpLoginInput(input, dialogue));
+}
+
+/** The SMTP dialogue's inputs (also for login-oauth.ts). */
+export function smtpLoginInput(input: BackendLoginInput, dialogue: SmtpInfo): SmtpLoginInput {
+  return {
     serverName: serverName(input.conf),
     xclient: input.conf.get(xclient),
     smtpAuth: input.conf.get(proxySmtpAuth),
@@ -106,7 +111,7 @@ export function smtpBackendLogin(input: BackendLoginInput, dialogue: SmtpInfo): 
     clientHost: dialogue.clientHost,
     login: input.login,
     password: input.password,
-  });
+  };
 }
 
 /** The steps for this session; the branch is fixed by the inputs up front. */

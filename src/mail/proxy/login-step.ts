@@ -24,6 +24,8 @@ export interface BackendLoginInput {
   readonly password: Buffer;
   /** How the client authenticated; `none` = SMTP session started by RCPT TO. */
   readonly authMethod: AuthMethod;
+  /** The auth service asked for a token login to the backend in this mechanism (login-oauth.ts). */
+  readonly backendMechanism?: "oauthbearer" | "xoauth2" | undefined;
   /** The merged server configuration (the proxy module's directives). */
   readonly conf: ServerConf;
   /** The session's addresses (after realip) and what else auth_http was told. */

@@ -20,6 +20,7 @@ import { type SmtpParseResult, SmtpParser, type SmtpVerb } from "./parser.js";
 import { SMTP_REPLY, rejectedText, smtpAuthFailedReply } from "./replies.js";
 import { cutAtAuthCommand, leadingWord } from "../too-long-log.js";
 import { smtpBackendLogin } from "../proxy/login-smtp.js";
+import { smtpOauthLoginSteps } from "../proxy/login-oauth.js";
 import type { BackendLoginInput, LoginStep } from "../proxy/login-step.js";
 
 /** AUTH carries credentials: a too-long one is logged by name only. */
@@ -262,7 +263,13 @@ export class SmtpFrontEnd implements FrontEnd {
     this.#parser.setMode("command");
   }
 
+  saslError(base64: string, failureReply: string, closeAfter: boolean): void {
+    this.#parser.setMode("response");
+    this.#dispatcher.saslErrorChallenge(base64, failureReply, closeAfter, () => this.afterAuthFailure());
+  }
+
   backendLogin(input: BackendLoginInput): LoginStep[] {
+    if (input.backendMechanism) return smtpOauthLoginSteps(input, this.authFacts(), input.backendMechanism);
     return smtpBackendLogin(input, this.authFacts());
   }
 

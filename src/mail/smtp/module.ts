@@ -12,14 +12,14 @@ import type { MailModule, MailServer } from "../server.js";
 const BOTH = ["mail", "server"] as const;
 
 /** The `smtp_auth` words, in nginx's bit order. */
-export const SMTP_AUTH_METHODS = ["plain", "login", "cram-md5", "external", "none"] as const;
+export const SMTP_AUTH_METHODS = ["plain", "login", "cram-md5", "external", "none", "oauthbearer", "xoauth2"] as const;
 /** One `smtp_auth` word. */
 export type SmtpAuthMethod = (typeof SMTP_AUTH_METHODS)[number];
 
 /** `smtp_auth`: what EHLO advertises; `none` enables MAIL/RCPT without AUTH. */
 export const smtpAuthDirective = bitmask("smtp_auth", SMTP_AUTH_METHODS, ["plain", "login"], {
   contexts: BOTH,
-  doc: "Sets permitted methods of authentication for SMTP clients.",
+  doc: "Sets permitted methods of authentication for SMTP clients; oauthbearer and xoauth2 (nginx PR #1590) take OAuth bearer tokens, see docs/oauth.md.",
 });
 
 /** `smtp_capabilities`: one EHLO line per argument. */
@@ -68,6 +68,8 @@ const AUTH_NAMES: ReadonlyArray<readonly [SmtpAuthMethod, string]> = [
   ["login", "LOGIN"],
   ["cram-md5", "CRAM-MD5"],
   ["external", "EXTERNAL"],
+  ["oauthbearer", "OAUTHBEARER"],
+  ["xoauth2", "XOAUTH2"],
 ];
 
 const wires = new WeakMap<MailServer, SmtpWire>();
