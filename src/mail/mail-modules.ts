@@ -1,6 +1,7 @@
 /**
  * The mail modules in nginx's module order (auto/modules): core, ssl, pop3,
- * imap, smtp, auth_http, proxy, realip. Their `finalize` steps run in this
+ * imap, smtp, auth_http, proxy, realip; Postern's proxy_ssl (TLS to the
+ * backends) follows the proxy module it extends. Their `finalize` steps run in this
  * order for every server, so the first error reported is nginx's.
  */
 import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
@@ -8,6 +9,7 @@ import { mailCoreModule } from "./core-module.js";
 import { imapModule } from "./imap/module.js";
 import { pop3Module } from "./pop3/module.js";
 import { proxyModule } from "./proxy/module.js";
+import { proxySslMailModule } from "./proxy-ssl/plan.js";
 import { realipModule } from "./realip/module.js";
 import { smtpModule } from "./smtp/module.js";
 import { sslMailModule } from "./ssl/server-tls.js";
@@ -16,4 +18,14 @@ import type { MailModule } from "./server.js";
 const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
 
 /** Every mail module, in order. */
-export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, sslMailModule, pop3Module, imapModule, smtpModule, authHttp, proxyModule, realipModule];
+export const MAIL_MODULES: readonly MailModule[] = [
+  mailCoreModule,
+  sslMailModule,
+  pop3Module,
+  imapModule,
+  smtpModule,
+  authHttp,
+  proxyModule,
+  proxySslMailModule,
+  realipModule,
+];

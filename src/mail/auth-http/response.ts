@@ -19,6 +19,9 @@ export interface AuthResponse {
   /** The last valid `Auth-Wait` (decimal digits, clamped to MAX_AUTH_WAIT_SECONDS), else 0. */
   readonly sleep: number;
   readonly errorCode: Buffer | undefined;
+  /** `Auth-Proxy-SSL` and `Auth-Proxy-SSL-Name` (backend TLS, docs/backend-tls.md), unchecked. */
+  readonly proxySsl?: Buffer | undefined;
+  readonly proxySslName?: Buffer | undefined;
 }
 
 /** Why a response is unusable; `logged` says whether nginx writes a line for it. */
@@ -192,6 +195,8 @@ class Accumulator {
   #pass: Buffer | undefined;
   #sleep = 0;
   #errorCode: Buffer | undefined;
+  #proxySsl: Buffer | undefined;
+  #proxySslName: Buffer | undefined;
 
   add(name: string, value: Buffer): void {
     switch (name.toLowerCase()) {
@@ -226,6 +231,12 @@ class Accumulator {
       case "auth-error-code":
         this.#errorCode = copyBytes(value);
         return;
+      case "auth-proxy-ssl":
+        this.#proxySsl = copyBytes(value);
+        return;
+      case "auth-proxy-ssl-name":
+        this.#proxySslName = copyBytes(value);
+        return;
       default:
         return;
     }
@@ -241,6 +252,8 @@ class Accumulator {
       pass: this.#pass,
       sleep: this.#sleep,
       errorCode: this.#errorCode,
+      proxySsl: this.#proxySsl,
+      proxySslName: this.#proxySslName,
     };
   }
 }
