@@ -41,6 +41,12 @@ export interface DovecotOptions {
   startTimeoutMs?: number;
   /** Dovecot's own TLS: `ssl = required` (a plaintext login fails), STARTTLS on imapPort/pop3Port, implicit TLS on these. */
   tls?: DovecotTls;
+  /**
+   * Listen address (default 127.0.0.1). Dovecot counts a connection whose two
+   * ends have the same address as secured; 127.0.0.2 (reached from 127.0.0.1)
+   * makes `ssl = required` apply to the proxy.
+   */
+  address?: string;
 }
 
 /** Dovecot's TLS: certificate and key files, and the implicit-TLS ports. */
@@ -95,15 +101,13 @@ function userHome(dir: string, user: string): string {
 const CHROOT = AS_ROOT ? "" : "\n  chroot =";
 
 /** Builds the dovecot.conf text for a temp dir. */
-export function dovecotConfig(dir: string, imapPort: number, pop3Port: number, tls?: DovecotTls): string {
-  const ssl = tls
-    ? `ssl = required\nssl_cert = <${tls.cert}\nssl_key = <${tls.key}\ndisable_plaintext_auth = yes\nverbose_ssl = yes`
-    : "ssl = no\ndisable_plaintext_auth = no";
-  const imaps = tls ? `address = 127.0.0.1\n    port = ${tls.imapsPort}` : "port = 0";
-  const pop3s = tls ? `address = 127.0.0.1\n    port = ${tls.pop3sPort}` : "port = 0";
+export function dovecotConfig(dir: string, imapPort: number, pop3Port: number, tls?: DovecotTls, address = "127.0.0.1"): string {
+  const ssl = tls ? `ssl = required\nssl_cert = <${tls.cert}\nssl_key = <${tls.key}\ndisable_plaintext_auth = yes` : "ssl = no\ndisable_plaintext_auth = no";
+  const imaps = tls ? `address = ${address}\n    port = ${tls.imapsPort}` : "port = 0";
+  const pop3s = tls ? `address = ${address}\n    port = ${tls.pop3sPort}` : "port = 0";
   return `
 protocols = imap pop3
-listen = 127.0.0.1
+listen = ${address}
 base_dir = ${dir}/run
 state_dir = ${dir}/state
 instance_name = dovecot-${path.basename(dir)}
@@ -129,7 +133,7 @@ userdb {
 }
 service imap-login {${CHROOT}
   inet_listener imap {
-    address = 127.0.0.1
+    address = ${address}
     port = ${imapPort}
   }
   inet_listener imaps {
@@ -138,7 +142,7 @@ service imap-login {${CHROOT}
 }
 service pop3-login {${CHROOT}
   inet_listener pop3 {
-    address = 127.0.0.1
+    address = ${address}
     port = ${pop3Port}
   }
   inet_listener pop3s {
@@ -177,7 +181,7 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
   }
   writeFileSync(path.join(dir, "users"), lines.join("\n") + "\n", { mode: 0o644 });
   const conf = path.join(dir, "dovecot.conf");
-  writeFileSync(conf, dovecotConfig(dir, options.imapPort, options.pop3Port, options.tls));
+  writeFileSync(conf, dovecotConfig(dir, options.imapPort, options.pop3Port, options.tls, options.address));
 
   const child = spawn("dovecot", ["-F", "-c", conf], { stdio: ["ignore", "pipe", "pipe"] });
   live.add(child);
