@@ -60,6 +60,9 @@ interface Workload {
  */
 const HOLD_SESSIONS = Math.min(quick ? 2000 : 10000, Math.max(100, Math.floor((Number(execFileSync("sh", ["-c", "ulimit -n"]).toString().trim()) - 1000) / 2)));
 
+/** Sessions held by the backend-TLS hold row: each login there costs a backend handshake too. */
+const BACKEND_TLS_HOLD = Math.min(HOLD_SESSIONS, 1000);
+
 const WORKLOADS: readonly Workload[] = [
   { name: "handshake ECDSA TLSv1.3", port: "imaps", load: ["--mode", "handshake", "--tls1.3", "--conns", "64"] },
   { name: "handshake ECDSA TLSv1.2", port: "imaps", load: ["--mode", "handshake", "--tls1.2", "--conns", "64"] },
@@ -97,10 +100,10 @@ const WORKLOADS: readonly Workload[] = [
     measure: "mbs",
   },
   {
-    name: `backend TLS (proxy_ssl on): idle sessions held (${HOLD_SESSIONS}), KiB each`,
+    name: `backend TLS (proxy_ssl on): idle sessions held (${BACKEND_TLS_HOLD}), KiB each`,
     port: "imapBackendTls",
     plainPort: "imap",
-    load: ["--mode", "hold", "--conns", String(HOLD_SESSIONS)],
+    load: ["--mode", "hold", "--conns", String(BACKEND_TLS_HOLD)],
     measure: "hold",
   },
 ];

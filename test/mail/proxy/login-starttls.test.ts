@@ -32,9 +32,9 @@ async function run(greeting: string, script: Script, steps: LoginStep[]): Promis
     bufferSize: 4096,
     passErrorMessage: false,
     log,
-    startTls: async (plain) => {
+    startTls: (plain) => {
       upgrades++;
-      return plain;
+      return Promise.resolve(plain);
     },
   });
   socket.destroy();
