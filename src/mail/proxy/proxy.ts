@@ -79,6 +79,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
   let timedOut = false;
   // The handshake has its own deadline (within `timeout` and proxy_timeout) and logs its own failure.
   let handshaking = false;
+  let expiredInHandshake = false;
   const loginDeadline = Date.now() + p.timeoutMs;
   const secure = async (plain: Socket): Promise<Socket | null> => {
     if (tls.kind !== "tls") return null;
@@ -86,15 +87,24 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     const ms = Math.max(1, Math.min(p.conf.get(proxyTimeout), loginDeadline - Date.now()));
     const socket = await backendHandshake(plain, tls.setup, tls.target, log, ms);
     handshaking = false;
-    if (socket) current = socket;
+    if (!socket) return null;
+    current = socket;
+    if (expiredInHandshake) {
+      expire();
+      return null;
+    }
     return socket;
   };
-  const timer = armTimer(log, "timeout", p.timeoutMs, () => {
-    if (handshaking) return;
+  const expire = (): void => {
     timedOut = true;
     log.info("upstream timed out (110: Connection timed out)");
     current.destroy();
     backend.destroy();
+  };
+  const timer = armTimer(log, "timeout", p.timeoutMs, () => {
+    // the handshake ends by the same deadline; a login that outlives it expires right after
+    if (handshaking) expiredInHandshake = true;
+    else expire();
   });
 
   const outcome = await new Promise<LoginResult>((resolve) => {
