@@ -10,11 +10,16 @@
  * machine), and the generator's CPU so a saturated generator is visible.
  * The hold workload shows memory per idle logged-in TLS session instead.
  *
+ * The backend-TLS rows (proxy_ssl on | starttls) compare Postern with TLS to
+ * the backend against Postern with a plaintext backend, in the same run:
+ * nginx cannot talk TLS to a mail backend.
+ *
  *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
+import tls from "node:tls";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,7 +48,9 @@ interface Workload {
   /** mailload arguments. */
   readonly load: readonly string[];
   /** Which listener of the config the workload uses. */
-  readonly port: "imaps" | "imap" | "imapsRsa";
+  readonly port: "imaps" | "imap" | "imapsRsa" | "imapBackendTls" | "imapBackendStarttls";
+  /** Backend-TLS rows: Postern only, `port` (backend TLS) against this listener (plaintext backend). */
+  readonly plainPort?: "imap";
   /** rate: operations per second (default); mbs: relayed MB/s; hold: KiB of server memory per idle session. */
   readonly measure?: "rate" | "mbs" | "hold";
   /**
@@ -59,6 +66,9 @@ interface Workload {
  * (client and backend), under the open-file limit (ulimit -n) of every process.
  */
 const HOLD_SESSIONS = Math.min(quick ? 2000 : 10000, Math.max(100, Math.floor((Number(execFileSync("sh", ["-c", "ulimit -n"]).toString().trim()) - 1000) / 2)));
+
+/** Sessions held by the backend-TLS hold row: each login there costs a backend handshake too. */
+const BACKEND_TLS_HOLD = Math.min(HOLD_SESSIONS, 1000);
 
 const WORKLOADS: readonly Workload[] = [
   { name: "handshake ECDSA TLSv1.3", port: "imaps", load: ["--mode", "handshake", "--tls1.3", "--conns", "64"] },
@@ -81,6 +91,29 @@ const WORKLOADS: readonly Workload[] = [
     load: ["--mode", "hold", "--tls", "--conns", String(HOLD_SESSIONS)],
     measure: "hold",
   },
+  { name: "backend TLS (proxy_ssl on): login", port: "imapBackendTls", plainPort: "imap", load: ["--mode", "login", "--conns", "32"] },
+  { name: "backend TLS (proxy_ssl starttls): login", port: "imapBackendStarttls", plainPort: "imap", load: ["--mode", "login", "--conns", "32"] },
+  {
+    name: "backend TLS (proxy_ssl on): relay MB/s (FETCH 1 MB)",
+    port: "imapBackendTls",
+    plainPort: "imap",
+    load: ["--mode", "fetch", "--conns", "4"],
+    measure: "mbs",
+  },
+  {
+    name: "backend TLS (proxy_ssl starttls): relay MB/s (FETCH 1 MB)",
+    port: "imapBackendStarttls",
+    plainPort: "imap",
+    load: ["--mode", "fetch", "--conns", "4"],
+    measure: "mbs",
+  },
+  {
+    name: `backend TLS (proxy_ssl on): idle sessions held (${BACKEND_TLS_HOLD}), KiB each`,
+    port: "imapBackendTls",
+    plainPort: "imap",
+    load: ["--mode", "hold", "--conns", String(BACKEND_TLS_HOLD)],
+    measure: "hold",
+  },
 ];
 
 type ServerKind = "nginx" | "floor" | "postern";
@@ -90,10 +123,14 @@ interface Ports {
   imaps: number;
   imap: number;
   imapsRsa: number;
+  imapBackendTls: number;
+  imapBackendStarttls: number;
   auth: number;
   backend: number;
   /** The costly auth service (auth_http path rows). */
   costlyAuth: number;
+  backendTls: number;
+  backendStarttls: number;
 }
 
 function freePorts(n: number): Promise<number[]> {
@@ -163,18 +200,28 @@ mail {
   server { listen 127.0.0.1:${p.imaps} ssl; protocol imap; }
   server { listen 127.0.0.1:${p.imapsRsa} ssl; protocol imap; ssl_certificate ${dir}/rsa.crt; ssl_certificate_key ${dir}/rsa.key; }
   server { listen 127.0.0.1:${p.imap}; protocol imap; starttls on; }
-}
+${bin === "postern" ? backendTlsServers(dir, p) : ""}}
 `;
 }
 
-/** A fast auth service: every login goes to the fake backend. */
-function startAuth(port: number, backend: number): Server {
-  const reply = `HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: ${backend}\r\n\r\n`;
+/** Postern only: the listeners whose sessions go to the backend over TLS (the auth service routes them by X-Backend). */
+function backendTlsServers(dir: string, p: Ports): string {
+  const common = `proxy_ssl_trusted_certificate ${dir}/ec.crt; proxy_ssl_name localhost;`;
+  return `  server { listen 127.0.0.1:${p.imapBackendTls}; protocol imap; auth_http_header X-Backend tls; proxy_ssl on; ${common} }
+  server { listen 127.0.0.1:${p.imapBackendStarttls}; protocol imap; auth_http_header X-Backend starttls; proxy_ssl starttls; ${common} }
+`;
+}
+
+/** A fast auth service: every login goes to the fake backend (its TLS listeners for X-Backend: tls / starttls). */
+function startAuth(port: number, p: Ports): Server {
+  const reply = (backend: number) => `HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 127.0.0.1\r\nAuth-Port: ${backend}\r\n\r\n`;
   const server = createServer((s) => {
     let seen = "";
     s.on("data", (d) => {
       seen += d.toString("latin1");
-      if (seen.includes("\r\n\r\n")) s.end(reply);
+      if (!seen.includes("\r\n\r\n")) return;
+      const route = /\r\nX-Backend: (\w+)/.exec(seen)?.[1];
+      s.end(reply(route === "tls" ? p.backendTls : route === "starttls" ? p.backendStarttls : p.backend));
     });
     s.on("error", () => s.destroy());
   });
@@ -182,13 +229,18 @@ function startAuth(port: number, backend: number): Server {
   return server;
 }
 
-/** A fake IMAP backend: LOGIN by literals, NOOP, LOGOUT, FETCH of 1 MB. */
-function startBackend(port: number): Server {
+/**
+ * A fake IMAP backend: LOGIN by literals, NOOP, LOGOUT, FETCH of 1 MB; with
+ * `tls`, implicit TLS or CAPABILITY + STARTTLS (then the same dialogue over TLS).
+ */
+function startBackend(port: number, tlsMode: "plain" | "tls" | "starttls" = "plain", dir = ""): Server {
   const body = Buffer.alloc(1 << 20, "x");
   const fetch = Buffer.concat([Buffer.from(`* 1 FETCH (BODY[] {${body.length}}\r\n`), body, Buffer.from(")\r\nf OK FETCH completed\r\n")]);
-  const server = createServer((s: Socket) => {
+  const secureContext =
+    tlsMode === "plain" ? undefined : tls.createSecureContext({ cert: readFileSync(join(dir, "ec.crt")), key: readFileSync(join(dir, "ec.key")) });
+  const serve = (s: Socket, greet: boolean): void => {
     s.setNoDelay(true);
-    s.write("* OK bench backend ready\r\n");
+    if (greet) s.write("* OK bench backend ready\r\n");
     let buf: Buffer = Buffer.alloc(0);
     let command = ""; // the command so far, literals dropped
     let literal = 0;
@@ -214,6 +266,17 @@ function startBackend(port: number): Server {
         const [tag, verb = ""] = command.split(" ");
         command = "";
         switch (verb.toUpperCase()) {
+          case "CAPABILITY":
+            s.write(`* CAPABILITY IMAP4rev1${tlsMode === "starttls" && !(s instanceof tls.TLSSocket) ? " STARTTLS" : ""}\r\n${tag} OK done\r\n`);
+            break;
+          case "STARTTLS": {
+            s.write(`${tag} OK Begin TLS\r\n`);
+            s.removeAllListeners("data");
+            const secure = new tls.TLSSocket(s, { isServer: true, secureContext: secureContext! });
+            secure.on("error", () => secure.destroy());
+            serve(secure, false);
+            return;
+          }
           case "LOGIN":
             s.write(`${tag} OK LOGIN completed\r\n`);
             break;
@@ -232,7 +295,11 @@ function startBackend(port: number): Server {
       }
     });
     s.on("error", () => s.destroy());
-  });
+  };
+  const server =
+    tlsMode === "tls"
+      ? tls.createServer({ cert: readFileSync(join(dir, "ec.crt")), key: readFileSync(join(dir, "ec.key")) }, (s) => serve(s, true))
+      : createServer((s: Socket) => serve(s, true));
   server.listen(port, "127.0.0.1");
   return server;
 }
@@ -410,8 +477,19 @@ async function main(): Promise<void> {
   const loadgen = join(build, "mailload");
   execFileSync("gcc", ["-O2", "-o", loadgen, join(root, "bench", "loadgen", "mailload.c"), "-lssl", "-lcrypto"]);
   makeCerts(dir);
-  const [imaps, imap, imapsRsa, auth, backend, costly] = await freePorts(6);
-  const ports: Ports = { imaps: imaps!, imap: imap!, imapsRsa: imapsRsa!, auth: auth!, backend: backend!, costlyAuth: costly! };
+  const [imaps, imap, imapsRsa, auth, backend, costly, imapBackendTls, imapBackendStarttls, backendTls, backendStarttls] = await freePorts(10);
+  const ports: Ports = {
+    imaps: imaps!,
+    imap: imap!,
+    imapsRsa: imapsRsa!,
+    imapBackendTls: imapBackendTls!,
+    imapBackendStarttls: imapBackendStarttls!,
+    auth: auth!,
+    backend: backend!,
+    costlyAuth: costly!,
+    backendTls: backendTls!,
+    backendStarttls: backendStarttls!,
+  };
   // with the load generator, on the second core
   const costlyAuth = spawn(
     "taskset",
@@ -422,7 +500,12 @@ async function main(): Promise<void> {
   );
   const authRows: string[] = [];
   for (const bin of ["nginx", "postern"] as const) writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, ports, bin));
-  const aux = [startAuth(ports.auth, ports.backend), startBackend(ports.backend)];
+  const aux = [
+    startAuth(ports.auth, ports),
+    startBackend(ports.backend),
+    startBackend(ports.backendTls, "tls", dir),
+    startBackend(ports.backendStarttls, "starttls", dir),
+  ];
   const rows: string[] = [];
   rows.push(
     "| workload | nginx | Node floor | Postern | Postern / nginx | nginx /cpu-s | floor /cpu-s | Postern /cpu-s | Postern / nginx per CPU | Postern / floor per CPU | generator CPU (nginx / floor / Postern) | p50 / p99 ms (nginx; floor; Postern) |",
@@ -431,8 +514,14 @@ async function main(): Promise<void> {
   const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : "-");
   const f2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : "-");
   const f0 = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : "-");
+  const backendTlsRows: string[] = [];
   for (const w of WORKLOADS) {
     if (only && !only.some((o) => w.name.includes(o))) continue;
+    if (w.plainPort) {
+      backendTlsRows.push(await backendTlsRow(w, dir, ports, loadgen, costlyAuth));
+      console.log(backendTlsRows[backendTlsRows.length - 1]);
+      continue;
+    }
     const samples: Record<ServerKind, Sample[]> = { nginx: [], floor: [], postern: [] };
     const hold = w.measure === "hold";
     // memory is not noisy the way rates are: one round of the hold workload
@@ -475,6 +564,30 @@ async function main(): Promise<void> {
   costlyAuth.kill("SIGTERM");
   const authTable = authRows.length > 0 ? `\n\n${AUTH_PATH_HEADER}\n${authRows.join("\n")}` : "";
   console.log(`\n${new Date().toISOString()} rounds=${rounds} seconds=${seconds}\n${rows.join("\n")}${authTable}`);
+  if (backendTlsRows.length > 0) {
+    console.log(
+      `\n| workload (Postern only) | plaintext backend | backend TLS | TLS / plaintext | plaintext /cpu-s | TLS /cpu-s | TLS / plaintext per CPU |\n|---|---|---|---|---|---|---|\n${backendTlsRows.join("\n")}`,
+    );
+  }
+}
+
+/** One backend-TLS row: Postern to the plaintext backend, then to the TLS one, alternating for `rounds` rounds. */
+async function backendTlsRow(w: Workload, dir: string, ports: Ports, loadgen: string, costlyAuth: ChildProcess): Promise<string> {
+  const plain: Sample[] = [];
+  const secure: Sample[] = [];
+  const hold = w.measure === "hold";
+  for (let i = 0; i < (hold ? 1 : rounds); i++) {
+    plain.push(await runOnce("postern", { ...w, port: w.plainPort! }, dir, ports, loadgen, costlyAuth));
+    secure.push(await runOnce("postern", w, dir, ports, loadgen, costlyAuth));
+  }
+  const m = (xs: Sample[], k: keyof Sample) => median(xs.map((s) => s[k]));
+  const f = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : "-");
+  const key: keyof Sample = hold ? "kibPerSession" : w.measure === "mbs" ? "mbs" : "rate";
+  const [a, b] = [m(plain, key), m(secure, key)];
+  const errors = m(secure, "errors");
+  if (hold) return `| ${w.name} | ${f(a)} | ${f(b)} | ${f(b / a, 2)} (memory) | | | |${errors !== 0 ? ` errors ${errors}` : ""}`;
+  const [ca, cb] = [m(plain, "perCpu"), m(secure, "perCpu")];
+  return `| ${w.name} | ${f(a)} | ${f(b)} | ${f(b / a, 2)} | ${f(ca, 0)} | ${f(cb, 0)} | ${f(cb / ca, 2)} |${errors !== 0 ? ` errors ${errors}` : ""}`;
 }
 
 await main();

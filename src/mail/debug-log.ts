@@ -146,7 +146,15 @@ export function debugLine(log: ConnectionLog, text: string): void {
 export function debugLoginStep(log: ConnectionLog, step: LoginStep, valid: boolean): void {
   if (!log.enabled("debug")) return;
   const next = step.next;
-  const what = !valid ? "invalid response" : next.kind === "send" ? next.action : next.kind === "done" ? "logged in" : "failed";
+  const what = !valid
+    ? "invalid response"
+    : next.kind === "send"
+      ? next.action
+      : next.kind === "done"
+        ? "logged in"
+        : next.kind === "starttls"
+          ? "STARTTLS accepted"
+          : "failed";
   log.plain("debug", `mail proxy ${step.state} state: ${what}`);
 }
 

@@ -1,6 +1,7 @@
 /**
  * The mail modules in nginx's module order (auto/modules): core, ssl, pop3,
- * imap, smtp, auth_http, proxy, realip; then Postern's limits. Their `finalize` steps run in this
+ * imap, smtp, auth_http, proxy, realip; Postern's proxy_ssl (TLS to the
+ * backends) follows the proxy module it extends; then Postern's limits. Their `finalize` steps run in this
  * order for every server, so the first error reported is nginx's.
  */
 import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
@@ -8,6 +9,7 @@ import { mailCoreModule } from "./core-module.js";
 import { imapModule } from "./imap/module.js";
 import { pop3Module } from "./pop3/module.js";
 import { proxyModule } from "./proxy/module.js";
+import { proxySslMailModule } from "./proxy-ssl/plan.js";
 import { realipModule } from "./realip/module.js";
 import { smtpModule } from "./smtp/module.js";
 import { sslMailModule } from "./ssl/server-tls.js";
@@ -26,6 +28,7 @@ export const MAIL_MODULES: readonly MailModule[] = [
   smtpModule,
   authHttp,
   proxyModule,
+  proxySslMailModule,
   realipModule,
   limitConnModule,
   authFailModule,

@@ -79,7 +79,19 @@ export interface SessionInfo {
 export interface BackendAddress {
   readonly host: string;
   readonly port: number;
+  /** What auth_http chose for TLS to this backend (Auth-Proxy-SSL, Auth-Proxy-SSL-Name), if anything. */
+  readonly tls?: BackendTlsChoice | undefined;
 }
+
+/**
+ * auth_http's per-login choice of backend TLS, checked by the decision; an
+ * invalid value carries the log line (the proxy fails the login with it in
+ * servers that use backend TLS, and ignores it elsewhere, as nginx ignores
+ * headers it does not know).
+ */
+export type BackendTlsChoice =
+  | { readonly kind: "valid"; readonly mode?: "off" | "on" | "starttls" | undefined; readonly name?: string | undefined }
+  | { readonly kind: "invalid"; readonly message: string };
 
 /** What auth_http decided for one attempt. */
 export type AuthOutcome =

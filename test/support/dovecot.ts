@@ -41,6 +41,22 @@ export interface DovecotOptions {
   startTimeoutMs?: number;
   /** Lines appended to dovecot.conf (e.g. `login_trusted_networks`, `imap_id_log`). */
   extraConfig?: string;
+  /** Dovecot's own TLS: `ssl = required` (a plaintext login fails), STARTTLS on imapPort/pop3Port, implicit TLS on these. */
+  tls?: DovecotTls;
+  /**
+   * Listen address (default 127.0.0.1). Dovecot counts a connection whose two
+   * ends have the same address as secured; 127.0.0.2 (reached from 127.0.0.1)
+   * makes `ssl = required` apply to the proxy.
+   */
+  address?: string;
+}
+
+/** Dovecot's TLS: certificate and key files, and the implicit-TLS ports. */
+export interface DovecotTls {
+  cert: string;
+  key: string;
+  imapsPort: number;
+  pop3sPort: number;
 }
 
 /** A running Dovecot. */
@@ -87,17 +103,19 @@ function userHome(dir: string, user: string): string {
 const CHROOT = AS_ROOT ? "" : "\n  chroot =";
 
 /** Builds the dovecot.conf text for a temp dir. */
-export function dovecotConfig(dir: string, imapPort: number, pop3Port: number): string {
+export function dovecotConfig(dir: string, imapPort: number, pop3Port: number, tls?: DovecotTls, address = "127.0.0.1"): string {
+  const ssl = tls ? `ssl = required\nssl_cert = <${tls.cert}\nssl_key = <${tls.key}\ndisable_plaintext_auth = yes` : "ssl = no\ndisable_plaintext_auth = no";
+  const imaps = tls ? `address = ${address}\n    port = ${tls.imapsPort}` : "port = 0";
+  const pop3s = tls ? `address = ${address}\n    port = ${tls.pop3sPort}` : "port = 0";
   return `
 protocols = imap pop3
-listen = 127.0.0.1
+listen = ${address}
 base_dir = ${dir}/run
 state_dir = ${dir}/state
 instance_name = dovecot-${path.basename(dir)}
 log_path = ${dir}/dovecot.log
 info_log_path = ${dir}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
+${ssl}
 auth_mechanisms = plain login
 # Tests log in with wrong passwords on purpose; the default 2 s penalty only slows them down.
 auth_failure_delay = 0
@@ -117,20 +135,20 @@ userdb {
 }
 service imap-login {${CHROOT}
   inet_listener imap {
-    address = 127.0.0.1
+    address = ${address}
     port = ${imapPort}
   }
   inet_listener imaps {
-    port = 0
+    ${imaps}
   }
 }
 service pop3-login {${CHROOT}
   inet_listener pop3 {
-    address = 127.0.0.1
+    address = ${address}
     port = ${pop3Port}
   }
   inet_listener pop3s {
-    port = 0
+    ${pop3s}
   }
 }
 service anvil {${CHROOT}
@@ -165,7 +183,7 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
   }
   writeFileSync(path.join(dir, "users"), lines.join("\n") + "\n", { mode: 0o644 });
   const conf = path.join(dir, "dovecot.conf");
-  writeFileSync(conf, dovecotConfig(dir, options.imapPort, options.pop3Port) + (options.extraConfig ?? ""));
+  writeFileSync(conf, dovecotConfig(dir, options.imapPort, options.pop3Port, options.tls, options.address) + (options.extraConfig ?? ""));
 
   const child = spawn("dovecot", ["-F", "-c", conf], { stdio: ["ignore", "pipe", "pipe"] });
   live.add(child);
@@ -203,7 +221,8 @@ export async function startDovecot(options: DovecotOptions): Promise<Dovecot> {
       throw new Error(`dovecot exited during start-up:\n${output}\n${text}`);
     }
     const listening = listeningPorts();
-    if (listening.has(options.imapPort) && listening.has(options.pop3Port)) break;
+    const tlsPorts = options.tls ? [options.tls.imapsPort, options.tls.pop3sPort] : [];
+    if ([options.imapPort, options.pop3Port, ...tlsPorts].every((p) => listening.has(p))) break;
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       const text = log();

@@ -20,6 +20,8 @@ export interface SmtpRecord {
   xclient: Record<string, string>;
   /** The HELO/EHLO name the session used. */
   helo: string;
+  /** True when the session ran over TLS (STARTTLS). */
+  secure: boolean;
 }
 
 /** Options for startSmtpBackend(). */
@@ -30,6 +32,8 @@ export interface SmtpBackendOptions {
   requireAuth?: boolean;
   /** Server name in the greeting (default `smtp.backend.test`). */
   name?: string;
+  /** Offer STARTTLS with this certificate and key (PEM text); without it STARTTLS is disabled. */
+  tls?: { cert: string; key: string };
 }
 
 /** A running smtp-server backend. */
@@ -50,7 +54,8 @@ export async function startSmtpBackend(options: SmtpBackendOptions = {}, port = 
     name: options.name ?? "smtp.backend.test",
     authOptional: !options.requireAuth,
     useXClient: true,
-    disabledCommands: ["STARTTLS"],
+    disabledCommands: options.tls ? [] : ["STARTTLS"],
+    ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
     authMethods: ["PLAIN", "LOGIN"],
     logger: false,
     onAuth(auth: SMTPServerAuthentication, _session: SMTPServerSession, callback) {
@@ -76,6 +81,7 @@ export async function startSmtpBackend(options: SmtpBackendOptions = {}, port = 
           user: typeof session.user === "string" ? session.user : undefined,
           xclient,
           helo: session.hostNameAppearsAs ?? "",
+          secure: Boolean((session as { secure?: boolean }).secure),
         });
         callback();
       });

@@ -7,7 +7,8 @@
  */
 import { isIP } from "node:net";
 import type { LogLevel } from "../../core/log.js";
-import type { AuthOutcome, MailProtocolName } from "../types.js";
+import type { AuthOutcome, BackendTlsChoice, MailProtocolName } from "../types.js";
+import { isValidTlsName } from "../proxy-ssl/module.js";
 import type { AuthResponse } from "./response.js";
 import { hasLineBreakOrNul } from "../line-bytes.js";
 import { logEscape } from "../../core/log.js";
@@ -81,16 +82,11 @@ export function decide(response: AuthResponse, input: DecisionInput): Decision {
   if (!(portNumber >= 1 && portNumber <= 65535)) {
     return fail(`auth http server ${input.peer} sent invalid server port:"${logEscape(port)}"`);
   }
+  const tls = backendTlsChoice(response, input.peer);
+  const backend = tls ? { host, port: portNumber, tls } : { host, port: portNumber };
   return {
     kind: "final",
-    outcome: {
-      kind: "ok",
-      backend: { host, port: portNumber },
-      login,
-      password: password ?? Buffer.alloc(0),
-      ...withErrorSasl(response),
-      ...withBackendMethod(response),
-    },
+    outcome: { kind: "ok", backend, login, password: password ?? Buffer.alloc(0), ...withErrorSasl(response), ...withBackendMethod(response) },
   };
 }
 
@@ -102,4 +98,29 @@ function withErrorSasl(response: AuthResponse): { authErrorSasl?: Buffer } {
 /** An OK answer's Auth-Method (the backend login's mechanism), carried on unchecked only when sent. */
 function withBackendMethod(response: AuthResponse): { backendMethod?: Buffer } {
   return response.method ? { backendMethod: response.method } : {};
+}
+
+/**
+ * `Auth-Proxy-SSL: on | starttls | off` and `Auth-Proxy-SSL-Name: name`,
+ * checked strictly (exact lower-case words; a host name or IP address).
+ * Rule: docs/backend-tls.md#per-user-choice-from-auth_http.
+ */
+export function backendTlsChoice(response: AuthResponse, peer: string): BackendTlsChoice | undefined {
+  const { proxySsl, proxySslName } = response;
+  if (proxySsl === undefined && proxySslName === undefined) return undefined;
+  let mode: "off" | "on" | "starttls" | undefined;
+  if (proxySsl !== undefined) {
+    const text = proxySsl.toString("latin1");
+    if (text !== "on" && text !== "off" && text !== "starttls") {
+      return { kind: "invalid", message: `auth http server ${peer} sent invalid Auth-Proxy-SSL:"${logEscape(proxySsl)}"` };
+    }
+    mode = text;
+  }
+  let name: string | undefined;
+  if (proxySslName !== undefined) {
+    const text = proxySslName.toString("latin1");
+    if (!isValidTlsName(text)) return { kind: "invalid", message: `auth http server ${peer} sent invalid Auth-Proxy-SSL-Name:"${logEscape(proxySslName)}"` };
+    name = text;
+  }
+  return { kind: "valid", mode, name };
 }

@@ -23,6 +23,9 @@ export interface AuthResponse {
   readonly errorSasl?: Buffer | undefined;
   /** `Auth-Method` in the answer: how to log in to the backend (oauth-outcome.ts), unchecked. */
   readonly method?: Buffer | undefined;
+  /** `Auth-Proxy-SSL` and `Auth-Proxy-SSL-Name` (backend TLS, docs/backend-tls.md), unchecked. */
+  readonly proxySsl?: Buffer | undefined;
+  readonly proxySslName?: Buffer | undefined;
 }
 
 /** Why a response is unusable; `logged` says whether nginx writes a line for it. */
@@ -200,6 +203,8 @@ class Accumulator {
   #errorCode: Buffer | undefined;
   #errorSasl: Buffer | undefined;
   #method: Buffer | undefined;
+  #proxySsl: Buffer | undefined;
+  #proxySslName: Buffer | undefined;
 
   add(name: string, value: Buffer): void {
     switch (name.toLowerCase()) {
@@ -241,6 +246,12 @@ class Accumulator {
         // an empty value is no header (nginx's add_header sends none for one)
         this.#errorSasl = value.length > 0 ? copyBytes(value) : undefined;
         return;
+      case "auth-proxy-ssl":
+        this.#proxySsl = copyBytes(value);
+        return;
+      case "auth-proxy-ssl-name":
+        this.#proxySslName = copyBytes(value);
+        return;
       default:
         return;
     }
@@ -258,6 +269,8 @@ class Accumulator {
       errorCode: this.#errorCode,
       ...(this.#errorSasl ? { errorSasl: this.#errorSasl } : {}),
       ...(this.#method ? { method: this.#method } : {}),
+      proxySsl: this.#proxySsl,
+      proxySslName: this.#proxySslName,
     };
   }
 }

@@ -13,8 +13,8 @@ import { debugLoginStep } from "../debug-log.js";
 
 /** How the dialogue ended. */
 export type LoginResult =
-  /** logged in: send `toClient`, then relay; `backendPending` came after the reply */
-  | { readonly kind: "ok"; readonly toClient: Buffer; readonly backendPending: Buffer }
+  /** logged in on `socket` (TLS after STARTTLS): send `toClient`, then relay; `backendPending` came after the reply */
+  | { readonly kind: "ok"; readonly socket: Socket; readonly toClient: Buffer; readonly backendPending: Buffer }
   /** failed and logged: send `toClient` (proxy_pass_error_message) or the internal error, then close */
   | { readonly kind: "failed"; readonly toClient?: Buffer | undefined };
 
@@ -26,7 +26,15 @@ export interface LoginDriverParams {
   readonly bufferSize: number;
   readonly passErrorMessage: boolean;
   readonly log: ConnectionLog;
+  /**
+   * The handshake after a step's `starttls`: the TLS socket, or null once the
+   * failure is logged. Absent: such a step fails (nothing to upgrade with).
+   */
+  readonly startTls?: ((plain: Socket) => Promise<Socket | null>) | undefined;
 }
+
+/** The log line when the backend sends anything after its STARTTLS reply (response injection). */
+export const STARTTLS_TRAILING = "upstream sent data after STARTTLS response";
 
 /** Text up to the first NUL, as nginx's `%s` prints it. */
 function cString(buf: Buffer, start: number, end: number): string {
@@ -56,7 +64,8 @@ function giveBack(buf: Buffer): void {
 
 /** Runs the dialogue; resolves once logged in or failed (never rejects). */
 export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
-  const { socket, steps, log } = p;
+  const { steps, log } = p;
+  let socket = p.socket;
   // Only buf[0, len) is ever read, so a reused buffer's old bytes never show.
   const buf = takeBuffer(p.bufferSize);
   let len = 0;
@@ -66,15 +75,57 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
 
   return new Promise<LoginResult>((resolve) => {
     let settled = false;
-    const finish = (r: LoginResult): void => {
-      if (settled) return;
-      settled = true;
+    const detach = (): void => {
       socket.off("data", onData);
       socket.off("end", onEnd);
       socket.off("error", onError);
       socket.off("close", onEnd);
+    };
+    const attach = (): void => {
+      socket.on("data", onData);
+      socket.on("end", onEnd);
+      socket.on("close", onEnd);
+      socket.on("error", onError);
+    };
+    const finish = (r: LoginResult): void => {
+      if (settled) return;
+      settled = true;
+      detach();
       giveBack(buf);
       resolve(r);
+    };
+    const refuse = (action: string | undefined, message: string): false => {
+      if (action !== undefined) log.action = action;
+      log.error(message);
+      finish({ kind: "failed" });
+      return false;
+    };
+
+    /** The backend said yes to STARTTLS: nothing may follow the reply; then the handshake, then `then`. */
+    const upgrade = (then: { readonly action: string; readonly line: Buffer }): false => {
+      const firstLineEnd = buf.subarray(0, len).indexOf("\r\n", 0, "latin1") + 2;
+      if (firstLineEnd !== len || unread.length > 0 || socket.readableLength > 0) return refuse(undefined, STARTTLS_TRAILING);
+      if (!p.startTls) return refuse(undefined, "STARTTLS to upstream is not configured");
+      detach();
+      socket.pause();
+      p.startTls(socket).then(
+        (secure) => {
+          if (settled) return;
+          if (!secure) {
+            finish({ kind: "failed" });
+            return;
+          }
+          socket = secure;
+          attach();
+          log.action = then.action;
+          socket.write(then.line);
+          step++;
+          len = 0;
+          socket.resume();
+        },
+        () => finish({ kind: "failed" }),
+      );
+      return false;
     };
 
     /** One nginx read event: recv into the free space, then judge the buffer. */
@@ -96,6 +147,11 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
     /** Returns true when more unread data may be processed. */
     const judge = (): boolean => {
       log.action = "reading response from upstream";
+      // After a STARTTLS request, a second line in the same read is injected data: fail at once.
+      if (steps[step]!.next.kind === "starttls") {
+        const end = buf.subarray(0, len).indexOf("\r\n", 0, "latin1");
+        if (end >= 0 && end + 2 < len) return refuse(undefined, STARTTLS_TRAILING);
+      }
       if (len < 4) return true;
       if (buf[len - 2] !== 0x0d || buf[len - 1] !== 0x0a) {
         if (len === buf.length) {
@@ -108,6 +164,7 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
       const current = steps[step]!;
       const verdict = current.check(buf, len);
       if (verdict.kind === "again") return true;
+      if (verdict.kind === "refuse") return refuse(undefined, verdict.message);
       debugLoginStep(log, current, verdict.kind !== "invalid");
       if (verdict.kind === "invalid") {
         if (p.passErrorMessage) {
@@ -131,9 +188,10 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
       if (next.kind === "done") {
         const toClient = next.reply === "relay" ? Buffer.from(buf.subarray(0, len)) : next.reply;
         socket.pause();
-        finish({ kind: "ok", toClient, backendPending: Buffer.concat(unread) });
+        finish({ kind: "ok", socket, toClient, backendPending: Buffer.concat(unread) });
         return false;
       }
+      if (next.kind === "starttls") return upgrade(next.then);
       log.action = next.action;
       socket.write(next.line);
       step += 1 + (decision?.skip ?? 0);
@@ -154,10 +212,7 @@ export function runLogin(p: LoginDriverParams): Promise<LoginResult> {
       log.error(`recv() failed ${describeSystemError(err)}`);
       finish({ kind: "failed" });
     };
-    socket.on("data", onData);
-    socket.on("end", onEnd);
-    socket.on("close", onEnd);
-    socket.on("error", onError);
+    attach();
     socket.resume();
   });
 }

@@ -56,7 +56,9 @@ export type ReplyVerdict =
   /** a complete but wrong reply; `from` is where nginx starts quoting it in the log */
   | { readonly kind: "invalid"; readonly from: number }
   /** wait for more bytes */
-  | { readonly kind: "again" };
+  | { readonly kind: "again" }
+  /** a complete reply that ends the login: `message` is logged at error (STARTTLS not offered, say) */
+  | { readonly kind: "refuse"; readonly message: string };
 
 /** Checks a reply that already ends with CRLF and has at least 4 bytes. */
 export type ReplyCheck = (buf: Buffer, len: number) => ReplyVerdict;
@@ -68,7 +70,12 @@ export type StepNext =
   /** log `message` (error) under `action` and give the client the internal error */
   | { readonly kind: "fail"; readonly action: string; readonly message: string }
   /** logged in: give the client the backend's reply as read (`relay`) or nginx's own line */
-  | { readonly kind: "done"; readonly reply: "relay" | Buffer };
+  | { readonly kind: "done"; readonly reply: "relay" | Buffer }
+  /**
+   * the backend agreed to STARTTLS: nothing may follow its reply; after the
+   * handshake (login-starttls.ts, proxy-ssl/) send `then` on the TLS socket
+   */
+  | { readonly kind: "starttls"; readonly then: { readonly kind: "send"; readonly action: string; readonly line: Buffer } };
 
 /** A move chosen from the reply itself (see LoginStep.decide). */
 export interface StepDecision {

@@ -5,7 +5,7 @@
  * closes. `timeout` bounds connect + login together.
  * Rules: docs/behaviour/session.md#session-9-backend-login, #session-10-relay.
  */
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { addressWithPort } from "../../core/inet.js";
 import { describeSystemError } from "../../core/errors.js";
 import { buildProxyHeaderV1, buildProxyHeaderV2 } from "../../event/proxy-protocol.js";
@@ -15,6 +15,10 @@ import { runLogin, type LoginResult } from "./login-driver.js";
 import { type LoginStep, UnsafeLineError } from "./login-step.js";
 import { proxyBuffer, proxyPassErrorMessage, proxyProtocol, proxyTimeout } from "./module.js";
 import { relay } from "./relay.js";
+import { withStarttls } from "./login-starttls.js";
+import { serverName } from "../core-module.js";
+import { backendHandshake } from "../proxy-ssl/handshake.js";
+import { planBackendTls } from "../proxy-ssl/plan.js";
 import { armTimer, debugClose, debugLine, disarmTimer } from "../debug-log.js";
 
 /** Everything proxySession needs from the session that authenticated (the session core's hand-off). */
@@ -58,14 +62,49 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     return;
   }
 
+  // TLS to the backend (docs/backend-tls.md): the server's proxy_ssl, or auth_http's choice for this login.
+  const tls = planBackendTls(p.conf, p.backend, log.context.upstream);
+  if (tls.kind === "invalid") {
+    log.error(tls.message);
+    p.internalError();
+    return;
+  }
+  if (tls.kind === "tls" && tls.mode === "starttls") steps = withStarttls(p.session.protocol, serverName(p.conf), steps);
+
   if (log.enabled("debug")) debugLine(log, `connect to ${log.context.upstream}`);
   const backend = connect({ host: p.backend.host, port: p.backend.port, noDelay: true });
   backend.pause();
+  /** The socket the login talks on: the TLS one once there is one. */
+  let current: Socket = backend;
   let timedOut = false;
-  const timer = armTimer(log, "timeout", p.timeoutMs, () => {
+  // The handshake has its own deadline (within `timeout` and proxy_timeout) and logs its own failure.
+  let handshaking = false;
+  let expiredInHandshake = false;
+  const loginDeadline = Date.now() + p.timeoutMs;
+  const secure = async (plain: Socket): Promise<Socket | null> => {
+    if (tls.kind !== "tls") return null;
+    handshaking = true;
+    const ms = Math.max(1, Math.min(p.conf.get(proxyTimeout), loginDeadline - Date.now()));
+    const socket = await backendHandshake(plain, tls.setup, tls.target, log, ms);
+    handshaking = false;
+    if (!socket) return null;
+    current = socket;
+    if (expiredInHandshake) {
+      expire();
+      return null;
+    }
+    return socket;
+  };
+  const expire = (): void => {
     timedOut = true;
     log.info("upstream timed out (110: Connection timed out)");
+    current.destroy();
     backend.destroy();
+  };
+  const timer = armTimer(log, "timeout", p.timeoutMs, () => {
+    // the handshake ends by the same deadline; a login that outlives it expires right after
+    if (handshaking) expiredInHandshake = true;
+    else expire();
   });
 
   const outcome = await new Promise<LoginResult>((resolve) => {
@@ -85,13 +124,21 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
         debugLine(log, "mail proxy send PROXY protocol header");
         backend.write(header);
       }
-      runLogin({
-        socket: backend,
-        steps,
-        bufferSize: p.conf.get(proxyBuffer),
-        passErrorMessage: p.conf.get(proxyPassErrorMessage),
-        log,
-      }).then(resolve, () => resolve({ kind: "failed" }));
+      const ready = tls.kind === "tls" && tls.mode === "on" ? secure(backend) : Promise.resolve(backend);
+      ready
+        .then((socket) =>
+          socket
+            ? runLogin({
+                socket,
+                steps,
+                bufferSize: p.conf.get(proxyBuffer),
+                passErrorMessage: p.conf.get(proxyPassErrorMessage),
+                log,
+                startTls: tls.kind === "tls" ? secure : undefined,
+              })
+            : ({ kind: "failed" } as const),
+        )
+        .then(resolve, () => resolve({ kind: "failed" }));
     });
   });
   disarmTimer(log, "timeout", timer);
@@ -99,6 +146,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
   if (outcome.kind === "failed") {
     debugClose(log, "upstream login failed");
     // The error listener stays: the client may still reset while we close it.
+    current.destroy();
     backend.destroy();
     const reply = outcome.toClient;
     if (reply && !client.destroyed) {
@@ -119,7 +167,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
   await relay(
     {
       client,
-      backend,
+      backend: outcome.socket,
       clientPending: p.pending,
       backendPending: Buffer.concat([outcome.toClient, outcome.backendPending]),
       timeoutMs: p.conf.get(proxyTimeout),
