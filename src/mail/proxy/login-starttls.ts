@@ -9,7 +9,7 @@
  * Rules: docs/backend-tls.md#starttls-to-a-backend.
  */
 import type { MailProtocolName } from "../types.js";
-import { AGAIN, INVALID, OK, type LoginStep, type ReplyCheck, type ReplyVerdict, commandLine } from "./login-step.js";
+import { AGAIN, INVALID, OK, type LoginStep, type ReplyCheck, type ReplyVerdict, type StepDecision, commandLine } from "./login-step.js";
 
 /** The log line when the backend's capabilities lack STARTTLS. */
 export function notOfferedMessage(word: string): string {
@@ -111,11 +111,26 @@ export function withStarttls(protocol: MailProtocolName, serverName: string, log
   const [first, ...rest] = login;
   if (!first || first.next.kind !== "send") throw new Error("a backend login starts by sending a line");
   const afterTls = d.again ? { kind: "send" as const, action: "sending capability request to upstream", line: d.again.line } : first.next;
+  const askCapabilities = { kind: "send", action: "sending capability request to upstream", line: d.capability } as const;
+  // A first step that decides from the greeting (POP3 XCLIENT offered in it)
+  // decides on the greeting still, read before STARTTLS; its move is made
+  // where the login's first line goes, after the capabilities read over TLS.
+  let fromGreeting: StepDecision | undefined;
+  const decide = first.decide;
   const steps: LoginStep[] = [
-    { state: "starttls_start", check: first.check, next: { kind: "send", action: "sending capability request to upstream", line: d.capability } },
+    {
+      state: "starttls_start",
+      check: first.check,
+      next: askCapabilities,
+      ...(decide && { decide: (greeting: Buffer) => ((fromGreeting = decide(greeting)), { next: askCapabilities }) }),
+    },
     { state: "starttls_capability", check: d.offers, next: { kind: "send", action: "sending STARTTLS to upstream", line: d.starttls } },
     { state: "starttls", check: d.accepted, next: { kind: "starttls", then: afterTls } },
   ];
-  if (d.again) steps.push({ state: "starttls_capability_again", check: d.again.check, next: first.next });
+  if (decide && !d.again) throw new Error("a login that decides from the greeting needs the capabilities read again after STARTTLS");
+  if (d.again) {
+    const last: LoginStep = { state: "starttls_capability_again", check: d.again.check, next: first.next };
+    steps.push(decide ? { ...last, decide: () => fromGreeting ?? { next: first.next } } : last);
+  }
   return [...steps, ...rest];
 }

@@ -16,6 +16,8 @@ import { imapLoginSteps } from "../../../src/mail/proxy/login-imap.js";
 import { pop3LoginSteps } from "../../../src/mail/proxy/login-pop3.js";
 import { smtpLoginSteps } from "../../../src/mail/proxy/login-smtp.js";
 import { withStarttls } from "../../../src/mail/proxy/login-starttls.js";
+import { withPop3Xclient } from "../../../src/mail/proxy/login-identity.js";
+import type { SessionInfo } from "../../../src/mail/types.js";
 import type { LoginStep } from "../../../src/mail/proxy/login-step.js";
 import { fakeBackend, type Script } from "./fake.js";
 
@@ -96,6 +98,29 @@ test("POP3: CAPA with STLS, STLS, CAPA again, then USER and PASS", async () => {
   );
   assert.equal(r.kind, "ok", r.log);
   assert.equal(r.sent, "CAPA\r\nSTLS\r\nCAPA\r\nUSER user\r\nPASS pw\r\n");
+});
+
+// pop3_xclient with proxy_ssl starttls: XCLIENT is offered in the greeting, read before STLS;
+// the decision taken there is applied after the capabilities are read over TLS
+const xclientSession = { clientAddr: "192.0.2.9", clientPort: 4321, id: 7 } as unknown as SessionInfo;
+const xclientLogin = (): LoginStep[] =>
+  withStarttls("pop3", "p", withPop3Xclient(pop3LoginSteps({ login: Buffer.from("user"), password: Buffer.from("pw") }), xclientSession));
+
+test("POP3 with XCLIENT offered in the greeting: STLS first, then XCLIENT, USER and PASS over TLS", async () => {
+  const r = await run(
+    "+OK [XCLIENT] ready\r\n",
+    ["+OK\r\nUSER\r\nSTLS\r\n.\r\n", "+OK go\r\n", "+OK\r\nUSER\r\n.\r\n", "+OK\r\n", "+OK\r\n", "+OK in\r\n"],
+    xclientLogin(),
+  );
+  assert.equal(r.kind, "ok", r.log);
+  assert.match(r.sent, /^CAPA\r\nSTLS\r\nCAPA\r\nXCLIENT ADDR=192\.0\.2\.9 PORT=4321 SESSION=\S+\r\nUSER user\r\nPASS pw\r\n$/);
+});
+
+test("POP3 without XCLIENT in the greeting: STLS, then USER and PASS without XCLIENT, and the warn line", async () => {
+  const r = await run("+OK ready\r\n", ["+OK\r\nUSER\r\nSTLS\r\n.\r\n", "+OK go\r\n", "+OK\r\nUSER\r\n.\r\n", "+OK\r\n", "+OK in\r\n"], xclientLogin());
+  assert.equal(r.kind, "ok", r.log);
+  assert.equal(r.sent, "CAPA\r\nSTLS\r\nCAPA\r\nUSER user\r\nPASS pw\r\n");
+  assert.match(r.log, /\[warn\] .*upstream does not offer XCLIENT, client address not passed/);
 });
 
 test("POP3: STLS missing from CAPA", async () => {
