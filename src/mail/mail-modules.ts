@@ -3,6 +3,7 @@
  * imap, smtp, auth_http, proxy, realip. Their `finalize` steps run in this
  * order for every server, so the first error reported is nginx's.
  */
+import { accessLogModule } from "./access-log/module.js";
 import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
 import { mailCoreModule } from "./core-module.js";
 import { imapModule } from "./imap/module.js";
@@ -16,4 +17,14 @@ import type { MailModule } from "./server.js";
 const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
 
 /** Every mail module, in order. */
-export const MAIL_MODULES: readonly MailModule[] = [mailCoreModule, sslMailModule, pop3Module, imapModule, smtpModule, authHttp, proxyModule, realipModule];
+export const MAIL_MODULES: readonly MailModule[] = [
+  mailCoreModule,
+  sslMailModule,
+  pop3Module,
+  imapModule,
+  smtpModule,
+  authHttp,
+  proxyModule,
+  realipModule,
+  accessLogModule,
+];

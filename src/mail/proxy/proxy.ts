@@ -54,11 +54,13 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     log.action = "sending login to upstream";
     log.error(`refused to send ${err.what} with CR, LF or NUL to upstream`);
     debugClose(log, "unsafe login line");
+    p.events?.setEnd("error");
     p.internalError();
     return;
   }
 
   if (log.enabled("debug")) debugLine(log, `connect to ${log.context.upstream}`);
+  p.events?.backendStart();
   const backend = connect({ host: p.backend.host, port: p.backend.port, noDelay: true });
   backend.pause();
   let timedOut = false;
@@ -79,6 +81,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     backend.once("connect", () => {
       backend.off("error", onConnectError);
       backend.off("close", onCloseEarly);
+      p.events?.backendConnected();
       const header = proxyHeader(p);
       if (header) {
         log.action = "sending PROXY protocol header to upstream";
@@ -95,6 +98,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     });
   });
   disarmTimer(log, "timeout", timer);
+  p.events?.backendDone(outcome.kind !== "failed");
 
   if (outcome.kind === "failed") {
     debugClose(log, "upstream login failed");
@@ -124,6 +128,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
       backendPending: Buffer.concat([outcome.toClient, outcome.backendPending]),
       timeoutMs: p.conf.get(proxyTimeout),
       log,
+      events: p.events,
     },
     p.shutdown,
   );
