@@ -59,23 +59,27 @@ export function metricsMessage(m: unknown): MetricsMessage | undefined {
 
 // ---- worker side ----------------------------------------------------------
 
-let workerChannel: IpcEndpoint | undefined;
+type WorkerChannel = IpcEndpoint & {
+  send?(m: unknown, handle?: undefined, options?: undefined, cb?: (err: Error | null) => void): boolean;
+  connected?: boolean;
+};
+let workerChannel: WorkerChannel | undefined;
 let pushTimer: NodeJS.Timeout | undefined;
 
 function push(seq: number, done?: () => void): void {
   if (pushTimer) clearTimeout(pushTimer);
   pushTimer = undefined;
   const entries = metrics.takeDelta() ?? [];
-  const channel = workerChannel as (IpcEndpoint & { send?(m: unknown, cb?: (err: unknown) => void): boolean; connected?: boolean }) | undefined;
+  const channel = workerChannel;
   if (!channel?.send || channel.connected === false || (entries.length === 0 && seq === 0)) {
     done?.();
     return;
   }
-  channel.send({ type: METRICS_MESSAGE, op: "delta", seq, entries } satisfies MetricsMessage, () => done?.());
+  channel.send({ type: METRICS_MESSAGE, op: "delta", seq, entries } satisfies MetricsMessage, undefined, undefined, () => done?.());
 }
 
 /** Worker: record metrics and report them to the master over `channel`. */
-export function connectMetricsWorker(channel: IpcEndpoint): void {
+export function connectMetricsWorker(channel: WorkerChannel): void {
   workerChannel = channel;
   metrics.enabled = true;
   metrics.onChange = () => {

@@ -66,7 +66,7 @@ export class MemoryMetricsStore implements MetricsStore {
     for (const e of delta) {
       if (METRICS[e[0]]?.kind === "gauge") {
         let mine = this.#gauges.get(source);
-        if (!mine) this.#gauges.set(source, (mine = new Map()));
+        if (!mine) this.#gauges.set(source, (mine = new Map<string, Total>()));
         add(mine, e);
       } else {
         add(this.#totals, e);

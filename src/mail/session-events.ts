@@ -129,21 +129,23 @@ export class SessionEvents implements SessionFacts {
    * upgrade, so the socket's data events and writes are counted here.
    */
   #count(socket: Socket): void {
-    const emit = socket.emit;
-    const write = socket.write;
-    const end = socket.end;
-    socket.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
+    type Method = (this: Socket, ...a: unknown[]) => unknown;
+    const own = socket as unknown as Record<"emit" | "write" | "end", Method>;
+    const emit = own.emit;
+    const write = own.write;
+    const end = own.end;
+    own.emit = (event: unknown, ...args: unknown[]) => {
       if (event === "data" && Buffer.isBuffer(args[0])) this.bytesReceived += args[0].length;
-      return (emit as (...a: unknown[]) => boolean).call(socket, event, ...args);
-    }) as typeof socket.emit;
-    socket.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
+      return emit.call(socket, event, ...args);
+    };
+    own.write = (chunk: unknown, ...rest: unknown[]) => {
       this.bytesSent += byteLength(chunk);
-      return (write as (...a: unknown[]) => boolean).call(socket, chunk, ...rest);
-    }) as typeof socket.write;
-    socket.end = ((chunk?: unknown, ...rest: unknown[]) => {
+      return write.call(socket, chunk, ...rest);
+    };
+    own.end = (chunk?: unknown, ...rest: unknown[]) => {
       if (chunk !== undefined && typeof chunk !== "function") this.bytesSent += byteLength(chunk);
-      return (end as (...a: unknown[]) => Socket).call(socket, chunk, ...rest);
-    }) as typeof socket.end;
+      return end.call(socket, chunk, ...rest);
+    };
   }
 
   #moveTo(stage: SessionGaugeStage | undefined): void {

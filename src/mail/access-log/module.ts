@@ -102,7 +102,7 @@ function parseAccessLog(args: readonly string[], cx: SetContext): AccessLogTarge
   const buffer: BufferSpec = { size, flushMs, gzip };
   const root = mailLevel(cx.level);
   let seen = buffersSeen.get(root);
-  if (!seen) buffersSeen.set(root, (seen = new Map()));
+  if (!seen) buffersSeen.set(root, (seen = new Map<string, string>()));
   const key = JSON.stringify(buffer);
   if (seen.has(path) && seen.get(path) !== key) throw new ConfError(`access_log "${target}" already defined with conflicting parameters`);
   seen.set(path, key);
