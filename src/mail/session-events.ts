@@ -76,7 +76,7 @@ export type SessionSink = (facts: SessionFacts) => void;
 function endFromReason(reason: string): SessionEndReason {
   if (reason === "timeout expired" || reason === "proxy_timeout") return "timeout";
   if (reason === "client closed connection" || reason.startsWith("recv() from client") || reason === "ECONNRESET") return "client-close";
-  if (reason === "closed by server" || reason === "upstream closed connection") return "logout";
+  if (reason === "client quit" || reason === "closed by server" || reason === "upstream closed connection") return "logout";
   if (reason === "shutdown" || reason === "shutdown timeout") return "shutdown";
   if (reason === "limit") return "limit";
   return "error";

@@ -114,8 +114,14 @@ test("access-log lines and metric values after real sessions, with two workers, 
     await idle.readLine();
     await idle.expectClosed(4000);
 
-    const c = [ok, bad, down, idle].map(counts);
-    await eventually(() => accessLog().length === 4, 5000, "four access-log lines");
+    // LOGOUT before authenticating
+    const quit = await MailClient.connect({ port: imapPort! });
+    await quit.readLine();
+    await quit.send("q LOGOUT\r\n");
+    await quit.expectClosed();
+
+    const c = [ok, bad, down, idle, quit].map(counts);
+    await eventually(() => accessLog().length === 5, 5000, "five access-log lines");
     assert.deepEqual(
       accessLog().sort(),
       [
@@ -123,6 +129,7 @@ test("access-log lines and metric values after real sessions, with two workers, 
         `127.0.0.1 imap ${imapPort} "bad" plain refused - error ${c[1]!.sent} ${c[1]!.received}`,
         `127.0.0.1 imap ${imapPort} "nobackend" plain ok 127.0.0.1:${deadPort} error ${c[2]!.sent} ${c[2]!.received}`,
         `127.0.0.1 imap ${imapPort} "-" - - - timeout ${c[3]!.sent} ${c[3]!.received}`,
+        `127.0.0.1 imap ${imapPort} "-" - - - logout ${c[4]!.sent} ${c[4]!.received}`,
       ].sort(),
     );
 
@@ -132,6 +139,7 @@ test("access-log lines and metric values after real sessions, with two workers, 
       [`postern_sessions_total{listener="${listener}",outcome="auth_refused",protocol="imap"}`]: 1,
       [`postern_sessions_total{listener="${listener}",outcome="backend_error",protocol="imap"}`]: 1,
       [`postern_sessions_total{listener="${listener}",outcome="timeout",protocol="imap"}`]: 1,
+      [`postern_sessions_total{listener="${listener}",outcome="logout",protocol="imap"}`]: 1,
       'postern_auth_http_requests_total{result="ok"}': 2,
       'postern_auth_http_requests_total{result="refused"}': 1,
       postern_auth_http_duration_seconds_count: 3,
@@ -171,7 +179,7 @@ test("access-log lines and metric values after real sessions, with two workers, 
       if (k !== "postern_worker_restarts_total") assert.ok((afterReload[k] ?? 0) >= v, `${k} went back after the reload`);
     await open.send("b LOGOUT\r\n");
     await open.expectClosed();
-    await eventually(() => accessLog().length === 5, 5000, "the fifth line (session across the reload)");
+    await eventually(() => accessLog().length === 6, 5000, "the sixth line (session across the reload)");
 
     // a worker killed: its counts stay, its sessions leave the gauge, the restart is counted
     await eventually(() => workerPids(proxy.pid).length === 2, 10000, "old workers gone");
