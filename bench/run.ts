@@ -34,6 +34,8 @@ const seconds = Number(valueOf("--seconds") ?? (quick ? 2 : 5));
 const only = valueOf("--only")?.split(",");
 /** `--profile DIR`: Postern's processes write V8 CPU profiles there (node --cpu-prof). */
 const profileDir = valueOf("--profile");
+/** `--observability`: Postern is run a second time with an access log and metrics_listen, and a row compares the two. */
+const observability = args.includes("--observability");
 
 /** Load before every measured run, same workload, not counted. */
 const WARMUP_SECONDS = 1;
@@ -116,8 +118,8 @@ const WORKLOADS: readonly Workload[] = [
   },
 ];
 
-type ServerKind = "nginx" | "floor" | "postern";
-const SERVERS: readonly ServerKind[] = ["nginx", "floor", "postern"];
+type ServerKind = "nginx" | "floor" | "postern" | "postern-obs";
+const SERVERS = ["nginx", "floor", "postern"] as const;
 
 interface Ports {
   imaps: number;
@@ -131,6 +133,7 @@ interface Ports {
   costlyAuth: number;
   backendTls: number;
   backendStarttls: number;
+  metrics: number;
 }
 
 function freePorts(n: number): Promise<number[]> {
@@ -185,9 +188,16 @@ function makeCerts(dir: string): void {
   ]);
 }
 
-function mailConfig(dir: string, p: Ports, bin: "nginx" | "postern", authPath?: Workload["authPath"]): string {
+function mailConfig(dir: string, p: Ports, bin: "nginx" | "postern" | "postern-obs", authPath?: Workload["authPath"]): string {
+  const observed =
+    bin === "postern-obs"
+      ? `  log_format bench '$remote_addr [$time_local] "$mail_login" $mail_auth_status $upstream_addr $mail_session_end $bytes_received $bytes_sent $session_time $ssl_protocol';
+  access_log ${dir}/access.log bench;
+  metrics_listen 127.0.0.1:${p.metrics};
+`
+      : "";
   const module = bin === "nginx" ? "load_module /usr/lib/nginx/modules/ngx_mail_module.so;\n" : "";
-  const auth = authPath ? `auth_http 127.0.0.1:${p.costlyAuth}/auth; ${bin === "postern" ? authPath.postern : ""}` : `auth_http 127.0.0.1:${p.auth}/auth;`;
+  const auth = authPath ? `auth_http 127.0.0.1:${p.costlyAuth}/auth; ${bin !== "nginx" ? authPath.postern : ""}` : `auth_http 127.0.0.1:${p.auth}/auth;`;
   return `${module}daemon off; master_process on; worker_processes 1;
 pid ${dir}/${bin}.pid; error_log ${dir}/${bin}.error.log error;
 events { worker_connections 20000; }
@@ -197,7 +207,7 @@ mail {
   ssl_session_cache shared:BENCH:20m;
   ssl_certificate ${dir}/ec.crt; ssl_certificate_key ${dir}/ec.key;
   proxy_buffer 16k;
-  server { listen 127.0.0.1:${p.imaps} ssl; protocol imap; }
+${observed}  server { listen 127.0.0.1:${p.imaps} ssl; protocol imap; }
   server { listen 127.0.0.1:${p.imapsRsa} ssl; protocol imap; ssl_certificate ${dir}/rsa.crt; ssl_certificate_key ${dir}/rsa.key; }
   server { listen 127.0.0.1:${p.imap}; protocol imap; starttls on; }
 ${bin === "postern" ? backendTlsServers(dir, p) : ""}}
@@ -477,7 +487,7 @@ async function main(): Promise<void> {
   const loadgen = join(build, "mailload");
   execFileSync("gcc", ["-O2", "-o", loadgen, join(root, "bench", "loadgen", "mailload.c"), "-lssl", "-lcrypto"]);
   makeCerts(dir);
-  const [imaps, imap, imapsRsa, auth, backend, costly, imapBackendTls, imapBackendStarttls, backendTls, backendStarttls] = await freePorts(10);
+  const [imaps, imap, imapsRsa, auth, backend, costly, imapBackendTls, imapBackendStarttls, backendTls, backendStarttls, metricsPort] = await freePorts(11);
   const ports: Ports = {
     imaps: imaps!,
     imap: imap!,
@@ -489,6 +499,7 @@ async function main(): Promise<void> {
     costlyAuth: costly!,
     backendTls: backendTls!,
     backendStarttls: backendStarttls!,
+    metrics: metricsPort!,
   };
   // with the load generator, on the second core
   const costlyAuth = spawn(
@@ -499,7 +510,7 @@ async function main(): Promise<void> {
     },
   );
   const authRows: string[] = [];
-  for (const bin of ["nginx", "postern"] as const) writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, ports, bin));
+  for (const bin of ["nginx", "postern", "postern-obs"] as const) writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, ports, bin));
   const aux = [
     startAuth(ports.auth, ports),
     startBackend(ports.backend),
@@ -522,10 +533,11 @@ async function main(): Promise<void> {
       console.log(backendTlsRows[backendTlsRows.length - 1]);
       continue;
     }
-    const samples: Record<ServerKind, Sample[]> = { nginx: [], floor: [], postern: [] };
+    const samples: Record<ServerKind, Sample[]> = { nginx: [], floor: [], postern: [], "postern-obs": [] };
+    const kinds: readonly ServerKind[] = observability && w.measure !== "hold" ? [...SERVERS, "postern-obs"] : SERVERS;
     const hold = w.measure === "hold";
     // memory is not noisy the way rates are: one round of the hold workload
-    const servers = w.authPath ? SERVERS.filter((bin) => bin !== "floor") : SERVERS;
+    const servers = w.authPath ? kinds.filter((bin) => bin !== "floor") : kinds;
     for (let i = 0; i < (hold ? 1 : rounds); i++) {
       for (const bin of servers) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen, costlyAuth));
     }
@@ -559,6 +571,15 @@ async function main(): Promise<void> {
       );
     }
     console.log(rows[rows.length - 1]);
+    if (kinds.includes("postern-obs")) {
+      const key: keyof Sample = w.measure === "mbs" ? "mbs" : "rate";
+      const [off, on] = [m("postern", key), m("postern-obs", key)];
+      const [cOff, cOn] = [m("postern", "perCpu"), m("postern-obs", "perCpu")];
+      rows.push(
+        `| ${w.name}: Postern with access_log + metrics_listen | | | ${f1(on)} | ${f2(on / off)} of Postern without | | | ${f0(cOn)} | ${f2(cOn / cOff)} of Postern without, per CPU | | | |`,
+      );
+      console.log(rows[rows.length - 1]);
+    }
   }
   for (const s of aux) s.close();
   costlyAuth.kill("SIGTERM");

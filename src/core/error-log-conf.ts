@@ -72,7 +72,7 @@ const FACILITIES = [
 ];
 
 /** `syslog:server=...,facility=...,severity=...,tag=...,nohostname`. */
-function parseSyslog(spec: string): SyslogTarget {
+export function parseSyslog(spec: string): SyslogTarget {
   let host: string | undefined;
   let port = 514;
   let facility: number | undefined;

@@ -80,6 +80,9 @@ const SYSTEM_ERROR_TEXT: Readonly<Record<string, string>> = {
   ENFILE: "Too many open files in system",
   ELOOP: "Too many levels of symbolic links",
   ENXIO: "No such device or address",
+  ENOSPC: "No space left on device",
+  EROFS: "Read-only file system",
+  EDQUOT: "Disk quota exceeded",
 };
 
 /** strerror() text for a Node error code, as glibc words it. */

@@ -4,6 +4,7 @@
  * backends) follows the proxy module it extends; then Postern's limits. Their `finalize` steps run in this
  * order for every server, so the first error reported is nginx's.
  */
+import { accessLogModule } from "./access-log/module.js";
 import { authHttpModule, checkAuthHttp } from "./auth-http/module.js";
 import { mailCoreModule } from "./core-module.js";
 import { imapModule } from "./imap/module.js";
@@ -32,4 +33,5 @@ export const MAIL_MODULES: readonly MailModule[] = [
   realipModule,
   limitConnModule,
   authFailModule,
+  accessLogModule,
 ];

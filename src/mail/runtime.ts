@@ -18,6 +18,7 @@ import type { MailProtocol } from "./front-end.js";
 import type { MailProtocolName } from "./types.js";
 import { MAIL_PROTOCOLS, sessionServices } from "./wiring.js";
 import { sniGroupOf } from "./sni-groups.js";
+import { AccessLogs, accessLogFiles } from "./access-log/service.js";
 
 /** One socket the master opens and workers accept on. */
 export interface ListenEndpoint {
@@ -114,6 +115,7 @@ export function listenEndpoints(conf: ParsedConf): ListenEndpoint[] {
 export function serverLogFiles(conf: ParsedConf): string[] {
   const paths = new Set<string>();
   for (const server of mailServers(conf)) for (const t of server.conf.get(errorLog)) if (t.kind === "file") paths.add(t.path);
+  for (const path of accessLogFiles(mailServers(conf))) paths.add(path);
   return [...paths];
 }
 
@@ -125,6 +127,7 @@ export class MailService {
   readonly #services: SessionServices;
   readonly #sessions = new Set<Session>();
   readonly #serverLogs = new Map<MailServer, ErrorLog>();
+  readonly #accessLogs: AccessLogs;
   readonly #connections: number;
   /** Client sessions this worker may hold (worker_connections less the listening sockets). */
   readonly #capacity: number;
@@ -135,7 +138,7 @@ export class MailService {
   constructor(conf: ParsedConf, log: ErrorLog) {
     this.#log = log;
     this.#protocols = MAIL_PROTOCOLS;
-    this.#services = sessionServices();
+    const services = sessionServices();
     for (const r of routeListens(mailServers(conf))) this.#routes.set(r.endpoint.key, r);
     // nginx counts the listening sockets and a worker's channel to the
     // master against worker_connections too
@@ -154,6 +157,8 @@ export class MailService {
       }
       this.#serverLogs.set(server, serverLog);
     }
+    this.#accessLogs = new AccessLogs(mailServers(conf), (server) => this.#serverLogs.get(server) ?? this.#log);
+    this.#services = { ...services, observe: (session) => this.#accessLogs.observe(session) };
   }
 
   /** Starts a session for an accepted client. */
@@ -186,6 +191,7 @@ export class MailService {
     debugAccept(session.log, socket, binding.spec.unixPath !== undefined, binding.spec.text);
     this.#sessions.add(session);
     void session.finished.then(() => {
+      session.events?.ended();
       this.#sessions.delete(session);
       if (this.#sessions.size === 0) for (const cb of this.#idle) cb();
     });
@@ -220,11 +226,17 @@ export class MailService {
 
   /** Reopens the per-server logs; returns the failures (nginx's open() messages). */
   reopenLogs(): string[] {
-    return [...new Set(this.#serverLogs.values())].flatMap((log) => log.reopen());
+    return [...[...new Set(this.#serverLogs.values())].flatMap((log) => log.reopen()), ...this.#accessLogs.reopen()];
+  }
+
+  /** Writes the access logs' buffers (the process is about to exit). */
+  flushLogs(): void {
+    this.#accessLogs.flush();
   }
 
   /** Closes the per-server logs (the main log belongs to the process). */
   closeLogs(): void {
     for (const log of new Set(this.#serverLogs.values())) log.close();
+    this.#accessLogs.close();
   }
 }

@@ -17,6 +17,7 @@ import type { ListenSpec } from "./listen.js";
 import type { ServerConf } from "../conf/directive.js";
 import type { LoginStep } from "./proxy/login-step.js";
 import type { Admission } from "./limits/admission.js";
+import type { SessionEvents } from "./session-events.js";
 import type { SessionPeer } from "./session-peer.js";
 import type { AuthOutcome, BackendAddress, ClientTlsInfo, Credentials, ProxyProtocolAddresses, SessionInfo } from "./types.js";
 
@@ -72,6 +73,19 @@ export interface ProxyHandoff {
   internalError(): void;
   /** Aborted at worker_shutdown_timeout: the proxy logs `shutdown timeout` and closes both sides. */
   readonly shutdown?: CancelSignal | undefined;
+  /** The session's access-log and metrics record, told of the backend connect, login and relay. */
+  readonly events?: SessionEvents | undefined;
+}
+
+/** What a session's record starts from (session-events.ts). */
+export interface ObservedSession {
+  readonly id: number;
+  readonly server: MailServer;
+  readonly serverName: string;
+  readonly listen: ListenSpec;
+  /** Updated in place by the PROXY header and realip. */
+  readonly peer: SessionPeer;
+  readonly socket: Socket;
 }
 
 /** The services a session calls out to, wired by the runtime. */
@@ -100,4 +114,6 @@ export interface SessionServices {
   admit?(server: MailServer, peer: SessionPeer, socket: Socket, ssl: boolean, log: ConnectionLog): Promise<Admission> | undefined;
   /** Takes the connection over for backend login and relay; settles when both sides are closed. */
   proxy(handoff: ProxyHandoff): Promise<void>;
+  /** A record for the access log and metrics; absent or undefined when neither is configured for the server. */
+  observe?(session: ObservedSession): SessionEvents | undefined;
 }

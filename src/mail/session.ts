@@ -25,7 +25,8 @@ import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-
 import type { ListenSpec } from "./listen.js";
 import { makeSalt } from "./sasl.js";
 import { tooLongLogLine } from "./too-long-log.js";
-import { armTimer, debugClose, debugHandshake, debugStage, disarmTimer } from "./debug-log.js";
+import { armTimer, debugHandshake, debugStage, disarmTimer } from "./debug-log.js";
+import { type SessionEvents, sessionClosing } from "./session-events.js";
 import { authWaitMs } from "./auth-wait.js";
 import { Cancellation } from "./cancel.js";
 import type { MailServer } from "./server.js";
@@ -52,6 +53,7 @@ export class Session implements SessionPort {
   readonly #listen: ListenSpec;
   readonly #tls: SessionTls | null;
   readonly #id: number;
+  readonly events: SessionEvents | undefined; // the access log's and metrics' record (session-events.ts), if either is on
   #socket: Socket;
   #frontEnd!: FrontEnd;
   #current: SessionStage = "greeting";
@@ -110,6 +112,7 @@ export class Session implements SessionPort {
     this.serverName = serverName(server.conf);
     this.#input = this.#newInput();
     this.log = new ConnectionLog(log, this.#id, { client: this.#peer.clientAddr, server: listen.text });
+    this.events = services.observe?.({ id: this.#id, server, serverName: this.serverName, listen, peer: this.#peer, socket });
   }
 
   /** Runs the session's opening stages; never throws. */
@@ -144,8 +147,7 @@ export class Session implements SessionPort {
         peer.clientPort = real.port;
         this.log.context.client = real.addr;
       }
-      // What followed the header: TLS bytes go back to the stream for the
-      // handshake, protocol bytes into the command buffer.
+      // What followed the header: TLS bytes go back to the stream for the handshake, protocol bytes into the command buffer.
       if (header.rest.length > 0) {
         if (this.#listen.ssl) tlsInitial = header.rest;
         else this.#input.push(header.rest);
@@ -168,8 +170,7 @@ export class Session implements SessionPort {
     this.#socket.on("data", this.#onData);
     this.#socket.on("drain", this.#onDrain);
     this.#busy = true;
-    // The PROXY/TLS deadline ends here; nginx runs no timer while an SMTP
-    // front end resolves the client, and the greeting arms a fresh one.
+    // The PROXY/TLS deadline ends here; nginx runs no timer while an SMTP front end resolves the client, and the greeting arms a fresh one.
     this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
     await this.#frontEnd.start();
     if (this.#closed) return;
@@ -187,6 +188,7 @@ export class Session implements SessionPort {
       secure = await tls.handshake(this.#socket, initial, this.log);
     } catch (err) {
       if (!this.#closed) this.log.info(err instanceof Error ? err.message : String(err));
+      this.events?.tlsFailed(this.#current === "starttls");
       this.#destroy("SSL handshake failed");
       return false;
     }
@@ -196,14 +198,14 @@ export class Session implements SessionPort {
     }
     this.#socket.off("error", this.#onError);
     this.#socket.off("close", this.#onEnd);
-    // TCP_NODELAY is already on the descriptor (set on the plain socket):
-    // setting it through the TLS socket again would cost a syscall per handshake.
+    // TCP_NODELAY is already on the descriptor (set on the plain socket): setting it through the TLS socket again would cost a syscall per handshake.
     this.#socket = secure;
     secure.on("error", this.#onError);
     secure.on("close", this.#onEnd);
     this.#secure = true;
     const chosen = tls.serverOf?.(secure);
     if (chosen && chosen !== this.server) this.#switchServer(chosen);
+    this.events?.tlsDone(secure, tls, this.#current === "starttls");
     const check = tls.checkClientCertificate(secure);
     debugHandshake(this.log, secure, tls);
     if (check.result !== "ok") {
@@ -215,8 +217,7 @@ export class Session implements SessionPort {
       );
       return false;
     }
-    // The TLS 1.3 tickets before the first protocol byte, as nginx sends them
-    // (docs/behaviour/tls.md#tls-5-sessions-and-tickets); a client leaving
+    // The TLS 1.3 tickets before the first protocol byte, as nginx sends them (docs/behaviour/tls.md#tls-5-sessions-and-tickets); a client leaving
     // meanwhile meets the listeners above, as it would after the greeting.
     await tls.ticketsSent(secure);
     return !this.#closed;
@@ -270,13 +271,12 @@ export class Session implements SessionPort {
 
   close(reason = "closed by server"): void {
     if (this.#closed) return;
-    debugClose(this.log, reason);
+    sessionClosing(this.log, this.events, reason);
     this.#closed = true;
     this.#stage = "closed";
     this.#clearTimers();
     this.#abort?.cancel();
-    // Ending on the next turn lets a TLS 1.3 socket that has just finished
-    // its handshake send close_notify (ending at once skips it, nginx does not).
+    // Ending on the next turn lets a TLS 1.3 socket that has just finished its handshake send close_notify (ending at once skips it, nginx does not).
     const socket = this.#socket;
     setImmediate(() => {
       socket.end();
@@ -317,15 +317,13 @@ export class Session implements SessionPort {
     this.#busy = true;
     this.#stage = "starttls";
     this.log.action = "in starttls state";
-    // Everything pipelined after the STARTTLS line is dropped once the front
-    // end returns: it was sent in plaintext and must never run inside TLS.
+    // Everything pipelined after the STARTTLS line is dropped once the front end returns: it was sent in plaintext and must never run inside TLS.
     this.#input.dropAfterCommand();
     const plain = this.#socket;
     plain.off("data", this.#onData);
     plain.off("drain", this.#onDrain);
     plain.pause();
-    // The handshake starts in this same tick, right behind the STARTTLS reply
-    // the front end just queued: nothing can read the ClientHello as plaintext.
+    // The handshake starts in this same tick, right behind the STARTTLS reply the front end just queued: nothing can read the ClientHello as plaintext.
     this.#upgrade()
       .then((ok) => {
         if (!ok) return;
@@ -344,12 +342,12 @@ export class Session implements SessionPort {
   authenticate(credentials: Credentials): void {
     this.#authMethod = credentials.method;
     this.#busy = true;
-    // nginx stops the auth-state deadline here; auth_http_timeout and then
-    // the backend login's own `timeout` take over.
+    // nginx stops the auth-state deadline here; auth_http_timeout and then the backend login's own `timeout` take over.
     this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
     this.#stage = "authHttp";
     this.log.action = "in http auth state";
     this.log.context.login = credentials.login.toString("latin1");
+    this.events?.authStart(credentials.login, credentials.method);
     const info = this.#info();
     this.#abort ??= new Cancellation();
     this.#services
@@ -362,6 +360,7 @@ export class Session implements SessionPort {
 
   #authDone(outcome: AuthOutcome, info: SessionInfo): void {
     if (this.#closed) return;
+    this.events?.authDone(outcome);
     if (outcome.kind === "error") {
       this.#sendAndClose(this.#protocol.replies.internalError, "auth http error");
       return;
@@ -418,6 +417,7 @@ export class Session implements SessionPort {
         conf: this.server.conf,
         timeoutMs: this.server.conf.get(timeoutDirective),
         log: this.log,
+        events: this.events,
         shutdown: this.#shutdown,
         loginSteps: () => this.#frontEnd.backendLogin(login),
         internalError: () => {
@@ -498,7 +498,7 @@ export class Session implements SessionPort {
 
   #destroy(reason = "client closed connection"): void {
     if (this.#stage === "proxy") return;
-    if (!this.#closed) debugClose(this.log, reason);
+    if (!this.#closed) sessionClosing(this.log, this.events, reason);
     this.#closed = true;
     this.#stage = "closed";
     this.#clearTimers();
@@ -521,7 +521,7 @@ export class Session implements SessionPort {
 
   /** Ends the connection now, whatever the stage (shutdown); the proxy sees the close. */
   terminate(): void {
-    if (!this.#closed && this.#stage !== "proxy") debugClose(this.log, "shutdown");
+    if (!this.#closed && this.#stage !== "proxy") sessionClosing(this.log, this.events, "shutdown");
     this.#clearTimers();
     this.#abort?.cancel();
     this.#closed = true;

@@ -18,6 +18,9 @@ import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/ru
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
 import { installAuthAnswerMaster } from "../event/auth-answer-ipc.js";
 import { installLimitMaster } from "../event/limit-ipc.js";
+import { MetricsHub } from "../event/metrics-ipc.js";
+import { metricsListenOf } from "../mail/access-log/service.js";
+import { MetricsEndpoint } from "./metrics-endpoint.js";
 import { errorText, loadConfiguration, validatedInputs } from "./load-configuration.js";
 import type { Reporter } from "./startup-log.js";
 import type { ConfSource } from "../conf/engine.js";
@@ -73,6 +76,11 @@ export class Master {
   #newBinary: ChildProcess | undefined;
   /** WINCH stopped the workers; they come back if the new binary exits. */
   #noAccepting = false;
+  /** metrics_listen: the sums of all workers, and the HTTP endpoint with /health. */
+  readonly #metricsHub = new MetricsHub();
+  readonly #metrics = new MetricsEndpoint(this.#metricsHub, () =>
+    this.#terminating !== "no" ? "draining" : [...this.#workers].some((w) => w.listening && !w.exiting) ? "ready" : "starting",
+  );
 
   constructor(conf: ParsedConf, errorLog: string, reporter: Reporter, daemonized = false) {
     this.#source = conf.source;
@@ -97,6 +105,11 @@ export class Master {
     }
     const opened = await bindAll(this.#cycle.endpoints, this.#handles, (m) => log.report("emerg", m));
     for (const [k, h] of opened) this.#handles.set(k, h);
+    await this.#metrics.configure(metricsListenOf(this.#cycle.conf)).catch((err: unknown) => {
+      log.report("emerg", errorText(err));
+      for (const h of this.#handles.values()) h.close();
+      throw err;
+    });
     process.title = `postern: master process ${argv.join(" ")}`.trimEnd();
     this.#installSignals(argv);
     this.#onUp = onUp;
@@ -244,10 +257,12 @@ export class Master {
     // so are auth_http_cache, the limit_conn and failure counters; a worker's connections are given back when it exits
     const uninstallAuthCache = installAuthAnswerMaster(child);
     const uninstallLimits = installLimitMaster(child);
+    const retireMetrics = this.#metricsHub.attach(child, String(child.pid));
     child.on("exit", (code, signal) => {
       uninstallSessionCache();
       uninstallAuthCache();
       uninstallLimits();
+      retireMetrics();
       this.#workerExited(w, code, signal);
     });
     child.on("error", () => {});
@@ -276,6 +291,7 @@ export class Master {
       return;
     }
     if (!w.exiting && w.generation === this.#cycle.generation && code !== 2) {
+      this.#metrics.workerRestarted();
       this.#spawn(this.#cycle);
     }
   }
@@ -298,10 +314,13 @@ export class Master {
       conf = loadConfiguration(this.#source, (w) => log.report("warn", w));
       next = { conf, core: coreSettings(conf), endpoints: listenEndpoints(conf), generation: this.#cycle.generation + 1 };
       opened = await bindAll(next.endpoints, this.#handles, (m) => log.report("emerg", m));
+      await this.#metrics.configure(metricsListenOf(conf));
     } catch (err) {
       if (errorCode(err) !== BindFailedError.code) log.report("emerg", errorText(err));
+      this.#metrics.reloaded(false);
       return;
     }
+    this.#metrics.reloaded(true);
     // switch the master's own log to the new configuration's
     try {
       const targets = mainLogTargets(conf, startupLogTarget(this.#errorLog, this.#source.prefix));
@@ -458,6 +477,7 @@ export class Master {
       if (problem) this.#log().report("alert", problem);
     }
     this.#log().report("notice", "exit");
+    this.#metrics.close();
     this.#resolve(this.#exitCode);
   }
 }

@@ -15,6 +15,10 @@ import type { Reporter } from "./startup-log.js";
 import { type BoundHandle, BindFailedError, bindAll } from "./listeners.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 import { Serving } from "./serving.js";
+import { localMetricsHub } from "../event/metrics-ipc.js";
+import { metrics } from "../event/metrics.js";
+import { metricsListenOf } from "../mail/access-log/service.js";
+import { MetricsEndpoint } from "./metrics-endpoint.js";
 import { CHANGE_BINARY_IGNORED, usr2TakenByNode } from "./binary-upgrade.js";
 
 function signalText(sig: NodeJS.Signals): string {
@@ -40,12 +44,22 @@ export async function runSingle(
   for (const [k, h] of await bindAll(endpoints, handles, (m) => reporter.report("emerg", m))) handles.set(k, h);
   const serving = new Serving(conf, reporter.log, core.workerShutdownTimeout);
   for (const e of endpoints) await serving.listen(e, handles.get(e.key)!);
+  // metrics_listen: this process records and serves its own numbers
+  let draining = false;
+  const metricsEndpoint = new MetricsEndpoint(localMetricsHub(), () => (draining ? "draining" : "ready"));
+  await metricsEndpoint.configure(metricsListenOf(conf)).catch((err: unknown) => {
+    reporter.report("emerg", errorText(err));
+    throw err;
+  });
+  metrics.enabled = metricsListenOf(conf) !== undefined;
   writePidFile(core.pidPath);
   process.title = `postern: single process ${argv.join(" ")}`.trimEnd();
   onUp?.();
 
   return new Promise<number>((resolve) => {
     const exit = (): void => {
+      metricsEndpoint.close();
+      serving.service.flushLogs();
       const problem = removePidFile(core.pidPath);
       if (problem) reporter.report("alert", problem);
       reporter.report("notice", "exit");
@@ -61,6 +75,7 @@ export async function runSingle(
     process.on("SIGINT", () => fast("SIGINT"));
     process.on("SIGQUIT", () => {
       reporter.report("notice", `${signalText("SIGQUIT")} received, shutting down`);
+      draining = true;
       serving.shutdownGracefully(() => {
         reporter.report("notice", "exiting");
         exit();
@@ -91,6 +106,8 @@ export async function runSingle(
           const next = loadConfiguration(conf.source, (w) => reporter.report("warn", w));
           const nextEndpoints = listenEndpoints(next);
           const opened = await bindAll(nextEndpoints, handles, (m) => reporter.report("emerg", m));
+          await metricsEndpoint.configure(metricsListenOf(next));
+          metrics.enabled = metricsListenOf(next) !== undefined;
           const targets = mainLogTargets(next, startupLogTarget(errorLog, next.source.prefix));
           const old = reporter.log;
           reporter.use(openErrorLog(targets), logsToStderr(targets));
@@ -109,7 +126,9 @@ export async function runSingle(
           conf = next;
           core = coreSettings(next);
           endpoints = nextEndpoints;
+          metricsEndpoint.reloaded(true);
         } catch (err) {
+          metricsEndpoint.reloaded(false);
           if (errorCode(err) !== BindFailedError.code) reporter.report("emerg", errorText(err));
         }
       })();

@@ -17,6 +17,8 @@ import { Serving } from "./serving.js";
 import { connectSessionCacheWorker } from "../event/tls-session-ipc.js";
 import { connectAuthAnswerWorker } from "../event/auth-answer-ipc.js";
 import { connectLimitWorker } from "../event/limit-ipc.js";
+import { connectMetricsWorker, flushMetricsWorker } from "../event/metrics-ipc.js";
+import { metricsListenOf } from "../mail/access-log/service.js";
 import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
 
 function send(m: FromWorker): void {
@@ -95,6 +97,7 @@ function serve(snapshot: ConfSnapshot | undefined, ready: (handler: (m: ToWorker
     const core = coreSettings(conf);
     log = openErrorLog(mainLogTargets(conf, startupLogTarget(wc.errorLog, wc.source.prefix)));
     useAsMainLog(log); // where a syslog target of any level reports that it cannot send
+    if (metricsListenOf(conf)) connectMetricsWorker(process);
     // every file (logs of each server too) is open before the privileges go
     serving = new Serving(conf, log, core.workerShutdownTimeout);
     if (core.user !== undefined && process.geteuid?.() === 0) dropPrivileges(core.user);
@@ -105,7 +108,10 @@ function serve(snapshot: ConfSnapshot | undefined, ready: (handler: (m: ToWorker
 
   const exit = (): void => {
     log.notice("exit");
-    process.exit(0);
+    serving.service.flushLogs();
+    // the last metrics reach the master first (bounded: a gone master does not hold the exit)
+    setTimeout(() => process.exit(0), 500).unref();
+    flushMetricsWorker(() => process.exit(0));
   };
   process.on("SIGTERM", () => {
     log.notice("exiting");

@@ -58,6 +58,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     log.action = "sending login to upstream";
     log.error(`refused to send ${err.what} with CR, LF or NUL to upstream`);
     debugClose(log, "unsafe login line");
+    p.events?.setEnd("error");
     p.internalError();
     return;
   }
@@ -72,6 +73,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
   if (tls.kind === "tls" && tls.mode === "starttls") steps = withStarttls(p.session.protocol, serverName(p.conf), steps);
 
   if (log.enabled("debug")) debugLine(log, `connect to ${log.context.upstream}`);
+  p.events?.backendStart();
   const backend = connect({ host: p.backend.host, port: p.backend.port, noDelay: true });
   backend.pause();
   /** The socket the login talks on: the TLS one once there is one. */
@@ -118,6 +120,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     backend.once("connect", () => {
       backend.off("error", onConnectError);
       backend.off("close", onCloseEarly);
+      p.events?.backendConnected();
       const header = proxyHeader(p);
       if (header) {
         log.action = "sending PROXY protocol header to upstream";
@@ -142,6 +145,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
     });
   });
   disarmTimer(log, "timeout", timer);
+  p.events?.backendDone(outcome.kind !== "failed");
 
   if (outcome.kind === "failed") {
     debugClose(log, "upstream login failed");
@@ -172,6 +176,7 @@ export async function proxySession(p: ProxySessionParams): Promise<void> {
       backendPending: Buffer.concat([outcome.toClient, outcome.backendPending]),
       timeoutMs: p.conf.get(proxyTimeout),
       log,
+      events: p.events,
     },
     p.shutdown,
   );

@@ -16,6 +16,7 @@ import { describeSystemError } from "../../core/errors.js";
 import type { ConnectionLog } from "../../core/log.js";
 import type { CancelSignal } from "../cancel.js";
 import { debugLine, debugRelayEnd } from "../debug-log.js";
+import type { SessionEvents } from "../session-events.js";
 
 /** What the relay needs. */
 export interface RelayParams {
@@ -28,6 +29,8 @@ export interface RelayParams {
   /** `proxy_timeout` in milliseconds. */
   readonly timeoutMs: number;
   readonly log: ConnectionLog;
+  /** The session's access-log and metrics record: told why the relay ended and what it moved. */
+  readonly events?: SessionEvents | undefined;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -40,6 +43,7 @@ export class Relay {
   readonly #backend: Socket;
   readonly #log: ConnectionLog;
   readonly #timeoutMs: number;
+  readonly #events: SessionEvents | undefined;
   #deadline = 0;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -53,6 +57,7 @@ export class Relay {
     this.#backend = p.backend;
     this.#log = p.log;
     this.#timeoutMs = p.timeoutMs;
+    this.#events = p.events;
     this.done = new Promise<void>((r) => {
       this.#resolve = r;
     });
@@ -197,6 +202,7 @@ export class Relay {
   #close(reason: string): void {
     if (this.#closed) return;
     debugRelayEnd(this.#log, reason, this.#fromClient, this.#fromUpstream);
+    this.#events?.relayEnded(reason, this.#fromClient, this.#fromUpstream);
     this.#closed = true;
     clearTimeout(this.#timer);
     closeSocket(this.#client);

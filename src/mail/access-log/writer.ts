@@ -1,0 +1,138 @@
+/**
+ * Where access-log lines go: a file (buffered or not, gzip members when
+ * asked) or a syslog server, as ngx_stream_log_module writes them.
+ *
+ * Files are opened with the error log's guard (core/safe-open.ts: no
+ * planted link followed when root opens them), before the worker gives up
+ * its privileges, and the master prepares them for the workers' user on
+ * USR1 (runtime.ts serverLogFiles). A failed write or reopen never stops
+ * the proxy: it is reported to the error log (at most once a second for
+ * writes, as nginx does) and the line is dropped or the old file kept.
+ */
+import { closeSync, writeSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { describeSystemError } from "../../core/errors.js";
+import { type ErrorLog, SyslogSink, type SyslogTarget } from "../../core/log.js";
+import { openAppend } from "../../core/safe-open.js";
+
+/** One destination of access-log lines. */
+export interface AccessLogWriter {
+  /** `line` is a byte string (latin1) without its newline. */
+  write(line: string): void;
+  /** Writes what is buffered (flush=, reopen, exit). */
+  flush(): void;
+  /** Reopens the file after a rotation; throws nginx's open() message (the old file stays). */
+  reopen(): void;
+  close(): void;
+}
+
+/** buffer=, gzip=, flush= of one file. */
+export interface BufferSpec {
+  readonly size: number;
+  readonly flushMs: number;
+  /** 1..9, 0 without gzip. */
+  readonly gzip: number;
+}
+
+/** A file, written line by line or through a buffer. */
+export class AccessLogFile implements AccessLogWriter {
+  readonly path: string;
+  readonly #buffer: BufferSpec | undefined;
+  readonly #errors: () => ErrorLog;
+  #fd: number;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #lastError = 0;
+
+  constructor(path: string, buffer: BufferSpec | undefined, errors: () => ErrorLog) {
+    this.path = path;
+    this.#buffer = buffer;
+    this.#errors = errors;
+    this.#fd = openAppend(path);
+  }
+
+  write(line: string): void {
+    const bytes = Buffer.from(`${line}\n`, "latin1");
+    const b = this.#buffer;
+    if (!b) {
+      this.#writeOut(bytes);
+      return;
+    }
+    if (this.#pendingBytes + bytes.length > b.size) this.flush();
+    this.#pending.push(bytes);
+    this.#pendingBytes += bytes.length;
+    if (this.#pendingBytes >= b.size) {
+      this.flush();
+      return;
+    }
+    if (b.flushMs > 0 && !this.#timer) this.#timer = setTimeout(() => this.flush(), b.flushMs).unref();
+  }
+
+  flush(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#pendingBytes === 0) return;
+    const data = Buffer.concat(this.#pending);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    // each flush is one gzip member: `zcat` reads the file whole at any time
+    this.#writeOut(this.#buffer?.gzip ? gzipSync(data, { level: this.#buffer.gzip }) : data);
+  }
+
+  #writeOut(data: Buffer): void {
+    try {
+      let off = 0;
+      while (off < data.length) off += writeSync(this.#fd, data, off);
+    } catch (err) {
+      const now = Date.now();
+      if (now - this.#lastError < 1000) return;
+      this.#lastError = now;
+      this.#errors().alert(`write() to "${this.path}" failed ${describeSystemError(err)}`);
+    }
+  }
+
+  reopen(): void {
+    this.flush();
+    let fd: number;
+    try {
+      fd = openAppend(this.path);
+    } catch (err) {
+      throw new Error(`open() "${this.path}" failed ${describeSystemError(err)}`, { cause: err });
+    }
+    const old = this.#fd;
+    this.#fd = fd;
+    closeSync(old);
+  }
+
+  close(): void {
+    this.flush();
+    try {
+      closeSync(this.#fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** A syslog server: one datagram per line, severity `info` unless `severity=` says otherwise (nginx's default for access logs). */
+export class AccessLogSyslog implements AccessLogWriter {
+  readonly #sink: SyslogSink;
+  readonly #target: SyslogTarget;
+
+  constructor(target: SyslogTarget) {
+    this.#target = target;
+    this.#sink = new SyslogSink(target, "debug");
+  }
+
+  write(line: string): void {
+    const text = Buffer.from(line, "latin1").toString("utf8");
+    this.#sink.write(this.#target.severity ?? "info", text, text);
+  }
+
+  flush(): void {}
+  reopen(): void {}
+  close(): void {
+    this.#sink.close();
+  }
+}

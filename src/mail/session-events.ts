@@ -1,0 +1,275 @@
+/**
+ * What a session reports while it runs, for the access log and the metrics
+ * (docs/observability.md). The session core (session.ts), the proxy and the
+ * relay call a `SessionEvents` at a few points; the record gathers the facts
+ * and, when the session is over, writes its access-log lines and counts it.
+ *
+ * A server without `access_log` in a process without metrics gets no record
+ * at all (`observe` returns undefined): every call site is `events?.x()`.
+ */
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import type { ConnectionLog } from "../core/log.js";
+import {
+  AUTH_HTTP,
+  AUTH_HTTP_SECONDS,
+  BACKEND_CONNECT_SECONDS,
+  BACKEND_CONNECTS,
+  BACKEND_LOGIN_SECONDS,
+  BACKEND_LOGINS,
+  RELAYED_BYTES,
+  SESSIONS,
+  SESSIONS_CURRENT,
+  STARTTLS,
+  TLS_HANDSHAKES,
+  TLS_RESUMPTIONS,
+  metrics,
+} from "../event/metrics.js";
+import { debugClose } from "./debug-log.js";
+import type { ListenSpec } from "./listen.js";
+import type { MailServer } from "./server.js";
+import type { SessionTls } from "./session-services.js";
+import type { SessionPeer } from "./session-peer.js";
+import type { AuthMethod, AuthOutcome, ClientTlsInfo } from "./types.js";
+
+/** How a session ended ($mail_session_end). `limit`: refused by a limit (limit_conn, throttling). */
+export type SessionEndReason = "logout" | "timeout" | "error" | "limit" | "client-close" | "shutdown";
+
+/** Where a session is, for postern_sessions_current. */
+export type SessionGaugeStage = "pre_auth" | "auth" | "proxied";
+
+/** The session's TLS as the log reads it, captured once at the handshake. */
+export interface TlsFacts {
+  readonly protocol: string;
+  readonly cipher: string;
+  readonly reused: boolean;
+  readonly serverName: string | undefined;
+  /** Read lazily: describe() builds the certificate fields auth_http gets. */
+  readonly client: () => ClientTlsInfo;
+}
+
+/** Everything the access log's variables read (access-log/variables.ts). */
+export interface SessionFacts {
+  readonly id: number;
+  readonly server: MailServer;
+  readonly serverName: string;
+  readonly listen: ListenSpec;
+  readonly peer: SessionPeer;
+  /** The address the socket reported, before a PROXY header and realip ($realip_remote_addr). */
+  readonly socketAddr: string;
+  readonly socketPort: number;
+  readonly startMs: number;
+  readonly tls: TlsFacts | undefined;
+  readonly login: Buffer | undefined;
+  readonly authMethod: AuthMethod | undefined;
+  readonly authStatus: "ok" | "refused" | "error" | undefined;
+  readonly upstream: string | undefined;
+  readonly end: SessionEndReason;
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+}
+
+/** Writes a finished session somewhere (the access logs of its server). */
+export type SessionSink = (facts: SessionFacts) => void;
+
+/** Maps the session core's close reasons (debug-log wording) to $mail_session_end. */
+function endFromReason(reason: string): SessionEndReason {
+  if (reason === "timeout expired" || reason === "proxy_timeout") return "timeout";
+  if (reason === "client closed connection" || reason.startsWith("recv() from client") || reason === "ECONNRESET") return "client-close";
+  if (reason === "client quit" || reason === "closed by server" || reason === "upstream closed connection") return "logout";
+  if (reason === "shutdown" || reason === "shutdown timeout") return "shutdown";
+  if (reason === "limit") return "limit";
+  return "error";
+}
+
+/** The per-session record: facts, byte counts, gauge stage; `ended()` writes and counts once. */
+export class SessionEvents implements SessionFacts {
+  readonly id: number;
+  readonly server: MailServer;
+  readonly serverName: string;
+  readonly listen: ListenSpec;
+  readonly peer: SessionPeer;
+  readonly socketAddr: string;
+  readonly socketPort: number;
+  readonly startMs = Date.now();
+  readonly #sink: SessionSink | undefined;
+  tls: TlsFacts | undefined;
+  login: Buffer | undefined;
+  authMethod: AuthMethod | undefined;
+  authStatus: "ok" | "refused" | "error" | undefined;
+  upstream: string | undefined;
+  end: SessionEndReason = "client-close";
+  #endSet = false;
+  bytesSent = 0;
+  bytesReceived = 0;
+  #stage: SessionGaugeStage | undefined;
+  #authStart = 0;
+  #backendStart = 0;
+  #connected = false;
+  #loggedIn = false;
+  #done = false;
+
+  constructor(p: { id: number; server: MailServer; serverName: string; listen: ListenSpec; peer: SessionPeer; socket: Socket; sink: SessionSink | undefined }) {
+    this.id = p.id;
+    this.server = p.server;
+    this.serverName = p.serverName;
+    this.listen = p.listen;
+    this.peer = p.peer;
+    this.socketAddr = p.peer.clientAddr;
+    this.socketPort = p.peer.clientPort;
+    this.#sink = p.sink;
+    this.#count(p.socket);
+    this.#moveTo("pre_auth");
+  }
+
+  /**
+   * Counts the application bytes a socket carries ($bytes_sent and
+   * $bytes_received count what the client sent and got, TLS records not
+   * included, as nginx's c->sent does): Node's own counters stop at a TLS
+   * upgrade, so the socket's data events and writes are counted here.
+   */
+  #count(socket: Socket): void {
+    type Method = (this: Socket, ...a: unknown[]) => unknown;
+    const own = socket as unknown as Record<"emit" | "write" | "end", Method>;
+    const emit = own.emit;
+    const write = own.write;
+    const end = own.end;
+    own.emit = (event: unknown, ...args: unknown[]) => {
+      if (event === "data" && Buffer.isBuffer(args[0])) this.bytesReceived += args[0].length;
+      return emit.call(socket, event, ...args);
+    };
+    own.write = (chunk: unknown, ...rest: unknown[]) => {
+      this.bytesSent += byteLength(chunk);
+      return write.call(socket, chunk, ...rest);
+    };
+    own.end = (chunk?: unknown, ...rest: unknown[]) => {
+      if (chunk !== undefined && typeof chunk !== "function") this.bytesSent += byteLength(chunk);
+      return end.call(socket, chunk, ...rest);
+    };
+  }
+
+  #moveTo(stage: SessionGaugeStage | undefined): void {
+    if (stage === this.#stage) return;
+    if (this.#stage) metrics.add(SESSIONS_CURRENT, [this.#stage], -1);
+    if (stage) metrics.add(SESSIONS_CURRENT, [stage], 1);
+    this.#stage = stage;
+  }
+
+  /** A TLS handshake succeeded (`starttls`: after STARTTLS/STLS, else on an ssl listener). */
+  tlsDone(socket: TLSSocket, tls: SessionTls, starttls: boolean): void {
+    const protocol = socket.getProtocol() ?? "unknown";
+    const sni = (socket as { servername?: unknown }).servername;
+    const reused = socket.isSessionReused();
+    this.tls = {
+      protocol,
+      cipher: socket.getCipher()?.name ?? "",
+      reused,
+      serverName: typeof sni === "string" && sni !== "" ? sni : undefined,
+      client: () => tls.describe(socket),
+    };
+    this.#count(socket);
+    metrics.add(TLS_HANDSHAKES, [protocol, "ok"]);
+    if (reused) metrics.add(TLS_RESUMPTIONS, [protocol === "TLSv1.3" ? "psk" : "session"]);
+    if (starttls) metrics.add(STARTTLS, [this.server.protocol, "ok"]);
+  }
+
+  /** A TLS handshake failed. */
+  tlsFailed(starttls: boolean): void {
+    metrics.add(TLS_HANDSHAKES, ["unknown", "failed"]);
+    if (starttls) metrics.add(STARTTLS, [this.server.protocol, "failed"]);
+  }
+
+  /** The client sent credentials; auth_http is asked. */
+  authStart(login: Buffer, method: AuthMethod): void {
+    this.login = login;
+    this.authMethod = method;
+    this.#authStart = Date.now();
+    this.#moveTo("auth");
+  }
+
+  /** auth_http answered. */
+  authDone(outcome: AuthOutcome): void {
+    const result = outcome.kind === "ok" ? "ok" : outcome.kind;
+    this.authStatus = result;
+    metrics.add(AUTH_HTTP, [result]);
+    metrics.observe(AUTH_HTTP_SECONDS, [], (Date.now() - this.#authStart) / 1000);
+    if (outcome.kind === "ok") {
+      this.upstream = `${outcome.backend.host.includes(":") ? `[${outcome.backend.host}]` : outcome.backend.host}:${outcome.backend.port}`;
+      this.#moveTo("proxied");
+    }
+  }
+
+  /** The proxy starts connecting to the backend. */
+  backendStart(): void {
+    this.#backendStart = Date.now();
+  }
+
+  /** The backend connection is made. */
+  backendConnected(): void {
+    this.#connected = true;
+    metrics.add(BACKEND_CONNECTS, ["ok"]);
+    metrics.observe(BACKEND_CONNECT_SECONDS, [], (Date.now() - this.#backendStart) / 1000);
+    this.#backendStart = Date.now();
+  }
+
+  /** Connect and login are over: a failure before the connect counts as a failed connect, after it as a failed login. */
+  backendDone(ok: boolean): void {
+    if (!this.#connected) {
+      metrics.add(BACKEND_CONNECTS, ["error"]);
+    } else {
+      metrics.add(BACKEND_LOGINS, [ok ? "ok" : "error"]);
+      metrics.observe(BACKEND_LOGIN_SECONDS, [], (Date.now() - this.#backendStart) / 1000);
+    }
+    this.#loggedIn = ok;
+    if (!ok) this.setEnd("error");
+  }
+
+  /** The relay is over: why, and the bytes it moved each way. */
+  relayEnded(reason: string, fromClient: number, fromBackend: number): void {
+    this.closing(reason);
+    metrics.add(RELAYED_BYTES, ["client_to_backend"], fromClient);
+    metrics.add(RELAYED_BYTES, ["backend_to_client"], fromBackend);
+  }
+
+  /** The session core or the relay is closing, with its debug-log reason. */
+  closing(reason: string): void {
+    this.setEnd(endFromReason(reason));
+  }
+
+  /** Sets $mail_session_end; the first reason given wins (a limit, say, before the close it causes). */
+  setEnd(end: SessionEndReason): void {
+    if (this.#endSet) return;
+    this.#endSet = true;
+    this.end = end;
+  }
+
+  /** The client connection is gone: the access-log lines, then the counters. Once. */
+  ended(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#moveTo(undefined);
+    metrics.add(SESSIONS, [this.server.protocol, this.listen.text, this.#outcome()]);
+    this.#sink?.(this);
+  }
+
+  /** postern_sessions_total's outcome label. */
+  #outcome(): string {
+    if (this.#loggedIn) return "proxied";
+    if (this.authStatus === "refused") return "auth_refused";
+    if (this.authStatus === "error") return "auth_error";
+    if (this.authStatus === "ok") return "backend_error";
+    return this.end === "error" ? "error" : this.end.replace("-", "_");
+  }
+}
+
+function byteLength(chunk: unknown): number {
+  if (typeof chunk === "string") return Buffer.byteLength(chunk);
+  if (chunk instanceof Uint8Array) return chunk.length;
+  return 0;
+}
+
+/** debugClose plus the end reason for the record: the one call the session core makes when it closes. */
+export function sessionClosing(log: ConnectionLog, events: SessionEvents | undefined, reason: string): void {
+  debugClose(log, reason);
+  events?.closing(reason);
+}

@@ -1,0 +1,103 @@
+/**
+ * The HTTP listener of `metrics_listen` (docs/observability.md#the-endpoint),
+ * run by the master (or the single process): `/metrics` is the Prometheus
+ * page of every worker together, `/health` says whether the proxy takes
+ * connections (200 `ready`; 503 `starting` before workers listen, `draining`
+ * once a graceful shutdown began), for load balancers.
+ *
+ * A scrape never hangs on a worker: the hub waits a bounded time for their
+ * latest changes (event/metrics-ipc.ts). Nothing here reads more than the
+ * request line and headers Node parses, with short timeouts.
+ */
+import { createServer, type Server } from "node:http";
+import { describeSystemError } from "../core/errors.js";
+import { METRICS, type MetricDef, RELOADS, WORKER_RESTARTS } from "../event/metrics.js";
+import type { MetricsHub } from "../event/metrics-ipc.js";
+import type { MetricsListen } from "../mail/access-log/module.js";
+
+export type Readiness = "starting" | "ready" | "draining";
+
+const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** The endpoint: bound to one address at a time, rebound when a reload changes it. */
+export class MetricsEndpoint {
+  readonly #hub: MetricsHub;
+  readonly #readiness: () => Readiness;
+  #server: Server | undefined;
+  #address: string | undefined;
+
+  constructor(hub: MetricsHub, readiness: () => Readiness) {
+    this.#hub = hub;
+    this.#readiness = readiness;
+  }
+
+  /** Listens on `listen` (closing a previous address); rejects with nginx's bind() wording. */
+  async configure(listen: MetricsListen | undefined): Promise<void> {
+    if (listen?.text === this.#address) return;
+    const next = listen ? await this.#bind(listen) : undefined;
+    this.close();
+    this.#server = next;
+    this.#address = listen?.text;
+  }
+
+  #bind(listen: MetricsListen): Promise<Server> {
+    const server = createServer((req, res) => {
+      const path = (req.url ?? "").split("?")[0];
+      const head = req.method === "HEAD";
+      if (req.method !== "GET" && !head) {
+        res.writeHead(405, { allow: "GET, HEAD" }).end();
+        return;
+      }
+      if (path === "/health") {
+        const state = this.#readiness();
+        res.writeHead(state === "ready" ? 200 : 503, { "content-type": "text/plain", "cache-control": "no-store" });
+        res.end(head ? undefined : `${state}\n`);
+        return;
+      }
+      if (path !== "/metrics") {
+        res.writeHead(404, { "content-type": "text/plain" }).end(head ? undefined : "not found\n");
+        return;
+      }
+      this.#hub.collect().then(
+        (page) => {
+          res.writeHead(200, { "content-type": CONTENT_TYPE, "cache-control": "no-store" });
+          res.end(head ? undefined : page);
+        },
+        () => res.writeHead(503, { "content-type": "text/plain" }).end(head ? undefined : "metrics unavailable\n"),
+      );
+    });
+    server.requestTimeout = 10000;
+    server.headersTimeout = 5000;
+    server.keepAliveTimeout = 5000;
+    server.maxHeadersCount = 50;
+    return new Promise((resolve, reject) => {
+      server.once("error", (err) => reject(new Error(`bind() to ${listen.text} failed ${describeSystemError(err)}`, { cause: err })));
+      server.listen({ host: listen.host, port: listen.port, exclusive: true }, () => {
+        server.removeAllListeners("error");
+        server.on("error", () => {});
+        resolve(server);
+      });
+    });
+  }
+
+  /** Counts a reload (HUP) by result. */
+  reloaded(ok: boolean): void {
+    this.#hub.store.apply("master", [[metricIndex(RELOADS), [ok ? "ok" : "failed"], 1]]);
+  }
+
+  /** Counts a worker that exited unexpectedly and is started again. */
+  workerRestarted(): void {
+    this.#hub.store.apply("master", [[metricIndex(WORKER_RESTARTS), [], 1]]);
+  }
+
+  close(): void {
+    this.#server?.close();
+    this.#server?.closeAllConnections();
+    this.#server = undefined;
+    this.#address = undefined;
+  }
+}
+
+function metricIndex(d: MetricDef): number {
+  return METRICS.indexOf(d);
+}
