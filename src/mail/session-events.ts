@@ -23,9 +23,11 @@ import {
   STARTTLS,
   TLS_HANDSHAKES,
   TLS_RESUMPTIONS,
+  countLimitHit,
   metrics,
 } from "../event/metrics.js";
 import { debugClose } from "./debug-log.js";
+import { onLimitHit, sessionLimitHit } from "./limits/limit-events.js";
 import type { ListenSpec } from "./listen.js";
 import type { MailServer } from "./server.js";
 import type { SessionTls } from "./session-services.js";
@@ -271,5 +273,12 @@ function byteLength(chunk: unknown): number {
 /** debugClose plus the end reason for the record: the one call the session core makes when it closes. */
 export function sessionClosing(log: ConnectionLog, events: SessionEvents | undefined, reason: string): void {
   debugClose(log, reason);
+  // a session a limit refused (limit_conn, or the failure throttle's refusal) ends as "limit",
+  // whatever close follows the refusal; a mere delay does not end it
+  const hit = events && sessionLimitHit(log);
+  if (hit && hit !== "auth_delay") events.setEnd("limit");
   events?.closing(reason);
 }
+
+// every limit hit (limit_conn, the failure throttle) is counted by kind in postern_limits_hit_total
+onLimitHit((e) => countLimitHit(e.kind));
