@@ -8,6 +8,10 @@
  * Rules: docs/behaviour/session.md#session-8-authentication-and-its-outcomes,
  * docs/behaviour/auth-http.md#ah-4-response-headers.
  */
+import type { ConnectionLog } from "../core/log.js";
+import { armTimer } from "./debug-log.js";
+import type { FrontEnd } from "./front-end.js";
+import type { AuthOutcome } from "./types.js";
 
 /**
  * The longest `Auth-Wait` honoured, in seconds (24 days 20 h 31 min), the
@@ -31,4 +35,33 @@ export function authWaitMs(seconds: number): number {
 /** Runs `fn` after `seconds` (clamped to MAX_AUTH_WAIT_SECONDS). */
 export function startAuthWait(seconds: number, fn: () => void): NodeJS.Timeout {
   return setTimeout(fn, authWaitMs(seconds));
+}
+
+/** What the Auth-Wait timer acts on: the front end's refusal wording and the session's send. */
+type WaitingFrontEnd = Pick<FrontEnd, "saslError" | "afterAuthFailure">;
+
+/**
+ * Waits out a refusal's `Auth-Wait`, then sends the refusal and lets the
+ * session read on (`resume`). With Auth-Error-SASL the error goes out as the
+ * mechanism's challenge instead, and the refusal follows the client's dummy
+ * response (sasl-oauth.ts).
+ */
+export function armAuthWait(
+  log: ConnectionLog,
+  outcome: Extract<AuthOutcome, { kind: "refused" }>,
+  reply: string,
+  frontEnd: WaitingFrontEnd,
+  send: (reply: string) => void,
+  resume: () => void,
+): NodeJS.Timeout {
+  const saslError = outcome.saslError;
+  return armTimer(log, "Auth-Wait", authWaitMs(outcome.wait ?? 0), () => {
+    if (saslError !== undefined) {
+      frontEnd.saslError(saslError, reply, !outcome.wait);
+    } else {
+      send(reply);
+      frontEnd.afterAuthFailure();
+    }
+    resume();
+  });
 }

@@ -4,7 +4,8 @@
  * header's addresses where realip trusts them.
  */
 import type { Socket } from "node:net";
-import { plainAddress } from "../core/inet.js";
+import { addressWithPort, plainAddress } from "../core/inet.js";
+import type { ConnectionLog } from "../core/log.js";
 import type { SessionInfo } from "./types.js";
 
 /** The address part of SessionInfo, updated while the session opens. */
@@ -20,4 +21,11 @@ export function socketPeer(socket: Socket, unixClient: boolean): SessionPeer {
     unixClient,
     proxyProtocol: undefined,
   };
+}
+
+/** nginx's `client ADDR connected to LISTEN` line at info, built only when info is logged. */
+export function logConnected(log: ConnectionLog, peer: SessionPeer, listenText: string): void {
+  if (!log.enabled("info")) return;
+  const where = peer.unixClient ? "unix:" : addressWithPort(peer.clientAddr, peer.clientPort);
+  log.plain("info", `client ${where} connected to ${listenText}`);
 }

@@ -17,7 +17,6 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { describeSystemError } from "../core/errors.js";
-import { addressWithPort } from "../core/inet.js";
 import { ConnectionLog, type ErrorLog } from "../core/log.js";
 import { CommandBuffer, type CommandReader } from "./command-buffer.js";
 import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.js";
@@ -27,11 +26,12 @@ import { makeSalt } from "./sasl.js";
 import { tooLongLogLine } from "./too-long-log.js";
 import { armTimer, debugHandshake, debugStage, disarmTimer } from "./debug-log.js";
 import { type SessionEvents, sessionClosing } from "./session-events.js";
-import { authWaitMs } from "./auth-wait.js";
+import { armAuthWait } from "./auth-wait.js";
+import { proxyHeaderStage } from "./session-proxy-header.js";
 import { Cancellation } from "./cancel.js";
 import type { MailServer } from "./server.js";
 import type { SessionServices, SessionTls } from "./session-services.js";
-import { type SessionPeer, socketPeer } from "./session-peer.js";
+import { type SessionPeer, logConnected, socketPeer } from "./session-peer.js";
 import { admitted, withBytesReadMeanwhile } from "./limits/admission.js";
 import type { AuthMethod, AuthOutcome, ClientTlsInfo, Credentials, SessionInfo } from "./types.js";
 
@@ -69,26 +69,23 @@ export class Session implements SessionPort {
   readonly #peer: SessionPeer;
   #tlsInfo: ClientTlsInfo | undefined;
 
-  /** Client bytes not yet consumed; dropped at hand-off. */
-  #input: CommandBuffer;
+  #input: CommandBuffer; // client bytes not yet consumed; dropped at hand-off
   #busy = false;
   #closed = false;
   #errors = 0;
   #attempt = 0;
   #authMethod: AuthMethod = "plain";
-  /** Made at hand-off: aborted at worker_shutdown_timeout. */
-  #shutdown: Cancellation | undefined;
+  #shutdown: Cancellation | undefined; // made at hand-off: aborted at worker_shutdown_timeout
   #salt: string | undefined;
   #deadline: NodeJS.Timeout | undefined;
   #wait: NodeJS.Timeout | undefined;
-  /** Made when auth_http starts: aborted when the session closes. */
-  #abort: Cancellation | undefined;
+  #abort: Cancellation | undefined; // made when auth_http starts: aborted when the session closes
   #resolveFinished!: () => void;
   /** Settles once the client connection is gone, whatever the stage. */
   readonly finished = new Promise<void>((resolve) => {
     this.#resolveFinished = resolve;
   });
-  readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
+  readonly #onData = (chunk: Buffer): void => (this.#input.push(chunk), this.#process());
   readonly #onEnd = (): void => this.#destroy();
   readonly #onError = (err: NodeJS.ErrnoException): void => this.#socketError(err);
   readonly #onDrain = (): void => this.#process();
@@ -117,11 +114,7 @@ export class Session implements SessionPort {
 
   /** Runs the session's opening stages; never throws. */
   start(): void {
-    if (this.log.enabled("info")) {
-      const { unixClient, clientAddr, clientPort } = this.#peer;
-      const peer = unixClient ? "unix:" : addressWithPort(clientAddr, clientPort);
-      this.log.plain("info", `client ${peer} connected to ${this.#listen.text}`);
-    }
+    logConnected(this.log, this.#peer, this.#listen.text);
     this.#socket.setNoDelay(true);
     this.#socket.on("error", this.#onError);
     this.#socket.on("close", this.#onEnd);
@@ -132,26 +125,12 @@ export class Session implements SessionPort {
     let tlsInitial: Buffer | undefined;
     if (this.#listen.proxyProtocol) {
       this.#stage = "proxyProtocol";
-      const timeout = this.server.conf.get(timeoutDirective);
-      const header = await this.#services.readProxyProtocol(this.#socket, timeout, this.log);
+      const rest = await proxyHeaderStage(this.#services, this.server, this.#socket, this.#peer, this.log);
       if (this.#closed) return;
-      if (header.kind === "close") {
-        this.#destroy("PROXY protocol header not read");
-        return;
-      }
-      const peer = this.#peer;
-      peer.proxyProtocol = header.addresses;
-      const real = this.#services.realClientAddress(this.server, peer.clientAddr, peer.unixClient, header.addresses);
-      if (real) {
-        peer.clientAddr = real.addr;
-        peer.clientPort = real.port;
-        this.log.context.client = real.addr;
-      }
+      if (rest === undefined) return this.#destroy("PROXY protocol header not read");
       // What followed the header: TLS bytes go back to the stream for the handshake, protocol bytes into the command buffer.
-      if (header.rest.length > 0) {
-        if (this.#listen.ssl) tlsInitial = header.rest;
-        else this.#input.push(header.rest);
-      }
+      if (rest.length > 0 && this.#listen.ssl) tlsInitial = rest;
+      else if (rest.length > 0) this.#input.push(rest);
     }
     const admission = this.#services.admit?.(this.server, this.#peer, this.#socket, this.#listen.ssl, this.log);
     if (admission && (!(await admitted(this, admission)) || this.#closed)) return;
@@ -173,7 +152,11 @@ export class Session implements SessionPort {
     // The PROXY/TLS deadline ends here; nginx runs no timer while an SMTP front end resolves the client, and the greeting arms a fresh one.
     this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
     await this.#frontEnd.start();
-    if (this.#closed) return;
+    if (!this.#closed) this.#backToAuth();
+  }
+
+  /** The auth state again: after the greeting, STARTTLS or Auth-Wait, the next command is read. */
+  #backToAuth(): void {
     this.#stage = "auth";
     this.log.action = "in auth state";
     this.#busy = false;
@@ -210,11 +193,8 @@ export class Session implements SessionPort {
     debugHandshake(this.log, secure, tls);
     if (check.result !== "ok") {
       this.log.info(check.log);
-      const replies = this.#protocol.replies;
-      this.#sendAndClose(
-        check.result === "missing" ? replies.noCert : replies.certError,
-        check.result === "missing" ? "no client certificate" : "client certificate refused",
-      );
+      const [replies, missing] = [this.#protocol.replies, check.result === "missing"];
+      this.#sendAndClose(missing ? replies.noCert : replies.certError, missing ? "no client certificate" : "client certificate refused");
       return false;
     }
     // The TLS 1.3 tickets before the first protocol byte, as nginx sends them (docs/behaviour/tls.md#tls-5-sessions-and-tickets); a client leaving
@@ -331,10 +311,7 @@ export class Session implements SessionPort {
         this.#socket.on("data", this.#onData);
         this.#socket.on("drain", this.#onDrain);
         this.#frontEnd.afterStartTls();
-        this.#stage = "auth";
-        this.log.action = "in auth state";
-        this.#busy = false;
-        this.#process();
+        this.#backToAuth();
       })
       .catch((err: unknown) => this.#fail(err));
   }
@@ -367,27 +344,23 @@ export class Session implements SessionPort {
     }
     if (outcome.kind === "refused") {
       const reply = this.#frontEnd.authFailedReply(outcome.message, outcome.errorCode);
-      const saslError = outcome.saslError;
-      if (!outcome.wait && saslError === undefined) {
+      if (!outcome.wait && outcome.saslError === undefined) {
         this.#sendAndClose(reply, "authentication refused");
         return;
       }
       this.#stage = "authWait";
-      this.#wait = armTimer(this.log, "Auth-Wait", authWaitMs(outcome.wait ?? 0), () => {
-        this.#wait = undefined;
-        // with Auth-Error-SASL the refusal follows the client's dummy response (sasl-oauth.ts)
-        if (saslError !== undefined) {
-          this.#frontEnd.saslError(saslError, reply, !outcome.wait);
-        } else {
-          this.send(reply);
-          this.#frontEnd.afterAuthFailure();
-        }
-        this.#armDeadline();
-        this.#stage = "auth";
-        this.log.action = "in auth state";
-        this.#busy = false;
-        this.#process();
-      });
+      this.#wait = armAuthWait(
+        this.log,
+        outcome,
+        reply,
+        this.#frontEnd,
+        (r) => this.send(r),
+        () => {
+          this.#wait = undefined;
+          this.#armDeadline();
+          this.#backToAuth();
+        },
+      );
       return;
     }
     this.#handOff(outcome, info);
@@ -449,11 +422,6 @@ export class Session implements SessionPort {
 
   // ---- input ------------------------------------------------------------
 
-  #receive(chunk: Buffer): void {
-    this.#input.push(chunk);
-    this.#process();
-  }
-
   /** Feeds buffered commands to the front end, one at a time, while idle. */
   #process(): void {
     try {
@@ -473,8 +441,7 @@ export class Session implements SessionPort {
 
   #armDeadline(): void {
     this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
-    const ms = this.server.conf.get(timeoutDirective);
-    this.#deadline = armTimer(this.log, "timeout", ms, () => {
+    this.#deadline = armTimer(this.log, "timeout", this.server.conf.get(timeoutDirective), () => {
       // a handshake that times out is closed without a line, as nginx's handshake handler does
       if (this.#stage !== "tlsHandshake" && this.#stage !== "starttls") this.log.info("client timed out (110: Connection timed out)");
       this.#destroy("timeout expired");
