@@ -1,0 +1,89 @@
+/**
+ * TLS as the access log and the metrics show it: implicit TLS 1.2 with a
+ * session resumed, STARTTLS in TLS 1.3, and a failed handshake; the
+ * `$ssl_*` variables in the lines and postern_tls_handshakes_total,
+ * postern_tls_resumptions_total and postern_starttls_upgrades_total after
+ * them (docs/observability.md).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { connect } from "node:net";
+import { startPostern } from "../../support/postern.js";
+import { startFakeAuth } from "../../support/fake-auth.js";
+import { MailClient } from "../../support/client.js";
+import { certs } from "../../support/certs.js";
+import { freePorts } from "../../support/ports.js";
+import { eventually } from "../../hostile/env.js";
+
+async function metrics(port: number): Promise<Map<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) });
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split("\n")) {
+    const m = /^(postern_[a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+test("TLS in the access log and the metrics: implicit TLS resumed, STARTTLS, a failed handshake", async () => {
+  const pki = certs();
+  const [imapsPort, imapPort, metricsPort] = await freePorts(3);
+  const auth = await startFakeAuth(() => ({ headers: [["Auth-Status", "Invalid login or password"]] }));
+  const block = `mail {
+    auth_http 127.0.0.1:${auth.port}/auth;
+    metrics_listen 127.0.0.1:${metricsPort};
+    log_format tls '$server_port $ssl_protocol $ssl_session_reused "$ssl_server_name" $mail_session_end';
+    access_log access.log tls;
+    ssl_certificate ${pki.serverRsa.cert}; ssl_certificate_key ${pki.serverRsa.key};
+    ssl_session_cache shared:TLSOBS:1m;
+    ssl_session_tickets off;
+    server { listen 127.0.0.1:${imapsPort} ssl; protocol imap; }
+    server { listen 127.0.0.1:${imapPort}; protocol imap; starttls on; }
+  }`;
+  const proxy = await startPostern(block, { workerProcesses: 1, ports: [imapsPort!, imapPort!, metricsPort!] });
+  const accessLog = (): string[] => readFileSync(`${proxy.prefix}access.log`, "latin1").split("\n").filter(Boolean);
+  try {
+    // implicit TLS 1.2 with SNI, then the same session resumed
+    const first = await MailClient.connect({ port: imapsPort!, tls: { maxVersion: "TLSv1.2", servername: "mail.example.org" } });
+    await first.readLine();
+    await first.send("a LOGOUT\r\n");
+    await first.expectClosed();
+    const again = await MailClient.connect({ port: imapsPort!, tls: { maxVersion: "TLSv1.2", servername: "mail.example.org", session: first.session! } });
+    await again.readLine();
+    await again.send("a LOGOUT\r\n");
+    await again.expectClosed();
+    // STARTTLS in TLS 1.3
+    const upgraded = await MailClient.connect({ port: imapPort! });
+    await upgraded.readLine();
+    await upgraded.send("s STARTTLS\r\n");
+    assert.match(await upgraded.read(/^s .*\r\n/m), /^s OK/m);
+    await upgraded.startTls({ minVersion: "TLSv1.3" });
+    await upgraded.send("a LOGOUT\r\n");
+    await upgraded.expectClosed();
+    // not TLS at all on the implicit-TLS port: the handshake fails
+    const garbage = connect({ host: "127.0.0.1", port: imapsPort! });
+    garbage.write("this is not a ClientHello\r\n".repeat(4));
+    await new Promise((resolve) => garbage.on("close", resolve).on("error", () => {}));
+
+    await eventually(() => accessLog().length === 4, 5000, "four access-log lines");
+    // a resumed TLS 1.2 session reports the name OpenSSL keeps for it: none on OpenSSL 3.0 (Node 20, 22), the name on 3.5 (Node 24)
+    const resumed = accessLog().find((l) => l.startsWith(`${imapsPort} TLSv1.2 r `));
+    assert.match(resumed ?? "", new RegExp(`^${imapsPort} TLSv1\\.2 r "(mail\\.example\\.org|-)" logout$`));
+    assert.deepEqual(
+      accessLog()
+        .filter((l) => l !== resumed)
+        .sort(),
+      [`${imapPort} TLSv1.3 . "-" logout`, `${imapsPort} - - "-" error`, `${imapsPort} TLSv1.2 . "mail.example.org" logout`].sort(),
+    );
+    const m = await metrics(metricsPort!);
+    assert.equal(m.get('postern_tls_handshakes_total{version="TLSv1.2",result="ok"}'), 2);
+    assert.equal(m.get('postern_tls_handshakes_total{version="TLSv1.3",result="ok"}'), 1);
+    assert.equal(m.get('postern_tls_handshakes_total{version="unknown",result="failed"}'), 1);
+    assert.equal(m.get('postern_tls_resumptions_total{kind="session"}'), 1);
+    assert.equal(m.get('postern_starttls_upgrades_total{protocol="imap",result="ok"}'), 1);
+  } finally {
+    await proxy.stop();
+    await auth.close();
+  }
+});
