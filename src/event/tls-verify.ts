@@ -196,3 +196,27 @@ export function issuerPath(sent: readonly X509Certificate[], anchors: readonly X
   }
   return path;
 }
+
+/** A peer certificate with its issuers, as `getPeerCertificate(true)` gives it. */
+interface IssuedCertificate {
+  readonly raw?: Buffer;
+  readonly fingerprint256: string;
+  readonly issuerCertificate?: IssuedCertificate;
+}
+
+/**
+ * The number of certificates in a verified peer chain, the trust anchor
+ * included (a self-issued root points at itself: counted once). Node has no
+ * verify-depth option; `*_verify_depth` compares `length - 2` (the
+ * intermediates) with the depth, and OpenSSL's word for a chain past it is
+ * 20, as it says for client certificates.
+ */
+export function peerChainLength(cert: IssuedCertificate | undefined): number {
+  let n = 0;
+  const seen = new Set<string>();
+  for (let c = cert; c && c.raw && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+    seen.add(c.fingerprint256);
+    n++;
+  }
+  return n;
+}

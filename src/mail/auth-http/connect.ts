@@ -8,7 +8,7 @@ import { connect, type Socket } from "node:net";
 import tls from "node:tls";
 import type { AuthHttpPeer } from "./target.js";
 import { peerName } from "./url.js";
-import { verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
+import { peerChainLength, verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
 
 /** The TLS side of reaching an auth service (built once per server configuration). */
 export interface AuthTlsClient {
@@ -19,6 +19,8 @@ export interface AuthTlsClient {
   /** Send the name in SNI (auth_http_ssl_server_name). */
   readonly sendServerName: boolean;
   readonly verify: boolean;
+  /** auth_http_ssl_verify_depth: the most intermediates in the server's chain. */
+  readonly verifyDepth: number;
   /** Identifies these settings in pool keys: connections made with other settings are never shared. */
   readonly id: string;
 }
@@ -45,12 +47,22 @@ export function openPeerSocket(peer: AuthHttpPeer, tlsClient: AuthTlsClient | un
     // an IP literal is no SNI name (RFC 6066); the certificate check uses it as an IP SAN then
     servername: tlsClient.sendServerName && isHostName(name) ? name : undefined,
     rejectUnauthorized: tlsClient.verify,
-    checkServerIdentity: (_host, cert) => (tlsClient.verify ? tls.checkServerIdentity(name, cert) : undefined),
+    // Node calls this with the whole chain (not for a resumed session: that one passed these checks when it was made)
+    checkServerIdentity: (_host, cert) => {
+      if (!tlsClient.verify) return undefined;
+      if (peerChainLength(cert) - 2 > tlsClient.verifyDepth) return chainTooDeep();
+      return tls.checkServerIdentity(name, cert);
+    },
     // resume the last session with this peer and these settings (a connection per login stays cheap)
     session: sessions.get(key),
   });
   socket.on("session", (session: Buffer) => rememberSession(key, session));
   return { socket, readyEvent: "secureConnect" };
+}
+
+/** A chain past auth_http_ssl_verify_depth: OpenSSL's error 20, as for proxy_ssl_verify_depth. */
+function chainTooDeep(): Error {
+  return Object.assign(new Error(verifyErrorText(20)), { code: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY" });
 }
 
 /** The last TLS session per pool key, bounded: one per peer and settings. */

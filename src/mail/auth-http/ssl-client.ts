@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import tls from "node:tls";
 import { ConfError } from "../../core/errors.js";
 import type { ServerConf } from "../../conf/directive.js";
-import { bitmask, custom, flag, string } from "../../conf/slots.js";
+import { bitmask, custom, flag, number, string } from "../../conf/slots.js";
 import { take } from "../../conf/directive.js";
 import { readConfFile } from "../../core/conf-inputs.js";
 import { describeSystemError } from "../../core/errors.js";
@@ -80,8 +80,14 @@ export const authHttpSslCiphers = string("auth_http_ssl_ciphers", "DEFAULT", {
   doc: "Postern: OpenSSL cipher list (TLS 1.2 and older) offered to an https:// authentication server.",
 });
 
+export const authHttpSslVerifyDepth = number("auth_http_ssl_verify_depth", 1, {
+  contexts: CONTEXTS,
+  doc: "Postern: the most intermediate CAs allowed in an https:// authentication server's chain (as proxy_ssl_verify_depth).",
+});
+
 export const AUTH_HTTP_SSL_DIRECTIVES = [
   authHttpSslVerify,
+  authHttpSslVerifyDepth,
   authHttpSslTrustedCertificate,
   authHttpSslName,
   authHttpSslServerName,
@@ -132,6 +138,9 @@ export function buildAuthTlsClient(server: ServerConf): AuthTlsClient {
   const name = server.get(authHttpSslName);
   const verify = server.get(authHttpSslVerify);
   const sendServerName = server.get(authHttpSslServerName);
-  id.update(`${name ?? ""}\0${verify}\0${sendServerName}\0${String(options.ciphers)}\0${options.minVersion}-${options.maxVersion}-${options.secureOptions}`);
-  return { options: { secureContext }, name, verify, sendServerName, id: id.digest("hex").slice(0, 16) };
+  const verifyDepth = server.get(authHttpSslVerifyDepth);
+  id.update(
+    `${name ?? ""}\0${verify}\0${verifyDepth}\0${sendServerName}\0${String(options.ciphers)}\0${options.minVersion}-${options.maxVersion}-${options.secureOptions}`,
+  );
+  return { options: { secureContext }, name, verify, verifyDepth, sendServerName, id: id.digest("hex").slice(0, 16) };
 }

@@ -14,7 +14,7 @@ import { isIP } from "node:net";
 import tls from "node:tls";
 import type { ConnectionLog } from "../../core/log.js";
 import { logEscape } from "../../core/log.js";
-import { verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
+import { peerChainLength, verifyErrorNumberOf, verifyErrorText } from "../../event/tls-verify.js";
 import type { BackendTlsSetup } from "./context.js";
 
 /** The log action of every handshake line, as nginx stream words it. */
@@ -38,19 +38,6 @@ export function opensslReason(err: Error): string {
   return err.message;
 }
 
-/** How many intermediates the verified chain has beyond what proxy_ssl_verify_depth allows (OpenSSL reports 20 then, as for clients). */
-function chainLength(socket: tls.TLSSocket): number {
-  let n = 0;
-  const seen = new Set<string>();
-  let c: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-  while (c && c.raw && !seen.has(c.fingerprint256)) {
-    seen.add(c.fingerprint256);
-    n++;
-    c = c.issuerCertificate;
-  }
-  return n;
-}
-
 /** The verification verdict: undefined when the backend is the one named, else the log line. */
 function verdict(socket: tls.TLSSocket, setup: BackendTlsSetup, target: BackendTlsTarget): string | undefined {
   if (!setup.verify) return undefined;
@@ -63,7 +50,7 @@ function verdict(socket: tls.TLSSocket, setup: BackendTlsSetup, target: BackendT
   // this address and name, only after a full verification passed (OpenSSL
   // restores that verification's result with it, checked above).
   if (socket.isSessionReused()) return undefined;
-  if (chainLength(socket) - 2 > setup.verifyDepth) return `upstream SSL certificate verify error: (20:${verifyErrorText(20)})`;
+  if (peerChainLength(socket.getPeerCertificate(true)) - 2 > setup.verifyDepth) return `upstream SSL certificate verify error: (20:${verifyErrorText(20)})`;
   const cert = socket.getPeerCertificate();
   if (tls.checkServerIdentity(target.name, cert) !== undefined) return `upstream SSL certificate does not match "${logEscape(target.name)}"`;
   return undefined;

@@ -93,6 +93,7 @@ test("the directive table declares nginx's four directives with nginx's merge ru
     "auth_http_ssl_server_name",
     "auth_http_ssl_trusted_certificate",
     "auth_http_ssl_verify",
+    "auth_http_ssl_verify_depth",
     "auth_http_timeout",
   ]);
   assert.equal(authHttp.duplicates, "lastWins");
