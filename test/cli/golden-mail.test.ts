@@ -48,7 +48,8 @@ const CASES: readonly Case[] = [
   },
   { name: "resolver host not found", conf: mail("  resolver nosuchhost.invalid;\n  server { listen 127.0.0.1:23001; protocol smtp; }") },
   { name: "no auth_http", conf: `${HEAD}mail {\n  server {\n    listen 127.0.0.1:23001;\n    protocol imap;\n  }\n}\n` },
-  { name: "auth_http https", conf: mail("  auth_http https://127.0.0.1/x;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
+  // (an https:// URL is Postern's extension: test/mail/auth-http-path/conf-t.test.ts asserts nginx's refusal beside it)
+  { name: "auth_http bad port", conf: mail("  auth_http 127.0.0.1:99999/x;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
   { name: "imap_auth apop", conf: mail("  imap_auth apop;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
   { name: "pop3_auth login", conf: mail("  pop3_auth login;\n  server { listen 127.0.0.1:23001; protocol pop3; }") },
   { name: "bad imap_client_buffer", conf: mail("  imap_client_buffer 1g;\n  server { listen 127.0.0.1:23001; protocol imap; }") },
