@@ -59,9 +59,10 @@ describe("SNI and session resumption across server policies", () => {
       const first = await sniSClient(port(), { servername: "open.example", args: [version, "-sess_out", file], waitMs: 300 });
       assert.equal(first.cn, "open.example");
       assert.match(first.stdout, /\* OK IMAP4 ready/);
-      // control: the client offers the session under another name, and the same server resumes it
-      const control = await sniSClient(port(), { servername: "unknown.example", args: [version, "-sess_in", file] });
-      assert.equal(control.reused, true, "the session resumes on the server that issued it, whatever the name");
+      // control: the client offers the session again under the same name, and the server that issued it resumes it
+      // (under the same name: OpenSSL 3.5, in Node 24, resumes no session offered under another name, whatever the server)
+      const control = await sniSClient(port(), { servername: "open.example", args: [version, "-sess_in", file] });
+      assert.equal(control.reused, true, "the session resumes on the server that issued it");
 
       const crossed = await sniSClient(port(), { servername: "secure.example", args: [version, "-sess_in", file], waitMs: 400 });
       assert.equal(crossed.reused, false, "a full handshake");
