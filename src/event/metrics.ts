@@ -63,6 +63,14 @@ export const RELAYED_BYTES = def("postern_relayed_bytes_total", "counter", ["dir
 export const LIMITS_HIT = def("postern_limits_hit_total", "counter", ["limit"], "Sessions or attempts refused or delayed by a limit, by limit.");
 export const WORKER_RESTARTS = def("postern_worker_restarts_total", "counter", [], "Worker processes that exited unexpectedly and were started again.");
 export const RELOADS = def("postern_reloads_total", "counter", ["result"], "Configuration reloads (HUP), by result (ok, failed).");
+export const STORE_UP = def("postern_shared_store_up", "gauge", [], "1 while the shared store (shared_store) answers, else 0.");
+export const STORE_STATE_CHANGES = def("postern_shared_store_state_changes_total", "counter", ["state"], "The shared store went down or came up again.");
+export const STORE_FALLBACKS = def(
+  "postern_shared_store_fallbacks_total",
+  "counter",
+  ["use"],
+  "Uses of the shared store that fell back to node-local state (down, error or timeout), by use.",
+);
 
 /** Every metric, in the order the page lists them. */
 export const METRICS: readonly MetricDef[] = [
@@ -81,6 +89,9 @@ export const METRICS: readonly MetricDef[] = [
   LIMITS_HIT,
   WORKER_RESTARTS,
   RELOADS,
+  STORE_UP,
+  STORE_STATE_CHANGES,
+  STORE_FALLBACKS,
 ];
 
 /** A label value as it may travel and be printed: bounded, printable, no quote or backslash. */

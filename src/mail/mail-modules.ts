@@ -17,6 +17,7 @@ import { sslMailModule } from "./ssl/server-tls.js";
 import type { MailModule } from "./server.js";
 import { limitConnModule } from "./limits/conn-module.js";
 import { authFailModule } from "./limits/auth-fail-module.js";
+import { sharedStoreModule } from "./shared-store/module.js";
 
 const authHttp: MailModule = { ...authHttpModule, finalize: (server) => checkAuthHttp(server.conf) };
 
@@ -34,4 +35,5 @@ export const MAIL_MODULES: readonly MailModule[] = [
   limitConnModule,
   authFailModule,
   accessLogModule,
+  sharedStoreModule,
 ];

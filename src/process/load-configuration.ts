@@ -9,6 +9,7 @@ import { type ConfSnapshot, recordInputs, replayInputs } from "../core/conf-inpu
 import { checkCoreConf } from "../core/core-module.js";
 import { ConfError } from "../core/errors.js";
 import { confModules } from "../modules.js";
+import { checkSharedStore } from "../mail/shared-store/module.js";
 
 /** Parses only (what `-t` calls "syntax"); warnings go to `onWarning`. Throws ConfError. */
 export function parseOnly(source: ConfSource, onWarning: (text: string) => void): ParsedConf {
@@ -18,6 +19,7 @@ export function parseOnly(source: ConfSource, onWarning: (text: string) => void)
 /** The checks nginx makes after "syntax is ok" (module init_conf). Throws ConfError. */
 export function checkConfiguration(conf: ParsedConf): void {
   checkCoreConf(conf);
+  checkSharedStore(conf);
 }
 
 /** What each configuration loaded here was built from (see conf-inputs.ts). */

@@ -19,6 +19,8 @@ import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
 import { installAuthAnswerMaster } from "../event/auth-answer-ipc.js";
 import { installLimitMaster } from "../event/limit-ipc.js";
 import { MetricsHub } from "../event/metrics-ipc.js";
+import { sharedStoreOf } from "../mail/shared-store/module.js";
+import { closeSharedStore, configureSharedStore } from "./shared-store.js";
 import { metricsListenOf } from "../mail/access-log/service.js";
 import { MetricsEndpoint } from "./metrics-endpoint.js";
 import { errorText, loadConfiguration, validatedInputs } from "./load-configuration.js";
@@ -110,6 +112,7 @@ export class Master {
       for (const h of this.#handles.values()) h.close();
       throw err;
     });
+    configureSharedStore(sharedStoreOf(this.#cycle.conf), (level, m) => log.report(level, m), this.#metrics.storeEvents());
     process.title = `postern: master process ${argv.join(" ")}`.trimEnd();
     this.#installSignals(argv);
     this.#onUp = onUp;
@@ -321,6 +324,7 @@ export class Master {
       return;
     }
     this.#metrics.reloaded(true);
+    configureSharedStore(sharedStoreOf(conf), (level, m) => log.report(level, m), this.#metrics.storeEvents());
     // switch the master's own log to the new configuration's
     try {
       const targets = mainLogTargets(conf, startupLogTarget(this.#errorLog, this.#source.prefix));
@@ -478,6 +482,7 @@ export class Master {
     }
     this.#log().report("notice", "exit");
     this.#metrics.close();
+    void closeSharedStore();
     this.#resolve(this.#exitCode);
   }
 }

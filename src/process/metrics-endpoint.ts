@@ -11,7 +11,8 @@
  */
 import { createServer, type Server } from "node:http";
 import { describeSystemError } from "../core/errors.js";
-import { METRICS, type MetricDef, RELOADS, WORKER_RESTARTS } from "../event/metrics.js";
+import { type DeltaEntry, METRICS, type MetricDef, RELOADS, STORE_FALLBACKS, STORE_STATE_CHANGES, STORE_UP, WORKER_RESTARTS } from "../event/metrics.js";
+import type { StoreEvents } from "../event/shared-store/client.js";
 import type { MetricsHub } from "../event/metrics-ipc.js";
 import type { MetricsListen } from "../mail/access-log/module.js";
 
@@ -88,6 +89,19 @@ export class MetricsEndpoint {
   /** Counts a worker that exited unexpectedly and is started again. */
   workerRestarted(): void {
     this.#hub.store.apply("master", [[metricIndex(WORKER_RESTARTS), [], 1]]);
+  }
+
+  /** Hooks for the shared store's client: its state and fallbacks on this node's page. */
+  storeEvents(): StoreEvents {
+    const apply = (entries: DeltaEntry[]): void => this.#hub.store.apply("master", entries);
+    return {
+      state: (up) =>
+        apply([
+          [metricIndex(STORE_UP), [], up ? 1 : -1],
+          [metricIndex(STORE_STATE_CHANGES), [up ? "up" : "down"], 1],
+        ]),
+      fallback: (use) => apply([[metricIndex(STORE_FALLBACKS), [use], 1]]),
+    };
   }
 
   close(): void {

@@ -19,6 +19,8 @@ import { localMetricsHub } from "../event/metrics-ipc.js";
 import { metrics } from "../event/metrics.js";
 import { metricsListenOf } from "../mail/access-log/service.js";
 import { MetricsEndpoint } from "./metrics-endpoint.js";
+import { sharedStoreOf } from "../mail/shared-store/module.js";
+import { closeSharedStore, configureSharedStore } from "./shared-store.js";
 import { CHANGE_BINARY_IGNORED, usr2TakenByNode } from "./binary-upgrade.js";
 
 function signalText(sig: NodeJS.Signals): string {
@@ -52,6 +54,7 @@ export async function runSingle(
     throw err;
   });
   metrics.enabled = metricsListenOf(conf) !== undefined;
+  configureSharedStore(sharedStoreOf(conf), (level, m) => reporter.report(level, m), metricsEndpoint.storeEvents());
   writePidFile(core.pidPath);
   process.title = `postern: single process ${argv.join(" ")}`.trimEnd();
   onUp?.();
@@ -59,6 +62,7 @@ export async function runSingle(
   return new Promise<number>((resolve) => {
     const exit = (): void => {
       metricsEndpoint.close();
+      void closeSharedStore();
       serving.service.flushLogs();
       const problem = removePidFile(core.pidPath);
       if (problem) reporter.report("alert", problem);
@@ -108,6 +112,7 @@ export async function runSingle(
           const opened = await bindAll(nextEndpoints, handles, (m) => reporter.report("emerg", m));
           await metricsEndpoint.configure(metricsListenOf(next));
           metrics.enabled = metricsListenOf(next) !== undefined;
+          configureSharedStore(sharedStoreOf(next), (level, m) => reporter.report(level, m), metricsEndpoint.storeEvents());
           const targets = mainLogTargets(next, startupLogTarget(errorLog, next.source.prefix));
           const old = reporter.log;
           reporter.use(openErrorLog(targets), logsToStderr(targets));
