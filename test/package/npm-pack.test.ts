@@ -122,7 +122,8 @@ test("npm pack: the tarball installs offline into an empty directory and `npx po
     );
     for (const f of ["LICENSE", "contrib/systemd/postern.service", "contrib/logrotate/postern"]) assert.ok(files.includes(f), f);
 
-    // installed into an empty project, offline: no registry, no repository
+    // installed into an empty project, offline: no registry, no repository (ioredis, the one
+    // runtime dependency, comes from npm's cache, where `npm ci` put it)
     const clean = join(work, "clean");
     mkdirSync(clean);
     writeFileSync(join(clean, "package.json"), JSON.stringify({ name: "clean", private: true }));
