@@ -40,17 +40,17 @@ export type RingListener = (ring: TicketRing) => void;
 export type ScheduleLog = (level: "warn" | "notice", message: string) => void;
 
 /**
- * Sets the slot's key unless another one is there: the value in the store
- * afterwards is returned. ARGV[1] is the value the caller saw ("" for none):
+ * Sets the slot's key unless another one is there: 1 when set, else 0 (the
+ * caller then reads the winner). ARGV[1] is the value the caller saw ("" for none):
  * a value that did not open (garbage, another cluster's) is replaced, but
  * only if it is still the one seen, so two nodes never both win.
  */
 const CREATE_KEY = `local v = redis.call('GET', KEYS[1])
 if (v == false and ARGV[1] == '') or v == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return ARGV[2]
+  return 1
 end
-return v`;
+return 0`;
 
 const STARTUP_PATIENCE_MS = 2000;
 
@@ -157,7 +157,7 @@ export class TicketSchedule {
     if (!client) return;
     const slots = KEPT.map((d) => n + d);
     const names = slots.map((s) => client.seal.key("ticket-keys", this.#cache, String(this.#periodMs), String(s)));
-    const values = await client.run("ticket_keys", (r) => r.callBuffer("MGET", ...names));
+    const values = await client.run("ticket_keys", (r) => r.mgetBuffer(...names));
     if (!Array.isArray(values) || values.length !== names.length) return;
     for (const [i, slot] of slots.entries()) {
       const name = names[i]!;
@@ -174,7 +174,12 @@ export class TicketSchedule {
       // kept until no ticket it made can still be valid: the end of slot+1, plus a period of slack
       const ttl = (slot + 3) * this.#periodMs - Date.now();
       const seen = Buffer.isBuffer(raw) ? raw : Buffer.alloc(0);
-      const winner = await client.run("ticket_keys", (r) => r.callBuffer("EVAL", CREATE_KEY, 1, name, seen, sealed, Math.max(1000, ttl)));
+      const set = await client.run("ticket_keys", (r) => r.eval(CREATE_KEY, 1, name, seen, sealed, Math.max(1000, Math.round(ttl))));
+      if (set === 1) {
+        this.#adopt(slot, candidate);
+        continue;
+      }
+      const winner = await client.run("ticket_keys", (r) => r.getBuffer(name));
       const opened = client.seal.open("ticket-keys", name, winner, TICKET_KEY_BYTES);
       if (opened && opened.length === TICKET_KEY_BYTES) this.#adopt(slot, opened);
     }

@@ -8,7 +8,6 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { readClientHello } from "./read-hello.js";
-import "./sync.js";
 import { authHttpPassClientCert } from "../auth-http/module.js";
 import type { MailServer, MailModule } from "../server.js";
 import type { SessionTls } from "../session.js";

@@ -19,7 +19,6 @@ import { isTls13Session, sessionIdOf } from "../../event/tls-session-der.js";
 export { isTls13Session, sessionIdOf };
 import { sslSessionCache, sslSessionTicketKey, sslSessionTickets, sslSessionTimeout } from "./module.js";
 import { remoteLookup, remoteRemove, remoteSave, subscribeTicketRing } from "../../event/tls-store-ipc.js";
-import { DEFAULT_STORE_TIMEOUT_MS, sharedStore as sharedStoreDirective } from "../shared-store/module.js";
 import { TicketContexts } from "./ticket-ring.js";
 
 /** What the secure context needs from the session settings. */
@@ -112,6 +111,16 @@ export interface StoreBinding {
   readonly contextWithKey: (key: Buffer) => tls.SecureContext;
 }
 
+/**
+ * The shared store's timeout for a server (sync.ts installs the lookup:
+ * importing the shared_store module here would close an import cycle).
+ */
+let storeTimeoutOf: (server: ServerConf) => number = () => 100;
+
+export function setStoreTimeoutLookup(lookup: (server: ServerConf) => number): void {
+  storeTimeoutOf = lookup;
+}
+
 /** Ids of ClientHellos that go to TLS 1.3, at most this many remembered (a forgotten one costs one needless lookup). */
 const MAX_TLS13_IDS = 4096;
 
@@ -139,7 +148,7 @@ export function setupResumption(server: ServerConf, context: tls.SecureContext, 
 
   const ttl = tickets.sessionTimeout;
   const sync = cache.shared?.sync && store ? { cache: cache.shared.name, context: store.sessionIdContext } : undefined;
-  const timeoutMs = server.get(sharedStoreDirective)?.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+  const timeoutMs = storeTimeoutOf(server);
   const tls13Ids = new Set<string>();
   // Never listens: it only carries the session events that TLSSocket emits on its `server`.
   const holder = new tls.Server({ secureContext: context });

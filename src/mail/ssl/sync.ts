@@ -1,11 +1,16 @@
 /**
  * `ssl_session_cache shared:NAME:SIZE sync` needs a shared_store: the
  * configuration check (mail/shared-store/module.ts) learns of the caches
- * that say `sync` from here. Rule: docs/shared-tls.md.
+ * that say `sync` from here, and the session lookups their timeout.
+ * Imported by process/load-configuration.ts, after the mail modules. Rule: docs/shared-tls.md.
  */
-import { registerSyncUser } from "../shared-store/module.js";
+import { DEFAULT_STORE_TIMEOUT_MS, registerSyncUser, sharedStore } from "../shared-store/module.js";
 import { mailDirective } from "../block.js";
 import { sslSessionCache } from "./module.js";
+import { setStoreTimeoutLookup } from "./sessions.js";
+
+// a handshake waits for the store's session lookup at most the store's timeout (plus the IPC round trip)
+setStoreTimeoutLookup((server) => server.get(sharedStore)?.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS);
 
 registerSyncUser((conf) => {
   const servers = conf.main.get(mailDirective)?.servers ?? [];
