@@ -49,7 +49,10 @@ export function isTlsStoreMessage(m: unknown): m is Msg {
   if (typeof m !== "object" || m === null) return false;
   const x = m as Record<string, unknown>;
   if (x.type !== TLS_STORE_MESSAGE) return false;
-  const str = (k: string, max = 256): boolean => typeof x[k] === "string" && (x[k] as string).length <= max;
+  const str = (k: string, max = 256): boolean => {
+    const v = x[k];
+    return typeof v === "string" && v.length <= max;
+  };
   const int = (k: string, min: number): boolean => Number.isSafeInteger(x[k]) && (x[k] as number) >= min;
   const id = (): boolean => typeof x.id === "string" && HEX.test(x.id);
   const ctx = (): boolean => typeof x.context === "string" && /^[0-9a-f]{1,64}$/.test(x.context);
@@ -154,10 +157,9 @@ interface WorkerSide {
 const sides = new WeakMap<IpcEndpoint, WorkerSide>();
 
 function workerSide(endpoint: IpcEndpoint): WorkerSide {
-  let side = sides.get(endpoint);
-  if (side) return side;
+  const known = sides.get(endpoint);
+  if (known) return known;
   const created: WorkerSide = { seq: 0, pending: new Map(), rings: new Map(), last: new Map() };
-  side = created;
   endpoint.on("message", (m) => {
     if (!isTlsStoreMessage(m)) return;
     if (m.op === "fetched") {

@@ -72,7 +72,8 @@ export class TicketSchedule {
   readonly #listeners = new Set<RingListener>();
   #timer: NodeJS.Timeout | undefined;
   #current = Number.NaN;
-  #running = false;
+  /** The run under way: a second caller waits for it rather than running alongside. */
+  #running: Promise<void> | undefined;
   /** A store that is configured but not connected yet gets this long before a node-local key is made. */
   readonly #patientUntil = Date.now() + STARTUP_PATIENCE_MS;
 
@@ -99,9 +100,12 @@ export class TicketSchedule {
   }
 
   /** Brings the keys up to date with the clock and the store, then plans the next run. */
-  async tick(): Promise<void> {
-    if (this.#running) return;
-    this.#running = true;
+  tick(): Promise<void> {
+    this.#running ??= this.#run().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+
+  async #run(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     try {
@@ -118,7 +122,10 @@ export class TicketSchedule {
       if (!this.#keys.has(n)) {
         this.#keys.set(n, randomBytes(TICKET_KEY_BYTES));
         this.#local.add(n);
-        this.#log("warn", `ssl_session_cache "${this.#cache}": ticket key made on this node, the shared store has none (other nodes' tickets need a full handshake)`);
+        this.#log(
+          "warn",
+          `ssl_session_cache "${this.#cache}": ticket key made on this node, the shared store has none (other nodes' tickets need a full handshake)`,
+        );
       }
       for (const slot of this.#keys.keys()) {
         if (slot < n - 1 || slot > n + 1) {
@@ -132,7 +139,6 @@ export class TicketSchedule {
         for (const l of this.#listeners) l(ring);
       }
     } finally {
-      this.#running = false;
       if (!this.#timer) this.#plan();
     }
   }

@@ -65,4 +65,3 @@ export function readClientHello(socket: Socket, initial: Buffer | undefined): Pr
     socket.once("error", onGone);
   });
 }
-

@@ -178,7 +178,10 @@ describe("ssl_session_cache ... sync", () => {
       await untilFraction(0.7);
       for (const [i, from] of nodes.entries()) await py.connect(from.tickets, "1.3", `late${i}`);
       await untilFraction(0.05);
-      for (const [i] of nodes.entries()) for (const to of nodes) assert.equal((await py.connect(to.tickets, "1.3", undefined, `late${i}`)).reused, true);
+      let resumed = 0;
+      for (const [i] of nodes.entries()) for (const to of nodes) if ((await py.connect(to.tickets, "1.3", undefined, `late${i}`)).reused) resumed++;
+      // a ticket of the previous key resumes with a probability falling from 1 across the period (a few percent move early)
+      assert.ok(resumed >= 6, `${resumed} of 9 previous-key tickets resumed just after the rotation`);
       await everyPair("1.3", "after13-");
       await everyPair("1.2", "after12-");
     } finally {
@@ -218,7 +221,10 @@ describe("ssl_session_cache ... sync", () => {
       ["sealed for another key", seal.seal("tls-session", `${key}x`, der)],
       ["sealed but not an SSL_SESSION", seal.seal("tls-session", key!, randomBytes(200))],
       ["sealed, oversized", seal.seal("tls-session", key!, Buffer.concat([der, Buffer.alloc(40_000)]))],
-      ["sealed, another session id", seal.seal("tls-session", key!, Buffer.from(der.toString("hex").replace(/0420([0-9a-f]{64})/, (_m, id: string) => `0420${"00".repeat(32)}`), "hex"))],
+      [
+        "sealed, another session id",
+        seal.seal("tls-session", key!, Buffer.from(der.toString("hex").replace(/0420[0-9a-f]{64}/, `0420${"00".repeat(32)}`), "hex")),
+      ],
     ];
     for (const [what, value] of forgeries) {
       await inspect.set(key!, value);
