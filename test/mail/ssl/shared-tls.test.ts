@@ -226,6 +226,7 @@ describe("ssl_session_cache ... sync", () => {
         seal.seal("tls-session", key!, Buffer.from(der.toString("hex").replace(/0420[0-9a-f]{64}/, `0420${"00".repeat(32)}`), "hex")),
       ],
     ];
+    assert.notDeepEqual(seal.open("tls-session", key!, forgeries[4]![1], 64 * 1024), der, "the id was changed");
     for (const [what, value] of forgeries) {
       await inspect.set(key!, value);
       assert.equal(await sClientResume(b.ids, sess, false), false, `${what}: a full handshake`);
