@@ -13,11 +13,9 @@ import { setStoreTimeoutLookup } from "./sessions.js";
 setStoreTimeoutLookup((server) => server.get(sharedStore)?.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS);
 
 registerSyncUser((conf) => {
-  const servers = conf.main.get(mailDirective)?.servers ?? [];
+  const mail = conf.main.get(mailDirective);
+  const caches = [mail?.level.own(sslSessionCache), ...(mail?.servers ?? []).map((s) => s.conf.get(sslSessionCache))];
   const out: { directive: string; zone: string }[] = [];
-  for (const server of servers) {
-    const shared = server.conf.get(sslSessionCache).shared;
-    if (shared?.sync) out.push({ directive: "ssl_session_cache", zone: shared.name });
-  }
+  for (const cache of caches) if (cache?.shared?.sync) out.push({ directive: "ssl_session_cache", zone: cache.shared.name });
   return out;
 });

@@ -10,7 +10,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,7 +21,7 @@ import { StoreSeal } from "../../../src/event/shared-store/seal.js";
 import { certs } from "../../support/certs.js";
 import type { MailProxyProcess } from "../../support/mail-proxy.js";
 import { freePorts } from "../../support/ports.js";
-import { repoRoot, startPostern } from "../../support/postern.js";
+import { posternCommand, repoRoot, startPostern } from "../../support/postern.js";
 import { type RedisServer, startRedis } from "../../support/redis.js";
 import { sClient, sessionLine } from "./helpers.js";
 
@@ -283,5 +283,24 @@ describe("ssl_session_cache ... sync", () => {
     } finally {
       py.close();
     }
+  });
+});
+
+describe("ssl_session_cache ... sync: configuration", () => {
+  /** `postern -t` on a mail block: its stderr. */
+  const check = (mail: string): string => {
+    const conf = join(dir, "t.conf");
+    writeFileSync(conf, `pid ${dir}/t.pid;\nevents {}\nmail {\nauth_http 127.0.0.1:9/auth;\n${mail}\n}\n`);
+    const [bin, ...pre] = posternCommand();
+    const r = spawnSync(bin!, [...pre, "-t", "-p", `${dir}/`, "-c", conf, "-e", "stderr"], { encoding: "utf8", timeout: 20000 });
+    return r.stderr;
+  };
+
+  test("sync must follow a shared cache, and needs a shared_store; errors name the file and line", () => {
+    assert.match(check(`ssl_session_cache builtin sync;`), /\[emerg\].*"sync" must follow "shared:name:size" in "ssl_session_cache" in \S+t\.conf:4/);
+    assert.match(check(`ssl_session_cache sync shared:A:1m;`), /"sync" must follow "shared:name:size"/);
+    assert.match(check(`ssl_session_cache shared:A:1m sync;`), /\[emerg\].*"ssl_session_cache" zone "A" is "sync" but no "shared_store" is configured/);
+    const ok = check(`shared_store redis 127.0.0.1:1 secret_file=${join(dir, "secret")};\nssl_session_cache builtin:100 shared:A:1m sync;`);
+    assert.match(ok, /test is successful/, ok);
   });
 });
