@@ -297,7 +297,7 @@ describe("ssl_session_cache ... sync: configuration", () => {
   };
 
   test("sync must follow a shared cache, and needs a shared_store; errors name the file and line", () => {
-    assert.match(check(`ssl_session_cache builtin sync;`), /\[emerg\].*"sync" must follow "shared:name:size" in "ssl_session_cache" in \S+t\.conf:4/);
+    assert.match(check(`ssl_session_cache builtin sync;`), /\[emerg\].*"sync" must follow "shared:name:size" in "ssl_session_cache" in \S+t\.conf:5/);
     assert.match(check(`ssl_session_cache sync shared:A:1m;`), /"sync" must follow "shared:name:size"/);
     assert.match(check(`ssl_session_cache shared:A:1m sync;`), /\[emerg\].*"ssl_session_cache" zone "A" is "sync" but no "shared_store" is configured/);
     const ok = check(`shared_store redis 127.0.0.1:1 secret_file=${join(dir, "secret")};\nssl_session_cache builtin:100 shared:A:1m sync;`);
