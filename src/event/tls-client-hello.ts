@@ -20,6 +20,11 @@ const MAX_RECORD = 16384 + 2048;
 export const MAX_CLIENT_HELLO = 131396;
 const SERVER_NAME_EXTENSION = 0;
 const HOST_NAME = 0;
+const SUPPORTED_VERSIONS = 43;
+const SESSION_TICKET = 35;
+const PRE_SHARED_KEY = 41;
+/** OpenSSL's ticket key name length: tickets shorter than that name no key. */
+const KEY_NAME = 16;
 
 /** What the bytes so far say. */
 export type ClientHelloScan =
@@ -32,7 +37,26 @@ export type ClientHelloScan =
   /** Not a TLS ClientHello (OpenSSL will say why when it reads the same bytes). */
   | { readonly kind: "invalid" }
   /** A complete ClientHello; `serverName` is the raw host_name, absent without SNI. */
-  | { readonly kind: "hello"; readonly serverName?: Buffer };
+  | ({ readonly kind: "hello"; readonly serverName?: Buffer } & HelloResumption);
+
+/**
+ * What the ClientHello says about resumption, for servers whose ticket keys
+ * come from the shared store (several contexts, one per key: the ticket's
+ * key name picks the one that can open it) and whose session ids are looked
+ * up in it.
+ */
+export interface HelloResumption {
+  /**
+   * The first 16 bytes of the ticket offered: OpenSSL's key name. From the
+   * session_ticket extension (TLS 1.2) or the first pre_shared_key identity
+   * (TLS 1.3, where OpenSSL's identity is the ticket).
+   */
+  readonly ticketKeyName?: Buffer;
+  /** The client offers TLS 1.3 (supported_versions lists 0x0304). */
+  readonly offersTls13?: boolean;
+  /** legacy_session_id (random in a TLS 1.3 ClientHello). */
+  readonly sessionId?: Buffer;
+}
 
 /**
  * Joins the handshake fragments of the records received so far; the first
@@ -109,6 +133,24 @@ function hostName(ext: Buffer): Buffer | undefined | "invalid" {
   return undefined;
 }
 
+/** OpenSSL's key name of a ticket, when the ticket is long enough to carry one. */
+function keyName(ticket: Buffer | undefined): Buffer | undefined {
+  return ticket && ticket.length >= KEY_NAME ? Buffer.from(ticket.subarray(0, KEY_NAME)) : undefined;
+}
+
+/** The first identity of a pre_shared_key extension (ClientHello form). */
+function firstPskIdentity(ext: Buffer): Buffer | undefined {
+  const identities = new Cursor(ext).vector(2);
+  return identities ? new Cursor(identities).vector(2) : undefined;
+}
+
+function offers13(ext: Buffer): boolean {
+  const versions = new Cursor(ext).vector(1);
+  if (!versions) return false;
+  for (let i = 0; i + 1 < versions.length; i += 2) if (versions.readUInt16BE(i) === 0x0304) return true;
+  return false;
+}
+
 /** Scans the bytes a client sent first. */
 export function scanClientHello(data: Buffer): ClientHelloScan {
   const hs = handshakeBytes(data);
@@ -116,21 +158,37 @@ export function scanClientHello(data: Buffer): ClientHelloScan {
   if (!hs.complete) return data.length > MAX_CLIENT_HELLO + 64 * RECORD_HEADER ? { kind: "invalid" } : { kind: "more", need: hs.need };
   const c = new Cursor(hs.bytes);
   // legacy_version, random, session id, cipher suites, compression methods
-  if (!c.skip(2 + 32) || !c.vector(1) || !c.vector(2) || !c.vector(1)) return { kind: "invalid" };
-  if (c.left === 0) return { kind: "hello" };
+  if (!c.skip(2 + 32)) return { kind: "invalid" };
+  const sessionId = c.vector(1);
+  if (!sessionId || !c.vector(2) || !c.vector(1)) return { kind: "invalid" };
+  const out: { kind: "hello"; serverName?: Buffer; ticketKeyName?: Buffer; offersTls13?: boolean; sessionId?: Buffer } = { kind: "hello" };
+  if (sessionId.length > 0) out.sessionId = Buffer.from(sessionId);
+  if (c.left === 0) return out;
   const extensions = c.vector(2);
   if (!extensions) return { kind: "invalid" };
   const e = new Cursor(extensions);
+  let ticket: Buffer | undefined;
+  let psk: Buffer | undefined;
   while (e.left > 0) {
     const type = e.uint(2);
     const body = e.vector(2);
     if (type === undefined || body === undefined) return { kind: "invalid" };
-    if (type !== SERVER_NAME_EXTENSION) continue;
-    const name = hostName(body);
-    if (name === "invalid") return { kind: "invalid" };
-    return name ? { kind: "hello", serverName: name } : { kind: "hello" };
+    if (type === SERVER_NAME_EXTENSION) {
+      const name = hostName(body);
+      if (name === "invalid") return { kind: "invalid" };
+      if (name && !out.serverName) out.serverName = name;
+    } else if (type === SESSION_TICKET) {
+      ticket = body;
+    } else if (type === PRE_SHARED_KEY) {
+      psk = firstPskIdentity(body);
+    } else if (type === SUPPORTED_VERSIONS) {
+      if (offers13(body)) out.offersTls13 = true;
+    }
   }
-  return { kind: "hello" };
+  // a TLS 1.3 server resumes from the PSK identity, a TLS 1.2 one from the ticket extension
+  const name = keyName(out.offersTls13 && psk ? psk : ticket) ?? keyName(psk);
+  if (name) out.ticketKeyName = name;
+  return out;
 }
 
 /**

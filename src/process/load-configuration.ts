@@ -10,6 +10,8 @@ import { checkCoreConf } from "../core/core-module.js";
 import { ConfError } from "../core/errors.js";
 import { confModules } from "../modules.js";
 import { checkSharedStore } from "../mail/shared-store/module.js";
+// zones saying `sync` register with the check above; imported here, after the mail modules, so no import cycle runs it early
+import "../mail/ssl/sync.js";
 
 /** Parses only (what `-t` calls "syntax"); warnings go to `onWarning`. Throws ConfError. */
 export function parseOnly(source: ConfSource, onWarning: (text: string) => void): ParsedConf {

@@ -16,6 +16,7 @@ import { type CoreSettings, coreSettings, isNodeRuntimeVariable } from "../core/
 import { logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/runtime.js";
 import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
+import { installTlsStoreMaster } from "../event/tls-store-ipc.js";
 import { installAuthAnswerMaster } from "../event/auth-answer-ipc.js";
 import { installLimitMaster } from "../event/limit-ipc.js";
 import { MetricsHub } from "../event/metrics-ipc.js";
@@ -257,12 +258,14 @@ export class Master {
     });
     // the shared TLS session cache and ticket keys live in the master
     const uninstallSessionCache = installSessionCacheMaster(child);
+    const uninstallTlsStore = installTlsStoreMaster(child);
     // so are auth_http_cache, the limit_conn and failure counters; a worker's connections are given back when it exits
     const uninstallAuthCache = installAuthAnswerMaster(child);
     const uninstallLimits = installLimitMaster(child);
     const retireMetrics = this.#metricsHub.attach(child, String(child.pid));
     child.on("exit", (code, signal) => {
       uninstallSessionCache();
+      uninstallTlsStore();
       uninstallAuthCache();
       uninstallLimits();
       retireMetrics();

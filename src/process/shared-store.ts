@@ -8,9 +8,12 @@
 import { SharedStoreClient, type StoreEvents, type StoreLog } from "../event/shared-store/client.js";
 import { setSharedStoreClient, sharedStoreClient } from "../event/shared-store/current.js";
 import { type SharedStoreSettings, sameStore } from "../event/shared-store/settings.js";
+import { setTicketScheduleLog } from "../event/tls-ticket-schedule.js";
 
 /** Applies a cycle's `shared_store` (undefined: none). */
 export function configureSharedStore(settings: SharedStoreSettings | undefined, log: StoreLog, events?: StoreEvents): void {
+  // the shared ticket key schedule reports its fallbacks where the store does
+  setTicketScheduleLog(log);
   const old = sharedStoreClient();
   if (old && settings && sameStore(old.settings, settings)) return;
   setSharedStoreClient(settings ? new SharedStoreClient(settings, log, events) : undefined);

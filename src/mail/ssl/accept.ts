@@ -25,6 +25,8 @@ export interface StartTlsOptions {
    * (those that followed a PROXY protocol header in the same packet).
    */
   readonly initialData?: Buffer;
+  /** The context to use instead of the server's (one of its ticket-key contexts). */
+  readonly context?: tls.SecureContext;
 }
 
 /**
@@ -78,7 +80,7 @@ export function startTls(socket: net.Socket, setup: TlsServerSetup, opts: StartT
 
   const tlsSocket = new tls.TLSSocket(socket, {
     isServer: true,
-    secureContext: setup.secureContext,
+    secureContext: opts.context ?? setup.secureContext,
     requestCert: setup.verifyClient !== "off",
     rejectUnauthorized: false,
     ALPNProtocols: alpnList(setup.alpn),

@@ -53,6 +53,8 @@ export interface TlsServerSetup {
    * unless ssl_conf_command turned them off.
    */
   readonly tickets: boolean;
+  /** TLS 1.3 is enabled: a client offering it gets it. */
+  readonly tls13: boolean;
 }
 
 /** What the caller knows about how the server uses TLS. */
@@ -253,7 +255,8 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   } catch (err) {
     throw ConfError.unlocated(`SSL_CTX_new() failed (SSL: ${(err as Error).message})`);
   }
-  const sessions = setupResumption(server, secureContext, tickets);
+  const contextWithKey = (key: Buffer): tls.SecureContext => tls.createSecureContext({ ...options, ticketKeys: key });
+  const sessions = setupResumption(server, secureContext, tickets, { sessionIdContext: sidContext, contextWithKey });
   const chainCheck =
     verifyClient !== "off" && trustedCaPem !== undefined
       ? new ChainCheck({ cert: knobs.cert, key: knobs.key, ca: [...(options.ca as string[]), trustedCaPem], crl })
@@ -270,5 +273,6 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
     sessionIdContext: sidContext,
     sessions,
     tickets: (knobs.secureOptions & constants.SSL_OP_NO_TICKET) === 0,
+    tls13: knobs.protocols.has("TLSv1.3"),
   };
 }

@@ -26,7 +26,8 @@ export interface SessionCacheConf {
   /** "off" and "none" are nginx's two ways of having no cache. */
   readonly mode: "unset" | "off" | "none" | "builtin";
   readonly builtinSize?: number;
-  readonly shared?: { readonly name: string; readonly size: number };
+  /** `sync` (Postern): the cache is shared across the nodes of a cluster through shared_store (docs/shared-tls.md). */
+  readonly shared?: { readonly name: string; readonly size: number; readonly sync?: boolean };
 }
 
 /** nginx's builtin default: 20480 sessions. */
@@ -170,8 +171,12 @@ function parseSessionCache(args: readonly string[], previous: SessionCacheConf |
   let mode = previous?.mode ?? "unset";
   let builtinSize = previous?.builtinSize;
   let shared = previous?.shared;
+  let sharedHere = false;
   for (const arg of args) {
-    if (arg === "off" || arg === "none") {
+    if (arg === "sync") {
+      if (!sharedHere || !shared) throw new ConfError(`"sync" must follow "shared:name:size" in "ssl_session_cache"`);
+      shared = { ...shared, sync: true };
+    } else if (arg === "off" || arg === "none") {
       mode = arg;
     } else if (arg === "builtin") {
       mode = "builtin";
@@ -189,11 +194,12 @@ function parseSessionCache(args: readonly string[], previous: SessionCacheConf |
       if (size === null || rest.length === colon + 1) throw new ConfError(`invalid session cache "${arg}"`);
       if (size < MIN_SHARED_CACHE) throw new ConfError(`session cache "${arg}" is too small`);
       shared = { name: rest.slice(0, colon), size };
+      sharedHere = true;
     } else {
       throw new ConfError(`invalid session cache "${arg}"`);
     }
   }
-  const out: { mode: SessionCacheConf["mode"]; builtinSize?: number; shared?: { name: string; size: number } } = { mode };
+  const out: { mode: SessionCacheConf["mode"]; builtinSize?: number; shared?: SessionCacheConf["shared"] } = { mode };
   if (builtinSize !== undefined) out.builtinSize = builtinSize;
   if (shared !== undefined) out.shared = shared;
   return out;
@@ -204,11 +210,11 @@ export const sslSessionCache = custom<SessionCacheConf>({
   name: "ssl_session_cache",
   contexts: ["mail", "server"],
   args: { kind: "atLeast", min: 1 },
-  syntax: "off | none | [builtin[:size]] [shared:name:size]",
+  syntax: "off | none | [builtin[:size]] [shared:name:size [sync]]",
   defaultValue: { mode: "unset" },
   defaultText: "none",
   duplicates: "accumulate",
-  doc: "Session cache kind and size.",
+  doc: "Session cache kind and size. Postern: `sync` after `shared:name:size` shares the cache's TLS 1.2 sessions and its ticket keys across nodes through shared_store (docs/shared-tls.md).",
   parse: (args, previous) => parseSessionCache(args, previous),
 });
 

@@ -14,7 +14,12 @@ import { ConfError, describeSystemError } from "../../core/errors.js";
 import type { ServerConf } from "../../conf/directive.js";
 import { MemorySessionStore, type SharedSessionStore } from "../../event/tls-session-store.js";
 import { sharedStore, subscribeTicketKey } from "../../event/tls-session-ipc.js";
+import { isTls13Session, sessionIdOf } from "../../event/tls-session-der.js";
+
+export { isTls13Session, sessionIdOf };
 import { sslSessionCache, sslSessionTicketKey, sslSessionTickets, sslSessionTimeout } from "./module.js";
+import { remoteLookup, remoteRemove, remoteSave, subscribeTicketRing } from "../../event/tls-store-ipc.js";
+import { TicketContexts } from "./ticket-ring.js";
 
 /** What the secure context needs from the session settings. */
 export interface TicketSettings {
@@ -24,6 +29,8 @@ export interface TicketSettings {
   readonly ticketKeys?: Buffer;
   /** Keys come from the shared cache's owner (master) and rotate. */
   readonly autoKey?: { readonly cache: string; readonly size: number };
+  /** `shared:NAME:SIZE sync`: keys come from the shared store's schedule, one context per key (docs/shared-tls.md). */
+  readonly storeKeys?: { readonly cache: string; readonly periodSec: number };
   readonly sessionTimeout: number;
 }
 
@@ -33,6 +40,13 @@ export interface SessionResumption {
   readonly server: tls.Server | undefined;
   /** Removes the socket's session from the caches (failed client certificate). */
   forget(socket: tls.TLSSocket): void;
+  /** Present for ticket keys from the shared store: the context per key. */
+  readonly ticketContexts?: TicketContexts;
+  /**
+   * A ClientHello with this session id will negotiate TLS 1.3: its id is
+   * random and never in any cache, so the shared store is not asked.
+   */
+  expectTls13?(id: Buffer): void;
 }
 
 /**
@@ -79,53 +93,9 @@ export function ticketSettings(server: ServerConf, warn: (message: string) => vo
     }
   }
   if (first) return { secureOptions: 0, ticketKeys: first, sessionTimeout };
+  if (cache.shared?.sync) return { secureOptions: 0, storeKeys: { cache: cache.shared.name, periodSec: sessionTimeout }, sessionTimeout };
   if (cache.shared) return { secureOptions: 0, autoKey: { cache: cache.shared.name, size: cache.shared.size }, sessionTimeout };
   return { secureOptions: 0, sessionTimeout };
-}
-
-/**
- * The first four fields of Node's serialized SSL_SESSION (ASN.1 SEQUENCE:
- * version, ssl_version, cipher, session_id), as raw contents.
- */
-function sessionFields(der: Buffer): Buffer[] | undefined {
-  let pos = 0;
-  const header = (): { tag: number; len: number } | undefined => {
-    if (pos + 2 > der.length) return undefined;
-    const tag = der[pos++]!;
-    let len = der[pos++]!;
-    if (len & 0x80) {
-      const n = len & 0x7f;
-      if (n > 4 || pos + n > der.length) return undefined;
-      len = 0;
-      for (let i = 0; i < n; i++) len = len * 256 + der[pos++]!;
-    }
-    return { tag, len };
-  };
-  if (header()?.tag !== 0x30) return undefined;
-  const fields: Buffer[] = [];
-  for (let field = 0; field < 4; field++) {
-    const h = header();
-    if (!h || pos + h.len > der.length) return undefined;
-    if ((field < 2 && h.tag !== 0x02) || (field >= 2 && h.tag !== 0x04)) return undefined;
-    fields.push(der.subarray(pos, pos + h.len));
-    pos += h.len;
-  }
-  return fields;
-}
-
-/** The session id inside Node's serialized SSL_SESSION. */
-export function sessionIdOf(der: Buffer): Buffer | undefined {
-  return sessionFields(der)?.[3];
-}
-
-/**
- * True for a TLS 1.3 session. Those resume only through a ticket (PSK);
- * the session id a TLS 1.3 ClientHello carries is random (RFC 8446 4.1.2),
- * so storing them in an id-keyed cache would only cost memory and IPC.
- */
-export function isTls13Session(der: Buffer): boolean {
-  const version = sessionFields(der)?.[1];
-  return version !== undefined && version.length === 2 && version.readUInt16BE(0) === 0x0304;
 }
 
 /** Applies an auto-generated ticket key to a context (Node keeps it on the native context). */
@@ -133,14 +103,41 @@ function setTicketKeys(context: tls.SecureContext, key: Buffer): void {
   (context.context as { setTicketKeys(key: Buffer): void }).setTicketKeys(key);
 }
 
+/** What resumption through the shared store needs from the server. */
+export interface StoreBinding {
+  /** The server's session id context: its TLS policy, part of every store key. */
+  readonly sessionIdContext: string;
+  /** A context like the server's with another ticket key. */
+  readonly contextWithKey: (key: Buffer) => tls.SecureContext;
+}
+
+/**
+ * The shared store's timeout for a server (sync.ts installs the lookup:
+ * importing the shared_store module here would close an import cycle).
+ */
+let storeTimeoutOf: (server: ServerConf) => number = () => 100;
+
+export function setStoreTimeoutLookup(lookup: (server: ServerConf) => number): void {
+  storeTimeoutOf = lookup;
+}
+
+/** Ids of ClientHellos that go to TLS 1.3, at most this many remembered (a forgotten one costs one needless lookup). */
+const MAX_TLS13_IDS = 4096;
+
 /**
  * Installs the cache handlers and auto ticket keys for one server.
- * builtin and shared work as two layers, builtin first, as in nginx.
+ * builtin and shared work as two layers, builtin first, as in nginx; a
+ * `sync` cache has the shared store behind them, asked on a miss.
  */
-export function setupResumption(server: ServerConf, context: tls.SecureContext, tickets: TicketSettings): SessionResumption {
+export function setupResumption(server: ServerConf, context: tls.SecureContext, tickets: TicketSettings, store?: StoreBinding): SessionResumption {
   const cache = server.get(sslSessionCache);
   if (tickets.autoKey) {
     subscribeTicketKey(tickets.autoKey.cache, tickets.autoKey.size, Math.max(tickets.sessionTimeout, 3600), (k) => setTicketKeys(context, k));
+  }
+  let ticketContexts: TicketContexts | undefined;
+  if (tickets.storeKeys && store) {
+    ticketContexts = new TicketContexts(context, store.contextWithKey);
+    subscribeTicketRing(tickets.storeKeys.cache, tickets.storeKeys.periodSec, ticketContexts.listener);
   }
   const layers: SharedSessionStore[] = [];
   // builtin:0 is OpenSSL's "no limit".
@@ -150,10 +147,16 @@ export function setupResumption(server: ServerConf, context: tls.SecureContext, 
   if (layers.length === 0) return { server: undefined, forget: () => undefined };
 
   const ttl = tickets.sessionTimeout;
+  const sync = cache.shared?.sync && store ? { cache: cache.shared.name, context: store.sessionIdContext } : undefined;
+  const timeoutMs = storeTimeoutOf(server);
+  const tls13Ids = new Set<string>();
   // Never listens: it only carries the session events that TLSSocket emits on its `server`.
   const holder = new tls.Server({ secureContext: context });
   holder.on("newSession", (id: Buffer, data: Buffer, done: () => void) => {
-    if (!isTls13Session(data)) for (const l of layers) l.set(Buffer.from(id), Buffer.from(data), ttl);
+    if (!isTls13Session(data)) {
+      for (const l of layers) l.set(Buffer.from(id), Buffer.from(data), ttl);
+      if (sync) remoteSave(sync.cache, sync.context, Buffer.from(id), Buffer.from(data), ttl);
+    }
     done();
   });
   holder.on("resumeSession", (id: Buffer, done: (err: Error | null, data?: Buffer | null) => void) => {
@@ -161,14 +164,31 @@ export function setupResumption(server: ServerConf, context: tls.SecureContext, 
       const data = l.lookup(id);
       if (data) return done(null, data);
     }
-    done(null, null);
+    if (!sync || tls13Ids.delete(id.toString("hex"))) return done(null, null);
+    // Node lets the handshake wait for the answer; it comes within the store's timeout
+    void remoteLookup(sync.cache, sync.context, Buffer.from(id), timeoutMs).then((data) => {
+      // kept in front for the next lookup on this node
+      if (data) for (const l of layers) l.set(Buffer.from(id), data, ttl);
+      done(null, data ?? null);
+    });
   });
   return {
     server: holder,
     forget(socket) {
       const der = socket.getSession();
       const id = der ? sessionIdOf(der) : undefined;
-      if (id && id.length > 0) for (const l of layers) l.delete(id);
+      if (!id || id.length === 0) return;
+      for (const l of layers) l.delete(id);
+      if (sync) remoteRemove(sync.cache, sync.context, id);
     },
+    ...(ticketContexts ? { ticketContexts } : {}),
+    ...(sync
+      ? {
+          expectTls13(id: Buffer) {
+            if (tls13Ids.size >= MAX_TLS13_IDS) tls13Ids.clear();
+            tls13Ids.add(id.toString("hex"));
+          },
+        }
+      : {}),
   };
 }

@@ -9,9 +9,9 @@
  *
  * Rule: docs/sni.md.
  */
-import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { scanClientHello, validServerName } from "../../event/tls-client-hello.js";
+import { validServerName } from "../../event/tls-client-hello.js";
+import { readClientHello } from "./read-hello.js";
 import { logEscape } from "../../core/log.js";
 import { serverName } from "../core-module.js";
 import type { MailServer } from "../server.js";
@@ -19,64 +19,6 @@ import type { SessionTls } from "../session-services.js";
 import type { SniGroup } from "../sni-groups.js";
 import { TlsHandshakeError } from "./accept.js";
 import { tlsForServer } from "./server-tls.js";
-
-/** What the first TLS bytes said. */
-interface Hello {
-  /** Every byte read, handed to OpenSSL unchanged. */
-  readonly bytes: Buffer;
-  /** The SNI as sent (absent without one, or when the bytes are no ClientHello). */
-  readonly raw?: Buffer | undefined;
-}
-
-/**
- * Reads until the ClientHello is complete (or proves not to be one), under
- * the session's deadline. Plaintext read before the upgrade is dropped
- * first, as startTls does; undefined when the client went away.
- */
-function readClientHello(socket: Socket, initial: Buffer | undefined): Promise<Hello | undefined> {
-  socket.removeAllListeners("data");
-  socket.removeAllListeners("readable");
-  socket.pause();
-  while (socket.read() !== null);
-  const chunks: Buffer[] = initial && initial.length > 0 ? [initial] : [];
-  let total = chunks[0]?.length ?? 0;
-  let need = 0;
-  const scanned = (): Hello | "more" => {
-    if (total < need) return "more";
-    const bytes = Buffer.concat(chunks);
-    const scan = scanClientHello(bytes);
-    if (scan.kind === "more") {
-      need = scan.need;
-      return "more";
-    }
-    return { bytes, raw: scan.kind === "hello" ? scan.serverName : undefined };
-  };
-  const first = scanned();
-  if (first !== "more") return Promise.resolve(first);
-  return new Promise((resolve) => {
-    const done = (hello: Hello | undefined): void => {
-      socket.off("readable", onReadable);
-      socket.off("end", onGone);
-      socket.off("close", onGone);
-      socket.off("error", onGone);
-      resolve(hello);
-    };
-    const onGone = (): void => done(undefined);
-    const onReadable = (): void => {
-      let chunk: Buffer | null;
-      while ((chunk = socket.read() as Buffer | null) !== null) {
-        chunks.push(chunk);
-        total += chunk.length;
-      }
-      const r = scanned();
-      if (r !== "more") done(r);
-    };
-    socket.on("readable", onReadable);
-    socket.once("end", onGone);
-    socket.once("close", onGone);
-    socket.once("error", onGone);
-  });
-}
 
 /** What the handshake chose, per TLS socket. */
 interface Choice {
