@@ -11,7 +11,7 @@
  * store is known to be away), and a probe (PING, once a second) brings it
  * back "up". Each change is logged once, at warn, and counted.
  */
-import { Redis, type RedisOptions } from "ioredis";
+import { Redis, ReplyError, type RedisOptions } from "ioredis";
 import { logEscape } from "../../core/log.js";
 import { StoreSeal } from "./seal.js";
 import type { SharedStoreSettings } from "./settings.js";
@@ -32,6 +32,8 @@ export type StoreLog = (level: "warn" | "notice", message: string) => void;
 /** Failures in a row that mark a connected store as down. */
 const FAILURES_TO_DOWN = 3;
 const PROBE_INTERVAL_MS = 1000;
+/** A store that answers but refuses commands (out of memory, read-only replica) is logged at most this often. */
+const REFUSAL_LOG_INTERVAL_MS = 60_000;
 /** Reconnect backoff: 100 ms doubling to 5 s, with jitter so nodes do not reconnect in step. */
 function backoff(attempt: number): number {
   const base = Math.min(100 * 2 ** Math.min(attempt, 6), 5000);
@@ -90,6 +92,7 @@ export class SharedStoreClient {
   #failures = 0;
   #probe: NodeJS.Timeout | undefined;
   #closed = false;
+  #lastRefusalLog = -Infinity;
 
   constructor(settings: SharedStoreSettings, log: StoreLog, events: StoreEvents = {}) {
     this.settings = settings;
@@ -134,7 +137,10 @@ export class SharedStoreClient {
       return answer;
     } catch (err) {
       this.#events.fallback?.(use);
-      if (++this.#failures >= FAILURES_TO_DOWN) this.#down(err);
+      // an error reply comes from a store that is there: not an outage (PING would
+      // bring it straight back, and the log would flap), but still worth a line
+      if (err instanceof ReplyError) this.#refused(err as Error);
+      else if (++this.#failures >= FAILURES_TO_DOWN) this.#down(err);
       return undefined;
     } finally {
       clearTimeout(timer);
@@ -144,6 +150,13 @@ export class SharedStoreClient {
   /** Fire and forget: a write whose failure only costs sharing. */
   fire(use: StoreUse, op: (redis: Redis) => Promise<unknown>): void {
     void this.run(use, op);
+  }
+
+  #refused(err: Error): void {
+    const now = Date.now();
+    if (now - this.#lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
+    this.#lastRefusalLog = now;
+    this.#log("warn", `shared store ${this.settings.text} refused a command (${reason(err)}), node-local state is used for it`);
   }
 
   #down(err: unknown): void {
