@@ -22,7 +22,7 @@ import { MetricsHub } from "../event/metrics-ipc.js";
 import { sharedStoreOf } from "../mail/shared-store/module.js";
 import { closeSharedStore, configureSharedStore } from "./shared-store.js";
 import { metricsListenOf } from "../mail/access-log/service.js";
-import { MetricsEndpoint } from "./metrics-endpoint.js";
+import { MetricsEndpoint, metricsHandOffKey } from "./metrics-endpoint.js";
 import { errorText, loadConfiguration, validatedInputs } from "./load-configuration.js";
 import type { Reporter } from "./startup-log.js";
 import type { ConfSource } from "../conf/engine.js";
@@ -100,14 +100,17 @@ export class Master {
   async run(argv: readonly string[], onUp?: () => void, inherited?: ReadonlyMap<string, BoundHandle>): Promise<number> {
     const log = this.#reporter;
     const wanted = new Set(this.#cycle.endpoints.map((e) => e.key));
+    const metricsListen = metricsListenOf(this.#cycle.conf);
+    const metricsKey = metricsListen ? metricsHandOffKey(metricsListen.text) : undefined;
     for (const [k, h] of inherited ?? []) {
+      if (k === metricsKey) continue;
       // a socket the new configuration no longer lists is closed, as nginx does
       if (wanted.has(k)) this.#handles.set(k, h);
       else h.close();
     }
     const opened = await bindAll(this.#cycle.endpoints, this.#handles, (m) => log.report("emerg", m));
     for (const [k, h] of opened) this.#handles.set(k, h);
-    await this.#metrics.configure(metricsListenOf(this.#cycle.conf)).catch((err: unknown) => {
+    await this.#metrics.configure(metricsListen, metricsKey ? inherited?.get(metricsKey) : undefined).catch((err: unknown) => {
       log.report("emerg", errorText(err));
       for (const h of this.#handles.values()) h.close();
       throw err;
@@ -149,7 +152,8 @@ export class Master {
     log.report("notice", "changing binary");
     const pidPath = this.#cycle.core.pidPath;
     const report = (level: "notice" | "alert", m: string): void => log.report(level, m);
-    const child = execNewBinary({ argv, pidPath, handles: this.#handles, report });
+    const handles = this.#metrics.withHandOff(this.#handles);
+    const child = execNewBinary({ argv, pidPath, handles, report, sent: (key) => this.#metrics.handedOff(key) });
     if (child === undefined) return;
     this.#newBinary = child;
     log.report("notice", `start new binary process ${child.pid}`);
@@ -160,6 +164,8 @@ export class Master {
       if (this.#terminating !== "no") return;
       // the new master is gone (rolled back, or it failed to start): this one is the server again
       renameBack({ pidPath, report }, "the exit of");
+      // and the metrics endpoint it took over is served here again
+      this.#metrics.configure(metricsListenOf(this.#cycle.conf)).catch((err: unknown) => log.report("alert", errorText(err)));
       if (this.#noAccepting) {
         this.#noAccepting = false;
         this.#startWorkers(this.#cycle);
