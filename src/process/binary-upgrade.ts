@@ -114,8 +114,6 @@ export interface NewBinaryRequest {
   readonly pidPath: string;
   readonly handles: ReadonlyMap<string, BoundHandle>;
   readonly report: (level: "notice" | "alert", message: string) => void;
-  /** Called once the socket under `key` is sent (the old master may close its copy then, not before). */
-  readonly sent?: (key: string) => void;
 }
 
 /** The entry script: nginx's ngx_argv[0], re-run as it is on disk now (after `npm update`, the new code). */
@@ -162,7 +160,7 @@ export function execNewBinary(r: NewBinaryRequest): ChildProcess | undefined {
     return undefined;
   }
   child.on("error", () => {});
-  for (const [key, h] of r.handles) child.send({ t: "inherit", key } satisfies InheritMessage, h as never, () => r.sent?.(key));
+  for (const [key, h] of r.handles) child.send({ t: "inherit", key } satisfies InheritMessage, h as never, () => {});
   return child;
 }
 

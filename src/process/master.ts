@@ -110,11 +110,15 @@ export class Master {
     }
     const opened = await bindAll(this.#cycle.endpoints, this.#handles, (m) => log.report("emerg", m));
     for (const [k, h] of opened) this.#handles.set(k, h);
-    await this.#metrics.configure(metricsListen, metricsKey ? inherited?.get(metricsKey) : undefined).catch((err: unknown) => {
-      log.report("emerg", errorText(err));
-      for (const h of this.#handles.values()) h.close();
-      throw err;
-    });
+    const inheritedMetrics = metricsKey ? inherited?.get(metricsKey) : undefined;
+    // a new binary answers /health on the old master's socket once its workers listen (never "starting" there)
+    if (inheritedMetrics) onUp = this.#afterUp(onUp, () => this.#metrics.configure(metricsListen, inheritedMetrics));
+    else
+      await this.#metrics.configure(metricsListen).catch((err: unknown) => {
+        log.report("emerg", errorText(err));
+        for (const h of this.#handles.values()) h.close();
+        throw err;
+      });
     configureSharedStore(sharedStoreOf(this.#cycle.conf), (level, m) => log.report(level, m), this.#metrics.storeEvents());
     process.title = `postern: master process ${argv.join(" ")}`.trimEnd();
     this.#installSignals(argv);
@@ -122,6 +126,18 @@ export class Master {
     const exited = new Promise<number>((r) => (this.#resolve = r));
     this.#startWorkers(this.#cycle);
     return exited;
+  }
+
+  #afterUp(onUp: (() => void) | undefined, then: () => Promise<void>): () => void {
+    return () => {
+      onUp?.();
+      then().catch((err: unknown) => this.#log().report("alert", errorText(err)));
+    };
+  }
+
+  /** A master that stops serving while its new binary runs leaves /health to the new one. */
+  #leaveMetricsToNewBinary(): void {
+    if (this.#newBinary) this.#metrics.close();
   }
 
   #log(): Reporter {
@@ -152,8 +168,7 @@ export class Master {
     log.report("notice", "changing binary");
     const pidPath = this.#cycle.core.pidPath;
     const report = (level: "notice" | "alert", m: string): void => log.report(level, m);
-    const handles = this.#metrics.withHandOff(this.#handles);
-    const child = execNewBinary({ argv, pidPath, handles, report, sent: (key) => this.#metrics.handedOff(key) });
+    const child = execNewBinary({ argv, pidPath, handles: this.#metrics.withHandOff(this.#handles), report });
     if (child === undefined) return;
     this.#newBinary = child;
     log.report("notice", `start new binary process ${child.pid}`);
@@ -182,6 +197,7 @@ export class Master {
     this.#log().report("notice", `${signalText("SIGWINCH")} received, stop accepting connections`);
     if (this.#terminating !== "no") return;
     this.#noAccepting = true;
+    this.#leaveMetricsToNewBinary();
     for (const w of this.#workers) this.#quitWorker(w);
   }
 
@@ -370,6 +386,7 @@ export class Master {
     this.#log().report("notice", `${signalText("SIGQUIT")} received, shutting down`);
     if (this.#terminating === "term") return;
     this.#terminating = "quit";
+    this.#leaveMetricsToNewBinary();
     this.#closeHandles();
     for (const w of this.#workers) this.#quitWorker(w);
     if (this.#workers.size === 0) this.#exit();
@@ -397,6 +414,7 @@ export class Master {
     if (sig) this.#log().report("notice", `${signalText(sig)} received, exiting`);
     if (this.#terminating === "term") return;
     this.#terminating = "term";
+    this.#leaveMetricsToNewBinary();
     this.#closeHandles();
     if (this.#workers.size === 0) {
       this.#exit();

@@ -52,19 +52,15 @@ export class MetricsEndpoint {
   }
 
   /**
-   * USR2: the sockets for the new binary, this endpoint's own added. Once it
-   * is sent (handedOff), the new master alone answers /health and /metrics
-   * on it, so a balancer never reads this master's "draining" as the node's.
+   * USR2: the sockets for the new binary, this endpoint's own added. Both
+   * masters answer on it until the old one stops serving (QUIT, TERM,
+   * WINCH: it would say "draining" or "starting" for a node the new master
+   * serves); the new one starts answering once its workers listen.
    */
   withHandOff(handles: ReadonlyMap<string, BoundHandle>): ReadonlyMap<string, BoundHandle> {
     const handle = (this.#server as unknown as { _handle?: BoundHandle } | undefined)?._handle;
     if (!handle || this.#address === undefined) return handles;
     return new Map([...handles, [metricsHandOffKey(this.#address), handle]]);
-  }
-
-  /** The new binary has the socket (its copy stays open): this master stops serving it. */
-  handedOff(key: string): void {
-    if (this.#address !== undefined && key === metricsHandOffKey(this.#address)) this.close();
   }
 
   #bind(listen: MetricsListen, inherited?: BoundHandle): Promise<Server> {

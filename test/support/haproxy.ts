@@ -76,7 +76,7 @@ export function haproxyConfig(dir: string, o: HaproxyOptions): string {
   const lines = [
     "global",
     `  stats socket ${path.join(dir, "stats.sock")} mode 600 level admin`,
-    "  maxconn 20000",
+    "  maxconn 4000",
     "defaults",
     "  mode tcp",
     "  timeout connect 1s",
