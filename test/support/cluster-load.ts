@@ -27,19 +27,21 @@ export class ImapConn {
     socket.on("error", () => {});
   }
 
-  static connect(port: number, o: { tls?: boolean; session?: Buffer } = {}): Promise<ImapConn> {
+  /** Connects from `from` (default CLIENT_IP), over TLS with `tls` (offering `session`). */
+  static connect(port: number, o: { tls?: boolean; session?: Buffer; from?: string } = {}): Promise<ImapConn> {
+    const localAddress = o.from ?? CLIENT_IP;
     return new Promise((resolve, reject) => {
       const s = o.tls
         ? // tls.connect passes net.connect's options on (localAddress included); its type does not list them
           tls.connect({
             port,
             host: "127.0.0.1",
-            localAddress: CLIENT_IP,
+            localAddress,
             rejectUnauthorized: false,
             session: o.session,
             servername: "localhost",
           } as tls.ConnectionOptions)
-        : net.connect({ port, host: "127.0.0.1", localAddress: CLIENT_IP });
+        : net.connect({ port, host: "127.0.0.1", localAddress });
       const timer = setTimeout(() => {
         s.destroy();
         reject(new Error("connect timed out"));
@@ -156,11 +158,11 @@ export class Load {
 }
 
 /** `count` logged-in sessions held open (login `${prefix}N`). */
-export async function holdSessions(port: number, count: number, prefix: string): Promise<Map<string, ImapConn>> {
+export async function holdSessions(port: number, count: number, prefix: string, from?: string): Promise<Map<string, ImapConn>> {
   const held = new Map<string, ImapConn>();
   for (let i = 0; i < count; i++) {
     const user = `${prefix}${i}`;
-    const c = await ImapConn.connect(port);
+    const c = await ImapConn.connect(port, { from });
     await c.login(user);
     held.set(user, c);
   }

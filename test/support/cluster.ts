@@ -53,6 +53,12 @@ export interface ClusterOptions {
   haproxy?: Pick<HaproxyOptions, "interMs" | "fall" | "rise" | "balance">;
   /** `error_log` level (default info). */
   logLevel?: string;
+  /**
+   * Name each node to the auth service with `auth_http_header X-Postern-Node`
+   * (default true). Off for a shared auth cache: that header is part of the
+   * cache key, so nodes that send different ones never share an entry.
+   */
+  nodeHeader?: boolean;
   /** Inside `events {}` (default `worker_connections 4096;`). */
   events?: string;
 }
@@ -291,6 +297,7 @@ export function nodeConfig(o: {
   logLevel: string;
   events: string;
   mailExtra: string;
+  nodeHeader?: boolean;
 }): string {
   const tls = certs();
   return `daemon on;
@@ -301,7 +308,7 @@ error_log error.log ${o.logLevel};
 events { ${o.events} }
 mail {
   auth_http 127.0.0.1:${o.authPort}/auth;
-  auth_http_header X-Postern-Node ${o.name};
+  ${o.nodeHeader === false ? "" : `auth_http_header X-Postern-Node ${o.name};`}
   set_real_ip_from 127.0.0.1;
   metrics_listen 127.0.0.1:${o.metricsPort};
   shared_store redis 127.0.0.1:${o.redisPort} secret_file=${o.secretFile};
@@ -367,6 +374,7 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
         logLevel: o.logLevel ?? "info",
         events: o.events ?? "worker_connections 4096;",
         mailExtra: o.mailExtra?.(name) ?? "",
+        nodeHeader: o.nodeHeader,
       });
       const node = new PosternNode(name, ports, direct, metricsPort, config);
       cleanups.push(() => node.cleanup());
