@@ -119,8 +119,8 @@ export async function shortSession(port: number, user: string, o: { tls?: boolea
 /** Short sessions in `concurrency` parallel loops until stop(). */
 export class Load {
   ok = 0;
-  /** Failed sessions: the login used and what went wrong. */
-  readonly failures: Array<{ user: string; error: string }> = [];
+  /** Failed sessions: the login used, what went wrong, and when (Date.now() at the failure). */
+  readonly failures: Array<{ user: string; error: string; at: number }> = [];
   #running = true;
   readonly #loops: Promise<void>[] = [];
   #n = 0;
@@ -133,7 +133,7 @@ export class Load {
             const user = `${prefix}${this.#n++}`;
             const error = await shortSession(port, user, o);
             if (error === undefined) this.ok++;
-            else this.failures.push({ user, error });
+            else this.failures.push({ user, error, at: Date.now() });
             if (o.pauseMs) await new Promise((r) => setTimeout(r, o.pauseMs));
           }
         })(),
@@ -150,7 +150,7 @@ export class Load {
     }
   }
 
-  async stop(): Promise<{ ok: number; failures: Array<{ user: string; error: string }> }> {
+  async stop(): Promise<{ ok: number; failures: Array<{ user: string; error: string; at: number }> }> {
     this.#running = false;
     await Promise.all(this.#loops);
     return { ok: this.ok, failures: this.failures };
