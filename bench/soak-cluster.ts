@@ -24,6 +24,7 @@
  * 16's shared-state work is merged), unless --no-sync.
  */
 import tls from "node:tls";
+import { Redis } from "ioredis";
 import { type Cluster, type PosternNode, configAccepted, startCluster } from "../test/support/cluster.js";
 import { Load } from "../test/support/cluster-load.js";
 
@@ -176,6 +177,17 @@ async function main(): Promise<void> {
   );
   console.log("memory per node (MiB, master + workers, per minute; a killed node starts again from its start-up size):");
   for (const [name, xs] of Object.entries(memory)) console.log(`  ${name}: ${xs.map(mib).join(" ")}`);
+  const redis = new Redis(cluster.redis.port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    const info = await redis.info("memory");
+    const keys = await redis.dbsize();
+    console.log(`Redis at the end: ${/used_memory_human:(\S+)/.exec(info)?.[1] ?? "?"} used, ${keys} keys (it lost everything at the outage)`);
+  } catch (err) {
+    console.log(`Redis memory not read: ${(err as Error).message}`);
+  } finally {
+    redis.disconnect();
+  }
   if (other.length > 0) console.log(`unexplained failures (first 10): ${JSON.stringify(other.slice(0, 10))}`);
   await cluster.stop();
   process.exit(other.length > 0 ? 1 : 0);
