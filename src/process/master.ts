@@ -137,7 +137,7 @@ export class Master {
 
   /** A master that stops serving while its new binary runs leaves /health to the new one. */
   #leaveMetricsToNewBinary(): void {
-    if (this.#newBinary) this.#metrics.close();
+    if (this.#newBinary) this.#metrics.stopAccepting();
   }
 
   #log(): Reporter {

@@ -127,9 +127,16 @@ export class MetricsEndpoint {
     };
   }
 
+  /** Stops now: open requests are cut. */
   close(): void {
-    this.#server?.close();
     this.#server?.closeAllConnections();
+    this.stopAccepting();
+  }
+
+  /** Stops accepting (the socket stays open in the new binary); requests in progress are answered, idle connections closed. */
+  stopAccepting(): void {
+    this.#server?.close();
+    this.#server?.closeIdleConnections();
     this.#server = undefined;
     this.#address = undefined;
   }

@@ -20,6 +20,7 @@
  * node on purpose (a TLS session made on A, resumed on B).
  */
 import { spawn } from "node:child_process";
+import http from "node:http";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -177,14 +178,19 @@ export class PosternNode {
     return this.processes().reduce((sum, p) => sum + rssOf(p), 0);
   }
 
-  /** /health over HTTP: status and body (status 0 when nothing answers). */
-  async health(): Promise<{ status: number; body: string }> {
-    try {
-      const res = await fetch(`http://127.0.0.1:${this.metricsPort}/health`, { signal: AbortSignal.timeout(2000) });
-      return { status: res.status, body: (await res.text()).trim() };
-    } catch {
-      return { status: 0, body: "" };
-    }
+  /** /health over HTTP on a new connection each time, as a balancer's check: status and body (status 0 when nothing answers). */
+  health(): Promise<{ status: number; body: string }> {
+    return new Promise((resolve) => {
+      const req = http.get({ host: "127.0.0.1", port: this.metricsPort, path: "/health", agent: false, timeout: 2000 }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
+        res.on("error", () => resolve({ status: 0, body: "" }));
+      });
+      req.on("timeout", () => req.destroy());
+      req.on("error", () => resolve({ status: 0, body: "" }));
+    });
   }
 
   /** The Prometheus page (empty when nothing answers). */
