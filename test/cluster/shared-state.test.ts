@@ -38,7 +38,14 @@ const SYNC_EXTRA = `
   auth_http_cache zone=authcache:1m ok=60s fail=10s sync;
 `;
 
-const accepted = await configAccepted(SYNC_EXTRA);
+/**
+ * POSTERN_CLUSTER_LOCAL=1 runs the file with the same zones WITHOUT `sync`:
+ * every test of shared behaviour must then fail (the control showing the
+ * tests can fail), while the harness itself works.
+ */
+const LOCAL_CONTROL = process.env.POSTERN_CLUSTER_LOCAL === "1";
+const ZONES = LOCAL_CONTROL ? SYNC_EXTRA.replace(/ sync;/g, ";") : SYNC_EXTRA;
+const accepted = await configAccepted(ZONES);
 const skip = accepted.ok
   ? false
   : `the configuration refuses the sync zones (needs issue 16's shared-state work merged): ${accepted.stderr.trim().split("\n")[0] ?? ""}`;
@@ -60,7 +67,7 @@ before(async () => {
   if (skip) return;
   assert.ok(haproxyAvailable(), "haproxy is not installed (scripts/install-test-deps.sh installs it)");
   // the auth cache is keyed on the whole request: no per-node header, or the nodes never share an entry
-  cluster = await startCluster({ mailExtra: () => SYNC_EXTRA, nodeHeader: false, auth: (req) => auth(req) });
+  cluster = await startCluster({ mailExtra: () => ZONES, nodeHeader: false, auth: (req) => auth(req) });
   backendPort = cluster.backends.imap.port;
 });
 
