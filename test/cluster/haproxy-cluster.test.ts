@@ -123,7 +123,8 @@ test("a USR2 binary upgrade, then QUIT of the old master, under load loses no cl
   let watching = true;
   const watch = (async () => {
     while (watching) {
-      for (const s of await cluster.haproxy.states()) if (s.server === node.name && s.status !== "UP") downs.push(`${s.backend} ${s.status}`);
+      // one failed check (`UP 1/2`, a slow answer on a loaded machine) is what `fall` tolerates; DOWN is not
+      for (const s of await cluster.haproxy.states()) if (s.server === node.name && s.status.startsWith("DOWN")) downs.push(`${s.backend} ${s.status}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
@@ -164,7 +165,9 @@ test("QUIT drains a node: /health says draining, HAProxy sends new clients elsew
   assert.equal(onNode.length, 2);
   const pid = node.pid()!;
   node.signal("SIGQUIT");
-  const health = await node.health();
+  // the signal is handled asynchronously: the first answers may still come before it
+  let health = await node.health();
+  for (let i = 0; i < 100 && health.status === 200; i++) health = await node.health();
   assert.deepEqual(health, { status: 503, body: "draining" });
   await cluster.haproxy.waitFor(node.name, "DOWN");
   const from = cluster.logins().length;
