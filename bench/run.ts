@@ -14,7 +14,10 @@
  * the backend against Postern with a plaintext backend, in the same run:
  * nginx cannot talk TLS to a mail backend.
  *
- *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR]
+ * `--shared-store` adds the shared-store rows (shared-store.ts): Postern
+ * with its zones synced through Redis against the same zones node-local.
+ *
+ *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR] [--observability] [--shared-store]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
@@ -24,6 +27,16 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AUTH_PATH_HEADER, AUTH_PATH_WORKLOADS, authPathRow } from "./auth-path.js";
+import {
+  SHARED_HEADER,
+  SHARED_KINDS,
+  SHARED_WORKLOADS,
+  type SharedKind,
+  sharedDirectives,
+  sharedRow,
+  sharedStoreUnavailable,
+  startBenchRedis,
+} from "./shared-store.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const args = process.argv.slice(2);
@@ -36,6 +49,8 @@ const only = valueOf("--only")?.split(",");
 const profileDir = valueOf("--profile");
 /** `--observability`: Postern is run a second time with an access log and metrics_listen, and a row compares the two. */
 const observability = args.includes("--observability");
+/** `--shared-store`: rows comparing the zones synced through Redis with node-local ones. */
+const sharedStore = args.includes("--shared-store");
 
 /** Load before every measured run, same workload, not counted. */
 const WARMUP_SECONDS = 1;
@@ -118,7 +133,7 @@ const WORKLOADS: readonly Workload[] = [
   },
 ];
 
-type ServerKind = "nginx" | "floor" | "postern" | "postern-obs";
+type ServerKind = "nginx" | "floor" | "postern" | "postern-obs" | SharedKind;
 const SERVERS = ["nginx", "floor", "postern"] as const;
 
 interface Ports {
@@ -134,6 +149,8 @@ interface Ports {
   backendTls: number;
   backendStarttls: number;
   metrics: number;
+  /** The redis-server of the shared-store rows. */
+  redis: number;
 }
 
 function freePorts(n: number): Promise<number[]> {
@@ -188,7 +205,8 @@ function makeCerts(dir: string): void {
   ]);
 }
 
-function mailConfig(dir: string, p: Ports, bin: "nginx" | "postern" | "postern-obs", authPath?: Workload["authPath"]): string {
+function mailConfig(dir: string, p: Ports, bin: Exclude<ServerKind, "floor">, authPath?: Workload["authPath"]): string {
+  const shared = bin === "postern-local" || bin === "postern-sync" ? sharedDirectives(bin, dir, p.redis) : undefined;
   const observed =
     bin === "postern-obs"
       ? `  log_format bench '$remote_addr [$time_local] "$mail_login" $mail_auth_status $upstream_addr $mail_session_end $bytes_received $bytes_sent $session_time $ssl_protocol';
@@ -204,10 +222,10 @@ events { worker_connections 20000; }
 mail {
   ${auth}
   ssl_protocols TLSv1.2 TLSv1.3;
-  ssl_session_cache shared:BENCH:20m;
+  ssl_session_cache ${shared?.sessionCache ?? "shared:BENCH:20m"};
   ssl_certificate ${dir}/ec.crt; ssl_certificate_key ${dir}/ec.key;
   proxy_buffer 16k;
-${observed}  server { listen 127.0.0.1:${p.imaps} ssl; protocol imap; }
+${observed}${shared?.extra ?? ""}  server { listen 127.0.0.1:${p.imaps} ssl; protocol imap; }
   server { listen 127.0.0.1:${p.imapsRsa} ssl; protocol imap; ssl_certificate ${dir}/rsa.crt; ssl_certificate_key ${dir}/rsa.key; }
   server { listen 127.0.0.1:${p.imap}; protocol imap; starttls on; }
 ${bin === "postern" ? backendTlsServers(dir, p) : ""}}
@@ -487,7 +505,8 @@ async function main(): Promise<void> {
   const loadgen = join(build, "mailload");
   execFileSync("gcc", ["-O2", "-o", loadgen, join(root, "bench", "loadgen", "mailload.c"), "-lssl", "-lcrypto"]);
   makeCerts(dir);
-  const [imaps, imap, imapsRsa, auth, backend, costly, imapBackendTls, imapBackendStarttls, backendTls, backendStarttls, metricsPort] = await freePorts(11);
+  const [imaps, imap, imapsRsa, auth, backend, costly, imapBackendTls, imapBackendStarttls, backendTls, backendStarttls, metricsPort, redisPort] =
+    await freePorts(12);
   const ports: Ports = {
     imaps: imaps!,
     imap: imap!,
@@ -500,6 +519,7 @@ async function main(): Promise<void> {
     backendTls: backendTls!,
     backendStarttls: backendStarttls!,
     metrics: metricsPort!,
+    redis: redisPort!,
   };
   // with the load generator, on the second core
   const costlyAuth = spawn(
@@ -533,7 +553,7 @@ async function main(): Promise<void> {
       console.log(backendTlsRows[backendTlsRows.length - 1]);
       continue;
     }
-    const samples: Record<ServerKind, Sample[]> = { nginx: [], floor: [], postern: [], "postern-obs": [] };
+    const samples: Record<ServerKind, Sample[]> = { nginx: [], floor: [], postern: [], "postern-obs": [], "postern-local": [], "postern-sync": [] };
     const kinds: readonly ServerKind[] = observability && w.measure !== "hold" ? [...SERVERS, "postern-obs"] : SERVERS;
     const hold = w.measure === "hold";
     // memory is not noisy the way rates are: one round of the hold workload
@@ -581,6 +601,7 @@ async function main(): Promise<void> {
       console.log(rows[rows.length - 1]);
     }
   }
+  const sharedRows = sharedStore ? await sharedStoreRows(dir, ports, loadgen, costlyAuth) : [];
   for (const s of aux) s.close();
   costlyAuth.kill("SIGTERM");
   const authTable = authRows.length > 0 ? `\n\n${AUTH_PATH_HEADER}\n${authRows.join("\n")}` : "";
@@ -590,6 +611,31 @@ async function main(): Promise<void> {
       `\n| workload (Postern only) | plaintext backend | backend TLS | TLS / plaintext | plaintext /cpu-s | TLS /cpu-s | TLS / plaintext per CPU |\n|---|---|---|---|---|---|---|\n${backendTlsRows.join("\n")}`,
     );
   }
+  if (sharedRows.length > 0) console.log(`\n${SHARED_HEADER}\n${sharedRows.join("\n")}`);
+}
+
+/** The shared-store rows: node-local zones, then the same zones synced through Redis, alternating for `rounds` rounds. */
+async function sharedStoreRows(dir: string, ports: Ports, loadgen: string, costlyAuth: ChildProcess): Promise<string[]> {
+  const why = sharedStoreUnavailable(root, dir, mailConfig(dir, ports, "postern-sync"));
+  if (why) {
+    console.log(`\nshared-store rows skipped: ${why}`);
+    return [];
+  }
+  const redis = await startBenchRedis(dir, ports.redis);
+  const rows: string[] = [];
+  try {
+    for (const w of WORKLOADS.filter((x) => SHARED_WORKLOADS.includes(x.name))) {
+      const samples: Record<SharedKind, Sample[]> = { "postern-local": [], "postern-sync": [] };
+      for (let i = 0; i < rounds; i++) for (const kind of SHARED_KINDS) samples[kind].push(await runOnce(kind, w, dir, ports, loadgen, costlyAuth));
+      const m = (kind: SharedKind, k: keyof Sample) => median(samples[kind].map((s) => s[k]));
+      const of = (kind: SharedKind) => ({ rate: m(kind, "rate"), perCpu: m(kind, "perCpu") });
+      rows.push(sharedRow(w.name, of("postern-local"), of("postern-sync"), m("postern-sync", "errors") + m("postern-local", "errors")));
+      console.log(rows[rows.length - 1]);
+    }
+  } finally {
+    redis.stop();
+  }
+  return rows;
 }
 
 /** One backend-TLS row: Postern to the plaintext backend, then to the TLS one, alternating for `rounds` rounds. */

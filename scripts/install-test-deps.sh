@@ -16,6 +16,9 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 # the metrics page is read by the Prometheus client library's own parser (test/mail/observability/)
 /usr/bin/python3 -c "import prometheus_client.parser" 2>/dev/null || need+=(python3-prometheus-client)
+# the cluster tests (test/cluster/): HAProxy in front of three nodes sharing one Redis
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
+[ -x /usr/bin/redis-server ] || need+=(redis-server)
 command -v getent >/dev/null || need+=(libc-bin)
 # contrib/logrotate/postern is run through the real logrotate (test/package/)
 [ -x /usr/sbin/logrotate ] || need+=(logrotate)
@@ -34,7 +37,7 @@ if [ "$(id -u)" != 0 ]; then
   fi
 fi
 echo "Installing test dependencies: ${need[*]}" >&2
-# Keep the packages' own services (nginx on :80, dovecot) from starting: the
+# Keep the packages' own services (nginx on :80, dovecot, haproxy, redis) from starting: the
 # tests start private instances on loopback ports.
 policy=/usr/sbin/policy-rc.d
 created_policy=""

@@ -23,7 +23,7 @@ import { MetricsHub } from "../event/metrics-ipc.js";
 import { sharedStoreOf } from "../mail/shared-store/module.js";
 import { closeSharedStore, configureSharedStore } from "./shared-store.js";
 import { metricsListenOf } from "../mail/access-log/service.js";
-import { MetricsEndpoint } from "./metrics-endpoint.js";
+import { MetricsEndpoint, metricsHandOffKey } from "./metrics-endpoint.js";
 import { errorText, loadConfiguration, validatedInputs } from "./load-configuration.js";
 import type { Reporter } from "./startup-log.js";
 import type { ConfSource } from "../conf/engine.js";
@@ -101,18 +101,25 @@ export class Master {
   async run(argv: readonly string[], onUp?: () => void, inherited?: ReadonlyMap<string, BoundHandle>): Promise<number> {
     const log = this.#reporter;
     const wanted = new Set(this.#cycle.endpoints.map((e) => e.key));
+    const metricsListen = metricsListenOf(this.#cycle.conf);
+    const metricsKey = metricsListen ? metricsHandOffKey(metricsListen.text) : undefined;
     for (const [k, h] of inherited ?? []) {
+      if (k === metricsKey) continue;
       // a socket the new configuration no longer lists is closed, as nginx does
       if (wanted.has(k)) this.#handles.set(k, h);
       else h.close();
     }
     const opened = await bindAll(this.#cycle.endpoints, this.#handles, (m) => log.report("emerg", m));
     for (const [k, h] of opened) this.#handles.set(k, h);
-    await this.#metrics.configure(metricsListenOf(this.#cycle.conf)).catch((err: unknown) => {
-      log.report("emerg", errorText(err));
-      for (const h of this.#handles.values()) h.close();
-      throw err;
-    });
+    const inheritedMetrics = metricsKey ? inherited?.get(metricsKey) : undefined;
+    // a new binary answers /health on the old master's socket once its workers listen (never "starting" there)
+    if (inheritedMetrics) onUp = this.#afterUp(onUp, () => this.#metrics.configure(metricsListen, inheritedMetrics));
+    else
+      await this.#metrics.configure(metricsListen).catch((err: unknown) => {
+        log.report("emerg", errorText(err));
+        for (const h of this.#handles.values()) h.close();
+        throw err;
+      });
     configureSharedStore(sharedStoreOf(this.#cycle.conf), (level, m) => log.report(level, m), this.#metrics.storeEvents());
     process.title = `postern: master process ${argv.join(" ")}`.trimEnd();
     this.#installSignals(argv);
@@ -120,6 +127,18 @@ export class Master {
     const exited = new Promise<number>((r) => (this.#resolve = r));
     this.#startWorkers(this.#cycle);
     return exited;
+  }
+
+  #afterUp(onUp: (() => void) | undefined, then: () => Promise<void>): () => void {
+    return () => {
+      onUp?.();
+      then().catch((err: unknown) => this.#log().report("alert", errorText(err)));
+    };
+  }
+
+  /** A master that stops serving while its new binary runs leaves /health to the new one. */
+  #leaveMetricsToNewBinary(): void {
+    if (this.#newBinary) this.#metrics.stopAccepting();
   }
 
   #log(): Reporter {
@@ -150,7 +169,7 @@ export class Master {
     log.report("notice", "changing binary");
     const pidPath = this.#cycle.core.pidPath;
     const report = (level: "notice" | "alert", m: string): void => log.report(level, m);
-    const child = execNewBinary({ argv, pidPath, handles: this.#handles, report });
+    const child = execNewBinary({ argv, pidPath, handles: this.#metrics.withHandOff(this.#handles), report });
     if (child === undefined) return;
     this.#newBinary = child;
     log.report("notice", `start new binary process ${child.pid}`);
@@ -161,6 +180,8 @@ export class Master {
       if (this.#terminating !== "no") return;
       // the new master is gone (rolled back, or it failed to start): this one is the server again
       renameBack({ pidPath, report }, "the exit of");
+      // and the metrics endpoint it took over is served here again
+      this.#metrics.configure(metricsListenOf(this.#cycle.conf)).catch((err: unknown) => log.report("alert", errorText(err)));
       if (this.#noAccepting) {
         this.#noAccepting = false;
         this.#startWorkers(this.#cycle);
@@ -177,6 +198,7 @@ export class Master {
     this.#log().report("notice", `${signalText("SIGWINCH")} received, stop accepting connections`);
     if (this.#terminating !== "no") return;
     this.#noAccepting = true;
+    this.#leaveMetricsToNewBinary();
     for (const w of this.#workers) this.#quitWorker(w);
   }
 
@@ -367,6 +389,7 @@ export class Master {
     this.#log().report("notice", `${signalText("SIGQUIT")} received, shutting down`);
     if (this.#terminating === "term") return;
     this.#terminating = "quit";
+    this.#leaveMetricsToNewBinary();
     this.#closeHandles();
     for (const w of this.#workers) this.#quitWorker(w);
     if (this.#workers.size === 0) this.#exit();
@@ -394,6 +417,7 @@ export class Master {
     if (sig) this.#log().report("notice", `${signalText(sig)} received, exiting`);
     if (this.#terminating === "term") return;
     this.#terminating = "term";
+    this.#leaveMetricsToNewBinary();
     this.#closeHandles();
     if (this.#workers.size === 0) {
       this.#exit();

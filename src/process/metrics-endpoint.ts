@@ -15,8 +15,18 @@ import { type DeltaEntry, METRICS, type MetricDef, RELOADS, STORE_FALLBACKS, STO
 import type { StoreEvents } from "../event/shared-store/client.js";
 import type { MetricsHub } from "../event/metrics-ipc.js";
 import type { MetricsListen } from "../mail/access-log/module.js";
+import type { BoundHandle } from "./listeners.js";
 
 export type Readiness = "starting" | "ready" | "draining";
+
+/**
+ * The key the endpoint's socket travels under to a new binary (USR2), beside
+ * the `listen` sockets: the new master cannot bind the address while this one
+ * holds it, and a load balancer must see /health answered throughout.
+ */
+export function metricsHandOffKey(text: string): string {
+  return `metrics_listen ${text}`;
+}
 
 const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -32,16 +42,28 @@ export class MetricsEndpoint {
     this.#readiness = readiness;
   }
 
-  /** Listens on `listen` (closing a previous address); rejects with nginx's bind() wording. */
-  async configure(listen: MetricsListen | undefined): Promise<void> {
+  /** Listens on `listen` (closing a previous address), or on the socket an old master handed over; rejects with nginx's bind() wording. */
+  async configure(listen: MetricsListen | undefined, inherited?: BoundHandle): Promise<void> {
     if (listen?.text === this.#address) return;
-    const next = listen ? await this.#bind(listen) : undefined;
+    const next = listen ? await this.#bind(listen, inherited) : undefined;
     this.close();
     this.#server = next;
     this.#address = listen?.text;
   }
 
-  #bind(listen: MetricsListen): Promise<Server> {
+  /**
+   * USR2: the sockets for the new binary, this endpoint's own added. Both
+   * masters answer on it until the old one stops serving (QUIT, TERM,
+   * WINCH: it would say "draining" or "starting" for a node the new master
+   * serves); the new one starts answering once its workers listen.
+   */
+  withHandOff(handles: ReadonlyMap<string, BoundHandle>): ReadonlyMap<string, BoundHandle> {
+    const handle = (this.#server as unknown as { _handle?: BoundHandle } | undefined)?._handle;
+    if (!handle || this.#address === undefined) return handles;
+    return new Map([...handles, [metricsHandOffKey(this.#address), handle]]);
+  }
+
+  #bind(listen: MetricsListen, inherited?: BoundHandle): Promise<Server> {
     const server = createServer((req, res) => {
       const path = (req.url ?? "").split("?")[0];
       const head = req.method === "HEAD";
@@ -73,7 +95,8 @@ export class MetricsEndpoint {
     server.maxHeadersCount = 50;
     return new Promise((resolve, reject) => {
       server.once("error", (err) => reject(new Error(`bind() to ${listen.text} failed ${describeSystemError(err)}`, { cause: err })));
-      server.listen({ host: listen.host, port: listen.port, exclusive: true }, () => {
+      const where = inherited ? { handle: inherited } : { host: listen.host, port: listen.port, exclusive: true };
+      server.listen(where as unknown as { port: number }, () => {
         server.removeAllListeners("error");
         server.on("error", () => {});
         resolve(server);
@@ -104,9 +127,16 @@ export class MetricsEndpoint {
     };
   }
 
+  /** Stops now: open requests are cut. */
   close(): void {
-    this.#server?.close();
     this.#server?.closeAllConnections();
+    this.stopAccepting();
+  }
+
+  /** Stops accepting (the socket stays open in the new binary); requests in progress are answered, idle connections closed. */
+  stopAccepting(): void {
+    this.#server?.close();
+    this.#server?.closeIdleConnections();
     this.#server = undefined;
     this.#address = undefined;
   }
