@@ -15,6 +15,7 @@
  * nginx cannot talk TLS to a mail backend.
  *
  *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR]
+ *                      [--observability [--postern-only]]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
@@ -36,6 +37,8 @@ const only = valueOf("--only")?.split(",");
 const profileDir = valueOf("--profile");
 /** `--observability`: Postern is run a second time with an access log and metrics_listen, and a row compares the two. */
 const observability = args.includes("--observability");
+/** `--postern-only`: with --observability, only the two Postern kinds run (the on/off ratio in half the time). */
+const posternOnly = args.includes("--postern-only");
 
 /** Load before every measured run, same workload, not counted. */
 const WARMUP_SECONDS = 1;
@@ -353,6 +356,7 @@ async function startServer(bin: ServerKind, dir: string, ports: Ports): Promise<
     const cmd = bin === "nginx" ? ["/usr/sbin/nginx"] : [process.execPath, join(root, "bin", "postern.js")];
     // --cpu-prof is refused in NODE_OPTIONS; forked workers inherit execArgv.
     if (bin === "postern" && profileDir) cmd.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}`);
+    if (bin === "postern-obs" && profileDir) cmd.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}/obs`);
     argv = [...cmd, "-p", `${dir}/`, "-c", join(dir, `${bin}.conf`), "-e", join(dir, `${bin}.error.log`)];
   }
   const child = spawn("taskset", ["-c", "0", ...argv], { stdio: "ignore" });
@@ -537,7 +541,7 @@ async function main(): Promise<void> {
     const kinds: readonly ServerKind[] = observability && w.measure !== "hold" ? [...SERVERS, "postern-obs"] : SERVERS;
     const hold = w.measure === "hold";
     // memory is not noisy the way rates are: one round of the hold workload
-    const servers = w.authPath ? kinds.filter((bin) => bin !== "floor") : kinds;
+    const servers = w.authPath ? kinds.filter((bin) => bin !== "floor") : posternOnly ? kinds.filter((bin) => bin.startsWith("postern")) : kinds;
     for (let i = 0; i < (hold ? 1 : rounds); i++) {
       for (const bin of servers) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen, costlyAuth));
     }
