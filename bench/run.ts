@@ -213,7 +213,7 @@ mail {
 ${observed}  server { listen 127.0.0.1:${p.imaps} ssl; protocol imap; }
   server { listen 127.0.0.1:${p.imapsRsa} ssl; protocol imap; ssl_certificate ${dir}/rsa.crt; ssl_certificate_key ${dir}/rsa.key; }
   server { listen 127.0.0.1:${p.imap}; protocol imap; starttls on; }
-${bin === "postern" ? backendTlsServers(dir, p) : ""}}
+${bin !== "nginx" ? backendTlsServers(dir, p) : ""}}
 `;
 }
 
