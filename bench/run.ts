@@ -444,7 +444,6 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
   const cpu1 = cpuOfTree(child.pid!);
   const auth1 = cpuOfTree(costlyAuth.pid!);
   await stopServer(child);
-  if (process.env.BENCH_DEBUG) console.error(bin, w.name, out.trim());
   const r = JSON.parse(out.trim().split("\n").pop()!) as {
     ops: number;
     errors: number;
@@ -456,6 +455,7 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
     p99_ms: number;
   };
   const serverCpu = Math.max(cpu1 - cpu0, 0.01);
+  if (process.env.BENCH_DEBUG) console.error(bin, w.name, `server CPU ${serverCpu.toFixed(2)} s, per CPU ${(r.ops / serverCpu).toFixed(0)}`, out.trim());
   return {
     rate: r.rate,
     perCpu: r.ops / serverCpu,
