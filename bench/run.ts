@@ -543,7 +543,9 @@ async function main(): Promise<void> {
     // memory is not noisy the way rates are: one round of the hold workload
     const servers = w.authPath ? kinds.filter((bin) => bin !== "floor") : posternOnly ? kinds.filter((bin) => bin.startsWith("postern")) : kinds;
     for (let i = 0; i < (hold ? 1 : rounds); i++) {
-      for (const bin of servers) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen, costlyAuth));
+      // --postern-only: every other round in reverse order (on, off, off, on...), so a machine that drifts during the run favours neither
+      const order = posternOnly && i % 2 === 1 ? [...servers].reverse() : servers;
+      for (const bin of order) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen, costlyAuth));
     }
     const m = (bin: ServerKind, k: keyof Sample) => median(samples[bin].map((s) => s[k]));
     if (w.authPath) {
