@@ -126,7 +126,7 @@ const MAX_SERIES = 10000;
 export class MetricsRecorder {
   /** False until a metrics listener is configured: every record call is then a no-op. */
   enabled = false;
-  #trees: LabelTree[] = METRICS.map(() => new Map());
+  #trees: LabelTree[] = METRICS.map((): LabelTree => new Map());
   #seriesCount = 0;
   #changed: Series[] = [];
   /** Called once per burst of changes (the worker schedules its flush there). */
@@ -149,7 +149,7 @@ export class MetricsRecorder {
     if (!s) {
       if (++this.#seriesCount > MAX_SERIES) {
         // a series still in #changed is delivered all the same: it only leaves the tree
-        this.#trees = METRICS.map(() => new Map());
+        this.#trees = METRICS.map((): LabelTree => new Map());
         this.#seriesCount = 1;
         return this.#series(d, labels);
       }
