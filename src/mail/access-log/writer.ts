@@ -9,11 +9,10 @@
  * the proxy: it is reported to the error log (at most once a second for
  * writes, as nginx does) and the line is dropped or the old file kept.
  */
-import { closeSync, writeSync } from "node:fs";
 import { gzipSync } from "node:zlib";
+import { AppendFile } from "../../core/append-file.js";
 import { describeSystemError } from "../../core/errors.js";
 import { type ErrorLog, SyslogSink, type SyslogTarget } from "../../core/log.js";
-import { openAppend } from "../../core/safe-open.js";
 
 /** One destination of access-log lines. */
 export interface AccessLogWriter {
@@ -45,7 +44,7 @@ export class AccessLogFile implements AccessLogWriter {
   readonly path: string;
   readonly #buffer: BufferSpec | undefined;
   readonly #errors: () => ErrorLog;
-  #fd: number;
+  readonly #file: AppendFile;
   #pending: Buffer[] = [];
   #pendingBytes = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -62,7 +61,7 @@ export class AccessLogFile implements AccessLogWriter {
     this.path = path;
     this.#buffer = buffer;
     this.#errors = errors;
-    this.#fd = openAppend(path);
+    this.#file = new AppendFile(path);
   }
 
   write(line: string): void {
@@ -107,8 +106,7 @@ export class AccessLogFile implements AccessLogWriter {
 
   #writeOut(data: Buffer): void {
     try {
-      let off = 0;
-      while (off < data.length) off += writeSync(this.#fd, data, off);
+      this.#file.write(data);
     } catch (err) {
       const now = Date.now();
       if (now - this.#lastError < 1000) return;
@@ -119,24 +117,12 @@ export class AccessLogFile implements AccessLogWriter {
 
   reopen(): void {
     this.flush();
-    let fd: number;
-    try {
-      fd = openAppend(this.path);
-    } catch (err) {
-      throw new Error(`open() "${this.path}" failed ${describeSystemError(err)}`, { cause: err });
-    }
-    const old = this.#fd;
-    this.#fd = fd;
-    closeSync(old);
+    this.#file.reopen();
   }
 
   close(): void {
     this.flush();
-    try {
-      closeSync(this.#fd);
-    } catch {
-      // already closed
-    }
+    this.#file.close();
   }
 }
 
