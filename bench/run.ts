@@ -17,7 +17,8 @@
  * `--shared-store` adds the shared-store rows (shared-store.ts): Postern
  * with its zones synced through Redis against the same zones node-local.
  *
- *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR] [--observability] [--shared-store]
+ *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR]
+ *                      [--observability [--postern-only]] [--shared-store]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
@@ -51,6 +52,8 @@ const profileDir = valueOf("--profile");
 const observability = args.includes("--observability");
 /** `--shared-store`: rows comparing the zones synced through Redis with node-local ones. */
 const sharedStore = args.includes("--shared-store");
+/** `--postern-only`: with --observability, only the two Postern kinds run (the on/off ratio in half the time). */
+const posternOnly = args.includes("--postern-only");
 
 /** Load before every measured run, same workload, not counted. */
 const WARMUP_SECONDS = 1;
@@ -228,7 +231,7 @@ mail {
 ${observed}${shared?.extra ?? ""}  server { listen 127.0.0.1:${p.imaps} ssl; protocol imap; }
   server { listen 127.0.0.1:${p.imapsRsa} ssl; protocol imap; ssl_certificate ${dir}/rsa.crt; ssl_certificate_key ${dir}/rsa.key; }
   server { listen 127.0.0.1:${p.imap}; protocol imap; starttls on; }
-${bin === "postern" ? backendTlsServers(dir, p) : ""}}
+${bin !== "nginx" ? backendTlsServers(dir, p) : ""}}
 `;
 }
 
@@ -371,6 +374,7 @@ async function startServer(bin: ServerKind, dir: string, ports: Ports): Promise<
     const cmd = bin === "nginx" ? ["/usr/sbin/nginx"] : [process.execPath, join(root, "bin", "postern.js")];
     // --cpu-prof is refused in NODE_OPTIONS; forked workers inherit execArgv.
     if (bin === "postern" && profileDir) cmd.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}`);
+    if (bin === "postern-obs" && profileDir) cmd.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}/obs`);
     argv = [...cmd, "-p", `${dir}/`, "-c", join(dir, `${bin}.conf`), "-e", join(dir, `${bin}.error.log`)];
   }
   const child = spawn("taskset", ["-c", "0", ...argv], { stdio: "ignore" });
@@ -458,7 +462,6 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
   const cpu1 = cpuOfTree(child.pid!);
   const auth1 = cpuOfTree(costlyAuth.pid!);
   await stopServer(child);
-  if (process.env.BENCH_DEBUG) console.error(bin, w.name, out.trim());
   const r = JSON.parse(out.trim().split("\n").pop()!) as {
     ops: number;
     errors: number;
@@ -470,6 +473,7 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
     p99_ms: number;
   };
   const serverCpu = Math.max(cpu1 - cpu0, 0.01);
+  if (process.env.BENCH_DEBUG) console.error(bin, w.name, `server CPU ${serverCpu.toFixed(2)} s, per CPU ${(r.ops / serverCpu).toFixed(0)}`, out.trim());
   return {
     rate: r.rate,
     perCpu: r.ops / serverCpu,
@@ -557,9 +561,11 @@ async function main(): Promise<void> {
     const kinds: readonly ServerKind[] = observability && w.measure !== "hold" ? [...SERVERS, "postern-obs"] : SERVERS;
     const hold = w.measure === "hold";
     // memory is not noisy the way rates are: one round of the hold workload
-    const servers = w.authPath ? kinds.filter((bin) => bin !== "floor") : kinds;
+    const servers = w.authPath ? kinds.filter((bin) => bin !== "floor") : posternOnly ? kinds.filter((bin) => bin.startsWith("postern")) : kinds;
     for (let i = 0; i < (hold ? 1 : rounds); i++) {
-      for (const bin of servers) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen, costlyAuth));
+      // --postern-only: every other round in reverse order (on, off, off, on...), so a machine that drifts during the run favours neither
+      const order = posternOnly && i % 2 === 1 ? [...servers].reverse() : servers;
+      for (const bin of order) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen, costlyAuth));
     }
     const m = (bin: ServerKind, k: keyof Sample) => median(samples[bin].map((s) => s[k]));
     if (w.authPath) {

@@ -13,9 +13,9 @@
  *
  * Rule: docs/behaviour/cli.md#cli-8-the-error-log.
  */
-import { closeSync, writeSync } from "node:fs";
+import { writeSync } from "node:fs";
 import { describeSystemError } from "./errors.js";
-import { giveTo, openAppend } from "./safe-open.js";
+import { AppendFile } from "./append-file.js";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { hostname } from "node:os";
 
@@ -71,18 +71,20 @@ export interface LogSink {
 /** A log file opened for appending; reopened on USR1. */
 export class FileSink implements LogSink {
   readonly level: LogLevel;
-  readonly path: string;
-  #fd: number;
+  readonly #file: AppendFile;
 
   constructor(path: string, level: LogLevel) {
-    this.path = path;
+    this.#file = new AppendFile(path);
     this.level = level;
-    this.#fd = openAppend(path);
+  }
+
+  get path(): string {
+    return this.#file.path;
   }
 
   write(_level: LogLevel, line: string): void {
     try {
-      writeSync(this.#fd, line);
+      this.#file.write(Buffer.from(line));
     } catch {
       // A full disk must not take the proxy down; nginx drops the line too.
     }
@@ -90,28 +92,16 @@ export class FileSink implements LogSink {
 
   /** Opens the path again (after a rotation); on failure the old file stays in use and nginx's open() message is thrown. */
   reopen(): void {
-    let fd: number;
-    try {
-      fd = openAppend(this.path);
-    } catch (err) {
-      throw new Error(`open() "${this.path}" failed ${describeSystemError(err)}`, { cause: err });
-    }
-    const old = this.#fd;
-    this.#fd = fd;
-    closeSync(old);
+    this.#file.reopen();
   }
 
   /** Hands the open file to the workers' user (fchown on the descriptor, never by path). */
   giveTo(uid: number): void {
-    giveTo(this.#fd, uid);
+    this.#file.giveTo(uid);
   }
 
   close(): void {
-    try {
-      closeSync(this.#fd);
-    } catch {
-      // already closed
-    }
+    this.#file.close();
   }
 }
 

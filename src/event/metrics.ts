@@ -105,25 +105,62 @@ interface Series {
   readonly labels: string[];
   value: number;
   buckets?: number[];
+  /** In `#changed` (this period's delta). */
+  changed: boolean;
 }
 
-/** Records changes in one process; `takeDelta` hands them over and starts afresh. */
+/** A level of the label tree: label value -> the next level, or the series at the last label. */
+type LabelTree = Map<string, LabelTree | Series>;
+
+const METRIC_INDEX = new Map<MetricDef, number>(METRICS.map((d, i) => [d, i]));
+
+/** More series than any configuration makes (labels come from code and configuration): past it the tree starts afresh. */
+const MAX_SERIES = 10000;
+
+/**
+ * Records changes in one process; `takeDelta` hands them over and starts afresh.
+ * A series is found through a tree keyed by its label values and kept
+ * across deltas: a record costs a few map lookups, no key string, no new
+ * object (this runs several times per session).
+ */
 export class MetricsRecorder {
   /** False until a metrics listener is configured: every record call is then a no-op. */
   enabled = false;
-  #changed = new Map<string, Series>();
+  #trees: LabelTree[] = METRICS.map((): LabelTree => new Map());
+  #seriesCount = 0;
+  #changed: Series[] = [];
   /** Called once per burst of changes (the worker schedules its flush there). */
   onChange: (() => void) | undefined;
 
   #series(d: MetricDef, labels: readonly string[]): Series {
-    const metric = METRICS.indexOf(d);
-    const key = `${metric}\u0001${labels.join("\u0001")}`;
-    let s = this.#changed.get(key);
+    const metric = METRIC_INDEX.get(d)!;
+    let level = this.#trees[metric]!;
+    const last = labels.length - 1;
+    for (let i = 0; i < last; i++) {
+      let next = level.get(labels[i]!) as LabelTree | undefined;
+      if (!next) {
+        next = new Map();
+        level.set(labels[i]!, next);
+      }
+      level = next;
+    }
+    const leaf = last < 0 ? "" : labels[last]!;
+    let s = level.get(leaf) as Series | undefined;
     if (!s) {
-      if (this.#changed.size === 0) this.onChange?.();
-      s = { metric, labels: labels.map(labelValue), value: 0 };
+      if (++this.#seriesCount > MAX_SERIES) {
+        // a series still in #changed is delivered all the same: it only leaves the tree
+        this.#trees = METRICS.map((): LabelTree => new Map());
+        this.#seriesCount = 1;
+        return this.#series(d, labels);
+      }
+      s = { metric, labels: labels.map(labelValue), value: 0, changed: false };
       if (d.buckets) s.buckets = new Array<number>(d.buckets.length + 1).fill(0);
-      this.#changed.set(key, s);
+      level.set(leaf, s);
+    }
+    if (!s.changed) {
+      if (this.#changed.length === 0) this.onChange?.();
+      s.changed = true;
+      this.#changed.push(s);
     }
     return s;
   }
@@ -147,10 +184,19 @@ export class MetricsRecorder {
 
   /** The changes since the last call, or undefined when nothing changed. */
   takeDelta(): DeltaEntry[] | undefined {
-    if (this.#changed.size === 0) return undefined;
+    if (this.#changed.length === 0) return undefined;
     const out: DeltaEntry[] = [];
-    for (const s of this.#changed.values()) out.push(s.buckets ? [s.metric, s.labels, s.value, s.buckets] : [s.metric, s.labels, s.value]);
-    this.#changed = new Map();
+    for (const s of this.#changed) {
+      if (s.buckets) {
+        out.push([s.metric, s.labels, s.value, s.buckets]);
+        s.buckets = new Array<number>(s.buckets.length).fill(0);
+      } else {
+        out.push([s.metric, s.labels, s.value]);
+      }
+      s.value = 0;
+      s.changed = false;
+    }
+    this.#changed = [];
     return out;
   }
 }

@@ -27,10 +27,11 @@ import {
   metrics,
 } from "../event/metrics.js";
 import { debugClose } from "./debug-log.js";
+import { starttls } from "./ssl/module.js";
 import { onLimitHit, sessionLimitHit } from "./limits/limit-events.js";
 import type { ListenSpec } from "./listen.js";
 import type { MailServer } from "./server.js";
-import type { SessionTls } from "./session-services.js";
+import type { ObservedSession, SessionTls } from "./session-services.js";
 import type { SessionPeer } from "./session-peer.js";
 import type { AuthMethod, AuthOutcome, ClientTlsInfo } from "./types.js";
 
@@ -102,8 +103,12 @@ export class SessionEvents implements SessionFacts {
   upstream: string | undefined;
   end: SessionEndReason = "client-close";
   #endSet = false;
-  bytesSent = 0;
-  bytesReceived = 0;
+  /** The client's first socket; its own counters serve unless it carried plaintext before a TLS upgrade. */
+  readonly #plain: Socket;
+  /** The plain socket's application bytes, counted by wrapping it (#countUntilUpgrade), or undefined when not wrapped. */
+  #plainBytes: { sent: number; received: number } | undefined;
+  /** The TLS socket, whose own counters are its application bytes. */
+  #secure: TLSSocket | undefined;
   #stage: SessionGaugeStage | undefined;
   #authStart = 0;
   #backendStart = 0;
@@ -111,7 +116,7 @@ export class SessionEvents implements SessionFacts {
   #loggedIn = false;
   #done = false;
 
-  constructor(p: { id: number; server: MailServer; serverName: string; listen: ListenSpec; peer: SessionPeer; socket: Socket; sink: SessionSink | undefined }) {
+  constructor(p: ObservedSession, sink: SessionSink | undefined) {
     this.id = p.id;
     this.server = p.server;
     this.serverName = p.serverName;
@@ -119,35 +124,36 @@ export class SessionEvents implements SessionFacts {
     this.peer = p.peer;
     this.socketAddr = p.peer.clientAddr;
     this.socketPort = p.peer.clientPort;
-    this.#sink = p.sink;
-    this.#count(p.socket);
+    this.#sink = sink;
+    this.#plain = p.socket;
+    // a PROXY header, or plaintext before STARTTLS: the plain socket's counters would go on counting TLS records after the upgrade
+    if (p.listen.proxyProtocol || (!p.listen.ssl && p.server.conf.get(starttls) !== "off")) this.#plainBytes = countUntilUpgrade(p.socket);
     this.#moveTo("pre_auth");
   }
 
   /**
-   * Counts the application bytes a socket carries ($bytes_sent and
-   * $bytes_received count what the client sent and got, TLS records not
-   * included, as nginx's c->sent does): Node's own counters stop at a TLS
-   * upgrade, so the socket's data events and writes are counted here.
+   * $bytes_sent and $bytes_received count what the client sent and got,
+   * TLS records not included, as nginx's c->sent does. A TLS socket's and a
+   * plain session's own counters are exactly that; a plain socket that is
+   * upgraded is wrapped instead (its counters also count the TLS records
+   * after the upgrade). The counters are final once the session has ended.
    */
-  #count(socket: Socket): void {
-    type Method = (this: Socket, ...a: unknown[]) => unknown;
-    const own = socket as unknown as Record<"emit" | "write" | "end", Method>;
-    const emit = own.emit;
-    const write = own.write;
-    const end = own.end;
-    own.emit = (event: unknown, ...args: unknown[]) => {
-      if (event === "data" && Buffer.isBuffer(args[0])) this.bytesReceived += args[0].length;
-      return emit.call(socket, event, ...args);
-    };
-    own.write = (chunk: unknown, ...rest: unknown[]) => {
-      this.bytesSent += byteLength(chunk);
-      return write.call(socket, chunk, ...rest);
-    };
-    own.end = (chunk?: unknown, ...rest: unknown[]) => {
-      if (chunk !== undefined && typeof chunk !== "function") this.bytesSent += byteLength(chunk);
-      return end.call(socket, chunk, ...rest);
-    };
+  get bytesSent(): number {
+    return this.#plainSent() + (this.#secure?.bytesWritten ?? 0);
+  }
+
+  get bytesReceived(): number {
+    return this.#plainReceived() + (this.#secure?.bytesRead ?? 0);
+  }
+
+  #plainSent(): number {
+    if (this.#plainBytes) return this.#plainBytes.sent;
+    return this.listen.ssl ? 0 : this.#plain.bytesWritten;
+  }
+
+  #plainReceived(): number {
+    if (this.#plainBytes) return this.#plainBytes.received;
+    return this.listen.ssl ? 0 : this.#plain.bytesRead;
   }
 
   #moveTo(stage: SessionGaugeStage | undefined): void {
@@ -169,7 +175,9 @@ export class SessionEvents implements SessionFacts {
       serverName: typeof sni === "string" && sni !== "" ? sni : undefined,
       client: () => tls.describe(socket),
     };
-    this.#count(socket);
+    this.#secure = socket;
+    // a plain socket upgraded without having been wrapped (not expected): its counters now, TLS records of the handshake included
+    if (!this.#plainBytes && !this.listen.ssl) this.#plainBytes = { sent: this.#plain.bytesWritten, received: this.#plain.bytesRead };
     metrics.add(TLS_HANDSHAKES, [protocol, "ok"]);
     if (reused) metrics.add(TLS_RESUMPTIONS, [protocol === "TLSv1.3" ? "psk" : "session"]);
     if (starttls) metrics.add(STARTTLS, [this.server.protocol, "ok"]);
@@ -262,6 +270,33 @@ export class SessionEvents implements SessionFacts {
     if (this.authStatus === "ok") return "backend_error";
     return this.end === "error" ? "error" : this.end.replace("-", "_");
   }
+}
+
+/**
+ * Application bytes of a plain socket that may be upgraded: its data events
+ * and writes are counted (after the upgrade the TLS socket reads the
+ * descriptor and the plain socket emits no more data).
+ */
+function countUntilUpgrade(socket: Socket): { sent: number; received: number } {
+  type Method = (this: Socket, ...a: unknown[]) => unknown;
+  const own = socket as unknown as Record<"emit" | "write" | "end", Method>;
+  const emit = own.emit;
+  const write = own.write;
+  const end = own.end;
+  const bytes = { sent: 0, received: 0 };
+  own.emit = (event: unknown, ...args: unknown[]) => {
+    if (event === "data" && Buffer.isBuffer(args[0])) bytes.received += args[0].length;
+    return emit.call(socket, event, ...args);
+  };
+  own.write = (chunk: unknown, ...rest: unknown[]) => {
+    bytes.sent += byteLength(chunk);
+    return write.call(socket, chunk, ...rest);
+  };
+  own.end = (chunk?: unknown, ...rest: unknown[]) => {
+    if (chunk !== undefined && typeof chunk !== "function") bytes.sent += byteLength(chunk);
+    return end.call(socket, chunk, ...rest);
+  };
+  return bytes;
 }
 
 function byteLength(chunk: unknown): number {

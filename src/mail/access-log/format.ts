@@ -83,11 +83,20 @@ export function compileLogFormat(args: readonly string[]): CompiledFormat {
 
 const HEX = "0123456789ABCDEF";
 
+/** True when `c` is written as `\xHH` by escape=default. */
+function escapedByDefault(c: number): boolean {
+  return c === 0x22 || c === 0x5c || c < 0x20 || c >= 0x7f;
+}
+
+/** Most values need no escaping: they are returned as they are, without building a new string. */
 function escapeDefault(v: string): string {
-  let out = "";
-  for (let i = 0; i < v.length; i++) {
+  let clean = 0;
+  while (clean < v.length && !escapedByDefault(v.charCodeAt(clean))) clean++;
+  if (clean === v.length) return v;
+  let out = v.slice(0, clean);
+  for (let i = clean; i < v.length; i++) {
     const c = v.charCodeAt(i);
-    out += c === 0x22 || c === 0x5c || c < 0x20 || c >= 0x7f ? `\\x${HEX[(c >> 4) & 0xf]}${HEX[c & 0xf]}` : v[i];
+    out += escapedByDefault(c) ? `\\x${HEX[(c >> 4) & 0xf]}${HEX[c & 0xf]}` : v[i];
   }
   return out;
 }
@@ -95,8 +104,11 @@ function escapeDefault(v: string): string {
 const JSON_SHORT: Record<number, string> = { 0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t", 0x08: "\\b", 0x0c: "\\f" };
 
 function escapeJson(v: string): string {
-  let out = "";
-  for (let i = 0; i < v.length; i++) {
+  let clean = 0;
+  while (clean < v.length && v.charCodeAt(clean) >= 0x20 && v.charCodeAt(clean) !== 0x22 && v.charCodeAt(clean) !== 0x5c) clean++;
+  if (clean === v.length) return v;
+  let out = v.slice(0, clean);
+  for (let i = clean; i < v.length; i++) {
     const c = v.charCodeAt(i);
     if (c === 0x22 || c === 0x5c) out += `\\${v[i]}`;
     else if (c < 0x20) out += JSON_SHORT[c] ?? `\\u00${HEX[c >> 4]}${HEX[c & 0xf]}`;

@@ -53,7 +53,7 @@ export class AccessLogs {
   observe(session: ObservedSession): SessionEvents | undefined {
     const sink = this.#sinks.get(session.server);
     if (!sink && !metrics.enabled) return undefined;
-    return new SessionEvents({ ...session, sink });
+    return new SessionEvents(session, sink);
   }
 
   /** USR1: flushes and reopens every file; returns the failures (each keeps its old file). */
