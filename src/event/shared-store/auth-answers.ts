@@ -11,6 +11,7 @@
  * store's TTL says). Rules: docs/shared-store.md#auth-cache.
  */
 import { createHmac } from "node:crypto";
+import { ReplyError } from "ioredis";
 import type { SharedStoreClient } from "./client.js";
 
 /** The largest entry accepted from the store: the IPC's own limit on a sealed answer. */
@@ -38,7 +39,8 @@ export async function fetchAnswer(
   now = Date.now(),
 ): Promise<{ value: Buffer; ttlMs: number } | undefined> {
   const key = storeKey(client, zone, id);
-  const sealed = await client.run("auth_cache", (r) => r.getBuffer(key));
+  // a key of another type (a writer's garbage) is a miss, not a failing store
+  const sealed = await client.run("auth_cache", (r) => r.getBuffer(key).catch((err: unknown) => (err instanceof ReplyError ? null : Promise.reject(err))));
   if (!sealed) return undefined;
   const plain = client.seal.open("auth-answer", key, sealed, EXPIRY_BYTES + MAX_ANSWER_BYTES);
   if (!plain || plain.length <= EXPIRY_BYTES) return undefined;
