@@ -40,7 +40,12 @@ export async function fetchAnswer(
 ): Promise<{ value: Buffer; ttlMs: number } | undefined> {
   const key = storeKey(client, zone, id);
   // a key of another type (a writer's garbage) is a miss, not a failing store
-  const sealed = await client.run("auth_cache", (r) => r.getBuffer(key).catch((err: unknown) => (err instanceof ReplyError ? null : Promise.reject(err))));
+  const sealed = await client.run("auth_cache", (r) =>
+    r.getBuffer(key).catch((err: unknown) => {
+      if (err instanceof ReplyError) return null;
+      throw err;
+    }),
+  );
   if (!sealed) return undefined;
   const plain = client.seal.open("auth-answer", key, sealed, EXPIRY_BYTES + MAX_ANSWER_BYTES);
   if (!plain || plain.length <= EXPIRY_BYTES) return undefined;
