@@ -139,10 +139,10 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `check` until true, or fails with `what`. */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string | (() => string)): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === "string" ? what : what()}`);
     await sleep(50);
   }
 }
@@ -157,7 +157,8 @@ export function logLines(node: ClusterNode, re: RegExp): string[] {
 
 /**
  * A real client under load: Python's imaplib logging in and out in a loop,
- * alternating between the nodes, until stopped. Resolves with the number
+ * alternating between the nodes, a new login each time (so each is a
+ * cache miss that asks the store), until stopped. Resolves with the number
  * of logins that succeeded and the failures' texts.
  */
 export function imaplibLoop(ports: readonly number[]): { stop(): Promise<{ ok: number; failed: string[] }> } {
@@ -172,7 +173,7 @@ while True:
     i += 1
     try:
         c = imaplib.IMAP4("127.0.0.1", port, timeout=10)
-        c.login("loop%d" % (i % 7), "secret")
+        c.login("loop%d" % i, "secret")
         c.logout()
         ok += 1
     except Exception as e:
