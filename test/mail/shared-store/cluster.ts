@@ -81,6 +81,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       const proxy = await startPostern(
         [
           `auth_http ${auth.url};`,
+          // `store` may go on with more directives after the line (shared_store_ssl ...)
           `shared_store redis ${address} ${o.store ?? "secret_file=store.secret"};`,
           `metrics_listen 127.0.0.1:${metrics};`,
           o.mail,
