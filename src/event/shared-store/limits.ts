@@ -55,7 +55,8 @@ for i = 1, #fields, 2 do
     local seen = redis.pcall('ZSCORE', KEYS[2], node)
     if type(seen) == 'table' then redis.call('DEL', KEYS[2]); seen = nil end
     local n = tonumber(fields[i + 1])
-    if seen and tonumber(seen) and tonumber(seen) >= now - tonumber(ARGV[4]) and n and n >= 1 then
+    -- a heartbeat from the future is no node's: only Redis's clock writes them
+    if seen and tonumber(seen) and tonumber(seen) >= now - tonumber(ARGV[4]) and tonumber(seen) <= now + 1000 and n and n >= 1 then
       others = others + math.min(math.floor(n), ${MAX_COUNT})
     else
       redis.call('HDEL', KEYS[1], node)

@@ -100,3 +100,35 @@ test("auth_fail_zone sync: failures of one login on node A and B throttle it on 
   // another login from the same fourth address is not throttled: its address saw no failure
   assert.match(await login(b, "other", "secret", "127.0.0.14"), /^a1 OK/);
 });
+
+test("garbage under the limits' keys (non-numbers, forged node fields, wrong types) is discarded: no crash, the next client is served", async () => {
+  const [a, b] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0]];
+  const open: MailClient[] = [];
+  try {
+    const { client, first } = await connect(a, "127.0.0.41");
+    assert.match(first, /^\* OK/);
+    open.push(client);
+    for (const k of await cluster.inspect.keys("postern:limit:*")) {
+      const type = await cluster.inspect.type(k);
+      if (type === "hash") {
+        // a field of no live node (a forged count) and a garbage count of a real node's field
+        await cluster.inspect.hset(k, "forged-node", "65535");
+        for (const f of await cluster.inspect.hkeys(k)) if (f !== "forged-node") await cluster.inspect.hset(k, f, "not a number");
+      } else if (type === "string") await cluster.inspect.set(k, "99999999999999999999 garbage");
+      else if (type === "zset") await cluster.inspect.zadd(k, "9999999999999", "forged-node");
+    }
+    // the forged field counts for nothing: a second client of that address is admitted on B
+    const second = await connect(b, "127.0.0.41");
+    assert.match(second.first, /^\* OK/);
+    open.push(second.client);
+    // wrong types under every key: the scripts delete them, logins and sessions go on
+    for (const k of await cluster.inspect.keys("postern:limit:*")) {
+      await cluster.inspect.del(k);
+      await cluster.inspect.lpush(k, "x");
+    }
+    for (const node of [a, b]) assert.match(await login(node, "after-garbage", "secret", "127.0.0.42"), /^a1 OK/);
+    for (const node of [a, b]) assert.equal(logLines(node, /shared store .* unavailable|\[(alert|crit|emerg)\]|exited on signal/).length, 0);
+  } finally {
+    for (const c of open) c.close();
+  }
+});
