@@ -71,7 +71,8 @@ export const limitConnZone: Directive<ReadonlyMap<string, ConnZoneDecl>> = custo
     const key = compileKey(args[0]!);
     const arg = args[1]!;
     if (!arg.startsWith("zone=")) throw new ConfError(`invalid parameter "${arg}"`);
-    if (args[2] !== undefined && args[2] !== "sync") throw new ConfError(`invalid parameter "${args[2]}"`);
+    // nginx takes exactly two arguments: a third that is not Postern's `sync` gets nginx's own error
+    if (args[2] !== undefined && args[2] !== "sync") throw new ConfError(`invalid number of arguments in "limit_conn_zone" directive`);
     const { name, size } = parseZoneParam(arg, "limit_conn_zone");
     const before = previous?.get(name);
     checkZoneReuse("limit_conn_zone", name, size, before && { size: before.size, what: `key "${before.key.source}"` });

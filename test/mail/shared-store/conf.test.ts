@@ -47,7 +47,7 @@ const FAILS: ReadonlyArray<[string, string, Record<string, string>, RegExp]> = [
     "a garbage zone parameter",
     "  limit_conn_zone $binary_remote_addr zone=addr:32k syncx;",
     {},
-    /\[emerg\] .*invalid parameter "syncx" in PREFIX\/nginx\.conf:6\n/,
+    /\[emerg\] invalid number of arguments in "limit_conn_zone" directive in PREFIX\/nginx\.conf:6\n/,
   ],
   [
     "a short secret file",
