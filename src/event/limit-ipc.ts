@@ -6,21 +6,25 @@
  * a limit). The master also remembers what each worker holds, so a worker
  * that dies gives its connections back, and a reload keeps the zones: the
  * master lives on, a zone is the same while its name and size are.
+ * Zones marked `sync` are also counted across nodes (limit-node-store.ts):
+ * the worker says so in each zone reference, and the master alone decides
+ * whether a store is there to ask.
  *
  * Every message is checked field by field, as tls-session-ipc.ts checks
  * its own: the other end may be a broken process.
  */
-import { createHmac, randomBytes } from "node:crypto";
+import { createHmac } from "node:crypto";
 import type { IpcEndpoint } from "./tls-session-ipc.js";
-import { type AcquireResult, type ConnClaim, type FailZoneRef, type LimitStore, MIN_ZONE_SIZE, MemoryLimitStore, type ZoneRef } from "./limit-store.js";
+import { NodeLimitStore } from "./limit-node-store.js";
+import { type AcquireResult, type ConnClaim, type FailZoneRef, type LimitStore, MIN_ZONE_SIZE, type ZoneRef } from "./limit-store.js";
 
 /** The message tag shared by workers and master. */
 export const LIMIT_MESSAGE = "postern:limits";
 
-/** A claim on the wire: zone name, zone size, hex key, limit. */
-type WireClaim = [name: string, size: number, key: string, limit: number];
-/** A failure zone on the wire: name, size, window in ms. */
-type WireFailZone = [name: string, size: number, windowMs: number];
+/** A claim on the wire: zone name, zone size, hex key, limit, sync. */
+type WireClaim = [name: string, size: number, key: string, limit: number, sync: boolean];
+/** A failure zone on the wire: name, size, window in ms, sync. */
+type WireFailZone = [name: string, size: number, windowMs: number, sync: boolean];
 
 export type LimitMessage =
   | { type: typeof LIMIT_MESSAGE; op: "acquire"; id: number; claims: WireClaim[] }
@@ -51,17 +55,18 @@ const MAX_ZONE = 2 ** 40;
 function isWireClaim(c: unknown): c is WireClaim {
   return (
     Array.isArray(c) &&
-    c.length === 4 &&
+    c.length === 5 &&
     isZoneName(c[0]) &&
     isInt(c[1], MIN_ZONE_SIZE, MAX_ZONE) &&
     typeof c[2] === "string" &&
     HEX_KEY.test(c[2]) &&
-    isInt(c[3], 1, 65535)
+    isInt(c[3], 1, 65535) &&
+    typeof c[4] === "boolean"
   );
 }
 
 function isWireFailZone(z: unknown): z is WireFailZone {
-  return Array.isArray(z) && z.length === 3 && isZoneName(z[0]) && isInt(z[1], MIN_ZONE_SIZE, MAX_ZONE) && isInt(z[2], 1, 2 ** 31);
+  return Array.isArray(z) && z.length === 4 && isZoneName(z[0]) && isInt(z[1], MIN_ZONE_SIZE, MAX_ZONE) && isInt(z[2], 1, 2 ** 31) && typeof z[3] === "boolean";
 }
 
 const isList = <T>(v: unknown, item: (x: unknown) => x is T): v is T[] => Array.isArray(v) && v.length > 0 && v.length <= MAX_ITEMS && v.every(item);
@@ -93,11 +98,11 @@ export function isLimitMessage(m: unknown): m is LimitMessage {
   }
 }
 
-const toWire = (c: ConnClaim): WireClaim => [c.zone.name, c.zone.size, c.key, c.limit];
-const fromWire = (c: WireClaim): ConnClaim => ({ zone: { name: c[0], size: c[1] }, key: c[2], limit: c[3] });
-const failToWire = (z: FailZoneRef): WireFailZone => [z.name, z.size, z.windowMs];
-const failFromWire = (z: WireFailZone): FailZoneRef => ({ name: z[0], size: z[1], windowMs: z[2] });
-const claimId = (c: ConnClaim): string => `${c.zone.name}\0${c.zone.size}\0${c.key}`;
+const toWire = (c: ConnClaim): WireClaim => [c.zone.name, c.zone.size, c.key, c.limit, c.zone.sync === true];
+const fromWire = (c: WireClaim): ConnClaim => ({ zone: { name: c[0], size: c[1], sync: c[4] }, key: c[2], limit: c[3] });
+const failToWire = (z: FailZoneRef): WireFailZone => [z.name, z.size, z.windowMs, z.sync === true];
+const failFromWire = (z: WireFailZone): FailZoneRef => ({ name: z[0], size: z[1], windowMs: z[2], sync: z[3] });
+const claimId = (c: ConnClaim): string => `${c.zone.name}\0${c.zone.size}\0${c.key}\0${c.zone.sync ? 1 : 0}`;
 
 // ---- master side ----
 
@@ -105,9 +110,8 @@ const claimId = (c: ConnClaim): string => `${c.zone.name}\0${c.zone.size}\0${c.k
 type Holdings = Map<string, { claim: ConnClaim; n: number }>;
 
 class LimitMaster {
-  readonly store = new MemoryLimitStore();
-  /** Keys logins are hashed with: one per master, the same for every worker and across reloads. */
-  readonly secret = randomBytes(32);
+  /** The node's counts, and for `sync` zones the shared store's (limit-node-store.ts). */
+  readonly store = new NodeLimitStore();
   readonly #held = new Map<IpcEndpoint, Holdings>();
 
   #holdings(endpoint: IpcEndpoint): Holdings {
@@ -116,38 +120,51 @@ class LimitMaster {
     return h;
   }
 
+  #hold(endpoint: IpcEndpoint, claims: readonly ConnClaim[], delta: 1 | -1): void {
+    const h = this.#holdings(endpoint);
+    for (const c of claims) {
+      const held = h.get(claimId(c));
+      if (delta > 0) {
+        if (held) held.n++;
+        else h.set(claimId(c), { claim: c, n: 1 });
+      } else if (held && --held.n === 0) h.delete(claimId(c));
+    }
+  }
+
   handle(endpoint: IpcEndpoint, m: unknown): void {
     if (!isLimitMessage(m)) return;
     const reply = (r: LimitMessage): void => void endpoint.send?.(r);
+    const answer = (id: number, result: AcquireResult): void =>
+      reply({ type: LIMIT_MESSAGE, op: "acquired", id, ok: result.ok, index: result.ok ? 0 : result.index, reason: result.ok ? "" : result.reason });
     switch (m.op) {
       case "acquire": {
         const claims = m.claims.map(fromWire);
-        const result: AcquireResult = this.store.acquireNow(claims);
-        if (result.ok) {
-          const h = this.#holdings(endpoint);
-          for (const c of claims) {
-            const held = h.get(claimId(c));
-            if (held) held.n++;
-            else h.set(claimId(c), { claim: c, n: 1 });
-          }
-        }
-        reply({ type: LIMIT_MESSAGE, op: "acquired", id: m.id, ok: result.ok, index: result.ok ? 0 : result.index, reason: result.ok ? "" : result.reason });
+        const local = this.store.acquireLocal(claims);
+        if (!local.ok) return answer(m.id, local);
+        // held at once: a worker that dies while the shared store answers gives them back
+        this.#hold(endpoint, claims, 1);
+        if (!claims.some((c) => c.zone.sync)) return answer(m.id, local);
+        void this.store.confirm(claims).then((result) => {
+          if (!result.ok) this.#hold(endpoint, claims, -1);
+          answer(m.id, result);
+        });
         return;
       }
       case "release": {
         // only what this worker holds: a confused worker cannot free another's connections
         const h = this.#holdings(endpoint);
         for (const c of m.claims.map(fromWire)) {
-          const held = h.get(claimId(c));
-          if (!held) continue;
-          if (--held.n === 0) h.delete(claimId(c));
+          if (!h.has(claimId(c))) continue;
+          this.#hold(endpoint, [c], -1);
           this.store.release([c]);
         }
         return;
       }
-      case "failures":
-        reply({ type: LIMIT_MESSAGE, op: "count", id: m.id, count: this.store.failuresNow(failFromWire(m.zone), m.keys) });
+      case "failures": {
+        const id = m.id;
+        void this.store.failures(failFromWire(m.zone), m.keys).then((count) => reply({ type: LIMIT_MESSAGE, op: "count", id, count }));
         return;
+      }
       case "fail":
         this.store.recordFailure(failFromWire(m.zone), m.keys);
         return;
@@ -176,7 +193,7 @@ export const limitMaster = new LimitMaster();
 export function installLimitMaster(worker: IpcEndpoint): () => void {
   const listener = (m: unknown): void => limitMaster.handle(worker, m);
   worker.on("message", listener);
-  worker.send?.({ type: LIMIT_MESSAGE, op: "secret", key: limitMaster.secret.toString("base64") } satisfies LimitMessage);
+  worker.send?.({ type: LIMIT_MESSAGE, op: "secret", key: limitMaster.store.loginSecret().toString("base64") } satisfies LimitMessage);
   return () => {
     worker.off?.("message", listener);
     limitMaster.forget(worker);
@@ -264,7 +281,7 @@ export function limitStore(): LimitStore {
  * base64url. The login itself never leaves the worker nor enters a store.
  */
 export async function loginKey(login: Buffer): Promise<string> {
-  const secret = workerStore ? await workerStore.secret : limitMaster.secret;
+  const secret = workerStore ? await workerStore.secret : limitMaster.store.loginSecret();
   return "l" + createHmac("sha256", secret).update(login).digest("base64url");
 }
 

@@ -14,6 +14,8 @@
 export interface ZoneRef {
   readonly name: string;
   readonly size: number;
+  /** `sync`: counted across the nodes of a cluster through the shared store (limit-node-store.ts). */
+  readonly sync?: boolean;
 }
 
 /** One limit_conn check: at most `limit` connections per `key` (hex) in `zone`. */
@@ -102,6 +104,11 @@ export class ConnZone {
 
   count(key: string): number {
     return this.#counts.get(key) ?? 0;
+  }
+
+  /** Every key with its count (the node re-publishes them to the shared store). */
+  entries(): IterableIterator<[string, number]> {
+    return this.#counts.entries();
   }
 
   get keys(): number {

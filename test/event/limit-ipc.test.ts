@@ -53,10 +53,10 @@ test("two workers count in one zone; release frees only the worker's own; a work
   storeTwo.release([claim]);
   await turn();
   await turn();
-  assert.equal(limitMaster.store.connZone(zone).count("0a000001"), 2);
+  assert.equal(limitMaster.store.local.connZone(zone).count("0a000001"), 2);
   // worker one dies: its two go back
   forgetOne();
-  assert.equal(limitMaster.store.connZone(zone).count("0a000001"), 0);
+  assert.equal(limitMaster.store.local.connZone(zone).count("0a000001"), 0);
   forgetTwo();
 });
 
@@ -72,12 +72,12 @@ test("the master's login-hash key reaches a worker: the same login gives the sam
   const zone = { name: "ipc-fail", size: MIN_ZONE_SIZE, windowMs: 60_000 };
   limitStore().recordFailure(zone, [inWorker]);
   assert.equal(await limitStore().failures(zone, [inWorker]), 1);
-  assert.equal(limitMaster.store.failuresNow(zone, [inWorker]), 1);
+  assert.equal(limitMaster.store.local.failuresNow(zone, [inWorker]), 1);
   forget();
 });
 
 test("malformed messages are dropped, never applied", () => {
-  const ok = { type: LIMIT_MESSAGE, op: "acquire", id: 1, claims: [["z", MIN_ZONE_SIZE, "0a000001", 1]] };
+  const ok = { type: LIMIT_MESSAGE, op: "acquire", id: 1, claims: [["z", MIN_ZONE_SIZE, "0a000001", 1, false]] };
   assert.equal(isLimitMessage(ok), true);
   const bad: unknown[] = [
     null,
@@ -87,16 +87,20 @@ test("malformed messages are dropped, never applied", () => {
     { ...ok, id: -1 },
     { ...ok, id: 1.5 },
     { ...ok, claims: [] },
-    { ...ok, claims: [["", MIN_ZONE_SIZE, "0a", 1]] },
-    { ...ok, claims: [["z", 1024, "0a", 1]] },
-    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0A", 1]] },
-    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a0", 1]] },
-    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a", 0]] },
-    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a", 65536]] },
-    { ...ok, claims: Array(65).fill(["z", MIN_ZONE_SIZE, "0a", 1]) },
+    { ...ok, claims: [["", MIN_ZONE_SIZE, "0a", 1, false]] },
+    { ...ok, claims: [["z", 1024, "0a", 1, false]] },
+    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0A", 1, false]] },
+    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a0", 1, false]] },
+    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a", 0, false]] },
+    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a", 65536, false]] },
+    { ...ok, claims: Array(65).fill(["z", MIN_ZONE_SIZE, "0a", 1, false]) },
     { type: LIMIT_MESSAGE, op: "release", claims: "x" },
-    { type: LIMIT_MESSAGE, op: "fail", zone: ["z", MIN_ZONE_SIZE, 0], keys: ["a1"] },
-    { type: LIMIT_MESSAGE, op: "fail", zone: ["z", MIN_ZONE_SIZE, 1000], keys: ["a b"] },
+    // the sync flag of a zone reference is checked like every other field
+    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a", 1]] },
+    { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a", 1, "yes"]] },
+    { type: LIMIT_MESSAGE, op: "fail", zone: ["z", MIN_ZONE_SIZE, 1000, 1], keys: ["a1"] },
+    { type: LIMIT_MESSAGE, op: "fail", zone: ["z", MIN_ZONE_SIZE, 0, false], keys: ["a1"] },
+    { type: LIMIT_MESSAGE, op: "fail", zone: ["z", MIN_ZONE_SIZE, 1000, false], keys: ["a b"] },
     { type: LIMIT_MESSAGE, op: "failures", zone: ["z", MIN_ZONE_SIZE, 1000], keys: ["a1"] },
     { type: LIMIT_MESSAGE, op: "acquired", id: 1, ok: false, index: 0, reason: "other" },
     { type: LIMIT_MESSAGE, op: "count", id: 1, count: Infinity },
@@ -110,7 +114,7 @@ test("malformed messages are dropped, never applied", () => {
   p.worker.on("message", (m) => replies.push(m));
   for (const m of bad) p.master.emit("message", m);
   forget();
-  assert.equal(limitMaster.store.connZone({ name: "z", size: MIN_ZONE_SIZE }).keys, 0);
+  assert.equal(limitMaster.store.local.connZone({ name: "z", size: MIN_ZONE_SIZE }).keys, 0);
 });
 
 test("a master that never answers: the worker goes on unlimited after 5 s instead of holding the session", async (t) => {

@@ -2,7 +2,7 @@
  * What `shared_store` configures (src/mail/shared-store/module.ts parses
  * it): one Redis (or Valkey) server that the nodes of a cluster share for
  * TLS sessions, ticket keys, limits and the auth cache. Rules:
- * docs/scaling.md#the-shared-store.
+ * docs/shared-store.md.
  */
 
 /** TLS to the store (`shared_store_ssl*`), files already read. */

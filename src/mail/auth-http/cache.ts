@@ -20,6 +20,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import type { AuthAnswerStore } from "../../event/auth-answer-store.js";
 import type { ConnectionLog } from "../../core/log.js";
+import type { SourceLocation } from "../../core/errors.js";
 import type { MailProtocolName } from "../types.js";
 import type { Decision } from "./decision.js";
 import type { AuthResponse } from "./response.js";
@@ -32,6 +33,10 @@ export interface AuthCacheConf {
   readonly okMs: number;
   /** Lifetime of a refusal, ms (0: refusals are not cached). */
   readonly failMs: number;
+  /** `sync`: shared across the nodes of a cluster through shared_store. */
+  readonly sync?: boolean;
+  /** Where it was set, for the error when `sync` finds no shared_store. */
+  readonly location?: SourceLocation;
 }
 
 /** One lookup: its answer if cached, and what storing the fresh answer needs. */

@@ -141,7 +141,9 @@ function buildSettings(server: ServerConf): AuthHttpSettings {
   const cacheConf = server.get(authHttpCache);
   return {
     tls: url.urls.some((u) => u.https) ? buildAuthTlsClient(server) : undefined,
-    cache: cacheConf ? new AuthAnswerCache(authAnswerStore(cacheConf.zone, cacheConf.size), cacheConf, url.urls.map((u) => u.text).join(" ")) : undefined,
+    cache: cacheConf
+      ? new AuthAnswerCache(authAnswerStore(cacheConf.zone, cacheConf.size, cacheConf.sync === true), cacheConf, url.urls.map((u) => u.text).join(" "))
+      : undefined,
     url,
     target: url,
     headers: server.get(authHttpHeader),

@@ -54,7 +54,7 @@ export function admitConnection(server: MailServer, peer: SessionPeer, socket: S
       log.error(`the value of the "${l.zone.key.source}" key is more than 255 bytes: "${logEscape(key.toString("latin1"))}"`);
       continue;
     }
-    claims.push({ zone: { name: l.zone.name, size: l.zone.size }, key: key.toString("hex"), limit: l.conn });
+    claims.push({ zone: { name: l.zone.name, size: l.zone.size, sync: l.zone.sync }, key: key.toString("hex"), limit: l.conn });
   }
   if (claims.length === 0) return undefined;
   const store = limitStore();

@@ -15,29 +15,40 @@
 import { type ConfModule, type Directive, take } from "../../conf/directive.js";
 import { custom, enumeration } from "../../conf/slots.js";
 import { parseNumber, parseTime } from "../../conf/values.js";
-import { ConfError, formatLocation } from "../../core/errors.js";
+import { ConfError, type SourceLocation, formatLocation } from "../../core/errors.js";
 import type { FailZoneRef } from "../../event/limit-store.js";
 import type { MailModule, MailServer } from "../server.js";
+import { mailDirective } from "../block.js";
+import { registerSyncUser } from "../shared-store/module.js";
 import { checkZoneReuse, parseZoneParam } from "./conn-module.js";
 
 /** `window=` when not given: ten minutes. */
 export const DEFAULT_WINDOW_MS = 10 * 60 * 1000;
 
-/** `auth_fail_zone zone=name:size [window=time]`: zones by name. */
-export const authFailZone: Directive<ReadonlyMap<string, FailZoneRef>> = custom<ReadonlyMap<string, FailZoneRef>>({
+/** A declared failure zone, with where it was declared (for the `sync` without shared_store error). */
+export interface FailZoneDecl extends FailZoneRef {
+  readonly location: SourceLocation;
+}
+
+/** `auth_fail_zone zone=name:size [window=time] [sync]`: zones by name. */
+export const authFailZone: Directive<ReadonlyMap<string, FailZoneDecl>> = custom<ReadonlyMap<string, FailZoneDecl>>({
   name: "auth_fail_zone",
   contexts: ["mail"],
-  args: take(1, 2),
-  syntax: "zone=name:size [window=time]",
+  args: take(1, 2, 3),
+  syntax: "zone=name:size [window=time] [sync]",
   defaultValue: new Map(),
   defaultText: "—",
   duplicates: "accumulate",
-  doc: "Shared zone counting failed authentications per client address and per login; a count is forgotten window after its last failure.",
-  parse(args, previous) {
+  doc:
+    "Shared zone counting failed authentications per client address and per login; a count is forgotten window after its last failure. " +
+    "With `sync`, counted across the nodes of a cluster through shared_store (docs/shared-store.md).",
+  parse(args, previous, cx) {
     let zone: { name: string; size: number } | undefined;
     let windowMs = DEFAULT_WINDOW_MS;
+    let sync = false;
     for (const arg of args) {
-      if (arg.startsWith("zone=")) zone = parseZoneParam(arg, "auth_fail_zone");
+      if (arg === "sync") sync = true;
+      else if (arg.startsWith("zone=")) zone = parseZoneParam(arg, "auth_fail_zone");
       else if (arg.startsWith("window=")) {
         const ms = parseTime(arg.slice(7), false);
         if (ms === null || ms === 0) throw new ConfError(`invalid window "${arg}"`);
@@ -47,7 +58,7 @@ export const authFailZone: Directive<ReadonlyMap<string, FailZoneRef>> = custom<
     if (!zone) throw new ConfError('"auth_fail_zone" must have "zone" parameter');
     const before = previous?.get(zone.name);
     checkZoneReuse("auth_fail_zone", zone.name, zone.size, before && { size: before.size, what: `window ${before.windowMs}ms` });
-    return new Map([...(previous ?? []), [zone.name, { ...zone, windowMs }]]);
+    return new Map([...(previous ?? []), [zone.name, { ...zone, windowMs, sync, location: cx.location }]]);
   },
 });
 
@@ -132,3 +143,9 @@ export const authFailModule: MailModule & ConfModule = {
     resolved.set(server, { ...conf, failZone });
   },
 };
+
+registerSyncUser((conf) =>
+  [...(conf.main.get(mailDirective)?.level.own(authFailZone)?.values() ?? [])]
+    .filter((z) => z.sync)
+    .map((z) => ({ directive: "auth_fail_zone", zone: z.name, location: z.location })),
+);

@@ -8,10 +8,12 @@
 import { type ConfModule, type Directive, directiveMessage, take } from "../../conf/directive.js";
 import { custom, enumeration } from "../../conf/slots.js";
 import { parseNumber, parseSize } from "../../conf/values.js";
-import { ConfError } from "../../core/errors.js";
+import { ConfError, type SourceLocation } from "../../core/errors.js";
 import { MAX_LIMITS_PER_CONNECTION } from "../../event/limit-ipc.js";
 import { MIN_ZONE_SIZE } from "../../event/limit-store.js";
 import type { MailModule, MailServer } from "../server.js";
+import { registerSyncUser } from "../shared-store/module.js";
+import { mailDirective } from "../block.js";
 import { type LimitKey, compileKey } from "./key.js";
 
 /** A declared zone. */
@@ -19,6 +21,10 @@ export interface ConnZoneDecl {
   readonly name: string;
   readonly size: number;
   readonly key: LimitKey;
+  /** `sync`: counted across the nodes of a cluster (docs/shared-store.md#limits). */
+  readonly sync: boolean;
+  /** Where it was declared, for the error when `sync` finds no shared_store. */
+  readonly location: SourceLocation;
 }
 
 /** One `limit_conn zone number`. */
@@ -49,24 +55,28 @@ export function checkZoneReuse(directive: string, name: string, size: number, pr
   throw new ConfError(`${directive} "${name}" is already bound to ${previous.what}`);
 }
 
-/** `limit_conn_zone key zone=name:size` (mail only): zones by name. */
+/** `limit_conn_zone key zone=name:size [sync]` (mail only): zones by name. */
 export const limitConnZone: Directive<ReadonlyMap<string, ConnZoneDecl>> = custom<ReadonlyMap<string, ConnZoneDecl>>({
   name: "limit_conn_zone",
   contexts: ["mail"],
-  args: take(2),
-  syntax: "key zone=name:size",
+  args: take(2, 3),
+  syntax: "key zone=name:size [sync]",
   defaultValue: new Map(),
   defaultText: "—",
   duplicates: "accumulate",
-  doc: "Shared zone counting connections per key (e.g. $binary_remote_addr) across all workers.",
-  parse(args, previous) {
+  doc:
+    "Shared zone counting connections per key (e.g. $binary_remote_addr) across all workers; with `sync`, across the nodes of a cluster " +
+    "through shared_store (docs/shared-store.md).",
+  parse(args, previous, cx) {
     const key = compileKey(args[0]!);
     const arg = args[1]!;
     if (!arg.startsWith("zone=")) throw new ConfError(`invalid parameter "${arg}"`);
+    // nginx takes exactly two arguments: a third that is not Postern's `sync` gets nginx's own error
+    if (args[2] !== undefined && args[2] !== "sync") throw new ConfError(`invalid number of arguments in "limit_conn_zone" directive`);
     const { name, size } = parseZoneParam(arg, "limit_conn_zone");
     const before = previous?.get(name);
     checkZoneReuse("limit_conn_zone", name, size, before && { size: before.size, what: `key "${before.key.source}"` });
-    return new Map([...(previous ?? []), [name, { name, size, key }]]);
+    return new Map([...(previous ?? []), [name, { name, size, key, sync: args[2] === "sync", location: cx.location }]]);
   },
 });
 
@@ -125,3 +135,10 @@ export const limitConnModule: MailModule & ConfModule = {
     if (list.length > 0) resolved.set(server, list);
   },
 };
+
+// a `sync` zone needs shared_store (checked once the whole configuration is read)
+registerSyncUser((conf) =>
+  [...(conf.main.get(mailDirective)?.level.own(limitConnZone)?.values() ?? [])]
+    .filter((z) => z.sync)
+    .map((z) => ({ directive: "limit_conn_zone", zone: z.name, location: z.location })),
+);

@@ -6,7 +6,7 @@
  * shared:NAME:SIZE sync`, `limit_conn_zone ... sync`, `auth_fail_zone ...
  * sync`, `auth_http_cache ... sync`).
  *
- * Rules: docs/scaling.md#the-shared-store.
+ * Rules: docs/shared-store.md.
  */
 import { isIP } from "node:net";
 import { type ConfModule, oneOrMore, take } from "../../conf/directive.js";
@@ -14,7 +14,7 @@ import type { ParsedConf } from "../../conf/engine.js";
 import { custom, flag, string } from "../../conf/slots.js";
 import { parseNumber, parseTime } from "../../conf/values.js";
 import { readConfFile } from "../../core/conf-inputs.js";
-import { ConfError, describeSystemError } from "../../core/errors.js";
+import { ConfError, type SourceLocation, describeSystemError } from "../../core/errors.js";
 import { MIN_SECRET_BYTES } from "../../event/shared-store/seal.js";
 import type { SharedStoreSettings, StoreTls } from "../../event/shared-store/settings.js";
 import { mailDirective } from "../block.js";
@@ -80,7 +80,7 @@ export const sharedStore = custom<StoreLine | undefined>({
   merge: "none",
   doc:
     "Postern: the Redis (or Valkey) server the nodes of a cluster share; zones opt in with `sync`. secret_file (at least 32 bytes, the same on every node) " +
-    "seals every value; timeout (default 100ms) bounds every wait on the store (docs/scaling.md).",
+    "seals every value; timeout (default 100ms) bounds every wait on the store (docs/shared-store.md).",
   parse(args, _previous, cx) {
     if (args[0] !== "redis") throw new ConfError(`invalid store type "${args[0]}", only "redis" is supported`);
     if (args.length < 2) throw new ConfError(`"shared_store" must have an address`);
@@ -215,7 +215,7 @@ export function sharedStoreOf(conf: ParsedConf): SharedStoreSettings | undefined
  * A zone that says `sync`, as its module reports it: the directive and
  * zone name, for the error when no shared_store is configured.
  */
-export type SyncUser = (conf: ParsedConf) => readonly { directive: string; zone: string }[];
+export type SyncUser = (conf: ParsedConf) => readonly { directive: string; zone: string; location?: SourceLocation }[];
 const syncUsers: SyncUser[] = [];
 
 /** Modules whose zones may say `sync` register here, so the check below sees them. */
@@ -229,6 +229,9 @@ export function checkSharedStore(conf: ParsedConf): void {
   if (store) return;
   for (const user of syncUsers) {
     const first = user(conf)[0];
-    if (first) throw ConfError.unlocated(`"${first.directive}" zone "${first.zone}" is "sync" but no "shared_store" is configured`);
+    if (!first) continue;
+    const message = `"${first.directive}" zone "${first.zone}" is "sync" but no "shared_store" is configured`;
+    // nginx's " in FILE:LINE" names the zone's line when the module knows it
+    throw first.location ? new ConfError(message, first.location) : ConfError.unlocated(message);
   }
 }

@@ -138,15 +138,20 @@ test("the memory store is bounded (least recently used leaves) and entries expir
 
 test("IPC messages are checked field by field", () => {
   const id = "a".repeat(64);
-  assert.ok(isRequest({ type: "postern:authCache", op: "get", seq: 1, zone: "z", size: 100, id }));
-  assert.ok(isRequest({ type: "postern:authCache", op: "set", zone: "z", size: 100, id, value: "AAAA", ttl: 5 }));
+  assert.ok(isRequest({ type: "postern:authCache", op: "get", seq: 1, zone: "z", size: 100, id, sync: false }));
+  assert.ok(isRequest({ type: "postern:authCache", op: "set", zone: "z", size: 100, id, value: "AAAA", ttl: 5, sync: true }));
+  assert.ok(isRequest({ type: "postern:authCache", op: "secret", seq: 1, sync: true }));
   for (const bad of [
     null,
-    { type: "postern:authCache", op: "get", seq: 1, zone: "z", size: 100, id: "../x" },
-    { type: "postern:authCache", op: "get", seq: -1, zone: "z", size: 100, id },
-    { type: "postern:authCache", op: "set", zone: "z", size: 100, id, value: "A".repeat(9000), ttl: 5 },
-    { type: "postern:authCache", op: "set", zone: "z", size: 100, id, value: "!!", ttl: 5 },
-    { type: "postern:authCache", op: "set", zone: "", size: 100, id, value: "AA==", ttl: 5 },
+    { type: "postern:authCache", op: "get", seq: 1, zone: "z", size: 100, id: "../x", sync: false },
+    { type: "postern:authCache", op: "get", seq: -1, zone: "z", size: 100, id, sync: false },
+    { type: "postern:authCache", op: "get", seq: 1, zone: "z", size: 100, id },
+    { type: "postern:authCache", op: "get", seq: 1, zone: "z", size: 100, id, sync: "yes" },
+    { type: "postern:authCache", op: "secret", seq: 1 },
+    { type: "postern:authCache", op: "set", zone: "z", size: 100, id, value: "A".repeat(9000), ttl: 5, sync: false },
+    { type: "postern:authCache", op: "set", zone: "z", size: 100, id, value: "!!", ttl: 5, sync: false },
+    { type: "postern:authCache", op: "set", zone: "", size: 100, id, value: "AA==", ttl: 5, sync: false },
+    { type: "postern:authCache", op: "set", zone: "z", size: 100, id, value: "AA==", ttl: 5, sync: 1 },
     { type: "postern:authCache", op: "drop", zone: "z" },
   ])
     assert.equal(isRequest(bad), false, JSON.stringify(bad));
