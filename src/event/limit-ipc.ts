@@ -30,7 +30,7 @@ export type LimitMessage =
   | { type: typeof LIMIT_MESSAGE; op: "acquire"; id: number; claims: WireClaim[] }
   | { type: typeof LIMIT_MESSAGE; op: "release"; claims: WireClaim[] }
   | { type: typeof LIMIT_MESSAGE; op: "failures"; id: number; zone: WireFailZone; keys: string[] }
-  | { type: typeof LIMIT_MESSAGE; op: "fail"; zone: WireFailZone; keys: string[] }
+  | { type: typeof LIMIT_MESSAGE; op: "fail"; id: number; zone: WireFailZone; keys: string[] }
   | { type: typeof LIMIT_MESSAGE; op: "acquired"; id: number; ok: boolean; index: number; reason: "limit" | "full" | "" }
   | { type: typeof LIMIT_MESSAGE; op: "count"; id: number; count: number }
   | { type: typeof LIMIT_MESSAGE; op: "secret"; key: string };
@@ -86,7 +86,7 @@ export function isLimitMessage(m: unknown): m is LimitMessage {
     case "failures":
       return id && isWireFailZone(x.zone) && isList(x.keys, isHashKey);
     case "fail":
-      return isWireFailZone(x.zone) && isList(x.keys, isHashKey);
+      return id && isWireFailZone(x.zone) && isList(x.keys, isHashKey);
     case "acquired":
       return id && typeof x.ok === "boolean" && isInt(x.index, 0, MAX_ITEMS) && (x.reason === "limit" || x.reason === "full" || x.reason === "");
     case "count":
@@ -165,9 +165,12 @@ class LimitMaster {
         void this.store.failures(failFromWire(m.zone), m.keys).then((count) => reply({ type: LIMIT_MESSAGE, op: "count", id, count }));
         return;
       }
-      case "fail":
-        this.store.recordFailure(failFromWire(m.zone), m.keys);
+      case "fail": {
+        const id = m.id;
+        // answered once counted, so the worker's refusal follows the count
+        void this.store.recordFailure(failFromWire(m.zone), m.keys).then(() => reply({ type: LIMIT_MESSAGE, op: "count", id, count: 0 }));
         return;
+      }
       default:
         return;
     }
@@ -259,8 +262,8 @@ class IpcLimitStore implements LimitStore {
     return m?.op === "count" ? m.count : 0;
   }
 
-  recordFailure(zone: FailZoneRef, keys: readonly string[]): void {
-    this.#endpoint.send?.({ type: LIMIT_MESSAGE, op: "fail", zone: failToWire(zone), keys: [...keys] } satisfies LimitMessage);
+  async recordFailure(zone: FailZoneRef, keys: readonly string[]): Promise<void> {
+    await this.#ask((id) => ({ type: LIMIT_MESSAGE, op: "fail", id, zone: failToWire(zone), keys: [...keys] }));
   }
 }
 

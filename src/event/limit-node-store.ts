@@ -88,8 +88,8 @@ export class NodeLimitStore implements LimitStore {
     return Math.max(local, shared ?? 0);
   }
 
-  recordFailure(zone: FailZoneRef, keys: readonly string[]): void {
-    this.local.recordFailure(zone, keys);
-    if (zone.sync) this.shared.recordFailure(zone.name, keys, zone.windowMs);
+  async recordFailure(zone: FailZoneRef, keys: readonly string[]): Promise<void> {
+    this.local.recordFailureNow(zone, keys);
+    if (zone.sync) await this.shared.recordFailure(zone.name, keys, zone.windowMs);
   }
 }

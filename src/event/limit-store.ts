@@ -41,8 +41,12 @@ export interface LimitStore {
   release(claims: readonly ConnClaim[]): void;
   /** The highest failure count among `keys` still inside the window. */
   failures(zone: FailZoneRef, keys: readonly string[]): Promise<number>;
-  /** Counts one failed authentication for every key. */
-  recordFailure(zone: FailZoneRef, keys: readonly string[]): void;
+  /**
+   * Counts one failed authentication for every key; settles once counted
+   * (or once the store gave up), so the refusal reaches the client only
+   * when the next attempt, on any worker or node, will see it.
+   */
+  recordFailure(zone: FailZoneRef, keys: readonly string[]): Promise<void>;
 }
 
 /** nginx's page size: the smallest zone is 8 pages, as ngx_stream_limit_conn_zone requires. */
@@ -214,9 +218,14 @@ export class MemoryLimitStore implements LimitStore {
     return Promise.resolve(this.failuresNow(zone, keys));
   }
 
-  recordFailure(zone: FailZoneRef, keys: readonly string[]): void {
+  recordFailureNow(zone: FailZoneRef, keys: readonly string[]): void {
     const z = this.failZone(zone);
     const now = Date.now();
     for (const k of keys) z.record(k, zone.windowMs, now);
+  }
+
+  recordFailure(zone: FailZoneRef, keys: readonly string[]): Promise<void> {
+    this.recordFailureNow(zone, keys);
+    return Promise.resolve();
   }
 }

@@ -5,20 +5,16 @@
  *
  * Rules: docs/behaviour/cli.md#cli-5-signals-to-the-master, #cli-6-processes, #cli-9-binary-upgrade.
  */
-import { type ChildProcess, fork } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { closeSync } from "node:fs";
 import { FileSink } from "../core/log.js";
 import { giveTo, openAppend } from "../core/safe-open.js";
 import { describeSystemError, errorCode } from "../core/errors.js";
 import { constants } from "node:os";
 import type { ParsedConf } from "../conf/engine.js";
-import { type CoreSettings, coreSettings, isNodeRuntimeVariable } from "../core/core-module.js";
+import { type CoreSettings, coreSettings } from "../core/core-module.js";
 import { logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/runtime.js";
-import { installSessionCacheMaster } from "../event/tls-session-ipc.js";
-import { installTlsStoreMaster } from "../event/tls-store-ipc.js";
-import { installAuthAnswerMaster } from "../event/auth-answer-ipc.js";
-import { installLimitMaster } from "../event/limit-ipc.js";
 import { MetricsHub } from "../event/metrics-ipc.js";
 import { sharedStoreOf } from "../mail/shared-store/module.js";
 import { closeSharedStore, configureSharedStore } from "./shared-store.js";
@@ -28,11 +24,11 @@ import { errorText, loadConfiguration, validatedInputs } from "./load-configurat
 import type { Reporter } from "./startup-log.js";
 import type { ConfSource } from "../conf/engine.js";
 import { type BoundHandle, BindFailedError, bindAll } from "./listeners.js";
-import { withoutDebugSwitches } from "./inspector.js";
 import { removePidFile, writePidFile } from "./pid-file.js";
 import { CHANGE_BINARY_IGNORED, execNewBinary, oldPidPath, renameBack, usr2TakenByNode } from "./binary-upgrade.js";
 import { applyNofile } from "./rlimit.js";
-import { type ToWorker, workerMessage, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
+import { type ToWorker, workerMessage, type WorkerConfig } from "./worker-config.js";
+import { forkWorker } from "./worker-fork.js";
 
 interface Worker {
   readonly child: ChildProcess;
@@ -70,6 +66,8 @@ export class Master {
   #resolve: (code: number) => void = () => {};
   #onUp: (() => void) | undefined;
   #pidWritten = false;
+  /** A worker has listened: /health says ready until shutdown (#servedOnce). */
+  #ready = false;
   #exitCode = 0;
   /** nginx's ngx_parent: USR2 is refused while this process is still our parent (a supervisor, or the old master). */
   readonly #startParent = process.ppid;
@@ -81,9 +79,7 @@ export class Master {
   #noAccepting = false;
   /** metrics_listen: the sums of all workers, and the HTTP endpoint with /health. */
   readonly #metricsHub = new MetricsHub();
-  readonly #metrics = new MetricsEndpoint(this.#metricsHub, () =>
-    this.#terminating !== "no" ? "draining" : [...this.#workers].some((w) => w.listening && !w.exiting) ? "ready" : "starting",
-  );
+  readonly #metrics = new MetricsEndpoint(this.#metricsHub, () => (this.#terminating !== "no" ? "draining" : this.#servedOnce() ? "ready" : "starting"));
 
   constructor(conf: ParsedConf, errorLog: string, reporter: Reporter, daemonized = false) {
     this.#source = conf.source;
@@ -139,6 +135,18 @@ export class Master {
   /** A master that stops serving while its new binary runs leaves /health to the new one. */
   #leaveMetricsToNewBinary(): void {
     if (this.#newBinary) this.#metrics.stopAccepting();
+  }
+
+  /**
+   * Ready from the first worker that listens on: a reload starts the new
+   * workers before the old ones stop accepting, and the kernel holds new
+   * connections in the listen queue meanwhile, so the node never stops
+   * being a place to send clients (a load balancer must not mark it down
+   * for a HUP). Only a graceful shutdown turns it away ("draining").
+   */
+  #servedOnce(): boolean {
+    if (!this.#ready) this.#ready = [...this.#workers].some((w) => w.listening && !w.exiting);
+    return this.#ready;
   }
 
   #log(): Reporter {
@@ -246,25 +254,7 @@ export class Master {
 
   #spawn(cycle: Cycle): Worker {
     const wc: WorkerConfig = { source: this.#source, errorLog: this.#errorLog, generation: cycle.generation };
-    const env: NodeJS.ProcessEnv = { [WORKER_ENV]: JSON.stringify(wc) };
-    // `env` directive: workers keep TZ and the listed variables only
-    if (process.env.TZ !== undefined) env.TZ = process.env.TZ;
-    for (const e of cycle.core.env) {
-      const eq = e.indexOf("=");
-      const name = eq >= 0 ? e.slice(0, eq) : e;
-      // refused when the configuration was read; checked again as this is the last gate
-      if (isNodeRuntimeVariable(name)) continue;
-      if (eq >= 0) env[name] = e.slice(eq + 1);
-      else if (process.env[e] !== undefined) env[e] = process.env[e];
-    }
-    // never the master's --inspect*/--debug* switches (fork would pass them all on)
-    const execArgv = withoutDebugSwitches(process.execArgv);
-    const child = fork(new URL("./worker-entry.js", import.meta.url), [], {
-      env,
-      execArgv,
-      stdio: ["ignore", "ignore", "inherit", "ipc"],
-      serialization: "json",
-    });
+    const { child, detach } = forkWorker(wc, cycle.core.env, this.#metricsHub);
     const w: Worker = { child, generation: cycle.generation, exiting: false, listening: false, reopenPending: false };
     this.#workers.add(w);
     this.#log().report("notice", `start worker process ${child.pid}`);
@@ -278,19 +268,8 @@ export class Master {
         child.kill("SIGUSR1");
       }
     });
-    // the shared TLS session cache and ticket keys live in the master
-    const uninstallSessionCache = installSessionCacheMaster(child);
-    const uninstallTlsStore = installTlsStoreMaster(child);
-    // so are auth_http_cache, the limit_conn and failure counters; a worker's connections are given back when it exits
-    const uninstallAuthCache = installAuthAnswerMaster(child);
-    const uninstallLimits = installLimitMaster(child);
-    const retireMetrics = this.#metricsHub.attach(child, String(child.pid));
     child.on("exit", (code, signal) => {
-      uninstallSessionCache();
-      uninstallTlsStore();
-      uninstallAuthCache();
-      uninstallLimits();
-      retireMetrics();
+      detach();
       this.#workerExited(w, code, signal);
     });
     child.on("error", () => {});

@@ -70,7 +70,7 @@ test("the master's login-hash key reaches a worker: the same login gives the sam
   assert.notEqual(await loginKey(Buffer.from("bob@example.com")), inWorker);
   // the failures a worker records are the master's
   const zone = { name: "ipc-fail", size: MIN_ZONE_SIZE, windowMs: 60_000 };
-  limitStore().recordFailure(zone, [inWorker]);
+  await limitStore().recordFailure(zone, [inWorker]);
   assert.equal(await limitStore().failures(zone, [inWorker]), 1);
   assert.equal(limitMaster.store.local.failuresNow(zone, [inWorker]), 1);
   forget();
@@ -98,9 +98,9 @@ test("malformed messages are dropped, never applied", () => {
     // the sync flag of a zone reference is checked like every other field
     { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a", 1]] },
     { ...ok, claims: [["z", MIN_ZONE_SIZE, "0a", 1, "yes"]] },
-    { type: LIMIT_MESSAGE, op: "fail", zone: ["z", MIN_ZONE_SIZE, 1000, 1], keys: ["a1"] },
-    { type: LIMIT_MESSAGE, op: "fail", zone: ["z", MIN_ZONE_SIZE, 0, false], keys: ["a1"] },
-    { type: LIMIT_MESSAGE, op: "fail", zone: ["z", MIN_ZONE_SIZE, 1000, false], keys: ["a b"] },
+    { type: LIMIT_MESSAGE, op: "fail", id: 1, zone: ["z", MIN_ZONE_SIZE, 1000, 1], keys: ["a1"] },
+    { type: LIMIT_MESSAGE, op: "fail", id: 1, zone: ["z", MIN_ZONE_SIZE, 0, false], keys: ["a1"] },
+    { type: LIMIT_MESSAGE, op: "fail", id: 1, zone: ["z", MIN_ZONE_SIZE, 1000, false], keys: ["a b"] },
     { type: LIMIT_MESSAGE, op: "failures", zone: ["z", MIN_ZONE_SIZE, 1000], keys: ["a1"] },
     { type: LIMIT_MESSAGE, op: "acquired", id: 1, ok: false, index: 0, reason: "other" },
     { type: LIMIT_MESSAGE, op: "count", id: 1, count: Infinity },

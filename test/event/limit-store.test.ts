@@ -63,9 +63,9 @@ test("failures are forgotten a window after the last one", (t) => {
   t.mock.timers.enable({ apis: ["Date"], now: 1_000_000 });
   const store = new MemoryLimitStore();
   const zone = { name: "f", size: MIN_ZONE_SIZE, windowMs: 60_000 };
-  store.recordFailure(zone, ["aX", "lY"]);
+  store.recordFailureNow(zone, ["aX", "lY"]);
   t.mock.timers.tick(50_000);
-  store.recordFailure(zone, ["aX", "lZ"]);
+  store.recordFailureNow(zone, ["aX", "lZ"]);
   assert.equal(store.failuresNow(zone, ["aX"]), 2);
   assert.equal(store.failuresNow(zone, ["aQ", "lY"]), 1);
   t.mock.timers.tick(10_000);
@@ -74,7 +74,7 @@ test("failures are forgotten a window after the last one", (t) => {
   assert.equal(store.failuresNow(zone, ["aX", "lY"]), 2);
   t.mock.timers.tick(50_000);
   assert.equal(store.failuresNow(zone, ["aX"]), 0);
-  store.recordFailure(zone, ["aX"]);
+  store.recordFailureNow(zone, ["aX"]);
   assert.equal(store.failuresNow(zone, ["aX"]), 1);
 });
 

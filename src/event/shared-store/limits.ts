@@ -252,10 +252,11 @@ export class SharedLimits {
   }
 
   /** Counts one failure for every key, forgotten `windowMs` after the last. */
-  recordFailure(zone: string, keys: readonly string[], windowMs: number): void {
+  async recordFailure(zone: string, keys: readonly string[], windowMs: number): Promise<void> {
     const client = this.#client();
     if (!client) return;
     const names = keys.map((k) => this.#failKey(client, zone, k));
-    client.fire("auth_fail", (r) => r.eval(RECORD_FAILURE, names.length, ...names, windowMs));
+    // awaited (within the store's timeout): the next attempt, on any node, must see this one
+    await client.run("auth_fail", (r) => r.eval(RECORD_FAILURE, names.length, ...names, windowMs));
   }
 }

@@ -92,6 +92,6 @@ async function throttledAttempt(
     if (!(await pause(decision.ms, signal))) return { kind: "error" };
   }
   const outcome = await authenticate(server, info, credentials, attempt, log, signal);
-  if (outcome.kind === "refused") store.recordFailure(zone, keys);
+  if (outcome.kind === "refused") await store.recordFailure(zone, keys);
   return outcome;
 }
