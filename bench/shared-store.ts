@@ -44,7 +44,7 @@ export function sharedDirectives(kind: SharedKind, dir: string, redisPort: numbe
 
 /** A redis-server for the sync kind, pinned to the generator's core; stop() kills it. */
 export async function startBenchRedis(dir: string, port: number): Promise<{ stop(): void; process: ChildProcess }> {
-  writeFileSync(join(dir, "store.secret"), "bench-shared-store-secret-".repeat(3));
+  writeBenchSecret(dir);
   const child = spawn(
     "taskset",
     ["-c", "1", "/usr/bin/redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
@@ -65,9 +65,15 @@ export async function startBenchRedis(dir: string, port: number): Promise<{ stop
   return { process: child, stop: () => void child.kill("SIGKILL") };
 }
 
+/** The secret_file the sync kind names (the check below reads it too). */
+function writeBenchSecret(dir: string): void {
+  writeFileSync(join(dir, "store.secret"), "bench-shared-store-secret-".repeat(3));
+}
+
 /** Why the rows cannot run (redis-server missing, `-t` refuses the sync zones), or undefined. */
 export function sharedStoreUnavailable(root: string, dir: string, configText: string): string | undefined {
   if (!existsSync("/usr/bin/redis-server")) return "redis-server is not installed";
+  writeBenchSecret(dir);
   const conf = join(dir, "postern-sync-check.conf");
   writeFileSync(conf, configText);
   try {
@@ -75,7 +81,7 @@ export function sharedStoreUnavailable(root: string, dir: string, configText: st
     return undefined;
   } catch (err) {
     const stderr = String((err as { stderr?: Buffer }).stderr ?? "").trim();
-    return `postern -t refuses the sync zones (issue 16's shared-state work not merged?): ${stderr.split("\n")[0] ?? ""}`;
+    return `postern -t refuses the sync zones: ${stderr.split("\n")[0] ?? ""}`;
   }
 }
 
