@@ -9,7 +9,7 @@ import { type ConfSnapshot, recordInputs, replayInputs } from "../core/conf-inpu
 import { checkCoreConf } from "../core/core-module.js";
 import { ConfError } from "../core/errors.js";
 import { confModules } from "../modules.js";
-import { checkSharedStore } from "../mail/shared-store/module.js";
+import { checkSharedStore } from "../mail/shared-store/check.js";
 // zones saying `sync` register with the check above; imported here, after the mail modules, so no import cycle runs it early
 import "../mail/ssl/sync.js";
 

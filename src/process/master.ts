@@ -16,7 +16,7 @@ import { type CoreSettings, coreSettings } from "../core/core-module.js";
 import { logsToStderr, mainLogTargets, openErrorLog, startupLogTarget } from "../core/error-log-conf.js";
 import { listenEndpoints, type ListenEndpoint, serverLogFiles } from "../mail/runtime.js";
 import { MetricsHub } from "../event/metrics-ipc.js";
-import { sharedStoreOf } from "../mail/shared-store/module.js";
+import { sharedStoreOf } from "../mail/shared-store/check.js";
 import { closeSharedStore, configureSharedStore } from "./shared-store.js";
 import { metricsListenOf } from "../mail/access-log/service.js";
 import { MetricsEndpoint, metricsHandOffKey } from "./metrics-endpoint.js";

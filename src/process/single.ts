@@ -19,7 +19,7 @@ import { localMetricsHub } from "../event/metrics-ipc.js";
 import { metrics } from "../event/metrics.js";
 import { metricsListenOf } from "../mail/access-log/service.js";
 import { MetricsEndpoint } from "./metrics-endpoint.js";
-import { sharedStoreOf } from "../mail/shared-store/module.js";
+import { sharedStoreOf } from "../mail/shared-store/check.js";
 import { closeSharedStore, configureSharedStore } from "./shared-store.js";
 import { CHANGE_BINARY_IGNORED, usr2TakenByNode } from "./binary-upgrade.js";
 

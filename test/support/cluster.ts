@@ -156,9 +156,14 @@ export class PosternNode {
 
   /** The pid in nginx.pid (or nginx.pid.oldbin), or undefined. */
   pid(file = "nginx.pid"): number | undefined {
-    const p = path.join(this.dir, file);
-    if (!existsSync(p)) return undefined;
-    const m = /^(\d+)\n$/.exec(readFileSync(p, "utf8"));
+    // read at once, never checked first: USR2 renames the file under us (nginx.pid -> .oldbin)
+    let text: string;
+    try {
+      text = readFileSync(path.join(this.dir, file), "utf8");
+    } catch {
+      return undefined;
+    }
+    const m = /^(\d+)\n$/.exec(text);
     return m ? Number(m[1]) : undefined;
   }
 

@@ -7,8 +7,7 @@ import { ConfError } from "../../core/errors.js";
 import { oneOrMore } from "../../conf/directive.js";
 import { custom } from "../../conf/slots.js";
 import { parseSize, parseTime } from "../../conf/values.js";
-import { mailDirective } from "../block.js";
-import { registerSyncUser } from "../shared-store/module.js";
+import { registerSyncUser } from "../shared-store/sync-users.js";
 import type { AuthCacheConf } from "./cache.js";
 
 /** Smallest zone: 8 pages of 4k, as nginx's shared zones. */
@@ -62,9 +61,7 @@ export const authHttpCache = custom<AuthCacheConf | undefined>({
 });
 
 // a `sync` cache needs shared_store, wherever it is set (mail or server)
-registerSyncUser((conf) => {
-  const mail = conf.main.get(mailDirective);
-  if (!mail) return [];
+registerSyncUser((mail) => {
   const levels = [mail.level, ...mail.servers.map((s) => s.conf.own)];
   return levels
     .map((level) => level.own(authHttpCache))

@@ -18,8 +18,7 @@ import { parseNumber, parseTime } from "../../conf/values.js";
 import { ConfError, type SourceLocation, formatLocation } from "../../core/errors.js";
 import type { FailZoneRef } from "../../event/limit-store.js";
 import type { MailModule, MailServer } from "../server.js";
-import { mailDirective } from "../block.js";
-import { registerSyncUser } from "../shared-store/module.js";
+import { registerSyncUser } from "../shared-store/sync-users.js";
 import { checkZoneReuse, parseZoneParam } from "./conn-module.js";
 
 /** `window=` when not given: ten minutes. */
@@ -144,8 +143,6 @@ export const authFailModule: MailModule & ConfModule = {
   },
 };
 
-registerSyncUser((conf) =>
-  [...(conf.main.get(mailDirective)?.level.own(authFailZone)?.values() ?? [])]
-    .filter((z) => z.sync)
-    .map((z) => ({ directive: "auth_fail_zone", zone: z.name, location: z.location })),
+registerSyncUser((mail) =>
+  [...(mail.level.own(authFailZone)?.values() ?? [])].filter((z) => z.sync).map((z) => ({ directive: "auth_fail_zone", zone: z.name, location: z.location })),
 );

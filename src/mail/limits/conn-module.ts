@@ -12,8 +12,7 @@ import { ConfError, type SourceLocation } from "../../core/errors.js";
 import { MAX_LIMITS_PER_CONNECTION } from "../../event/limit-ipc.js";
 import { MIN_ZONE_SIZE } from "../../event/limit-store.js";
 import type { MailModule, MailServer } from "../server.js";
-import { registerSyncUser } from "../shared-store/module.js";
-import { mailDirective } from "../block.js";
+import { registerSyncUser } from "../shared-store/sync-users.js";
 import { type LimitKey, compileKey } from "./key.js";
 
 /** A declared zone. */
@@ -137,8 +136,6 @@ export const limitConnModule: MailModule & ConfModule = {
 };
 
 // a `sync` zone needs shared_store (checked once the whole configuration is read)
-registerSyncUser((conf) =>
-  [...(conf.main.get(mailDirective)?.level.own(limitConnZone)?.values() ?? [])]
-    .filter((z) => z.sync)
-    .map((z) => ({ directive: "limit_conn_zone", zone: z.name, location: z.location })),
+registerSyncUser((mail) =>
+  [...(mail.level.own(limitConnZone)?.values() ?? [])].filter((z) => z.sync).map((z) => ({ directive: "limit_conn_zone", zone: z.name, location: z.location })),
 );

@@ -10,15 +10,15 @@
  */
 import { isIP } from "node:net";
 import { type ConfModule, oneOrMore, take } from "../../conf/directive.js";
-import type { ParsedConf } from "../../conf/engine.js";
 import { custom, flag, string } from "../../conf/slots.js";
 import { parseNumber, parseTime } from "../../conf/values.js";
 import { readConfFile } from "../../core/conf-inputs.js";
-import { ConfError, type SourceLocation, describeSystemError } from "../../core/errors.js";
+import { ConfError, describeSystemError } from "../../core/errors.js";
 import { MIN_SECRET_BYTES } from "../../event/shared-store/seal.js";
-import type { SharedStoreSettings, StoreTls } from "../../event/shared-store/settings.js";
-import { mailDirective } from "../block.js";
+import type { SharedStoreSettings } from "../../event/shared-store/settings.js";
 import { resolveFile } from "../ssl/module.js";
+
+export { registerSyncUser, type SyncUser } from "./sync-users.js";
 
 /** The default per-operation timeout: a handshake or login waits at most this long on the store. */
 export const DEFAULT_STORE_TIMEOUT_MS = 100;
@@ -186,52 +186,3 @@ export const sharedStoreModule: ConfModule = {
   name: "postern_mail_shared_store_module",
   directives: [sharedStore, sharedStoreSsl, ...SSL_DIRECTIVES, sharedStoreSslVerify],
 };
-
-/**
- * The store a configuration names, files read, or undefined. Throws a
- * ConfError when TLS settings are given without what they need.
- */
-export function sharedStoreOf(conf: ParsedConf): SharedStoreSettings | undefined {
-  const level = conf.main.get(mailDirective)?.level;
-  const line = level?.own(sharedStore);
-  if (!level || !line) return undefined;
-  if (!level.own(sharedStoreSsl)) return line;
-  const cert = level.own(sharedStoreSslCertificate);
-  const key = level.own(sharedStoreSslCertificateKey);
-  if ((cert === undefined) !== (key === undefined))
-    throw ConfError.unlocated(`"shared_store_ssl_certificate" and "shared_store_ssl_certificate_key" go together`);
-  const ca = level.own(sharedStoreSslTrustedCertificate);
-  const tls: StoreTls = {
-    ca: ca?.data,
-    cert: cert?.data,
-    key: key?.data,
-    servername: level.own(sharedStoreSslName),
-    verify: level.own(sharedStoreSslVerify) ?? true,
-  };
-  return { ...line, tls };
-}
-
-/**
- * A zone that says `sync`, as its module reports it: the directive and
- * zone name, for the error when no shared_store is configured.
- */
-export type SyncUser = (conf: ParsedConf) => readonly { directive: string; zone: string; location?: SourceLocation }[];
-const syncUsers: SyncUser[] = [];
-
-/** Modules whose zones may say `sync` register here, so the check below sees them. */
-export function registerSyncUser(user: SyncUser): void {
-  syncUsers.push(user);
-}
-
-/** The configuration-time checks: TLS settings complete, and no `sync` without a store. */
-export function checkSharedStore(conf: ParsedConf): void {
-  const store = sharedStoreOf(conf);
-  if (store) return;
-  for (const user of syncUsers) {
-    const first = user(conf)[0];
-    if (!first) continue;
-    const message = `"${first.directive}" zone "${first.zone}" is "sync" but no "shared_store" is configured`;
-    // nginx's " in FILE:LINE" names the zone's line when the module knows it
-    throw first.location ? new ConfError(message, first.location) : ConfError.unlocated(message);
-  }
-}

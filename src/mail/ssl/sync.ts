@@ -5,16 +5,14 @@
  * Imported by process/load-configuration.ts, after the mail modules. Rule: docs/shared-tls.md.
  */
 import { DEFAULT_STORE_TIMEOUT_MS, registerSyncUser, sharedStore } from "../shared-store/module.js";
-import { mailDirective } from "../block.js";
 import { sslSessionCache } from "./module.js";
 import { setStoreTimeoutLookup } from "./sessions.js";
 
 // a handshake waits for the store's session lookup at most the store's timeout (plus the IPC round trip)
 setStoreTimeoutLookup((server) => server.get(sharedStore)?.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS);
 
-registerSyncUser((conf) => {
-  const mail = conf.main.get(mailDirective);
-  const caches = [mail?.level.own(sslSessionCache), ...(mail?.servers ?? []).map((s) => s.conf.get(sslSessionCache))];
+registerSyncUser((mail) => {
+  const caches = [mail.level.own(sslSessionCache), ...mail.servers.map((s) => s.conf.get(sslSessionCache))];
   const out: { directive: string; zone: string }[] = [];
   for (const cache of caches) if (cache?.shared?.sync) out.push({ directive: "ssl_session_cache", zone: cache.shared.name });
   return out;
