@@ -66,9 +66,14 @@ class Daemon {
 
   /** The pid in `name` (nginx.pid or nginx.pid.oldbin), or undefined. */
   pid(name: string): number | undefined {
-    const p = join(this.dir, name);
-    if (!existsSync(p)) return undefined;
-    const m = /^(\d+)\n$/.exec(readFileSync(p, "utf8"));
+    // read at once, never checked first: a master renames or removes it at any moment (USR2, QUIT)
+    let text: string;
+    try {
+      text = readFileSync(join(this.dir, name), "utf8");
+    } catch {
+      return undefined;
+    }
+    const m = /^(\d+)\n$/.exec(text);
     return m ? Number(m[1]) : undefined;
   }
 
