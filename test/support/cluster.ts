@@ -368,8 +368,18 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
     // the same 32+ random bytes on every node: values sealed by one open on the others
     writeFileSync(secretFile, Buffer.from(Array.from({ length: 48 }, () => Math.floor(Math.random() * 256))).toString("hex"), { mode: 0o600 });
     const nodes: PosternNode[] = [];
+    // one call for every node: separate calls may hand out the same port twice (each releases its own)
+    const allPorts = await freePorts(7 * count);
     for (let i = 1; i <= count; i++) {
-      const [imap, pop3, smtp, imaps, dImaps, dImap, metricsPort] = (await freePorts(7)) as [number, number, number, number, number, number, number];
+      const [imap, pop3, smtp, imaps, dImaps, dImap, metricsPort] = allPorts.slice(7 * (i - 1), 7 * i) as [
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+      ];
       const name = `n${i}`;
       const ports = { imap, pop3, smtp, imaps };
       const direct = { imaps: dImaps, imap: dImap };
