@@ -72,6 +72,15 @@ test("Redis stopped under load: no failed login, one warn line per change per no
         3000,
         () => `the down line: ${logLines(node, /shared store/).join("\n")}`,
       );
+      // a use falls back only when a login of the loop reaches this node: under load that may take a while
+      await eventually(
+        async () => {
+          const p = await metricsPage(node);
+          return fallbacks(p, "auth_cache") > 0 && fallbacks(p, "auth_fail") > 0 && fallbacks(p, "limit_conn") > 0;
+        },
+        15_000,
+        "a fallback of every use on the metrics page",
+      );
       const page = await metricsPage(node);
       assert.equal(sample(page, "postern_shared_store_up"), 0);
       assert.equal(sample(page, 'postern_shared_store_state_changes_total{state="down"}'), 1);
