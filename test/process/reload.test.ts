@@ -136,7 +136,8 @@ for (const master of [true, false]) {
       if (master) await waitFor("worker", () => workerPids(inst.log()).length === 1);
       inst.write(config({ ports: [port, busy], capability: "XSECOND", master, workers: 1 }));
       process.kill(pid, "SIGHUP");
-      await waitFor("bind given up", () => /still could not bind\(\)/.test(inst.log()));
+      // five tries 500 ms apart: 2.5 s idle, much longer on a loaded CI machine
+      await waitFor("bind given up", () => /still could not bind\(\)/.test(inst.log()), 20_000);
       // as nginx's ngx_open_listening_sockets: five tries, then the summary line; the
       // failure is not reported a second time by whoever started the reload
       const emerg = inst
