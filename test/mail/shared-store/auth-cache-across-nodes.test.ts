@@ -8,7 +8,7 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { type Cluster, login, logLines, startCluster } from "./cluster.js";
+import { type Cluster, eventually, login, logLines, startCluster } from "./cluster.js";
 
 let cluster: Cluster;
 
@@ -33,8 +33,13 @@ test("a login answered through node A is served from the shared cache through no
   assert.match(await login(b, "alice", "other"), /^a1 OK/);
   assert.equal(asked("alice"), 2);
 
-  const keys = await cluster.inspect.keys("postern:auth-answer:*");
-  assert.equal(keys.length, 2);
+  // the second answer is written to Redis after its login is answered
+  let keys: string[] = [];
+  await eventually(
+    async () => (keys = await cluster.inspect.keys("postern:auth-answer:*")).length === 2,
+    5_000,
+    () => `${keys.length} keys`,
+  );
   for (const k of keys) {
     const value = (await cluster.inspect.getBuffer(k))!;
     for (const clear of ["alice", "secret", "127.0.0.1", String(cluster.backend.port), "OK"]) assert.equal(value.includes(clear), false, clear);
@@ -47,8 +52,13 @@ test("forged, garbage and wrong-type values under the cache's keys are discarded
   const [a, b, c] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0], (typeof cluster.nodes)[0]];
   const earlier = await cluster.inspect.keys("postern:auth-answer:*");
   assert.match(await login(a, "bob"), /^a1 OK/);
-  const all = await cluster.inspect.keys("postern:auth-answer:*");
-  assert.equal(all.length, earlier.length + 1, "bob's entry");
+  // the answer is written to Redis after the login is answered, not before
+  let all: string[] = [];
+  await eventually(
+    async () => (all = await cluster.inspect.keys("postern:auth-answer:*")).length === earlier.length + 1,
+    5_000,
+    () => `bob's entry: ${all.length} keys`,
+  );
   // every entry replaced: garbage, a value too large, an entry moved from another key (alice's at bob's)
   const sample = (await cluster.inspect.getBuffer(earlier[0]!))!;
   for (const [i, k] of all.entries()) {
