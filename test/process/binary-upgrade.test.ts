@@ -315,17 +315,19 @@ async function foreground(kind: Kind, masterProcess: boolean): Promise<unknown> 
         );
     // one at a time: the order two pending signals are taken in is the kernel's
     p.signal("SIGUSR2");
-    await waitFor("USR2 logged", () => mine().some((l) => /SIGUSR2/.test(l)));
+    // 15 s: one CI run under heavy load saw no line within 8 s (see the process state in the failure)
+    await waitFor("USR2 logged", () => mine().some((l) => /SIGUSR2/.test(l)), 15_000);
     p.signal("SIGWINCH");
-    await waitFor("WINCH logged", () => mine().some((l) => /SIGWINCH/.test(l)));
+    await waitFor("WINCH logged", () => mine().some((l) => /SIGWINCH/.test(l)), 15_000);
     await sleep(300);
     const c = await Client.connect(port);
     const greeting = await c.line();
     c.close();
     return { lines: mine(), greeting, oldbin: existsSync(`${p.prefix}nginx.pid.oldbin`) };
   } catch (err) {
+    const state = await Promise.race([p.exited.then((e) => `exited: code ${e.code}, signal ${e.signal}`), sleep(50).then(() => "still running")]);
     throw new Error(
-      `${kind}: ${String(err)}\n${p
+      `${kind} (master_process ${masterProcess ? "on" : "off"}, ${state}): ${String(err)}\n${p
         .errorLog()
         .split("\n")
         .filter((l) => !/\[debug\]/.test(l))
