@@ -148,8 +148,7 @@ export class TicketSchedule {
     if (this.#listeners.size === 0) return;
     const now = Date.now();
     const boundary = (slotOf(now, this.#periodMs) + 1) * this.#periodMs - now;
-    const poll = Math.min(Math.max(this.#periodMs / 4, 250), 60_000);
-    this.#timer = setTimeout(() => void this.tick(), Math.max(1, Math.min(boundary + 1, poll)));
+    this.#timer = setTimeout(() => void this.tick(), Math.max(1, Math.min(boundary + 1, pollDelay(this.#periodMs, this.#local.size > 0))));
     this.#timer.unref();
   }
 
@@ -211,6 +210,20 @@ export class TicketSchedule {
 /** The process's schedules, by cache name and period. */
 const schedules = new Map<string, TicketSchedule>();
 let scheduleLog: ScheduleLog = () => undefined;
+
+/**
+ * How soon a schedule asks the store again without a slot boundary: often
+ * enough to learn the next key well ahead (a quarter period, at most a
+ * minute); and each second while this node serves a key of its own, so the
+ * store's key is adopted as soon as the store answers again (a start-up
+ * under load whose first read timed out is not left on a node-local key
+ * for a minute, refusing the other nodes' tickets).
+ */
+export function pollDelay(periodMs: number, servingLocalKey: boolean): number {
+  const poll = Math.min(Math.max(periodMs / 4, 250), 60_000);
+  return servingLocalKey ? Math.min(poll, LOCAL_KEY_RETRY_MS) : poll;
+}
+const LOCAL_KEY_RETRY_MS = 1000;
 
 /** Where schedule warnings go (the master's or single process's error log). */
 export function setTicketScheduleLog(log: ScheduleLog): void {

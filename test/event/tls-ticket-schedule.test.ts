@@ -10,7 +10,7 @@ import type tls from "node:tls";
 import { Redis } from "ioredis";
 import { SharedStoreClient } from "../../src/event/shared-store/client.js";
 import { setSharedStoreClient } from "../../src/event/shared-store/current.js";
-import { TicketSchedule, type TicketRing } from "../../src/event/tls-ticket-schedule.js";
+import { TicketSchedule, type TicketRing, pollDelay } from "../../src/event/tls-ticket-schedule.js";
 import { TicketContexts } from "../../src/mail/ssl/ticket-ring.js";
 import { type RedisServer, startRedis } from "../support/redis.js";
 
@@ -135,4 +135,11 @@ test("the context follows the ticket's key name; a previous key's ticket moves t
   assert.equal(made.length, 4, "one new context, for the new key only");
   assert.equal(keyOf(ring.select(name(keys.get(9)!))), keys.get(11), "the retired key: full handshake");
   assert.deepEqual(ring.slots, [10, 11, 12]);
+});
+
+test("a node serving its own key asks the store each second; otherwise a quarter period, at most a minute", () => {
+  assert.equal(pollDelay(300_000, false), 60_000, "ssl_session_timeout 5m: once a minute");
+  assert.equal(pollDelay(300_000, true), 1000, "until the store's key is back");
+  assert.equal(pollDelay(4000, false), 1000);
+  assert.equal(pollDelay(400, true), 250, "never slower than the usual poll");
 });

@@ -11,6 +11,8 @@
  * store is known to be away), and a probe (PING, once a second) brings it
  * back "up". Each change is logged once, at warn, and counted.
  */
+import { isIP } from "node:net";
+import { checkServerIdentity } from "node:tls";
 import { Redis, ReplyError, type RedisOptions } from "ioredis";
 import { logEscape } from "../../core/log.js";
 import { StoreSeal } from "./seal.js";
@@ -63,13 +65,12 @@ function options(s: SharedStoreSettings): RedisOptions {
   if (s.username !== undefined) o.username = s.username;
   if (s.password !== undefined) o.password = s.password;
   if (s.tls) {
-    o.tls = {
-      ca: s.tls.ca,
-      cert: s.tls.cert,
-      key: s.tls.key,
-      servername: s.tls.servername ?? ("host" in s.address ? s.address.host : undefined),
-      rejectUnauthorized: s.tls.verify,
-    };
+    const name = s.tls.servername ?? ("host" in s.address ? s.address.host : undefined);
+    o.tls = { ca: s.tls.ca, cert: s.tls.cert, key: s.tls.key, rejectUnauthorized: s.tls.verify };
+    // An address is checked against the certificate but never sent as SNI: RFC 6066 forbids
+    // it, and Node.js 26 throws on it (older releases only warned).
+    if (name !== undefined && isIP(name) !== 0) o.tls.checkServerIdentity = (_host, cert) => checkServerIdentity(name, cert);
+    else if (name !== undefined) o.tls.servername = name;
   }
   return o;
 }
