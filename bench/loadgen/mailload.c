@@ -14,6 +14,11 @@
  *   fetch      login, then FETCH repeatedly, counting relayed bytes
  *   hold       open --conns logged-in sessions and keep them until SIGTERM
  *   command    login once per connection, then NOOP round trips (latency)
+ *
+ * --rate R paces the operations: a new one starts every 1/R s (while a
+ * connection is free), so two servers are compared at the same offered load
+ * rather than each at its own saturation; CPU per operation is then steadier
+ * (a saturated server batches more events per turn, a slower one fewer).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -51,6 +56,10 @@ struct conn {
 static const char *host = "127.0.0.1";
 static int port = 993, conns = 50, use_tls = 0, tls_version = 0, resume = 0;
 static double duration = 5;
+/* --rate: operations started per second (0: each connection starts its next one at once) */
+static double rate = 0, next_start = 0;
+static struct conn **idle_conns;
+static int nidle;
 static enum mode mode = M_HANDSHAKE;
 static const char *user = "test@example.com", *pass = "secret";
 static const char *ciphers, *sigalgs, *curves, *alpn;
@@ -95,7 +104,24 @@ static void finish(struct conn *c, int ok) {
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
-    if (!stop) start_conn(c);
+    if (stop) return;
+    if (rate > 0) idle_conns[nidle++] = c;
+    else start_conn(c);
+}
+
+/* --rate: starts the operations that are due; returns ms until the next one (or 100). */
+static int start_due(void) {
+    if (rate <= 0) return 100;
+    double t = now();
+    /* a server that falls behind does not earn a burst later: at most one period of backlog */
+    if (next_start < t - 1.0 / rate) next_start = t - 1.0 / rate;
+    while (nidle > 0 && next_start <= t) {
+        start_conn(idle_conns[--nidle]);
+        next_start += 1.0 / rate;
+    }
+    if (nidle == 0) return 100;
+    int ms = (int)((next_start - t) * 1000.0) + 1;
+    return ms < 100 ? ms : 100;
 }
 
 static void watch(struct conn *c, uint32_t events) {
@@ -299,6 +325,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--port")) port = atoi(v), i++;
         else if (!strcmp(a, "--conns")) conns = atoi(v), i++;
         else if (!strcmp(a, "--seconds")) duration = atof(v), i++;
+        else if (!strcmp(a, "--rate")) rate = atof(v), i++;
         else if (!strcmp(a, "--tls")) use_tls = 1;
         else if (!strcmp(a, "--tls1.2")) tls_version = TLS1_2_VERSION;
         else if (!strcmp(a, "--tls1.3")) tls_version = TLS1_3_VERSION;
@@ -340,7 +367,12 @@ int main(int argc, char **argv) {
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
     double t0 = now(), deadline = t0 + duration;
-    for (int i = 0; i < conns; i++) start_conn(&cs[i]);
+    idle_conns = calloc((size_t)conns, sizeof *idle_conns);
+    next_start = t0;
+    for (int i = 0; i < conns; i++) {
+        if (rate > 0 && mode != M_HOLD) idle_conns[nidle++] = &cs[i];
+        else start_conn(&cs[i]);
+    }
     struct epoll_event evs[256];
     int announced = 0;
     while (!stop) {
@@ -350,7 +382,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
             announced = 1;
         }
-        int n = epoll_wait(ep, evs, 256, 100);
+        int n = epoll_wait(ep, evs, 256, start_due());
         for (int i = 0; i < n; i++) on_event(evs[i].data.ptr);
     }
     stop = 1;
