@@ -224,25 +224,29 @@ export function procIds(pid: number): { uid: number[]; gid: number[]; groups: nu
   return { uid: nums("Uid"), gid: nums("Gid"), groups: nums("Groups") };
 }
 
-/** TCP ports in LISTEN state owned by any of the processes (socket inodes from /proc/PID/fd matched with /proc/net/tcp*). */
-export function listeningPortsOf(pids: readonly number[]): Set<number> {
+/** The inodes of the sockets a process has open (from /proc/PID/fd; none if it is gone). */
+export function socketInodesOf(pid: number): Set<string> {
   const inodes = new Set<string>();
-  for (const pid of pids) {
-    let fds: string[];
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return inodes;
+  }
+  for (const fd of fds) {
     try {
-      fds = readdirSync(`/proc/${pid}/fd`);
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
     } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) inodes.add(m[1]!);
-      } catch {
-        // closed meanwhile
-      }
+      // closed meanwhile
     }
   }
+  return inodes;
+}
+
+/** TCP ports in LISTEN state owned by any of the processes (socket inodes from /proc/PID/fd matched with /proc/net/tcp*). */
+export function listeningPortsOf(pids: readonly number[]): Set<number> {
+  const inodes = new Set(pids.flatMap((pid) => [...socketInodesOf(pid)]));
   const ports = new Set<number>();
   for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     if (!existsSync(file)) continue;

@@ -88,16 +88,23 @@ async function attempt(port: number, open: MailClient[], how: { source?: string;
   return "refused";
 }
 
+/** Refusals met while waiting for a closed connection's place to come back, by side: each is logged too. */
+const retried = new Map<Side, number>();
+
 /** Runs the scenario on one side: who is admitted, in order. */
 async function scenario(side: Side): Promise<string[]> {
   const open: MailClient[] = [];
   const seen: string[] = [];
+  retried.set(side, 0);
   try {
     for (let i = 0; i < 3; i++) seen.push(`plain ${i}: ${await attempt(side.plain, open)}`);
     // a closed connection gives its place back (the close travels to the proxy first)
     open.shift()!.close();
     let again = "refused";
-    for (let i = 0; i < 40 && again === "refused"; i++) again = await attempt(side.plain, open);
+    for (let i = 0; i < 40 && again === "refused"; i++) {
+      again = await attempt(side.plain, open);
+      if (again === "refused") retried.set(side, retried.get(side)! + 1);
+    }
     seen.push(`plain after a close: ${again}`);
     // realip: the PROXY header's source is the key
     seen.push(`pp 10.0.0.1: ${await attempt(side.pp, open, { source: "10.0.0.1" })}`);
@@ -136,12 +143,14 @@ test("limit_conn as nginx's stream module: the same clients refused, realip's ad
     "tls 1: refused",
   ]);
   assert.deepEqual(postern, nginx);
-  const expected = limitLines(sides.nginx.proxy);
-  assert.deepEqual(expected, [
-    'warn limiting connections by zone "plain" 127.0.0.1',
-    'warn limiting connections by zone "pp" 10.0.0.1',
-    'warn limiting connections by zone "tls" 127.0.0.1',
-  ]);
-  // nginx counts its retries in the close loop too; compare the distinct lines
-  assert.deepEqual([...new Set(limitLines(sides.postern.proxy))], [...new Set(expected)]);
+  // one line per refusal: the close loop's retries (as many as the close took to reach each proxy) add theirs
+  const plain = 'warn limiting connections by zone "plain" 127.0.0.1';
+  const expected = (side: Side): string[] =>
+    [
+      ...Array<string>(1 + retried.get(side)!).fill(plain),
+      'warn limiting connections by zone "pp" 10.0.0.1',
+      'warn limiting connections by zone "tls" 127.0.0.1',
+    ].sort();
+  assert.deepEqual(limitLines(sides.nginx.proxy), expected(sides.nginx));
+  assert.deepEqual(limitLines(sides.postern.proxy), expected(sides.postern));
 });

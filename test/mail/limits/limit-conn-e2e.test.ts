@@ -7,8 +7,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync, readlinkSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { MailClient } from "../../support/client.js";
+import { socketInodesOf } from "../../process/harness.js";
 import { GREETING, connectTo, eventually, logLines, processAlive, startBed, workerPids, type Bed, type PortName } from "../../hostile/env.js";
 
 const LIMIT = 8;
@@ -40,22 +41,7 @@ async function refused(bed: Bed, name: PortName): Promise<string> {
  */
 function owners(bed: Bed): Map<number, number> {
   const inodes = new Map<string, number>();
-  for (const pid of workerPids(bed.proxy.pid)) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) inodes.set(m[1]!, pid);
-      } catch {
-        // closed meanwhile
-      }
-    }
-  }
+  for (const pid of workerPids(bed.proxy.pid)) for (const inode of socketInodesOf(pid)) inodes.set(inode, pid);
   const owner = new Map<number, number>();
   // /proc/net/tcp: "sl local rem st ... inode"; the server side's remote port is the client's
   for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
