@@ -19,7 +19,7 @@ import { NGINX_BIN, nginxAvailable, startNginx } from "../support/nginx.js";
 import { startPostern } from "../support/postern.js";
 import { startFakeAuth, okTo } from "../support/fake-auth.js";
 import { startFakeImap } from "../support/fake-backend.js";
-import { Client, POSTERN, freePort, waitFor } from "./harness.js";
+import { Client, POSTERN, START_WAIT_MS, freePort, waitFor } from "./harness.js";
 
 type Kind = "nginx" | "postern";
 
@@ -56,7 +56,7 @@ class Daemon {
     c.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     const code = await new Promise<number | null>((r) => c.on("exit", (x) => r(x)));
     assert.equal(code, 0, `${this.kind} launcher: ${stderr}`);
-    const pid = await waitFor("pid file", () => this.pid("nginx.pid"));
+    const pid = await waitFor("pid file", () => this.pid("nginx.pid"), START_WAIT_MS);
     this.masters.add(pid);
     // nginx writes its pid file before its master loop runs: a USR2 that early is taken but
     // never acted on (seen with nginx 1.22.1 in a CI run), so signal a master that serves

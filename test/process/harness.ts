@@ -17,6 +17,9 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** How long a start-up may take before a test gives up on it. */
+export const START_WAIT_MS = 30_000;
+
 /** Polls until `check` returns a value (not undefined/false) or the time is up. */
 export async function waitFor<T>(what: string, check: () => T | undefined | false, ms = 8000): Promise<T> {
   const end = Date.now() + ms;
@@ -89,7 +92,9 @@ export class Instance {
   /** Starts and waits for the pid file; returns the master pid. */
   async up(extraArgs: string[] = [], o: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<number> {
     this.start(extraArgs, o);
-    const text = await waitFor("pid file", () => this.pidText() || undefined);
+    // start-up waits are generous: a CI machine running three test files at once can starve a
+    // starting master for seconds (a run timed out at 8 s); a healthy start takes well under one
+    const text = await waitFor("pid file", () => this.pidText() || undefined, START_WAIT_MS);
     return Number(text.trim());
   }
 

@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import net from "node:net";
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
-import { Client, Instance, config, freePort, waitFor } from "./harness.js";
+import { Client, Instance, START_WAIT_MS, config, freePort, waitFor } from "./harness.js";
 
 function alive(pid: number): boolean {
   try {
@@ -129,7 +129,7 @@ test("daemon on: the launcher exits 0, the pid file names the detached master", 
     inst.write(config({ ports: [port], daemon: true, workers: 1 }));
     inst.start();
     assert.equal(await inst.exit, 0);
-    const pid = Number((await waitFor("pid file", () => inst.pidText() || undefined)).trim());
+    const pid = Number((await waitFor("pid file", () => inst.pidText() || undefined, START_WAIT_MS)).trim());
     assert.notEqual(pid, inst.child!.pid);
     assert.ok(alive(pid));
     const c = await Client.connect(port);

@@ -19,7 +19,7 @@ export interface MailProxyOptions {
   mainExtra?: string;
   /** Files (name relative to the prefix -> content) written before the start, e.g. included configs. */
   files?: Record<string, string>;
-  /** Time allowed for the pid file and the ports to appear (default 10000 ms). */
+  /** Time allowed for the pid file and the ports to appear (default 30000 ms). */
   startTimeoutMs?: number;
 }
 
@@ -134,7 +134,8 @@ export async function startMailProxy(
   const errorLog = (): string => logSnapshot ?? (existsSync(errorLogPath) ? readFileSync(errorLogPath, "utf8") : "");
 
   const ports = options.ports ?? listenPorts(config);
-  const deadline = Date.now() + (options.startTimeoutMs ?? 10000);
+  // 30 s: a CI machine running three test files at once can starve a start-up for seconds
+  const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
   const cleanup = (): void => {
     if (!process.env.POSTERN_KEEP_TMP) rmSync(prefix, { recursive: true, force: true });
   };
