@@ -132,3 +132,29 @@ test("shared_store_ssl_verify off: the wrong CA is not checked (encryption witho
     },
   );
 });
+
+test("shared_store_ssl to an IP address: checked against the certificate's IP names, never sent as SNI (Node.js 26 refuses an address there)", async () => {
+  // the address alone: 127.0.0.1 is in the server certificate's subjectAltName
+  const o = await tlsOptions(certs().ca.certPem);
+  await withCluster({ ...o, store: `secret_file=store.secret;\nshared_store_ssl on;\nshared_store_ssl_trusted_certificate store-ca.pem` }, async (cluster) => {
+    assert.match(await login(cluster.nodes[0]!, "ida"), /^a1 OK/);
+    await eventually(
+      async () => (await entries(cluster)) === 1,
+      3000,
+      () => `the entry written over TLS verified by address: ${logLines(cluster.nodes[0]!, /shared store/).join("\n")}`,
+    );
+    assert.equal(logLines(cluster.nodes[0]!, DOWN).length, 0);
+  });
+  // shared_store_ssl_name naming another address: the certificate does not name it, so the store is refused
+  const other = await tlsOptions(certs().ca.certPem);
+  await withCluster(
+    { ...other, store: `secret_file=store.secret;\nshared_store_ssl on;\nshared_store_ssl_trusted_certificate store-ca.pem;\nshared_store_ssl_name 127.0.0.2` },
+    async (cluster) => {
+      const node = cluster.nodes[0]!;
+      assert.match(await login(node, "jon"), /^a1 OK/);
+      await eventually(() => logLines(node, DOWN).length >= 1, 3000, "the warn line");
+      assert.match(DOWN.exec(logLines(node, DOWN)[0]!)![1]!, /127\.0\.0\.2/);
+      assert.equal(await entries(cluster), 0);
+    },
+  );
+});
