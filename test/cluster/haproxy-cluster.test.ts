@@ -162,7 +162,8 @@ test("QUIT drains a node: /health says draining, HAProxy sends new clients elsew
     .logins()
     .filter((l) => l.user.startsWith("drain-held") && l.node === node.name)
     .map((l) => l.user);
-  assert.equal(onNode.length, 2);
+  // round robin: about a third of the held sessions (not always exactly two of six)
+  assert.ok(onNode.length >= 1 && onNode.length <= 3, onNode.join(" "));
   const pid = node.pid()!;
   node.signal("SIGQUIT");
   // the signal is handled asynchronously: the first answers may still come before it
@@ -199,7 +200,8 @@ test("a node killed under load loses only its own sessions; HAProxy marks it dow
   const held = await holdSessions(cluster.port("imap"), 9, "kill-held");
   const nodeOf = (user: string): string | undefined => cluster.logins().find((l) => l.user === user)?.node;
   const heldOnNode = [...held.keys()].filter((u) => nodeOf(u) === node.name).sort();
-  assert.equal(heldOnNode.length, 3);
+  // round robin spreads 9 sessions over 3 nodes, but not always 3 each: a node back from the drain test may get one more
+  assert.ok(heldOnNode.length >= 2 && heldOnNode.length <= 4, heldOnNode.join(" "));
   const load = new Load(cluster.port("imap"), 6, "kill-load");
   let downAt: number;
   try {
@@ -226,7 +228,7 @@ test("a node killed under load loses only its own sessions; HAProxy marks it dow
   const probe = await probeHeld(held);
   for (const c of held.values()) c.close();
   assert.deepEqual(probe.dead, heldOnNode);
-  assert.equal(probe.alive.length, 6);
+  assert.equal(probe.alive.length, held.size - heldOnNode.length);
   // the lost clients reconnect through HAProxy and are served by the others
   for (const user of heldOnNode) assert.equal(await shortSession(cluster.port("imap"), `${user}-again`), undefined);
   assert.ok(
