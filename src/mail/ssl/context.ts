@@ -206,9 +206,7 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   const ecdhCurve = server.get(sslEcdhCurve);
   checkCurves(ecdhCurve);
 
-  if (server.get(sslCertificateCompression)) {
-    warn(`"ssl_certificate_compression" is not supported on this platform, ignored`);
-  }
+  const compression = server.get(sslCertificateCompression) ? certificateCompression(warn) : undefined;
 
   const tickets = ticketSettings(server, warn);
   const proto = protocolOptions(server.get(sslProtocols));
@@ -249,6 +247,7 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
   if (knobs.sigalgs) options.sigalgs = knobs.sigalgs;
   if (crl) options.crl = crl;
   if (tickets.ticketKeys) options.ticketKeys = tickets.ticketKeys;
+  if (compression) (options as { certificateCompression?: string[] }).certificateCompression = compression;
   let secureContext: tls.SecureContext;
   try {
     secureContext = tls.createSecureContext(options);
@@ -275,4 +274,25 @@ export function buildTlsContext(server: ServerConf, opts: BuildTlsOptions): TlsS
     tickets: (knobs.secureOptions & constants.SSL_OP_NO_TICKET) === 0,
     tls13: knobs.protocols.has("TLSv1.3"),
   };
+}
+
+/**
+ * `ssl_certificate_compression on`: nginx calls SSL_CTX_compress_certs(ctx, 0),
+ * every algorithm its OpenSSL was built with. Node 26 has the same switch
+ * (`certificateCompression`, the algorithms from
+ * getCertificateCompressionAlgorithms); an older Node has none, and gets
+ * nginx's warning for an OpenSSL without the feature.
+ */
+function certificateCompression(warn: (m: string) => void): string[] | undefined {
+  const available = (tls as { getCertificateCompressionAlgorithms?: () => string[] }).getCertificateCompressionAlgorithms;
+  if (!available) {
+    warn(`"ssl_certificate_compression" is not supported on this platform, ignored`);
+    return undefined;
+  }
+  const algorithms = available();
+  if (algorithms.length === 0) {
+    warn("SSL_CTX_compress_certs() failed, ignored");
+    return undefined;
+  }
+  return algorithms;
 }

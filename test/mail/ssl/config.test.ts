@@ -5,6 +5,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import net from "node:net";
+import tls from "node:tls";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfError } from "../../../src/core/errors.js";
@@ -231,10 +234,45 @@ describe("checks when a TLS server is built (nginx's merge-time messages)", () =
       `cannot load certificate key "engine:pkcs11:id_45": ENGINE_by_id("pkcs11") failed (SSL: OpenSSL engines are not available in Node.js)`,
     );
   });
-  test("ssl_certificate_compression on: nginx's warning, not silence", () => {
+  test("ssl_certificate_compression on: the certificate goes compressed to a client that offers it (Node 26), else nginx's warning", async () => {
+    // a leaf with its chain, as a server sends it: the names repeat from one certificate to the next
+    const chain = join(pki.dir, "compression-chain.pem");
+    writeFileSync(chain, [pki.rsaCert, pki.deepChain, pki.ca].map((f) => readFileSync(f, "latin1")).join(""));
+    const server = (): string[][] => [
+      ["ssl_certificate", chain],
+      ["ssl_certificate_key", pki.rsaKey],
+    ];
     const warnings: string[] = [];
-    setupFrom([...rsa(), ["ssl_certificate_compression", "on"]], { warn: (m) => warnings.push(m) });
-    assert.deepEqual(warnings, [`"ssl_certificate_compression" is not supported on this platform, ignored`]);
+    const on = setupFrom([...server(), ["ssl_certificate_compression", "on"]], { warn: (m) => warnings.push(m) });
+    const algorithms = (tls as { getCertificateCompressionAlgorithms?: () => string[] }).getCertificateCompressionAlgorithms?.();
+    if (!algorithms) {
+      // Node 22: no RFC 8879 in its TLS API, as nginx on an OpenSSL without it
+      assert.deepEqual(warnings, [`"ssl_certificate_compression" is not supported on this platform, ignored`]);
+      return;
+    }
+    assert.deepEqual(warnings, []);
+    /** The bytes a TLS 1.3 client reads for the whole echo session (handshake, tickets, the answer, close). */
+    const sessionBytes = async (setup: ReturnType<typeof setupFrom>, offer: string[] | undefined): Promise<number> => {
+      const echo = await echoServer(setup);
+      try {
+        const raw = net.connect(echo.port, "127.0.0.1");
+        await once(raw, "connect");
+        const client = tls.connect({ socket: raw, rejectUnauthorized: false, minVersion: "TLSv1.3", ...(offer ? { certificateCompression: offer } : {}) });
+        client.resume();
+        await once(client, "end");
+        client.destroy();
+        return raw.bytesRead;
+      } finally {
+        await echo.close();
+      }
+    };
+    const off = setupFrom(server());
+    const plain = await sessionBytes(off, algorithms);
+    const compressed = await sessionBytes(on, algorithms);
+    const notOffered = await sessionBytes(on, undefined);
+    assert.ok(compressed < plain, `compressed ${compressed} bytes, off ${plain}`);
+    // only a client that offers decompression gets it (RFC 8879), and off stays off for one that does
+    assert.ok(notOffered > compressed, `not offered ${notOffered} bytes, compressed ${compressed}`);
   });
 });
 
