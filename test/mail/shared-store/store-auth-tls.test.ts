@@ -15,8 +15,16 @@ import { type Cluster, type ClusterOptions, eventually, logLines, login, startCl
 const MAIL = "auth_http_cache zone=answers:64k ok=1m sync;";
 const DOWN = /\[warn\] .*shared store redis 127\.0\.0\.1:\d+ unavailable \((.*)\), node-local state is used until it returns$/;
 
+/**
+ * `timeout=2s`: the tests read why the store was refused (a wrong password, a
+ * certificate), which the store's answer tells; on a loaded machine the
+ * default 100 ms can pass before it, and the reason logged is the timeout
+ * (outage.test.ts covers timeouts).
+ */
 async function withCluster(o: Omit<ClusterOptions, "mail">, body: (c: Cluster) => Promise<void>): Promise<void> {
-  const cluster = await startCluster({ nodes: 1, mail: MAIL, ...o });
+  const store = o.store?.replace("secret_file=store.secret", "secret_file=store.secret timeout=2s");
+  assert.ok(store?.includes("timeout=2s"), "every store line of this file names the secret file first");
+  const cluster = await startCluster({ nodes: 1, mail: MAIL, ...o, store });
   try {
     await body(cluster);
   } finally {
