@@ -18,7 +18,7 @@
  * with its zones synced through Redis against the same zones node-local.
  *
  *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR]
- *                      [--observability [--postern-only]] [--shared-store]
+ *                      [--observability [--postern-only] [--access-log-buffer SIZE]] [--shared-store]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
@@ -52,6 +52,8 @@ const profileDir = valueOf("--profile");
 const observability = args.includes("--observability");
 /** `--shared-store`: rows comparing the zones synced through Redis with node-local ones. */
 const sharedStore = args.includes("--shared-store");
+/** `--access-log-buffer SIZE`: the --observability server's access_log gets `buffer=SIZE flush=1s` (no write per line). */
+const accessLogBuffer = valueOf("--access-log-buffer");
 /** `--postern-only`: with --observability, only the two Postern kinds run (the on/off ratio in half the time). */
 const posternOnly = args.includes("--postern-only");
 
@@ -142,7 +144,8 @@ const WORKLOADS: readonly Workload[] = [
   },
 ];
 
-type ServerKind = "nginx" | "floor" | "postern" | "postern-obs" | SharedKind;
+/** postern-twin: Postern's own configuration run a second time (the control of --observability: what the bench reads between two identical servers). */
+type ServerKind = "nginx" | "floor" | "postern" | "postern-obs" | "postern-twin" | SharedKind;
 const SERVERS = ["nginx", "floor", "postern"] as const;
 
 interface Ports {
@@ -234,7 +237,7 @@ function mailConfig(dir: string, p: Ports, bin: Exclude<ServerKind, "floor">, au
   const observed =
     bin === "postern-obs"
       ? `  log_format bench '$remote_addr [$time_local] "$mail_login" $mail_auth_status $upstream_addr $mail_session_end $bytes_received $bytes_sent $session_time $ssl_protocol';
-  access_log ${dir}/access.log bench;
+  access_log ${dir}/access.log bench${accessLogBuffer ? ` buffer=${accessLogBuffer} flush=1s` : ""};
   metrics_listen 127.0.0.1:${p.metrics};
 `
       : "";
@@ -555,7 +558,7 @@ async function main(): Promise<void> {
     },
   );
   const authRows: string[] = [];
-  for (const bin of ["nginx", "postern", "postern-obs"] as const) writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, ports, bin));
+  for (const bin of ["nginx", "postern", "postern-obs", "postern-twin"] as const) writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, ports, bin));
   const aux = [
     startAuth(ports.auth, ports),
     startBackend(ports.backend),
@@ -578,14 +581,23 @@ async function main(): Promise<void> {
       console.log(backendTlsRows[backendTlsRows.length - 1]);
       continue;
     }
-    const samples: Record<ServerKind, Sample[]> = { nginx: [], floor: [], postern: [], "postern-obs": [], "postern-local": [], "postern-sync": [] };
-    const kinds: readonly ServerKind[] = observability && w.measure !== "hold" ? [...SERVERS, "postern-obs"] : SERVERS;
+    const samples: Record<ServerKind, Sample[]> = {
+      nginx: [],
+      floor: [],
+      postern: [],
+      "postern-obs": [],
+      "postern-twin": [],
+      "postern-local": [],
+      "postern-sync": [],
+    };
+    const kinds: readonly ServerKind[] = observability && w.measure !== "hold" ? [...SERVERS, "postern-obs", "postern-twin"] : SERVERS;
     const hold = w.measure === "hold";
     // memory is not noisy the way rates are: one round of the hold workload
     const servers = w.authPath ? kinds.filter((bin) => bin !== "floor") : posternOnly ? kinds.filter((bin) => bin.startsWith("postern")) : kinds;
     for (let i = 0; i < (hold ? 1 : rounds); i++) {
-      // --postern-only: every other round in reverse order (on, off, off, on...), so a machine that drifts during the run favours neither
-      const order = posternOnly && i % 2 === 1 ? [...servers].reverse() : servers;
+      // --postern-only: the order rotates from round to round (on, off, twin; off, twin, on; ...), so every kind runs
+      // first, middle and last equally often and neither a drifting machine nor a position favours one
+      const order = posternOnly ? servers.map((_, k) => servers[(k + i) % servers.length]!) : servers;
       for (const bin of order) samples[bin].push(await runOnce(bin, w, dir, ports, loadgen, costlyAuth));
     }
     const m = (bin: ServerKind, k: keyof Sample) => median(samples[bin].map((s) => s[k]));
@@ -624,6 +636,11 @@ async function main(): Promise<void> {
       const [cOff, cOn] = [m("postern", "perCpu"), m("postern-obs", "perCpu")];
       rows.push(
         `| ${w.name}: Postern with access_log + metrics_listen | | | ${f1(on)} | ${f2(on / off)} of Postern without | | | ${f0(cOn)} | ${f2(cOn / cOff)} of Postern without, per CPU; ${pairedRatios(samples["postern-obs"], samples.postern)} | | | |`,
+      );
+      console.log(rows[rows.length - 1]);
+      const cTwin = m("postern-twin", "perCpu");
+      rows.push(
+        `| ${w.name}: control, Postern without them run twice | | | ${f1(m("postern-twin", key))} | ${f2(m("postern-twin", key) / off)} of the first | | | ${f0(cTwin)} | ${f2(cTwin / cOff)} of the first, per CPU; ${pairedRatios(samples["postern-twin"], samples.postern)} (what this run resolves) | | | |`,
       );
       console.log(rows[rows.length - 1]);
     }
