@@ -19,7 +19,7 @@ import { MetricsHub } from "../event/metrics-ipc.js";
 import { sharedStoreOf } from "../mail/shared-store/check.js";
 import { closeSharedStore, configureSharedStore } from "./shared-store.js";
 import { metricsListenOf } from "../mail/access-log/service.js";
-import { MetricsEndpoint, metricsHandOffKey } from "./metrics-endpoint.js";
+import { MetricsEndpoint, type Readiness, metricsHandOffKey } from "./metrics-endpoint.js";
 import { errorText, loadConfiguration, validatedInputs } from "./load-configuration.js";
 import type { Reporter } from "./startup-log.js";
 import type { ConfSource } from "../conf/engine.js";
@@ -142,7 +142,7 @@ export class Master {
    * QUIT of a USR2 upgrade) is not draining the node: the new binary serves
    * it, and a request this master accepted just before the QUIT says so.
    */
-  #readiness(): "starting" | "ready" | "draining" {
+  #readiness(): Readiness {
     if (this.#terminating !== "no" && this.#newBinary === undefined) return "draining";
     return this.#servedOnce() ? "ready" : "starting";
   }
