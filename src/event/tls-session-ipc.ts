@@ -28,6 +28,8 @@ export type WireEntry = [id: string, data: string, expires: number];
 /** Worker -> master and master -> worker messages. */
 export type SessionCacheMessage =
   | { type: typeof SESSION_CACHE_MESSAGE; op: "subscribe"; cache: string; size: number }
+  /** Master -> worker: the live entries of `cache` have all been sent (the replica is loaded). */
+  | { type: typeof SESSION_CACHE_MESSAGE; op: "synced"; cache: string }
   | { type: typeof SESSION_CACHE_MESSAGE; op: "put"; cache: string; size: number; entries: WireEntry[] }
   | { type: typeof SESSION_CACHE_MESSAGE; op: "drop"; cache: string; size: number; ids: string[] }
   | { type: typeof SESSION_CACHE_MESSAGE; op: "ticketKey"; cache: string; size: number; rotateSec: number }
@@ -67,6 +69,8 @@ export function isCacheMessage(m: unknown): m is SessionCacheMessage {
   switch (x.op) {
     case "subscribe":
       return str("cache") && num("size", 1);
+    case "synced":
+      return str("cache");
     case "put":
       return str("cache") && num("size", 1) && Array.isArray(x.entries) && x.entries.every(isWireEntry);
     case "drop":
@@ -141,6 +145,9 @@ function apply(store: MemorySessionStore, m: SessionCacheMessage): void {
 /** Per worker channel: the replicas by cache name, key listeners, and the outbox to the master. */
 interface WorkerLink {
   readonly replicas: Map<string, { store: MemorySessionStore; size: number }>;
+  /** Caches subscribed whose snapshot has not all arrived, and who waits for them (replicasLoaded). */
+  readonly loading: Set<string>;
+  readonly loaded: (() => void)[];
   readonly keyListeners: Map<string, Set<(key: Buffer) => void>>;
   readonly outbox: Outbox;
 }
@@ -152,6 +159,8 @@ function link(endpoint: IpcEndpoint): WorkerLink {
   const replicas = new Map<string, { store: MemorySessionStore; size: number }>();
   const created: WorkerLink = {
     replicas,
+    loading: new Set(),
+    loaded: [],
     keyListeners: new Map(),
     outbox: new Outbox((cache, puts, drops) => {
       const size = replicas.get(cache)?.size ?? 1;
@@ -163,6 +172,10 @@ function link(endpoint: IpcEndpoint): WorkerLink {
     if (!isCacheMessage(m)) return;
     if (m.op === "key") {
       for (const set of created.keyListeners.get(m.cache) ?? []) set(Buffer.from(m.key, "base64"));
+      return;
+    }
+    if (m.op === "synced") {
+      if (created.loading.delete(m.cache) && created.loading.size === 0) for (const done of created.loaded.splice(0)) done();
       return;
     }
     const replica = replicas.get(m.cache);
@@ -184,6 +197,7 @@ export class ReplicatedSessionStore implements SharedSessionStore {
     if (!replica) {
       replica = { store: new MemorySessionStore(sessionsForBytes(size)), size };
       l.replicas.set(cache, replica);
+      l.loading.add(cache);
       endpoint.send?.({ type: SESSION_CACHE_MESSAGE, op: "subscribe", cache, size } satisfies SessionCacheMessage);
     }
     this.#store = replica.store;
@@ -207,6 +221,26 @@ export class ReplicatedSessionStore implements SharedSessionStore {
     this.#store.deleteKey(key);
     this.#outbox.drop(this.#cache, key);
   }
+}
+
+/**
+ * Resolves once every replica this worker subscribed to holds the master's
+ * live entries, or after `timeoutMs` (a master that does not answer must not
+ * keep the worker from serving). The worker accepts connections only then:
+ * after a reload, a client resuming a session the old worker made finds it
+ * in the new worker's replica, as it would in nginx's shared memory.
+ */
+export function replicasLoaded(timeoutMs: number): Promise<void> {
+  const l = workerEndpoint && links.get(workerEndpoint);
+  if (!l || l.loading.size === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    timer.unref();
+    l.loaded.push(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 // ---- master side ----
@@ -314,6 +348,7 @@ class SessionCacheMaster {
           }
         }
         if (chunk.length > 0) endpoint.send?.(putMessage(m.cache, m.size, chunk));
+        endpoint.send?.({ type: SESSION_CACHE_MESSAGE, op: "synced", cache: m.cache } satisfies SessionCacheMessage);
         return true;
       }
       case "put": {

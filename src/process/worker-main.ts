@@ -14,12 +14,19 @@ import { loadValidatedConfiguration, errorText } from "./load-configuration.js";
 import { type ConfSnapshot, snapshotFrom } from "../core/conf-inputs.js";
 import type { BoundHandle } from "./listeners.js";
 import { Serving } from "./serving.js";
-import { connectSessionCacheWorker } from "../event/tls-session-ipc.js";
+import { connectSessionCacheWorker, replicasLoaded } from "../event/tls-session-ipc.js";
 import { connectAuthAnswerWorker } from "../event/auth-answer-ipc.js";
 import { connectLimitWorker } from "../event/limit-ipc.js";
 import { connectMetricsWorker, flushMetricsWorker } from "../event/metrics-ipc.js";
 import { metricsListenOf } from "../mail/access-log/service.js";
 import { type FromWorker, type ToWorker, WORKER_ENV, type WorkerConfig } from "./worker-config.js";
+
+/**
+ * How long a starting worker waits for the master's copy of its shared
+ * session caches before it accepts anyway (a stuck master must not keep it
+ * from serving; a reload's old workers accept meanwhile).
+ */
+const REPLICA_WAIT_MS = 2000;
 
 function send(m: FromWorker): void {
   process.send?.(m);
@@ -140,6 +147,8 @@ function serve(snapshot: ConfSnapshot | undefined, ready: (handler: (m: ToWorker
     for (const failure of [...log.reopen(), ...serving.service.reopenLogs()]) log.emerg(failure);
   });
 
+  // the shared session caches' replicas are loaded before the first accept (tls-session-ipc.ts)
+  const replicas = replicasLoaded(REPLICA_WAIT_MS);
   let expected = -1;
   let done = 0;
   const pending: Promise<void>[] = [];
@@ -158,7 +167,7 @@ function serve(snapshot: ConfSnapshot | undefined, ready: (handler: (m: ToWorker
   };
   ready((m, h) => {
     if (m?.t === "expect") expected = m.count;
-    else if (m?.t === "listen" && h) pending.push(serving.listen(m.endpoint, h).then(() => void done++));
+    else if (m?.t === "listen" && h) pending.push(replicas.then(() => serving.listen(m.endpoint, h)).then(() => void done++));
     check();
   });
 }

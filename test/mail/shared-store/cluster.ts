@@ -39,7 +39,7 @@ export interface ClusterOptions {
   mail: string;
   /** Directives of the server block. */
   server?: string;
-  /** The shared_store line's parameters after the address (default `secret_file=store.secret`). */
+  /** The shared_store line's parameters after the address (default `secret_file=store.secret timeout=2s`). */
   store?: string;
   /** The address shared_store names (default the Redis started here). */
   storeAddress?: (redis: RedisServer) => string;
@@ -82,7 +82,9 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
         [
           `auth_http ${auth.url};`,
           // `store` may go on with more directives after the line (shared_store_ssl ...)
-          `shared_store redis ${address} ${o.store ?? "secret_file=store.secret"};`,
+          // timeout=2s by default: the tests count across nodes, and on a loaded machine the default 100 ms can pass
+          // before Redis answers, which falls back to node-local counts (outage.test.ts names its own timeout)
+          `shared_store redis ${address} ${o.store ?? "secret_file=store.secret timeout=2s"};`,
           `metrics_listen 127.0.0.1:${metrics};`,
           o.mail,
           `server { listen 127.0.0.1:${imap}; protocol imap; ${o.server ?? ""} }`,
