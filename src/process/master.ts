@@ -79,7 +79,10 @@ export class Master {
   #noAccepting = false;
   /** metrics_listen: the sums of all workers, and the HTTP endpoint with /health. */
   readonly #metricsHub = new MetricsHub();
-  readonly #metrics = new MetricsEndpoint(this.#metricsHub, () => this.#readiness());
+  // /health: the old master of a USR2 upgrade never says draining (the new binary serves the node, even a request it took just before QUIT)
+  readonly #metrics = new MetricsEndpoint(this.#metricsHub, (): Readiness =>
+    this.#terminating !== "no" && this.#newBinary === undefined ? "draining" : this.#servedOnce() ? "ready" : "starting",
+  );
 
   constructor(conf: ParsedConf, errorLog: string, reporter: Reporter, daemonized = false) {
     this.#source = conf.source;
@@ -135,16 +138,6 @@ export class Master {
   /** A master that stops serving while its new binary runs leaves /health to the new one. */
   #leaveMetricsToNewBinary(): void {
     if (this.#newBinary) this.#metrics.stopAccepting();
-  }
-
-  /**
-   * /health's answer. A master that stops while its new binary runs (the
-   * QUIT of a USR2 upgrade) is not draining the node: the new binary serves
-   * it, and a request this master accepted just before the QUIT says so.
-   */
-  #readiness(): Readiness {
-    if (this.#terminating !== "no" && this.#newBinary === undefined) return "draining";
-    return this.#servedOnce() ? "ready" : "starting";
   }
 
   /**
