@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAuthServer, type RunningAuthServer } from "../../src/auth-server/server.js";
 import { formatUserLine, hashPasswordAsync } from "../../src/auth-server/users.js";
+import { freePort } from "../support/ports.js";
 
 let dir = "";
 let nginx: ChildProcess | undefined;
@@ -19,14 +20,6 @@ let backend: Server | undefined;
 const backendSockets = new Set<Socket>();
 const backendLines: string[] = [];
 let pop3Port = 0;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** Sends lines one by one, returning every line received, until the socket closes or `until` matches. */
 async function pop3(lines: string[], until: RegExp): Promise<string[]> {

@@ -8,14 +8,7 @@ import { fileURLToPath } from "node:url";
 
 export const POSTERN = fileURLToPath(new URL("../../../bin/postern.js", import.meta.url));
 
-/** A free loopback port (closed again before returning). */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { freePort } from "../support/ports.js";
 
 /** How long a start-up may take before a test gives up on it. */
 export const START_WAIT_MS = 30_000;

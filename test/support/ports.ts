@@ -1,19 +1,120 @@
 /** Free loopback TCP ports for tests. */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
-/** Returns one free TCP port on 127.0.0.1 (bound with port 0, read, then released). */
+/** Returns one free TCP port on 127.0.0.1, claimed for this process. */
 export async function freePort(): Promise<number> {
   const [port] = await freePorts(1);
   return port!;
 }
 
 /**
- * Returns `count` distinct free TCP ports on 127.0.0.1.
- * All sockets are held open until every port is known, so the kernel cannot
- * hand out the same port twice within one call.
+ * Returns `count` distinct free TCP ports on 127.0.0.1, each claimed for
+ * this test process until it exits.
+ *
+ * Not listen(0): a port the kernel picks that way lies in its ephemeral
+ * range, from which every outgoing connect() of a concurrent test file also
+ * takes its local port, so between our close and the server's bind another
+ * file's client may hold it (CI saw nginx fail to bind such a port). These
+ * ports come from below that range instead, and test files, which run as
+ * parallel processes, claim each one with an exclusive file in a shared
+ * directory; a claim whose process is gone is taken over. A port is also
+ * bound once here, so one some other program listens on is never given.
  */
 export async function freePorts(count: number): Promise<number[]> {
+  const [low, high] = claimRange();
+  if (high <= low) return kernelPorts(count);
+  const ports: number[] = [];
+  const span = high - low;
+  const first = Math.floor(Math.random() * span);
+  for (let i = 0; i < span && ports.length < count; i++) {
+    const port = low + ((first + i) % span);
+    if (!claim(port)) continue;
+    if (await bindable(port)) ports.push(port);
+    else release(port);
+  }
+  if (ports.length < count) throw new Error(`no ${count} free ports in ${low}-${high - 1}`);
+  return ports;
+}
+
+/** The range claims come from: 10000 up to the kernel's ephemeral range (empty if that starts lower). */
+function claimRange(): [number, number] {
+  let ephemeral = 32768;
+  try {
+    ephemeral = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || ephemeral;
+  } catch {
+    // not Linux: the usual start of the range
+  }
+  return [10000, Math.min(ephemeral, 65536)];
+}
+
+const CLAIMS = join(tmpdir(), "postern-test-ports");
+const claimed = new Set<number>();
+
+function claim(port: number): boolean {
+  if (claimed.has(port)) return false;
+  mkdirSync(CLAIMS, { recursive: true });
+  const file = join(CLAIMS, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: "wx" });
+      if (claimed.size === 0) process.once("exit", releaseAll);
+      claimed.add(port);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || alive(file)) return false;
+      try {
+        unlinkSync(file); // its process is gone
+      } catch {
+        return false;
+      }
+    }
+  }
+  return false;
+}
+
+/** Whether the process named in a claim file still runs (an unreadable claim counts as alive). */
+function alive(file: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(file, "utf8"));
+  } catch {
+    return true;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function release(port: number): void {
+  claimed.delete(port);
+  try {
+    unlinkSync(join(CLAIMS, String(port)));
+  } catch {
+    // already gone
+  }
+}
+
+function releaseAll(): void {
+  for (const port of [...claimed]) release(port);
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
+/** listen(0) ports, all held open until every one is known (outside Linux's range rules only). */
+async function kernelPorts(count: number): Promise<number[]> {
   const servers: net.Server[] = [];
   try {
     const ports: number[] = [];

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildAuthRequest, type AuthRequestInput } from "../../../src/mail/auth-http/request.js";
 import type { Credentials, SessionInfo } from "../../../src/mail/types.js";
+import { freePort } from "../../support/ports.js";
 
 const NGINX = "/usr/sbin/nginx";
 const HEADERS = [
@@ -28,14 +29,6 @@ const authSockets = new Set<Socket>();
 const captured: string[] = [];
 let waiters: (() => void)[] = [];
 const ports = { imap: 0, pop3: 0, smtp: 0, auth: 0 };
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** Resolves with the next request the fake auth server receives. */
 function nextRequest(): Promise<string> {

@@ -12,11 +12,12 @@ import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { type Server as HttpServer, createServer as createHttpServer } from "node:http";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { imapProtocol } from "../../../src/mail/imap/protocol.js";
 import { type FakeSession, type ImapOptions as FakeOptions, imapSession } from "../fake-session.js";
+import { freePort } from "../../support/ports.js";
 
 const NGINX = "/usr/sbin/nginx";
 const MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so";
@@ -203,17 +204,6 @@ let dir = "";
 let nginx: ChildProcess | undefined;
 let auth: HttpServer | undefined;
 const ports = new Map<ServerName, number>();
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForPort(port: number): Promise<void> {
   const deadline = Date.now() + 5000;

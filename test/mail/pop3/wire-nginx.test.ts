@@ -26,6 +26,7 @@ import { Session, type SessionServices, type SessionTls } from "../../../src/mai
 import type { StarttlsMode } from "../../../src/mail/front-end.js";
 import type { Credentials } from "../../../src/mail/types.js";
 import { FakeSession, pop3Server } from "../fake-session.js";
+import { freePort } from "../../support/ports.js";
 
 const NGINX = "/usr/sbin/nginx";
 const MAIL_MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so";
@@ -192,14 +193,6 @@ function unescape(value: string): string {
 function header(h: IncomingHttpHeaders, name: string): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-async function freePort(): Promise<number> {
-  const s = createTcpServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 async function waitForPort(port: number, deadline: number): Promise<void> {

@@ -5,6 +5,7 @@
 import { serverNameDirective } from "../../../src/mail/core-module.js";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import { once } from "node:events";
+import { freePort } from "../../support/ports.js";
 import { ServerConf, Level, type Directive } from "../../../src/conf/directive.js";
 import { ConnectionLog, ErrorLog, MemorySink } from "../../../src/core/log.js";
 import type { AuthMethod, SessionInfo, SmtpInfo } from "../../../src/mail/types.js";
@@ -231,12 +232,7 @@ export async function until(cond: () => boolean, ms = 3000, what = "condition"):
   }
 }
 
-/** A port with nothing listening (bound, then closed). */
+/** A port with nothing listening: claimed for this process (support/ports.ts) and never bound. */
 export async function closedPort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, "127.0.0.1");
-  await once(s, "listening");
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  return freePort();
 }

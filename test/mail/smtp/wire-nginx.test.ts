@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server as HttpServer } from "node:http";
-import { connect, createServer, type Socket, type AddressInfo } from "node:net";
+import { connect, type Socket, type AddressInfo } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,7 @@ import type { StarttlsMode } from "../../../src/mail/front-end.js";
 import { FakeSession, type Setting, set, smtpServer } from "../fake-session.js";
 import { FakeDns, type FakeAnswer } from "../../event/fake-dns.js";
 import { resolverDirective, resolverTimeoutDirective } from "../../../src/mail/core-module.js";
+import { freePort } from "../../support/ports.js";
 
 const NGINX = "/usr/sbin/nginx";
 const MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so";
@@ -423,19 +424,6 @@ function isDnsRequest(h: IncomingHttpHeaders): boolean {
 }
 
 /** Ports handed out so far: a port closed again may be offered twice. */
-const takenPorts = new Set<number>();
-
-async function freePort(): Promise<number> {
-  for (;;) {
-    const s = createServer();
-    await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-    const port = (s.address() as AddressInfo).port;
-    await new Promise((r) => s.close(r));
-    if (takenPorts.has(port)) continue;
-    takenPorts.add(port);
-    return port;
-  }
-}
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "postern-smtp-nginx-"));

@@ -366,16 +366,7 @@ export function nginxTest(dir: string, mailBody: string): string {
   return line.replace(/^.*\[emerg\] \d+#\d+: /, "");
 }
 
-/** A free loopback port (bound then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../../support/ports.js";
 
 /** Starts the nginx 1.22.1 oracle with a mail block; returns its stop function once the port answers. */
 export async function startNginx(dir: string, mailBody: string): Promise<{ stop: () => Promise<void> }> {
