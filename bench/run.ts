@@ -17,11 +17,11 @@
  * `--shared-store` adds the shared-store rows (shared-store.ts): Postern
  * with its zones synced through Redis against the same zones node-local.
  *
- *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--only name,name] [--profile DIR]
- *                      [--observability [--postern-only] [--access-log-buffer SIZE]] [--shared-store]
+ *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--warmup S] [--only name,name] [--profile DIR]
+ *                      [--observability [--postern-only] [--observe log|metrics] [--access-log-buffer SIZE]] [--shared-store]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import tls from "node:tls";
 import { tmpdir } from "node:os";
@@ -54,11 +54,14 @@ const observability = args.includes("--observability");
 const sharedStore = args.includes("--shared-store");
 /** `--access-log-buffer SIZE`: the --observability server's access_log gets `buffer=SIZE flush=1s` (no write per line). */
 const accessLogBuffer = valueOf("--access-log-buffer");
+/** `--observe log|metrics`: the --observability server gets only the access log or only metrics_listen (both by default). */
+const observeOnly = valueOf("--observe");
+if (observeOnly !== undefined && observeOnly !== "log" && observeOnly !== "metrics") throw new Error("--observe takes log or metrics");
 /** `--postern-only`: with --observability, only the two Postern kinds run (the on/off ratio in half the time). */
 const posternOnly = args.includes("--postern-only");
 
-/** Load before every measured run, same workload, not counted. */
-const WARMUP_SECONDS = 1;
+/** `--warmup S`: load before every measured run, same workload, not counted (1 s by default). */
+const WARMUP_SECONDS = Number(valueOf("--warmup") ?? 1);
 
 function valueOf(flag: string): string | undefined {
   const i = args.indexOf(flag);
@@ -236,10 +239,15 @@ function mailConfig(dir: string, p: Ports, bin: Exclude<ServerKind, "floor">, au
   const shared = bin === "postern-local" || bin === "postern-sync" ? sharedDirectives(bin, dir, p.redis) : undefined;
   const observed =
     bin === "postern-obs"
-      ? `  log_format bench '$remote_addr [$time_local] "$mail_login" $mail_auth_status $upstream_addr $mail_session_end $bytes_received $bytes_sent $session_time $ssl_protocol';
+      ? (observeOnly === "metrics"
+          ? ""
+          : `  log_format bench '$remote_addr [$time_local] "$mail_login" $mail_auth_status $upstream_addr $mail_session_end $bytes_received $bytes_sent $session_time $ssl_protocol';
   access_log ${dir}/access.log bench${accessLogBuffer ? ` buffer=${accessLogBuffer} flush=1s` : ""};
-  metrics_listen 127.0.0.1:${p.metrics};
-`
+`) +
+        (observeOnly === "log"
+          ? ""
+          : `  metrics_listen 127.0.0.1:${p.metrics};
+`)
       : "";
   const module = bin === "nginx" ? "load_module /usr/lib/nginx/modules/ngx_mail_module.so;\n" : "";
   const auth = authPath ? `auth_http 127.0.0.1:${p.costlyAuth}/auth; ${bin !== "nginx" ? authPath.postern : ""}` : `auth_http 127.0.0.1:${p.auth}/auth;`;
@@ -375,6 +383,22 @@ function cpuOfTree(pid: number): number {
   return total;
 }
 
+/** BENCH_DEBUG: per process of the tree, CPU seconds, context switches (voluntary, involuntary) and minor faults. */
+function countersOfTree(pid: number): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  for (const p of [pid, ...childPids(pid)]) {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1]!.split(" ");
+      const status = readFileSync(`/proc/${p}/status`, "utf8");
+      const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
+      out.set(p, [(Number(f[11]) + Number(f[12])) / 100, field("voluntary_ctxt_switches"), field("nonvoluntary_ctxt_switches"), Number(f[7])]);
+    } catch {
+      // exited
+    }
+  }
+  return out;
+}
+
 function childPids(pid: number): number[] {
   try {
     return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
@@ -480,10 +504,12 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
   // after V8 has compiled the hot paths (nginx has nothing to warm).
   await runLoad(["-c", "1", loadgen, "--port", String(ports[w.port]), "--seconds", String(WARMUP_SECONDS), ...w.load]);
   const cpu0 = cpuOfTree(child.pid!);
+  const counters0 = process.env.BENCH_DEBUG ? countersOfTree(child.pid!) : undefined;
   const auth0 = cpuOfTree(costlyAuth.pid!);
   // asynchronously: the fake auth service and backend live in this process
   const out = await runLoad(["-c", "1", loadgen, "--port", String(ports[w.port]), "--seconds", String(seconds), ...w.load]);
   const cpu1 = cpuOfTree(child.pid!);
+  const counters1 = counters0 && countersOfTree(child.pid!);
   const auth1 = cpuOfTree(costlyAuth.pid!);
   await stopServer(child);
   const r = JSON.parse(out.trim().split("\n").pop()!) as {
@@ -498,6 +524,15 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
   };
   const serverCpu = Math.max(cpu1 - cpu0, 0.01);
   if (process.env.BENCH_DEBUG) console.error(bin, w.name, `server CPU ${serverCpu.toFixed(2)} s, per CPU ${(r.ops / serverCpu).toFixed(0)}`, out.trim());
+  if (counters0 && counters1) {
+    for (const [p, c1] of counters1) {
+      const c0 = counters0.get(p) ?? [0, 0, 0, 0];
+      const perOp = c1.map((v, i) => (v - c0[i]!) / Math.max(r.ops, 1));
+      console.error(
+        `  pid ${p}${p === child.pid ? " (master)" : ""}: per op ${(perOp[0]! * 1e6).toFixed(0)} µs CPU, ${perOp[1]!.toFixed(2)} voluntary + ${perOp[2]!.toFixed(2)} involuntary switches, ${perOp[3]!.toFixed(2)} minor faults`,
+      );
+    }
+  }
   return {
     rate: r.rate,
     perCpu: r.ops / serverCpu,
@@ -527,7 +562,17 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
+  // This process is the fake auth service and backend: on the generator's core, every thread of it, so
+  // the server's core runs the server alone (unpinned, it took a tenth of that core, and the server
+  // paid the context switches and the cold caches).
+  execFileSync("taskset", ["-a", "-p", "-c", "1", String(process.pid)], { stdio: "ignore" });
   const dir = mkdtempSync(join(tmpdir(), "postern-bench-"));
+  // Postern's workers write their profiles as the unprivileged user they run as
+  if (profileDir)
+    for (const d of [profileDir, join(profileDir, "obs")]) {
+      mkdirSync(d, { recursive: true });
+      chmodSync(d, 0o1777);
+    }
   const build = join(root, "bench", ".build");
   mkdirSync(build, { recursive: true });
   const loadgen = join(build, "mailload");
