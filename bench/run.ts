@@ -370,20 +370,11 @@ function startBackend(port: number, tlsMode: "plain" | "tls" | "starttls" = "pla
 /** CPU seconds used so far by a process and its children (utime + stime from /proc). */
 function cpuOfTree(pid: number): number {
   let total = 0;
-  const ticks = 100;
-  const pids = [pid, ...childPids(pid)];
-  for (const p of pids) {
-    try {
-      const f = readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1]!.split(" ");
-      total += (Number(f[11]) + Number(f[12])) / ticks;
-    } catch {
-      // exited
-    }
-  }
+  for (const [cpu] of countersOfTree(pid).values()) total += cpu!;
   return total;
 }
 
-/** BENCH_DEBUG: per process of the tree, CPU seconds, context switches (voluntary, involuntary) and minor faults. */
+/** Per process of the tree: CPU seconds (utime + stime), context switches (voluntary, involuntary) and minor faults. */
 function countersOfTree(pid: number): Map<number, number[]> {
   const out = new Map<number, number[]>();
   for (const p of [pid, ...childPids(pid)]) {

@@ -52,6 +52,7 @@ function claimRange(): [number, number] {
 
 const CLAIMS = join(tmpdir(), "postern-test-ports");
 const claimed = new Set<number>();
+let releaseOnExit = false;
 
 function claim(port: number): boolean {
   if (claimed.has(port)) return false;
@@ -60,7 +61,8 @@ function claim(port: number): boolean {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       writeFileSync(file, String(process.pid), { flag: "wx" });
-      if (claimed.size === 0) process.once("exit", releaseAll);
+      if (!releaseOnExit) process.once("exit", releaseAll);
+      releaseOnExit = true;
       claimed.add(port);
       return true;
     } catch (err) {
