@@ -15,4 +15,4 @@ npx tsc -p . --incremental --tsBuildInfoFile dist/.tsbuildinfo
 list=$(node scripts/test-files.js --unit)
 mapfile -t files <<<"$list"
 [ -n "$list" ] || { echo "no test files found" >&2; exit 1; }
-exec node --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout=60000 --test-force-exit "${files[@]}"
+exec node --import "$PWD/dist/test/support/report-flush.js" --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout=60000 --test-force-exit "${files[@]}"

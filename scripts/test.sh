@@ -44,13 +44,15 @@ fi
 # has 3 minutes, and a file whose tests are done exits even with handles open.
 # The test harnesses start Postern with process.execPath, so in each lane the
 # Postern under test runs on that lane's Node too. Every lane runs even when
-# an earlier one fails; the script fails when any did.
+# an earlier one fails; the script fails when any did. report-flush.js makes
+# each test file's stdout blocking, so no verdict is lost when a file is
+# forced to exit (test/support/report-flush.ts).
 failed=()
 for n in "${nodes[@]}"; do
   v="$("$n" -v)"
   echo "=== the test suite on Node.js $v ($n)" >&2
   start=$SECONDS
-  if "$n" --test --test-concurrency="${TEST_CONCURRENCY:-3}" --test-timeout=180000 --test-force-exit "${files[@]}"; then
+  if "$n" --import "$PWD/dist/test/support/report-flush.js" --test --test-concurrency="${TEST_CONCURRENCY:-3}" --test-timeout=180000 --test-force-exit "${files[@]}"; then
     echo "=== Node.js $v: passed in $((SECONDS - start)) s" >&2
   else
     echo "=== Node.js $v: FAILED after $((SECONDS - start)) s" >&2
