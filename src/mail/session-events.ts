@@ -27,7 +27,6 @@ import {
   metrics,
 } from "../event/metrics.js";
 import { debugClose } from "./debug-log.js";
-import { starttls } from "./ssl/module.js";
 import { onLimitHit, sessionLimitHit } from "./limits/limit-events.js";
 import type { ListenSpec } from "./listen.js";
 import type { MailServer } from "./server.js";
@@ -103,9 +102,9 @@ export class SessionEvents implements SessionFacts {
   upstream: string | undefined;
   end: SessionEndReason = "client-close";
   #endSet = false;
-  /** The client's first socket; its own counters serve unless it carried plaintext before a TLS upgrade. */
+  /** The client's first socket: its own counters are the session's until a TLS upgrade begins. */
   readonly #plain: Socket;
-  /** The plain socket's application bytes, counted by wrapping it (#countUntilUpgrade), or undefined when not wrapped. */
+  /** The plain socket's counters when the TLS handshake began (`plaintextEnded`); undefined while the session is plain. */
   #plainBytes: { sent: number; received: number } | undefined;
   /** The TLS socket, whose own counters are its application bytes. */
   #secure: TLSSocket | undefined;
@@ -126,34 +125,36 @@ export class SessionEvents implements SessionFacts {
     this.socketPort = p.peer.clientPort;
     this.#sink = sink;
     this.#plain = p.socket;
-    // a PROXY header, or plaintext before STARTTLS: the plain socket's counters would go on counting TLS records after the upgrade
-    if (p.listen.proxyProtocol || (!p.listen.ssl && p.server.conf.get(starttls) !== "off")) this.#plainBytes = countUntilUpgrade(p.socket);
     this.#moveTo("pre_auth");
   }
 
   /**
    * $bytes_sent and $bytes_received count what the client sent and got,
-   * TLS records not included, as nginx's c->sent does. A TLS socket's and a
-   * plain session's own counters are exactly that; a plain socket that is
-   * upgraded is wrapped instead (its counters also count the TLS records
-   * after the upgrade). The counters are final once the session has ended.
+   * TLS records not included, as nginx's c->sent does: the plain socket's
+   * own counters up to the moment the handshake began (a PROXY header, the
+   * plaintext before STARTTLS), then the TLS socket's. Read from the
+   * sockets' counters, never by wrapping a socket's emit and write: that
+   * cost every event of the session (and the shape V8 relies on in Node's
+   * stream code) several percent of a plain login's CPU. Final once the
+   * session has ended.
    */
   get bytesSent(): number {
-    return this.#plainSent() + (this.#secure?.bytesWritten ?? 0);
+    return (this.#plainBytes?.sent ?? this.#plain.bytesWritten) + (this.#secure?.bytesWritten ?? 0);
   }
 
   get bytesReceived(): number {
-    return this.#plainReceived() + (this.#secure?.bytesRead ?? 0);
+    return (this.#plainBytes?.received ?? this.#plain.bytesRead) + (this.#secure?.bytesRead ?? 0);
   }
 
-  #plainSent(): number {
-    if (this.#plainBytes) return this.#plainBytes.sent;
-    return this.listen.ssl ? 0 : this.#plain.bytesWritten;
-  }
-
-  #plainReceived(): number {
-    if (this.#plainBytes) return this.#plainBytes.received;
-    return this.listen.ssl ? 0 : this.#plain.bytesRead;
+  /**
+   * The TLS handshake begins on the plain socket (an ssl listener, or
+   * STARTTLS once its reply is queued): what the socket carried so far is
+   * the session's plaintext, less `tlsBytes` already read from it that
+   * belong to the handshake (handed back after a PROXY header).
+   */
+  plaintextEnded(tlsBytes: number): void {
+    if (this.#plainBytes) return;
+    this.#plainBytes = { sent: this.#plain.bytesWritten, received: Math.max(0, this.#plain.bytesRead - tlsBytes) };
   }
 
   #moveTo(stage: SessionGaugeStage | undefined): void {
@@ -176,8 +177,6 @@ export class SessionEvents implements SessionFacts {
       client: () => tls.describe(socket),
     };
     this.#secure = socket;
-    // a plain socket upgraded without having been wrapped (not expected): its counters now, TLS records of the handshake included
-    if (!this.#plainBytes && !this.listen.ssl) this.#plainBytes = { sent: this.#plain.bytesWritten, received: this.#plain.bytesRead };
     metrics.add(TLS_HANDSHAKES, [protocol, "ok"]);
     if (reused) metrics.add(TLS_RESUMPTIONS, [protocol === "TLSv1.3" ? "psk" : "session"]);
     if (starttls) metrics.add(STARTTLS, [this.server.protocol, "ok"]);
@@ -270,39 +269,6 @@ export class SessionEvents implements SessionFacts {
     if (this.authStatus === "ok") return "backend_error";
     return this.end === "error" ? "error" : this.end.replace("-", "_");
   }
-}
-
-/**
- * Application bytes of a plain socket that may be upgraded: its data events
- * and writes are counted (after the upgrade the TLS socket reads the
- * descriptor and the plain socket emits no more data).
- */
-function countUntilUpgrade(socket: Socket): { sent: number; received: number } {
-  type Method = (this: Socket, ...a: unknown[]) => unknown;
-  const own = socket as unknown as Record<"emit" | "write" | "end", Method>;
-  const emit = own.emit;
-  const write = own.write;
-  const end = own.end;
-  const bytes = { sent: 0, received: 0 };
-  own.emit = (event: unknown, ...args: unknown[]) => {
-    if (event === "data" && Buffer.isBuffer(args[0])) bytes.received += args[0].length;
-    return emit.call(socket, event, ...args);
-  };
-  own.write = (chunk: unknown, ...rest: unknown[]) => {
-    bytes.sent += byteLength(chunk);
-    return write.call(socket, chunk, ...rest);
-  };
-  own.end = (chunk?: unknown, ...rest: unknown[]) => {
-    if (chunk !== undefined && typeof chunk !== "function") bytes.sent += byteLength(chunk);
-    return end.call(socket, chunk, ...rest);
-  };
-  return bytes;
-}
-
-function byteLength(chunk: unknown): number {
-  if (typeof chunk === "string") return Buffer.byteLength(chunk);
-  if (chunk instanceof Uint8Array) return chunk.length;
-  return 0;
 }
 
 /** debugClose plus the end reason for the record: the one call the session core makes when it closes. */

@@ -166,6 +166,8 @@ export class Session implements SessionPort {
   /** TLS handshake plus the client-certificate decision; false when the session ended. */
   async #upgrade(initial?: Buffer): Promise<boolean> {
     const tls = this.#tls!;
+    // `initial`: TLS bytes the plain socket read before the handshake (after a PROXY header, or while admitted)
+    this.events?.plaintextEnded(initial?.length ?? 0);
     let secure: TLSSocket;
     try {
       secure = await tls.handshake(this.#socket, initial, this.log);

@@ -1,5 +1,6 @@
 /** A line-oriented mail protocol client over TCP or TLS, with STARTTLS and a transcript. */
 import net from "node:net";
+import { Duplex } from "node:stream";
 import tls from "node:tls";
 
 /** TLS settings for implicit TLS or startTls(). Defaults: no verification, servername unset. */
@@ -159,13 +160,20 @@ export class MailClient {
     return this.#ended || this.#error !== undefined;
   }
 
-  /** Upgrades the same TCP connection to TLS (after the protocol's STARTTLS reply has been read). */
-  async startTls(options: ClientTlsOptions = {}): Promise<void> {
+  /**
+   * Upgrades the same TCP connection to TLS (after the protocol's STARTTLS
+   * reply has been read). `preamble` (a PROXY header before implicit TLS)
+   * leaves in the same write() as the ClientHello, so the server reads both
+   * at once; it counts in the transcript as sent.
+   */
+  async startTls(options: ClientTlsOptions = {}, preamble?: string): Promise<void> {
     const plain = this.#socket;
     plain.removeAllListeners("data");
     plain.removeAllListeners("end");
     plain.removeAllListeners("close");
-    const secure = tls.connect({ socket: plain, ...tlsOptions(options) });
+    if (preamble !== undefined) this.transcript.push({ dir: "C", data: preamble });
+    const transport = preamble === undefined ? plain : prefixFirstWrite(plain, Buffer.from(preamble, "latin1"));
+    const secure = tls.connect({ socket: transport, ...tlsOptions(options) });
     this.#socket = secure;
     this.#attach(secure);
     await waitForEvent(secure, "secureConnect", this.#timeoutMs, "STARTTLS handshake");
@@ -217,6 +225,35 @@ export class MailClient {
       });
     });
   }
+}
+
+/** A stream over `socket` whose first write goes out with `prefix` in front of it, in one write(). */
+function prefixFirstWrite(socket: net.Socket, prefix: Buffer): Duplex {
+  let first: Buffer | undefined = prefix;
+  const stream: Duplex = new Duplex({
+    write(chunk: Buffer, _encoding, callback) {
+      const data = first ? Buffer.concat([first, chunk]) : chunk;
+      first = undefined;
+      socket.write(data, callback);
+    },
+    read() {
+      socket.resume();
+    },
+    final(callback) {
+      socket.end(callback);
+    },
+    destroy(err, callback) {
+      socket.destroy(err ?? undefined);
+      callback(err);
+    },
+  });
+  socket.on("data", (chunk: Buffer) => {
+    if (!stream.push(chunk)) socket.pause();
+  });
+  socket.on("end", () => stream.push(null));
+  socket.on("error", (err) => stream.destroy(err));
+  socket.on("close", () => stream.destroy());
+  return stream;
 }
 
 function tlsOptions(o: ClientTlsOptions): tls.ConnectionOptions {

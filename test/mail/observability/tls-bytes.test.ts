@@ -2,9 +2,11 @@
  * $bytes_received and $bytes_sent over TLS (docs/observability.md): the
  * application bytes the client sent and got, TLS records not included, for
  * an implicit-TLS session proxied to a backend, a session upgraded by
- * STARTTLS and then proxied (its plaintext before the upgrade counts), and
- * a plain session on a STARTTLS listener. The counts are checked against
- * the client's own transcript.
+ * STARTTLS and then proxied (its plaintext before the upgrade counts), a
+ * plain session on a STARTTLS listener, and implicit TLS behind a PROXY
+ * header (the header counts, the TLS records read together with it and
+ * after it do not). The counts are checked against the
+ * client's own transcript.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -38,7 +40,7 @@ async function loginAndLogout(c: MailClient): Promise<void> {
 
 test("bytes over implicit TLS and STARTTLS are the application bytes, as the client counts them", async () => {
   const pki = certs();
-  const [imapsPort, imapPort] = await freePorts(2);
+  const [imapsPort, imapPort, proxiedPort] = await freePorts(3);
   const backend = await startFakeImap();
   const auth = await startFakeAuth(okTo(backend.port));
   const block = `mail {
@@ -48,8 +50,9 @@ test("bytes over implicit TLS and STARTTLS are the application bytes, as the cli
     ssl_certificate ${pki.serverRsa.cert}; ssl_certificate_key ${pki.serverRsa.key};
     server { listen 127.0.0.1:${imapsPort} ssl; protocol imap; }
     server { listen 127.0.0.1:${imapPort}; protocol imap; starttls on; }
+    server { listen 127.0.0.1:${proxiedPort} ssl proxy_protocol; protocol imap; }
   }`;
-  const proxy = await startPostern(block, { workerProcesses: 1, ports: [imapsPort!, imapPort!] });
+  const proxy = await startPostern(block, { workerProcesses: 1, ports: [imapsPort!, imapPort!, proxiedPort!] });
   const accessLog = (): string[] => readFileSync(`${proxy.prefix}access.log`, "latin1").split("\n").filter(Boolean);
   try {
     const implicit = await MailClient.connect({ port: imapsPort!, tls: { minVersion: "TLSv1.3" } });
@@ -72,16 +75,23 @@ test("bytes over implicit TLS and STARTTLS are the application bytes, as the cli
     await plain.send("q LOGOUT\r\n");
     await plain.expectClosed();
 
-    const [i, u, p] = [implicit, upgraded, plain].map(counts);
+    // the header and the ClientHello in one write(): Postern reads them at once and hands the ClientHello back to the handshake
+    const proxied = await MailClient.connect({ port: proxiedPort! });
+    await proxied.startTls({ minVersion: "TLSv1.3" }, "PROXY TCP4 192.0.2.7 198.51.100.1 40001 993\r\n");
+    await proxied.readLine();
+    await loginAndLogout(proxied);
+
+    const [i, u, p, h] = [implicit, upgraded, plain, proxied].map(counts);
     // the plaintext before the upgrade is part of the STARTTLS session's counts
     assert.ok(u!.sent > i!.sent + "s STARTTLS\r\n".length - 1);
-    await eventually(() => accessLog().length === 3, 5000, "three access-log lines");
+    await eventually(() => accessLog().length === 4, 5000, "four access-log lines");
     assert.deepEqual(
       accessLog().sort(),
       [
         `${imapsPort} TLSv1.3 logout ${i!.sent} ${i!.received}`,
         `${imapPort} TLSv1.3 logout ${u!.sent} ${u!.received}`,
         `${imapPort} - logout ${p!.sent} ${p!.received}`,
+        `${proxiedPort} TLSv1.3 logout ${h!.sent} ${h!.received}`,
       ].sort(),
     );
   } finally {
