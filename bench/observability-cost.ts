@@ -62,7 +62,7 @@ async function measure(v: Variant, dir: string): Promise<number> {
   metrics.enabled = v.metrics;
   metrics.takeDelta();
   const file = new AccessLogFile(join(dir, "access.log"), undefined, () => ({ alert: () => undefined }) as unknown as ErrorLog);
-  const sink: SessionSink | undefined = v.log ? (facts) => file.write(renderFormat(FORMAT, facts, new Date())) : undefined;
+  const sink: SessionSink | undefined = v.log ? (facts) => file.write(renderFormat(FORMAT, facts, Date.now())) : undefined;
   const one = (): void => {
     if (!v.record) return;
     const e = new SessionEvents(observed, sink);

@@ -118,14 +118,14 @@ function escapeJson(v: string): string {
 }
 
 /** The format applied to a session: a byte string (latin1), without the newline. */
-export function renderFormat(format: CompiledFormat, facts: SessionFacts, now: Date): string {
+export function renderFormat(format: CompiledFormat, facts: SessionFacts, nowMs: number): string {
   let line = "";
   for (const op of format.ops) {
     if ("text" in op) {
       line += op.text;
       continue;
     }
-    const value = op.get(facts, now);
+    const value = op.get(facts, nowMs);
     if (value === undefined) line += format.escape === "json" ? "" : "-";
     else if (format.escape === "default") line += escapeDefault(value);
     else if (format.escape === "json") line += escapeJson(value);
@@ -135,8 +135,8 @@ export function renderFormat(format: CompiledFormat, facts: SessionFacts, now: D
 }
 
 /** `if=`: true unless the value is empty or "0". */
-export function conditionHolds(condition: CompiledFormat, facts: SessionFacts, now: Date): boolean {
+export function conditionHolds(condition: CompiledFormat, facts: SessionFacts, nowMs: number): boolean {
   let value = "";
-  for (const op of condition.ops) value += "text" in op ? op.text : (op.get(facts, now) ?? "");
+  for (const op of condition.ops) value += "text" in op ? op.text : (op.get(facts, nowMs) ?? "");
   return value !== "" && value !== "0";
 }

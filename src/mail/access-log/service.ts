@@ -43,7 +43,7 @@ export class AccessLogs {
         return { writer, format: t.format, condition: t.condition };
       });
       this.#sinks.set(server, (facts) => {
-        const now = new Date();
+        const now = Date.now();
         for (const o of outputs) if (!o.condition || conditionHolds(o.condition, facts, now)) o.writer.write(renderFormat(o.format, facts, now));
       });
     }

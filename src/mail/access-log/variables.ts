@@ -8,8 +8,8 @@
  */
 import type { SessionFacts } from "../session-events.js";
 
-/** A variable's value at write time; `now` is the moment the line is written. */
-export type VariableGetter = (f: SessionFacts, now: Date) => string | undefined;
+/** A variable's value at write time; `nowMs` is the moment the line is written (Date.now()). */
+export type VariableGetter = (f: SessionFacts, nowMs: number) => string | undefined;
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
@@ -28,16 +28,16 @@ function offset(d: Date, colon: boolean): string {
 /**
  * A time string made once per second, as nginx caches its time strings: a
  * busy second writes many lines with the same one, and formatting a date
- * takes a dozen calls.
+ * takes a Date and a dozen calls.
  */
-function perSecond(format: (d: Date) => string): (d: Date) => string {
+function perSecond(format: (d: Date) => string): (ms: number) => string {
   let second = Number.NaN;
   let text = "";
-  return (d) => {
-    const s = Math.floor(d.getTime() / 1000);
+  return (ms) => {
+    const s = Math.floor(ms / 1000);
     if (s !== second) {
       second = s;
-      text = format(d);
+      text = format(new Date(ms));
     }
     return text;
   };
@@ -74,8 +74,8 @@ export const VARIABLES: ReadonlyMap<string, VariableGetter> = new Map<string, Va
   ["protocol", (f) => f.server.protocol],
   ["time_local", (_f, now) => timeLocal(now)],
   ["time_iso8601", (_f, now) => timeIso8601(now)],
-  ["msec", (_f, now) => seconds(now.getTime())],
-  ["session_time", (f, now) => seconds(now.getTime() - f.startMs)],
+  ["msec", (_f, now) => seconds(now)],
+  ["session_time", (f, now) => seconds(now - f.startMs)],
   ["bytes_sent", (f) => String(f.bytesSent)],
   ["bytes_received", (f) => String(f.bytesReceived)],
   ["connection", (f) => String(f.id)],

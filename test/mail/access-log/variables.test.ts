@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { VARIABLES } from "../../../src/mail/access-log/variables.js";
 import type { SessionFacts } from "../../../src/mail/session-events.js";
 
-const get = (name: string, facts: Partial<SessionFacts>, now: Date): string | undefined => VARIABLES.get(name)!(facts as SessionFacts, now);
+const get = (name: string, facts: Partial<SessionFacts>, now: Date): string | undefined => VARIABLES.get(name)!(facts as SessionFacts, now.getTime());
 
 test("$time_local and $time_iso8601 in nginx's formats, made again when the second changes", () => {
   const at = Date.UTC(2026, 11, 2, 10, 12, 0, 250);
