@@ -17,11 +17,12 @@
  * `--shared-store` adds the shared-store rows (shared-store.ts): Postern
  * with its zones synced through Redis against the same zones node-local.
  *
- *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--warmup S] [--only name,name] [--profile DIR]
+ *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--warmup S] [--only name,=name] [--profile DIR]
  *                      [--observability [--postern-only] [--observe log|metrics] [--access-log-buffer SIZE]] [--shared-store]
+ *                      [--instructions DIR]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import tls from "node:tls";
 import { tmpdir } from "node:os";
@@ -45,6 +46,7 @@ const quick = args.includes("--quick");
 // quick: about 3 minutes, one round per workload (the full run's medians are the figures to quote)
 const rounds = Number(valueOf("--rounds") ?? (quick ? 1 : 5));
 const seconds = Number(valueOf("--seconds") ?? (quick ? 2 : 5));
+/** `--only a,=b`: workloads whose name contains `a` or is exactly `b`. */
 const only = valueOf("--only")?.split(",");
 /** `--profile DIR`: Postern's processes write V8 CPU profiles there (node --cpu-prof). */
 const profileDir = valueOf("--profile");
@@ -59,6 +61,21 @@ const observeOnly = valueOf("--observe");
 if (observeOnly !== undefined && observeOnly !== "log" && observeOnly !== "metrics") throw new Error("--observe takes log or metrics");
 /** `--postern-only`: with --observability, only the two Postern kinds run (the on/off ratio in half the time). */
 const posternOnly = args.includes("--postern-only");
+
+/**
+ * `--instructions DIR`: the Postern kinds run under valgrind's callgrind
+ * (one process: master_process off), counting only the measured window;
+ * each run prints the user-space instructions per operation and leaves its
+ * profile in DIR (callgrind_annotate reads it). Deterministic where CPU
+ * time on a shared VM is not, and about 20 times slower: use long rounds.
+ */
+const instructionsDir = valueOf("--instructions");
+if (instructionsDir !== undefined) {
+  // the server may run as another user (`user`)
+  mkdirSync(instructionsDir, { recursive: true });
+  chmodSync(instructionsDir, 0o1777);
+}
+const underCallgrind = (bin: ServerKind): boolean => instructionsDir !== undefined && bin.startsWith("postern");
 
 /** `--warmup S`: load before every measured run, same workload, not counted (1 s by default). */
 const WARMUP_SECONDS = Number(valueOf("--warmup") ?? 1);
@@ -251,7 +268,7 @@ function mailConfig(dir: string, p: Ports, bin: Exclude<ServerKind, "floor">, au
       : "";
   const module = bin === "nginx" ? "load_module /usr/lib/nginx/modules/ngx_mail_module.so;\n" : "";
   const auth = authPath ? `auth_http 127.0.0.1:${p.costlyAuth}/auth; ${bin !== "nginx" ? authPath.postern : ""}` : `auth_http 127.0.0.1:${p.auth}/auth;`;
-  return `${module}daemon off; master_process on; worker_processes 1;
+  return `${module}daemon off; master_process ${underCallgrind(bin) ? "off" : "on"}; worker_processes 1;
 pid ${dir}/${bin}.pid; error_log ${dir}/${bin}.error.log error;
 events { worker_connections 20000; }
 mail {
@@ -382,12 +399,30 @@ function countersOfTree(pid: number): Map<number, number[]> {
       const f = readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1]!.split(" ");
       const status = readFileSync(`/proc/${p}/status`, "utf8");
       const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
-      out.set(p, [(Number(f[11]) + Number(f[12])) / 100, field("voluntary_ctxt_switches"), field("nonvoluntary_ctxt_switches"), Number(f[7])]);
+      // utime + stime, switches, minor faults, stime
+      out.set(p, [
+        (Number(f[11]) + Number(f[12])) / 100,
+        field("voluntary_ctxt_switches"),
+        field("nonvoluntary_ctxt_switches"),
+        Number(f[7]),
+        Number(f[12]) / 100,
+      ]);
     } catch {
       // exited
     }
   }
   return out;
+}
+
+/** Dumps the callgrind profile of `pid` (the measured window), stops counting, and returns the window's instructions. */
+function instructionsOf(pid: number): number {
+  const out = execFileSync("callgrind_control", ["--dump", String(pid)], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  execFileSync("callgrind_control", ["--instr=off", String(pid)], { stdio: "ignore" });
+  const dumps = readdirSync(instructionsDir!).filter((f) => new RegExp(`\\.${pid}\\.\\d+$`).test(f));
+  const last = dumps.sort((x, y) => Number(x.split(".").pop()) - Number(y.split(".").pop())).pop();
+  const totals = last && /^totals: (\d+)/m.exec(readFileSync(join(instructionsDir!, last), "utf8"));
+  if (!totals) throw new Error(`no callgrind dump of pid ${pid} in ${instructionsDir}: ${out.trim()}`);
+  return Number(totals[1]);
 }
 
 function childPids(pid: number): number[] {
@@ -414,10 +449,14 @@ async function startServer(bin: ServerKind, dir: string, ports: Ports): Promise<
     // --cpu-prof is refused in NODE_OPTIONS; forked workers inherit execArgv.
     if (bin === "postern" && profileDir) cmd.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}`);
     if (bin === "postern-obs" && profileDir) cmd.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${profileDir}/obs`);
+    // --smc-check: V8 rewrites its JIT code in place (stack and heap alike)
+    if (underCallgrind(bin))
+      cmd.unshift("valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file", `--callgrind-out-file=${instructionsDir}/${bin}.%p`);
     argv = [...cmd, "-p", `${dir}/`, "-c", join(dir, `${bin}.conf`), "-e", join(dir, `${bin}.error.log`)];
   }
   const child = spawn("taskset", ["-c", "0", ...argv], { stdio: "ignore" });
-  for (let i = 0; i < 100 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
+  // under valgrind Node takes about a minute to start
+  for (let i = 0; i < (underCallgrind(bin) ? 3000 : 100) && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 300));
   return child;
 }
@@ -497,9 +536,11 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
   const cpu0 = cpuOfTree(child.pid!);
   const counters0 = process.env.BENCH_DEBUG ? countersOfTree(child.pid!) : undefined;
   const auth0 = cpuOfTree(costlyAuth.pid!);
+  if (underCallgrind(bin)) execFileSync("callgrind_control", ["--instr=on", String(child.pid)], { stdio: "ignore" });
   // asynchronously: the fake auth service and backend live in this process
   const out = await runLoad(["-c", "1", loadgen, "--port", String(ports[w.port]), "--seconds", String(seconds), ...w.load]);
   const cpu1 = cpuOfTree(child.pid!);
+  const instructions = underCallgrind(bin) ? instructionsOf(child.pid!) : undefined;
   const counters1 = counters0 && countersOfTree(child.pid!);
   const auth1 = cpuOfTree(costlyAuth.pid!);
   await stopServer(child);
@@ -515,12 +556,16 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
   };
   const serverCpu = Math.max(cpu1 - cpu0, 0.01);
   if (process.env.BENCH_DEBUG) console.error(bin, w.name, `server CPU ${serverCpu.toFixed(2)} s, per CPU ${(r.ops / serverCpu).toFixed(0)}`, out.trim());
+  if (instructions !== undefined)
+    console.log(
+      `${bin} ${w.name}: ${(instructions / Math.max(r.ops, 1) / 1000).toFixed(1)}K instructions per operation (${r.ops} operations; ${instructionsDir}/${bin}.${child.pid}.*)`,
+    );
   if (counters0 && counters1) {
     for (const [p, c1] of counters1) {
-      const c0 = counters0.get(p) ?? [0, 0, 0, 0];
+      const c0 = counters0.get(p) ?? [0, 0, 0, 0, 0];
       const perOp = c1.map((v, i) => (v - c0[i]!) / Math.max(r.ops, 1));
       console.error(
-        `  pid ${p}${p === child.pid ? " (master)" : ""}: per op ${(perOp[0]! * 1e6).toFixed(0)} µs CPU, ${perOp[1]!.toFixed(2)} voluntary + ${perOp[2]!.toFixed(2)} involuntary switches, ${perOp[3]!.toFixed(2)} minor faults`,
+        `  pid ${p}${p === child.pid ? " (master)" : ""}: per op ${(perOp[0]! * 1e6).toFixed(0)} µs CPU (${(perOp[4]! * 1e6).toFixed(0)} in the kernel), ${perOp[1]!.toFixed(2)} voluntary + ${perOp[2]!.toFixed(2)} involuntary switches, ${perOp[3]!.toFixed(2)} minor faults`,
       );
     }
   }
@@ -611,7 +656,7 @@ async function main(): Promise<void> {
   const f0 = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : "-");
   const backendTlsRows: string[] = [];
   for (const w of WORKLOADS) {
-    if (only && !only.some((o) => w.name.includes(o))) continue;
+    if (only && !only.some((o) => (o.startsWith("=") ? w.name === o.slice(1) : w.name.includes(o)))) continue;
     if (w.plainPort) {
       backendTlsRows.push(await backendTlsRow(w, dir, ports, loadgen, costlyAuth));
       console.log(backendTlsRows[backendTlsRows.length - 1]);
