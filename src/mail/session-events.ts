@@ -133,9 +133,9 @@ export class SessionEvents implements SessionFacts {
    * TLS records not included, as nginx's c->sent does: the plain socket's
    * own counters up to the moment the handshake began (a PROXY header, the
    * plaintext before STARTTLS), then the TLS socket's. Read from the
-   * sockets' counters, never by wrapping a socket's emit and write: that
-   * cost every event of the session (and the shape V8 relies on in Node's
-   * stream code) several percent of a plain login's CPU. Final once the
+   * sockets' counters, never by wrapping a socket's emit and write, which
+   * put a wrapper call on every event of the session and gave the plain
+   * sockets a shape of their own in Node's stream code. Final once the
    * session has ended.
    */
   get bytesSent(): number {

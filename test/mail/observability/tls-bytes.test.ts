@@ -5,8 +5,8 @@
  * STARTTLS and then proxied (its plaintext before the upgrade counts), a
  * plain session on a STARTTLS listener, and implicit TLS behind a PROXY
  * header (the header counts, the TLS records read together with it and
- * after it do not). The counts are checked against the
- * client's own transcript.
+ * after it do not). The counts are checked against the client's own
+ * transcript.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
