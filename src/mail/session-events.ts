@@ -106,6 +106,8 @@ export class SessionEvents implements SessionFacts {
   readonly #plain: Socket;
   /** The plain socket's counters when the TLS handshake began (`plaintextEnded`); undefined while the session is plain. */
   #plainBytes: { sent: number; received: number } | undefined;
+  /** The PROXY protocol header's length: the load balancer's bytes, not the client's. */
+  #headerBytes = 0;
   /** The TLS socket, whose own counters are its application bytes. */
   #secure: TLSSocket | undefined;
   #stage: SessionGaugeStage | undefined;
@@ -130,9 +132,9 @@ export class SessionEvents implements SessionFacts {
 
   /**
    * $bytes_sent and $bytes_received count what the client sent and got,
-   * TLS records not included, as nginx's c->sent does: the plain socket's
-   * own counters up to the moment the handshake began (a PROXY header, the
-   * plaintext before STARTTLS), then the TLS socket's. Read from the
+   * TLS records and a PROXY header not included, as nginx's stream module
+   * counts them: the plain socket's own counters up to the moment the
+   * handshake began (the plaintext before STARTTLS), then the TLS socket's. Read from the
    * sockets' counters, never by wrapping a socket's emit and write, which
    * put a wrapper call on every event of the session and gave the plain
    * sockets a shape of their own in Node's stream code. Final once the
@@ -143,18 +145,23 @@ export class SessionEvents implements SessionFacts {
   }
 
   get bytesReceived(): number {
-    return (this.#plainBytes?.received ?? this.#plain.bytesRead) + (this.#secure?.bytesRead ?? 0);
+    return (this.#plainBytes?.received ?? this.#plain.bytesRead - this.#headerBytes) + (this.#secure?.bytesRead ?? 0);
+  }
+
+  /** The PROXY header is read: `rest`, what came after it in the same read, is the client's. */
+  proxyHeaderRead(rest: number): void {
+    this.#headerBytes = Math.max(0, this.#plain.bytesRead - rest);
   }
 
   /**
    * The TLS handshake begins on the plain socket (an ssl listener, or
    * STARTTLS once its reply is queued): what the socket carried so far is
-   * the session's plaintext, less `tlsBytes` already read from it that
-   * belong to the handshake (handed back after a PROXY header).
+   * the session's plaintext, less the PROXY header and `tlsBytes` already
+   * read from it that belong to the handshake (read with the header).
    */
   plaintextEnded(tlsBytes: number): void {
     if (this.#plainBytes) return;
-    this.#plainBytes = { sent: this.#plain.bytesWritten, received: Math.max(0, this.#plain.bytesRead - tlsBytes) };
+    this.#plainBytes = { sent: this.#plain.bytesWritten, received: Math.max(0, this.#plain.bytesRead - this.#headerBytes - tlsBytes) };
   }
 
   #moveTo(stage: SessionGaugeStage | undefined): void {

@@ -128,6 +128,7 @@ export class Session implements SessionPort {
       const rest = await proxyHeaderStage(this.#services, this.server, this.#socket, this.#peer, this.log);
       if (this.#closed) return;
       if (rest === undefined) return this.#destroy("PROXY protocol header not read");
+      this.events?.proxyHeaderRead(rest.length);
       // What followed the header: TLS bytes go back to the stream for the handshake, protocol bytes into the command buffer.
       if (rest.length > 0 && this.#listen.ssl) tlsInitial = rest;
       else if (rest.length > 0) this.#input.push(rest);

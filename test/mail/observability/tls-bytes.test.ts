@@ -3,10 +3,11 @@
  * application bytes the client sent and got, TLS records not included, for
  * an implicit-TLS session proxied to a backend, a session upgraded by
  * STARTTLS and then proxied (its plaintext before the upgrade counts), a
- * plain session on a STARTTLS listener, and implicit TLS behind a PROXY
- * header (the header counts, the TLS records read together with it and
- * after it do not). The counts are checked against the client's own
- * transcript.
+ * plain session on a STARTTLS listener, and sessions behind a PROXY
+ * header, plain and implicit TLS (the header is the load balancer's, not
+ * the client's, and does not count, as in nginx's stream module; nor do the
+ * TLS records read together with it). The counts are checked against the
+ * client's own transcript.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -40,7 +41,7 @@ async function loginAndLogout(c: MailClient): Promise<void> {
 
 test("bytes over implicit TLS and STARTTLS are the application bytes, as the client counts them", async () => {
   const pki = certs();
-  const [imapsPort, imapPort, proxiedPort] = await freePorts(3);
+  const [imapsPort, imapPort, proxiedPort, proxiedPlainPort] = await freePorts(4);
   const backend = await startFakeImap();
   const auth = await startFakeAuth(okTo(backend.port));
   const block = `mail {
@@ -51,8 +52,9 @@ test("bytes over implicit TLS and STARTTLS are the application bytes, as the cli
     server { listen 127.0.0.1:${imapsPort} ssl; protocol imap; }
     server { listen 127.0.0.1:${imapPort}; protocol imap; starttls on; }
     server { listen 127.0.0.1:${proxiedPort} ssl proxy_protocol; protocol imap; }
+    server { listen 127.0.0.1:${proxiedPlainPort} proxy_protocol; protocol imap; }
   }`;
-  const proxy = await startPostern(block, { workerProcesses: 1, ports: [imapsPort!, imapPort!, proxiedPort!] });
+  const proxy = await startPostern(block, { workerProcesses: 1, ports: [imapsPort!, imapPort!, proxiedPort!, proxiedPlainPort!] });
   const accessLog = (): string[] => readFileSync(`${proxy.prefix}access.log`, "latin1").split("\n").filter(Boolean);
   try {
     const implicit = await MailClient.connect({ port: imapsPort!, tls: { minVersion: "TLSv1.3" } });
@@ -76,22 +78,29 @@ test("bytes over implicit TLS and STARTTLS are the application bytes, as the cli
     await plain.expectClosed();
 
     // the header and the ClientHello in one write(): Postern reads them at once and hands the ClientHello back to the handshake
+    const header = "PROXY TCP4 192.0.2.7 198.51.100.1 40001 993\r\n";
     const proxied = await MailClient.connect({ port: proxiedPort! });
-    await proxied.startTls({ minVersion: "TLSv1.3" }, "PROXY TCP4 192.0.2.7 198.51.100.1 40001 993\r\n");
+    await proxied.startTls({ minVersion: "TLSv1.3" }, header);
     await proxied.readLine();
     await loginAndLogout(proxied);
 
-    const [i, u, p, h] = [implicit, upgraded, plain, proxied].map(counts);
+    const proxiedPlain = await MailClient.connect({ port: proxiedPlainPort! });
+    await proxiedPlain.send(header);
+    await proxiedPlain.readLine();
+    await loginAndLogout(proxiedPlain);
+
+    const [i, u, p, h, hp] = [implicit, upgraded, plain, proxied, proxiedPlain].map(counts);
     // the plaintext before the upgrade is part of the STARTTLS session's counts
     assert.ok(u!.sent > i!.sent + "s STARTTLS\r\n".length - 1);
-    await eventually(() => accessLog().length === 4, 5000, "four access-log lines");
+    await eventually(() => accessLog().length === 5, 5000, "five access-log lines");
     assert.deepEqual(
       accessLog().sort(),
       [
         `${imapsPort} TLSv1.3 logout ${i!.sent} ${i!.received}`,
         `${imapPort} TLSv1.3 logout ${u!.sent} ${u!.received}`,
         `${imapPort} - logout ${p!.sent} ${p!.received}`,
-        `${proxiedPort} TLSv1.3 logout ${h!.sent} ${h!.received}`,
+        `${proxiedPort} TLSv1.3 logout ${h!.sent - header.length} ${h!.received}`,
+        `${proxiedPlainPort} - logout ${hp!.sent - header.length} ${hp!.received}`,
       ].sort(),
     );
   } finally {
