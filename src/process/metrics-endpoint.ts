@@ -10,6 +10,7 @@
  * request line and headers Node parses, with short timeouts.
  */
 import { createServer, type Server } from "node:http";
+import { Server as NetServer } from "node:net";
 import { describeSystemError } from "../core/errors.js";
 import { type DeltaEntry, METRICS, type MetricDef, RELOADS, STORE_FALLBACKS, STORE_STATE_CHANGES, STORE_UP, WORKER_RESTARTS } from "../event/metrics.js";
 import type { StoreEvents } from "../event/shared-store/client.js";
@@ -65,6 +66,8 @@ export class MetricsEndpoint {
 
   #bind(listen: MetricsListen, inherited?: BoundHandle): Promise<Server> {
     const server = createServer((req, res) => {
+      // a master that stopped accepting answers what it took, one request per connection
+      if (!server.listening) res.setHeader("connection", "close");
       const path = (req.url ?? "").split("?")[0];
       const head = req.method === "HEAD";
       if (req.method !== "GET" && !head) {
@@ -133,10 +136,15 @@ export class MetricsEndpoint {
     this.stopAccepting();
   }
 
-  /** Stops accepting (the socket stays open in the new binary); requests in progress are answered, idle connections closed. */
+  /**
+   * Stops accepting (the socket stays open in the new binary). Every
+   * connection already accepted gets its answer, even one whose request has
+   * not arrived yet: http.Server#close() would leave that one unanswered
+   * (Node 19+ treat it as idle), and a health check would time out. Hence
+   * net.Server's own close(), which only closes the listening socket.
+   */
   stopAccepting(): void {
-    this.#server?.close();
-    this.#server?.closeIdleConnections();
+    if (this.#server) NetServer.prototype.close.call(this.#server);
     this.#server = undefined;
     this.#address = undefined;
   }
