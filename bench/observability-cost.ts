@@ -7,25 +7,30 @@
  * the baseline. This resolves microseconds where the paced rows of run.ts,
  * whole servers on a shared VM, resolve a few percent at best.
  *
- *   node dist/bench/observability-cost.js [--sessions N]
+ *   node dist/bench/observability-cost.js [--sessions N] [--parts]
+ *
+ * `--parts` splits the access log's cost instead: the record alone, the
+ * line rendered, made a Buffer, and written at once with write(); and the
+ * end-of-turn setImmediate alone.
  *
  * The sockets are stand-ins with the counters and TLS facts the record
  * reads; everything else is Postern's own code.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { metrics } from "../src/event/metrics.js";
 import { compileLogFormat, renderFormat } from "../src/mail/access-log/format.js";
 import { AccessLogFile } from "../src/mail/access-log/writer.js";
-import { type SessionSink, SessionEvents } from "../src/mail/session-events.js";
+import { type SessionFacts, type SessionSink, SessionEvents } from "../src/mail/session-events.js";
 import type { ObservedSession, SessionTls } from "../src/mail/session-services.js";
 import type { ErrorLog } from "../src/core/log.js";
 
 const args = process.argv.slice(2);
 const at = args.indexOf("--sessions");
 const SESSIONS = at >= 0 ? Number(args[at + 1]) : 200_000;
+const parts = args.includes("--parts");
 
 /** The format of run.ts's --observability servers. */
 const FORMAT = compileLogFormat([
@@ -48,25 +53,51 @@ const secure = {
   bytesRead: 400,
 } as unknown as TLSSocket;
 const tls = { describe: () => ({}) } as unknown as SessionTls;
+const LOGIN = Buffer.from("user@example.org");
 
-type Variant = { name: string; record: boolean; metrics: boolean; log: boolean };
-const VARIANTS: Variant[] = [
-  { name: "neither (baseline)", record: false, metrics: false, log: false },
-  { name: "metrics_listen", record: true, metrics: true, log: false },
-  { name: "access_log", record: true, metrics: false, log: true },
-  { name: "both", record: true, metrics: true, log: true },
-];
+/** `log`: the access log's sink (AccessLogFile by default), or a part of it (--parts). */
+type Variant = { name: string; record: boolean; metrics: boolean; log: boolean | ((facts: SessionFacts, fd: number) => void) };
+/** Where a part keeps its result, so V8 cannot drop the work. */
+const keep: { last: unknown } = { last: undefined };
+const line = (facts: SessionFacts): string => renderFormat(FORMAT, facts, Date.now());
+const VARIANTS: Variant[] = parts
+  ? [
+      { name: "neither (baseline)", record: false, metrics: false, log: false },
+      { name: "the record alone", record: true, metrics: false, log: false },
+      { name: "the line rendered", record: true, metrics: false, log: (f) => (keep.last = line(f)) },
+      { name: "made a Buffer", record: true, metrics: false, log: (f) => (keep.last = Buffer.from(`${line(f)}\n`, "latin1")) },
+      { name: "written with write()", record: true, metrics: false, log: (f, fd) => writeSync(fd, Buffer.from(`${line(f)}\n`, "latin1")) },
+      {
+        name: "rendered, with a setImmediate",
+        record: true,
+        metrics: false,
+        log: (f) => {
+          keep.last = line(f);
+          setImmediate(() => undefined);
+        },
+      },
+    ]
+  : [
+      { name: "neither (baseline)", record: false, metrics: false, log: false },
+      { name: "metrics_listen", record: true, metrics: true, log: false },
+      { name: "access_log", record: true, metrics: false, log: true },
+      { name: "both", record: true, metrics: true, log: true },
+    ];
 
 /** CPU microseconds per session of one variant, one session per turn. */
 async function measure(v: Variant, dir: string): Promise<number> {
   metrics.enabled = v.metrics;
   metrics.takeDelta();
   const file = new AccessLogFile(join(dir, "access.log"), undefined, () => ({ alert: () => undefined }) as unknown as ErrorLog);
-  const sink: SessionSink | undefined = v.log ? (facts) => file.write(renderFormat(FORMAT, facts, Date.now())) : undefined;
+  const fd = openSync(join(dir, "parts.log"), "a");
+  const part = v.log;
+  const sink: SessionSink | undefined =
+    typeof part === "function" ? (facts) => part(facts, fd) : part ? (facts) => file.write(renderFormat(FORMAT, facts, Date.now())) : undefined;
   const one = (): void => {
     if (!v.record) return;
     const e = new SessionEvents(observed, sink);
     e.tlsDone(secure, tls, false);
+    e.authStart(LOGIN, "plain");
     e.closing("client closed connection");
     e.ended();
   };
@@ -87,6 +118,7 @@ async function measure(v: Variant, dir: string): Promise<number> {
   await run(SESSIONS);
   const used = process.cpuUsage(before);
   file.close();
+  closeSync(fd);
   return (used.user + used.system) / SESSIONS;
 }
 

@@ -19,7 +19,7 @@
  *
  *   node dist/bench/run.js [--quick] [--rounds N] [--seconds S] [--warmup S] [--only name,=name] [--profile DIR]
  *                      [--observability [--postern-only] [--observe log|metrics] [--access-log-buffer SIZE]] [--shared-store]
- *                      [--instructions DIR]
+ *                      [--instructions DIR] [--side-by-side]
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
@@ -61,6 +61,16 @@ const observeOnly = valueOf("--observe");
 if (observeOnly !== undefined && observeOnly !== "log" && observeOnly !== "metrics") throw new Error("--observe takes log or metrics");
 /** `--postern-only`: with --observability, only the two Postern kinds run (the on/off ratio in half the time). */
 const posternOnly = args.includes("--postern-only");
+/**
+ * `--side-by-side` (with --observability --postern-only): the three Postern
+ * kinds run at the same time, each on listeners of its own and with a load
+ * generator of its own, instead of one after the other. This VM's speed
+ * drifts from minute to minute; side by side, every kind meets the same drift, and
+ * the ratio of their CPU per operation keeps only what differs between
+ * them. Meant for the paced rows: the three servers share one core.
+ */
+const sideBySide = args.includes("--side-by-side");
+if (sideBySide && !(observability && posternOnly)) throw new Error("--side-by-side needs --observability --postern-only");
 
 /**
  * `--instructions DIR`: the Postern kinds run under valgrind's callgrind
@@ -544,31 +554,51 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
   const counters1 = counters0 && countersOfTree(child.pid!);
   const auth1 = cpuOfTree(costlyAuth.pid!);
   await stopServer(child);
-  const r = JSON.parse(out.trim().split("\n").pop()!) as {
-    ops: number;
-    errors: number;
-    seconds: number;
-    rate: number;
-    bytes: number;
-    client_cpu: number;
-    p50_ms: number;
-    p99_ms: number;
-  };
+  const r = loadResult(out);
   const serverCpu = Math.max(cpu1 - cpu0, 0.01);
-  if (process.env.BENCH_DEBUG) console.error(bin, w.name, `server CPU ${serverCpu.toFixed(2)} s, per CPU ${(r.ops / serverCpu).toFixed(0)}`, out.trim());
+  debugCpu(bin, w, serverCpu, r, out);
   if (instructions !== undefined)
     console.log(
       `${bin} ${w.name}: ${(instructions / Math.max(r.ops, 1) / 1000).toFixed(1)}K instructions per operation (${r.ops} operations; ${instructionsDir}/${bin}.${child.pid}.*)`,
     );
-  if (counters0 && counters1) {
-    for (const [p, c1] of counters1) {
-      const c0 = counters0.get(p) ?? [0, 0, 0, 0, 0];
-      const perOp = c1.map((v, i) => (v - c0[i]!) / Math.max(r.ops, 1));
-      console.error(
-        `  pid ${p}${p === child.pid ? " (master)" : ""}: per op ${(perOp[0]! * 1e6).toFixed(0)} µs CPU (${(perOp[4]! * 1e6).toFixed(0)} in the kernel), ${perOp[1]!.toFixed(2)} voluntary + ${perOp[2]!.toFixed(2)} involuntary switches, ${perOp[3]!.toFixed(2)} minor faults`,
-      );
-    }
+  if (counters0 && counters1) debugCounters(child.pid!, counters0, counters1, r.ops);
+  return sampleOf(r, serverCpu, r.ops > 0 ? (auth1 - auth0) / r.ops : Number.NaN);
+}
+
+/** BENCH_DEBUG: each process's CPU (and its kernel part), switches and faults per operation over the measured window. */
+function debugCounters(master: number, counters0: Map<number, number[]>, counters1: Map<number, number[]>, ops: number): void {
+  for (const [p, c1] of counters1) {
+    const c0 = counters0.get(p) ?? [0, 0, 0, 0, 0];
+    const perOp = c1.map((v, i) => (v - c0[i]!) / Math.max(ops, 1));
+    console.error(
+      `  pid ${p}${p === master ? " (master)" : ""}: per op ${(perOp[0]! * 1e6).toFixed(0)} µs CPU (${(perOp[4]! * 1e6).toFixed(0)} in the kernel), ${perOp[1]!.toFixed(2)} voluntary + ${perOp[2]!.toFixed(2)} involuntary switches, ${perOp[3]!.toFixed(2)} minor faults`,
+    );
   }
+}
+
+/** What mailload prints last: one JSON line. */
+interface LoadResult {
+  ops: number;
+  errors: number;
+  seconds: number;
+  rate: number;
+  bytes: number;
+  client_cpu: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+function loadResult(out: string): LoadResult {
+  const last = out.trim().split("\n").pop()!;
+  if (!last.startsWith("{")) throw new Error(`the load generator printed no result: ${JSON.stringify(out)}`);
+  return JSON.parse(last) as LoadResult;
+}
+
+function debugCpu(bin: ServerKind, w: Workload, serverCpu: number, r: LoadResult, out: string): void {
+  if (process.env.BENCH_DEBUG) console.error(bin, w.name, `server CPU ${serverCpu.toFixed(2)} s, per CPU ${(r.ops / serverCpu).toFixed(0)}`, out.trim());
+}
+
+function sampleOf(r: LoadResult, serverCpu: number, authCpuPerOp: number): Sample {
   return {
     rate: r.rate,
     perCpu: r.ops / serverCpu,
@@ -578,8 +608,41 @@ async function runOnce(bin: ServerKind, w: Workload, dir: string, ports: Ports, 
     mbs: r.bytes / r.seconds / 1e6,
     errors: r.errors,
     kibPerSession: 0,
-    authCpuPerOp: r.ops > 0 ? (auth1 - auth0) / r.ops : Number.NaN,
+    authCpuPerOp,
   };
+}
+
+/**
+ * --side-by-side: the servers start together, are warmed up together and
+ * measured over the same seconds, each with its own generator. The costly
+ * auth service is shared, so no auth CPU per operation is reported.
+ */
+async function runSideBySide(bins: readonly ServerKind[], w: Workload, dir: string, portsOf: (bin: ServerKind) => Ports, loadgen: string): Promise<Sample[]> {
+  const children: ChildProcess[] = [];
+  try {
+    for (const bin of bins) {
+      writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, portsOf(bin), bin as Exclude<ServerKind, "floor">, w.authPath));
+      children.push(await startServer(bin, dir, portsOf(bin)));
+    }
+    // a paced row's rate is shared among the servers: the core carries the same load as when they take turns
+    const args = w.load.map((a, i) => (w.load[i - 1] === "--rate" ? String(Math.round(Number(a) / bins.length)) : a));
+    const load = (bin: ServerKind, secs: number) => runLoad(["-c", "1", loadgen, "--port", String(portsOf(bin)[w.port]), "--seconds", String(secs), ...args]);
+    await Promise.all(bins.map((bin) => load(bin, WARMUP_SECONDS)));
+    const cpu0 = children.map((c) => cpuOfTree(c.pid!));
+    const counters0 = process.env.BENCH_DEBUG ? children.map((c) => countersOfTree(c.pid!)) : undefined;
+    const outs = await Promise.all(bins.map((bin) => load(bin, seconds)));
+    const cpu1 = children.map((c) => cpuOfTree(c.pid!));
+    const counters1 = counters0 && children.map((c) => countersOfTree(c.pid!));
+    return bins.map((bin, i) => {
+      const r = loadResult(outs[i]!);
+      const serverCpu = Math.max(cpu1[i]! - cpu0[i]!, 0.01);
+      debugCpu(bin, w, serverCpu, r, outs[i]!);
+      if (counters0 && counters1) debugCounters(children[i]!.pid!, counters0[i]!, counters1[i]!, r.ops);
+      return sampleOf(r, serverCpu, Number.NaN);
+    });
+  } finally {
+    await Promise.all(children.map(stopServer));
+  }
 }
 
 function runLoad(argv: string[]): Promise<string> {
@@ -630,6 +693,14 @@ async function main(): Promise<void> {
     metrics: metricsPort!,
     redis: redisPort!,
   };
+  // --side-by-side: the kinds run at the same time, so each but the first listens on ports of its own
+  const own = sideBySide ? await freePorts(10) : [];
+  const portsOf = (bin: ServerKind): Ports => {
+    const k = bin === "postern-obs" ? 0 : bin === "postern-twin" ? 5 : -1;
+    if (k < 0 || !sideBySide) return ports;
+    const [imaps, imap, imapsRsa, imapBackendTls, imapBackendStarttls] = own.slice(k, k + 5) as [number, number, number, number, number];
+    return { ...ports, imaps, imap, imapsRsa, imapBackendTls, imapBackendStarttls };
+  };
   // with the load generator, on the second core
   const costlyAuth = spawn(
     "taskset",
@@ -639,7 +710,7 @@ async function main(): Promise<void> {
     },
   );
   const authRows: string[] = [];
-  for (const bin of ["nginx", "postern", "postern-obs", "postern-twin"] as const) writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, ports, bin));
+  for (const bin of ["nginx", "postern", "postern-obs", "postern-twin"] as const) writeFileSync(join(dir, `${bin}.conf`), mailConfig(dir, portsOf(bin), bin));
   const aux = [
     startAuth(ports.auth, ports),
     startBackend(ports.backend),
@@ -676,6 +747,11 @@ async function main(): Promise<void> {
     // memory is not noisy the way rates are: one round of the hold workload
     const servers = w.authPath ? kinds.filter((bin) => bin !== "floor") : posternOnly ? kinds.filter((bin) => bin.startsWith("postern")) : kinds;
     for (let i = 0; i < (hold ? 1 : rounds); i++) {
+      if (sideBySide && !hold && !w.authPath) {
+        const got = await runSideBySide(servers, w, dir, portsOf, loadgen);
+        servers.forEach((bin, k) => samples[bin].push(got[k]!));
+        continue;
+      }
       // --postern-only: the order rotates from round to round (on, off, twin; off, twin, on; ...), so every kind runs
       // first, middle and last equally often and neither a drifting machine nor a position favours one
       const order = posternOnly ? servers.map((_, k) => servers[(k + i) % servers.length]!) : servers;
