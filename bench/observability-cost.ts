@@ -91,8 +91,7 @@ async function measure(v: Variant, dir: string): Promise<number> {
   const file = new AccessLogFile(join(dir, "access.log"), undefined, () => ({ alert: () => undefined }) as unknown as ErrorLog);
   const fd = openSync(join(dir, "parts.log"), "a");
   const part = v.log;
-  const sink: SessionSink | undefined =
-    typeof part === "function" ? (facts) => part(facts, fd) : part ? (facts) => file.write(renderFormat(FORMAT, facts, Date.now())) : undefined;
+  const sink: SessionSink | undefined = typeof part === "function" ? (facts) => part(facts, fd) : part ? (facts) => file.write(line(facts)) : undefined;
   const one = (): void => {
     if (!v.record) return;
     const e = new SessionEvents(observed, sink);
