@@ -55,11 +55,12 @@ export async function runSingle(
   });
   metrics.enabled = metricsListenOf(conf) !== undefined;
   configureSharedStore(sharedStoreOf(conf), (level, m) => reporter.report(level, m), metricsEndpoint.storeEvents());
-  writePidFile(core.pidPath);
-  process.title = `postern: single process ${argv.join(" ")}`.trimEnd();
-  onUp?.();
 
-  return new Promise<number>((resolve) => {
+  // The handlers are installed before the pid file is written, as nginx's ngx_init_signals runs before
+  // ngx_create_pidfile: a signal sent as soon as the pid file exists (a script, a service manager's
+  // reload) must never meet the default action, which ends the process for HUP, USR1, USR2 and QUIT.
+  // Handlers run from the event loop, so none of them runs before the pid file below is written.
+  const done = new Promise<number>((resolve) => {
     const exit = (): void => {
       metricsEndpoint.close();
       void closeSharedStore();
@@ -139,4 +140,8 @@ export async function runSingle(
       })();
     });
   });
+  writePidFile(core.pidPath);
+  process.title = `postern: single process ${argv.join(" ")}`.trimEnd();
+  onUp?.();
+  return done;
 }
