@@ -134,11 +134,11 @@ export class SessionEvents implements SessionFacts {
    * $bytes_sent and $bytes_received count what the client sent and got,
    * TLS records and a PROXY header not included, as nginx's stream module
    * counts them: the plain socket's own counters up to the moment the
-   * handshake began (the plaintext before STARTTLS), then the TLS socket's. Read from the
-   * sockets' counters, never by wrapping a socket's emit and write, which
-   * put a wrapper call on every event of the session and gave the plain
-   * sockets a shape of their own in Node's stream code. Final once the
-   * session has ended.
+   * handshake began (the plaintext before STARTTLS), then the TLS
+   * socket's. Read from the sockets' counters, never by wrapping a
+   * socket's emit and write, which put a wrapper call on every event of
+   * the session and gave the plain sockets a shape of their own in Node's
+   * stream code. Final once the session has ended.
    */
   get bytesSent(): number {
     return (this.#plainBytes?.sent ?? this.#plain.bytesWritten) + (this.#secure?.bytesWritten ?? 0);

@@ -136,18 +136,24 @@ export class MetricsEndpoint {
     this.stopAccepting();
   }
 
-  /**
-   * Stops accepting (the socket stays open in the new binary). Every
-   * connection already accepted gets its answer, even one whose request has
-   * not arrived yet: http.Server#close() would leave that one unanswered
-   * (Node 19+ treat it as idle), and a health check would time out. Hence
-   * net.Server's own close(), which only closes the listening socket.
-   */
+  /** Stops accepting (the socket stays open in the new binary); every connection already accepted gets its answer. */
   stopAccepting(): void {
-    if (this.#server) NetServer.prototype.close.call(this.#server);
+    if (this.#server) stopListening(this.#server);
     this.#server = undefined;
     this.#address = undefined;
   }
+}
+
+/**
+ * Closes the listening socket only. http.Server#close() would also close
+ * every connection it counts idle, and since Node 19 that includes one
+ * accepted whose request has not arrived yet: a health check would time out
+ * unanswered. Once the last connection has ended, http's own close() runs
+ * too, to stop the timer that enforced their request timeouts (it would
+ * otherwise run, and hold the server, as long as the process).
+ */
+export function stopListening(server: Server): void {
+  NetServer.prototype.close.call(server, () => server.close());
 }
 
 function metricIndex(d: MetricDef): number {

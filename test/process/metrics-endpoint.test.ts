@@ -9,7 +9,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { once } from "node:events";
-import { MetricsEndpoint } from "../../src/process/metrics-endpoint.js";
+import { createServer } from "node:http";
+import { MetricsEndpoint, stopListening } from "../../src/process/metrics-endpoint.js";
 import type { MetricsHub } from "../../src/event/metrics-ipc.js";
 import { freePorts } from "../support/ports.js";
 
@@ -46,4 +47,25 @@ test("a connection accepted before the endpoint stops accepting gets its /health
     client.destroy();
     endpoint.close();
   }
+});
+
+test("once the connections a stopped endpoint still answered have ended, the server's request-timeout timer stops too", async () => {
+  const server = createServer((_req, res) => res.end("ok"));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  // Node's http.Server checks its connections' timeouts with this interval (an internal, named here so a release that renames it fails this test)
+  const key = Object.getOwnPropertySymbols(server).find((k) => k.description === "http.server.connectionsCheckingInterval");
+  assert.ok(key, "http.Server's connection-check interval");
+  const timer = (): { _destroyed: boolean } => (server as unknown as Record<symbol, { _destroyed: boolean }>)[key]!;
+  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  await once(client, "connect");
+  stopListening(server);
+  client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  // still answered after the stop, and the timer still guards the open connection
+  await once(client, "data");
+  assert.equal(timer()._destroyed, false);
+  const closed = once(server, "close");
+  client.end();
+  await closed;
+  await new Promise((r) => setImmediate(r));
+  assert.equal(timer()._destroyed, true);
 });
