@@ -6,10 +6,11 @@
  *
  * The session owns the socket, the command buffer (command-buffer.ts), the
  * `timeout` deadline, the syntax-error counter, STARTTLS and the auth_http
- * round trip; the services it calls out to are in session-services.ts. The
- * protocol front end (FrontEnd) owns parsing and replies. Exceptions never
- * cross the socket boundary: an unexpected one becomes the protocol's
- * internal error and closes the session.
+ * round trip; the services it calls out to are in session-services.ts, the
+ * hand-off to the proxy in session-handoff.ts. The protocol front end
+ * (FrontEnd) owns parsing and replies. Exceptions never cross the socket
+ * boundary: an unexpected one becomes the protocol's internal error and
+ * closes the session.
  * Rules: docs/behaviour/session.md#session-1-stages,
  * #session-2-the-timeout-deadline, #session-7-starttls-in-the-session-core,
  * #session-8-authentication-and-its-outcomes.
@@ -20,6 +21,7 @@ import { describeSystemError } from "../core/errors.js";
 import { ConnectionLog, type ErrorLog } from "../core/log.js";
 import { CommandBuffer, type CommandReader } from "./command-buffer.js";
 import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.js";
+import { handOffToProxy } from "./session-handoff.js";
 import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-end.js";
 import type { ListenSpec } from "./listen.js";
 import { makeSalt } from "./sasl.js";
@@ -372,43 +374,32 @@ export class Session implements SessionPort {
   #handOff(outcome: Extract<AuthOutcome, { kind: "ok" }>, info: SessionInfo): void {
     this.#stage = "proxy";
     this.#clearTimers();
-    const socket = this.#socket;
-    socket.off("data", this.#onData);
-    socket.off("drain", this.#onDrain);
-    socket.off("error", this.#onError);
-    socket.off("close", this.#onEnd);
-    socket.pause();
+    const client = this.#socket;
+    client.off("data", this.#onData);
+    client.off("drain", this.#onDrain);
+    client.off("error", this.#onError);
+    client.off("close", this.#onEnd);
+    client.pause();
     const pending = this.#input.pending();
     this.#input.discard();
-    this.log.context.login = outcome.login.toString("latin1");
     this.#shutdown = new Cancellation();
-    const { login: user, password, backendMechanism } = outcome;
-    const login = { login: user, password, authMethod: this.#authMethod, backendMechanism, conf: this.server.conf, session: info };
-    void this.#services
-      .proxy({
-        client: socket,
-        pending,
-        session: info,
-        backend: outcome.backend,
-        conf: this.server.conf,
-        timeoutMs: this.server.conf.get(timeoutDirective),
-        log: this.log,
-        events: this.events,
-        shutdown: this.#shutdown,
-        loginSteps: () => this.#frontEnd.backendLogin(login),
-        internalError: () => {
-          if (!socket.destroyed) socket.end(this.#protocol.replies.internalError);
-        },
-      })
-      .catch((err: unknown) => {
-        this.log.write("alert", `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-        socket.destroy();
-      })
-      .finally(() => {
-        this.#closed = true;
-        this.#stage = "closed";
-        this.#resolveFinished();
-      });
+    void handOffToProxy(this.#services, {
+      client,
+      pending,
+      outcome,
+      info,
+      server: this.server,
+      authMethod: this.#authMethod,
+      frontEnd: this.#frontEnd,
+      replies: this.#protocol.replies,
+      log: this.log,
+      events: this.events,
+      shutdown: this.#shutdown,
+    }).finally(() => {
+      this.#closed = true;
+      this.#stage = "closed";
+      this.#resolveFinished();
+    });
   }
 
   #info(): SessionInfo {
