@@ -8,8 +8,6 @@ import type { ConnectionLog } from "../core/log.js";
 import type { CancelSignal } from "./cancel.js";
 import { authenticate } from "./auth-http/client.js";
 import { authHttpAddress, authHttpSettings } from "./auth-http/module.js";
-import { applySaslError } from "./auth-http/oauth-outcome.js";
-import { peerName } from "./auth-http/url.js";
 import type { MailProtocol } from "./front-end.js";
 import { imapProtocol } from "./imap/protocol.js";
 import { pop3Protocol } from "./pop3/protocol.js";
@@ -43,9 +41,7 @@ function runAuthHttp(
 ): Promise<AuthOutcome> {
   const settings = authHttpSettings(server.conf);
   const address = authHttpAddress(settings.url);
-  return authenticate({ settings, address, session: info, credentials, attempt, log, signal }).then((outcome) =>
-    applySaslError(outcome, credentials.method, peerName(address), log),
-  );
+  return authenticate({ settings, address, session: info, credentials, attempt, log, signal });
 }
 
 /** The services every session of this process uses. */

@@ -11,9 +11,10 @@
  *    same request: the store (master memory, later Redis) holds nothing it
  *    can read, and an Auth-Pass override in the answer can only be opened
  *    by a client that sends the same credentials again.
- *  - Only final answers are kept: success for `ok=`, refusal for `fail=`;
- *    never Auth-Status: WAIT, an answer with Auth-Wait, an SMTP 4xx
- *    (temporary) refusal, or any failure to get an answer.
+ *  - Only final answers are kept, whole (every header Postern reads): success
+ *    for `ok=`, refusal for `fail=`; never Auth-Status: WAIT, an answer with
+ *    Auth-Wait, an SMTP 4xx (temporary) refusal, an answer whose outcome is
+ *    an error, or any failure to get an answer.
  *
  * Trade-offs: docs/auth-http-path.md#cache.
  */
@@ -21,8 +22,7 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:
 import type { AuthAnswerStore } from "../../event/auth-answer-store.js";
 import type { ConnectionLog } from "../../core/log.js";
 import type { SourceLocation } from "../../core/errors.js";
-import type { MailProtocolName } from "../types.js";
-import type { Decision } from "./decision.js";
+import type { AuthOutcome, MailProtocolName } from "../types.js";
 import type { AuthResponse } from "./response.js";
 
 /** The auth_http_cache settings. */
@@ -46,7 +46,23 @@ export interface CacheProbe {
   readonly sealKey: Buffer;
 }
 
-const FIELDS = ["failure", "server", "port", "user", "pass", "errorCode"] as const;
+/** The answer's byte-valued headers: all of them are sealed, so a hit is the very answer the service gave. */
+type SealedField = { [K in keyof AuthResponse]-?: NonNullable<AuthResponse[K]> extends Buffer ? K : never }[keyof AuthResponse];
+
+/** Every SealedField: a header added to AuthResponse and missing here fails the build. */
+const SEALED: Readonly<Record<SealedField, true>> = {
+  failure: true,
+  server: true,
+  port: true,
+  user: true,
+  pass: true,
+  errorCode: true,
+  errorSasl: true,
+  method: true,
+  proxySsl: true,
+  proxySslName: true,
+};
+const FIELDS = Object.keys(SEALED) as SealedField[];
 
 export class AuthAnswerCache {
   readonly #store: AuthAnswerStore;
@@ -76,20 +92,20 @@ export class AuthAnswerCache {
     return { response, id, sealKey };
   }
 
-  /** Keeps a fresh answer when it is final and cacheable; the seal key is wiped either way. */
-  store(probe: CacheProbe, response: AuthResponse, decision: Decision, protocol: MailProtocolName): void {
+  /** Keeps a fresh answer by its final outcome when that is cacheable; the seal key is wiped either way. */
+  store(probe: CacheProbe, response: AuthResponse, outcome: AuthOutcome, protocol: MailProtocolName): void {
     try {
-      const ttl = this.#lifetime(response, decision, protocol);
+      const ttl = this.#lifetime(response, outcome, protocol);
       if (ttl > 0) this.#store.set(probe.id, seal(response, probe.sealKey), ttl);
     } finally {
       probe.sealKey.fill(0);
     }
   }
 
-  #lifetime(response: AuthResponse, decision: Decision, protocol: MailProtocolName): number {
-    if (decision.kind !== "final" || response.wait || response.sleep > 0) return 0;
-    const outcome = decision.outcome;
-    if (outcome.kind === "ok") return this.#conf.okMs;
+  #lifetime(response: AuthResponse, outcome: AuthOutcome, protocol: MailProtocolName): number {
+    if (response.wait || response.sleep > 0) return 0;
+    // an invalid Auth-Proxy-SSL(-Name) ends in the proxy's internal error (proxy-ssl/plan.ts)
+    if (outcome.kind === "ok") return outcome.backend.tls?.kind === "invalid" ? 0 : this.#conf.okMs;
     if (outcome.kind !== "refused") return 0;
     if (protocol === "smtp" && (outcome.errorCode ?? "").startsWith("4")) return 0;
     return this.#conf.failMs;

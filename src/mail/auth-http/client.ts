@@ -11,6 +11,7 @@ import type { ConnectionLog } from "../../core/log.js";
 import type { CancelSignal } from "../cancel.js";
 import type { AuthOutcome, Credentials, SessionInfo } from "../types.js";
 import { decide } from "./decision.js";
+import { applySaslError } from "./oauth-outcome.js";
 import { type ExchangeResult, exchangeOnce } from "./exchange.js";
 import { exchangeKeepAlive } from "./keep-alive.js";
 import { peerGroup } from "./peers.js";
@@ -84,11 +85,14 @@ export async function authenticate(params: AuthenticateParams): Promise<AuthOutc
       return { kind: "error" };
     }
     const decision = decide(result.response, { protocol: session.protocol, login, password, peer: result.peer });
-    if (cache && cached && !cached.response) cache.store(cached, result.response, decision, session.protocol);
     if (decision.kind === "final") {
       if (decision.log) log.write(decision.log.level, decision.log.message);
-      return decision.outcome;
+      const outcome = applySaslError(decision.outcome, method, result.peer, log);
+      // kept once the outcome is known whole, its checks included: a hit then gives the same outcome, and an error is never kept
+      if (cache && cached && !cached.response) cache.store(cached, result.response, outcome, session.protocol);
+      return outcome;
     }
+    cached?.sealKey.fill(0); // a WAIT is never kept
     login = decision.login;
     password = decision.password;
     if (decision.sleep > 0 && !(await sleep(decision.sleep, signal))) return { kind: "error" };

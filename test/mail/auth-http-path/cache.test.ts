@@ -35,6 +35,44 @@ test("a success is cached: two logins, one request; the answer (with its Auth-Pa
   assert.equal(auth.parsed.length, 1);
 });
 
+test("a hit is the whole answer: backend TLS, the backend mechanism and a SASL error come back as the service sent them", async () => {
+  const ok = await setup(
+    okTo(1143, [
+      ["Auth-Pass", "token-for-backend"],
+      ["Auth-Proxy-SSL", "on"],
+      ["Auth-Proxy-SSL-Name", "mx.internal"],
+      ["Auth-Method", "oauthbearer"],
+    ]),
+  );
+  const first = await authenticate(ok.params());
+  const second = await authenticate(ok.params());
+  const expected = {
+    kind: "ok",
+    backend: { host: "127.0.0.1", port: 1143, tls: { kind: "valid", mode: "on", name: "mx.internal" } },
+    login: Buffer.from("user"),
+    password: Buffer.from("token-for-backend"),
+    backendMechanism: "oauthbearer",
+  };
+  assert.deepEqual(first, expected);
+  assert.deepEqual(second, expected, "the cached answer still sends the backend login over TLS, with the token");
+  assert.equal(ok.auth.parsed.length, 1);
+
+  const challenge = Buffer.from('{"status":"invalid_token"}').toString("base64");
+  const refused = await setup(() => ({
+    headers: [
+      ["Auth-Status", "invalid token"],
+      ["Auth-Error-SASL", challenge],
+    ],
+  }));
+  const bearer = { method: "oauthbearer", login: Buffer.from("user"), password: Buffer.from("tok") } as const;
+  for (let i = 0; i < 2; i++) {
+    const outcome = await authenticate(refused.params(bearer));
+    assert.equal(outcome.kind, "refused");
+    assert.equal((outcome as { saslError?: string }).saslError, challenge, `login ${i + 1}: the client gets the SASL challenge`);
+  }
+  assert.equal(refused.auth.parsed.length, 1);
+});
+
 test("a changed password, another protocol, client address or client certificate never hits the old entry", async () => {
   const { auth, params } = await setup(okTo(1143));
   await authenticate(params(plain("user", "old")));
@@ -90,6 +128,9 @@ test("never cached: Auth-Wait refusals, Auth-Status: WAIT, SMTP 4xx refusals, er
       { ...SESSION, protocol: "smtp" },
     ],
     ["no server", () => ({ headers: [["Auth-Status", "OK"]] }), SESSION],
+    ["invalid Auth-Proxy-SSL", okTo(1143, [["Auth-Proxy-SSL", "yes-please"]]), SESSION],
+    ["invalid Auth-Proxy-SSL-Name", okTo(1143, [["Auth-Proxy-SSL-Name", "a b"]]), SESSION],
+    ["invalid Auth-Method", okTo(1143, [["Auth-Method", "foo"]]), SESSION],
     ["invalid", () => "HTTP/1.0 200 OK\r\n:bad\r\n\r\n", SESSION],
   ];
   for (const [name, handler, session] of handlers) {
@@ -98,6 +139,12 @@ test("never cached: Auth-Wait refusals, Auth-Status: WAIT, SMTP 4xx refusals, er
     await authenticate(params(plain("user", "pw"), session));
     assert.equal(auth.parsed.length, 2, name);
   }
+  // Auth-Error-SASL on a success is an error for an OAuth login: not kept either
+  const sasl = await setup(okTo(1143, [["Auth-Error-SASL", "eyJzdGF0dXMiOiI0MDEifQ=="]]));
+  const bearer = { method: "oauthbearer", login: Buffer.from("user"), password: Buffer.from("tok") } as const;
+  assert.deepEqual(await authenticate(sasl.params(bearer)), { kind: "error" });
+  assert.deepEqual(await authenticate(sasl.params(bearer)), { kind: "error" });
+  assert.equal(sasl.auth.parsed.length, 2, "Auth-Error-SASL on OK");
   // WAIT, then OK: the WAIT answer is not kept, the final OK is (under its own request)
   let n = 0;
   const { auth, params } = await setup((r) => (n++ === 0 ? { headers: [["Auth-Status", "WAIT"]] } : okTo(1143)(r)));
