@@ -81,6 +81,7 @@ export class Session implements SessionPort {
   #salt: string | undefined;
   #deadline: NodeJS.Timeout | undefined;
   #wait: NodeJS.Timeout | undefined;
+  #linger: NodeJS.Timeout | undefined; // closed with replies unsent: how long the client has to read them
   #abort: Cancellation | undefined; // made when auth_http starts: aborted when the session closes
   #resolveFinished!: () => void;
   /** Settles once the client connection is gone, whatever the stage. */
@@ -264,8 +265,11 @@ export class Session implements SessionPort {
     // Ending on the next turn lets a TLS 1.3 socket that has just finished its handshake send close_notify (ending at once skips it, nginx does not).
     const socket = this.#socket;
     setImmediate(() => {
+      const unsent = socket.writableLength > 0;
       socket.end();
       socket.destroySoon?.();
+      // the last replies wait on a client that reads no more: nginx's send timer (`timeout`) ends the connection then, else it would be held for good
+      if (unsent && !socket.destroyed) this.#linger = setTimeout(() => this.#lingerExpired(), this.server.conf.get(timeoutDirective));
     });
   }
 
@@ -445,6 +449,12 @@ export class Session implements SessionPort {
   #clearTimers(): void {
     this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
     this.#wait = disarmTimer(this.log, "Auth-Wait", this.#wait);
+    clearTimeout(this.#linger);
+  }
+
+  #lingerExpired(): void {
+    this.log.info("client timed out (110: Connection timed out)");
+    this.#destroy("timeout expired");
   }
 
   #sendAndClose(reply: string, reason: string): void {
