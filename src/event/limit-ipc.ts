@@ -285,7 +285,14 @@ export function limitStore(): LimitStore {
  */
 export async function loginKey(login: Buffer): Promise<string> {
   const secret = workerStore ? await workerStore.secret : limitMaster.store.loginSecret();
-  return "l" + createHmac("sha256", secret).update(login).digest("base64url");
+  // ASCII case folded: `Alice` and `alice` are one login to most mail stores, so one count (a spray over case variants is still one login)
+  return "l" + createHmac("sha256", secret).update(foldAsciiCase(login)).digest("base64url");
+}
+
+/** The login with A-Z made a-z (bytes from 0x80 up are left as they are: their case depends on the store's charset). */
+function foldAsciiCase(login: Buffer): Buffer {
+  if (!login.some((c) => c >= 0x41 && c <= 0x5a)) return login;
+  return Buffer.from(login.map((c) => (c >= 0x41 && c <= 0x5a ? c + 0x20 : c)));
 }
 
 /** A client address as failure zones key it (base64url of its text: no separator can be injected). */

@@ -57,7 +57,8 @@ type Authenticate = SessionServices["authenticate"];
 export function throttled(authenticate: Authenticate): Authenticate {
   return (server: MailServer, info: SessionInfo, credentials: Credentials, attempt: number, log: ConnectionLog, signal: CancelSignal): Promise<AuthOutcome> => {
     const conf = authThrottle(server);
-    if (!conf) return authenticate(server, info, credentials, attempt, log, signal);
+    // SMTP's `smtp_auth none` (a session started by RCPT) presents no credentials: nothing to throttle
+    if (!conf || credentials.method === "none") return authenticate(server, info, credentials, attempt, log, signal);
     return throttledAttempt(conf, authenticate, server, info, credentials, attempt, log, signal);
   };
 }
@@ -74,7 +75,8 @@ async function throttledAttempt(
 ): Promise<AuthOutcome> {
   const store = limitStore();
   const zone = conf.failZone;
-  const keys = [addressKey(info.clientAddr), await loginKey(credentials.login)];
+  // an empty login (AUTH PLAIN with none, EXTERNAL without an identity) is no one's: counting it would make one key of every client's
+  const keys = credentials.login.length > 0 ? [addressKey(info.clientAddr), await loginKey(credentials.login)] : [addressKey(info.clientAddr)];
   const failures = await store.failures(zone, keys);
   const decision = throttleDecision(failures, conf);
   const hit = { zone: zone.name, protocol: server.protocol };

@@ -123,3 +123,38 @@ test("a server without auth_fail_throttle (or with it off) calls auth_http strai
   for (let i = 0; i < 30; i++) for (const s of list) await authenticate(s, info, { login: Buffer.from("u") } as never, 1, log, new Cancellation());
   assert.equal(calls, 60);
 });
+
+test("the login count: an empty login counts for its address only, `smtp_auth none` is not throttled, ASCII case is one login", async () => {
+  const [server] = servers(
+    `auth_fail_zone zone=keys:32k window=1m;\nauth_fail_throttle keys delay_after=100 refuse_after=2;\nserver { listen 127.0.0.1:1; protocol smtp; smtp_auth none plain; }`,
+  );
+  let calls = 0;
+  const authenticate = throttled(() => (calls++, Promise.resolve(REFUSED)));
+  const log = new ConnectionLog(new ErrorLog([]), 1, { client: "x", server: "x" });
+  const from = (clientAddr: string): SessionInfo => ({
+    id: 1,
+    protocol: "smtp",
+    clientAddr,
+    clientPort: 1,
+    localAddr: "127.0.0.1",
+    localPort: 1,
+    unixClient: false,
+  });
+  const attempt = (addr: string, method: string, login: string): Promise<AuthOutcome> =>
+    authenticate(server!, from(addr), { method, login: Buffer.from(login), password: Buffer.from("x") } as never, 1, log, new Cancellation());
+  const throttledReply = { kind: "refused", message: "Too many authentication failures, try later", errorCode: "454 4.7.0" };
+
+  // two failures with an empty login from one address: that address is refused, another one with an empty login is not
+  await attempt("192.0.2.1", "plain", "");
+  await attempt("192.0.2.1", "plain", "");
+  assert.deepEqual(await attempt("192.0.2.1", "plain", ""), throttledReply);
+  assert.deepEqual(await attempt("192.0.2.2", "plain", ""), REFUSED, "an empty login is no shared key");
+  // RCPT-started sessions (`none`, no login) pass whatever their address has failed
+  assert.deepEqual(await attempt("192.0.2.1", "none", ""), REFUSED);
+  assert.deepEqual(await attempt("192.0.2.1", "none", ""), REFUSED);
+  // `Alice` and `ALICE` from two addresses are one login
+  await attempt("192.0.2.3", "plain", "Alice");
+  await attempt("192.0.2.4", "plain", "ALICE");
+  assert.deepEqual(await attempt("192.0.2.5", "plain", "alice"), throttledReply);
+  assert.equal(calls, 7, "auth_http asked for every attempt but the two refused by the throttle");
+});
