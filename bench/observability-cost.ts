@@ -92,9 +92,10 @@ async function measure(v: Variant, dir: string): Promise<number> {
   const fd = openSync(join(dir, "parts.log"), "a");
   const part = v.log;
   const sink: SessionSink | undefined = typeof part === "function" ? (facts) => part(facts, fd) : part ? (facts) => file.write(line(facts)) : undefined;
+  const sinkOf = (): SessionSink | undefined => sink;
   const one = (): void => {
     if (!v.record) return;
-    const e = new SessionEvents(observed, sink);
+    const e = new SessionEvents(observed, sinkOf);
     e.tlsDone(secure, tls, false);
     e.authStart(LOGIN, "plain");
     e.closing("client closed connection");

@@ -74,6 +74,9 @@ export interface SessionFacts {
 /** Writes a finished session somewhere (the access logs of its server). */
 export type SessionSink = (facts: SessionFacts) => void;
 
+/** The sink of a server's access logs, if it has any: read when the session ends, by the server it ended in. */
+export type SinkOf = (server: MailServer) => SessionSink | undefined;
+
 /** Maps the session core's close reasons (debug-log wording) to $mail_session_end. */
 function endFromReason(reason: string): SessionEndReason {
   if (reason === "timeout expired" || reason === "proxy_timeout") return "timeout";
@@ -87,14 +90,15 @@ function endFromReason(reason: string): SessionEndReason {
 /** The per-session record: facts, byte counts, gauge stage; `ended()` writes and counts once. */
 export class SessionEvents implements SessionFacts {
   readonly id: number;
-  readonly server: MailServer;
-  readonly serverName: string;
+  /** The listen address's server; on an address servers share, the one SNI chose (`serverChosen`). */
+  server: MailServer;
+  serverName: string;
   readonly listen: ListenSpec;
   readonly peer: SessionPeer;
   readonly socketAddr: string;
   readonly socketPort: number;
   readonly startMs = Date.now();
-  readonly #sink: SessionSink | undefined;
+  readonly #sinkOf: SinkOf;
   tls: TlsFacts | undefined;
   login: Buffer | undefined;
   authMethod: AuthMethod | undefined;
@@ -117,7 +121,7 @@ export class SessionEvents implements SessionFacts {
   #loggedIn = false;
   #done = false;
 
-  constructor(p: ObservedSession, sink: SessionSink | undefined) {
+  constructor(p: ObservedSession, sinkOf: SinkOf) {
     this.id = p.id;
     this.server = p.server;
     this.serverName = p.serverName;
@@ -125,7 +129,7 @@ export class SessionEvents implements SessionFacts {
     this.peer = p.peer;
     this.socketAddr = p.peer.clientAddr;
     this.socketPort = p.peer.clientPort;
-    this.#sink = sink;
+    this.#sinkOf = sinkOf;
     this.#plain = p.socket;
     this.#moveTo("pre_auth");
   }
@@ -169,6 +173,12 @@ export class SessionEvents implements SessionFacts {
     if (this.#stage) metrics.add(SESSIONS_CURRENT, [this.#stage], -1);
     if (stage) metrics.add(SESSIONS_CURRENT, [stage], 1);
     this.#stage = stage;
+  }
+
+  /** SNI chose another server of a shared address: its access log and name are the session's from now on (docs/sni.md). */
+  serverChosen(server: MailServer, serverName: string): void {
+    this.server = server;
+    this.serverName = serverName;
   }
 
   /** A TLS handshake succeeded (`starttls`: after STARTTLS/STLS, else on an ssl listener). */
@@ -265,7 +275,7 @@ export class SessionEvents implements SessionFacts {
     this.#done = true;
     this.#moveTo(undefined);
     metrics.add(SESSIONS, [this.server.protocol, this.listen.text, this.#outcome()]);
-    this.#sink?.(this);
+    this.#sinkOf(this.server)?.(this);
   }
 
   /** postern_sessions_total's outcome label. */

@@ -226,6 +226,7 @@ export class Session implements SessionPort {
   #switchServer(chosen: MailServer): void {
     this.server = chosen;
     this.serverName = serverName(chosen.conf);
+    this.events?.serverChosen(chosen, this.serverName);
     this.#input = this.#newInput();
     if (this.#stage !== "starttls") return;
     const previous = this.#frontEnd;

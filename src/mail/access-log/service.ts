@@ -14,6 +14,7 @@ import { conditionHolds, renderFormat } from "./format.js";
 import { accessLog, accessLogTargets, type MetricsListen, metricsListen } from "./module.js";
 import type { ParsedConf } from "../../conf/engine.js";
 import { mailDirective } from "../block.js";
+import { sniGroupOf } from "../sni-groups.js";
 import { AccessLogFile, AccessLogSyslog, type AccessLogWriter } from "./writer.js";
 
 /** Opened access logs and the per-server sinks. */
@@ -49,11 +50,16 @@ export class AccessLogs {
     }
   }
 
-  /** The record for a new session, or undefined when nothing observes its server. */
+  readonly #sinkOf = (server: MailServer): SessionSink | undefined => this.#sinks.get(server);
+
+  /**
+   * The record for a new session, or undefined when nothing observes it:
+   * no metrics, and no access log on its server nor, on an address servers
+   * share, on any server SNI may choose.
+   */
   observe(session: ObservedSession): SessionEvents | undefined {
-    const sink = this.#sinks.get(session.server);
-    if (!sink && !metrics.enabled) return undefined;
-    return new SessionEvents(session, sink);
+    if (!metrics.enabled && !this.#sinks.has(session.server) && !sniGroupOf(session.listen)?.servers.some((s) => this.#sinks.has(s))) return undefined;
+    return new SessionEvents(session, this.#sinkOf);
   }
 
   /** USR1: flushes and reopens every file; returns the failures (each keeps its old file). */

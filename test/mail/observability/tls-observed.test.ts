@@ -3,7 +3,8 @@
  * session resumed, STARTTLS in TLS 1.3, and a failed handshake; the
  * `$ssl_*` variables in the lines and postern_tls_handshakes_total,
  * postern_tls_resumptions_total and postern_starttls_upgrades_total after
- * them (docs/observability.md).
+ * them (docs/observability.md); on an address servers share, the server
+ * SNI chose has the session's line and its `$server_name`.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -82,6 +83,48 @@ test("TLS in the access log and the metrics: implicit TLS resumed, STARTTLS, a f
     assert.equal(m.get('postern_tls_handshakes_total{version="unknown",result="failed"}'), 1);
     assert.equal(m.get('postern_tls_resumptions_total{kind="session"}'), 1);
     assert.equal(m.get('postern_starttls_upgrades_total{protocol="imap",result="ok"}'), 1);
+  } finally {
+    await proxy.stop();
+    await auth.close();
+  }
+});
+
+test("an address servers share: the server SNI chose writes the line, with its $server_name, even when the default server logs nothing", async () => {
+  const pki = certs();
+  const [port, plainPort] = await freePorts(2);
+  const auth = await startFakeAuth(() => ({ headers: [["Auth-Status", "Invalid login or password"]] }));
+  const block = `mail {
+    auth_http 127.0.0.1:${auth.port}/auth;
+    log_format sni '$server_name "$ssl_server_name" $mail_session_end';
+    ssl_certificate ${pki.serverRsa.cert}; ssl_certificate_key ${pki.serverRsa.key};
+    server { listen 127.0.0.1:${port} ssl; protocol imap; server_name a.example; }
+    server { listen 127.0.0.1:${port} ssl; protocol imap; server_name b.example; access_log b.log sni; }
+    server { listen 127.0.0.1:${plainPort}; protocol imap; server_name a.example; starttls on; }
+    server { listen 127.0.0.1:${plainPort}; protocol imap; server_name b.example; starttls on; access_log b.log sni; }
+  }`;
+  const proxy = await startPostern(block, { workerProcesses: 1, ports: [port!, plainPort!] });
+  const lines = (): string[] => readFileSync(`${proxy.prefix}b.log`, "latin1").split("\n").filter(Boolean);
+  const session = async (servername: string | undefined, starttls: boolean): Promise<void> => {
+    const c = starttls ? await MailClient.connect({ port: plainPort! }) : await MailClient.connect({ port: port!, tls: servername ? { servername } : {} });
+    await c.readLine();
+    if (starttls) {
+      await c.send("s STARTTLS\r\n");
+      assert.match(await c.read(/^s .*\r\n/m), /^s OK/m);
+      await c.startTls(servername ? { servername } : {});
+    }
+    await c.send("a LOGOUT\r\n");
+    await c.expectClosed();
+  };
+  try {
+    await session("b.example", false);
+    await session("a.example", false);
+    await session(undefined, false);
+    await session("b.example", true);
+    await session("a.example", true);
+    await eventually(() => lines().length >= 2, 5000, "b.example's two lines");
+    // the sessions that stayed with a.example (its name, or none: the default) are nobody's line
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(lines(), ['b.example "b.example" logout', 'b.example "b.example" logout']);
   } finally {
     await proxy.stop();
     await auth.close();
