@@ -5,7 +5,7 @@
  */
 import { ConfError } from "../core/errors.js";
 import { type Arity, type Context, type Directive, type MergeRule, type SetContext, directiveMessage, oneOrMore, take } from "./directive.js";
-import { parseNumber, parseSize, parseTime } from "./values.js";
+import { parseNumber, parseSize, parseTime, timerMs } from "./values.js";
 
 /** Fields every builder takes. */
 export interface SlotOptions {
@@ -56,14 +56,18 @@ export function size(name: string, def: number, o: SlotOptions & { defaultText: 
   });
 }
 
-/** A time in milliseconds (`60s`, `500ms`); with a default the value is never undefined. */
+/**
+ * A time in milliseconds (`60s`, `500ms`); with a default the value is
+ * never undefined. Every such directive is a timer's delay: over 24.8 days
+ * it waits 24.8 days (timerMs).
+ */
 export function msec(name: string, def: number, o: SlotOptions & { defaultText: string }): Directive<number>;
 export function msec(name: string, def: undefined, o: SlotOptions & { defaultText: string }): Directive<number | undefined>;
 export function msec(name: string, def: number | undefined, o: SlotOptions & { defaultText: string }): Directive<number | undefined> {
   return scalar(name, o, "time", def, o.defaultText, (arg) => {
     const n = parseTime(arg, false);
     if (n === null) throw directiveMessage(name, "invalid value");
-    return n;
+    return timerMs(n);
   });
 }
 

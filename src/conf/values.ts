@@ -30,6 +30,18 @@ const UNIT_SECONDS: Readonly<Record<string, number>> = {
 const UNIT_RANK: Readonly<Record<string, number>> = { y: 1, M: 2, w: 3, d: 4, h: 5, m: 6, s: 7, ms: 8 };
 
 /**
+ * The longest delay Node's timers wait: 2^31-1 ms, about 24.8 days. A
+ * longer one fires after 1 ms (TimeoutOverflowWarning), so a configured
+ * `timeout 30d` would end every session at once.
+ */
+export const MAX_TIMER_MS = 0x7fffffff;
+
+/** A configured time (ms) as a timer's delay: as written, at most MAX_TIMER_MS (docs/compat.md). */
+export function timerMs(ms: number): number {
+  return Math.min(ms, MAX_TIMER_MS);
+}
+
+/**
  * A time. `inSeconds` selects nginx's second-resolution form (allows `y`,
  * forbids `ms`); otherwise the result is in milliseconds and neither `y`
  * nor `M` is accepted. A number without unit means seconds; components must

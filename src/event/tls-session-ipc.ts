@@ -17,6 +17,7 @@
  * (`ssl_session_tickets on` without a key file) and pushes every rotation.
  */
 import { randomBytes } from "node:crypto";
+import { timerMs } from "../conf/values.js";
 import { MemorySessionStore, type SharedSessionStore, sessionsForBytes } from "./tls-session-store.js";
 
 /** The message tag shared by workers and master. */
@@ -285,7 +286,8 @@ class SessionCacheMaster {
     if (!k) {
       const state: KeyState = {
         key: randomBytes(48),
-        timer: setInterval(() => this.#rotate(name), rotateSec * 1000),
+        // ssl_session_timeout 30d would overflow Node's timers and rotate every millisecond
+        timer: setInterval(() => this.#rotate(name), timerMs(rotateSec * 1000)),
       };
       state.timer.unref();
       this.#keys.set(name, state);

@@ -7,7 +7,7 @@
 import type { ConfModule, Directive, Level, SetContext } from "../../conf/directive.js";
 import { oneOrMore, take } from "../../conf/directive.js";
 import { custom } from "../../conf/slots.js";
-import { parseSize, parseTime } from "../../conf/values.js";
+import { parseSize, parseTime, timerMs } from "../../conf/values.js";
 import { parseSyslog } from "../../core/error-log-conf.js";
 import { ConfError } from "../../core/errors.js";
 import type { SyslogTarget } from "../../core/log.js";
@@ -81,7 +81,7 @@ function parseAccessLog(args: readonly string[], cx: SetContext): AccessLogTarge
     } else if (p.startsWith("flush=")) {
       const n = parseTime(p.slice(6), false);
       if (n === null || n === 0) throw new ConfError(`invalid flush time "${p.slice(6)}"`);
-      flushMs = n;
+      flushMs = timerMs(n);
     } else if (p === "gzip" || p.startsWith("gzip=")) {
       if (size === 0) size = 64 * 1024;
       gzip = p === "gzip" ? 1 : /^[1-9]$/.test(p.slice(5)) ? Number(p.slice(5)) : 0;

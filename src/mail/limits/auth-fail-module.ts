@@ -14,7 +14,7 @@
  */
 import { type ConfModule, type Directive, take } from "../../conf/directive.js";
 import { custom, enumeration } from "../../conf/slots.js";
-import { parseNumber, parseTime } from "../../conf/values.js";
+import { parseNumber, parseTime, timerMs } from "../../conf/values.js";
 import { ConfError, type SourceLocation, formatLocation } from "../../core/errors.js";
 import type { FailZoneRef } from "../../event/limit-store.js";
 import type { MailModule, MailServer } from "../server.js";
@@ -80,10 +80,11 @@ function count(arg: string, prefix: string): number {
   return n;
 }
 
+/** delay= and max_delay=: a timer's delay (at most 24.8 days, timerMs). */
 function time(arg: string, prefix: string): number {
   const ms = parseTime(arg.slice(prefix.length), false);
   if (ms === null) throw new ConfError(`invalid time "${arg}"`);
-  return ms;
+  return timerMs(ms);
 }
 
 /** `auth_fail_throttle zone [delay_after=n] [delay=time] [max_delay=time] [refuse_after=n] | off`. */
