@@ -49,9 +49,9 @@ type WaitingFrontEnd = Pick<FrontEnd, "saslError" | "afterAuthFailure">;
 export function armAuthWait(
   log: ConnectionLog,
   outcome: Extract<AuthOutcome, { kind: "refused" }>,
-  reply: string,
+  reply: string | Buffer,
   frontEnd: WaitingFrontEnd,
-  send: (reply: string) => void,
+  send: (reply: string | Buffer) => void,
   resume: () => void,
 ): NodeJS.Timeout {
   const saslError = outcome.saslError;

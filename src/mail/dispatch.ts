@@ -169,7 +169,7 @@ export class Dispatcher<Cx, Name extends string, State extends string> {
    * `failureReply` and `afterFailure` (or the close when `closeAfter`);
    * any other line gets the refusal and ends the session.
    */
-  saslErrorChallenge(base64: string, failureReply: string, closeAfter: boolean, afterFailure: () => void): void {
+  saslErrorChallenge(base64: string, failureReply: string | Buffer, closeAfter: boolean, afterFailure: () => void): void {
     const session = this.#session;
     this.awaitSaslErrorAck((acknowledged) => {
       session.send(failureReply);

@@ -107,7 +107,12 @@ export interface FrontEnd {
    * absent: nothing to carry (IMAP, POP3 start afresh after STARTTLS anyway).
    */
   adopt?(previous: FrontEnd): void;
-  /** The reply for an auth_http refusal (IMAP: `TAG NO msg`, POP3: `-ERR msg`, SMTP: `code msg`). */
+  /**
+   * The reply for an auth_http refusal (IMAP: `TAG NO msg`, POP3: `-ERR msg`,
+   * SMTP: `code msg`): `message` and `errorCode` are the auth service's bytes,
+   * one char per byte (latin1), and so is the reply; the session sends it
+   * byte for byte.
+   */
   authFailedReply(message: string, errorCode: string | undefined): string;
   /** Back in the auth state after a refusal with Auth-Wait (POP3: start state). */
   afterAuthFailure(): void;
@@ -117,7 +122,7 @@ export interface FrontEnd {
    * response came, then `afterAuthFailure` (or close when `closeAfter`).
    * Any other line gets `failureReply` and ends the session.
    */
-  saslError(base64: string, failureReply: string, closeAfter: boolean): void;
+  saslError(base64: string, failureReply: string | Buffer, closeAfter: boolean): void;
   /**
    * False while the buffer must not be rewound even though everything in it
    * was consumed (nginx keeps it during a SASL exchange, so a long exchange

@@ -353,7 +353,8 @@ export class Session implements SessionPort {
       return;
     }
     if (outcome.kind === "refused") {
-      const reply = this.#frontEnd.authFailedReply(outcome.message, outcome.errorCode);
+      // the auth service's own bytes (Auth-Status, Auth-Error-Code), as nginx passes them on
+      const reply = Buffer.from(this.#frontEnd.authFailedReply(outcome.message, outcome.errorCode), "latin1");
       if (!outcome.wait && outcome.saslError === undefined) {
         this.#sendAndClose(reply, "authentication refused");
         return;
@@ -458,7 +459,7 @@ export class Session implements SessionPort {
     this.#destroy("timeout expired");
   }
 
-  #sendAndClose(reply: string, reason: string): void {
+  #sendAndClose(reply: string | Buffer, reason: string): void {
     this.send(reply);
     this.close(reason);
   }

@@ -114,6 +114,7 @@ export type AuthOutcome =
    */
   | {
       readonly kind: "refused";
+      /** The auth service's bytes, one char per byte (latin1). */
       readonly message: string;
       readonly errorCode?: string | undefined;
       readonly wait?: number | undefined;

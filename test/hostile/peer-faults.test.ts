@@ -66,6 +66,18 @@ const CASES: FaultCase[] = [
     expect: INTERNAL_ERROR,
   },
   {
+    // Latin-1 bytes, not UTF-8: the client gets them as they came (an SMTP 4xx code keeps the session open)
+    name: "auth service refuses with 8-bit bytes in Auth-Status and Auth-Error-Code",
+    auth: {
+      headers: [
+        ["Auth-Status", "Mot de passe erron\xe9 \xff"],
+        ["Auth-Error-Code", "535 5.7.8 \xe9"],
+      ],
+    },
+    // nginx writes the bytes into its log (read here as UTF-8: U+FFFD); Postern escapes them (docs/compat.md, log injection)
+    log: { level: "info", text: /client login failed: "Mot de passe erron(\\xE9 \\xFF|\ufffd \ufffd)"/ },
+  },
+  {
     name: "auth service names a bad Auth-Server",
     auth: {
       headers: [

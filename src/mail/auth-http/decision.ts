@@ -53,8 +53,9 @@ export function decide(response: AuthResponse, input: DecisionInput): Decision {
   // nginx keeps the SMTP message as is, so an empty one counts as no failure;
   // for IMAP and POP3 it has already built a non-empty reply line.
   if (failure !== undefined && (input.protocol !== "smtp" || failure.length > 0)) {
-    const message = failure.toString("utf8");
-    const code = response.errorCode && response.errorCode.length > 0 ? response.errorCode.toString("utf8") : DEFAULT_SMTP_ERROR_CODE;
+    // one char per byte: the client gets the service's bytes as they came (session.ts sends the reply in latin1)
+    const message = failure.toString("latin1");
+    const code = response.errorCode && response.errorCode.length > 0 ? response.errorCode.toString("latin1") : DEFAULT_SMTP_ERROR_CODE;
     const outcome: AuthOutcome = {
       kind: "refused",
       message,

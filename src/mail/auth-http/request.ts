@@ -75,9 +75,10 @@ export function sendsSalt(credentials: Credentials): boolean {
 export function buildAuthRequest(input: AuthRequestInput): Buffer {
   const { session: s, credentials: cr } = input;
   const parts: Buffer[] = [];
-  const line = (text: string): void => {
+  // `text` from the configuration (UTF-8, as nginx reads its file) or ASCII; `encoding` latin1 for the client's bytes
+  const line = (text: string, encoding: "utf8" | "latin1" = "utf8"): void => {
     if (hasLineBreakOrNul(text)) throw new UnsafeHeaderError(text.slice(0, Math.max(0, text.indexOf(":"))));
-    parts.push(Buffer.from(text + CRLF, "utf8"));
+    parts.push(Buffer.from(text + CRLF, encoding));
   };
   const raw = (name: string, value: Buffer): void => {
     parts.push(Buffer.from(`${name}: `, "latin1"), value, Buffer.from(CRLF, "latin1"));
@@ -103,10 +104,10 @@ export function buildAuthRequest(input: AuthRequestInput): Buffer {
   }
   if (cr.method === "none") {
     // HELO, MAIL and RCPT lines hold no control byte (the SMTP front end refuses
-    // them): sent unescaped, as nginx does.
-    line(`Auth-SMTP-Helo: ${s.smtp?.helo ?? ""}`);
-    line(`Auth-SMTP-From: ${s.smtp?.from ?? ""}`);
-    line(`Auth-SMTP-To: ${s.smtp?.to ?? ""}`);
+    // them): sent unescaped, as nginx does, byte for byte (8-bit addresses included).
+    line(`Auth-SMTP-Helo: ${s.smtp?.helo ?? ""}`, "latin1");
+    line(`Auth-SMTP-From: ${s.smtp?.from ?? ""}`, "latin1");
+    line(`Auth-SMTP-To: ${s.smtp?.to ?? ""}`, "latin1");
   }
   const tls = s.tls;
   if (tls) {

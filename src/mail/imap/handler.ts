@@ -199,7 +199,7 @@ export class ImapFrontEnd implements FrontEnd {
     }
   }
 
-  saslError(base64: string, failureReply: string, closeAfter: boolean): void {
+  saslError(base64: string, failureReply: string | Buffer, closeAfter: boolean): void {
     // the AUTHENTICATE line's exchange goes on: the next line is a response under the same tag
     this.#parser.awaitResponse();
     this.#dispatcher.saslErrorChallenge(base64, failureReply, closeAfter, () => this.afterAuthFailure());

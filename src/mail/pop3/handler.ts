@@ -176,7 +176,7 @@ export class Pop3FrontEnd implements FrontEnd {
     this.#dispatcher.reset();
   }
 
-  saslError(base64: string, failureReply: string, closeAfter: boolean): void {
+  saslError(base64: string, failureReply: string | Buffer, closeAfter: boolean): void {
     this.#dispatcher.saslErrorChallenge(base64, failureReply, closeAfter, () => this.afterAuthFailure());
   }
 

@@ -263,7 +263,7 @@ export class SmtpFrontEnd implements FrontEnd {
     this.#parser.setMode("command");
   }
 
-  saslError(base64: string, failureReply: string, closeAfter: boolean): void {
+  saslError(base64: string, failureReply: string | Buffer, closeAfter: boolean): void {
     this.#parser.setMode("response");
     this.#dispatcher.saslErrorChallenge(base64, failureReply, closeAfter, () => this.afterAuthFailure());
   }

@@ -89,6 +89,19 @@ test("buildAuthRequest() writes the SMTP none example with TLS, unescaped", () =
   assert.doesNotMatch(text({ session: smtp }), /Auth-SMTP/);
 });
 
+test("buildAuthRequest() passes 8-bit HELO, MAIL and RCPT bytes as they came (SMTPUTF8), never re-encoded", () => {
+  // the SMTP front end holds them as byte strings: "jos\xC3\xA9" is the UTF-8 of "josé" as the client sent it
+  const smtp: SessionInfo = {
+    ...IMAP,
+    protocol: "smtp",
+    smtp: { helo: "h\xC3\xA9llo", esmtp: true, clientHost: "", from: "MAIL FROM:<jos\xC3\xA9@example.com> SMTPUTF8", to: "RCPT TO:<u@example.com>" },
+  };
+  const wire = buildAuthRequest(input({ session: smtp, credentials: { method: "none", login: Buffer.alloc(0), password: Buffer.alloc(0) } }));
+  assert.ok(wire.includes(Buffer.from("Auth-SMTP-Helo: h\u00e9llo\r\n", "utf8")), wire.toString("latin1"));
+  assert.ok(wire.includes(Buffer.from("Auth-SMTP-From: MAIL FROM:<jos\u00e9@example.com> SMTPUTF8\r\n", "utf8")), wire.toString("latin1"));
+  assert.ok(!wire.includes(Buffer.from([0xc3, 0x83])), "no byte encoded twice");
+});
+
 test("buildAuthRequest() writes PROXY protocol addresses after Client-IP", () => {
   const s: SessionInfo = { ...IMAP, clientAddr: "192.0.2.10", proxyProtocol: { srcAddr: "192.0.2.10", srcPort: 51000, dstAddr: "198.51.100.5", dstPort: 143 } };
   assert.match(
