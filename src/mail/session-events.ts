@@ -213,10 +213,11 @@ export class SessionEvents implements SessionFacts {
     this.#moveTo("auth");
   }
 
-  /** auth_http answered. */
+  /** auth_http answered, or the failure throttle refused without asking it (a refusal, but no auth_http answer to count). */
   authDone(outcome: AuthOutcome): void {
     const result = outcome.kind === "ok" ? "ok" : outcome.kind;
     this.authStatus = result;
+    if (outcome.kind === "refused" && outcome.throttled) return;
     metrics.add(AUTH_HTTP, [result]);
     metrics.observe(AUTH_HTTP_SECONDS, [], (Date.now() - this.#authStart) / 1000);
     if (outcome.kind === "ok") {

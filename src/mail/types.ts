@@ -122,6 +122,8 @@ export type AuthOutcome =
       readonly authErrorSasl?: Buffer | undefined;
       /** Auth-Error-SASL checked (OAuth logins only): base64 sent as a challenge before the refusal (RFC 7628 §3.2.2) */
       readonly saslError?: string | undefined;
+      /** Refused by the failure throttle (limits/auth-throttle.ts): auth_http was not asked */
+      readonly throttled?: true | undefined;
     }
   /** transport or protocol failure, already logged: the client gets the internal error */
   | { readonly kind: "error" };

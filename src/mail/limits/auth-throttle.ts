@@ -85,7 +85,7 @@ async function throttledAttempt(
   if (decision.kind === "refuse") {
     log.write(level, `limiting authentication, failures: ${failures} by zone "${zone.name}"`);
     countLimitHit(log, { kind: "auth_refuse", ...hit });
-    return { kind: "refused", ...THROTTLE_REFUSALS[server.protocol] };
+    return { kind: "refused", ...THROTTLE_REFUSALS[server.protocol], throttled: true };
   }
   if (decision.kind === "delay") {
     log.write(LOG_LEVELS[LOG_LEVELS.indexOf(level) + 1]!, `delaying authentication for ${decision.ms}ms, failures: ${failures} by zone "${zone.name}"`);

@@ -3,7 +3,8 @@
  * metrics and the access log"): a client refused by limit_conn and one
  * refused by the failure throttle end as `limit` in $mail_session_end, and
  * postern_limits_hit_total counts each kind (a throttle refusal is a refused
- * authentication: $mail_auth_status says refused); a delayed attempt is counted
+ * authentication: $mail_auth_status says refused, but no auth_http answer
+ * is counted); a delayed attempt is counted
  * as a delay and its session does not end as `limit`.
  */
 import { test } from "node:test";
@@ -71,6 +72,8 @@ test("limit_conn and failure-throttle refusals end as 'limit' in the access log 
     assert.equal(await metric(metricsPort!, 'postern_limits_hit_total{limit="conn"}'), 1);
     assert.equal(await metric(metricsPort!, 'postern_limits_hit_total{limit="auth_delay"}'), 1);
     assert.equal(await metric(metricsPort!, 'postern_limits_hit_total{limit="auth_refuse"}'), 1);
+    // the throttle's refusal is no auth_http answer: the counter has the two the service gave
+    assert.equal(await metric(metricsPort!, 'postern_auth_http_requests_total{result="refused"}'), 2);
   } finally {
     await proxy.stop();
     await auth.close();
