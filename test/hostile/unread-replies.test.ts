@@ -17,7 +17,7 @@ import { startNginx } from "../support/nginx.js";
 import { startPostern } from "../support/postern.js";
 import { connectTo, eventually, logLines, startBed, type Bed } from "./env.js";
 
-const TIMEOUT_MS = 8000;
+const TIMEOUT_MS = 15_000;
 
 /** The proxy's end of a client's connection in /proc/net/tcp: its state, or undefined when gone. */
 function serverState(proxyPort: number, clientPort: number): string | undefined {
@@ -35,16 +35,16 @@ const ESTABLISHED = "01";
  * The client, in Python for its fixed 4 KiB receive buffer (Node's sockets
  * cannot set one): reads nothing and sends CAPA (8 bytes: POP3's 128-byte
  * buffer holds a whole number of them, so pipelining them is never a
- * command too long), 100 at a time while the proxy's kernel takes the
- * replies (its send buffer grows to megabytes), 4 at a time once it
- * stalls, so that only a few kilobytes of replies wait in the proxy
+ * command too long), 100 at a time (a round every `fast` seconds) while the
+ * proxy's kernel takes the replies (its send buffer grows to megabytes), 4
+ * at a time (every `slow` seconds) once it stalls, so that only a few kilobytes of replies wait in the proxy
  * itself; when neither end's queue has moved for ten rounds (the send
- * buffer grows for a while after a first stall), QUIT. It prints its
+ * buffer may grow for a while after a first stall), QUIT. It prints its
  * port and holds the connection until its stdin closes.
  */
 const CLIENT = `
 import socket, sys, time
-port = int(sys.argv[1])
+port, fast, slow = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.connect(("127.0.0.1", port))
@@ -58,9 +58,9 @@ def queues():
         if len(f) > 4 and f[1].endswith(":" + hx(me)) and f[2].endswith(":" + hx(port)): found["unread"] = int(f[4].split(":")[1], 16)
     return found
 last, steady, n = queues(), 0, 16
-for i in range(5000):
+for i in range(20000):
     s.sendall(b"CAPA x\\r\\n" * n)
-    time.sleep(0.01)
+    time.sleep(fast if n == 100 else slow)
     now = queues()
     steady = steady + 1 if now == last and now.get("unread", 0) > 0 else 0
     n = 100 if now.get("unsent", 0) - last.get("unsent", 0) >= n * 40 else 4
@@ -73,9 +73,16 @@ print(me, flush=True)
 sys.stdin.read()
 `;
 
-/** A client that has stopped reading: its port, and stop() to let go of it. */
-async function stopReading(port: number): Promise<{ clientPort: number; stop: () => void }> {
-  const child = spawn("python3", ["-c", CLIENT, String(port)], { stdio: ["pipe", "pipe", "inherit"] });
+/**
+ * A client that has stopped reading: its port, and stop() to let go of it.
+ * `timeout` is a deadline from the greeting that commands do not re-arm
+ * (nginx's and Postern's): the filling must end well within it. Paces that
+ * do, found by trying: 10 ms rounds throughout for nginx (it stops reading
+ * at its first unsent reply); for Postern 2 ms rounds, then 30 ms ones (it
+ * reads on, and its kernel buffer keeps growing after a first stall).
+ */
+async function stopReading(port: number, paces: readonly [fast: number, slow: number]): Promise<{ clientPort: number; stop: () => void }> {
+  const child = spawn("python3", ["-c", CLIENT, String(port), ...paces.map(String)], { stdio: ["pipe", "pipe", "inherit"] });
   const line = await new Promise<string>((resolve) => {
     let out = "";
     child.stdout.on("data", (d: Buffer) => {
@@ -96,7 +103,7 @@ async function closedWithin(bed: Bed, clientPort: number, ms: number): Promise<v
 test("nginx closes a client that stops reading its replies after `timeout` (the oracle)", async () => {
   const bed = await startBed({ start: startNginx, timeout: `${TIMEOUT_MS}ms` });
   try {
-    const client = await stopReading(bed.ports.pop3);
+    const client = await stopReading(bed.ports.pop3, [0.01, 0.01]);
     await closedWithin(bed, client.clientPort, TIMEOUT_MS * 2);
     assert.ok(logLines(bed, "info", "client timed out (110: Connection timed out)").length >= 1, bed.proxy.errorLog());
     client.stop();
@@ -116,7 +123,7 @@ test("Postern closes a session ended with its replies unsent once the client has
     let held: { clientPort: number; stop: () => void } | undefined;
     for (let attempt = 0; attempt < 5 && !held; attempt++) {
       const quits = logLines(bed, "debug", "close mail connection: client quit").length;
-      const client = await stopReading(bed.ports.pop3);
+      const client = await stopReading(bed.ports.pop3, [0.002, 0.03]);
       try {
         await eventually(() => logLines(bed, "debug", "close mail connection: client quit").length > quits, 1000, "QUIT read");
         held = client;
