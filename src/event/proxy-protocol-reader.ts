@@ -30,6 +30,7 @@ export function readProxyProtocol(socket: Socket, timeoutMs: number, log: Connec
       socket.off("data", onData);
       socket.off("error", onError);
       socket.off("end", onEnd);
+      socket.off("close", onClose);
       socket.pause();
       resolve(r);
     };
@@ -52,6 +53,8 @@ export function readProxyProtocol(socket: Socket, timeoutMs: number, log: Connec
       log.error('broken header: ""');
       done({ kind: "close" });
     };
+    // destroyed meanwhile (worker shutdown): nothing to log, and no timer left to report a timeout later
+    const onClose = (): void => done({ kind: "close" });
     const timer = setTimeout(() => {
       log.info("client timed out (110: Connection timed out)");
       done({ kind: "close" });
@@ -59,6 +62,7 @@ export function readProxyProtocol(socket: Socket, timeoutMs: number, log: Connec
     socket.on("data", onData);
     socket.on("error", onError);
     socket.on("end", onEnd);
+    socket.on("close", onClose);
     socket.resume();
   });
 }

@@ -10,6 +10,8 @@ interface Connection {
   readonly client: Socket;
   readonly outcome: Promise<ProxyReadOutcome>;
   readonly sink: MemorySink;
+  /** The accepted side, which the reader reads. */
+  readonly side: Socket;
   close(): Promise<void>;
 }
 
@@ -36,6 +38,7 @@ async function openConnection(timeoutMs: number): Promise<Connection> {
     client,
     outcome,
     sink,
+    side: side!,
     async close(): Promise<void> {
       client.destroy();
       side?.destroy();
@@ -105,3 +108,17 @@ test("nothing sent: client timed out, after the timeout and not before", async (
   assert.deepEqual(outcome, { kind: "close" });
   assert.match(conn.sink.contents, /\[info\] .*client timed out \(110: Connection timed out\) while reading PROXY protocol/);
 });
+
+test(
+  "a connection destroyed while its header is awaited (worker shutdown) ends the wait: no timer left to log a timeout later (mock timers)",
+  { timeout: 10_000 },
+  async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    const conn = await openConnection(150);
+    conn.side.destroy();
+    assert.deepEqual(await conn.outcome, { kind: "close" });
+    t.mock.timers.tick(1000);
+    assert.doesNotMatch(conn.sink.contents, /timed out/);
+    await conn.close();
+  },
+);

@@ -76,8 +76,8 @@ export function decide(response: AuthResponse, input: DecisionInput): Decision {
   if (password === undefined && input.protocol !== "smtp") {
     return fail(`auth http server ${input.peer} did not send password`);
   }
-  const host = server.toString("latin1");
-  if (isIP(host) === 0) return fail(`auth http server ${input.peer} sent invalid server address:"${logEscape(server)}"`);
+  const host = serverAddress(server.toString("latin1"));
+  if (host === undefined) return fail(`auth http server ${input.peer} sent invalid server address:"${logEscape(server)}"`);
   const portText = port.toString("latin1");
   const portNumber = /^[0-9]+$/.test(portText) ? Number(portText) : NaN;
   if (!(portNumber >= 1 && portNumber <= 65535)) {
@@ -94,6 +94,19 @@ export function decide(response: AuthResponse, input: DecisionInput): Decision {
 /** Auth-Error-SASL carried on unchecked, only when sent (outcome.ts checks it for OAuth logins). */
 function withErrorSasl(response: AuthResponse): { authErrorSasl?: Buffer } {
   return response.errorSasl ? { authErrorSasl: response.errorSasl } : {};
+}
+
+/**
+ * Auth-Server as nginx's ngx_parse_addr takes it: IPv4 (octets may have
+ * leading zeros: `010.0.0.1` is 10.0.0.1) or IPv6 without a zone (`%eth0`);
+ * the address in its usual form, or undefined.
+ */
+function serverAddress(text: string): string | undefined {
+  if (/^[0-9]+(\.[0-9]+){3}$/.test(text)) {
+    const octets = text.split(".").map(Number);
+    return octets.every((o) => o <= 255) ? octets.join(".") : undefined;
+  }
+  return isIP(text) === 6 && !text.includes("%") ? text : undefined;
 }
 
 /** An OK answer's Auth-Method (the backend login's mechanism), carried on unchecked only when sent. */

@@ -58,6 +58,10 @@ test("success needs server and port, and for IMAP/POP3 a password", () => {
   assert.equal(errorLine("Auth-Port: 143\n"), "auth http server 127.0.0.1:9000 did not send server or port");
   assert.equal(errorLine("Auth-Server: 127.0.0.1\nAuth-Port: 143\n", input("pop3", null)), "auth http server 127.0.0.1:9000 did not send password");
   assert.equal(errorLine("Auth-Server: localhost\nAuth-Port: 143\n"), 'auth http server 127.0.0.1:9000 sent invalid server address:"localhost"');
+  // as nginx's ngx_parse_addr: no IPv6 zone, no octet over 255
+  for (const bad of ["fe80::1%eth0", "::1%lo", "10.0.0.256", "1.2.3", "1.2.3.4.5", "0x7f.0.0.1"]) {
+    assert.equal(errorLine(`Auth-Server: ${bad}\nAuth-Port: 143\n`), `auth http server 127.0.0.1:9000 sent invalid server address:"${bad}"`);
+  }
   for (const port of ["0", "65536", "x", "-1"]) {
     assert.equal(errorLine(`Auth-Server: 127.0.0.1\nAuth-Port: ${port}\n`), `auth http server 127.0.0.1:9000 sent invalid server port:"${port}"`);
   }
@@ -69,6 +73,9 @@ test("success without Auth-Status proxies, with the response's login and passwor
     kind: "final",
     outcome: { kind: "ok", backend: { host: "::1", port: 65535 }, login: Buffer.from("user"), password: Buffer.from("clear") },
   });
+  // octets with leading zeros are decimal, as nginx's ngx_inet_addr reads them
+  const zeros = decide(response("Auth-Server: 010.000.0.01\nAuth-Port: 143\nAuth-Pass: p\n"), input("pop3", null));
+  assert.ok(zeros.kind === "final" && zeros.outcome.kind === "ok" && zeros.outcome.backend.host === "10.0.0.1");
   // SMTP needs no password
   const s = decide(response("Auth-Status: OK\nAuth-Server: 10.0.0.1\nAuth-Port: 25\n"), input("smtp", null));
   assert.ok(s.kind === "final" && s.outcome.kind === "ok" && s.outcome.password.length === 0);
