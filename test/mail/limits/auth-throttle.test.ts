@@ -101,7 +101,7 @@ test("the wrapper: delays before auth_http, refuses without it, forgets after th
   await fifth;
   assert.equal(calls.length, 4);
   const refused = await attempt("u6");
-  assert.deepEqual(refused, { kind: "refused", message: "[UNAVAILABLE] Too many authentication failures, try later" });
+  assert.deepEqual(refused, { kind: "refused", message: "[UNAVAILABLE] Too many authentication failures, try later", throttled: true });
   assert.equal(calls.length, 4);
   assert.equal(sessionLimitHit(log), "auth_refuse");
   assert.match(sink.contents, /\[error\] \d+#\d+: \*1 limiting authentication, failures: 4 by zone "unit", client: 192\.0\.2\.1/);
@@ -142,7 +142,7 @@ test("the login count: an empty login counts for its address only, `smtp_auth no
   });
   const attempt = (addr: string, method: string, login: string): Promise<AuthOutcome> =>
     authenticate(server!, from(addr), { method, login: Buffer.from(login), password: Buffer.from("x") } as never, 1, log, new Cancellation());
-  const throttledReply = { kind: "refused", message: "Too many authentication failures, try later", errorCode: "454 4.7.0" };
+  const throttledReply = { kind: "refused", message: "Too many authentication failures, try later", errorCode: "454 4.7.0", throttled: true };
 
   // two failures with an empty login from one address: that address is refused, another one with an empty login is not
   await attempt("192.0.2.1", "plain", "");
