@@ -296,6 +296,12 @@ export interface Cluster {
 }
 
 /** The mail block of node `name`. */
+/**
+ * One node's configuration. The store's timeout is 2s, not the default
+ * 100 ms: the tests count and resume across nodes, and on a loaded CI
+ * machine Redis can take longer than 100 ms to answer, which falls back to
+ * node-local state (a CI run lost every shared test of a lane that way).
+ */
 export function nodeConfig(o: {
   name: string;
   authPort: number;
@@ -322,7 +328,7 @@ mail {
   ${o.nodeHeader === false ? "" : `auth_http_header X-Postern-Node ${o.name};`}
   set_real_ip_from 127.0.0.1;
   metrics_listen 127.0.0.1:${o.metricsPort};
-  shared_store redis 127.0.0.1:${o.redisPort} secret_file=${o.secretFile};
+  shared_store redis 127.0.0.1:${o.redisPort} secret_file=${o.secretFile} timeout=2s;
   ssl_certificate ${tls.serverEcdsa.cert};
   ssl_certificate_key ${tls.serverEcdsa.key};
   ssl_protocols TLSv1.2 TLSv1.3;
