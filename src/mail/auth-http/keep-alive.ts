@@ -2,8 +2,11 @@
  * One request over a kept-alive HTTP/1.1 connection (auth_http_keepalive):
  * an idle connection of the pool if there is one, else a new one. The
  * answer's meaning is read as nginx reads it (response.ts: a 1024-byte
- * header block); framing.ts decides where the message ends, and only a
- * complete, well-framed message lets the connection back into the pool.
+ * header block), and the login goes on as soon as that block is in, as in
+ * nginx; framing.ts decides where the message ends, and the body is read
+ * meanwhile (within auth_http_timeout) only to decide the connection's
+ * fate: a complete, well-framed message lets it back into the pool, a
+ * slow, broken or oversized body closes it.
  *
  * Retrying: a pooled connection found closed before anything was written
  * is replaced by a fresh one (takeIdle skips it); once the request was
@@ -38,7 +41,8 @@ export function exchangeKeepAlive(p: ExchangeParams, limits: KeepAliveLimits): P
     const opened = reused ? undefined : openPeerSocket(target, p.tls);
     const socket: Socket = reused ?? opened!.socket;
     let written = false;
-    let settled = false;
+    let settled = false; // the connection is done with: pooled or destroyed
+    let answered = false; // the login has its result (the body may still be read)
     let received: Buffer = Buffer.alloc(0);
     let answer: AuthResponse | undefined;
     let body: BodyReader | undefined;
@@ -47,11 +51,18 @@ export function exchangeKeepAlive(p: ExchangeParams, limits: KeepAliveLimits): P
 
     const fail = (message: string | undefined, level: "error" | "crit" = "error"): void =>
       finish({ kind: "failed", log: message === undefined ? undefined : { level, message }, fault: true });
+    /** The login's result; once given, later failures only close the connection (their lines are not logged). */
+    const deliver = (result: ExchangeResult): void => {
+      if (answered) return;
+      answered = true;
+      signal?.removeEventListener("abort", onAbort);
+      resolve(result);
+    };
     const finish = (result: ExchangeResult, keep = false): void => {
+      deliver(result);
       if (settled) return;
       settled = true;
       disarmTimer(log, "auth_http_timeout", timer);
-      signal?.removeEventListener("abort", onAbort);
       socket.off("data", onData);
       socket.off("end", onEnd);
       socket.off("close", onEnd);
@@ -59,7 +70,6 @@ export function exchangeKeepAlive(p: ExchangeParams, limits: KeepAliveLimits): P
       if (opened) socket.off(opened.readyEvent, send);
       if (keep) putIdle(key, socket, limits.max, idleMs);
       else socket.destroy();
-      resolve(result);
     };
     const onAbort = (): void => finish({ kind: "failed", log: undefined, fault: false });
     const timer = armTimer(log, "auth_http_timeout", p.timeout, () => finish({ kind: "failed", log: timedOut(peer), fault: true }));
@@ -94,6 +104,8 @@ export function exchangeKeepAlive(p: ExchangeParams, limits: KeepAliveLimits): P
           reusable = framing.reusable;
           if (framing.idleMs !== undefined) idleMs = Math.min(idleMs, Math.max(0, framing.idleMs - 1000));
           body = new BodyReader(framing);
+          // the header block decides the login, as in nginx: a slow body never holds it up
+          deliver({ kind: "response", response: answer });
           return afterBody(body.push(received.subarray(state.end)));
       }
     };
