@@ -173,10 +173,13 @@ export class SyslogSink implements LogSink {
   #busy = false;
   #closed = false;
   #owner: ErrorLog | undefined;
+  /** How lines become bytes: utf8 for the error log's text, latin1 for access-log lines (byte strings). */
+  readonly #encoding: "utf8" | "latin1";
 
-  constructor(target: SyslogTarget, level: LogLevel) {
+  constructor(target: SyslogTarget, level: LogLevel, encoding: "utf8" | "latin1" = "utf8") {
     this.level = level;
     this.#target = target;
+    this.#encoding = encoding;
     // connected now, so that lines written just before an exit are not left waiting
     this.#connect();
   }
@@ -203,7 +206,7 @@ export class SyslogSink implements LogSink {
 
   #send(socket: UdpSocket, datagram: string): void {
     try {
-      socket.send(datagram, (err) => {
+      socket.send(Buffer.from(datagram, this.#encoding), (err) => {
         if (err) this.#failed(socket, err);
       });
     } catch (err) {

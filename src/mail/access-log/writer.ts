@@ -133,12 +133,12 @@ export class AccessLogSyslog implements AccessLogWriter {
 
   constructor(target: SyslogTarget) {
     this.#target = target;
-    this.#sink = new SyslogSink(target, "debug");
+    this.#sink = new SyslogSink(target, "debug", "latin1");
   }
 
+  /** The line's bytes as they are (an 8-bit login with escape=json or none is not made U+FFFD). */
   write(line: string): void {
-    const text = Buffer.from(line, "latin1").toString("utf8");
-    this.#sink.write(this.#target.severity ?? "info", text, text);
+    this.#sink.write(this.#target.severity ?? "info", line, line);
   }
 
   flush(): void {}
