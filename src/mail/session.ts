@@ -21,6 +21,7 @@ import { describeSystemError } from "../core/errors.js";
 import { ConnectionLog, type ErrorLog } from "../core/log.js";
 import { CommandBuffer, type CommandReader } from "./command-buffer.js";
 import { maxErrorsDirective, serverName, timeoutDirective } from "./core-module.js";
+import { endConnection } from "./session-end.js";
 import { handOffToProxy } from "./session-handoff.js";
 import type { FrontEnd, MailProtocol, SessionPort, StarttlsMode } from "./front-end.js";
 import type { ListenSpec } from "./listen.js";
@@ -81,7 +82,7 @@ export class Session implements SessionPort {
   #salt: string | undefined;
   #deadline: NodeJS.Timeout | undefined;
   #wait: NodeJS.Timeout | undefined;
-  #linger: NodeJS.Timeout | undefined; // closed with replies unsent: how long the client has to read them
+  #stopLinger: (() => void) | undefined; // closed with replies unsent: the wait for the client to read them
   #abort: Cancellation | undefined; // made when auth_http starts: aborted when the session closes
   #resolveFinished!: () => void;
   /** Settles once the client connection is gone, whatever the stage. */
@@ -263,14 +264,9 @@ export class Session implements SessionPort {
     this.#stage = "closed";
     this.#clearTimers();
     this.#abort?.cancel();
-    // Ending on the next turn lets a TLS 1.3 socket that has just finished its handshake send close_notify (ending at once skips it, nginx does not).
-    const socket = this.#socket;
-    setImmediate(() => {
-      const unsent = socket.writableLength > 0;
-      socket.end();
-      socket.destroySoon?.();
-      // the last replies wait on a client that reads no more: nginx's send timer (`timeout`) ends the connection then, else it would be held for good
-      if (unsent && !socket.destroyed) this.#linger = setTimeout(() => this.#lingerExpired(), this.server.conf.get(timeoutDirective));
+    this.#stopLinger = endConnection(this.#socket, this.server.conf.get(timeoutDirective), () => {
+      this.log.info("client timed out (110: Connection timed out)");
+      this.#destroy("timeout expired");
     });
   }
 
@@ -451,12 +447,7 @@ export class Session implements SessionPort {
   #clearTimers(): void {
     this.#deadline = disarmTimer(this.log, "timeout", this.#deadline);
     this.#wait = disarmTimer(this.log, "Auth-Wait", this.#wait);
-    clearTimeout(this.#linger);
-  }
-
-  #lingerExpired(): void {
-    this.log.info("client timed out (110: Connection timed out)");
-    this.#destroy("timeout expired");
+    this.#stopLinger?.();
   }
 
   #sendAndClose(reply: string | Buffer, reason: string): void {
