@@ -74,7 +74,7 @@ export interface SessionFacts {
 /** Writes a finished session somewhere (the access logs of its server). */
 export type SessionSink = (facts: SessionFacts) => void;
 
-/** The sink of a server's access logs, if it has any: read when the session ends, by the server it ended in. */
+/** The sink of a server's access logs (undefined without one): read when the session ends, by the server it ended in. */
 export type SinkOf = (server: MailServer) => SessionSink | undefined;
 
 /** Maps the session core's close reasons (debug-log wording) to $mail_session_end. */
