@@ -64,6 +64,14 @@ const SEALED: Readonly<Record<SealedField, true>> = {
 };
 const FIELDS = Object.keys(SEALED) as SealedField[];
 
+/**
+ * The sealed format's version. Entries of a Postern that sealed fewer
+ * headers (before Auth-Proxy-SSL and the rest were kept) still sit in a
+ * shared store for up to `ok=` after an upgrade: without it they would open
+ * as answers without those headers.
+ */
+const FORMAT = "2";
+
 export class AuthAnswerCache {
   readonly #store: AuthAnswerStore;
   readonly #conf: AuthCacheConf;
@@ -118,7 +126,7 @@ function derive(secret: Buffer, purpose: string, scope: string, request: Buffer)
 
 /** iv | tag | AES-256-GCM(JSON of the answer's fields, base64). */
 function seal(response: AuthResponse, key: Buffer): Buffer {
-  const plain: Record<string, string> = {};
+  const plain: Record<string, string> = { v: FORMAT };
   for (const f of FIELDS) {
     const v = response[f];
     if (v !== undefined) plain[f] = v.toString("base64");
@@ -151,7 +159,7 @@ function open(sealed: Buffer, key: Buffer): AuthResponse | undefined {
   } finally {
     text.fill(0);
   }
-  if (typeof parsed !== "object" || parsed === null) return undefined;
+  if (typeof parsed !== "object" || parsed === null || (parsed as { v?: unknown }).v !== FORMAT) return undefined;
   const fields: Partial<Record<(typeof FIELDS)[number], Buffer>> = {};
   for (const f of FIELDS) {
     const v = (parsed as Record<string, unknown>)[f];

@@ -4,6 +4,7 @@
  * long, and what never hits an old entry. Real auth service over sockets.
  */
 import { after, test } from "node:test";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import assert from "node:assert/strict";
 import { authenticate } from "../../../src/mail/auth-http/client.js";
 import { AuthAnswerCache, type AuthCacheConf } from "../../../src/mail/auth-http/cache.js";
@@ -204,4 +205,37 @@ test("IPC messages are checked field by field", () => {
     assert.equal(isRequest(bad), false, JSON.stringify(bad));
   assert.ok(isReply({ type: "postern:authCache", op: "reply", seq: 3, value: null }));
   assert.equal(isReply({ type: "postern:authCache", op: "reply", seq: 3, value: 5 }), false);
+});
+
+test("an entry sealed in the older format (fewer headers kept) is a miss, never an answer without its Auth-Proxy-SSL", async () => {
+  const { auth, params } = await setup(okTo(1143, [["Auth-Proxy-SSL", "on"]]));
+  const store = new MemoryAnswerStore(1 << 20);
+  const secret = Buffer.alloc(32, 9);
+  const spy = {
+    get: (id: string) => Promise.resolve(store.get(id)),
+    set: (id: string, v: Buffer, ttl: number) => store.set(id, v, ttl),
+    secret: () => Promise.resolve(secret),
+  };
+  const conf: AuthCacheConf = { zone: "old", size: 1 << 20, okMs: 60_000, failMs: 0 };
+  const p = params();
+  const cached = { ...p, settings: { ...p.settings, cache: new AuthAnswerCache(spy, conf, "s") } };
+  assert.equal((await authenticate(cached)).kind, "ok");
+  // rewrite the entry as the older format had it: the same fields, no version, no Auth-Proxy-SSL
+  const request = Buffer.from(auth.requests[0]!, "latin1");
+  const hmac = (purpose: string): Buffer => createHmac("sha256", secret).update(`${purpose}\0s\0`).update(request).digest();
+  const id = hmac("id").toString("hex");
+  const sealed = store.get(id)!;
+  const decipher = createDecipheriv("aes-256-gcm", hmac("seal"), sealed.subarray(0, 12));
+  decipher.setAuthTag(sealed.subarray(12, 28));
+  const fields = JSON.parse(Buffer.concat([decipher.update(sealed.subarray(28)), decipher.final()]).toString("utf8")) as Record<string, string>;
+  assert.ok(fields.proxySsl !== undefined && fields.v !== undefined, JSON.stringify(Object.keys(fields)));
+  const { v: _v, proxySsl: _p, ...old } = fields;
+  const iv = randomBytes(12);
+  const cipher = createCipheriv("aes-256-gcm", hmac("seal"), iv);
+  const body = Buffer.concat([cipher.update(JSON.stringify(old), "utf8"), cipher.final()]);
+  store.set(id, Buffer.concat([iv, cipher.getAuthTag(), body]), 60_000);
+  // the next login asks the service again, and gets its Auth-Proxy-SSL
+  const again = await authenticate(cached);
+  assert.equal(auth.parsed.length, 2);
+  assert.deepEqual(again.kind === "ok" && again.backend.tls, { kind: "valid", mode: "on", name: undefined });
 });
